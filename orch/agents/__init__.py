@@ -1,0 +1,1 @@
+"""Built-in agents, registered through the ``orch_agents`` hook like any plugin's."""

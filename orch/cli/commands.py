@@ -1,0 +1,236 @@
+"""The built-in client commands, registered through ``orch_cli_commands`` like any plugin's."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from orch.cli import output
+from orch.cli.options import ClientContext, OrchCommandError, client_options
+from orch.core.hookspecs import hookimpl
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _exit(code: int) -> None:
+    if code:
+        sys.exit(code)
+
+
+@click.command()
+@client_options
+def ping(orch: ClientContext) -> None:
+    """Ping every matching node and show its round-trip time.
+
+    Returns as soon as the replies stop coming (or, with -I names or --nodes, as soon as
+    every listed node answered). Exit code 1 if nobody, or not every listed node, answered.
+    """
+    progress = output.Progress(enabled=not orch.json)
+    nodes = orch.known_nodes()
+    if nodes is not None:
+        progress.expect(nodes)
+    result = orch.client().ping(orch.filter, nodes, on_reply=progress.advance)
+    progress.done()
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        for name in sorted(result.replies, key=lambda n: result.rtt[n]):
+            click.echo(f"{name:<40} time={result.rtt[name] * 1000:.2f} ms")
+        times = [t * 1000 for t in result.rtt.values()]
+        click.echo("\n---- ping statistics ----")
+        if times:
+            click.echo(f"{len(times)} replies max: {max(times):.2f} min: {min(times):.2f} "
+                       f"avg: {sum(times) / len(times):.2f}")
+        else:
+            click.echo("No responses received")
+        output.print_problems(result)
+    _exit(EXIT_OK if result.replies and not result.missing and not result.error
+          else EXIT_FAILED)
+
+
+def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | None) -> None:
+    from orch.core.plugins import default_registry
+    from orch.ddl.help import action_help, agent_help
+
+    agents = default_registry().agents()
+    if agent is None:
+        click.echo(orch_ctx.get_help())
+        click.echo("\nInstalled agents: " + ", ".join(sorted(agents)))
+        return
+    if agent not in agents:
+        raise click.UsageError(f"no DDL for agent {agent!r} installed here; installed: "
+                               f"{', '.join(sorted(agents))}")
+    ddl = agents[agent].ddl()
+    if action is None:
+        click.echo(agent_help(ddl))
+        return
+    action_ddl = ddl.action(action)
+    if action_ddl is None:
+        raise click.UsageError(f"agent {agent!r} has no action {action!r}; its actions: "
+                               f"{', '.join(sorted(ddl.actions))}")
+    click.echo(action_help(ddl, action_ddl))
+
+
+@click.command(add_help_option=False)
+@click.argument("agent", required=False)
+@click.argument("action", required=False)
+@click.argument("arguments", nargs=-1)
+@click.option("--display", type=click.Choice(output.DISPLAY_CHOICES),
+              help="Which replies to show (default: the action's DDL display policy).")
+@click.option("-h", "--help", "show_help", is_flag=True,
+              help="Show this help, or the generated help of AGENT [ACTION].")
+@client_options
+@click.pass_context
+def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str | None,
+        arguments: tuple[str, ...], display: str | None, show_help: bool) -> None:
+    """Run AGENT's ACTION with name=value ARGUMENTS on every matching node.
+
+    Values are typed by the action's DDL (or, without one, read as JSON when they look
+    like numbers, booleans, lists or objects). Exit code 0 when every node answered OK,
+    1 when any failed or did not answer, 2 for usage errors.
+    """
+    if show_help or agent is None or action is None:
+        _print_rpc_help(ctx, agent, action)
+        if not show_help:
+            raise click.UsageError("AGENT and ACTION are required")
+        return
+    from orch.ddl.arguments import parse_arguments
+
+    client = orch.client()
+    ddl = client.action_ddl(agent, action)
+    data = parse_arguments(arguments, ddl)
+    progress = output.Progress(enabled=not orch.json)
+
+    def show(reply: Any, result: Any) -> None:
+        progress.advance()
+
+    result = client.call(agent, action, data, filter=orch.filter, nodes=orch.known_nodes(),
+                         on_discovered=progress.expect, on_reply=show)
+    progress.done()
+    if orch.json:
+        output.print_json(output.result_document(result))
+    elif result.expected == []:
+        raise OrchCommandError("No request sent, no nodes matched the filter")
+    else:
+        for name in sorted(result.replies):
+            reply = result.replies[name]
+            if output.should_display(reply, display, ddl):
+                output.print_reply(reply, ddl, orch.verbose)
+        output.print_summary(result, orch.verbose)
+    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+@click.command()
+@client_options
+def find(orch: ClientContext) -> None:
+    """Print the identity of every matching node, one per line.
+
+    Exit code 1 when no node matched.
+    """
+    nodes = orch.known_nodes()
+    if nodes is None:
+        nodes = orch.client().discover(orch.filter)
+    if orch.json:
+        output.print_json({"nodes": nodes})
+    else:
+        for name in nodes:
+            click.echo(name)
+    _exit(EXIT_OK if nodes else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("fact")
+@client_options
+def facts(orch: ClientContext, fact: str) -> None:
+    """Show how the values of FACT are distributed over the matching nodes.
+
+    FACT may be a dotted path into nested facts (os.family). -v lists the nodes of each value.
+    """
+    result = orch.client().call("rpcutil", "get_fact", {"fact": fact}, filter=orch.filter,
+                                nodes=orch.known_nodes())
+    groups = result.group_by("value")
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    if orch.json:
+        output.print_json({
+            "fact": fact,
+            "values": [{"value": result.replies[names[0]].data.get("value"),
+                        "count": len(names), "nodes": names} for _, names in ordered],
+            "failed": result.failed, "missing": result.missing, "error": result.error,
+            "stats": output.stats_document(result),
+        })
+    else:
+        click.echo(f"Report for fact: {fact}\n")
+        width = max((len(value) for value in groups), default=0)
+        for value, names in ordered:
+            click.echo(f"        {value:<{width}}  found {len(names)} times")
+            if orch.verbose:
+                for name in names:
+                    click.echo(f"            {name}")
+        click.echo()
+        output.print_summary(result)
+    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("node")
+@client_options
+def inventory(orch: ClientContext, node: str) -> None:
+    """Show NODE's agents, facts, classes and daemon statistics."""
+    result = orch.client().call("rpcutil", "inventory", nodes=[node])
+    reply = result.replies.get(node)
+    if orch.json:
+        output.print_json(output.result_document(result))
+    elif reply is None:
+        raise OrchCommandError(f"no response from {node}" +
+                               (f": {result.error}" if result.error else ""))
+    elif not reply.ok:
+        raise OrchCommandError(f"{node}: {reply.statuscode.label}: {reply.statusmsg}")
+    else:
+        data = reply.data
+        click.echo(f"Inventory for {node}:\n")
+        click.echo(f"   orch version: {data.get('version')}")
+        click.echo(f"   collective:   {data.get('main_collective')}")
+        stats = data.get("stats", {})
+        click.echo(f"   uptime:       {stats.get('uptime', 0):.0f}s   requests: "
+                   f"{stats.get('total', 0)} total, {stats.get('replies', 0)} replied, "
+                   f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped")
+        for title, items in (("Agents", data.get("agents", [])),
+                             ("Classes", data.get("classes", []))):
+            click.echo(f"\n   {title}:")
+            for item in items or ["(none)"]:
+                click.echo(f"        {item}")
+        click.echo("\n   Facts:")
+        for key, value in sorted(output.flatten(data.get("facts", {})).items()):
+            click.echo(f"        {key} => {output.format_value(value)}")
+    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+@click.command()
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def plugins(json_output: bool) -> None:
+    """List installed plugins, their versions and the hooks each implements."""
+    from orch.core.plugins import default_registry
+
+    infos = sorted(default_registry().infos.values(), key=lambda i: i.name)
+    if json_output:
+        output.print_json([{"name": i.name, "distribution": i.distribution,
+                            "version": i.version, "hooks": list(i.hooks),
+                            "error": i.error} for i in infos])
+        return
+    for info in infos:
+        head = f"{info.name:<14} {info.distribution} {info.version}"
+        if info.error:
+            click.echo(f"{head}  " + click.style(f"BROKEN: {info.error}", fg="red"))
+        else:
+            click.echo(f"{head}  {', '.join(info.hooks)}")
+
+
+@hookimpl
+def orch_cli_commands() -> Iterable[click.Command]:
+    from orch.cli.demo import demo
+    from orch.cli.server import server
+
+    return [ping, rpc, find, facts, inventory, plugins, server, demo]

@@ -1,0 +1,71 @@
+"""The ``orch`` entry point: a click group whose commands come from plugins.
+
+Commands are looked up lazily, so ``orch --version`` and ``orch --help`` stay fast and a
+broken plugin only affects the commands it provides.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+import orch
+
+EXIT_USAGE = 2
+
+
+class PluginGroup(click.Group):
+    """A group that adds every command returned by the ``orch_cli_commands`` hook."""
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        from orch.core.plugins import default_registry
+
+        commands: dict[str, click.Command] = {}
+        for command in default_registry().cli_commands():
+            if command.name:
+                commands.setdefault(command.name, command)
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(orch.__version__, prog_name="orch", message="%(prog)s %(version)s")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, envvar="ORCH_LOG_LEVEL",
+              help="Logging threshold for messages on stderr (default: warning).")
+def cli(log_level: str | None) -> None:
+    """orch: choose nodes with a filter, run an action on all of them at once,
+    get every reply back.
+
+    \b
+    Try it without a broker:   orch demo
+    Find nodes:                orch find -F role=web
+    Run an action:             orch rpc rpcutil get_fact fact=os.family -C role::db
+    Help for one action:       orch rpc AGENT ACTION --help
+    """
+    configure_logging(log_level or "warning")
+
+
+def configure_logging(level: str) -> None:
+    """Key=value style log lines on stderr; library loggers name their context."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if level != "debug":
+        logging.getLogger("kombu").setLevel(logging.ERROR)
+        logging.getLogger("amqp").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="orch")

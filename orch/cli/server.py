@@ -1,0 +1,40 @@
+"""``orch server``: the daemon every node runs."""
+
+from __future__ import annotations
+
+import click
+
+from orch.cli.main import configure_logging
+from orch.core.errors import OrchError
+
+
+@click.command()
+@click.option("--config", "config_file", envvar="ORCH_CONFIG", metavar="FILE",
+              help="YAML config file [env ORCH_CONFIG].")
+@click.option("--identity", metavar="NAME", help="This node's name (default: host name).")
+@click.option("--broker", metavar="URL[,URL...]", help="Broker URL(s) [env ORCH_BROKER].")
+@click.option("--collective", metavar="NAME", help="Collective to serve (default: orch).")
+@click.option("--facts", metavar="FILE[,FILE...]", help="YAML/JSON fact files.")
+@click.option("--classes", metavar="FILE", help="Puppet classes.txt file.")
+@click.option("--agents", metavar="NAME[,NAME...]", help="Agents to host (default: all).")
+@click.option("--workers", type=int, metavar="N", help="Actions run at the same time.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Logging threshold (default: info).")
+def server(config_file: str | None, log_level: str | None, **flags: str | None) -> None:
+    """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
+
+    Settings come from defaults, then --config, then ORCH_* environment variables, then
+    these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
+    broker goes away.
+    """
+    from orch.core.config import load_settings
+    from orch.core.plugins import default_registry
+    from orch.core.server import Server
+
+    try:
+        settings = load_settings(config_file, {**flags, "log_level": log_level})
+        configure_logging(settings.log_level)
+        daemon = Server(settings, default_registry())
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    daemon.run()

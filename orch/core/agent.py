@@ -1,0 +1,161 @@
+"""Writing agents: a class with one method per action, described by a DDL.
+
+::
+
+    from orch.core.agent import Agent, action
+    from orch.core.hookspecs import hookimpl
+
+    class Hello(Agent):
+        name = "hello"
+        ddl_file = "hello.json"          # next to this module, shipped as package data
+
+        @action
+        def greet(self, request, reply):
+            reply["message"] = f"hello {request.data['name']} from {self.node.identity}"
+
+    @hookimpl
+    def orch_agents():
+        return [Hello]
+
+An action receives the :class:`ActionRequest` (validated arguments with defaults applied,
+the caller, the request id) and an :class:`ActionReply` to fill in. Raise
+:class:`ActionFailed` (or call ``reply.fail``) to answer with a failure status; any other
+exception is caught and reported to the caller as ``unknown error``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from orch.core.filter import NodeView
+from orch.core.protocol import Status
+from orch.ddl.model import AgentDDL, load_ddl
+
+ActionMethod = Callable[[Any, "ActionRequest", "ActionReply"], None]
+M = TypeVar("M", bound=ActionMethod)
+
+
+class NodeContext(Protocol):
+    """What an agent may know about the node it runs on."""
+
+    identity: str
+    collective: str
+
+    def view(self) -> NodeView:
+        """The node's identity, facts, classes and agents, as filters see them."""
+        ...
+
+    def statistics(self) -> dict[str, Any]:
+        """The daemon's counters (uptime, requests handled and failed, per-agent counts)."""
+        ...
+
+    def agent_ddl(self, name: str) -> AgentDDL:
+        """The DDL of an agent this node hosts."""
+        ...
+
+
+class ActionFailed(Exception):
+    """Raise from an action to answer with ``status`` and ``message``."""
+
+    def __init__(self, message: str, status: Status = Status.ABORTED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    agent: str
+    action: str
+    data: Mapping[str, Any]
+    caller: str
+    request_id: str
+    sender: str
+
+
+@dataclass
+class ActionReply:
+    """The reply an action fills in: item access sets output fields."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    statuscode: Status = Status.OK
+    statusmsg: str = "OK"
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def fail(self, message: str, status: Status = Status.ABORTED) -> None:
+        """Mark the reply failed but keep the data set so far (the caller still sees it)."""
+        self.statuscode, self.statusmsg = status, message
+
+
+def action(method: M) -> M:
+    """Mark an agent method as an action named after the method."""
+    method.__orch_action__ = True  # type: ignore[attr-defined]
+    return method
+
+
+class Agent:
+    """Base class of Python agents; subclass it, set :attr:`name`, decorate actions."""
+
+    #: The agent's name, used on the command line and in routing keys.
+    name: ClassVar[str]
+    #: The DDL's file name, relative to the module defining the subclass.
+    ddl_file: ClassVar[str | None] = None
+
+    def __init__(self, node: NodeContext) -> None:
+        self.node = node
+
+    @classmethod
+    def ddl(cls) -> AgentDDL:
+        """The agent's DDL, loaded once per class."""
+        return _load_class_ddl(cls)
+
+    @classmethod
+    def actions(cls) -> dict[str, ActionMethod]:
+        return _class_actions(cls)
+
+    def run(self, request: ActionRequest) -> ActionReply:
+        """Run one action and return its reply; never raises."""
+        reply = ActionReply()
+        method = self.actions().get(request.action)
+        if method is None:
+            reply.fail(f"unknown action {request.action!r} for agent {self.name!r}",
+                       Status.UNKNOWN_ACTION)
+            return reply
+        try:
+            method(self, request, reply)
+        except ActionFailed as exc:
+            reply.fail(str(exc), exc.status)
+        except Exception as exc:  # the agent's bug becomes the caller's error message
+            reply.fail(f"{type(exc).__name__}: {exc}", Status.UNKNOWN_ERROR)
+        return reply
+
+
+def _class_actions(cls: type[Agent]) -> dict[str, ActionMethod]:
+    cached: dict[str, ActionMethod] | None = cls.__dict__.get("_orch_actions")
+    if cached is None:
+        cached = {
+            name: member
+            for name, member in inspect.getmembers(cls, inspect.isfunction)
+            if getattr(member, "__orch_action__", False)
+        }
+        cls._orch_actions = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _load_class_ddl(cls: type[Agent]) -> AgentDDL:
+    cached: AgentDDL | None = cls.__dict__.get("_orch_ddl")
+    if cached is None:
+        if cls.ddl_file is None:
+            cached = AgentDDL(name=cls.name)
+        else:
+            cached = load_ddl(Path(inspect.getfile(cls)).with_name(cls.ddl_file))
+        cls._orch_ddl = cached  # type: ignore[attr-defined]
+    return cached

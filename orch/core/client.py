@@ -1,0 +1,356 @@
+"""The client library: discover nodes, send a request, collect and verify every reply.
+
+The CLI, the tests, the benchmarks and any program that drives a fleet use this module::
+
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+
+    with Client(load_settings()) as client:
+        result = client.call("rpcutil", "get_fact", {"fact": "os.family"},
+                             filter={"fact": [{"fact": "role", "operator": "==",
+                                               "value": "web"}]})
+        for identity, reply in result.replies.items():
+            print(identity, reply.data["value"])
+        print("no answer from", result.missing)
+
+A call never raises for what happens on the network once it has started: a broker that goes
+away mid-call ends collection and is reported in :attr:`CallResult.error`, with every reply
+received so far kept.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.core.config import Settings
+from orch.core.errors import (
+    ArgumentError,
+    ConfigError,
+    ProtocolError,
+    TransportError,
+    UnknownActionError,
+)
+from orch.core.filter import FilterEngine
+from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.protocol import Envelope, Reply, Request, valid_name
+from orch.core.transport import ClientChannel
+from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
+
+log = logging.getLogger(__name__)
+
+#: Seconds added to an action's DDL timeout for the round trip through the broker.
+NETWORK_MARGIN = 2.0
+CONNECT_TIMEOUT = 5.0
+
+ReplyCallback = Callable[[Reply, "CallResult"], None]
+
+
+@dataclass
+class CallResult:
+    """Everything one call produced: replies, silent nodes, rejected replies, timings."""
+
+    agent: str
+    action: str
+    request_id: str
+    #: The nodes expected to answer, or None when nobody knew in advance (a broadcast).
+    expected: list[str] | None
+    replies: dict[str, Reply] = field(default_factory=dict)
+    #: Seconds from publishing the request to receiving each node's reply.
+    rtt: dict[str, float] = field(default_factory=dict)
+    #: Replies that failed decoding or verification, with the reason (never shown as results).
+    rejected: list[str] = field(default_factory=list)
+    discovery_seconds: float = 0.0
+    elapsed: float = 0.0
+    #: Set when the broker failed mid-call; what was received before is kept.
+    error: str | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        """Expected nodes that did not answer."""
+        if self.expected is None:
+            return []
+        return sorted(set(self.expected) - set(self.replies))
+
+    @property
+    def ok(self) -> list[str]:
+        return sorted(name for name, reply in self.replies.items() if reply.ok)
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(name for name, reply in self.replies.items() if not reply.ok)
+
+    @property
+    def succeeded(self) -> bool:
+        """True when every expected node answered OK and nothing went wrong."""
+        return (not self.failed and not self.missing and not self.rejected
+                and self.error is None and bool(self.replies or self.expected == []))
+
+    def group_by(self, output: str) -> dict[str, list[str]]:
+        """``{value: [identities]}`` of one output field over the OK replies."""
+        groups: dict[str, list[str]] = {}
+        for name in self.ok:
+            value = self.replies[name].data.get(output)
+            key = value if isinstance(value, str) else _display(value)
+            groups.setdefault(key, []).append(name)
+        return groups
+
+
+def _display(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class Client:
+    """A connection to one collective, used for any number of calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: PluginRegistry | None = None,
+        *,
+        caller: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or default_registry()
+        self.security = self.registry.security_for(settings)
+        self.transport = self.registry.transport_for(settings)
+        self.filters = FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions())
+        self.caller = caller or f"user={getpass.getuser()}"
+        self.sender = socket.gethostname()
+        self._channel: ClientChannel | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self.transport.close()
+
+    @property
+    def channel(self) -> ClientChannel:
+        """The broker session, opened on first use (raises TransportError if unreachable)."""
+        if self._channel is None:
+            self._channel = self.transport.open_client(self.settings.collective, CONNECT_TIMEOUT)
+        return self._channel
+
+    # -- DDL ---------------------------------------------------------------------------
+
+    def action_ddl(self, agent: str, action: str) -> ActionDDL | None:
+        """The DDL of ``agent.action`` if the agent is installed here, else None."""
+        cls = self.registry.agents().get(agent)
+        if cls is None:
+            return None
+        ddl = cls.ddl()
+        if ddl.actions and action not in ddl.actions:
+            raise UnknownActionError(
+                f"agent {agent!r} has no action {action!r}; its actions: "
+                f"{', '.join(sorted(ddl.actions))}"
+            )
+        return ddl.action(action)
+
+    def call_timeout(self, agent: str) -> float:
+        if self.settings.timeout is not None:
+            return self.settings.timeout
+        cls = self.registry.agents().get(agent)
+        return (cls.ddl().timeout if cls else DEFAULT_TIMEOUT) + NETWORK_MARGIN
+
+    # -- building blocks ---------------------------------------------------------------
+
+    def new_request(
+        self, agent: str, action: str, data: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Request:
+        for what, name in (("agent", agent), ("action", action)):
+            if not valid_name(name):
+                raise ArgumentError(f"{what} name {name!r} is not valid")
+        return Request(
+            agent=agent, action=action, collective=self.settings.collective,
+            sender=self.sender, caller=self.caller, reply_to=self.channel.reply_to,
+            data=dict(data or {}), filter={k: list(v) for k, v in (filter or {}).items()},
+            ttl=self.settings.ttl,
+        )
+
+    def _sealed(self, request: Request) -> bytes:
+        body = request.encode()
+        return Envelope("request", body, self.security.seal("request", body)).encode()
+
+    def collect(
+        self,
+        request: Request,
+        expected: Sequence[str] | None,
+        timeout: float,
+        *,
+        quiet: float | None = None,
+        on_reply: ReplyCallback | None = None,
+        started: float | None = None,
+    ) -> CallResult:
+        """Receive replies to ``request`` until all ``expected`` answered or time is up.
+
+        With ``quiet``, collection also ends that many seconds after the latest reply
+        (how broadcast discovery knows it is done).
+        """
+        started = time.monotonic() if started is None else started
+        result = CallResult(request.agent, request.action, request.id,
+                            sorted(expected) if expected is not None else None)
+        pending = set(expected) if expected is not None else None
+        deadline = started + timeout
+        last_reply: float | None = None
+        while pending is None or pending:
+            now = time.monotonic()
+            remaining = deadline - now
+            if quiet is not None and last_reply is not None:
+                remaining = min(remaining, last_reply + quiet - now)
+            if remaining <= 0:
+                break
+            try:
+                raw = self.channel.receive(remaining)
+            except TransportError as exc:
+                result.error = str(exc)
+                log.error("%s; keeping the %d replies received", exc, len(result.replies))
+                break
+            if raw is None:
+                continue
+            reply = self._accept(raw, request, result)
+            if reply is None:
+                continue
+            last_reply = time.monotonic()
+            result.replies[reply.sender] = reply
+            result.rtt[reply.sender] = last_reply - started
+            if pending is not None:
+                pending.discard(reply.sender)
+            if on_reply is not None:
+                on_reply(reply, result)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
+        try:
+            envelope = Envelope.decode(raw)
+            if envelope.kind != "reply":
+                raise ProtocolError(f"expected a reply, got a {envelope.kind}")
+            self.security.verify(envelope)
+            reply = Reply.decode(envelope.body)
+        except ProtocolError as exc:
+            result.rejected.append(str(exc))
+            log.warning("rejected a reply: %s", exc)
+            return None
+        if reply.request_id != request.id:
+            return None  # a late reply to an earlier request on this channel (discovery)
+        if reply.sender in result.replies:
+            log.warning("duplicate reply from %s ignored", reply.sender)
+            return None
+        return reply
+
+    # -- calls -------------------------------------------------------------------------
+
+    def broadcast(
+        self,
+        agent: str,
+        action: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        filter: Mapping[str, Sequence[Any]] | None = None,
+        route_agent: str | None = None,
+        timeout: float,
+        quiet: float | None = None,
+        on_reply: ReplyCallback | None = None,
+    ) -> CallResult:
+        """Send one request to every node hosting ``route_agent`` (default ``agent``).
+
+        Nobody knows who will answer, so collection ends ``quiet`` seconds after the last
+        reply, or at ``timeout``.
+        """
+        request = self.new_request(agent, action, data, filter)
+        started = time.monotonic()
+        self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
+        return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+                            started=started)
+
+    def discover(
+        self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
+    ) -> list[str]:
+        """The identities ``filter`` selects among nodes hosting ``agent``."""
+        methods = self.registry.discovery_methods()
+        method = methods.get(self.settings.discovery_method)
+        if method is None:
+            raise ConfigError(
+                f"unknown discovery method {self.settings.discovery_method!r}; "
+                f"installed: {', '.join(sorted(methods))}"
+            )
+        return method.discover(self, filter or {}, agent)
+
+    def call(
+        self,
+        agent: str,
+        action: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        filter: Mapping[str, Sequence[Any]] | None = None,
+        nodes: Sequence[str] | None = None,
+        on_discovered: Callable[[list[str]], None] | None = None,
+        on_reply: ReplyCallback | None = None,
+    ) -> CallResult:
+        """Run ``agent.action`` on the selected nodes and collect every reply.
+
+        ``nodes`` skips discovery: exactly those identities are addressed directly.
+        Otherwise the configured discovery method finds them first. Arguments are checked
+        against the agent's DDL (when installed here) before anything is sent.
+        """
+        ddl = self.action_ddl(agent, action)
+        checked = ddl.check_arguments(data or {}) if ddl is not None else dict(data or {})
+        discovery_started = time.monotonic()
+        if nodes is None:
+            nodes = self.discover(filter, agent)
+        discovery_seconds = time.monotonic() - discovery_started if nodes else 0.0
+        if on_discovered is not None:
+            on_discovered(list(nodes))
+        request = self.new_request(agent, action, checked, filter)
+        if not nodes:
+            return CallResult(agent, action, request.id, [],
+                              discovery_seconds=discovery_seconds)
+        result = self.send_direct(request, nodes, self.call_timeout(agent), on_reply)
+        result.discovery_seconds = discovery_seconds
+        return result
+
+    def send_direct(
+        self, request: Request, nodes: Sequence[str], timeout: float,
+        on_reply: ReplyCallback | None = None,
+    ) -> CallResult:
+        """Send ``request`` to each of ``nodes`` and collect their replies."""
+        payload = self._sealed(request)
+        started = time.monotonic()
+        try:
+            for identity in nodes:
+                self.channel.direct(identity, payload, request.ttl)
+        except TransportError as exc:
+            result = CallResult(request.agent, request.action, request.id, sorted(nodes))
+            result.error = str(exc)
+            return result
+        return self.collect(request, nodes, timeout, on_reply=on_reply, started=started)
+
+    def ping(
+        self,
+        filter: Mapping[str, Sequence[Any]] | None = None,
+        nodes: Sequence[str] | None = None,
+        on_reply: ReplyCallback | None = None,
+    ) -> CallResult:
+        """``rpcutil ping`` the selected nodes: direct to ``nodes``, else a broadcast."""
+        if nodes is not None:
+            request = self.new_request("rpcutil", "ping", {}, filter)
+            return self.send_direct(request, nodes, self.settings.discovery_timeout, on_reply)
+        return self.broadcast(
+            "rpcutil", "ping", filter=filter, timeout=self.settings.discovery_timeout,
+            quiet=self.settings.discovery_window, on_reply=on_reply,
+        )

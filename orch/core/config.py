@@ -1,0 +1,191 @@
+"""Settings: defaults, then the YAML config file, then ``ORCH_*`` environment, then flags.
+
+Every setting is declared once in :data:`SETTINGS` with its type, default and a one-line
+description; ``docs/configuration.md`` documents the same table and a test keeps the two in
+step. An unknown key or a bad value is a :class:`~orch.core.errors.ConfigError` naming the key
+and where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from orch.core.errors import ConfigError
+from orch.core.protocol import valid_name
+
+DEFAULT_BROKER = "amqp://guest:guest@localhost:5672//"
+ENV_PREFIX = "ORCH_"
+
+
+def _split_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("expected a list of strings or a comma-separated string")
+
+
+def _name(value: Any) -> str:
+    if not valid_name(value):
+        raise ValueError("expected a name made of letters, digits, '.', '_' and '-'")
+    return str(value)
+
+
+def _positive(kind: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a positive {kind.__name__}")
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a positive {kind.__name__}") from None
+        if number <= 0:
+            raise ValueError(f"expected a positive {kind.__name__}")
+        return number
+
+    return convert
+
+
+def _optional_path(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected a file path")
+    return value
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _optional_list(value: Any) -> list[str] | None:
+    return None if value in (None, "", "all") else _split_list(value)
+
+
+def _setting(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
+    if callable(default):
+        return field(default_factory=default, metadata={"convert": convert, "doc": doc})
+    return field(default=default, metadata={"convert": convert, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one orch process (server, client or demo)."""
+
+    identity: str = _setting(
+        lambda: socket.gethostname().split(".")[0] or "localhost", _name,
+        "This node's name; requests addressed to it use this (default: the host name).")
+    collective: str = _setting(
+        "orch", _name, "The collective (group of nodes) to serve or to talk to.")
+    broker: list[str] = _setting(
+        lambda: [DEFAULT_BROKER], _split_list,
+        "Broker URL(s); several are tried in turn when one fails (amqp://, redis://, memory://).")
+    facts: list[str] = _setting(
+        list, _split_list, "YAML or JSON fact files merged over the built-in facts, in order.")
+    classes: str | None = _setting(
+        None, _optional_path, "A Puppet classes.txt file; its lines are the node's classes.")
+    agents: list[str] | None = _setting(
+        None, _optional_list, "Agents to host (default: every installed agent).")
+    workers: int = _setting(8, _positive(int), "Actions a server runs at the same time.")
+    action_timeout: float = _setting(
+        60.0, _positive(float), "Deadline of an action whose DDL sets no timeout (seconds).")
+    timeout: float | None = _setting(
+        None, lambda v: None if v is None else _positive(float)(v),
+        "Client: seconds to wait for replies (default: the action's DDL timeout + 2).")
+    ttl: float = _setting(
+        60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
+    clock_skew: float = _setting(
+        5.0, lambda v: _positive(float)(v) if v != 0 else 0.0,
+        "Seconds of clock difference tolerated between client and server.")
+    discovery_timeout: float = _setting(
+        2.0, _positive(float), "Client: the longest broadcast discovery may take (seconds).")
+    discovery_window: float = _setting(
+        0.2, _positive(float),
+        "Client: discovery ends this long after the last reply arrived (seconds).")
+    discovery_method: str = _setting(
+        "broadcast", _name, "Client: how to find nodes (a discovery plugin's name).")
+    security: str = _setting(
+        "insecure", _name, "The security provider (a security plugin's name).")
+    log_level: str = _setting(
+        "info", _choice("debug", "info", "warning", "error"), "Logging threshold.")
+
+    @classmethod
+    def documented(cls) -> dict[str, str]:
+        """``{setting: description}`` for every setting, for docs and ``--help``."""
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+    def with_values(self, values: Mapping[str, Any], source: str) -> Settings:
+        """Return a copy with ``values`` applied; ``source`` names where they came from."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(f"{source}: unknown setting {key!r}{suggestion}")
+            try:
+                changes[key] = known[key].metadata["convert"](value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: bad value {value!r} for {key!r}: {exc}") from None
+        return replace(self, **changes)
+
+
+def load_settings(
+    config_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < config file < environment < ``overrides``.
+
+    ``config_file`` defaults to ``$ORCH_CONFIG``. ``overrides`` are command-line values;
+    None values are ignored so that unset flags do not hide the file or environment.
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        settings = settings.with_values(read_config_file(path), path)
+    env_values = {
+        name: env[f"{ENV_PREFIX}{name.upper()}"]
+        for name in Settings.documented()
+        if f"{ENV_PREFIX}{name.upper()}" in env
+    }
+    settings = settings.with_values(env_values, "environment")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return settings.with_values(flags, "command line")
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML config file into a mapping, with errors that name the file."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of setting: value")
+    return {str(k): v for k, v in data.items()}

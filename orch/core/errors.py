@@ -1,0 +1,39 @@
+"""Exceptions that reach an operator. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class OrchError(Exception):
+    """Base class of every error orch raises on purpose."""
+
+
+class ConfigError(OrchError):
+    """A setting is unknown or has a bad value; the message names the key and the file."""
+
+
+class PluginError(OrchError):
+    """A plugin is missing, broken, or two plugins claim the same name."""
+
+
+class ProtocolError(OrchError):
+    """A message could not be decoded; it is logged and dropped, never acted on."""
+
+
+class SecurityError(ProtocolError):
+    """A message failed a security check (signature, certificate, time window, replay)."""
+
+
+class TransportError(OrchError):
+    """The broker could not be reached or went away; the message names the broker URL."""
+
+
+class UnknownAgentError(OrchError):
+    """The named agent is not installed here."""
+
+
+class UnknownActionError(OrchError):
+    """The agent has no action of that name."""
+
+
+class ArgumentError(OrchError):
+    """Action arguments failed validation; the message names the argument."""

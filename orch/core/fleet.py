@@ -1,0 +1,90 @@
+"""Many nodes in one process: the demo, benchmarks and plugin authors' tests use this.
+
+Each simulated node is a real :class:`~orch.core.server.Node` — its own identity, facts,
+classes, agent instances and counters, running the same request path as ``orch server`` —
+but they share one transport connection, one action runner and one security provider, so
+a thousand of them fit in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.core.config import Settings
+from orch.core.errors import TransportError
+from orch.core.filter import FilterEngine
+from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.runner import ActionRunner
+from orch.core.server import Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One simulated node: its identity, facts and Puppet classes."""
+
+    identity: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    classes: frozenset[str] = frozenset()
+
+
+class Fleet:
+    """Serve ``specs`` on the broker of ``settings`` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[NodeSpec],
+        registry: PluginRegistry | None = None,
+    ) -> None:
+        registry = registry or default_registry()
+        self.settings = settings
+        self.transport = registry.transport_for(settings)
+        self.runner = ActionRunner(settings.workers)
+        security = registry.security_for(settings)
+        filters = FilterEngine(registry.filter_kinds(), registry.filter_functions())
+        agents = registry.agents_for(settings.agents)
+        self.nodes = [
+            Node(
+                spec.identity, settings.collective, agents,
+                (lambda facts=spec.facts: dict(facts)), spec.classes,
+                filters=filters, security=security, runner=self.runner,
+                send=self.transport.send_reply, default_timeout=settings.action_timeout,
+                clock_skew=settings.clock_skew,
+            )
+            for spec in specs
+        ]
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="orch-fleet", daemon=True)
+
+    def _serve(self) -> None:
+        self.transport.serve([node.binding() for node in self.nodes], self._stop, self._ready)
+
+    def start(self, timeout: float = 30.0) -> Fleet:
+        """Start serving in a background thread; return once every queue is consuming."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise TransportError(
+                f"the simulated fleet could not start consuming on "
+                f"{self.transport.display_url} within {timeout:g}s"
+            )
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.runner.shutdown()
+        self.transport.close()
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

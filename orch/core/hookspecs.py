@@ -1,0 +1,124 @@
+# mypy: disable-error-code="empty-body"
+"""Hook specifications: every seam through which orch is extended.
+
+A plugin is any importable object (usually a module) with functions decorated by
+:data:`hookimpl` whose names match the specifications below. Plugins are found through the
+``orch`` entry-point group of installed distributions::
+
+    [options.entry_points]
+    orch =
+        myplugin = my_package.orch_plugin
+
+The built-in transports, agents, filters, fact sources and commands are registered the same
+way, from orch's own ``setup.cfg``; a third-party plugin can do everything they do.
+
+All hooks here are *collecting* hooks: orch calls every implementation and merges the
+results, so a plugin only returns what it adds. Keep hook implementations cheap and free of
+side effects — they may be called by short-lived CLI commands; import heavy libraries inside
+the objects you return, not at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from orch.core.agent import Agent
+    from orch.core.config import Settings
+    from orch.core.discovery import DiscoveryMethod
+    from orch.core.facts import FactSource
+    from orch.core.filter import FilterKind
+    from orch.core.security import SecurityProvider
+    from orch.core.transport import Transport
+
+PROJECT = "orch"
+ENTRY_POINT_GROUP = "orch"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def orch_transports() -> Mapping[str, Callable[[list[str], Settings], Transport]]:
+    """Return ``{url_scheme: factory}`` for the broker URL schemes this plugin serves.
+
+    ``factory(urls, settings)`` receives every broker URL of the configured list (all share
+    the scheme of the first one) and the effective settings, and returns an object
+    implementing :class:`orch.core.transport.Transport`. It must not connect yet: orch
+    connects lazily so that ``--help`` and argument errors never touch the network.
+
+    Two plugins claiming the same scheme is a configuration error reported at start-up.
+    """
+
+
+@hookspec
+def orch_security_providers() -> Mapping[str, Callable[[Settings], SecurityProvider]]:
+    """Return ``{name: factory}`` for message security providers.
+
+    The provider named by the ``security`` setting seals every outgoing message body and
+    opens (verifies) every incoming one; see :class:`orch.core.security.SecurityProvider`.
+    """
+
+
+@hookspec
+def orch_filter_kinds() -> Iterable[FilterKind]:
+    """Return the filter kinds this plugin understands (``fact``, ``class``, ``identity`` …).
+
+    A request's filter is a mapping ``{kind: [term, …]}``; a node answers only when every
+    term of every kind matches. A node that does not know a kind named in a request treats
+    the filter as not matching and stays silent, so an old node never runs an action meant
+    for a narrower set.
+    """
+
+
+@hookspec
+def orch_filter_functions() -> Mapping[str, Callable[..., Any]]:
+    """Return ``{name: function}`` usable in compound filter expressions.
+
+    ``-S "uptime() > 3600"`` calls ``function(node, *args)`` where ``node`` is a
+    :class:`orch.core.filter.NodeView` and ``args`` are the literal arguments written in
+    the expression. The returned value is compared like a fact value, or used for its
+    truth when written without an operator.
+    """
+
+
+@hookspec
+def orch_agents() -> Iterable[type[Agent]]:
+    """Return the agent classes this plugin provides.
+
+    Each is a subclass of :class:`orch.core.agent.Agent` with a unique ``name`` and a DDL.
+    The server instantiates every agent it is configured to host, once per node identity.
+    """
+
+
+@hookspec
+def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
+    """Return the fact sources this plugin contributes for a node with ``settings``.
+
+    Facts from every source are merged, later sources overriding earlier ones key by key;
+    the built-in facts come first and the configured fact files after them.
+    """
+
+
+@hookspec
+def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
+    """Return ``{name: method}`` for ways of finding the nodes a filter selects.
+
+    ``broadcast`` (ask the live fleet) is built in; an inventory or PuppetDB method can be
+    added by a plugin and chosen with ``--discovery-method``.
+    """
+
+
+@hookspec
+def orch_cli_commands() -> Iterable[click.Command]:
+    """Return click commands (or groups) to add to the ``orch`` command line.
+
+    Use :func:`orch.cli.options.client_options` on a command to get the standard filter,
+    broker, collective, ``--json`` and timeout options and a ready
+    :class:`orch.core.client.Client`.
+    """

@@ -1,0 +1,197 @@
+"""Wire protocol v1: requests, replies and the envelope that carries them.
+
+Every message on the broker is an *envelope*: a small JSON object whose ``body`` is the
+request or reply serialised as JSON text, carried as an opaque string. Security providers
+sign and verify exactly those body bytes, so the body never has to be re-serialised before a
+check. See ``docs/protocol.md`` for the field-by-field description.
+
+Decoding is strict: anything that is not a well-formed v1 message raises
+:class:`~orch.core.errors.ProtocolError` (and nothing else), which the server logs before
+dropping the message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from orch.core.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+#: Names usable as identities, collectives, agents and actions: they become routing keys.
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+class Status(IntEnum):
+    """Reply status codes; the numbers are those MCollective and Choria users know."""
+
+    OK = 0
+    ABORTED = 1
+    UNKNOWN_ACTION = 2
+    MISSING_DATA = 3
+    INVALID_DATA = 4
+    UNKNOWN_ERROR = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", " ")
+
+
+def valid_name(value: object) -> bool:
+    """True if ``value`` can be used as an identity, collective, agent or action name."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 255
+        and NAME_CHARS.issuperset(value)
+        and not value.startswith(".")
+    )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What travels on the broker: a body plus whatever the security provider adds."""
+
+    kind: str  # "request" or "reply"
+    body: str
+    security: Mapping[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"v": PROTOCOL_VERSION, "kind": self.kind, "body": self.body,
+             "security": dict(self.security)},
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Envelope:
+        obj = _load_object(raw, "envelope")
+        _check_version(obj, "envelope")
+        kind = obj.get("kind")
+        if kind not in ("request", "reply"):
+            raise ProtocolError(f"envelope kind must be 'request' or 'reply', got {kind!r}")
+        body = obj.get("body")
+        if not isinstance(body, str):
+            raise ProtocolError("envelope body must be a string")
+        security = obj.get("security", {})
+        if not isinstance(security, dict):
+            raise ProtocolError("envelope security must be an object")
+        return cls(kind, body, security)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One action invocation addressed to the nodes a filter selects."""
+
+    agent: str
+    action: str
+    collective: str
+    sender: str
+    caller: str
+    reply_to: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    filter: Mapping[str, list[Any]] = field(default_factory=dict)
+    ttl: float = 60.0
+    time: float = field(default_factory=time.time)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def encode(self) -> str:
+        return json.dumps({"v": PROTOCOL_VERSION, **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, body: str) -> Request:
+        obj = _load_object(body, "request")
+        _check_version(obj, "request")
+        for name in ("agent", "action", "collective"):
+            if not valid_name(obj.get(name)):
+                raise ProtocolError(f"request {name} is missing or not a valid name")
+        strings = ("sender", "caller", "reply_to", "id")
+        _require_types(obj, "request", {s: str for s in strings} | {
+            "data": dict, "filter": dict, "ttl": (int, float), "time": (int, float)})
+        if not all(isinstance(v, list) for v in obj["filter"].values()):
+            raise ProtocolError("request filter must map each kind to a list of terms")
+        if obj["ttl"] <= 0:
+            raise ProtocolError("request ttl must be positive")
+        return cls(**{k: obj[k] for k in _REQUEST_FIELDS})
+
+    def expires_at(self) -> float:
+        return self.time + self.ttl
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One node's answer to one request."""
+
+    request_id: str
+    sender: str
+    agent: str
+    action: str
+    statuscode: Status
+    statusmsg: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return self.statuscode == Status.OK
+
+    def encode(self) -> str:
+        fields = asdict(self)
+        fields["statuscode"] = int(self.statuscode)
+        return json.dumps({"v": PROTOCOL_VERSION, **fields}, separators=(",", ":"),
+                          default=_json_fallback)
+
+    @classmethod
+    def decode(cls, body: str) -> Reply:
+        obj = _load_object(body, "reply")
+        _check_version(obj, "reply")
+        _require_types(obj, "reply", {
+            "request_id": str, "sender": str, "agent": str, "action": str,
+            "statuscode": int, "statusmsg": str, "data": dict, "time": (int, float)})
+        try:
+            status = Status(obj["statuscode"])
+        except ValueError:
+            raise ProtocolError(f"unknown reply statuscode {obj['statuscode']!r}") from None
+        return cls(**{k: obj[k] for k in _REPLY_FIELDS} | {"statuscode": status})
+
+
+_REQUEST_FIELDS = tuple(Request.__dataclass_fields__)
+_REPLY_FIELDS = tuple(Reply.__dataclass_fields__)
+
+
+def _json_fallback(value: Any) -> Any:
+    """Agents may return sets, tuples or paths; send them as lists and strings, never fail."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _load_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _check_version(obj: Mapping[str, Any], what: str) -> None:
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"{what} has protocol version {obj.get('v')!r}; this orch speaks "
+            f"{PROTOCOL_VERSION} (upgrade the older side)"
+        )
+
+
+def _require_types(
+    obj: Mapping[str, Any], what: str, types: Mapping[str, type | tuple[type, ...]]
+) -> None:
+    for name, expected in types.items():
+        value = obj.get(name)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ProtocolError(f"{what} field {name!r} is missing or has the wrong type")

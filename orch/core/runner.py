@@ -1,0 +1,101 @@
+"""Running actions: a bounded thread pool, with a deadline for every job.
+
+Python threads cannot be killed, so a deadline here means the caller gets an ``aborted``
+reply when the time is up and the late result is discarded; the thread finishes in the
+background. Agents that may hang forever should be external agents (a child process the
+runner can kill) — see the DDL issue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+class _Job(Generic[R]):
+    __slots__ = ("done", "lock", "on_result", "on_timeout")
+
+    def __init__(self, on_result: Callable[[R], None], on_timeout: Callable[[], None]) -> None:
+        self.on_result, self.on_timeout = on_result, on_timeout
+        self.lock = threading.Lock()
+        self.done = False
+
+    def finish(self) -> bool:
+        """Claim the job's single outcome; False if the other outcome already won."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            return True
+
+
+class ActionRunner:
+    """Runs callables on ``workers`` threads; exactly one of result or timeout is reported."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="orch-action")
+        self._deadlines: list[tuple[float, int, _Job[Any]]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._watcher = threading.Thread(target=self._watch, name="orch-deadlines", daemon=True)
+        self._watcher.start()
+
+    def submit(
+        self,
+        work: Callable[[], R],
+        deadline: float,
+        on_result: Callable[[R], None],
+        on_timeout: Callable[[], None],
+    ) -> None:
+        """Run ``work``; call ``on_result`` with its value, or ``on_timeout`` at ``deadline``.
+
+        ``work`` must not raise (wrap it); the callbacks run on a worker or the watcher.
+        """
+        job: _Job[R] = _Job(on_result, on_timeout)
+        with self._cond:
+            entry: tuple[float, int, _Job[Any]] = (deadline, next(self._counter), job)
+            heapq.heappush(self._deadlines, entry)
+            self._cond.notify()
+        self._pool.submit(self._run, work, job)
+
+    @staticmethod
+    def _run(work: Callable[[], R], job: _Job[R]) -> None:
+        result = work()
+        if job.finish():
+            job.on_result(result)
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._deadlines and (self._deadlines[0][2].done
+                                           or self._deadlines[0][0] <= now):
+                    _, _, job = heapq.heappop(self._deadlines)
+                    if job.finish():
+                        self._cond.release()
+                        try:
+                            job.on_timeout()
+                        except Exception:
+                            log.exception("timeout handler failed")
+                        finally:
+                            self._cond.acquire()
+                wait = self._deadlines[0][0] - now if self._deadlines else None
+                self._cond.wait(timeout=wait if wait is None else min(wait, 1.0))
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Stop accepting work; wait up to ``wait`` seconds for running actions."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._watcher.join(timeout=wait)

@@ -1,0 +1,40 @@
+"""The security seam: how message bodies are sealed on the way out and checked on the way in.
+
+A provider is chosen by the ``security`` setting among those registered through the
+``orch_security_providers`` hook. The body a provider seals is the exact JSON text of a
+request or reply; what it returns travels beside the body in the envelope's ``security``
+object, and :meth:`SecurityProvider.verify` receives the envelope exactly as it arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orch.core.protocol import Envelope
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Who a provider says sent a message, after checking it."""
+
+    #: The authenticated caller (``cert=alice``), or None when the provider cannot tell and
+    #: the caller named inside the body is taken as is.
+    caller: str | None = None
+    #: A fingerprint of the signer's credential, for the audit log.
+    fingerprint: str | None = None
+
+
+class SecurityProvider(Protocol):
+    """Seals outgoing bodies and verifies incoming envelopes."""
+
+    name: str
+
+    def seal(self, kind: str, body: str) -> Mapping[str, Any]:
+        """Return the ``security`` fields to send with ``body`` (``kind`` is request/reply)."""
+        ...
+
+    def verify(self, envelope: Envelope) -> Verified:
+        """Check an incoming envelope; raise :class:`~orch.core.errors.SecurityError` if bad."""
+        ...

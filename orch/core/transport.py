@@ -1,0 +1,91 @@
+"""The transport seam: how requests reach nodes and replies come back.
+
+A transport plugin maps broker URL schemes to factories returning a :class:`Transport`. The
+contract every transport keeps, whatever its broker:
+
+* a *broadcast* request for agent ``A`` in collective ``C`` reaches every node of ``C`` that
+  hosts ``A``, once;
+* a *direct* request for identity ``N`` reaches node ``N`` only;
+* replies go to the reply destination the client named, which only that client consumes;
+* requests carry their time-to-live to the broker where it can expire them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+#: Called with the raw bytes of each request received for a node; must not raise.
+RequestHandler = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class NodeBinding:
+    """What one node wants to receive: its own direct requests and its agents' broadcasts."""
+
+    collective: str
+    identity: str
+    agents: tuple[str, ...]
+    handler: RequestHandler
+
+
+class ClientChannel(Protocol):
+    """A client's side of one broker session: publish requests, receive replies."""
+
+    #: The reply destination to put in requests so that replies reach this channel.
+    reply_to: str
+
+    def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
+        """Publish a request to every node of the collective hosting ``agent``."""
+        ...
+
+    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
+        """Publish a request to the single node ``identity``."""
+        ...
+
+    def receive(self, timeout: float) -> bytes | None:
+        """Return the next reply, or None if none arrived within ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Release the reply destination and the connection."""
+        ...
+
+
+class Transport(Protocol):
+    """A connection to one broker (or a failover list of them)."""
+
+    #: The URLs this transport was created for, passwords masked, for messages and logs.
+    display_url: str
+
+    def serve(
+        self,
+        bindings: Sequence[NodeBinding],
+        stop: threading.Event,
+        ready: threading.Event | None = None,
+    ) -> None:
+        """Consume requests for ``bindings`` until ``stop`` is set.
+
+        Runs in the calling thread; reconnects forever (with backoff) while the broker is
+        away and sets ``ready`` each time consumption (re)starts. Handlers run in this thread
+        and must hand real work to a pool.
+        """
+        ...
+
+    def send_reply(self, collective: str, reply_to: str, payload: bytes, ttl: float) -> None:
+        """Publish one reply. Safe to call from any thread."""
+        ...
+
+    def open_client(self, collective: str, connect_timeout: float) -> ClientChannel:
+        """Connect and create a private reply destination.
+
+        Raises :class:`~orch.core.errors.TransportError` naming the broker when it cannot
+        be reached within ``connect_timeout`` seconds.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close every connection this transport opened."""
+        ...

@@ -1,0 +1,65 @@
+"""Typing ``key=value`` arguments from the command line.
+
+With a DDL the declared input type decides (``count=10`` is an integer only if ``count`` is
+declared ``integer``; a ``string`` input keeps ``"10"`` as text). Without one, values that
+read as JSON numbers, booleans, null, lists or objects become those, anything else a string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from orch.core.errors import ArgumentError
+from orch.ddl.model import ActionDDL
+
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+def parse_arguments(pairs: Iterable[str], ddl: ActionDDL | None = None) -> dict[str, Any]:
+    """Turn ``["name=value", …]`` into typed action arguments; errors name the argument."""
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ArgumentError(f"argument {pair!r} must look like name=value")
+        input_type = ddl.inputs[key].type if ddl and key in ddl.inputs else None
+        arguments[key] = convert(key, text, input_type)
+    return arguments
+
+
+def convert(key: str, text: str, input_type: str | None) -> Any:
+    """Convert one value to ``input_type`` (a DDL type name), or guess when None/``any``."""
+    try:
+        if input_type == "string":
+            return text
+        if input_type == "integer":
+            return int(text)
+        if input_type in ("number", "float"):
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
+        if input_type == "boolean":
+            lowered = text.lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError("expected true or false")
+        if input_type in ("list", "array", "hash"):
+            value = json.loads(text)
+            expected = dict if input_type == "hash" else list
+            if not isinstance(value, expected):
+                raise ValueError(f"expected a JSON {'object' if expected is dict else 'array'}")
+            return value
+    except ValueError as exc:
+        raise ArgumentError(f"argument {key!r}: {text!r} is not a valid {input_type} "
+                            f"({exc})") from None
+    return guess(text)
+
+
+def guess(text: str) -> Any:
+    """JSON scalars and containers become themselves; any other text stays a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

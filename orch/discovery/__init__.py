@@ -1,0 +1,1 @@
+"""Built-in discovery methods, registered through the ``orch_discovery_methods`` hook."""

@@ -1,0 +1,35 @@
+"""``broadcast`` discovery: ask the live fleet, and stop as soon as replies stop coming.
+
+The request is a ``rpcutil ping`` routed to the nodes hosting the target agent and carrying
+the filter; every node that answers at all (even with an error) is alive and selected.
+Collection ends ``discovery_window`` seconds after the last reply, or at
+``discovery_timeout`` — never after a fixed sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from orch.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from orch.core.client import Client
+    from orch.core.discovery import DiscoveryMethod
+
+
+class BroadcastDiscovery:
+    def discover(
+        self, client: Client, filter: Mapping[str, Sequence[Any]], agent: str
+    ) -> list[str]:
+        result = client.broadcast(
+            "rpcutil", "ping", filter=filter, route_agent=agent,
+            timeout=client.settings.discovery_timeout,
+            quiet=client.settings.discovery_window,
+        )
+        return sorted(result.replies)
+
+
+@hookimpl
+def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
+    return {"broadcast": BroadcastDiscovery()}

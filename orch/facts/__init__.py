@@ -1,0 +1,1 @@
+"""Built-in fact sources, registered through the ``orch_fact_sources`` hook."""

@@ -1,0 +1,92 @@
+"""Built-in facts (os, kernel, hostname, cpus, memory, orch version) and YAML/JSON fact files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orch
+from orch.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from orch.core.config import Settings
+    from orch.core.facts import FactSource
+
+
+class SystemFacts:
+    """Facts every node has without configuration."""
+
+    name = "system"
+
+    def load(self) -> Mapping[str, Any]:
+        uname = platform.uname()
+        return {
+            "hostname": socket.gethostname(),
+            "kernel": uname.system,
+            "kernelrelease": uname.release,
+            "architecture": uname.machine,
+            "os": _os_release(),
+            "processorcount": os.cpu_count() or 1,
+            "memorysize_mb": _memory_mb(),
+            "orch_version": orch.__version__,
+            "python_version": platform.python_version(),
+        }
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """Facts from a YAML or JSON file (``.json`` is read as JSON, anything else as YAML)."""
+
+    path: str
+
+    @property
+    def name(self) -> str:
+        return f"file {self.path}"
+
+    def load(self) -> Mapping[str, Any]:
+        text = Path(self.path).read_text()
+        if self.path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError("a fact file must hold a mapping of fact: value")
+        return data
+
+
+def _os_release() -> dict[str, str]:
+    info = {"name": platform.system(), "family": platform.system(), "release": ""}
+    try:
+        lines = Path("/etc/os-release").read_text().splitlines()
+    except OSError:
+        return info
+    fields = dict(line.split("=", 1) for line in lines if "=" in line)
+    clean = {k: v.strip().strip('"') for k, v in fields.items()}
+    info["name"] = clean.get("NAME", info["name"]).split()[0]
+    info["family"] = clean.get("ID_LIKE", clean.get("ID", info["family"])).split()[0].title()
+    info["release"] = clean.get("VERSION_ID", "")
+    return info
+
+
+def _memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        return 0
+
+
+@hookimpl
+def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
+    sources: list[FactSource] = [SystemFacts()]
+    sources.extend(FileFacts(path) for path in settings.facts)
+    return sources

@@ -1,0 +1,207 @@
+"""The built-in filter kinds and compound-filter functions, registered as a plugin.
+
+orch's own ``setup.cfg`` registers this module under the ``orch`` entry-point group
+(``filters = orch.filters.builtin``), exactly as a third-party plugin would register its own.
+
+Wire form of one term of each kind, as carried in a request's filter mapping:
+
+* ``fact`` (``-F role=web``): ``{"fact": "role", "operator": "==", "value": "web"}``;
+* ``class`` (``-C``), ``identity`` (``-I``), ``agent`` (``-A``): a name such as
+  ``"webserver"``, or a regex written ``"/^web/"``;
+* ``compound`` (``-S``): the expression text, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from orch.core.filter import FilterEngine, FilterKind, FilterSyntaxError, NodeView
+from orch.core.hookspecs import hookimpl
+from orch.filters.compound import matches as match_compound
+from orch.filters.compound import parse as parse_compound
+from orch.filters.terms import (
+    MISSING,
+    fact_value,
+    find_operator,
+    match_fact,
+    match_name,
+    parse_fact_term,
+    parse_name_pattern,
+)
+
+
+class FactFilter:
+    """``-F fact=value``: compare one fact of the node (see :mod:`orch.filters.terms`)."""
+
+    name = "fact"
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """``"role=web"`` ⇒ ``{"fact": "role", "operator": "==", "value": "web"}``."""
+        return parse_fact_term(text)
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        """Validate the wire term, then compare the node's fact."""
+        return match_fact(term, node)
+
+
+class _NameFilter:
+    """A kind selecting on a set of names: exact name, or ``/regex/`` searched."""
+
+    name = "name"
+
+    def names(self, node: NodeView) -> Collection[str]:
+        """The names of ``node`` this kind selects on."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> str:
+        """Validate the pattern (and its regex); the wire term is the stripped text."""
+        return parse_name_pattern(text, self.name)
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        """True when any of the node's names matches the pattern ``term``."""
+        return match_name(term, self.names(node))
+
+
+class ClassFilter(_NameFilter):
+    """``-C class``: the node has a configuration-management class."""
+
+    name = "class"
+
+    def names(self, node: NodeView) -> Collection[str]:
+        """The node's classes."""
+        return node.classes
+
+
+class IdentityFilter(_NameFilter):
+    """``-I identity``: the node's identity (usually its FQDN)."""
+
+    name = "identity"
+
+    def names(self, node: NodeView) -> Collection[str]:
+        """The node's one identity."""
+        return (node.identity,)
+
+
+class AgentFilter(_NameFilter):
+    """``-A agent``: the node hosts an agent."""
+
+    name = "agent"
+
+    def names(self, node: NodeView) -> Collection[str]:
+        """The agents the node hosts."""
+        return node.agents
+
+
+class CompoundFilter:
+    """``-S expression``: a boolean expression, see :mod:`orch.filters.compound`."""
+
+    name = "compound"
+
+    def parse(self, text: str) -> str:
+        """Check the expression parses so typos fail on the client, then send it as is."""
+        parse_compound(text)
+        return text
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        """Evaluate the expression against the node with the engine's functions."""
+        return match_compound(term, node, engine)
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def fact_function(node: NodeView, name: str) -> Any:
+    """``fact('os.family')``: the fact's value (``None`` when the node lacks it)."""
+    value = fact_value(node, _string_argument("fact", name))
+    return None if value is MISSING else value
+
+
+def has_fact_function(node: NodeView, name: str) -> bool:
+    """``has_fact('ec2')``: the node has the fact, whatever its value."""
+    return fact_value(node, _string_argument("has_fact", name)) is not MISSING
+
+
+def has_class_function(node: NodeView, pattern: str) -> bool:
+    """``has_class('web')`` or ``has_class('/^web/')``: the node has a matching class."""
+    return match_name(_string_argument("has_class", pattern), node.classes)
+
+
+def has_agent_function(node: NodeView, pattern: str) -> bool:
+    """``has_agent('puppet')``: the node hosts a matching agent."""
+    return match_name(_string_argument("has_agent", pattern), node.agents)
+
+
+def identity_function(node: NodeView) -> str:
+    """``identity()``: the node's identity, e.g. ``identity() =~ /^web/``."""
+    return node.identity
+
+
+def _string_argument(function: str, value: object) -> str:
+    """Reject a non-string argument with a message naming the function."""
+    if not isinstance(value, str):
+        raise FilterSyntaxError(f"{function}() takes a string argument, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def orch_filter_kinds() -> list[FilterKind]:
+    """The five built-in kinds: ``fact``, ``class``, ``identity``, ``agent``, ``compound``."""
+    return [FactFilter(), ClassFilter(), IdentityFilter(), AgentFilter(), CompoundFilter()]
+
+
+@hookimpl
+def orch_filter_functions() -> dict[str, Callable[..., Any]]:
+    """Functions for compound expressions: ``fact``, ``has_fact``, ``has_class`` …."""
+    return {
+        "fact": fact_function,
+        "has_fact": has_fact_function,
+        "has_class": has_class_function,
+        "has_agent": has_agent_function,
+        "identity": identity_function,
+    }
+
+
+# --------------------------------------------------------------------------- CLI helper
+
+
+def build_filter(
+    engine: FilterEngine,
+    fact: Sequence[str] = (),
+    classes: Sequence[str] = (),
+    identities: Sequence[str] = (),
+    agents: Sequence[str] = (),
+    compound: Sequence[str] = (),
+    with_: Sequence[str] = (),
+) -> dict[str, list[Any]]:
+    """Turn the values of ``-F -C -I -A -S -W`` into a request's wire filter.
+
+    ``with_`` holds MCollective's combined ``-W "role=web webserver"`` values: each
+    whitespace-separated word containing an operator is a fact term, any other a class
+    (so a fact term under ``-W`` cannot have spaces around its operator). Kinds with no
+    terms are left out, so no options at all give ``{}``, which selects every node.
+    """
+    facts, classes_with = _split_with(with_)
+    typed = {
+        "fact": [*fact, *facts],
+        "class": [*classes, *classes_with],
+        "identity": list(identities),
+        "agent": list(agents),
+        "compound": list(compound),
+    }
+    return {
+        kind: [engine.parse(kind, text) for text in texts] for kind, texts in typed.items() if texts
+    }
+
+
+def _split_with(values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``-W`` values into (fact terms, classes)."""
+    facts: list[str] = []
+    classes: list[str] = []
+    for value in values:
+        for word in value.split():
+            (facts if find_operator(word) is not None else classes).append(word)
+    return facts, classes

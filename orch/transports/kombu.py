@@ -1,0 +1,311 @@
+"""The kombu transport: RabbitMQ (``amqp://``), Redis (``redis://``) and ``memory://``.
+
+Topology, per collective ``C`` (identical on every kombu broker):
+
+* ``orch.C.requests`` — a topic exchange. Each node has one queue, ``orch.C.node.<identity>``,
+  bound with ``agent.<name>`` for every agent it hosts and ``node.<identity>`` for itself, so a
+  broadcast for an agent is published once with routing key ``agent.<name>`` and a direct
+  request with ``node.<identity>``.
+* ``orch.C.replies`` — a direct exchange. Each client session has one exclusive, auto-deleted
+  queue ``orch.C.reply.<uuid>`` bound under its own name, which requests name as ``reply_to``.
+
+Queues are transient and auto-deleted, and requests carry a per-message expiration, so a node
+that goes away leaves nothing behind on RabbitMQ. Redis and ``memory://`` have no message
+TTL; there the server drops requests older than their time-to-live before running them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from orch.core.errors import TransportError
+from orch.core.hookspecs import hookimpl
+from orch.core.transport import ClientChannel, NodeBinding, RequestHandler, Transport
+
+if TYPE_CHECKING:
+    import kombu
+
+    from orch.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
+#: Polling interval for virtual transports that poll (memory); kombu's default is 1 s.
+MEMORY_POLLING_INTERVAL = 0.005
+#: How long one drain waits before the loop checks its stop flag and the heartbeat.
+DRAIN_SLICE = 0.5
+HEARTBEAT = 10
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2}
+
+
+def request_exchange_name(collective: str) -> str:
+    return f"orch.{collective}.requests"
+
+
+def reply_exchange_name(collective: str) -> str:
+    return f"orch.{collective}.replies"
+
+
+class KombuTransport:
+    """A :class:`~orch.core.transport.Transport` over any kombu broker URL list."""
+
+    def __init__(self, urls: Sequence[str], settings: Settings | None = None) -> None:
+        if not urls:
+            raise TransportError("no broker URL given; set --broker or ORCH_BROKER")
+        self.urls = list(urls)
+        self._reply_conn: kombu.Connection | None = None
+        self._reply_lock = threading.Lock()
+        self.display_url = ", ".join(self._connection_for(url).as_uri() for url in self.urls)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connection_for(self, url: str | list[str], heartbeat: float = 0) -> kombu.Connection:
+        import kombu
+
+        options: dict[str, Any] = {}
+        urls = [url] if isinstance(url, str) else url
+        if urls[0].startswith("memory:"):
+            options["polling_interval"] = MEMORY_POLLING_INTERVAL
+            # kombu warns about a missing host name for bare memory:// URLs.
+            urls = [u if u.rstrip("/") != "memory:" else "memory://localhost/" for u in urls]
+        url = urls[0] if len(urls) == 1 else urls
+        return kombu.Connection(
+            url,
+            failover_strategy="round-robin",
+            transport_options=options,
+            heartbeat=heartbeat,
+            connect_timeout=5,
+        )
+
+    def connection(self, heartbeat: float = 0) -> kombu.Connection:
+        """A new, unconnected kombu connection over the whole failover list."""
+        return self._connection_for(self.urls, heartbeat=heartbeat)
+
+    # -- server side -------------------------------------------------------------------
+
+    def serve(
+        self,
+        bindings: Sequence[NodeBinding],
+        stop: threading.Event,
+        ready: threading.Event | None = None,
+    ) -> None:
+        backoff = _Backoff()
+        while not stop.is_set():
+            conn = self.connection(heartbeat=HEARTBEAT)
+            try:
+                conn.ensure_connection(
+                    errback=_log_retry, max_retries=2, interval_start=0.2, interval_step=0.5,
+                    interval_max=1,
+                )
+                self._consume(conn, bindings, stop, ready)
+                backoff.reset()
+            except Exception as exc:  # kombu raises many library- and socket-level types
+                if ready is not None:
+                    ready.clear()
+                if stop.is_set():
+                    break
+                delay = backoff.next()
+                log.warning(
+                    "broker %s unavailable (%s); retrying in %.1fs", self.display_url, exc, delay
+                )
+                stop.wait(delay)
+            finally:
+                _close_quietly(conn)
+
+    def _consume(
+        self,
+        conn: kombu.Connection,
+        bindings: Sequence[NodeBinding],
+        stop: threading.Event,
+        ready: threading.Event | None,
+    ) -> None:
+        from kombu import Consumer
+
+        channel = conn.channel()
+        for b in bindings:
+            consumer = Consumer(
+                channel,
+                queues=[_node_queue(b)],
+                on_message=_deliver_to(b.handler),
+                no_ack=True,
+                accept=[],
+            )
+            consumer.consume()
+        log.info("consuming for %d node(s) on %s", len(bindings), self.display_url)
+        if ready is not None:
+            ready.set()
+        while not stop.is_set():
+            try:
+                conn.drain_events(timeout=DRAIN_SLICE)
+            except TimeoutError:
+                conn.heartbeat_check()
+
+    def send_reply(self, collective: str, reply_to: str, payload: bytes, ttl: float) -> None:
+        from kombu import Exchange, Producer
+
+        exchange = Exchange(reply_exchange_name(collective), type="direct", durable=False)
+        with self._reply_lock:
+            if self._reply_conn is None:
+                self._reply_conn = self.connection()
+            conn = self._reply_conn
+            try:
+                producer = Producer(conn.default_channel)
+                publish = conn.ensure(producer, producer.publish, **RETRY_POLICY)
+                publish(
+                    payload, exchange=exchange, routing_key=reply_to, expiration=ttl,
+                    content_type="application/json", content_encoding="utf-8",
+                    delivery_mode=1, declare=[exchange],
+                )
+            except Exception as exc:
+                log.error("reply to %s lost, broker %s: %s", reply_to, self.display_url, exc)
+                _close_quietly(conn)
+                self._reply_conn = None
+
+    # -- client side -------------------------------------------------------------------
+
+    def open_client(self, collective: str, connect_timeout: float) -> ClientChannel:
+        return KombuClientChannel(self, collective, connect_timeout)
+
+    def close(self) -> None:
+        with self._reply_lock:
+            if self._reply_conn is not None:
+                _close_quietly(self._reply_conn)
+                self._reply_conn = None
+
+
+class KombuClientChannel:
+    """One client session: a private reply queue plus a producer on the same connection."""
+
+    def __init__(self, transport: KombuTransport, collective: str, connect_timeout: float):
+        from kombu import Consumer, Exchange, Producer, Queue
+
+        self._transport = transport
+        self.reply_to = f"orch.{collective}.reply.{uuid.uuid4().hex}"
+        self._requests = Exchange(request_exchange_name(collective), type="topic", durable=False)
+        replies = Exchange(reply_exchange_name(collective), type="direct", durable=False)
+        self._received: deque[bytes] = deque()
+        self._conn = transport.connection()
+        try:
+            self._conn.ensure_connection(
+                max_retries=1, interval_start=0.2, timeout=connect_timeout
+            )
+            channel = self._conn.channel()
+            self._producer = Producer(channel, exchange=self._requests)
+            self._requests.declare(channel=channel)
+            queue = Queue(
+                self.reply_to, exchange=replies, routing_key=self.reply_to,
+                durable=False, auto_delete=True, exclusive=True,
+            )
+            self._consumer = Consumer(
+                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[]
+            )
+            self._consumer.consume()
+        except Exception as exc:
+            _close_quietly(self._conn)
+            raise TransportError(
+                f"cannot reach the broker at {transport.display_url}: {exc}. "
+                "Check that it is running and that --broker (ORCH_BROKER) is right."
+            ) from None
+
+    def _on_message(self, message: Any) -> None:
+        self._received.append(_raw_body(message))
+
+    def _publish(self, routing_key: str, payload: bytes, ttl: float) -> None:
+        try:
+            self._producer.publish(
+                payload, routing_key=routing_key, expiration=ttl,
+                content_type="application/json", content_encoding="utf-8", delivery_mode=1,
+            )
+        except Exception as exc:
+            raise TransportError(
+                f"publishing to {self._transport.display_url} failed: {exc}"
+            ) from None
+
+    def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
+        self._publish(f"agent.{agent}", payload, ttl)
+
+    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
+        self._publish(f"node.{identity}", payload, ttl)
+
+    def receive(self, timeout: float) -> bytes | None:
+        if not self._received:
+            try:
+                self._conn.drain_events(timeout=max(timeout, 0.0001))
+            except TimeoutError:
+                return None
+            except Exception as exc:
+                raise TransportError(
+                    f"lost the broker connection to {self._transport.display_url}: {exc}"
+                ) from None
+        return self._received.popleft() if self._received else None
+
+    def close(self) -> None:
+        _close_quietly(self._conn)
+
+
+class _Backoff:
+    """Exponential reconnect delays: 0.5 s doubling to 10 s, reset after a good connection."""
+
+    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+def _node_queue(binding: NodeBinding) -> kombu.Queue:
+    from kombu import Exchange, Queue
+    from kombu import binding as kombu_binding
+
+    exchange = Exchange(request_exchange_name(binding.collective), type="topic", durable=False)
+    keys = [f"agent.{agent}" for agent in binding.agents] + [f"node.{binding.identity}"]
+    return Queue(
+        f"orch.{binding.collective}.node.{binding.identity}",
+        bindings=[kombu_binding(exchange, routing_key=key) for key in keys],
+        durable=False,
+        auto_delete=True,
+    )
+
+
+def _raw_body(message: Any) -> bytes:
+    body = message.body
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+def _deliver_to(handler: RequestHandler) -> Callable[[Any], None]:
+    def on_message(message: Any) -> None:
+        try:
+            handler(_raw_body(message))
+        except Exception:  # a handler bug must never stop consumption for the other nodes
+            log.exception("request handler failed")
+
+    return on_message
+
+
+def _log_retry(exc: Exception, interval: float) -> None:
+    log.debug("broker connection failed (%s); retrying in %.1fs", exc, interval)
+
+
+def _close_quietly(conn: kombu.Connection) -> None:
+    try:
+        conn.release()
+    except Exception as exc:
+        log.debug("error closing broker connection: %s", exc)
+
+
+def _factory(urls: list[str], settings: Settings) -> Transport:
+    return KombuTransport(urls, settings)
+
+
+@hookimpl
+def orch_transports() -> Mapping[str, Callable[[list[str], Settings], Transport]]:
+    return dict.fromkeys(SCHEMES, _factory)
