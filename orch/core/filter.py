@@ -54,6 +54,9 @@ class FilterKind(Protocol):
 
     #: The key of this kind in a request's filter mapping.
     name: str
+    #: True when a node is selected if *any* term of this kind matches (identities: ``-I a
+    #: -I b`` means a or b); False when every term must match (facts, classes, agents).
+    match_any: bool
 
     def parse(self, text: str) -> Any:
         """Turn the text a user typed (``-F role=web``) into a JSON-serialisable wire term.
@@ -102,9 +105,9 @@ class FilterEngine:
             filter_kind = self.kinds.get(kind)
             if filter_kind is None:
                 raise FilterSyntaxError(f"unknown filter kind {kind!r}")
-            for term in terms:
-                if not filter_kind.match(term, node, self):
-                    return False
+            results = (filter_kind.match(term, node, self) for term in terms)
+            if not (any(results) if filter_kind.match_any else all(results)):
+                return False
         return True
 
 

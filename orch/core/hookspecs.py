@@ -70,7 +70,8 @@ def orch_filter_kinds() -> Iterable[FilterKind]:
     """Return the filter kinds this plugin understands (``fact``, ``class``, ``identity`` …).
 
     A request's filter is a mapping ``{kind: [term, …]}``; a node answers only when every
-    term of every kind matches. A node that does not know a kind named in a request treats
+    kind matches: all of its terms, or any one of them for kinds with ``match_any`` set
+    (identities). A node that does not know a kind named in a request treats
     the filter as not matching and stays silent, so an old node never runs an action meant
     for a narrower set.
     """

@@ -9,6 +9,8 @@ Wire form of one term of each kind, as carried in a request's filter mapping:
 * ``class`` (``-C``), ``identity`` (``-I``), ``agent`` (``-A``): a name such as
   ``"webserver"``, or a regex written ``"/^web/"``;
 * ``compound`` (``-S``): the expression text, unchanged.
+
+Every term of a kind must match, except for ``identity`` where any one suffices.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class FactFilter:
     """``-F fact=value``: compare one fact of the node (see :mod:`orch.filters.terms`)."""
 
     name = "fact"
+    match_any = False
 
     def parse(self, text: str) -> dict[str, Any]:
         """``"role=web"`` ⇒ ``{"fact": "role", "operator": "==", "value": "web"}``."""
@@ -49,6 +52,7 @@ class _NameFilter:
     """A kind selecting on a set of names: exact name, or ``/regex/`` searched."""
 
     name = "name"
+    match_any = False
 
     def names(self, node: NodeView) -> Collection[str]:
         """The names of ``node`` this kind selects on."""
@@ -74,9 +78,14 @@ class ClassFilter(_NameFilter):
 
 
 class IdentityFilter(_NameFilter):
-    """``-I identity``: the node's identity (usually its FQDN)."""
+    """``-I identity``: the node's identity (usually its FQDN).
+
+    A node has one identity, so requiring every ``-I`` term would select nothing as soon as
+    two names are given; ``-I web1 -I web2`` therefore means either, as in MCollective.
+    """
 
     name = "identity"
+    match_any = True
 
     def names(self, node: NodeView) -> Collection[str]:
         """The node's one identity."""
@@ -97,6 +106,7 @@ class CompoundFilter:
     """``-S expression``: a boolean expression, see :mod:`orch.filters.compound`."""
 
     name = "compound"
+    match_any = False
 
     def parse(self, text: str) -> str:
         """Check the expression parses so typos fail on the client, then send it as is."""

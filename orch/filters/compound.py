@@ -227,9 +227,9 @@ def matches(expression: str, node: NodeView, engine: FilterEngine) -> bool:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _parse_cached(expression: str) -> Expr:
-    """Parse without the cache; a failure is not cached, so it is re-reported each time."""
+    """The cached parse; failures are not cached, so each is reported every time."""
     try:
-        return _Parser(expression, tokenize(expression)).parse()
+        return _Parser(_tokenize(expression)).parse()
     except _Problem as problem:
         raise FilterSyntaxError(_describe(expression, problem.pos, problem.why)) from None
 
@@ -245,7 +245,7 @@ def _describe(expression: str, pos: int, why: str) -> str:
 # --------------------------------------------------------------------------- tokenizer
 
 
-def tokenize(expression: str) -> list[_Token]:
+def _tokenize(expression: str) -> list[_Token]:
     """Split ``expression`` into tokens, ending with an END token.
 
     The tokenizer is contextual in one place: right after an operator it reads a *value*,
@@ -384,8 +384,7 @@ def _scan_string(expression: str, pos: int) -> _Token:
 class _Parser:
     """Recursive-descent parser over the token list; one instance per expression."""
 
-    def __init__(self, expression: str, tokens: Sequence[_Token]) -> None:
-        self.expression = expression
+    def __init__(self, tokens: Sequence[_Token]) -> None:
         self.tokens = tokens
         self.index = 0
         self.depth = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -336,7 +337,7 @@ def test_terms_parse_to_typed_nodes() -> None:
     assert compound.parse("os.family = Debian") == FactTest(FactTerm("os.family", "==", "Debian"))
     assert compound.parse("/^web/") == ClassTest("/^web/")
     assert compound.parse("has_class('web')") == Call("has_class", ("web",))
-    assert compound.parse("f(1, -2.5, \"x\")") == Call("f", (1, -2.5, "x"))
+    assert compound.parse('f(1, -2.5, "x")') == Call("f", (1, -2.5, "x"))
     assert compound.parse("f('a').b.c >= 3") == Call("f", ("a",), ("b", "c"), ">=", "3")
 
 
@@ -500,7 +501,7 @@ def test_error_message_points_at_the_fault() -> None:
     with pytest.raises(FilterSyntaxError) as info:
         compound.parse("webserver and (db or x")
     lines = str(info.value).splitlines()
-    assert lines[1].strip() == "webserver and (db or"
+    assert lines[1].strip() == "webserver and (db or x"
     assert lines[2].index("^") == lines[1].index("(")
 
 
@@ -554,13 +555,14 @@ def test_non_string_compound_term(engine: FilterEngine) -> None:
 
 
 def test_builtin_kinds_and_functions() -> None:
-    assert [k.name for k in builtin.orch_filter_kinds()] == [
-        "fact",
-        "class",
-        "identity",
-        "agent",
-        "compound",
-    ]
+    kinds = {k.name: k.match_any for k in builtin.orch_filter_kinds()}
+    assert kinds == {
+        "fact": False,
+        "class": False,
+        "identity": True,
+        "agent": False,
+        "compound": False,
+    }
     assert {"fact", "has_class", "identity"} <= set(builtin.orch_filter_functions())
 
 
@@ -570,7 +572,7 @@ def test_compound_kind_parse_validates_and_keeps_text(engine: FilterEngine) -> N
         engine.parse("compound", "a and")
 
 
-def test_engine_ands_every_kind(engine: FilterEngine) -> None:
+def test_engine_ands_every_kind_but_ors_identities(engine: FilterEngine) -> None:
     selecting = {
         "fact": [engine.parse("fact", "kernel=Linux"), engine.parse("fact", "cpus>=4")],
         "class": ["webserver", "/^base$/"],
@@ -582,12 +584,16 @@ def test_engine_ands_every_kind(engine: FilterEngine) -> None:
     for kind, bad_term in [
         ("fact", {"fact": "kernel", "operator": "==", "value": "Windows"}),
         ("class", "dbserver"),
-        ("identity", "db1"),
         ("agent", "service"),
         ("compound", "dbserver"),
     ]:
         narrowed = {**selecting, kind: [*selecting[kind], bad_term]}
         assert not engine.matches(narrowed, NODE), kind
+        assert not engine.matches({kind: [bad_term]}, NODE), kind
+    # A node has one identity: -I web1 -I db1 selects either.
+    assert engine.matches({**selecting, "identity": ["db1", "/^web/"]}, NODE)
+    assert not engine.matches({**selecting, "identity": ["db1", "db2"]}, NODE)
+    assert not engine.matches({**selecting, "fact": [], "identity": ["db1"]}, NODE)
 
 
 def test_empty_filter_selects_everything(engine: FilterEngine) -> None:
@@ -669,8 +675,9 @@ _JSON = st.recursive(
     | st.floats()
     | st.text(max_size=20)
     | st.sampled_from(["/x/", "/[/", "//", "==", "=~", "fact", "ports", "os.family"]),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 _FACT_TERMS = st.fixed_dictionaries(
@@ -693,10 +700,8 @@ _FUZZ_NODE = NodeView(
 
 
 def _only_syntax_errors(call: Any, *args: Any) -> None:
-    try:
+    with contextlib.suppress(FilterSyntaxError):
         call(*args)
-    except FilterSyntaxError:
-        pass
 
 
 @settings(max_examples=500)
