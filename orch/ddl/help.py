@@ -1,4 +1,4 @@
-"""Help text generated from a DDL: the same words for ``--help``, ``orch plugin doc`` and the API."""
+"""Help text generated from a DDL, the same words for ``--help``, docs and the API."""
 
 from __future__ import annotations
 
