@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ class NodeSpec:
     classes: frozenset[str] = frozenset()
 
 
+def _facts_of(spec: NodeSpec) -> Callable[[], dict[str, Any]]:
+    return lambda: dict(spec.facts)
+
+
 class Fleet:
     """Serve ``specs`` on the broker of ``settings`` until :meth:`stop`."""
 
@@ -52,7 +56,7 @@ class Fleet:
         self.nodes = [
             Node(
                 spec.identity, settings.collective, agents,
-                (lambda facts=spec.facts: dict(facts)), spec.classes,
+                _facts_of(spec), spec.classes,
                 filters=filters, security=security, runner=self.runner,
                 send=self.transport.send_reply, default_timeout=settings.action_timeout,
                 clock_skew=settings.clock_skew,

@@ -49,9 +49,9 @@ def action_help(agent: AgentDDL, action: ActionDDL) -> str:
         lines.append(f"  {name}{label} ({out.type}): {out.description}")
     if action.aggregate:
         lines += ["", "Summaries:"]
-        for spec in action.aggregate:
-            args = ", ".join(str(a) for a in spec.get("args", []))
-            lines.append(f"  {spec.get('function')}({args})")
+        for aggregate in action.aggregate:
+            args = ", ".join(str(a) for a in aggregate.get("args", []))
+            lines.append(f"  {aggregate.get('function')}({args})")
     lines += ["", f"Timeout: {agent.timeout:g}s   Display: {action.display}",
               "Filters and options: see `orch rpc --help`."]
     return "\n".join(lines)
