@@ -123,6 +123,27 @@ class Settings:
         "broadcast", _name, "Client: how to find nodes (a discovery plugin's name).")
     security: str = _setting(
         "insecure", _name, "The security provider (a security plugin's name).")
+    tls_cert: str | None = _setting(
+        None, _optional_path, "This process's certificate (PEM), for signing and broker TLS.")
+    tls_key: str | None = _setting(
+        None, _optional_path, "The private key (PEM) of tls_cert.")
+    tls_ca: str | None = _setting(
+        None, _optional_path, "The CA certificate (PEM) that every peer must chain to.")
+    ssldir: str | None = _setting(
+        None, _optional_path,
+        "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "
+        "private_keys/<identity>.pem.")
+    authorization: str = _setting(
+        "actionpolicy", _name, "Server: the authorization plugin deciding who may run what.")
+    policy_dir: str | None = _setting(
+        None, _optional_path, "Server: directory of <agent>.policy actionpolicy files.")
+    policy_default: str = _setting(
+        "deny", _choice("allow", "deny"),
+        "Server: decision for an agent that has no policy file and no default policy file.")
+    audit_log: str | None = _setting(
+        None, _optional_path, "Server: JSON-lines audit log of every request received.")
+    audit_redact: list[str] = _setting(
+        list, _split_list, "Server: argument names whose values the audit log redacts.")
     log_level: str = _setting(
         "info", _choice("debug", "info", "warning", "error"), "Logging threshold.")
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import click
 
     from orch.core.agent import Agent
+    from orch.core.authorization import Authorizer
     from orch.core.config import Settings
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
@@ -62,6 +63,16 @@ def orch_security_providers() -> Mapping[str, Callable[[Settings], SecurityProvi
 
     The provider named by the ``security`` setting seals every outgoing message body and
     opens (verifies) every incoming one; see :class:`orch.core.security.SecurityProvider`.
+    """
+
+
+@hookspec
+def orch_authorizers() -> Mapping[str, Callable[[Settings], Authorizer]]:
+    """Return ``{name: factory}`` for authorization engines.
+
+    The server uses the one named by the ``authorization`` setting to decide, for every
+    authenticated request that passed its filter, whether the caller may run the action.
+    See :class:`orch.core.authorization.Authorizer`.
     """
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import click
 
     from orch.core.agent import Agent
+    from orch.core.authorization import Authorizer
     from orch.core.config import Settings
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
@@ -121,6 +122,9 @@ class PluginRegistry:
 
     def security_providers(self) -> dict[str, Callable[[Settings], SecurityProvider]]:
         return self._merged(self.hook.orch_security_providers(), "security provider")
+
+    def authorizers(self) -> dict[str, Callable[[Settings], Authorizer]]:
+        return self._merged(self.hook.orch_authorizers(), "authorizer")
 
     def filter_kinds(self) -> dict[str, FilterKind]:
         kinds = [k for result in self.hook.orch_filter_kinds() for k in result]
