@@ -2,7 +2,7 @@
 
 Each simulated node is a real :class:`~orch.core.server.Node` — its own identity, facts,
 classes, agent instances and counters, running the same request path as ``orch server`` —
-but they share one transport connection, one action runner and one security provider, so
+but they share one transport connection and one set of :class:`NodeServices`, so
 a thousand of them fit in one process.
 """
 
@@ -16,10 +16,8 @@ from typing import Any
 
 from orch.core.config import Settings
 from orch.core.errors import TransportError
-from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
-from orch.core.runner import ActionRunner
-from orch.core.server import Node
+from orch.core.server import Node, NodeServices
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +47,11 @@ class Fleet:
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
-        self.runner = ActionRunner(settings.workers)
-        security = registry.security_for(settings)
-        filters = FilterEngine(registry.filter_kinds(), registry.filter_functions())
+        self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         agents = registry.agents_for(settings.agents)
         self.nodes = [
-            Node(
-                spec.identity, settings.collective, agents,
-                _facts_of(spec), spec.classes,
-                filters=filters, security=security, runner=self.runner,
-                send=self.transport.send_reply, default_timeout=settings.action_timeout,
-                clock_skew=settings.clock_skew,
-            )
+            Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,
+                 self.services)
             for spec in specs
         ]
         self._stop = threading.Event()
@@ -84,7 +75,7 @@ class Fleet:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
-        self.runner.shutdown()
+        self.services.close()
         self.transport.close()
 
     def __enter__(self) -> Fleet:

@@ -1,13 +1,14 @@
 """The node side: turn request bytes into actions and replies, and the ``orch server`` daemon.
 
 :class:`Node` is one identity — its facts, classes, agents and counters. It checks each
-request in order (envelope, security, protocol, collective, time window, filter, agent,
-action, arguments), hands the action to the shared :class:`~orch.core.runner.ActionRunner`,
-and sends the reply. Many nodes can share one transport and one runner: that is how
-``orch demo`` simulates a fleet in one process.
+request in the order the design fixes — envelope and signature, protocol, collective, time
+window and replay, filter, agent and action, arguments, authorization — hands the action to
+the shared :class:`~orch.core.runner.ActionRunner`, and sends the reply. Every decision is
+written to the audit log when one is configured.
 
-:class:`Server` wires one node to its transport from :class:`~orch.core.config.Settings`
-and runs until stopped.
+Many nodes can share one :class:`NodeServices` (transport, runner, security, authorizer):
+that is how ``orch demo`` simulates a fleet in one process. :class:`Server` wires one node
+from :class:`~orch.core.config.Settings` and runs until stopped.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orch
 from orch.core.agent import ActionRequest, Agent
+from orch.core.audit import AuditLog
+from orch.core.authorization import Authorizer
 from orch.core.config import Settings
 from orch.core.errors import ArgumentError, ProtocolError
 from orch.core.facts import collect_facts, read_classes
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
 from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Envelope, Reply, Request, Status
+from orch.core.replay import ReplayCache
 from orch.core.runner import ActionRunner
-from orch.core.security import SecurityProvider
+from orch.core.security import SecurityProvider, Verified
 from orch.core.transport import NodeBinding
 from orch.ddl.model import AgentDDL
 
@@ -38,6 +43,48 @@ log = logging.getLogger(__name__)
 
 #: ``send(collective, reply_to, payload, ttl)`` — how a node publishes its replies.
 ReplySender = Callable[[str, str, bytes, float], None]
+
+
+@dataclass
+class NodeServices:
+    """What nodes of one process share: plugins chosen by settings, pool, reply path."""
+
+    filters: FilterEngine
+    security: SecurityProvider
+    runner: ActionRunner
+    send: ReplySender
+    authorizer: Authorizer | None = None
+    audit: AuditLog | None = None
+    default_timeout: float = 60.0
+    clock_skew: float = 5.0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, registry: PluginRegistry, send: ReplySender
+    ) -> NodeServices:
+        authorizers = registry.authorizers()
+        authorizer = None
+        if settings.authorization in authorizers:
+            authorizer = authorizers[settings.authorization](settings)
+        else:
+            log.warning("authorization plugin %r is not installed; every authenticated "
+                        "caller may run every action", settings.authorization)
+        return cls(
+            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+            security=registry.security_for(settings),
+            runner=ActionRunner(settings.workers),
+            send=send,
+            authorizer=authorizer,
+            audit=AuditLog(settings.audit_log, settings.audit_redact)
+            if settings.audit_log else None,
+            default_timeout=settings.action_timeout,
+            clock_skew=settings.clock_skew,
+        )
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        if self.audit is not None:
+            self.audit.close()
 
 
 class Node:
@@ -50,26 +97,16 @@ class Node:
         agents: Mapping[str, type[Agent]],
         facts: Callable[[], Mapping[str, Any]],
         classes: frozenset[str],
-        *,
-        filters: FilterEngine,
-        security: SecurityProvider,
-        runner: ActionRunner,
-        send: ReplySender,
-        default_timeout: float = 60.0,
-        clock_skew: float = 5.0,
+        services: NodeServices,
     ) -> None:
         self.identity = identity
         self.collective = collective
+        self.services = services
         self._agent_classes = dict(agents)
         self._agents = {name: cls(self) for name, cls in agents.items()}
         self._load_facts = facts
         self._classes = classes
-        self._filters = filters
-        self._security = security
-        self._runner = runner
-        self._send = send
-        self._default_timeout = default_timeout
-        self._clock_skew = clock_skew
+        self._replay = ReplayCache()
         self._started = time.time()
         self._stats: Counter[str] = Counter()
         self._per_agent: Counter[str] = Counter()
@@ -85,7 +122,8 @@ class Node:
         with self._stats_lock:
             counts = dict(self._stats)
             per_agent = dict(self._per_agent)
-        keys = ("total", "passed", "filtered", "replies", "failed", "dropped", "ttlexpired")
+        keys = ("total", "passed", "filtered", "replies", "failed", "dropped", "ttlexpired",
+                "unauthorized")
         return {
             **{key: counts.get(key, 0) for key in keys},
             "agents": per_agent,
@@ -122,6 +160,31 @@ class Node:
             if agent is not None:
                 self._per_agent[agent] += 1
 
+    def _audit(
+        self, decision: str, reason: str, request: Request | None = None,
+        verified: Verified | None = None,
+    ) -> None:
+        audit = self.services.audit
+        if audit is None:
+            return
+        audit.record(
+            node=self.identity, decision=decision, reason=reason,
+            request_id=request.id if request else None,
+            caller=(verified.caller if verified and verified.caller else
+                    request.caller if request else None),
+            fingerprint=verified.fingerprint if verified else None,
+            agent=request.agent if request else None,
+            action=request.action if request else None,
+            arguments=request.data if request else None,
+        )
+
+    def _reject(self, counter: str, reason: str, request: Request | None = None,
+                verified: Verified | None = None, level: int = logging.WARNING) -> None:
+        self._count(counter)
+        log.log(level, "node=%s request=%s rejected: %s", self.identity,
+                request.id if request else "?", reason)
+        self._audit("rejected", reason, request, verified)
+
     def handle(self, raw: bytes) -> None:
         """Process one message from the network. Never raises; bad input is logged."""
         self._count("total")
@@ -129,57 +192,59 @@ class Node:
             envelope = Envelope.decode(raw)
             if envelope.kind != "request":
                 raise ProtocolError(f"expected a request, got a {envelope.kind}")
-            verified = self._security.verify(envelope)
+            verified = self.services.security.verify(envelope)
             request = Request.decode(envelope.body)
         except ProtocolError as exc:
-            self._count("dropped")
-            log.warning("node=%s dropped message: %s", self.identity, exc)
+            self._reject("dropped", str(exc))
             return
-        caller = verified.caller or request.caller
-        if not self._acceptable(request):
+        if not self._acceptable(request, verified):
             return
         try:
-            selected = self._filters.matches(request.filter, self._view)
+            selected = self.services.filters.matches(request.filter, self._view)
         except FilterSyntaxError as exc:
             log.warning("node=%s request=%s bad filter, staying silent: %s",
                         self.identity, request.id, exc)
             selected = False
         if not selected:
             self._count("filtered")
+            self._audit("ignored", "filter does not select this node", request, verified)
             return
         self._count("passed", request.agent)
-        self._dispatch(request, caller)
+        self._dispatch(request, verified)
 
-    def _acceptable(self, request: Request) -> bool:
+    def _acceptable(self, request: Request, verified: Verified) -> bool:
+        """Collective, time window and replay checks."""
         now = time.time()
+        skew = self.services.clock_skew
         if request.collective != self.collective:
-            self._count("dropped")
-            log.warning("node=%s request=%s for collective %s dropped",
-                        self.identity, request.id, request.collective)
+            self._reject("dropped", f"request for collective {request.collective}",
+                         request, verified)
             return False
-        if now > request.expires_at() + self._clock_skew:
-            self._count("ttlexpired")
-            log.info("node=%s request=%s expired %.1fs ago, dropped", self.identity,
-                     request.id, now - request.expires_at())
+        if now > request.expires_at() + skew:
+            self._reject("ttlexpired", f"expired {now - request.expires_at():.1f}s ago",
+                         request, verified, logging.INFO)
             return False
-        if request.time > now + self._clock_skew:
-            self._count("dropped")
-            log.warning("node=%s request=%s is from %.1fs in the future (clock skew?), dropped",
-                        self.identity, request.id, request.time - now)
+        if request.time > now + skew:
+            self._reject("dropped", f"created {request.time - now:.1f}s in the future "
+                         "(clock skew?)", request, verified)
+            return False
+        if self._replay.seen(request.id, request.expires_at() + skew, now):
+            self._reject("dropped", "replayed request id", request, verified)
             return False
         return True
 
-    def _dispatch(self, request: Request, caller: str) -> None:
+    def _dispatch(self, request: Request, verified: Verified) -> None:
+        caller = verified.caller or request.caller
         agent = self._agents.get(request.agent)
         if agent is None:
-            self._reply(request, Status.UNKNOWN_ACTION,
-                        f"unknown agent {request.agent!r} on {self.identity}")
+            self._refuse(request, verified, Status.UNKNOWN_ACTION,
+                         f"unknown agent {request.agent!r} on {self.identity}")
             return
         ddl = agent.ddl()
         action_ddl = ddl.action(request.action)
         if request.action not in agent.actions() or (ddl.actions and action_ddl is None):
-            self._reply(request, Status.UNKNOWN_ACTION,
-                        f"unknown action {request.action!r} for agent {request.agent!r}")
+            self._refuse(request, verified, Status.UNKNOWN_ACTION,
+                         f"unknown action {request.action!r} for agent {request.agent!r}")
             return
         data: Mapping[str, Any] = request.data
         if action_ddl is not None:
@@ -188,15 +253,36 @@ class Node:
             except ArgumentError as exc:
                 status = Status.MISSING_DATA if getattr(exc, "kind", "") == "missing" \
                     else Status.INVALID_DATA
-                self._reply(request, status, str(exc))
+                self._refuse(request, verified, status, str(exc))
                 return
-        action_request = ActionRequest(
-            request.agent, request.action, data, caller, request.id, request.sender)
-        timeout = ddl.timeout if ddl.timeout else self._default_timeout
+        authorizer = self.services.authorizer
+        if authorizer is not None:
+            decision = authorizer.authorize(request, caller, self._view, self.services.filters)
+            if not decision.allowed:
+                self._count("unauthorized")
+                self._audit("denied", decision.reason, request, verified)
+                self._reply(request, Status.ABORTED,
+                            f"{request.agent}.{request.action} denied by policy for "
+                            f"{caller}: {decision.reason}")
+                return
+            self._audit("allowed", decision.reason, request, verified)
+        else:
+            self._audit("allowed", "no authorizer configured", request, verified)
+        self._run(agent, ddl, ActionRequest(
+            request.agent, request.action, data, caller, request.id, request.sender), request)
+
+    def _refuse(self, request: Request, verified: Verified, status: Status,
+                message: str) -> None:
+        self._audit("rejected", message, request, verified)
+        self._reply(request, status, message)
+
+    def _run(self, agent: Agent, ddl: AgentDDL, action_request: ActionRequest,
+             request: Request) -> None:
+        timeout = ddl.timeout or self.services.default_timeout
         deadline = time.monotonic() + min(timeout, max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,
-                  caller, request.agent, request.action)
-        self._runner.submit(
+                  action_request.caller, request.agent, request.action)
+        self.services.runner.submit(
             lambda: agent.run(action_request),
             deadline,
             on_result=lambda reply: self._reply(
@@ -213,12 +299,12 @@ class Node:
         reply = Reply(request.id, self.identity, request.agent, request.action, status,
                       message, dict(data or {}))
         body = reply.encode()
-        envelope = Envelope("reply", body, self._security.seal("reply", body))
+        envelope = Envelope("reply", body, self.services.security.seal("reply", body))
         self._count("replies")
         if status != Status.OK:
             self._count("failed")
         ttl = max(request.expires_at() - time.time(), 1.0)
-        self._send(self.collective, request.reply_to, envelope.encode(), ttl)
+        self.services.send(self.collective, request.reply_to, envelope.encode(), ttl)
 
 
 class Server:
@@ -226,29 +312,25 @@ class Server:
 
     def __init__(self, settings: Settings, registry: PluginRegistry) -> None:
         self.settings = settings
-        self.registry = registry
         self.transport = registry.transport_for(settings)
-        self.runner = ActionRunner(settings.workers)
+        self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
         self.ready = threading.Event()
-        self._sources = registry.fact_sources(settings)
+        sources = registry.fact_sources(settings)
         self.node = Node(
             settings.identity,
             settings.collective,
             registry.agents_for(settings.agents),
-            lambda: collect_facts(self._sources),
+            lambda: collect_facts(sources),
             read_classes(settings.classes),
-            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
-            security=registry.security_for(settings),
-            runner=self.runner,
-            send=self.transport.send_reply,
-            default_timeout=settings.action_timeout,
-            clock_skew=settings.clock_skew,
+            self.services,
         )
 
     def reload(self) -> None:
-        """Re-read facts and classes (SIGHUP)."""
+        """Re-read facts and classes and reopen the audit log (SIGHUP)."""
         self.node.refresh(read_classes(self.settings.classes))
+        if self.services.audit is not None:
+            self.services.audit.reopen()
         log.info("node=%s reloaded facts and classes", self.node.identity)
 
     def run(self) -> None:
@@ -263,7 +345,7 @@ class Server:
         try:
             self.transport.serve([self.node.binding()], self.stop_event, self.ready)
         finally:
-            self.runner.shutdown()
+            self.services.close()
             self.transport.close()
             log.info("node=%s stopped", self.node.identity)
 
