@@ -17,6 +17,7 @@ TTL; there the server drops requests older than their time-to-live before runnin
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections import deque
@@ -58,6 +59,7 @@ class KombuTransport:
         if not urls:
             raise TransportError("no broker URL given; set --broker or ORCH_BROKER")
         self.urls = list(urls)
+        self._tls = _tls_options(self.urls[0], settings)
         self._reply_conn: kombu.Connection | None = None
         self._reply_lock = threading.Lock()
         self.display_url = ", ".join(self._connection_for(url).as_uri() for url in self.urls)
@@ -80,6 +82,7 @@ class KombuTransport:
             transport_options=options,
             heartbeat=heartbeat,
             connect_timeout=5,
+            **self._tls,
         )
 
     def connection(self, heartbeat: float = 0) -> kombu.Connection:
@@ -260,6 +263,40 @@ class _Backoff:
 
     def reset(self) -> None:
         self.current = self.first
+
+
+def _tls_options(url: str, settings: Settings | None) -> dict[str, Any]:
+    """kombu ``ssl``/``login_method`` arguments for ``amqps://`` and ``rediss://`` URLs.
+
+    The certificate, key and CA come from the tls_* settings (or a Puppet ssldir). An
+    ``amqps://`` URL without a user name authenticates with the certificate itself
+    (RabbitMQ's EXTERNAL mechanism, from its rabbitmq_auth_mechanism_ssl plugin).
+    """
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqps", "rediss"):
+        return {}
+    paths = settings.tls_paths() if settings is not None else None
+    if paths is None:
+        raise TransportError(
+            f"{parts.scheme}:// needs a certificate: set tls_cert, tls_key and tls_ca "
+            "(or ssldir); `orch ca issue` creates them"
+        )
+    cert, key, ca = paths
+    for path in paths:
+        if not os.path.exists(path):
+            raise TransportError(f"TLS file {path} does not exist; check tls_cert, tls_key, "
+                                 "tls_ca (or ssldir)")
+    if parts.scheme == "rediss":
+        return {"ssl": {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca,
+                        "ssl_cert_reqs": ssl.CERT_REQUIRED}}
+    options: dict[str, Any] = {"ssl": {"certfile": cert, "keyfile": key, "ca_certs": ca,
+                                       "cert_reqs": ssl.CERT_REQUIRED}}
+    if not parts.username:
+        options["login_method"] = "EXTERNAL"
+    return options
 
 
 def _node_queue(binding: NodeBinding) -> kombu.Queue:
