@@ -262,8 +262,8 @@ class Node:
                 self._count("unauthorized")
                 self._audit("denied", decision.reason, request, verified)
                 self._reply(request, Status.ABORTED,
-                            f"{request.agent}.{request.action} denied by policy for "
-                            f"{caller}: {decision.reason}")
+                            f"{request.agent}.{request.action} not authorized: "
+                            f"{decision.reason}")
                 return
             self._audit("allowed", decision.reason, request, verified)
         else:
@@ -325,6 +325,10 @@ class Server:
             read_classes(settings.classes),
             self.services,
         )
+
+        if settings.policy_dir is None:
+            log.warning("node=%s no policy_dir set: every authenticated caller may run "
+                        "every action", settings.identity)
 
     def reload(self) -> None:
         """Re-read facts and classes and reopen the audit log (SIGHUP)."""
