@@ -1,0 +1,334 @@
+"""The ``x509`` security provider: every request signed by a client certificate, every reply
+by a node certificate, both issued by the one CA every process trusts.
+
+What travels beside a body (the envelope's ``security`` object)::
+
+    {"cert": "<PEM of the signer's certificate>", "sig": "<base64 signature of the body>"}
+
+The signature covers exactly the UTF-8 bytes of the envelope's ``body`` string — the bytes
+received are the bytes checked, nothing is re-serialised. The certificate travels with every
+message, so a server needs no directory of client certificates; the verifier caches what it
+learnt about each certificate (parsed, chained to the CA, role) under the SHA-256 of its PEM,
+so the per-message cost is one signature check plus a dictionary lookup.
+
+:meth:`X509Provider.verify` checks, in this order, and raises
+:class:`~orch.core.errors.SecurityError` (and nothing else, whatever the input) at the first
+failure:
+
+1. the envelope carries a certificate and a signature;
+2. the certificate parses and is not a CA certificate;
+3. it was directly issued by a configured CA certificate (name and signature);
+4. it and its CA are within their validity dates (± the ``clock_skew`` setting);
+5. its role fits the message: requests need a client certificate, replies a node certificate
+   (see :func:`orch.security.pki.effective_role`);
+6. the signature verifies over exactly the body bytes;
+7. for a reply, the ``sender`` the body names is the certificate's name.
+
+It returns ``Verified(caller="cert=<name>", fingerprint=<SHA-256 of the DER certificate>)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orch.core.errors import SecurityError
+from orch.core.hookspecs import hookimpl
+from orch.core.protocol import Envelope
+from orch.core.security import SecurityProvider, Verified
+
+if TYPE_CHECKING:
+    from orch.core.config import Settings
+    from orch.security.pki import Credentials
+
+# ``cryptography`` (through orch.security.pki) is imported when a provider is created, not
+# when the plugin is loaded: every ``orch`` command loads every plugin, most never sign.
+
+log = logging.getLogger(__name__)
+
+#: Parsed certificates remembered by the verifier; the least recently used go first.
+DEFAULT_CACHE_SIZE = 10_000
+#: Larger certificates or signatures are rejected before any parsing (RSA-8192 fits easily).
+MAX_CERT_PEM = 16_384
+MAX_SIG_B64 = 4_096
+_NEEDED_ROLE = {"request": "client", "reply": "node"}
+
+
+@dataclass(frozen=True)
+class _CertInfo:
+    """What the verifier learnt about one certificate PEM, or why it is unacceptable."""
+
+    name: str
+    error: str | None = None
+    role: str | None = None
+    fingerprint: str = ""
+    public_key: Any = None
+    not_before: float = 0.0
+    not_after: float = 0.0
+    #: The validity window of the CA that issued it (it must still be valid, too).
+    ca_name: str = ""
+    ca_not_before: float = 0.0
+    ca_not_after: float = 0.0
+
+
+class _LRU:
+    """A small thread-safe LRU map: bounded memory however many certificates a fleet uses."""
+
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
+        self._data: OrderedDict[bytes, _CertInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> _CertInfo | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: _CertInfo) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+class X509Provider:
+    """Signs outgoing bodies with this process's key; verifies incoming ones against the CA.
+
+    Built from settings by the plugin registry (``security: x509``); ``credentials``,
+    ``client_certnames`` and ``clock_skew`` may be given directly (tests, the demo).
+    """
+
+    name = "x509"
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        credentials: Credentials | None = None,
+        client_certnames: Sequence[str] | None = None,
+        clock_skew: float | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        from orch.security import pki
+
+        self._pki = pki
+        if credentials is None:
+            if settings is None:
+                raise SecurityError("the x509 provider needs settings or credentials")
+            credentials = pki.load_credentials(settings, clock_skew=clock_skew)
+        self._key = credentials.key
+        self._anchors = tuple(credentials.ca)
+        if not self._anchors:
+            raise SecurityError("the x509 provider needs at least one CA certificate")
+        self.certificate = credentials.certificate
+        self._cert_pem = credentials.certificate.public_bytes(
+            serialization.Encoding.PEM).decode("ascii")
+        if clock_skew is None:
+            clock_skew = settings.clock_skew if settings is not None else 5.0
+        self._skew = float(clock_skew)
+        if client_certnames is None:
+            configured = getattr(settings, "client_certnames", None)
+            client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
+        self._client_certnames = tuple(client_certnames)
+        self._cache = _LRU(cache_size)
+        self._warn_identity_mismatch(settings)
+
+    def _warn_identity_mismatch(self, settings: Settings | None) -> None:
+        """A node whose identity is not its certificate's name has every reply rejected."""
+        if settings is None:
+            return
+        own = self._pki.common_name(self.certificate)
+        try:
+            role = self._pki.effective_role(self.certificate, self._anchors[0],
+                                            self._client_certnames)
+        except ValueError:
+            return
+        if role == self._pki.ROLE_NODE and own != settings.identity:
+            log.warning("identity %r differs from the name of this node's certificate %r: "
+                        "clients will reject its replies; set identity: %s",
+                        settings.identity, own, own)
+
+    # -- sealing ------------------------------------------------------------------------
+
+    def seal(self, kind: str, body: str) -> Mapping[str, Any]:
+        """Sign ``body``'s UTF-8 bytes and attach this process's certificate."""
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SecurityError(f"cannot sign a {kind}: its body is not valid text") from None
+        signature = self._pki.sign(self._key, data)
+        return {"cert": self._cert_pem, "sig": base64.b64encode(signature).decode("ascii")}
+
+    # -- verifying ----------------------------------------------------------------------
+
+    def verify(self, envelope: Envelope) -> Verified:
+        """Check ``envelope`` (see the module docstring for the order of the checks)."""
+        try:
+            return self._verify(envelope)
+        except SecurityError:
+            raise
+        except Exception as exc:  # belt and braces: callers rely on SecurityError only
+            log.debug("unexpected error verifying a message", exc_info=True)
+            raise SecurityError(f"message rejected: it could not be verified ({exc!r})"
+                                ) from None
+
+    def _verify(self, envelope: Envelope) -> Verified:
+        kind = envelope.kind
+        if kind not in _NEEDED_ROLE:
+            raise SecurityError(f"cannot verify a message of kind {kind!r}")
+        security = envelope.security
+        if not isinstance(security, Mapping):
+            raise SecurityError(f"{kind} security fields are not an object")
+        pem = security.get("cert")
+        sig = security.get("sig")
+        if pem is None and sig is None:
+            raise SecurityError(f"{kind} is not signed (no certificate, no signature); "
+                                "is the sender using security x509?")
+        if not isinstance(pem, str) or not pem:
+            raise SecurityError(f"{kind} carries no signer certificate")
+        if not isinstance(sig, str) or not sig:
+            raise SecurityError(f"{kind} carries no signature")
+        if len(pem) > MAX_CERT_PEM:
+            raise SecurityError(f"{kind} signer certificate is too large")
+        if len(sig) > MAX_SIG_B64:
+            raise SecurityError(f"{kind} signature is too large")
+
+        info = self._certificate(pem)
+        if info.error is not None:
+            raise SecurityError(info.error)
+        now = time.time()
+        self._check_dates(info, now)
+        needed = _NEEDED_ROLE[kind]
+        if info.role != needed:
+            raise SecurityError(self._role_error(info, kind))
+
+        try:
+            signature = base64.b64decode(sig, validate=True)
+        except (binascii.Error, ValueError):
+            raise SecurityError(f"{kind} signature is not valid base64") from None
+        try:
+            data = envelope.body.encode("utf-8")
+        except (UnicodeEncodeError, AttributeError):
+            raise SecurityError(f"{kind} body is not valid text") from None
+        if not self._pki.verify_signature(info.public_key, signature, data):
+            raise SecurityError(f"signature does not match the message ({kind} signed with "
+                                f"certificate {info.name!r})")
+        if kind == "reply":
+            sender = _reply_sender(envelope.body)
+            if sender != info.name:
+                raise SecurityError(f"reply from {sender!r} is signed with the certificate of "
+                                    f"{info.name!r}; a node may only sign its own replies")
+        return Verified(caller=f"cert={info.name}", fingerprint=info.fingerprint)
+
+    def _check_dates(self, info: _CertInfo, now: float) -> None:
+        skew = self._skew
+        if now > info.not_after + skew:
+            raise SecurityError(f"certificate {info.name!r} expired at {_stamp(info.not_after)}")
+        if now < info.not_before - skew:
+            raise SecurityError(f"certificate {info.name!r} is not valid before "
+                                f"{_stamp(info.not_before)} (check the clocks)")
+        if now > info.ca_not_after + skew:
+            raise SecurityError(f"the CA {info.ca_name!r} that issued certificate {info.name!r} "
+                                f"expired at {_stamp(info.ca_not_after)}")
+        if now < info.ca_not_before - skew:
+            raise SecurityError(f"the CA {info.ca_name!r} is not valid before "
+                                f"{_stamp(info.ca_not_before)} (check the clocks)")
+
+    @staticmethod
+    def _role_error(info: _CertInfo, kind: str) -> str:
+        what = "requests" if kind == "request" else "replies"
+        if info.role == "node":
+            return f"certificate {info.name!r} is a node certificate and cannot sign {what}"
+        if info.role == "client":
+            return f"certificate {info.name!r} is a client certificate and cannot sign {what}"
+        if info.role == "ca":
+            return f"certificate {info.name!r} is a CA certificate and cannot sign {what}"
+        return (f"certificate {info.name!r} has no orch role (node or client); it was not "
+                "issued by `orch ca issue` — issue a new one")
+
+    def _certificate(self, pem: str) -> _CertInfo:
+        """What is known about ``pem``, from the cache or worked out once and cached.
+
+        Failures are cached as well (bounded like the rest), so a peer that keeps sending a
+        bad certificate costs a dictionary lookup, not a parse and a chain check.
+        """
+        raw = pem.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(raw).digest()
+        info = self._cache.get(digest)
+        if info is None:
+            info = self._inspect(raw)
+            self._cache.put(digest, info)
+        return info
+
+    def _inspect(self, raw: bytes) -> _CertInfo:
+        try:
+            return self._inspect_certificate(raw)
+        except Exception as exc:  # malformed certificates surface in many ways; cache them all
+            return _CertInfo("?", error=f"signer certificate is malformed ({exc})")
+
+    def _inspect_certificate(self, raw: bytes) -> _CertInfo:
+        try:
+            cert = self._pki.x509.load_pem_x509_certificate(raw)
+        except ValueError:
+            return _CertInfo("?", error="signer certificate is not a valid PEM certificate")
+        name = self._pki.common_name(cert)
+        if not name:
+            return _CertInfo("?", error="signer certificate has no common name")
+        anchor = self._pki.chains_to(cert, self._anchors)
+        if anchor is None:
+            return _CertInfo(name, error=f"certificate for {name!r} is not issued by the "
+                                         "configured CA")
+        try:
+            role = self._pki.effective_role(cert, anchor, self._client_certnames)
+        except ValueError as exc:
+            return _CertInfo(name, error=f"certificate {name!r}: {exc}")
+        public_key = cert.public_key()
+        return _CertInfo(
+            name=name,
+            role=role,
+            fingerprint=self._pki.fingerprint(cert),
+            public_key=public_key,
+            not_before=self._pki.not_before(cert).timestamp(),
+            not_after=self._pki.not_after(cert).timestamp(),
+            ca_name=self._pki.common_name(anchor) or anchor.subject.rfc4514_string(),
+            ca_not_before=self._pki.not_before(anchor).timestamp(),
+            ca_not_after=self._pki.not_after(anchor).timestamp(),
+        )
+
+
+def _reply_sender(body: str) -> str:
+    """The ``sender`` a reply body names (SecurityError when it names none)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        raise SecurityError("reply body is not valid JSON") from None
+    sender = obj.get("sender") if isinstance(obj, dict) else None
+    if not isinstance(sender, str):
+        raise SecurityError("reply body names no sender")
+    return sender
+
+
+@hookimpl
+def orch_security_providers() -> Mapping[str, Callable[[Settings], SecurityProvider]]:
+    return {"x509": X509Provider}
