@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -51,28 +53,44 @@ def run_cli(args: list[str]) -> int:
               help="Offer an orch> prompt afterwards (default: when stdin is a terminal).")
 @click.option("--serve", is_flag=True,
               help="After the tour, keep serving until Ctrl-C (for other shells).")
+@click.option("--insecure", is_flag=True,
+              help="Development only: run without certificates or signatures.")
 def demo(count: int, broker: str, collective: str, seed: int, tour: bool,
-         interactive: bool | None, serve: bool) -> None:
+         interactive: bool | None, serve: bool, insecure: bool) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
-    Each simulated node is a real orch server instance (its own identity, facts, classes,
-    agents and counters) sharing one broker connection in this process.
+    Each simulated node is a real orch server instance (its own identity, certificate,
+    facts, classes, agents and counters) sharing one broker connection in this process.
+    A throw-away CA signs every request and reply, as in production.
     """
+    with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
+        _run_demo(count, broker, collective, seed, tour, interactive, serve,
+                  None if insecure else Path(scratch) / "ca")
+
+
+def _run_demo(count: int, broker: str, collective: str, seed: int, tour: bool,
+              interactive: bool | None, serve: bool, ca_dir: Path | None) -> None:
     from orch.core.config import load_settings
     from orch.core.errors import OrchError
     from orch.core.fleet import Fleet
-    from orch.demo import demo_specs
+    from orch.demo import DemoPKI, demo_specs
 
-    os.environ["ORCH_BROKER"] = broker
-    os.environ["ORCH_COLLECTIVE"] = collective
+    client_env = {"broker": broker, "collective": collective}
     try:
-        settings = load_settings(overrides={"broker": broker, "collective": collective})
-        fleet = Fleet(settings, demo_specs(count, seed)).start()
+        pki = DemoPKI.create(ca_dir) if ca_dir is not None else None
+        client_env.update(pki.client_settings if pki else {"security": "insecure"})
+        for key, value in client_env.items():
+            os.environ[f"ORCH_{key.upper()}"] = value
+        settings = load_settings(overrides=client_env)
+        fleet = Fleet(settings, demo_specs(count, seed),
+                      security_for=pki.node_security if pki else None).start()
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     first = fleet.nodes[0].identity
-    click.secho(f"orch demo: {count} simulated nodes serving on {fleet.transport.display_url}",
+    click.secho(f"orch demo: {count} simulated nodes serving on {fleet.transport.display_url}"
+                + (f", signed with a throw-away CA in {ca_dir}" if ca_dir else ", UNSIGNED"),
                 bold=True)
+    exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
     try:
         if tour:
             for explanation, command in TOUR:
@@ -81,21 +99,19 @@ def demo(count: int, broker: str, collective: str, seed: int, tour: bool,
                 click.secho(f"$ orch {line}", bold=True)
                 run_cli(shlex.split(line))
         if interactive or (interactive is None and sys.stdin.isatty()):
-            _prompt(broker, collective)
+            _prompt(broker, exports)
         elif serve:
-            click.echo(f"\nServing. In another shell: ORCH_BROKER='{broker}' "
-                       f"ORCH_COLLECTIVE={collective} orch ping   (Ctrl-C stops)")
+            click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
     finally:
         fleet.stop()
 
 
-def _prompt(broker: str, collective: str) -> None:
+def _prompt(broker: str, exports: str) -> None:
     click.secho("\nYour turn: type any orch command (for example `find -C nginx` or "
                 "`rpc rpcutil --help`); `exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
-        click.echo(f"Other shells can join: ORCH_BROKER='{broker}' "
-                   f"ORCH_COLLECTIVE={collective} orch ping")
+        click.echo(f"Other shells can join: {exports} orch ping")
     while True:
         try:
             line = input("orch> ").strip()

@@ -18,6 +18,13 @@ from orch.core.errors import OrchError
 @click.option("--classes", metavar="FILE", help="Puppet classes.txt file.")
 @click.option("--agents", metavar="NAME[,NAME...]", help="Agents to host (default: all).")
 @click.option("--workers", type=int, metavar="N", help="Actions run at the same time.")
+@click.option("--security", metavar="PROVIDER", help="Security provider (default x509).")
+@click.option("--tls-cert", metavar="FILE", help="Node certificate (PEM).")
+@click.option("--tls-key", metavar="FILE", help="Its private key (PEM).")
+@click.option("--tls-ca", metavar="FILE", help="CA certificate (PEM).")
+@click.option("--ssldir", metavar="DIR", help="Adopt a Puppet ssl directory instead.")
+@click.option("--policy-dir", metavar="DIR", help="Directory of <agent>.policy files.")
+@click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Logging threshold (default: info).")
 def server(config_file: str | None, log_level: str | None, **flags: str | None) -> None:

@@ -133,6 +133,10 @@ class Settings:
         None, _optional_path,
         "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "
         "private_keys/<identity>.pem.")
+    client_certnames: list[str] = _setting(
+        lambda: ["*.mcollective"], _split_list,
+        "x509 with a CA not made by `orch ca` (Puppet's): certificate names (fnmatch "
+        "patterns) that are clients; every other certificate is a node.")
     authorization: str = _setting(
         "actionpolicy", _name, "Server: the authorization plugin deciding who may run what.")
     policy_dir: str | None = _setting(
@@ -146,24 +150,6 @@ class Settings:
         list, _split_list, "Server: argument names whose values the audit log redacts.")
     log_level: str = _setting(
         "info", _choice("debug", "info", "warning", "error"), "Logging threshold.")
-
-    def tls_paths(self) -> tuple[str, str, str] | None:
-        """``(certificate, key, CA)`` paths from tls_* settings or a Puppet ssldir, if set.
-
-        Explicit ``tls_*`` settings win over ``ssldir``; in an ssldir the node's files are
-        named after its identity, as Puppet names them after its certname.
-        """
-        explicit = (self.tls_cert, self.tls_key, self.tls_ca)
-        if any(explicit):
-            if not all(explicit):
-                raise ConfigError("tls_cert, tls_key and tls_ca must be set together")
-            return explicit  # type: ignore[return-value]
-        if self.ssldir:
-            base = Path(self.ssldir)
-            return (str(base / "certs" / f"{self.identity}.pem"),
-                    str(base / "private_keys" / f"{self.identity}.pem"),
-                    str(base / "certs" / "ca.pem"))
-        return None
 
     @classmethod
     def documented(cls) -> dict[str, str]:

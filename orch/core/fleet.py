@@ -17,6 +17,7 @@ from typing import Any
 from orch.core.config import Settings
 from orch.core.errors import TransportError
 from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.security import SecurityProvider
 from orch.core.server import Node, NodeServices
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class Fleet:
         settings: Settings,
         specs: Sequence[NodeSpec],
         registry: PluginRegistry | None = None,
+        security_for: Callable[[NodeSpec], SecurityProvider] | None = None,
     ) -> None:
+        """``security_for`` gives each node its own provider (its own certificate);
+        without it they all share the one ``settings`` names."""
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
@@ -51,7 +55,7 @@ class Fleet:
         agents = registry.agents_for(settings.agents)
         self.nodes = [
             Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,
-                 self.services)
+                 self.services, security_for(spec) if security_for else None)
             for spec in specs
         ]
         self._stop = threading.Event()

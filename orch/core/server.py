@@ -98,10 +98,13 @@ class Node:
         facts: Callable[[], Mapping[str, Any]],
         classes: frozenset[str],
         services: NodeServices,
+        security: SecurityProvider | None = None,
     ) -> None:
         self.identity = identity
         self.collective = collective
         self.services = services
+        #: Usually the shared provider; a simulated node may carry its own credentials.
+        self.security = security or services.security
         self._agent_classes = dict(agents)
         self._agents = {name: cls(self) for name, cls in agents.items()}
         self._load_facts = facts
@@ -192,7 +195,7 @@ class Node:
             envelope = Envelope.decode(raw)
             if envelope.kind != "request":
                 raise ProtocolError(f"expected a request, got a {envelope.kind}")
-            verified = self.services.security.verify(envelope)
+            verified = self.security.verify(envelope)
             request = Request.decode(envelope.body)
         except ProtocolError as exc:
             self._reject("dropped", str(exc))
@@ -299,7 +302,7 @@ class Node:
         reply = Reply(request.id, self.identity, request.agent, request.action, status,
                       message, dict(data or {}))
         body = reply.encode()
-        envelope = Envelope("reply", body, self.services.security.seal("reply", body))
+        envelope = Envelope("reply", body, self.security.seal("reply", body))
         self._count("replies")
         if status != Status.OK:
             self._count("failed")

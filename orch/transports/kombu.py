@@ -278,17 +278,16 @@ def _tls_options(url: str, settings: Settings | None) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("amqps", "rediss"):
         return {}
-    paths = settings.tls_paths() if settings is not None else None
-    if paths is None:
-        raise TransportError(
-            f"{parts.scheme}:// needs a certificate: set tls_cert, tls_key and tls_ca "
-            "(or ssldir); `orch ca issue` creates them"
-        )
-    cert, key, ca = paths
-    for path in paths:
+    if settings is None:
+        raise TransportError(f"{parts.scheme}:// needs tls_cert, tls_key and tls_ca settings")
+    from orch.security.pki import resolve_credential_paths
+
+    paths = resolve_credential_paths(settings)
+    cert, key, ca = str(paths.cert), str(paths.key), str(paths.ca)
+    for path in (cert, key, ca):
         if not os.path.exists(path):
-            raise TransportError(f"TLS file {path} does not exist; check tls_cert, tls_key, "
-                                 "tls_ca (or ssldir)")
+            raise TransportError(f"TLS file {path} does not exist (from {paths.source}); "
+                                 "`orch ca issue` creates certificates")
     if parts.scheme == "rediss":
         return {"ssl": {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca,
                         "ssl_cert_reqs": ssl.CERT_REQUIRED}}
