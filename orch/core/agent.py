@@ -156,6 +156,6 @@ def _load_class_ddl(cls: type[Agent]) -> AgentDDL:
         if cls.ddl_file is None:
             cached = AgentDDL(name=cls.name)
         else:
-            cached = load_ddl(Path(inspect.getfile(cls)).with_name(cls.ddl_file))
+            cached = load_ddl(Path(inspect.getfile(cls)).parent / cls.ddl_file)
         cls._orch_ddl = cached  # type: ignore[attr-defined]
     return cached

@@ -52,6 +52,18 @@ def _positive(kind: type) -> Callable[[Any], Any]:
     return convert
 
 
+def _non_negative(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, 0 or more")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds, 0 or more") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def _optional_path(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -112,7 +124,7 @@ class Settings:
     ttl: float = _setting(
         60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
     clock_skew: float = _setting(
-        5.0, lambda v: _positive(float)(v) if v != 0 else 0.0,
+        5.0, _non_negative,
         "Seconds of clock difference tolerated between client and server.")
     discovery_timeout: float = _setting(
         2.0, _positive(float), "Client: the longest broadcast discovery may take (seconds).")

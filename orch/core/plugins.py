@@ -79,6 +79,9 @@ class PluginRegistry:
         try:
             self.manager.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
+            # pluggy registers implementations one by one: undo the valid ones too.
+            if self.manager.get_plugin(name) is plugin:
+                self.manager.unregister(name=name)
             self._broken(name, distribution, version, f"invalid hook implementation: {exc}")
             return False
         callers = self.manager.get_hookcallers(plugin) or []

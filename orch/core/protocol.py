@@ -170,9 +170,13 @@ def _json_fallback(value: Any) -> Any:
     return str(value)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid number here")
+
+
 def _load_object(raw: bytes | str, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -181,9 +185,10 @@ def _load_object(raw: bytes | str, what: str) -> dict[str, Any]:
 
 
 def _check_version(obj: Mapping[str, Any], what: str) -> None:
-    if obj.get("v") != PROTOCOL_VERSION:
+    version = obj.get("v")
+    if isinstance(version, bool) or version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"{what} has protocol version {obj.get('v')!r}; this orch speaks "
+            f"{what} has protocol version {version!r}; this orch speaks "
             f"{PROTOCOL_VERSION} (upgrade the older side)"
         )
 

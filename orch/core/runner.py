@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ActionRunner:
         self._counter = itertools.count()
         self._cond = threading.Condition()
         self._stopped = False
+        self._running: set[Future[None]] = set()
         self._watcher = threading.Thread(target=self._watch, name="orch-deadlines", daemon=True)
         self._watcher.start()
 
@@ -66,7 +68,9 @@ class ActionRunner:
             entry: tuple[float, int, _Job[Any]] = (deadline, next(self._counter), job)
             heapq.heappush(self._deadlines, entry)
             self._cond.notify()
-        self._pool.submit(self._run, work, job)
+        future = self._pool.submit(self._run, work, job)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
 
     @staticmethod
     def _run(work: Callable[[], R], job: _Job[R]) -> None:
@@ -93,9 +97,12 @@ class ActionRunner:
                 self._cond.wait(timeout=wait if wait is None else min(wait, 1.0))
 
     def shutdown(self, wait: float = 5.0) -> None:
-        """Stop accepting work; wait up to ``wait`` seconds for running actions."""
+        """Stop accepting work; wait up to ``wait`` seconds for submitted actions to finish
+        (their replies are still sent), then stop the deadline watcher."""
+        started = time.monotonic()
+        self._pool.shutdown(wait=False)
+        wait_for(list(self._running), timeout=wait)
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._watcher.join(timeout=wait)
+        self._watcher.join(timeout=max(wait - (time.monotonic() - started), 0.1))

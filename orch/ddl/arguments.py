@@ -38,8 +38,10 @@ def convert(key: str, text: str, input_type: str | None) -> Any:
         if input_type == "integer":
             return int(text)
         if input_type in ("number", "float"):
-            number = float(text)
-            return int(number) if number.is_integer() and "." not in text else number
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
         if input_type == "boolean":
             lowered = text.lower()
             if lowered in _TRUE | _FALSE:

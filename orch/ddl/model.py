@@ -11,8 +11,11 @@ The layout is Choria's (``https://choria.io/schemas/mcorpc/ddl/v1/agent.json``):
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,10 @@ class ActionDDL:
             if spec.maxlength and isinstance(value, str) and len(value) > spec.maxlength:
                 raise _argument_error(
                     "invalid", f"argument {name!r} is longer than {spec.maxlength} characters")
+            if spec.validation and isinstance(value, str):
+                problem = validate(spec.validation, value)
+                if problem:
+                    raise _argument_error("invalid", f"argument {name!r} {problem}")
         return checked
 
 
@@ -114,6 +121,48 @@ class AgentDDL:
 
     def action(self, name: str) -> ActionDDL | None:
         return self.actions.get(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _ip(version: int | None) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        return version is None or address.version == version
+
+    return check
+
+
+#: Named validators a DDL may give instead of a regular expression.
+NAMED_VALIDATORS: Mapping[str, Callable[[str], bool]] = {
+    "shellsafe": lambda value: not any(char in value for char in "`$;|&><\n\r\"'\\"),
+    "ipv4address": _ip(4),
+    "ipv6address": _ip(6),
+    "ipaddress": _ip(None),
+}
+
+
+def validate(validation: str, value: str) -> str | None:
+    """Apply a DDL ``validation`` (a named validator or a regex); return the problem or None.
+
+    A regex that does not compile matches nothing, so a broken DDL fails closed.
+    """
+    named = NAMED_VALIDATORS.get(validation)
+    if named is not None:
+        return None if named(value) else f"is not a valid {validation} value"
+    compiled = _compiled(validation)
+    if compiled is None or compiled.search(value) is None:
+        return f"does not match {validation}"
+    return None
 
 
 def _argument_error(kind: str, message: str) -> ArgumentError:

@@ -1,0 +1,274 @@
+"""The client library against an in-process fleet on the ``memory://`` transport."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from orch.core.client import CallResult, Client
+from orch.core.config import Settings, load_settings
+from orch.core.errors import ArgumentError, UnknownActionError
+from orch.core.fleet import Fleet, NodeSpec
+from orch.core.protocol import Reply, Status
+
+SPECS = [
+    NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}, "cpus": 4},
+             frozenset({"nginx", "role::web"})),
+    NodeSpec("web2", {"role": "web", "env": "dev", "os": {"family": "Debian"}, "cpus": 2},
+             frozenset({"nginx", "role::web"})),
+    NodeSpec("db1", {"role": "db", "env": "prod", "os": {"family": "RedHat"}, "cpus": 16},
+             frozenset({"postgresql", "role::db"})),
+    NodeSpec("cache1", {"role": "cache", "env": "prod", "os": {"family": "Debian"}, "cpus": 2},
+             frozenset({"redis"})),
+]
+ALL = sorted(spec.identity for spec in SPECS)
+
+
+def fact(name: str, value: Any, operator: str = "==") -> dict[str, Any]:
+    return {"fact": name, "operator": operator, "value": value}
+
+
+def memory_settings(**overrides: Any) -> Settings:
+    values = {"broker": "memory://", "collective": f"c{uuid.uuid4().hex[:12]}",
+              "discovery_timeout": 0.6, "discovery_window": 0.2, **overrides}
+    return load_settings(overrides=values, environ={})
+
+
+#: Fleets being stopped. ``Fleet.stop`` waits for the serving loop's current drain slice
+#: (0.5 s); every test has its own collective, so they are stopped in the background.
+_stopping: list[threading.Thread] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _join_stopping_fleets() -> Iterator[None]:
+    yield
+    for thread in _stopping:
+        thread.join(15)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings for one test: its own collective on the process-wide memory:// broker."""
+    return memory_settings(timeout=4.0)
+
+
+@pytest.fixture
+def fleet(settings: Settings) -> Iterator[Fleet]:
+    fleet = Fleet(settings, SPECS).start()
+    yield fleet
+    thread = threading.Thread(target=fleet.stop, name="stop-fleet", daemon=True)
+    thread.start()
+    _stopping.append(thread)
+
+
+@pytest.fixture
+def client(settings: Settings, fleet: Fleet) -> Iterator[Client]:
+    with Client(settings, caller="user=tester") as client:
+        yield client
+
+
+def total_requests(fleet: Fleet) -> int:
+    return sum(node.statistics()["total"] for node in fleet.nodes)
+
+
+# --------------------------------------------------------------------- ping & discovery
+
+
+def test_ping_finds_every_node(client: Client) -> None:
+    result = client.ping()
+    assert sorted(result.replies) == ALL
+    assert result.expected is None
+    assert result.missing == []
+    assert result.rejected == []
+    assert result.error is None
+    assert all(reply.ok and "pong" in reply.data for reply in result.replies.values())
+    assert set(result.rtt) == set(ALL)
+    # A broadcast ends once replies stop coming, not at the discovery timeout.
+    assert result.elapsed < client.settings.discovery_timeout
+
+
+def test_ping_known_nodes_returns_when_all_answered(client: Client) -> None:
+    result = client.ping(nodes=["web1", "db1"])
+    assert sorted(result.replies) == ["db1", "web1"]
+    assert result.expected == ["db1", "web1"]
+    assert result.elapsed < client.settings.discovery_timeout * 0.5
+
+
+def test_ping_with_filter(client: Client) -> None:
+    result = client.ping(filter={"fact": [fact("role", "web")]})
+    assert sorted(result.replies) == ["web1", "web2"]
+
+
+@pytest.mark.parametrize(("filter", "expected"), [
+    ({}, ALL),
+    ({"fact": [fact("role", "web")]}, ["web1", "web2"]),
+    ({"fact": [fact("role", "web"), fact("env", "prod")]}, ["web1"]),
+    ({"fact": [fact("os.family", "Debian")]}, ["cache1", "web1", "web2"]),
+    ({"fact": [fact("cpus", 4, ">=")]}, ["db1", "web1"]),
+    ({"class": ["nginx"]}, ["web1", "web2"]),
+    ({"class": ["/^role::/"]}, ["db1", "web1", "web2"]),
+    ({"identity": ["db1"]}, ["db1"]),
+    ({"identity": ["/^web/"]}, ["web1", "web2"]),
+    ({"agent": ["rpcutil"]}, ALL),
+    ({"agent": ["puppet"]}, []),
+    ({"compound": ["role=db or (role=web and env=dev)"]}, ["db1", "web2"]),
+    ({"compound": ["not env=prod"]}, ["web2"]),
+    ({"fact": [fact("role", "nothing")]}, []),
+])
+def test_discovery_with_filters(client: Client, filter: dict[str, Any],
+                                expected: list[str]) -> None:
+    assert client.discover(filter) == expected
+
+
+def test_discovery_uses_the_client_filter_engine(client: Client) -> None:
+    from orch.filters.builtin import build_filter
+
+    wire = build_filter(client.filters, fact=["role=web"], classes=["nginx"],
+                        compound=["cpus > 2"])
+    assert client.discover(wire) == ["web1"]
+
+
+# --------------------------------------------------------------------- calls
+
+
+def test_call_with_known_nodes_returns_as_soon_as_all_replied(client: Client) -> None:
+    timeout = client.call_timeout("rpcutil")
+    assert timeout == 4.0
+    started = time.monotonic()
+    result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=["web1", "db1"])
+    elapsed = time.monotonic() - started
+    assert sorted(result.replies) == ["db1", "web1"]
+    assert result.succeeded
+    assert elapsed < timeout * 0.5
+    assert result.elapsed < timeout * 0.5
+    assert result.discovery_seconds == 0.0 or result.discovery_seconds < 0.1
+    assert result.replies["db1"].data == {"fact": "role", "value": "db"}
+
+
+def test_call_with_discovery(client: Client) -> None:
+    discovered: list[list[str]] = []
+    seen: list[str] = []
+
+    def on_reply(reply: Reply, result: CallResult) -> None:
+        seen.append(reply.sender)
+
+    result = client.call("rpcutil", "get_fact", {"fact": "os.family"},
+                         filter={"fact": [fact("env", "prod")]},
+                         on_discovered=discovered.append, on_reply=on_reply)
+    assert discovered == [["cache1", "db1", "web1"]]
+    assert result.expected == ["cache1", "db1", "web1"]
+    assert sorted(seen) == ["cache1", "db1", "web1"]
+    assert result.succeeded
+    assert result.discovery_seconds > 0
+    assert {n: r.data["value"] for n, r in result.replies.items()} == {
+        "cache1": "Debian", "db1": "RedHat", "web1": "Debian"}
+
+
+def test_call_matching_nothing_sends_nothing(client: Client, fleet: Fleet) -> None:
+    result = client.call("rpcutil", "ping", filter={"identity": ["ghost"]})
+    assert result.expected == []
+    assert result.replies == {}
+    assert result.succeeded
+
+
+def test_unknown_identity_is_reported_missing(settings: Settings, fleet: Fleet) -> None:
+    with Client(settings.with_values({"timeout": 0.5}, "test")) as client:
+        started = time.monotonic()
+        result = client.call("rpcutil", "ping", nodes=["web1", "ghost"])
+        elapsed = time.monotonic() - started
+    assert sorted(result.replies) == ["web1"]
+    assert result.expected == ["ghost", "web1"]
+    assert result.missing == ["ghost"]
+    assert not result.succeeded
+    assert 0.45 <= elapsed < 2.0
+
+
+def test_failed_replies_are_kept_apart(client: Client) -> None:
+    result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=["web1"])
+    assert result.ok == ["web1"] and result.failed == []
+    result = client.call("rpcutil", "get_facts", {"facts": "role,env"}, nodes=ALL)
+    assert result.succeeded
+    assert result.replies["db1"].data["values"] == {"role": "db", "env": "prod"}
+
+
+def test_group_by(client: Client) -> None:
+    result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=ALL)
+    assert result.group_by("value") == {"web": ["web1", "web2"], "db": ["db1"],
+                                        "cache": ["cache1"]}
+    result = client.call("rpcutil", "get_fact", {"fact": "cpus"}, nodes=ALL)
+    assert result.group_by("value") == {"4": ["web1"], "2": ["cache1", "web2"], "16": ["db1"]}
+    result = client.call("rpcutil", "get_fact", {"fact": "os"}, nodes=["web1"])
+    assert result.group_by("value") == {'{"family": "Debian"}': ["web1"]}
+    assert result.group_by("no_such_output") == {"null": ["web1"]}
+
+
+def test_group_by_skips_failed_replies() -> None:
+    result = CallResult("a", "b", "id", ["n1", "n2"])
+    result.replies["n1"] = Reply("id", "n1", "a", "b", Status.OK, "OK", {"v": "x"})
+    result.replies["n2"] = Reply("id", "n2", "a", "b", Status.ABORTED, "no", {"v": "x"})
+    assert result.group_by("v") == {"x": ["n1"]}
+    assert result.failed == ["n2"]
+    assert not result.succeeded
+
+
+def test_node_statistics_count_requests(client: Client, fleet: Fleet) -> None:
+    client.call("rpcutil", "ping", nodes=["web1"])
+    result = client.call("rpcutil", "daemon_stats", nodes=["web1"])
+    stats = result.replies["web1"].data
+    assert stats["total"] == 2 and stats["replies"] >= 1
+    assert stats["agents"] == {"rpcutil": 2}
+
+
+# --------------------------------------------------------------------- validation first
+
+
+@pytest.mark.parametrize(("action", "data", "message"), [
+    ("get_fact", {}, "argument 'fact' is required"),
+    ("get_fact", {"fact": 5}, "argument 'fact' must be of type string"),
+    ("get_fact", {"fact": "role", "extra": 1}, "unknown argument(s) extra"),
+    ("get_fact", {"fact": "x" * 201}, "longer than 200 characters"),
+    ("ping", {"unexpected": True}, "unknown argument(s) unexpected"),
+])
+def test_client_side_validation_before_sending(settings: Settings, fleet: Fleet, action: str,
+                                               data: dict[str, Any], message: str) -> None:
+    with Client(settings) as client:
+        with pytest.raises(ArgumentError) as caught:
+            client.call("rpcutil", action, data, nodes=["web1"])
+        assert message in str(caught.value)
+        assert client._channel is None, "a broker session was opened before validation"
+    assert total_requests(fleet) == 0
+
+
+def test_unknown_action_of_installed_agent_fails_before_sending(settings: Settings,
+                                                               fleet: Fleet) -> None:
+    with Client(settings) as client:
+        with pytest.raises(UnknownActionError, match="agent 'rpcutil' has no action 'pnig'"):
+            client.call("rpcutil", "pnig", nodes=["web1"])
+        assert client._channel is None
+    assert total_requests(fleet) == 0
+
+
+@pytest.mark.parametrize(("agent", "action"), [("bad agent", "x"), ("ok", "bad/action")])
+def test_invalid_names_are_argument_errors(client: Client, agent: str, action: str) -> None:
+    with pytest.raises(ArgumentError, match="name"):
+        client.call(agent, action, nodes=["web1"])
+
+
+def test_agent_unknown_here_is_sent_unchecked_and_answered(client: Client) -> None:
+    result = client.call("notinstalled", "run", {"x": 1}, nodes=["web1"])
+    reply = result.replies["web1"]
+    assert reply.statuscode is Status.UNKNOWN_ACTION
+    assert "unknown agent 'notinstalled'" in reply.statusmsg
+    assert result.failed == ["web1"]
+
+
+def test_server_side_validation_when_client_has_no_ddl(client: Client) -> None:
+    """A raw request (built without the client's DDL check) is validated by the node too."""
+    request = client.new_request("rpcutil", "get_fact", {})
+    result = client.send_direct(request, ["web1"], 2.0)
+    assert result.replies["web1"].statuscode is Status.MISSING_DATA

@@ -1,0 +1,532 @@
+"""The server's request path (:class:`orch.core.server.Node`), driven with raw request bytes.
+
+Replies are captured by a fake ``send`` callable instead of a transport; the agents are the
+real ``rpcutil`` plus small test agents whose DDL lives in ``tests/unit/ddl/``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, action
+from orch.core.authorization import Decision
+from orch.core.filter import FilterEngine, NodeView
+from orch.core.plugins import default_registry
+from orch.core.protocol import Envelope, Reply, Request, Status
+from orch.core.runner import ActionRunner
+from orch.core.server import Node, NodeServices
+from orch.ddl.model import AgentDDL, load_ddl
+from orch.security.insecure import InsecureProvider
+
+DDL_DIR = Path(__file__).resolve().parent / "ddl"
+ECHO_DDL = load_ddl(DDL_DIR / "echo.json")
+COLLECTIVE = "nodetest"
+IDENTITY = "node1.example"
+FACTS = {"role": "web", "os": {"family": "Debian"}, "cpus": 4}
+CLASSES = frozenset({"nginx", "profile::web"})
+WAIT = 5.0
+
+#: Released at the end of every test so that blocked ``slow`` actions finish.
+RELEASE = threading.Event()
+
+
+class Echo(Agent):
+    """Test agent; its DDL (``tests/unit/ddl/echo.json``) sets a 0.3 s timeout."""
+
+    name = "echo"
+    calls: list[ActionRequest] = []
+    finished = threading.Event()
+
+    @classmethod
+    def ddl(cls) -> AgentDDL:
+        return ECHO_DDL
+
+    @action
+    def echo(self, request: ActionRequest, reply: ActionReply) -> None:
+        Echo.calls.append(request)
+        reply["arguments"] = dict(request.data)
+        reply["caller"] = request.caller
+
+    @action
+    def crash(self, request: ActionRequest, reply: ActionReply) -> None:
+        Echo.calls.append(request)
+        raise RuntimeError("boom in the agent")
+
+    @action
+    def refuse(self, request: ActionRequest, reply: ActionReply) -> None:
+        reply["partial"] = 7
+        raise ActionFailed("not today", Status.INVALID_DATA)
+
+    @action
+    def slow(self, request: ActionRequest, reply: ActionReply) -> None:
+        RELEASE.wait(WAIT)
+        reply["done"] = True
+        Echo.finished.set()
+
+    @action
+    def undocumented(self, request: ActionRequest, reply: ActionReply) -> None:
+        Echo.calls.append(request)
+
+
+class Bare(Agent):
+    """An agent without a DDL: any implemented action runs with the raw arguments."""
+
+    name = "bare"
+
+    @action
+    def raw(self, request: ActionRequest, reply: ActionReply) -> None:
+        reply["data"] = dict(request.data)
+
+
+class Sent:
+    """The fake ``send``: records ``(collective, reply_to, payload, ttl)`` per reply."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bytes, float]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, collective: str, reply_to: str, payload: bytes, ttl: float) -> None:
+        with self._cond:
+            self.calls.append((collective, reply_to, payload, ttl))
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = WAIT) -> list[Reply]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.calls) >= count, timeout)
+        return self.replies()
+
+    def replies(self) -> list[Reply]:
+        with self._cond:
+            payloads = [payload for _, _, payload, _ in self.calls]
+        envelopes = [Envelope.decode(p) for p in payloads]
+        assert all(e.kind == "reply" for e in envelopes)
+        return [Reply.decode(e.body) for e in envelopes]
+
+
+class DenyEcho:
+    """An authorizer that denies ``echo.*`` and allows everything else."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def authorize(self, request: Request, caller: str, node: NodeView,
+                  filters: FilterEngine) -> Decision:
+        self.asked.append((caller, f"{request.agent}.{request.action}"))
+        if request.agent == "echo":
+            return Decision(False, "echo is not for you")
+        return Decision(True, "fine")
+
+
+def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
+    registry = default_registry()
+    node_services = NodeServices(
+        filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+        security=InsecureProvider(),
+        runner=runner,
+        send=send,
+        **{"default_timeout": 60.0, "clock_skew": 5.0, **services},
+    )
+    agents = {"rpcutil": registry.agents()["rpcutil"], "echo": Echo, "bare": Bare}
+    return Node(IDENTITY, COLLECTIVE, agents, lambda: dict(FACTS), CLASSES, node_services)
+
+
+@pytest.fixture
+def runner() -> Iterator[ActionRunner]:
+    RELEASE.clear()
+    Echo.calls.clear()
+    Echo.finished.clear()
+    runner = ActionRunner(workers=4)
+    yield runner
+    RELEASE.set()
+    runner.shutdown(wait=1.0)
+
+
+@pytest.fixture
+def sent() -> Sent:
+    return Sent()
+
+
+@pytest.fixture
+def node(sent: Sent, runner: ActionRunner) -> Node:
+    return make_node(sent, runner)
+
+
+def make_request(agent: str = "rpcutil", action: str = "ping",
+                 data: Mapping[str, Any] | None = None,
+                 filter: Mapping[str, list[Any]] | None = None, **fields: Any) -> Request:
+    values: dict[str, Any] = {
+        "collective": COLLECTIVE, "sender": "client.example", "caller": "user=tester",
+        "reply_to": "orch.nodetest.reply.abc", "ttl": 60.0, **fields,
+    }
+    return Request(agent=agent, action=action, data=dict(data or {}),
+                   filter=dict(filter or {}), **values)
+
+
+def raw(request: Request) -> bytes:
+    return Envelope("request", request.encode(), {}).encode()
+
+
+def ask(node: Node, sent: Sent, request: Request) -> Reply:
+    """Handle ``request`` and return the one reply it produced."""
+    before = len(sent.calls)
+    node.handle(raw(request))
+    replies = sent.wait_for(before + 1)
+    assert len(replies) == before + 1, "no reply"
+    reply = replies[-1]
+    assert reply.request_id == request.id
+    return reply
+
+
+def stats(node: Node) -> dict[str, Any]:
+    return node.statistics()
+
+
+# --------------------------------------------------------------------- the happy path
+
+
+def test_ping_reply(node: Node, sent: Sent) -> None:
+    request = make_request()
+    before = time.time()
+    reply = ask(node, sent, request)
+    assert reply.statuscode is Status.OK
+    assert reply.statusmsg == "OK"
+    assert (reply.sender, reply.agent, reply.action) == (IDENTITY, "rpcutil", "ping")
+    assert before - 1 <= reply.data["pong"] <= time.time() + 1
+    collective, reply_to, _, ttl = sent.calls[0]
+    assert (collective, reply_to) == (COLLECTIVE, request.reply_to)
+    assert 1.0 <= ttl <= 60.0
+    counters = stats(node)
+    assert {k: counters[k] for k in ("total", "passed", "filtered", "replies", "failed",
+                                     "dropped", "ttlexpired")} == {
+        "total": 1, "passed": 1, "filtered": 0, "replies": 1, "failed": 0, "dropped": 0,
+        "ttlexpired": 0}
+    assert counters["agents"] == {"rpcutil": 1}
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": [IDENTITY]},
+    {"identity": ["/^node1/"]},
+    {"identity": ["other", IDENTITY]},
+    {"fact": [{"fact": "role", "operator": "==", "value": "web"}]},
+    {"fact": [{"fact": "os.family", "operator": "==", "value": "Debian"}]},
+    {"class": ["nginx"]},
+    {"agent": ["echo"]},
+    {"compound": ["role=web and cpus>2"]},
+    {},
+])
+def test_matching_filter_gets_a_reply(node: Node, sent: Sent, filter: dict[str, Any]) -> None:
+    assert ask(node, sent, make_request(filter=filter)).ok
+
+
+def test_inventory_describes_the_node(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request(action="inventory"))
+    assert reply.ok
+    assert reply.data["facts"] == FACTS
+    assert reply.data["classes"] == sorted(CLASSES)
+    assert reply.data["agents"] == ["bare", "echo", "rpcutil"]
+    assert reply.data["main_collective"] == COLLECTIVE
+    assert reply.data["stats"]["passed"] == 1
+
+
+def test_ddl_defaults_are_applied_and_caller_passed(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("echo", "echo", {"message": "hi"}))
+    assert reply.ok, reply.statusmsg
+    assert reply.data["arguments"] == {"message": "hi", "count": 1}
+    assert reply.data["caller"] == "user=tester"
+    assert Echo.calls[0].request_id == reply.request_id
+    assert Echo.calls[0].sender == "client.example"
+
+
+def test_agent_without_ddl_gets_raw_arguments(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("bare", "raw", {"anything": [1, 2]}))
+    assert reply.ok
+    assert reply.data == {"data": {"anything": [1, 2]}}
+
+
+# --------------------------------------------------------------------- silently ignored
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": ["node2.example"]},
+    {"identity": ["/^db/"]},
+    {"fact": [{"fact": "role", "operator": "==", "value": "db"}]},
+    {"fact": [{"fact": "missing", "operator": "==", "value": "x"}]},
+    {"class": ["postgresql"]},
+    {"agent": ["puppet"]},
+    {"compound": ["role=db or cpus>8"]},
+    {"fact": [{"fact": "role", "operator": "==", "value": "web"}], "class": ["nope"]},
+])
+def test_non_matching_filter_is_silent_and_counted(node: Node, sent: Sent,
+                                                   filter: dict[str, Any]) -> None:
+    node.handle(raw(make_request(filter=filter)))
+    assert sent.calls == []
+    counters = stats(node)
+    assert (counters["total"], counters["filtered"], counters["passed"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("filter", [
+    {"no_such_kind": ["x"]},
+    {"fact": ["not a fact term"]},
+    {"fact": [{"fact": "role", "operator": "<>", "value": "web"}]},
+    {"compound": ["(role=web"]},
+    {"compound": [42]},
+    {"identity": ["/[unclosed/"]},
+])
+def test_bad_or_unknown_filter_is_silent(node: Node, sent: Sent,
+                                         filter: dict[str, Any]) -> None:
+    node.handle(raw(make_request(filter=filter)))
+    assert sent.calls == []
+    assert stats(node)["filtered"] == 1
+
+
+def test_expired_request_is_dropped(node: Node, sent: Sent) -> None:
+    node.handle(raw(make_request(ttl=10.0, time=time.time() - 100)))
+    assert sent.calls == []
+    counters = stats(node)
+    assert (counters["ttlexpired"], counters["passed"], counters["replies"]) == (1, 0, 0)
+
+
+def test_request_expired_within_clock_skew_is_served(node: Node, sent: Sent) -> None:
+    assert ask(node, sent, make_request(ttl=10.0, time=time.time() - 12)).ok
+    assert stats(node)["ttlexpired"] == 0
+
+
+def test_request_from_the_future_is_dropped(node: Node, sent: Sent) -> None:
+    node.handle(raw(make_request(time=time.time() + 60)))
+    assert sent.calls == []
+    counters = stats(node)
+    assert (counters["dropped"], counters["passed"]) == (1, 0)
+
+
+def test_request_slightly_in_the_future_is_served(node: Node, sent: Sent) -> None:
+    assert ask(node, sent, make_request(time=time.time() + 3)).ok
+
+
+def test_wrong_collective_is_dropped(node: Node, sent: Sent) -> None:
+    node.handle(raw(make_request(collective="othercollective")))
+    assert sent.calls == []
+    assert stats(node)["dropped"] == 1
+
+
+def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
+    payload = raw(make_request())
+    node.handle(payload)
+    sent.wait_for(1)
+    node.handle(payload)
+    time.sleep(0.05)
+    assert len(sent.calls) == 1
+    assert stats(node)["dropped"] == 1
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity"])
+def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: str) -> None:
+    """Python's json reads ``NaN``/``Infinity``. With ``ttl: NaN`` a request never expires
+    and the replay cache never matches it (its expiry compares false), so the same bytes
+    would be served again and again."""
+    body = make_request().encode().replace('"ttl":60.0', f'"ttl":{number}')
+    assert f'"ttl":{number}' in body
+    payload = Envelope("request", body, {}).encode()
+    node.handle(payload)
+    node.handle(payload)
+    time.sleep(0.1)
+    assert sent.calls == []
+    assert stats(node)["dropped"] == 2
+
+
+@pytest.mark.parametrize("payload", [
+    b"",
+    b"garbage",
+    b"\xff\xfe\xfd",
+    b"[]",
+    b'{"v": 2, "kind": "request", "body": "{}"}',
+    b'{"v": 1, "kind": "reply", "body": "{}"}',
+    b'{"v": 1, "kind": "request", "body": "not json"}',
+    b'{"v": 1, "kind": "request", "body": "{\\"v\\": 1}"}',
+])
+def test_malformed_messages_are_dropped_and_counted(node: Node, sent: Sent,
+                                                    payload: bytes) -> None:
+    node.handle(payload)
+    assert sent.calls == []
+    counters = stats(node)
+    assert (counters["total"], counters["dropped"], counters["passed"]) == (1, 1, 0)
+
+
+def test_reply_envelope_sent_to_a_node_is_dropped(node: Node, sent: Sent) -> None:
+    request = make_request()
+    node.handle(Envelope("reply", request.encode(), {}).encode())
+    assert sent.calls == []
+    assert stats(node)["dropped"] == 1
+
+
+# --------------------------------------------------------------------- failure replies
+
+
+def test_unknown_agent_gets_unknown_action(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("nosuchagent", "run"))
+    assert reply.statuscode is Status.UNKNOWN_ACTION
+    assert reply.statusmsg == f"unknown agent 'nosuchagent' on {IDENTITY}"
+    counters = stats(node)
+    assert (counters["replies"], counters["failed"]) == (1, 1)
+
+
+@pytest.mark.parametrize(("agent", "action_name"), [
+    ("rpcutil", "nosuch"),
+    ("echo", "documented_only"),   # in the DDL, not implemented
+    ("echo", "undocumented"),      # implemented, not in the DDL
+    ("echo", "ddl"),               # a method of the class, but not an action
+    ("bare", "nosuch"),
+])
+def test_unknown_action(node: Node, sent: Sent, agent: str, action_name: str) -> None:
+    reply = ask(node, sent, make_request(agent, action_name))
+    assert reply.statuscode is Status.UNKNOWN_ACTION
+    assert reply.statusmsg == f"unknown action {action_name!r} for agent {agent!r}"
+    assert Echo.calls == []
+
+
+def test_missing_required_argument_does_not_run(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("echo", "echo", {"count": 2}))
+    assert reply.statuscode is Status.MISSING_DATA
+    assert "argument 'message' is required" in reply.statusmsg
+    assert Echo.calls == []
+
+
+@pytest.mark.parametrize(("data", "named"), [
+    ({"message": 5}, "message"),
+    ({"message": "hi", "count": "2"}, "count"),
+    ({"message": "hi", "count": True}, "count"),
+    ({"message": "hi", "loud": "yes"}, "loud"),
+    ({"message": "x" * 21}, "message"),
+    ({"message": "hi", "colour": "red"}, "colour"),
+])
+def test_invalid_arguments_do_not_run(node: Node, sent: Sent, data: dict[str, Any],
+                                      named: str) -> None:
+    reply = ask(node, sent, make_request("echo", "echo", data))
+    assert reply.statuscode is Status.INVALID_DATA
+    assert named in reply.statusmsg
+    assert Echo.calls == []
+
+
+def test_raising_agent_gives_unknown_error(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("echo", "crash"))
+    assert reply.statuscode is Status.UNKNOWN_ERROR
+    assert reply.statusmsg == "RuntimeError: boom in the agent"
+    assert stats(node)["failed"] == 1
+
+
+def test_action_failed_keeps_status_and_partial_data(node: Node, sent: Sent) -> None:
+    reply = ask(node, sent, make_request("echo", "refuse"))
+    assert reply.statuscode is Status.INVALID_DATA
+    assert reply.statusmsg == "not today"
+    assert reply.data == {"partial": 7}
+
+
+def test_action_exceeding_ddl_timeout_is_aborted_once(node: Node, sent: Sent) -> None:
+    started = time.monotonic()
+    reply = ask(node, sent, make_request("echo", "slow"))
+    elapsed = time.monotonic() - started
+    assert reply.statuscode is Status.ABORTED
+    assert reply.statusmsg == "echo.slow did not finish within 0.3s"
+    assert 0.25 <= elapsed < 3.0
+    RELEASE.set()
+    assert Echo.finished.wait(WAIT)
+    time.sleep(0.1)
+    assert len(sent.calls) == 1, "the late result must be discarded"
+
+
+def test_request_ttl_shorter_than_ddl_timeout_bounds_the_action(sent: Sent,
+                                                               runner: ActionRunner) -> None:
+    node = make_node(sent, runner, clock_skew=0.0)
+    started = time.monotonic()
+    reply = ask(node, sent, make_request("echo", "slow", ttl=0.1))
+    assert reply.statuscode is Status.ABORTED
+    assert time.monotonic() - started < 0.28
+
+
+def test_default_timeout_applies_when_ddl_has_none(sent: Sent, runner: ActionRunner,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Echo, "ddl", classmethod(
+        lambda cls: AgentDDL("echo", timeout=0, actions=ECHO_DDL.actions)))
+    node = make_node(sent, runner, default_timeout=0.2)
+    reply = ask(node, sent, make_request("echo", "slow"))
+    assert reply.statuscode is Status.ABORTED
+    assert reply.statusmsg == "echo.slow did not finish within 0.2s"
+
+
+# --------------------------------------------------------------------- authorization
+
+
+def test_authorizer_denial_is_aborted_and_counted(sent: Sent, runner: ActionRunner) -> None:
+    authorizer = DenyEcho()
+    node = make_node(sent, runner, authorizer=authorizer)
+    reply = ask(node, sent, make_request("echo", "echo", {"message": "hi"}))
+    assert reply.statuscode is Status.ABORTED
+    assert "echo.echo" in reply.statusmsg
+    assert "echo is not for you" in reply.statusmsg
+    assert Echo.calls == []
+    assert stats(node)["unauthorized"] == 1
+    assert ask(node, sent, make_request()).ok
+    assert authorizer.asked == [("user=tester", "echo.echo"), ("user=tester", "rpcutil.ping")]
+
+
+def test_authorizer_not_asked_for_invalid_requests(sent: Sent, runner: ActionRunner) -> None:
+    authorizer = DenyEcho()
+    node = make_node(sent, runner, authorizer=authorizer)
+    assert ask(node, sent, make_request("echo", "echo", {})).statuscode is Status.MISSING_DATA
+    assert authorizer.asked == []
+
+
+# --------------------------------------------------------------------- never raises
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[Node, Sent]]:
+    runner = ActionRunner(workers=2)
+    sent = Sent()
+    yield make_node(sent, runner), sent
+    RELEASE.set()
+    runner.shutdown(wait=1.0)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+filter_terms = json_values | st.fixed_dictionaries({
+    "fact": st.sampled_from(["role", "os.family", "cpus", "nope"]) | json_values,
+    "operator": st.sampled_from(["==", "!=", "<", ">", "<=", ">=", "=~"]) | json_values,
+    "value": json_values,
+}) | st.text(alphabet="()=!<>~/ andortnotrolewebcpus0123.'", max_size=25)
+filters = st.dictionaries(
+    st.sampled_from(["fact", "class", "identity", "agent", "compound", "other"]),
+    st.lists(filter_terms, max_size=3), max_size=3)
+NEVER_RAISES = settings(max_examples=150, deadline=None,
+                        suppress_health_check=[HealthCheck.too_slow])
+
+
+@NEVER_RAISES
+@given(filters, st.sampled_from(["ping", "nosuch"]),
+       st.dictionaries(st.text(max_size=6), json_values, max_size=2))
+def test_handle_never_raises_for_any_filter_or_data(
+    shared: tuple[Node, Sent], filter: dict[str, Any], action_name: str, data: dict[str, Any]
+) -> None:
+    node, _ = shared
+    node.handle(raw(make_request(action=action_name, filter=filter, data=data)))
+
+
+@NEVER_RAISES
+@given(st.binary(max_size=300))
+def test_handle_never_raises_for_any_bytes(shared: tuple[Node, Sent], payload: bytes) -> None:
+    node, _ = shared
+    before = node.statistics()["dropped"]
+    node.handle(payload)
+    assert node.statistics()["dropped"] == before + 1
