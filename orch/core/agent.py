@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from orch.core.config import Settings
 from orch.core.filter import NodeView
 from orch.core.protocol import Status
 from orch.ddl.model import AgentDDL, load_ddl
@@ -55,6 +56,11 @@ class NodeContext(Protocol):
 
     def agent_ddl(self, name: str) -> AgentDDL:
         """The DDL of an agent this node hosts."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """The daemon's settings; read your plugin's section with ``settings.plugin(name)``."""
         ...
 
 

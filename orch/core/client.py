@@ -149,7 +149,7 @@ class Client:
 
     def action_ddl(self, agent: str, action: str) -> ActionDDL | None:
         """The DDL of ``agent.action`` if the agent is installed here, else None."""
-        cls = self.registry.agents().get(agent)
+        cls = self.registry.agents(self.settings).get(agent)
         if cls is None:
             return None
         ddl = cls.ddl()
@@ -163,7 +163,7 @@ class Client:
     def call_timeout(self, agent: str) -> float:
         if self.settings.timeout is not None:
             return self.settings.timeout
-        cls = self.registry.agents().get(agent)
+        cls = self.registry.agents(self.settings).get(agent)
         return (cls.ddl().timeout if cls else DEFAULT_TIMEOUT) + NETWORK_MARGIN
 
     # -- building blocks ---------------------------------------------------------------

@@ -91,6 +91,21 @@ def _optional_list(value: Any) -> list[str] | None:
     return None if value in (None, "", "all") else _split_list(value)
 
 
+def _plugin_sections(value: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON object of {plugin: {key: value}}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in value.items()
+    ):
+        raise ValueError("expected a mapping of plugin name to a mapping of its settings")
+    return {k: dict(v) for k, v in value.items()}
+
+
 def _setting(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
     if callable(default):
         return field(default_factory=default, metadata={"convert": convert, "doc": doc})
@@ -115,6 +130,12 @@ class Settings:
         None, _optional_path, "A Puppet classes.txt file; its lines are the node's classes.")
     agents: list[str] | None = _setting(
         None, _optional_list, "Agents to host (default: every installed agent).")
+    agents_dir: list[str] = _setting(
+        list, _split_list,
+        "Directories of external agents (an executable plus its JSON DDL, any language).")
+    plugins: dict[str, dict[str, Any]] = _setting(
+        dict, _plugin_sections,
+        "Per-plugin settings: {plugin name: {key: value}}, read by each plugin.")
     workers: int = _setting(8, _positive(int), "Actions a server runs at the same time.")
     action_timeout: float = _setting(
         60.0, _positive(float), "Deadline of an action whose DDL sets no timeout (seconds).")
@@ -167,6 +188,10 @@ class Settings:
     def documented(cls) -> dict[str, str]:
         """``{setting: description}`` for every setting, for docs and ``--help``."""
         return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+    def plugin(self, name: str) -> dict[str, Any]:
+        """The ``plugins.<name>`` section (empty when absent)."""
+        return dict(self.plugins.get(name, {}))
 
     def with_values(self, values: Mapping[str, Any], source: str) -> Settings:
         """Return a copy with ``values`` applied; ``source`` names where they came from."""

@@ -52,7 +52,7 @@ class Fleet:
         self.settings = settings
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
-        agents = registry.agents_for(settings.agents)
+        agents = registry.agents_for(settings)
         self.nodes = [
             Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,
                  self.services, security_for(spec) if security_for else None)

@@ -100,11 +100,13 @@ def orch_filter_functions() -> Mapping[str, Callable[..., Any]]:
 
 
 @hookspec
-def orch_agents() -> Iterable[type[Agent]]:
+def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
     """Return the agent classes this plugin provides.
 
     Each is a subclass of :class:`orch.core.agent.Agent` with a unique ``name`` and a DDL.
     The server instantiates every agent it is configured to host, once per node identity.
+    ``settings`` lets a plugin find agents in configured places (``agents_dir``); an
+    implementation that does not need it may omit the parameter.
     """
 
 

@@ -136,8 +136,12 @@ class PluginRegistry:
     def filter_functions(self) -> dict[str, Callable[..., Any]]:
         return self._merged(self.hook.orch_filter_functions(), "filter function")
 
-    def agents(self) -> dict[str, type[Agent]]:
-        classes = [cls for result in self.hook.orch_agents() for cls in result]
+    def agents(self, settings: Settings | None = None) -> dict[str, type[Agent]]:
+        """Every agent class plugins offer for ``settings`` (default settings if None)."""
+        from orch.core.config import Settings as DefaultSettings
+
+        results = self.hook.orch_agents(settings=settings or DefaultSettings())
+        classes = [cls for result in results for cls in result]
         return self._merged([{cls.name: cls} for cls in classes], "agent")
 
     def fact_sources(self, settings: Settings) -> list[FactSource]:
@@ -177,9 +181,10 @@ class PluginRegistry:
             )
         return providers[settings.security](settings)
 
-    def agents_for(self, wanted: Iterable[str] | None) -> dict[str, type[Agent]]:
-        """The agent classes to host: all installed ones, or the named subset."""
-        installed = self.agents()
+    def agents_for(self, settings: Settings) -> dict[str, type[Agent]]:
+        """The agent classes to host: all installed ones, or the ``agents`` subset."""
+        installed = self.agents(settings)
+        wanted = settings.agents
         if wanted is None:
             return installed
         missing = sorted(set(wanted) - set(installed))

@@ -49,6 +49,7 @@ ReplySender = Callable[[str, str, bytes, float], None]
 class NodeServices:
     """What nodes of one process share: plugins chosen by settings, pool, reply path."""
 
+    settings: Settings
     filters: FilterEngine
     security: SecurityProvider
     runner: ActionRunner
@@ -70,6 +71,7 @@ class NodeServices:
             log.warning("authorization plugin %r is not installed; every authenticated "
                         "caller may run every action", settings.authorization)
         return cls(
+            settings=settings,
             filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
             security=registry.security_for(settings),
             runner=ActionRunner(settings.workers),
@@ -138,6 +140,11 @@ class Node:
 
     def agent_ddl(self, name: str) -> AgentDDL:
         return self._agent_classes[name].ddl()
+
+    @property
+    def settings(self) -> Settings:
+        """The process's settings; plugins read their section with ``settings.plugin(name)``."""
+        return self.services.settings
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -323,7 +330,7 @@ class Server:
         self.node = Node(
             settings.identity,
             settings.collective,
-            registry.agents_for(settings.agents),
+            registry.agents_for(settings),
             lambda: collect_facts(sources),
             read_classes(settings.classes),
             self.services,

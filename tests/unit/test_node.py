@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, action
 from orch.core.authorization import Decision
+from orch.core.config import Settings
 from orch.core.filter import FilterEngine, NodeView
 from orch.core.plugins import default_registry
 from orch.core.protocol import Envelope, Reply, Request, Status
@@ -128,6 +129,7 @@ class DenyEcho:
 def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
     registry = default_registry()
     node_services = NodeServices(
+        settings=Settings(),
         filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,

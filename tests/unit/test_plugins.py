@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from orch.cli.main import cli
 from orch.core import plugins as plugins_module
 from orch.core.agent import Agent
+from orch.core.config import Settings
 from orch.core.errors import PluginError
 from orch.core.hookspecs import hookimpl
 from orch.core.plugins import PluginRegistry
@@ -297,9 +298,9 @@ def test_same_agent_class_from_two_plugins_is_not_a_clash() -> None:
 def test_agents_for_names_missing_agents() -> None:
     registry = PluginRegistry()
     registry.register(agents_plugin("p", agent_class("present")), "p")
-    assert list(registry.agents_for(["present"])) == ["present"]
+    assert list(registry.agents_for(Settings(agents=["present"]))) == ["present"]
     with pytest.raises(PluginError, match="absent"):
-        registry.agents_for(["present", "absent"])
+        registry.agents_for(Settings(agents=["present", "absent"]))
 
 
 # --------------------------------------------------------------------- entry points
