@@ -74,10 +74,35 @@ def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | No
     click.echo(action_help(ddl, action_ddl))
 
 
-@click.command(add_help_option=False)
-@click.argument("agent", required=False)
-@click.argument("action", required=False)
-@click.argument("arguments", nargs=-1)
+def _complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from orch.core.plugins import default_registry
+
+    return [name for name in sorted(default_registry().agents()) if name.startswith(incomplete)]
+
+
+def _complete_action(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from orch.core.plugins import default_registry
+
+    cls = default_registry().agents().get(ctx.params.get("agent") or "")
+    actions = sorted(cls.ddl().actions) if cls else []
+    return [name for name in actions if name.startswith(incomplete)]
+
+
+def _complete_argument(ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[str]:
+    from orch.core.plugins import default_registry
+
+    cls = default_registry().agents().get(ctx.params.get("agent") or "")
+    action = cls.ddl().action(ctx.params.get("action") or "") if cls else None
+    names = [f"{name}=" for name in (action.inputs if action else {})]
+    return [name for name in names if name.startswith(incomplete)]
+
+
+@click.command(add_help_option=False, context_settings={"ignore_unknown_options": True})
+@click.argument("agent", required=False, shell_complete=_complete_agent)
+@click.argument("action", required=False, shell_complete=_complete_action)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED,
+                shell_complete=_complete_argument)
 @click.option("--display", type=click.Choice(output.DISPLAY_CHOICES),
               help="Which replies to show (default: the action's DDL display policy).")
 @click.option("-h", "--help", "show_help", is_flag=True,
@@ -86,11 +111,13 @@ def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | No
 @click.pass_context
 def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str | None,
         arguments: tuple[str, ...], display: str | None, show_help: bool) -> None:
-    """Run AGENT's ACTION with name=value ARGUMENTS on every matching node.
+    """Run AGENT's ACTION with ARGUMENTS on every matching node.
 
+    Arguments are name=value or --name value (a boolean input may be a bare --name).
     Values are typed by the action's DDL (or, without one, read as JSON when they look
-    like numbers, booleans, lists or objects). Exit code 0 when every node answered OK,
-    1 when any failed or did not answer, 2 for usage errors.
+    like numbers, booleans, lists or objects). The DDL's summaries follow the results.
+    Exit code 0 when every node answered OK, 1 when any failed or did not answer, 2 for
+    usage errors.
     """
     if show_help or agent is None or action is None:
         _print_rpc_help(ctx, agent, action)
@@ -110,8 +137,12 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
     result = client.call(agent, action, data, filter=orch.filter, nodes=orch.known_nodes(),
                          on_discovered=progress.expect, on_reply=show)
     progress.done()
+    from orch.ddl.aggregate import summarize
+
+    summaries = (summarize(ddl, result.replies.values(), client.registry.aggregate_functions())
+                 if ddl is not None else [])
     if orch.json:
-        output.print_json(output.result_document(result))
+        output.print_json(output.result_document(result, summaries))
     elif result.expected == []:
         raise OrchCommandError("No request sent, no nodes matched the filter")
     else:
@@ -119,6 +150,7 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
             reply = result.replies[name]
             if output.should_display(reply, display, ddl):
                 output.print_reply(reply, ddl, orch.verbose)
+        output.print_summaries(summaries)
         output.print_summary(result, orch.verbose)
     _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
 

@@ -5,6 +5,7 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
     {"agent": ..., "action": ..., "request_id": ...,
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
      "expected": [...] | null, "missing": [...], "rejected": [...], "error": null | "...",
+     "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
 """
@@ -13,20 +14,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import click
 
 from orch.core.client import CallResult
 from orch.core.protocol import Reply
+from orch.ddl.aggregate import Summary
 from orch.ddl.model import ActionDDL
 
 DISPLAY_CHOICES = ("ok", "failed", "all")
 
 
-def result_document(result: CallResult) -> dict[str, Any]:
-    """The ``--json`` form of a call result."""
+def result_document(
+    result: CallResult, summaries: Sequence[Summary] = ()
+) -> dict[str, Any]:
+    """The ``--json`` form of a call result (with the DDL's aggregate summaries, if any)."""
     return {
         "agent": result.agent,
         "action": result.action,
@@ -46,8 +50,20 @@ def result_document(result: CallResult) -> dict[str, Any]:
         "missing": result.missing,
         "rejected": result.rejected,
         "error": result.error,
+        "warnings": result.warnings,
+        "aggregates": [summary.to_json() for summary in summaries],
         "stats": stats_document(result),
     }
+
+
+def print_summaries(summaries: Sequence[Summary]) -> None:
+    """The DDL's aggregate summaries, after the per-node results."""
+    for summary in summaries:
+        click.secho(f"Summary of {summary.label}:", bold=True)
+        click.echo()
+        for line in summary.lines:
+            click.echo(f"   {line}")
+        click.echo()
 
 
 def stats_document(result: CallResult) -> dict[str, Any]:
@@ -120,6 +136,10 @@ def print_problems(result: CallResult) -> None:
         click.secho(f"\n{len(result.rejected)} reply(ies) rejected:", fg="red")
         for reason in result.rejected:
             click.echo(f"    {reason}")
+    if result.warnings:
+        click.secho(f"\n{len(result.warnings)} reply(ies) do not match the DDL:", fg="yellow")
+        for name, problems in sorted(result.warnings.items()):
+            click.echo(f"    {name}: {'; '.join(problems)}")
     if result.error:
         click.secho(f"\nError: {result.error}", fg="red", bold=True)
 

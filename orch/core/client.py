@@ -69,6 +69,9 @@ class CallResult:
     elapsed: float = 0.0
     #: Set when the broker failed mid-call; what was received before is kept.
     error: str | None = None
+    #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
+    #: They are still results; the mismatch is flagged, never silently passed.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -309,7 +312,8 @@ class Client:
         against the agent's DDL (when installed here) before anything is sent.
         """
         ddl = self.action_ddl(agent, action)
-        checked = ddl.check_arguments(data or {}) if ddl is not None else dict(data or {})
+        checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
+                   else dict(data or {}))
         discovery_started = time.monotonic()
         if nodes is None:
             nodes = self.discover(filter, agent)
@@ -322,6 +326,13 @@ class Client:
                               discovery_seconds=discovery_seconds)
         result = self.send_direct(request, nodes, self.call_timeout(agent), on_reply)
         result.discovery_seconds = discovery_seconds
+        if ddl is not None:
+            for name, reply in result.replies.items():
+                problems = ddl.check_reply(reply.data) if reply.ok else []
+                if problems:
+                    result.warnings[name] = problems
+                    log.warning("reply from %s does not match the %s.%s DDL: %s",
+                                name, agent, action, "; ".join(problems))
         return result
 
     def send_direct(

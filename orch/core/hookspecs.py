@@ -111,6 +111,25 @@ def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
 
 
 @hookspec
+def orch_validators() -> Mapping[str, Callable[[Any], bool]]:
+    """Return ``{name: predicate}`` for DDL input validators.
+
+    A DDL input whose ``validation`` is a lower-case word (``"validation": "shellsafe"``)
+    names a validator; the predicate receives the (string) value and returns whether it is
+    acceptable. Client and server both apply it before an action runs.
+    """
+
+
+@hookspec
+def orch_aggregate_functions() -> Mapping[str, Callable[..., Any]]:
+    """Return ``{name: factory}`` for DDL aggregate functions.
+
+    ``factory(*args)`` receives the DDL's extra ``args`` and returns an
+    :class:`orch.ddl.aggregate.Aggregator`, fed each OK reply's value of the output.
+    """
+
+
+@hookspec
 def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
     """Return the fact sources this plugin contributes for a node with ``settings``.
 

@@ -53,6 +53,7 @@ class PluginRegistry:
         default_factory=lambda: _new_manager()
     )
     infos: dict[str, PluginInfo] = field(default_factory=dict)
+    _validators: dict[str, Callable[[Any], bool]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_entry_points(cls, group: str = hookspecs.ENTRY_POINT_GROUP) -> PluginRegistry:
@@ -76,6 +77,7 @@ class PluginRegistry:
         if name in self.infos and self.infos[name].error is None:
             self._broken(name, distribution, version, f"duplicate plugin name {name!r}")
             return False
+        self._validators = None
         try:
             self.manager.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
@@ -148,6 +150,15 @@ class PluginRegistry:
         # pluggy calls the last registered first; reverse so built-ins come first.
         results = reversed(self.hook.orch_fact_sources(settings=settings))
         return [source for result in results for source in result]
+
+    def validators(self) -> dict[str, Callable[[Any], bool]]:
+        """Named DDL validators (cached: the DDL compiler keys compiled schemas on it)."""
+        if self._validators is None:
+            self._validators = self._merged(self.hook.orch_validators(), "validator")
+        return self._validators
+
+    def aggregate_functions(self) -> dict[str, Callable[..., Any]]:
+        return self._merged(self.hook.orch_aggregate_functions(), "aggregate function")
 
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
         return self._merged(self.hook.orch_discovery_methods(), "discovery method")

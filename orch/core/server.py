@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orch
-from orch.core.agent import ActionRequest, Agent
+from orch.core.agent import ActionReply, ActionRequest, Agent
 from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
@@ -53,6 +53,7 @@ class NodeServices:
     filters: FilterEngine
     security: SecurityProvider
     runner: ActionRunner
+    validators: Mapping[str, Callable[[Any], bool]]
     send: ReplySender
     authorizer: Authorizer | None = None
     audit: AuditLog | None = None
@@ -75,6 +76,7 @@ class NodeServices:
             filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
             security=registry.security_for(settings),
             runner=ActionRunner(settings.workers),
+            validators=registry.validators(),
             send=send,
             authorizer=authorizer,
             audit=AuditLog(settings.audit_log, settings.audit_redact)
@@ -259,7 +261,7 @@ class Node:
         data: Mapping[str, Any] = request.data
         if action_ddl is not None:
             try:
-                data = action_ddl.check_arguments(request.data)
+                data = action_ddl.check_arguments(request.data, self.services.validators)
             except ArgumentError as exc:
                 status = Status.MISSING_DATA if getattr(exc, "kind", "") == "missing" \
                     else Status.INVALID_DATA
@@ -295,12 +297,21 @@ class Node:
         self.services.runner.submit(
             lambda: agent.run(action_request),
             deadline,
-            on_result=lambda reply: self._reply(
-                request, reply.statuscode, reply.statusmsg, reply.data),
+            on_result=lambda reply: self._reply_checked(request, ddl, reply),
             on_timeout=lambda: self._reply(
                 request, Status.ABORTED,
                 f"{request.agent}.{request.action} did not finish within {timeout:g}s"),
         )
+
+    def _reply_checked(self, request: Request, ddl: AgentDDL, reply: ActionReply) -> None:
+        """Send an action's reply, logging (not hiding) data that breaks the DDL."""
+        action = ddl.action(request.action)
+        problems = action.check_reply(reply.data) if action is not None else []
+        if problems:
+            log.warning("node=%s request=%s %s.%s reply does not match its DDL: %s",
+                        self.identity, request.id, request.agent, request.action,
+                        "; ".join(problems))
+        self._reply(request, reply.statuscode, reply.statusmsg, reply.data)
 
     def _reply(
         self, request: Request, status: Status, message: str,

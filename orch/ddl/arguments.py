@@ -19,15 +19,49 @@ _FALSE = {"false", "no", "n", "0", "off"}
 
 
 def parse_arguments(pairs: Iterable[str], ddl: ActionDDL | None = None) -> dict[str, Any]:
-    """Turn ``["name=value", …]`` into typed action arguments; errors name the argument."""
+    """Turn ``["name=value", "--name", "value", …]`` into typed action arguments.
+
+    Errors name the argument.
+    """
     arguments: dict[str, Any] = {}
-    for pair in pairs:
+    for pair in option_pairs(pairs, ddl):
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ArgumentError(f"argument {pair!r} must look like name=value")
         input_type = ddl.inputs[key].type if ddl and key in ddl.inputs else None
         arguments[key] = convert(key, text, input_type)
     return arguments
+
+
+def option_pairs(tokens: Iterable[str], ddl: ActionDDL | None) -> list[str]:
+    """Accept ``--name value``, ``--name=value`` and ``name=value`` alike; return ``name=value``.
+
+    A boolean input may be given as a bare ``--name`` (true) or ``--no-name`` (false).
+    ``--`` style names may use dashes for underscores.
+    """
+    pairs: list[str] = []
+    items = list(tokens)
+    index = 0
+    while index < len(items):
+        token = items[index]
+        index += 1
+        if not token.startswith("--"):
+            pairs.append(token)
+            continue
+        name, sep, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        spec = ddl.inputs.get(name) if ddl else None
+        negated = name.startswith("no_") and ddl is not None and name[3:] in ddl.inputs
+        if sep:
+            pairs.append(f"{name}={value}")
+        elif (spec is not None and spec.type == "boolean") or negated:
+            pairs.append(f"{name[3:]}=false" if negated else f"{name}=true")
+        elif index < len(items):
+            pairs.append(f"{name}={items[index]}")
+            index += 1
+        else:
+            raise ArgumentError(f"option --{name} needs a value")
+    return pairs
 
 
 def convert(key: str, text: str, input_type: str | None) -> Any:
@@ -47,7 +81,9 @@ def convert(key: str, text: str, input_type: str | None) -> Any:
             if lowered in _TRUE | _FALSE:
                 return lowered in _TRUE
             raise ValueError("expected true or false")
-        if input_type in ("list", "array", "hash"):
+        if input_type == "list":
+            return text  # an enumeration of strings; the DDL check names the choices
+        if input_type in ("array", "hash"):
             value = json.loads(text)
             expected = dict if input_type == "hash" else list
             if not isinstance(value, expected):

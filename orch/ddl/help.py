@@ -50,8 +50,8 @@ def action_help(agent: AgentDDL, action: ActionDDL) -> str:
     if action.aggregate:
         lines += ["", "Summaries:"]
         for aggregate in action.aggregate:
-            args = ", ".join(str(a) for a in aggregate.get("args", []))
-            lines.append(f"  {aggregate.get('function')}({args})")
+            args = ", ".join([aggregate.output, *(str(a) for a in aggregate.args)])
+            lines.append(f"  {aggregate.function}({args})")
     lines += ["", f"Timeout: {agent.timeout:g}s   Display: {action.display}",
               "Filters and options: see `orch rpc --help`."]
     return "\n".join(lines)

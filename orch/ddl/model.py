@@ -1,40 +1,41 @@
-"""Loading a JSON DDL into typed objects, and checking action arguments against it.
+"""Loading a JSON DDL into typed objects, checked against orch's meta-schema.
 
-The layout is Choria's (``https://choria.io/schemas/mcorpc/ddl/v1/agent.json``)::
+The layout is Choria's (``https://choria.io/schemas/mcorpc/ddl/v1/agent.json``), so DDLs
+written for Choria load unchanged::
 
     {"metadata": {"name": "rpcutil", "timeout": 10, ...},
-     "actions": [{"action": "ping", "description": "...", "display": "always",
-                  "input": {"name": {"type": "string", "optional": false, ...}},
-                  "output": {"pong": {"description": "...", "display_as": "Pong"}},
-                  "aggregate": [{"function": "summary", "args": ["pong"]}]}]}
+     "actions": [{"action": "get_fact", "description": "...", "display": "always",
+                  "input": {"fact": {"type": "string", "optional": false, ...}},
+                  "output": {"value": {"description": "...", "display_as": "Value"}},
+                  "aggregate": [{"function": "summary", "args": ["value"]}]}]}
+
+Every DDL is validated against ``schema/agent.json`` when loaded, then checked for what a
+schema cannot say (duplicate actions, regexes that do not compile, defaults of the wrong
+type, aggregates over undeclared outputs). Errors name the file and the field. How inputs
+and outputs become JSON Schemas is in :mod:`orch.ddl.compile`.
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from orch.core.errors import ArgumentError, OrchError
+from orch.core.errors import OrchError
 
-#: DDL input types and the Python types that satisfy them.
-INPUT_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "float": (int, float),
-    "boolean": (bool,),
-    "list": (list,),
-    "array": (list,),
-    "hash": (dict,),
-    "any": (object,),
-}
 DEFAULT_TIMEOUT = 10.0
+#: Type spellings found in the wild, mapped to orch's canonical names.
+TYPE_ALIASES = {"int": "integer", "Hash": "hash", "Array": "array", "": "any"}
+#: A validation that looks like a word names a validator plugin; anything else is a regex.
+NAMED_VALIDATOR = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: ``validators`` arguments map a validator name to a predicate over the value.
+Validators = Mapping[str, Callable[[Any], bool]]
 
 
 class DDLError(OrchError):
@@ -51,6 +52,15 @@ class InputDDL:
     default: Any = None
     validation: str | None = None
     maxlength: int | None = None
+    #: The allowed values of a ``list`` (enumeration) input.
+    values: tuple[str, ...] = ()
+
+    @property
+    def named_validator(self) -> str | None:
+        """The validator plugin's name, when ``validation`` names one rather than a regex."""
+        if self.validation and NAMED_VALIDATOR.match(self.validation):
+            return self.validation
+        return None
 
 
 @dataclass(frozen=True)
@@ -67,46 +77,41 @@ class OutputDDL:
 
 
 @dataclass(frozen=True)
+class AggregateDDL:
+    """One summary over an output: ``function`` applied to ``output`` with extra ``args``."""
+
+    function: str
+    output: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
 class ActionDDL:
     name: str
     description: str = ""
     display: str = "failed"
     inputs: Mapping[str, InputDDL] = field(default_factory=dict)
     outputs: Mapping[str, OutputDDL] = field(default_factory=dict)
-    aggregate: tuple[Mapping[str, Any], ...] = ()
+    aggregate: tuple[AggregateDDL, ...] = ()
 
-    def check_arguments(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Return ``data`` with defaults applied, or raise :class:`ArgumentError`.
+    def check_arguments(
+        self, data: Mapping[str, Any], validators: Validators | None = None
+    ) -> dict[str, Any]:
+        """Return ``data`` with defaults applied, or raise ArgumentError naming the argument.
 
-        The error's ``kind`` attribute is ``missing`` or ``invalid`` so the server can pick
-        the matching reply status.
+        The error's ``kind`` is ``missing`` or ``invalid`` so the server can pick the reply
+        status. ``validators`` are the named validators available (the built-in ones when
+        None).
         """
-        unknown = sorted(set(data) - set(self.inputs))
-        if unknown:
-            raise _argument_error("invalid", f"unknown argument(s) {', '.join(unknown)} for "
-                                  f"{self.name}; it takes {', '.join(self.inputs) or 'none'}")
-        checked = dict(data)
-        for name, spec in self.inputs.items():
-            if name not in checked:
-                if spec.default is not None:
-                    checked[name] = spec.default
-                elif not spec.optional:
-                    raise _argument_error("missing", f"argument {name!r} is required")
-                continue
-            value = checked[name]
-            expected = INPUT_TYPES.get(spec.type, (object,))
-            wrong_bool = isinstance(value, bool) and spec.type not in ("boolean", "any")
-            if not isinstance(value, expected) or wrong_bool:
-                raise _argument_error(
-                    "invalid", f"argument {name!r} must be of type {spec.type}, got {value!r}")
-            if spec.maxlength and isinstance(value, str) and len(value) > spec.maxlength:
-                raise _argument_error(
-                    "invalid", f"argument {name!r} is longer than {spec.maxlength} characters")
-            if spec.validation and isinstance(value, str):
-                problem = validate(spec.validation, value)
-                if problem:
-                    raise _argument_error("invalid", f"argument {name!r} {problem}")
-        return checked
+        from orch.ddl.compile import check_arguments
+
+        return check_arguments(self, data, validators)
+
+    def check_reply(self, data: Mapping[str, Any]) -> list[str]:
+        """Problems of a reply's data against the declared outputs (empty when it conforms)."""
+        from orch.ddl.compile import check_reply
+
+        return check_reply(self, data)
 
 
 @dataclass(frozen=True)
@@ -116,104 +121,123 @@ class AgentDDL:
     version: str = ""
     author: str = ""
     license: str = ""
+    url: str = ""
     timeout: float = DEFAULT_TIMEOUT
     actions: Mapping[str, ActionDDL] = field(default_factory=dict)
+    source: str = ""
 
     def action(self, name: str) -> ActionDDL | None:
         return self.actions.get(name)
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None
-
-
-def _ip(version: int | None) -> Callable[[str], bool]:
-    def check(value: str) -> bool:
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            return False
-        return version is None or address.version == version
-
-    return check
-
-
-#: Named validators a DDL may give instead of a regular expression.
-NAMED_VALIDATORS: Mapping[str, Callable[[str], bool]] = {
-    "shellsafe": lambda value: not any(char in value for char in "`$;|&><\n\r\"'\\"),
-    "ipv4address": _ip(4),
-    "ipv6address": _ip(6),
-    "ipaddress": _ip(None),
-}
-
-
-def validate(validation: str, value: str) -> str | None:
-    """Apply a DDL ``validation`` (a named validator or a regex); return the problem or None.
-
-    A regex that does not compile matches nothing, so a broken DDL fails closed.
-    """
-    named = NAMED_VALIDATORS.get(validation)
-    if named is not None:
-        return None if named(value) else f"is not a valid {validation} value"
-    compiled = _compiled(validation)
-    if compiled is None or compiled.search(value) is None:
-        return f"does not match {validation}"
-    return None
-
-
-def _argument_error(kind: str, message: str) -> ArgumentError:
-    error = ArgumentError(message)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+@functools.cache
+def meta_schema() -> dict[str, Any]:
+    """orch's JSON Schema for DDL files (shipped as ``orch/ddl/schema/agent.json``)."""
+    text = resources.files("orch.ddl").joinpath("schema/agent.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def load_ddl(source: str | Path, text: str | None = None) -> AgentDDL:
     """Load a DDL from ``source`` (a path), or from ``text`` naming ``source`` in errors."""
     try:
         raw = json.loads(text if text is not None else Path(source).read_text())
-    except (OSError, ValueError) as exc:
-        raise DDLError(f"{source}: cannot load DDL: {exc}") from None
+    except OSError as exc:
+        raise DDLError(f"{source}: cannot read DDL: {exc.strerror}") from None
+    except ValueError as exc:
+        raise DDLError(f"{source}: not valid JSON: {exc}") from None
     return parse_ddl(raw, str(source))
 
 
 def parse_ddl(raw: Any, source: str) -> AgentDDL:
-    if not isinstance(raw, dict):
-        raise DDLError(f"{source}: a DDL must be a JSON object")
-    meta = raw.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        raise DDLError(f"{source}: metadata.name is required")
+    """Validate ``raw`` against the meta-schema, then build the typed DDL."""
+    _check_schema(raw, source)
+    meta = raw["metadata"]
     actions: dict[str, ActionDDL] = {}
-    for index, action in enumerate(raw.get("actions") or []):
+    for index, spec in enumerate(raw["actions"]):
         where = f"{source}: actions[{index}]"
-        if not isinstance(action, dict) or not isinstance(action.get("action"), str):
-            raise DDLError(f"{where}.action is required")
-        actions[action["action"]] = ActionDDL(
-            name=action["action"],
-            description=str(action.get("description", "")),
-            display=str(action.get("display", "failed")),
-            inputs={k: InputDDL(k, **_known(v, InputDDL, f"{where}.input.{k}"))
-                    for k, v in (action.get("input") or {}).items()},
-            outputs={k: OutputDDL(k, **_known(v, OutputDDL, f"{where}.output.{k}"))
-                     for k, v in (action.get("output") or {}).items()},
-            aggregate=tuple(action.get("aggregate") or ()),
-        )
+        if spec["action"] in actions:
+            raise DDLError(f"{where}.action: action {spec['action']!r} is defined twice")
+        actions[spec["action"]] = _action(spec, where)
     return AgentDDL(
-        name=meta["name"],
-        description=str(meta.get("description", "")),
-        version=str(meta.get("version", "")),
-        author=str(meta.get("author", "")),
-        license=str(meta.get("license", "")),
-        timeout=float(meta.get("timeout") or DEFAULT_TIMEOUT),
-        actions=actions,
+        name=meta["name"], description=meta["description"], version=meta["version"],
+        author=meta["author"], license=meta["license"], url=meta.get("url", ""),
+        timeout=float(meta["timeout"]), actions=actions, source=source,
     )
 
 
-def _known(spec: Any, cls: type, where: str) -> dict[str, Any]:
-    if not isinstance(spec, dict):
-        raise DDLError(f"{where} must be an object")
-    allowed = set(cls.__dataclass_fields__) - {"name"}  # type: ignore[attr-defined]
-    return {k: v for k, v in spec.items() if k in allowed}
+def _check_schema(raw: Any, source: str) -> None:
+    validator = _meta_validator()
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        error = errors[0]
+        where = _json_path(error.absolute_path)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise DDLError(f"{source}: {where or 'top level'}: {error.message}{more}")
+
+
+@functools.cache
+def _meta_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(meta_schema())
+
+
+def _json_path(path: Any) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _action(spec: Mapping[str, Any], where: str) -> ActionDDL:
+    inputs = {name: _input(name, item, f"{where}.input.{name}")
+              for name, item in spec.get("input", {}).items()}
+    outputs = {
+        name: OutputDDL(
+            name, description=item.get("description", ""),
+            display_as=item.get("display_as", ""),
+            type=TYPE_ALIASES.get(item.get("type", "any"), item.get("type", "any")),
+            default=item.get("default"),
+        )
+        for name, item in spec.get("output", {}).items()
+    }
+    aggregates = []
+    for index, item in enumerate(spec.get("aggregate", [])):
+        output, *args = item["args"]
+        if outputs and output not in outputs:
+            raise DDLError(f"{where}.aggregate[{index}].args[0]: output {output!r} is not "
+                           f"declared; outputs: {', '.join(outputs)}")
+        aggregates.append(AggregateDDL(item["function"], output, tuple(args)))
+    action = ActionDDL(
+        name=spec["action"], description=spec["description"],
+        display=spec.get("display", "failed"), inputs=inputs, outputs=outputs,
+        aggregate=tuple(aggregates),
+    )
+    for name, item in inputs.items():
+        if item.default is not None:
+            from orch.ddl.compile import input_problem
+
+            problem = input_problem(item, item.default, None)
+            if problem:
+                raise DDLError(f"{where}.input.{name}.default: {item.default!r} {problem}")
+    return action
+
+
+def _input(name: str, item: Mapping[str, Any], where: str) -> InputDDL:
+    kind = TYPE_ALIASES.get(item["type"], item["type"])
+    validation = item.get("validation") or None
+    if kind == "list" and not item.get("list"):
+        raise DDLError(f"{where}.list: a list input needs the list of allowed values")
+    if validation and not NAMED_VALIDATOR.match(validation):
+        try:
+            re.compile(validation)
+        except re.error as exc:
+            raise DDLError(f"{where}.validation: {validation!r} is not a valid regular "
+                           f"expression ({exc})") from None
+    return InputDDL(
+        name, type=kind, description=item.get("description", ""),
+        prompt=item.get("prompt", ""), optional=item.get("optional", False),
+        default=item.get("default"), validation=validation,
+        maxlength=item.get("maxlength") or None, values=tuple(item.get("list", ())),
+    )

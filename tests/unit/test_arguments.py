@@ -26,7 +26,7 @@ TYPED = action(
     ratio=InputDDL("ratio", "number"),
     scale=InputDDL("scale", "float"),
     flag=InputDDL("flag", "boolean"),
-    items=InputDDL("items", "list"),
+    items=InputDDL("items", "array"),
     array=InputDDL("array", "array"),
     mapping=InputDDL("mapping", "hash"),
     anything=InputDDL("anything", "any"),
@@ -130,9 +130,9 @@ def test_ddl_types_decide(pair: str, expected: Any) -> None:
     ("scale=", "float"),
     ("flag=maybe", "boolean"),
     ("flag=", "boolean"),
-    ("items={}", "list"),
-    ("items=[1,", "list"),
-    ("items=3", "list"),
+    ("items={}", "array"),
+    ("items=[1,", "array"),
+    ("items=3", "array"),
     ("array=\"a\"", "array"),
     ("mapping=[]", "hash"),
     ("mapping=nope", "hash"),
@@ -211,7 +211,7 @@ CHECKED = action(
     count=InputDDL("count", "integer", optional=True, default=3),
     ratio=InputDDL("ratio", "number"),
     enabled=InputDDL("enabled", "boolean", default=False),
-    tags=InputDDL("tags", "list"),
+    tags=InputDDL("tags", "array"),
     meta=InputDDL("meta", "hash"),
     blob=InputDDL("blob", "any"),
 )
@@ -256,9 +256,15 @@ def test_required_input_with_default_is_filled() -> None:
     assert ddl.check_arguments({}) == {"level": 1}
 
 
+def test_integral_float_for_integer_input_becomes_int() -> None:
+    # JSON Schema counts 3.0 as an integer; the action receives the int it declared.
+    checked = CHECKED.check_arguments({"name": "ok", "count": 3.0})
+    assert checked["count"] == 3 and isinstance(checked["count"], int)
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("name", 5), ("name", None), ("name", ["web"]),
-    ("count", "3"), ("count", 3.0), ("count", True), ("count", False),
+    ("count", "3"), ("count", 3.5), ("count", True), ("count", False),
     ("ratio", "1.5"), ("ratio", True),
     ("enabled", 1), ("enabled", "true"), ("enabled", None),
     ("tags", "a,b"), ("tags", {"a": 1}), ("tags", (1, 2)),
@@ -292,8 +298,8 @@ def test_check_validation_regex_is_enforced() -> None:
     rpcutil's ``get_fact`` declares ``"validation": "^[\\\\w\\\\-\\\\.]+$"`` for ``fact``.
     """
     ddl = parse_ddl({
-        "metadata": {"name": "x"},
-        "actions": [{"action": "get", "input": {
+        "metadata": {"name": "x", "description": "d", "author": "a", "license": "MIT", "version": "1", "timeout": 5},
+        "actions": [{"action": "get", "description": "d", "input": {
             "fact": {"type": "string", "optional": False, "validation": r"^[\w\-\.]+$"}}}],
     }, "inline")
     get = ddl.actions["get"]
@@ -305,11 +311,11 @@ def test_check_validation_regex_is_enforced() -> None:
 
 def test_parsed_then_checked_end_to_end() -> None:
     ddl = parse_ddl({
-        "metadata": {"name": "svc", "timeout": 5},
-        "actions": [{"action": "restart", "input": {
+        "metadata": {"name": "svc", "description": "d", "author": "a", "license": "MIT", "version": "1", "timeout": 5},
+        "actions": [{"action": "restart", "description": "d", "input": {
             "service": {"type": "string", "optional": False},
-            "delay": {"type": "integer", "default": 0},
-            "force": {"type": "boolean"},
+            "delay": {"type": "integer", "default": 0, "optional": True},
+            "force": {"type": "boolean", "optional": True},
         }}],
     }, "inline")
     restart = ddl.actions["restart"]

@@ -133,6 +133,7 @@ def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
         filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,
+        validators=registry.validators(),
         send=send,
         **{"default_timeout": 60.0, "clock_skew": 5.0, **services},
     )

@@ -1,0 +1,177 @@
+"""From DDL to JSON Schema: what ``jsonschema`` checks on the client, the server and replies.
+
+Each action's inputs compile to one object schema (``required`` for non-optional inputs,
+``additionalProperties: false`` so unknown arguments are refused); a named validator
+(``shellsafe``, ``ipv4address`` … or one a plugin adds through ``orch_validators``) becomes
+a JSON Schema ``format`` checked by a :class:`jsonschema.FormatChecker` holding exactly the
+installed validators; a regex ``validation`` becomes ``pattern``. Compiled validators are
+cached per action and validator set, so a request costs one ``iter_errors`` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from orch.core.errors import ArgumentError
+from orch.ddl.model import ActionDDL, InputDDL, OutputDDL, Validators
+
+#: JSON Schema for each DDL value type (list = enumeration, handled per input).
+TYPE_SCHEMAS: Mapping[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "float": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "hash": {"type": "object"},
+    "array": {"type": "array"},
+    "list": {"type": "string"},
+    "any": {},
+}
+
+
+def input_schema(action: ActionDDL) -> dict[str, Any]:
+    """The JSON Schema of ``action``'s arguments."""
+    return {
+        "type": "object",
+        "properties": {name: _input_property(spec) for name, spec in action.inputs.items()},
+        "required": [name for name, spec in action.inputs.items() if not spec.optional],
+        "additionalProperties": False,
+    }
+
+
+def output_schema(action: ActionDDL) -> dict[str, Any]:
+    """The JSON Schema of ``action``'s reply data (undeclared outputs are refused)."""
+    return {
+        "type": "object",
+        "properties": {name: _output_property(spec) for name, spec in action.outputs.items()},
+        "additionalProperties": not action.outputs,
+    }
+
+
+def _input_property(spec: InputDDL) -> dict[str, Any]:
+    schema = dict(TYPE_SCHEMAS.get(spec.type, {}))
+    if spec.type == "list":
+        schema["enum"] = list(spec.values)
+    if spec.type == "string":
+        if spec.maxlength:
+            schema["maxLength"] = spec.maxlength
+        if spec.named_validator:
+            schema["format"] = spec.named_validator
+        elif spec.validation:
+            schema["pattern"] = spec.validation
+    return schema
+
+
+def _output_property(spec: OutputDDL) -> dict[str, Any]:
+    schema = dict(TYPE_SCHEMAS.get(spec.type, {}))
+    if spec.default is None and schema:
+        # Choria DDLs commonly declare a typed output whose default is null.
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def _builtin_validators() -> Validators:
+    from orch.ddl.builtin import VALIDATORS
+
+    return VALIDATORS
+
+
+_cache: dict[tuple[int, int, str], Any] = {}
+
+
+def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
+    """A compiled jsonschema validator for ``action`` (cached on the action and validators)."""
+    key = (id(action), id(validators), which)
+    compiled = _cache.get(key)
+    if compiled is None:
+        from jsonschema import Draft202012Validator, FormatChecker
+
+        checker = FormatChecker(formats=())
+        for name, predicate in validators.items():
+            checker.checks(name)(predicate)
+        schema = input_schema(action) if which == "input" else output_schema(action)
+        compiled = Draft202012Validator(schema, format_checker=checker)
+        _cache[key] = (compiled, action, validators)  # keep both alive while cached
+        return compiled
+    return compiled[0]
+
+
+def check_arguments(
+    action: ActionDDL, data: Mapping[str, Any], validators: Validators | None = None
+) -> dict[str, Any]:
+    """Apply defaults and validate; raise ArgumentError (``kind`` missing/invalid)."""
+    validators = _builtin_validators() if validators is None else validators
+    checked = dict(data)
+    for name, spec in action.inputs.items():
+        if name not in checked and spec.default is not None:
+            checked[name] = spec.default
+    unknown_formats = {spec.named_validator for spec in action.inputs.values()
+                       if spec.named_validator and spec.named_validator not in validators}
+    for name, spec in action.inputs.items():
+        if spec.named_validator in unknown_formats and name in checked:
+            raise _error("invalid", f"argument {name!r} uses validator "
+                         f"{spec.named_validator!r}, which is not installed here")
+    errors = list(_validator(action, validators, "input").iter_errors(checked))
+    if errors:
+        raise _explain(action, checked, errors)
+    for name, spec in action.inputs.items():
+        # JSON Schema counts 3.0 as an integer; hand the action the int it declared.
+        if spec.type == "integer" and isinstance(checked.get(name), float):
+            checked[name] = int(checked[name])
+    return checked
+
+
+def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
+    """Human-readable problems of ``data`` against ``action``'s outputs."""
+    if not action.outputs:
+        return []
+    problems = []
+    for error in _validator(action, {}, "output").iter_errors(dict(data)):
+        if error.validator == "additionalProperties":
+            extra = sorted(set(data) - set(action.outputs))
+            problems.append(f"undeclared output(s) {', '.join(extra)}")
+        else:
+            name = error.absolute_path[0] if error.absolute_path else "?"
+            problems.append(f"output {name!r}: {error.message}")
+    return problems
+
+
+def input_problem(spec: InputDDL, value: Any, validators: Validators | None) -> str | None:
+    """Why ``value`` is not acceptable for ``spec`` (None if it is) — for DDL defaults."""
+    from jsonschema import Draft202012Validator
+
+    schema = _input_property(spec)
+    schema.pop("format", None)
+    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    return None if error is None else f"is not valid: {error.message}"
+
+
+def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> ArgumentError:
+    """Turn the first jsonschema error into a message naming the argument."""
+    order = {"required": 0, "additionalProperties": 1}
+    error = min(errors, key=lambda e: order.get(e.validator, 2))
+    if error.validator == "required":
+        missing = [n for n, s in action.inputs.items() if not s.optional and n not in data]
+        return _error("missing", f"argument {missing[0]!r} is required")
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(data) - set(action.inputs))
+        return _error("invalid", f"unknown argument(s) {', '.join(unknown)} for "
+                      f"{action.name}; it takes {', '.join(action.inputs) or 'none'}")
+    name = str(error.absolute_path[0])
+    spec = action.inputs[name]
+    value = data[name]
+    reasons = {
+        "type": f"must be of type {spec.type}, got {value!r}",
+        "maxLength": f"is longer than {spec.maxlength} characters",
+        "pattern": f"does not match {spec.validation}",
+        "format": f"is not a valid {spec.validation} value",
+        "enum": f"must be one of {', '.join(spec.values)}",
+    }
+    return _error("invalid", f"argument {name!r} {reasons.get(error.validator, error.message)}")
+
+
+def _error(kind: str, message: str) -> ArgumentError:
+    error = ArgumentError(message)
+    error.kind = kind  # type: ignore[attr-defined]
+    return error
