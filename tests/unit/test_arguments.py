@@ -298,7 +298,8 @@ def test_check_validation_regex_is_enforced() -> None:
     rpcutil's ``get_fact`` declares ``"validation": "^[\\\\w\\\\-\\\\.]+$"`` for ``fact``.
     """
     ddl = parse_ddl({
-        "metadata": {"name": "x", "description": "d", "author": "a", "license": "MIT", "version": "1", "timeout": 5},
+        "metadata": {"name": "x", "description": "d", "author": "a", "license": "MIT",
+                     "version": "1", "timeout": 5},
         "actions": [{"action": "get", "description": "d", "input": {
             "fact": {"type": "string", "optional": False, "validation": r"^[\w\-\.]+$"}}}],
     }, "inline")
@@ -311,7 +312,8 @@ def test_check_validation_regex_is_enforced() -> None:
 
 def test_parsed_then_checked_end_to_end() -> None:
     ddl = parse_ddl({
-        "metadata": {"name": "svc", "description": "d", "author": "a", "license": "MIT", "version": "1", "timeout": 5},
+        "metadata": {"name": "svc", "description": "d", "author": "a", "license": "MIT",
+                     "version": "1", "timeout": 5},
         "actions": [{"action": "restart", "description": "d", "input": {
             "service": {"type": "string", "optional": False},
             "delay": {"type": "integer", "default": 0, "optional": True},
