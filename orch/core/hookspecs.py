@@ -139,6 +139,15 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
 
 
 @hookspec
+def orch_reload(settings: Settings) -> None:
+    """Called when ``orch server`` receives SIGHUP, before it re-reads agents and facts.
+
+    Drop whatever you cache about the outside world (an agents directory's contents, a fact
+    cache) so the next ``orch_agents`` / ``orch_fact_sources`` call sees it afresh.
+    """
+
+
+@hookspec
 def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
     """Return ``{name: method}`` for ways of finding the nodes a filter selects.
 

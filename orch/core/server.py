@@ -28,7 +28,7 @@ from orch.core.agent import ActionReply, ActionRequest, Agent
 from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
-from orch.core.errors import ArgumentError, ProtocolError
+from orch.core.errors import ArgumentError, OrchError, ProtocolError
 from orch.core.facts import collect_facts, read_classes
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
 from orch.core.plugins import PluginRegistry
@@ -109,8 +109,7 @@ class Node:
         self.services = services
         #: Usually the shared provider; a simulated node may carry its own credentials.
         self.security = security or services.security
-        self._agent_classes = dict(agents)
-        self._agents = {name: cls(self) for name, cls in agents.items()}
+        self.set_agents(agents, refresh=False)
         self._load_facts = facts
         self._classes = classes
         self._replay = ReplayCache()
@@ -149,6 +148,15 @@ class Node:
         return self.services.settings
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def set_agents(self, agents: Mapping[str, type[Agent]], refresh: bool = True) -> bool:
+        """Host exactly ``agents`` from now on; return whether the set of names changed."""
+        changed = set(agents) != set(getattr(self, "_agents", {}))
+        self._agent_classes = dict(agents)
+        self._agents = {name: cls(self) for name, cls in agents.items()}
+        if refresh:
+            self.refresh()
+        return changed
 
     def refresh(self, classes: frozenset[str] | None = None) -> None:
         """Re-read facts (and optionally replace classes); called at start and on SIGHUP."""
@@ -333,9 +341,12 @@ class Server:
 
     def __init__(self, settings: Settings, registry: PluginRegistry) -> None:
         self.settings = settings
+        self.registry = registry
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
+        #: Ends one consuming cycle: set by stop(), or by reload() when agents changed.
+        self._cycle = threading.Event()
         self.ready = threading.Event()
         sources = registry.fact_sources(settings)
         self.node = Node(
@@ -352,11 +363,24 @@ class Server:
                         "every action", settings.identity)
 
     def reload(self) -> None:
-        """Re-read facts and classes and reopen the audit log (SIGHUP)."""
+        """SIGHUP: rescan agents, re-read facts and classes, reopen the audit log.
+
+        When the set of agents changed, the consumer is rebuilt so broadcasts for new
+        agents arrive and those for removed ones stop.
+        """
+        self.registry.hook.orch_reload(settings=self.settings)
+        try:
+            agents = self.registry.agents_for(self.settings)
+        except OrchError as exc:
+            log.error("node=%s keeping the current agents: %s", self.node.identity, exc)
+            agents = None
+        if agents is not None and self.node.set_agents(agents, refresh=False):
+            log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
+            self._cycle.set()
         self.node.refresh(read_classes(self.settings.classes))
         if self.services.audit is not None:
             self.services.audit.reopen()
-        log.info("node=%s reloaded facts and classes", self.node.identity)
+        log.info("node=%s reloaded agents, facts and classes", self.node.identity)
 
     def run(self) -> None:
         """Serve until :meth:`stop` is called (or a signal arrives, in the main thread)."""
@@ -368,7 +392,11 @@ class Server:
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
         try:
-            self.transport.serve([self.node.binding()], self.stop_event, self.ready)
+            while not self.stop_event.is_set():
+                self._cycle.clear()
+                if self.stop_event.is_set():
+                    break
+                self.transport.serve([self.node.binding()], self._cycle, self.ready)
         finally:
             self.services.close()
             self.transport.close()
@@ -376,3 +404,4 @@ class Server:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._cycle.set()
