@@ -41,6 +41,10 @@ The fixtures:
     The session's throw-away CA (:class:`orch.demo.DemoPKI`).
 
 Outside pytest, :meth:`OrchFleet.start` gives the same fleet as a context manager.
+
+PYTEST_DONT_REWRITE — the assertion helpers write their own messages, so this module needs
+no assertion rewriting; the marker also spares a warning when a test module imports it
+before pytest loads it as a plugin (``pytest_plugins = ["orch.testing"]``).
 """
 
 from __future__ import annotations

@@ -244,7 +244,8 @@ def _discover(directories: Iterable[str | os.PathLike[str]]
         candidates[name] = _Candidate(name, ddl, ddl_path, executable)
 
     for directory in directories:
-        root = Path(directory)
+        # Absolute: the agent runs in its own working directory.
+        root = Path(os.path.abspath(directory))
         try:
             entries = sorted(os.scandir(root), key=lambda e: e.name)
         except FileNotFoundError:
@@ -904,3 +905,10 @@ def cached_scan(settings: Settings) -> list[type[Agent]]:
 def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
     """The external agents found in ``settings.agents_dir``."""
     return cached_scan(settings)
+
+
+@hookimpl
+def orch_reload(settings: Settings) -> None:
+    """SIGHUP: forget the scans, so the daemon's next look re-reads the directories and
+    re-runs the activation checks (a dependency may have been installed meanwhile)."""
+    rescan()

@@ -144,7 +144,10 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
     if orch.json:
         output.print_json(output.result_document(result, summaries))
     elif result.expected == []:
-        raise OrchCommandError("No request sent, no nodes matched the filter")
+        hint = "" if ddl is not None else (
+            f" (and agent {agent!r} is not installed here: is its name right?)")
+        raise OrchCommandError(
+            f"No request sent: no node matching the filter hosts agent {agent!r}{hint}")
     else:
         for name in sorted(result.replies):
             reply = result.replies[name]
@@ -160,11 +163,14 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
 def find(orch: ClientContext) -> None:
     """Print the identity of every matching node, one per line.
 
-    Exit code 1 when no node matched.
+    Listed identities (-I names, --nodes) are pinged, so only nodes that answer are
+    printed. Exit code 1 when no node matched.
     """
-    nodes = orch.known_nodes()
-    if nodes is None:
+    listed = orch.known_nodes()
+    if listed is None:
         nodes = orch.client().discover(orch.filter)
+    else:
+        nodes = sorted(orch.client().ping(orch.filter, listed).replies)
     if orch.json:
         output.print_json({"nodes": nodes})
     else:

@@ -90,9 +90,10 @@ class CallResult:
 
     @property
     def succeeded(self) -> bool:
-        """True when every expected node answered OK and nothing went wrong."""
-        return (not self.failed and not self.missing and not self.rejected
-                and self.error is None and bool(self.replies or self.expected == []))
+        """True when at least one node answered, every expected node answered OK, and
+        nothing went wrong. A call that matched no node did not succeed."""
+        return (bool(self.replies) and not self.failed and not self.missing
+                and not self.rejected and self.error is None)
 
     def group_by(self, output: str) -> dict[str, list[str]]:
         """``{value: [identities]}`` of one output field over the OK replies."""
@@ -357,11 +358,16 @@ class Client:
         nodes: Sequence[str] | None = None,
         on_reply: ReplyCallback | None = None,
     ) -> CallResult:
-        """``rpcutil ping`` the selected nodes: direct to ``nodes``, else a broadcast."""
+        """``rpcutil ping`` the selected nodes: direct to ``nodes``, else a broadcast.
+
+        Waits up to the ``timeout`` setting when set, else ``discovery_timeout``; a
+        broadcast also ends ``discovery_window`` after the last reply.
+        """
+        timeout = self.settings.timeout or self.settings.discovery_timeout
         if nodes is not None:
             request = self.new_request("rpcutil", "ping", {}, filter)
-            return self.send_direct(request, nodes, self.settings.discovery_timeout, on_reply)
+            return self.send_direct(request, nodes, timeout, on_reply)
         return self.broadcast(
-            "rpcutil", "ping", filter=filter, timeout=self.settings.discovery_timeout,
+            "rpcutil", "ping", filter=filter, timeout=timeout,
             quiet=self.settings.discovery_window, on_reply=on_reply,
         )

@@ -1,0 +1,597 @@
+"""Support code for the integration suite: `orch` CLI runs, `orch server` fleets, RabbitMQ.
+
+Everything here drives orch the way an operator does: separate ``orch server`` processes
+with their own fact and class files, and the ``orch`` CLI run as a subprocess. The only
+in-process use of the client library is the readiness probe of a fleet.
+
+Imported by ``conftest.py`` and the test modules (pytest puts this directory on
+``sys.path`` because it has no ``__init__.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+BROKERS: dict[str, str] = {
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
+    "redis": "redis://127.0.0.1:6379/0",
+}
+
+#: One random token per test session: every collective of this session starts with it, so
+#: concurrent runs and leftovers of earlier runs never see each other's requests.
+SESSION_TOKEN = uuid.uuid4().hex[:10]
+
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+CLI_TIMEOUT = 60.0
+#: Seconds broadcast discovery waits after the latest reply (orch's default: 0.2). The test
+#: daemons share a small machine with other test runs; 0.5 s keeps a briefly descheduled
+#: daemon from being "not found".
+DISCOVERY_WINDOW = 0.5
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def orch_argv() -> list[str]:
+    """How to run the ``orch`` console script of the interpreter running the tests."""
+    script = Path(sys.executable).parent / "orch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("orch")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from orch.cli.main import main; main()"]
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any ``ORCH_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``orch`` run produced; unpacks as ``rc, stdout, stderr = result``."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    #: Wall-clock seconds the command took.
+    elapsed: float = 0.0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.rc, self.stdout, self.stderr))
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            raise AssertionError(
+                f"stdout is not JSON ({exc}):\n{self.stdout}\nstderr:\n{self.stderr}"
+            ) from None
+
+    def describe(self) -> str:
+        return f"exit {self.rc}\n--- stdout:\n{self.stdout}\n--- stderr:\n{self.stderr}"
+
+
+def run_orch(
+    *args: str,
+    broker: str | None = None,
+    collective: str | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = CLI_TIMEOUT,
+) -> CliResult:
+    """Run ``orch ARGS`` with ORCH_BROKER / ORCH_COLLECTIVE set; never hangs past ``timeout``."""
+    extra: dict[str, str] = {}
+    if broker is not None:
+        extra["ORCH_BROKER"] = broker
+    if collective is not None:
+        extra["ORCH_COLLECTIVE"] = collective
+    extra.update(env or {})
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [*orch_argv(), *args],
+            env=clean_environment(extra),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(
+            f"orch {' '.join(args)} did not finish within {timeout:g}s\n"
+            f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}"
+        ) from None
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a test fleet: its identity, the facts file and the classes file."""
+
+    identity: str
+    facts: Mapping[str, Any]
+    classes: tuple[str, ...] = ()
+
+    def fact(self, path: str) -> Any:
+        value: Any = self.facts
+        for part in path.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value
+
+
+def _node(identity: str, role: str, env: str, dc: str, cores: int, family: str,
+          classes: Iterable[str]) -> NodeSpec:
+    return NodeSpec(
+        identity,
+        {"role": role, "env": env, "datacenter": dc, "cores": cores,
+         "os": {"family": family, "distro": family.lower()}},
+        tuple(classes),
+    )
+
+
+#: The default fleet. Facts are chosen so that every filter test separates the nodes:
+#: ``cores>4`` differs between a numeric (8, 16, 6) and a text ("8", "6") comparison.
+DEFAULT_NODES: tuple[NodeSpec, ...] = (
+    _node("web1", "web", "prod", "ams", 8, "Debian", ["base", "nginx", "role::web", "monitoring"]),
+    _node("web2", "web", "dev", "fra", 2, "RedHat", ["base", "nginx", "role::web"]),
+    _node("db1", "db", "prod", "ams", 16, "Debian",
+          ["base", "postgresql", "role::db", "monitoring"]),
+    _node("db2", "db", "dev", "fra", 4, "Debian", ["base", "postgresql", "role::db"]),
+    _node("cache1", "cache", "prod", "lon", 6, "Alpine",
+          ["base", "redis", "role::cache", "monitoring"]),
+)
+
+
+class Daemon:
+    """One ``orch server`` process with its own identity, facts, classes and log file."""
+
+    def __init__(self, spec: NodeSpec, broker: str, collective: str, workdir: Path,
+                 log_level: str = "info") -> None:
+        self.spec = spec
+        self.identity = spec.identity
+        self.broker = broker
+        self.collective = collective
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.facts_file = workdir / f"{spec.identity}.facts.yaml"
+        self.classes_file = workdir / f"{spec.identity}.classes.txt"
+        self.log_file = workdir / f"{spec.identity}.log"
+        self.facts_file.write_text(yaml.safe_dump(dict(spec.facts)))
+        self.classes_file.write_text("".join(f"{c}\n" for c in spec.classes))
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        #: Set when the test killed the daemon on purpose (teardown does not judge it).
+        self.killed = False
+        #: Set when teardown needed SIGKILL because SIGTERM was not obeyed.
+        self.needed_sigkill = False
+
+    def argv(self) -> list[str]:
+        return [
+            *orch_argv(), "server",
+            "--identity", self.identity,
+            "--facts", str(self.facts_file),
+            "--classes", str(self.classes_file),
+            "--broker", self.broker,
+            "--collective", self.collective,
+            "--log-level", self.log_level,
+        ]
+
+    def start(self) -> None:
+        self._log = self.log_file.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=clean_environment(),
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a pulled plug would; waits until the process is gone."""
+        assert self.proc is not None
+        self.killed = True
+        self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def terminate(self) -> None:
+        if self.running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Wait for exit after :meth:`terminate`; SIGKILL (and remember it) past ``timeout``."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.needed_sigkill = True
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+
+class Fleet:
+    """N daemons in one collective on one broker, and the CLI pointed at them."""
+
+    def __init__(self, broker: str, collective: str, workdir: Path,
+                 log_level: str = "info") -> None:
+        self.broker = broker
+        self.collective = collective
+        self.workdir = workdir
+        self.log_level = log_level
+        self.daemons: dict[str, Daemon] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def add(self, specs: Iterable[NodeSpec], wait: bool = True) -> list[Daemon]:
+        """Start one daemon per spec; by default wait until every one answers a ping."""
+        started = []
+        for spec in specs:
+            if spec.identity in self.daemons:
+                raise ValueError(f"duplicate identity {spec.identity}")
+            daemon = Daemon(spec, self.broker, self.collective, self.workdir, self.log_level)
+            daemon.start()
+            self.daemons[spec.identity] = daemon
+            started.append(daemon)
+        if wait:
+            try:
+                self.wait_ready([d.identity for d in started])
+            except BaseException:
+                for daemon in started:  # never leave a half-started node in a shared fleet
+                    if daemon.running():
+                        daemon.kill()
+                raise
+        return started
+
+    def wait_ready(self, identities: Sequence[str] | None = None,
+                   timeout: float = READY_TIMEOUT) -> None:
+        """Poll with direct pings until each of ``identities`` answered (bounded)."""
+        from orch.core.client import Client
+        from orch.core.config import load_settings
+        from orch.core.errors import OrchError
+
+        pending = set(identities if identities is not None else self.alive())
+        settings = load_settings(None, {
+            "broker": self.broker, "collective": self.collective, "discovery_timeout": 1.0,
+        }, environ={})
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while pending:
+            dead = [i for i in pending if not self.daemons[i].running()]
+            if dead:
+                raise AssertionError(
+                    f"orch server {', '.join(dead)} exited while starting:\n"
+                    + self.logs(dead))
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"orch server {', '.join(sorted(pending))} not answering pings after "
+                    f"{timeout:g}s (last error: {last_error or 'none'}):\n"
+                    + self.logs(sorted(pending)))
+            try:
+                with Client(settings) as client:
+                    result = client.ping(nodes=sorted(pending))
+                pending -= set(result.replies)
+                last_error = result.error or last_error
+            except OrchError as exc:  # the broker is not reachable (yet)
+                last_error = str(exc)
+                time.sleep(0.2)
+
+    def stop(self) -> list[str]:
+        """SIGTERM every daemon (in parallel); return a list of problems, empty if none."""
+        for daemon in self.daemons.values():
+            daemon.terminate()
+        problems = []
+        for daemon in self.daemons.values():
+            daemon.wait_stopped()
+            if daemon.needed_sigkill:
+                problems.append(f"{daemon.identity} ignored SIGTERM for {STOP_TIMEOUT:g}s "
+                                "and had to be killed")
+            elif daemon.running():
+                problems.append(f"{daemon.identity} is still running")
+            elif not daemon.killed and daemon.proc is not None and daemon.proc.returncode != 0:
+                problems.append(f"{daemon.identity} exited with status "
+                                f"{daemon.proc.returncode} after SIGTERM")
+        return problems
+
+    # -- queries -----------------------------------------------------------------------
+
+    def alive(self) -> list[str]:
+        return sorted(i for i, d in self.daemons.items() if not d.killed)
+
+    def select(self, predicate: Callable[[NodeSpec], bool]) -> set[str]:
+        """The live identities whose spec satisfies ``predicate`` — the expected repliers."""
+        return {i for i in self.alive() if predicate(self.daemons[i].spec)}
+
+    def spec(self, identity: str) -> NodeSpec:
+        return self.daemons[identity].spec
+
+    def run_orch(self, *args: str, env: Mapping[str, str] | None = None,
+                 input: str | None = None, timeout: float = CLI_TIMEOUT) -> CliResult:
+        """``orch ARGS`` with this fleet's broker and collective in the environment.
+
+        Broadcast discovery ends :data:`DISCOVERY_WINDOW` seconds after the latest reply
+        (unless ``env`` says otherwise), so a loaded test machine cannot cut it short.
+        """
+        return run_orch(*args, broker=self.broker, collective=self.collective,
+                        env={"ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW), **(env or {})},
+                        input=input, timeout=timeout)
+
+    def logs(self, identities: Iterable[str] | None = None) -> str:
+        names = list(identities) if identities is not None else list(self.daemons)
+        return "\n".join(
+            f"===== orch server {name} ({self.daemons[name].log_file}) =====\n"
+            f"{self.daemons[name].log()}"
+            for name in names
+        )
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [(f"{self.collective} {name}", d.log()) for name, d in self.daemons.items()]
+
+
+class FleetFactory:
+    """Starts fleets of this test's own; remembers them for teardown and failure logs."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.fleets: list[Fleet] = []
+
+    def __call__(self, broker: str, nodes: Iterable[NodeSpec] = DEFAULT_NODES, *,
+                 label: str = "own", log_level: str = "info", wait: bool = True) -> Fleet:
+        fleet = Fleet(broker, new_collective(label),
+                      self.workdir / f"fleet{len(self.fleets)}", log_level)
+        self.fleets.append(fleet)
+        fleet.add(nodes, wait=wait)
+        return fleet
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [section for fleet in self.fleets for section in fleet.failure_logs()]
+
+
+def identity_args(identities: Iterable[str]) -> list[str]:
+    """``-I a -I b …``"""
+    return [arg for name in identities for arg in ("-I", name)]
+
+
+def new_collective(label: str) -> str:
+    return f"it{SESSION_TOKEN}-{label}-{uuid.uuid4().hex[:6]}"
+
+
+def purge_broker(broker: str, collective: str) -> None:
+    """Remove what a collective left on the broker (exchanges on RabbitMQ, keys on Redis)."""
+    if broker.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(broker)
+        try:
+            keys = list(client.scan_iter(match=f"*{collective}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+        return
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=5) as conn:
+        channel = conn.channel()
+        for kind in ("requests", "replies"):
+            channel.exchange_delete(f"orch.{collective}.{kind}")
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rabbitmq_tools() -> tuple[str, str] | None:
+    """(rabbitmq-server, rabbitmqctl) able to run as the current user, or None.
+
+    Debian's /usr/sbin wrappers switch to the ``rabbitmq`` user, which cannot write the
+    test's temporary directories, so the real scripts in /usr/lib/rabbitmq/bin come first.
+    """
+    for directory in ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin"):
+        server, ctl = Path(directory, "rabbitmq-server"), Path(directory, "rabbitmqctl")
+        if server.exists() and ctl.exists():
+            return str(server), str(ctl)
+    server_found, ctl_found = shutil.which("rabbitmq-server"), shutil.which("rabbitmqctl")
+    if server_found and ctl_found:
+        return server_found, ctl_found
+    return None
+
+
+@dataclass
+class PrivateRabbitMQ:
+    """A throw-away RabbitMQ node on its own ports, data and logs, for outage tests."""
+
+    server_bin: str
+    ctl_bin: str
+    workdir: Path
+    node: str = field(default_factory=lambda: f"orchit-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+                                              "@localhost")
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def address(self) -> str:
+        """How orch's messages name this broker (passwords are masked there)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "rabbitmq-server.out"
+
+    def environment(self) -> dict[str, str]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        plugins = self.workdir / "enabled_plugins"
+        plugins.write_text("[].\n")
+        config = self.workdir / "rabbitmq.conf"
+        config.write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+        )
+        env_file = self.workdir / "rabbitmq-env.conf"
+        env_file.write_text("")  # keep the system's rabbitmq-env.conf (node name, port) out
+        env = dict(os.environ)
+        env.update({
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.workdir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.workdir / "log"),
+            "RABBITMQ_PID_FILE": str(self.workdir / "rabbitmq.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.workdir / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(env_file),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+        })
+        return env
+
+    def ctl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.ctl_bin, "-n", self.node, *args], env=self.environment(),
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the node and wait (bounded) until it accepts AMQP connections."""
+        assert not self.running(), "already running"
+        env = self.environment()  # also creates the work directory
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [self.server_bin], env=env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, so cleanup reaches erl too
+            )
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                raise AssertionError(f"rabbitmq-server exited during startup:\n{self.log_tail()}")
+            try:
+                done = self.ctl("await_startup", "--timeout", "5", timeout=15)
+                if done.returncode == 0 and self._accepts_amqp():
+                    return
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"RabbitMQ node {self.node} not up after {timeout:g}s:\n{self.log_tail()}")
+            time.sleep(0.3)
+
+    def _accepts_amqp(self) -> bool:
+        from kombu import Connection
+
+        try:
+            with Connection(self.url, connect_timeout=2) as conn:
+                conn.connect()
+            return True
+        except Exception:
+            return False
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop the node (``rabbitmqctl stop``) and wait until its process is gone."""
+        if not self.running():
+            return
+        assert self.proc is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.ctl("stop", timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_group()
+            raise AssertionError(
+                f"RabbitMQ node {self.node} did not stop within {timeout:g}s") from None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self) -> None:
+        """Whatever happened: no process of this node survives."""
+        with contextlib.suppress(Exception):
+            self.stop(timeout=30)
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return "(no rabbitmq-server output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [(f"rabbitmq {self.node}", self.log_tail())]
