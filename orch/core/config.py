@@ -155,7 +155,8 @@ class Settings:
     discovery_method: str = _setting(
         "broadcast", _name, "Client: how to find nodes (a discovery plugin's name).")
     security: str = _setting(
-        "insecure", _name, "The security provider (a security plugin's name).")
+        "x509", _name,
+        "The security provider (a security plugin's name); 'insecure' disables signing.")
     tls_cert: str | None = _setting(
         None, _optional_path, "This process's certificate (PEM), for signing and broker TLS.")
     tls_key: str | None = _setting(

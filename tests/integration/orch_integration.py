@@ -11,6 +11,7 @@ Imported by ``conftest.py`` and the test modules (pytest puts this directory on
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -73,6 +75,47 @@ def orch_argv() -> list[str]:
     return [sys.executable, "-c", "from orch.cli.main import main; main()"]
 
 
+CLIENT_CERTNAME = "it.client"
+
+
+@functools.cache
+def session_ca() -> Path:
+    """A CA for this test session (made with orch's own PKI library), with a client
+    certificate: the integration fleet runs signed, as production does."""
+    from orch.security import pki
+
+    directory = Path(tempfile.mkdtemp(prefix="orch-it-ca-"))
+    pki.init_ca(directory, common_name="orch integration CA")
+    pki.issue(directory, CLIENT_CERTNAME, pki.ROLE_CLIENT)
+    return directory
+
+
+def client_security() -> dict[str, str]:
+    """``ORCH_*`` variables that make a client use the session's client certificate."""
+    ca = session_ca()
+    return {"ORCH_SECURITY": "x509",
+            "ORCH_TLS_CERT": str(ca / "issued" / "client" / f"{CLIENT_CERTNAME}.pem"),
+            "ORCH_TLS_KEY": str(ca / "issued" / "client" / f"{CLIENT_CERTNAME}.key"),
+            "ORCH_TLS_CA": str(ca / "ca.pem")}
+
+
+def client_security_settings() -> dict[str, str]:
+    """The same, as settings overrides for the client library."""
+    return {k[len("ORCH_"):].lower(): v for k, v in client_security().items()}
+
+
+def node_security_flags(identity: str) -> list[str]:
+    """``orch server`` flags with a node certificate for ``identity`` (issued once)."""
+    from orch.security import pki
+
+    ca = session_ca()
+    cert = ca / "issued" / "node" / f"{identity}.pem"
+    if not cert.exists():
+        pki.issue(ca, identity, pki.ROLE_NODE)
+    return ["--security", "x509", "--tls-cert", str(cert),
+            "--tls-key", str(cert.with_suffix(".key")), "--tls-ca", str(ca / "ca.pem")]
+
+
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any ``ORCH_*`` variable, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
@@ -114,7 +157,7 @@ def run_orch(
     timeout: float = CLI_TIMEOUT,
 ) -> CliResult:
     """Run ``orch ARGS`` with ORCH_BROKER / ORCH_COLLECTIVE set; never hangs past ``timeout``."""
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = client_security()
     if broker is not None:
         extra["ORCH_BROKER"] = broker
     if collective is not None:
@@ -214,6 +257,7 @@ class Daemon:
             "--broker", self.broker,
             "--collective", self.collective,
             "--log-level", self.log_level,
+            *node_security_flags(self.identity),
         ]
 
     def start(self) -> None:
@@ -308,6 +352,7 @@ class Fleet:
         pending = set(identities if identities is not None else self.alive())
         settings = load_settings(None, {
             "broker": self.broker, "collective": self.collective, "discovery_timeout": 1.0,
+            **client_security_settings(),
         }, environ={})
         deadline = time.monotonic() + timeout
         last_error = ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import CliResult, Fleet, NodeSpec, identity_args
+from orch_integration import CliResult, Fleet, NodeSpec, client_security_settings, identity_args
 
 pytestmark = pytest.mark.integration
 
@@ -432,8 +432,8 @@ def test_server_checks_requests_the_client_did_not(
     from orch.core.client import Client
     from orch.core.config import load_settings
 
-    settings = load_settings(None, {"broker": fleet.broker, "collective": fleet.collective},
-                             environ={})
+    settings = load_settings(None, {"broker": fleet.broker, "collective": fleet.collective,
+                                    **client_security_settings()}, environ={})
     with Client(settings) as client:
         request = client.new_request("rpcutil", action, data)
         result = client.send_direct(request, ["web1"], timeout=10)

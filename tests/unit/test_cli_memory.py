@@ -6,12 +6,15 @@ collective and every command is pointed at it with ``ORCH_BROKER``/``ORCH_COLLEC
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +25,7 @@ from orch.cli.demo import TOUR
 from orch.cli.main import cli
 from orch.core.config import load_settings
 from orch.core.fleet import Fleet, NodeSpec
-from orch.demo import demo_specs
+from orch.demo import DemoPKI, demo_specs
 
 SPECS = [
     NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}},
@@ -41,11 +44,17 @@ STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_m
               "elapsed_ms"}
 
 
+@functools.cache
+def pki() -> DemoPKI:
+    """A throw-away CA: the fleet and every command run signed, as in production."""
+    return DemoPKI.create(Path(tempfile.mkdtemp(prefix="orch-cli-test-")) / "ca")
+
+
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    settings = load_settings(overrides={"broker": "memory://", "collective": COLLECTIVE},
-                             environ={})
-    with Fleet(settings, SPECS) as fleet:
+    settings = load_settings(overrides={"broker": "memory://", "collective": COLLECTIVE,
+                                        **pki().client_settings}, environ={})
+    with Fleet(settings, SPECS, security_for=pki().node_security) as fleet:
         yield fleet
 
 
@@ -62,7 +71,8 @@ def _restore_logging() -> Iterator[None]:
 def environment(**extra: str | None) -> dict[str, str | None]:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ORCH_")}
     env.update({"ORCH_BROKER": "memory://", "ORCH_COLLECTIVE": COLLECTIVE,
-                "ORCH_DISCOVERY_TIMEOUT": "0.6", "ORCH_LOG_LEVEL": "error"})
+                "ORCH_DISCOVERY_TIMEOUT": "0.6", "ORCH_LOG_LEVEL": "error",
+                **{f"ORCH_{k.upper()}": v for k, v in pki().client_settings.items()}})
     env.update(extra)
     return env
 
@@ -411,7 +421,7 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
         for name in selected:
             assert name in rpc
     else:
-        assert "No request sent, no nodes matched the filter" in result.output
+        assert "No request sent: no node matching the filter" in result.output
 
     # facts os.name: each value with its count.
     assert "Report for fact: os.name" in facts

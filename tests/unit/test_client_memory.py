@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from orch.core.config import Settings, load_settings
 from orch.core.errors import ArgumentError, UnknownActionError
 from orch.core.fleet import Fleet, NodeSpec
 from orch.core.protocol import Reply, Status
+from orch.demo import DemoPKI
 
 SPECS = [
     NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}, "cpus": 4},
@@ -33,9 +37,16 @@ def fact(name: str, value: Any, operator: str = "==") -> dict[str, Any]:
     return {"fact": name, "operator": operator, "value": value}
 
 
+@functools.cache
+def pki() -> DemoPKI:
+    """A throw-away CA: fleets and clients here run signed, as in production."""
+    return DemoPKI.create(Path(tempfile.mkdtemp(prefix="orch-client-test-")) / "ca")
+
+
 def memory_settings(**overrides: Any) -> Settings:
     values = {"broker": "memory://", "collective": f"c{uuid.uuid4().hex[:12]}",
-              "discovery_timeout": 0.6, "discovery_window": 0.2, **overrides}
+              "discovery_timeout": 0.6, "discovery_window": 0.2, **pki().client_settings,
+              **overrides}
     return load_settings(overrides=values, environ={})
 
 
@@ -59,7 +70,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def fleet(settings: Settings) -> Iterator[Fleet]:
-    fleet = Fleet(settings, SPECS).start()
+    fleet = Fleet(settings, SPECS, security_for=pki().node_security).start()
     yield fleet
     thread = threading.Thread(target=fleet.stop, name="stop-fleet", daemon=True)
     thread.start()
@@ -173,7 +184,7 @@ def test_call_matching_nothing_sends_nothing(client: Client, fleet: Fleet) -> No
     result = client.call("rpcutil", "ping", filter={"identity": ["ghost"]})
     assert result.expected == []
     assert result.replies == {}
-    assert result.succeeded
+    assert not result.succeeded  # nothing matched: a script must not take that for success
 
 
 def test_unknown_identity_is_reported_missing(settings: Settings, fleet: Fleet) -> None:
