@@ -517,7 +517,8 @@ def _call(executable: Path, protocol: str, payload: Mapping[str, Any], *, deadli
         # to write a reply file that does not exist yet.
         _write_private(reply_path, b"")
         _write_private(facts_path, json.dumps(dict(facts), default=str).encode())
-        _write_private(config_path, _config_text(config).encode())
+        if config:  # like a missing plugin.d/<agent> file in Choria: path set, no file
+            _write_private(config_path, _config_text(config).encode())
         env = {
             ENV_REQUEST: str(request_path),
             ENV_REPLY: str(reply_path),

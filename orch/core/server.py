@@ -299,7 +299,11 @@ class Node:
     def _run(self, agent: Agent, ddl: AgentDDL, action_request: ActionRequest,
              request: Request) -> None:
         timeout = ddl.timeout or self.services.default_timeout
-        deadline = time.monotonic() + min(timeout, max(request.expires_at() - time.time(), 0.01))
+        # Agents that enforce their own deadline (external agents kill their process group at
+        # the DDL timeout) get a little longer, so their more precise reply wins the race.
+        grace = float(getattr(agent, "deadline_grace", 0.0))
+        deadline = time.monotonic() + min(timeout + grace,
+                                          max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,
                   action_request.caller, request.agent, request.action)
         self.services.runner.submit(
