@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from orch.demo import DemoPKI
 
 __all__ = [
+    "DEFAULT_CLASSES",
     "DEFAULT_NODES",
     "FleetFactory",
     "OrchFleet",
@@ -80,6 +81,7 @@ __all__ = [
     "assert_all_ok",
     "data_by_node",
     "describe_result",
+    "node_specs",
     "orch_client",
     "orch_fleet",
     "orch_pki",
@@ -101,6 +103,9 @@ DEFAULT_CLASSES: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
     "db1": ("role::db", "postgresql"),
 })
 
+#: The longest broadcast discovery waits (orch's default: 2 s): nodes in this process answer
+#: in milliseconds, and a test of a filter that selects nothing waits this long.
+DISCOVERY_TIMEOUT = 1.0
 #: Broadcast discovery ends this long after the latest reply. orch's default (0.2 s) is
 #: plenty in one process; a loaded CI machine is given a little more.
 DISCOVERY_WINDOW = 0.3
@@ -197,6 +202,7 @@ class OrchFleet:
         values: dict[str, Any] = {
             "broker": broker,
             "collective": collective or f"test-{uuid.uuid4().hex[:12]}",
+            "discovery_timeout": DISCOVERY_TIMEOUT,
             "discovery_window": DISCOVERY_WINDOW,
             **pki.client_settings,
             **(settings or {}),
@@ -205,6 +211,7 @@ class OrchFleet:
             values["agents"] = hosted
         try:
             resolved = load_settings(overrides=values, environ={})
+            registry.agents_for(resolved)  # a missing agent fails here, before any thread
             client = Client(resolved, registry)
             try:
                 fleet = Fleet(resolved, specs, registry, security_for=pki.node_security)
@@ -323,6 +330,7 @@ class OrchFleet:
         issued = pki_module.issue(self.pki.directory, name, pki_module.ROLE_CLIENT, force=True)
         values: dict[str, Any] = {
             "broker": self.settings.broker, "collective": self.settings.collective,
+            "discovery_timeout": self.settings.discovery_timeout,
             "discovery_window": self.settings.discovery_window,
             "security": "x509", "tls_cert": str(issued.cert_path),
             "tls_key": str(issued.key_path), "tls_ca": self.pki.client_settings["tls_ca"],
@@ -340,6 +348,11 @@ class OrchFleet:
         return {kind: list(terms) for kind, terms in filter.items()}
 
     # -- stopping ------------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called (the fleet may still be winding down)."""
+        return self._stopped
 
     def stop(self, wait: bool = True) -> threading.Thread | None:
         """Close the clients and stop serving; idempotent.

@@ -89,7 +89,7 @@ def _warn_if_installed(name: str) -> None:
 @plugin.command()
 @click.argument("agent")
 def doc(agent: str) -> None:
-    """Print the documentation of the installed AGENT, generated from its DDL.
+    """Print an installed AGENT's documentation, generated from its DDL.
 
     The agent's description and metadata, then each action's usage, inputs, outputs and
     summaries — what `orch rpc AGENT ACTION --help` shows, for every action.

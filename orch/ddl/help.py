@@ -26,7 +26,8 @@ def action_help(agent: AgentDDL, action: ActionDDL) -> str:
         for name, spec in action.inputs.items()
     )
     lines = [
-        f"Usage: orch rpc {agent.name} {action.name} {usage} [FILTERS] [OPTIONS]".rstrip(),
+        " ".join(filter(None, ["Usage: orch rpc", agent.name, action.name, usage,
+                               "[FILTERS] [OPTIONS]"])),
         "",
         f"  {action.description}",
         "",
