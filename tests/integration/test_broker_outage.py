@@ -16,6 +16,7 @@ from orch_integration import (
     FleetFactory,
     PrivateRabbitMQ,
     clean_environment,
+    client_security,
     identity_args,
     orch_argv,
     wait_for,
@@ -95,7 +96,7 @@ def test_client_loses_broker_mid_call(
             "--timeout", "120", *(["--json"] if output == "json" else [])]
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, env=clean_environment({"ORCH_BROKER": broker.url,
+        text=True, env=clean_environment({**client_security(), "ORCH_BROKER": broker.url,
                                           "ORCH_COLLECTIVE": fleet.collective}),
     )
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -11,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import BROKERS, Fleet, FleetFactory, NodeSpec, identity_args, wait_for
+from orch_integration import (
+    BROKERS,
+    Fleet,
+    FleetFactory,
+    NodeSpec,
+    client_security_settings,
+    identity_args,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,10 +125,21 @@ def _request(collective: str, **changes: Any) -> dict[str, Any]:
     return request
 
 
+@functools.cache
+def _signer() -> Any:
+    """The session's client certificate, so hostile-but-signed messages reach the checks
+    after the signature (time window, replay, filter), as an insider's would."""
+    from orch.core.config import load_settings
+    from orch.core.plugins import default_registry
+
+    settings = load_settings(None, client_security_settings(), environ={})
+    return default_registry().security_for(settings)
+
+
 def _envelope(body: Any, /, **changes: Any) -> bytes:
-    envelope: dict[str, Any] = {"v": 1, "kind": "request",
-                                "body": body if isinstance(body, str) else json.dumps(body),
-                                "security": {}}
+    text = body if isinstance(body, str) else json.dumps(body)
+    envelope: dict[str, Any] = {"v": 1, "kind": "request", "body": text,
+                                "security": dict(_signer().seal("request", text))}
     envelope.update(changes)
     return json.dumps(envelope).encode()
 
@@ -140,6 +160,9 @@ def garbage(collective: str) -> list[Garbage]:
         Garbage("envelope-kind-reply", _envelope(req(collective), kind="reply"), "dropped"),
         Garbage("envelope-body-object", _envelope("x", body={"agent": "rpcutil"}), "dropped"),
         Garbage("envelope-security-list", _envelope(req(collective), security=[]), "dropped"),
+        Garbage("unsigned", _envelope(req(collective), security={}), "dropped"),
+        Garbage("signature-of-another-body", _envelope(req(collective), body=json.dumps(
+            req(collective, agent="rpcutil", action="daemon_stats"))), "dropped"),
         Garbage("body-not-json", _envelope("this is no request"), "dropped"),
         Garbage("body-json-list", _envelope("[]"), "dropped"),
         Garbage("body-missing-fields", _envelope({"v": 1, "agent": "rpcutil"}), "dropped"),
