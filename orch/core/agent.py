@@ -101,14 +101,37 @@ class ActionReply:
         self.statuscode, self.statusmsg = status, message
 
 
-def action(method: M) -> M:
-    """Mark an agent method as an action named after the method."""
-    method.__orch_action__ = True  # type: ignore[attr-defined]
-    return method
+def action(method: M | None = None, *, name: str | None = None) -> Any:
+    """Mark an agent method as an action, named after the method or ``name``.
+
+    ``@action`` or ``@action(name="run")`` (for an action whose name would clash with a
+    Python keyword or one of :data:`RESERVED`).
+    """
+
+    def mark(function: M) -> M:
+        function.__orch_action__ = name or function.__name__  # type: ignore[attr-defined]
+        return function
+
+    return mark(method) if method is not None else mark
+
+
+#: Methods of :class:`Agent` that an action method must not replace.
+RESERVED = frozenset({"run", "ddl", "actions"})
 
 
 class Agent:
     """Base class of Python agents; subclass it, set :attr:`name`, decorate actions."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        clash = RESERVED.intersection(
+            name for name, member in vars(cls).items()
+            if getattr(member, "__orch_action__", False))
+        if clash:
+            raise TypeError(
+                f"{cls.__name__}: an action method may not be called {sorted(clash)[0]!r} "
+                "(it would replace Agent's own method); name the method differently and "
+                "give the action's name with @action(name=...)")
 
     #: The agent's name, used on the command line and in routing keys.
     name: ClassVar[str]
@@ -148,8 +171,8 @@ def _class_actions(cls: type[Agent]) -> dict[str, ActionMethod]:
     cached: dict[str, ActionMethod] | None = cls.__dict__.get("_orch_actions")
     if cached is None:
         cached = {
-            name: member
-            for name, member in inspect.getmembers(cls, inspect.isfunction)
+            getattr(member, "__orch_action__"): member  # noqa: B009 (set by @action)
+            for _, member in inspect.getmembers(cls, inspect.isfunction)
             if getattr(member, "__orch_action__", False)
         }
         cls._orch_actions = cached  # type: ignore[attr-defined]

@@ -74,7 +74,11 @@ class ActionRunner:
 
     @staticmethod
     def _run(work: Callable[[], R], job: _Job[R]) -> None:
-        result = work()
+        try:
+            result = work()
+        except Exception:  # work must not raise; if it does, say so instead of a silent hang
+            log.exception("action failed outside the agent's own error handling")
+            return
         if job.finish():
             job.on_result(result)
 

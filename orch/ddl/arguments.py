@@ -51,7 +51,11 @@ def option_pairs(tokens: Iterable[str], ddl: ActionDDL | None) -> list[str]:
         name, sep, value = token[2:].partition("=")
         name = name.replace("-", "_")
         spec = ddl.inputs.get(name) if ddl else None
-        negated = name.startswith("no_") and ddl is not None and name[3:] in ddl.inputs
+        negated_spec = ddl.inputs.get(name[3:]) if ddl and name.startswith("no_") else None
+        if negated_spec is not None and spec is None and negated_spec.type != "boolean":
+            raise ArgumentError(f"option --{token[2:].split('=')[0]} is only for boolean "
+                                f"inputs; {name[3:]!r} is a {negated_spec.type}")
+        negated = negated_spec is not None and spec is None
         if sep:
             pairs.append(f"{name}={value}")
         elif (spec is not None and spec.type == "boolean") or negated:

@@ -22,6 +22,8 @@ def _ip(version: int | None) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
         if not isinstance(value, str):
             return True  # the type check reports non-strings
+        if "%" in value:
+            return False  # IPv6 zone ids accept any text, shell metacharacters included
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
@@ -72,6 +74,8 @@ class BooleanSummaryAggregator(SummaryAggregator):
         self.labels = {"true": "true", "false": "false", **(labels or {})}
 
     def add(self, value: Any) -> None:
+        if value is None:
+            return  # a node that did not return the output is neither true nor false
         self.counts[self.labels["true" if value else "false"]] += 1
 
 

@@ -59,8 +59,33 @@ def _input_property(spec: InputDDL) -> dict[str, Any]:
         if spec.named_validator:
             schema["format"] = spec.named_validator
         elif spec.validation:
-            schema["pattern"] = spec.validation
+            schema["pattern"] = strict_end(spec.validation)
     return schema
+
+
+def strict_end(pattern: str) -> str:
+    r"""Make ``$`` mean end of string, as in JSON Schema and Choria.
+
+    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would accept
+    ``"web
+"``. Every unescaped ``$`` outside a character class becomes ``\Z``.
+    """
+    out: list[str] = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "$" and not in_class:
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def _output_property(spec: OutputDDL) -> dict[str, Any]:
@@ -122,17 +147,26 @@ def check_arguments(
     return checked
 
 
+#: Replies need no validators; one shared mapping keeps the compiled-schema cache bounded.
+_NO_VALIDATORS: Validators = {}
+
+
 def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
     """Human-readable problems of ``data`` against ``action``'s outputs."""
     if not action.outputs:
         return []
     problems = []
-    for error in _validator(action, {}, "output").iter_errors(dict(data)):
+    for error in _validator(action, _NO_VALIDATORS, "output").iter_errors(dict(data)):
         if error.validator == "additionalProperties":
             extra = sorted(set(data) - set(action.outputs))
             problems.append(f"undeclared output(s) {', '.join(extra)}")
+            continue
+        name = str(error.absolute_path[0]) if error.absolute_path else "?"
+        declared = action.outputs[name].type if name in action.outputs else "?"
+        if error.validator in ("anyOf", "type"):
+            problems.append(f"output {name!r} must be of type {declared}, "
+                            f"got {data.get(name)!r}")
         else:
-            name = error.absolute_path[0] if error.absolute_path else "?"
             problems.append(f"output {name!r}: {error.message}")
     return problems
 

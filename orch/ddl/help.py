@@ -35,6 +35,8 @@ def action_help(agent: AgentDDL, action: ActionDDL) -> str:
     ]
     for name, spec in action.inputs.items():
         facts = [spec.type, "required" if not spec.optional else "optional"]
+        if spec.values:
+            facts.append(f"one of {', '.join(spec.values)}")
         if spec.default is not None:
             facts.append(f"default {spec.default!r}")
         if spec.validation:

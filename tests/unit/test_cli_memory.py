@@ -52,8 +52,10 @@ def pki() -> DemoPKI:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
+    # Host only rpcutil, whatever other agent plugins are installed in this environment.
     settings = load_settings(overrides={"broker": "memory://", "collective": COLLECTIVE,
-                                        **pki().client_settings}, environ={})
+                                        "agents": ["rpcutil"], **pki().client_settings},
+                             environ={})
     with Fleet(settings, SPECS, security_for=pki().node_security) as fleet:
         yield fleet
 

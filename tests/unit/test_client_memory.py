@@ -46,7 +46,8 @@ def pki() -> DemoPKI:
 def memory_settings(**overrides: Any) -> Settings:
     values = {"broker": "memory://", "collective": f"c{uuid.uuid4().hex[:12]}",
               "discovery_timeout": 0.6, "discovery_window": 0.2, **pki().client_settings,
-              **overrides}
+              # Host only rpcutil, whatever other agent plugins are installed here.
+              "agents": ["rpcutil"], **overrides}
     return load_settings(overrides=values, environ={})
 
 
