@@ -389,9 +389,7 @@ class Server:
     def run(self) -> None:
         """Serve until :meth:`stop` is called (or a signal arrives, in the main thread)."""
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: self.stop())
-            signal.signal(signal.SIGINT, lambda *_: self.stop())
-            signal.signal(signal.SIGHUP, lambda *_: self.reload())
+            self._install_signal_handlers()
         log.info("node=%s collective=%s agents=%s broker=%s starting",
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
@@ -409,3 +407,34 @@ class Server:
     def stop(self) -> None:
         self.stop_event.set()
         self._cycle.set()
+
+    def _install_signal_handlers(self) -> None:
+        """Signals only raise flags; a helper thread acts on them.
+
+        Python runs handlers in the main thread, between any two bytecodes of whatever it
+        was doing — here, handling a request while holding the audit log's lock. Doing the
+        work in the handler (reopening that log, setting an Event) can deadlock.
+        """
+        requested: dict[str, bool] = {"stop": False, "reload": False}
+
+        def flag(name: str) -> Callable[..., None]:
+            def handler(*_: object) -> None:
+                requested[name] = True
+
+            return handler
+
+        def act() -> None:
+            while not self.stop_event.wait(0.1):
+                if requested["stop"]:
+                    self.stop()
+                elif requested["reload"]:
+                    requested["reload"] = False
+                    try:
+                        self.reload()
+                    except Exception:  # keep serving whatever a reload hits
+                        log.exception("node=%s reload failed", self.node.identity)
+
+        signal.signal(signal.SIGTERM, flag("stop"))
+        signal.signal(signal.SIGINT, flag("stop"))
+        signal.signal(signal.SIGHUP, flag("reload"))
+        threading.Thread(target=act, name="orch-signals", daemon=True).start()

@@ -62,7 +62,7 @@ class KombuTransport:
         self._tls = _tls_options(self.urls[0], settings)
         self._reply_conn: kombu.Connection | None = None
         self._reply_lock = threading.Lock()
-        self.display_url = ", ".join(self._connection_for(url).as_uri() for url in self.urls)
+        self.display_url = ", ".join(_display(url) for url in self.urls)
 
     # -- connections -------------------------------------------------------------------
 
@@ -82,7 +82,7 @@ class KombuTransport:
             transport_options=options,
             heartbeat=heartbeat,
             connect_timeout=5,
-            **self._tls,
+            **_fresh(self._tls),
         )
 
     def connection(self, heartbeat: float = 0) -> kombu.Connection:
@@ -280,9 +280,16 @@ def _tls_options(url: str, settings: Settings | None) -> dict[str, Any]:
         return {}
     if settings is None:
         raise TransportError(f"{parts.scheme}:// needs tls_cert, tls_key and tls_ca settings")
+    from orch.core.errors import ConfigError
     from orch.security.pki import resolve_credential_paths
 
-    paths = resolve_credential_paths(settings)
+    try:
+        paths = resolve_credential_paths(settings)
+    except ConfigError:
+        raise ConfigError(
+            f"the broker {_display(url)} uses TLS and needs this process's certificate: set "
+            "tls_cert, tls_key and tls_ca (--tls-cert/--tls-key/--tls-ca or ORCH_TLS_*), or "
+            "ssldir; `orch ca issue` creates them") from None
     cert, key, ca = str(paths.cert), str(paths.key), str(paths.ca)
     for path in (cert, key, ca):
         if not os.path.exists(path):
@@ -290,12 +297,28 @@ def _tls_options(url: str, settings: Settings | None) -> dict[str, Any]:
                                  "`orch ca issue` creates certificates")
     if parts.scheme == "rediss":
         return {"ssl": {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca,
-                        "ssl_cert_reqs": ssl.CERT_REQUIRED}}
+                        "ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}}
+    # server_hostname None: kombu fills in the broker's host, and py-amqp then checks the
+    # broker's certificate names it (without it, any certificate of the CA would do).
     options: dict[str, Any] = {"ssl": {"certfile": cert, "keyfile": key, "ca_certs": ca,
-                                       "cert_reqs": ssl.CERT_REQUIRED}}
+                                       "cert_reqs": ssl.CERT_REQUIRED,
+                                       "server_hostname": None}}
     if not parts.username:
         options["login_method"] = "EXTERNAL"
     return options
+
+
+def _fresh(options: dict[str, Any]) -> dict[str, Any]:
+    """A copy per connection: kombu writes the broker's host name into the ``ssl`` dict."""
+    return {key: dict(value) if isinstance(value, dict) else value
+            for key, value in options.items()}
+
+
+def _display(url: str) -> str:
+    """The URL with its password masked and no user invented where it has none."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
 
 
 def _node_queue(binding: NodeBinding) -> kombu.Queue:

@@ -1,0 +1,1015 @@
+"""Security end to end: broker TLS with certificate logins, signed requests and replies,
+action policies and the audit log — with real ``orch server`` processes, the ``orch`` CLI and
+real RabbitMQ nodes.
+
+* Broker TLS runs on a RabbitMQ node of this module only (:mod:`tls_rabbitmq`): TLS listener
+  only, client certificates required, EXTERNAL (certificate) logins only, an RSA test CA made
+  with ``orch ca init --key-type rsa``.
+* Everything else runs on the shared RabbitMQ on 127.0.0.1:5672 (plain AMQP), in collectives
+  of its own, signed with the session CA of the integration suite (``session_ca``) — except
+  the SIGHUP-under-load test, which floods a private RabbitMQ node (``private_rabbitmq``).
+
+Tests whose docstring says "orch bug" assert the correct behaviour and fail until the bug
+they describe is fixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from orch_integration import (
+    BROKERS,
+    CLI_TIMEOUT,
+    READY_TIMEOUT,
+    CliResult,
+    Daemon,
+    NodeSpec,
+    PrivateRabbitMQ,
+    clean_environment,
+    client_security_settings,
+    new_collective,
+    node_security_flags,
+    orch_argv,
+    purge_broker,
+    rabbitmq_tools,
+    session_ca,
+    wait_for,
+)
+from tls_rabbitmq import (
+    TLSRabbitMQ,
+    issue,
+    make_rsa_ca,
+    tls_probe,
+    tls_rabbitmq_unavailable,
+)
+
+pytestmark = pytest.mark.integration
+
+PLAIN_BROKER = BROKERS["rabbitmq"]
+#: Seconds a client waits for replies where none is expected: long enough for a loaded
+#: machine, short enough to keep the suite quick.
+SILENCE_TIMEOUT = 3.0
+#: Settings of a client or server identity: security, tls_cert/tls_key/tls_ca or ssldir.
+Credentials = dict[str, str]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def x509_settings(cert: Path, key: Path, ca: Path) -> Credentials:
+    return {"security": "x509", "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca)}
+
+
+def as_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """``{"tls_cert": …}`` → ``{"ORCH_TLS_CERT": …}``."""
+    return {f"ORCH_{key.upper()}": value for key, value in settings.items()}
+
+
+def session_client(name: str) -> Credentials:
+    """A client certificate ``name`` from the session CA (issued once)."""
+    from orch.security import pki
+
+    ca = session_ca()
+    cert = ca / "issued" / "client" / f"{name}.pem"
+    if not cert.exists():
+        pki.issue(ca, name, pki.ROLE_CLIENT)
+    return x509_settings(cert, cert.with_suffix(".key"), ca / "ca.pem")
+
+
+def orch_cli(*args: str, env: Mapping[str, str], timeout: float = CLI_TIMEOUT) -> CliResult:
+    """``orch ARGS`` with exactly ``env``'s ORCH_* variables (nothing from the session)."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([*orch_argv(), *args], env=clean_environment(env),
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"orch {' '.join(args)} did not finish within {timeout:g}s\n"
+                             f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}") from None
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def certificate_fingerprint(path: str | Path) -> str:
+    from cryptography import x509
+
+    from orch.security import pki
+
+    return pki.fingerprint(x509.load_pem_x509_certificate(Path(path).read_bytes()))
+
+
+class SecurityDaemon(Daemon):
+    """An ``orch server`` with the security flags and extra flags/environment a test gives."""
+
+    def __init__(self, identity: str, broker: str, collective: str, workdir: Path,
+                 security_args: Sequence[str], extra_args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
+        super().__init__(NodeSpec(identity, {"role": "secure", "env": "test"}),
+                         broker, collective, workdir)
+        self.security_args = list(security_args)
+        self.audit_file = workdir / "audit.log"
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+
+    def argv(self) -> list[str]:
+        return [
+            *orch_argv(), "server",
+            "--identity", self.identity,
+            "--facts", str(self.facts_file),
+            "--classes", str(self.classes_file),
+            "--broker", self.broker,
+            "--collective", self.collective,
+            "--log-level", self.log_level,
+            *self.security_args,
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        self._log = self.log_file.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=clean_environment(self.env),
+        )
+
+
+class Lab:
+    """The daemons of one test (or module): started, waited for, stopped and judged."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.daemons: list[SecurityDaemon] = []
+        self.brokers: list[TLSRabbitMQ] = []
+        self._collectives: set[tuple[str, str]] = set()
+
+    def start(self, identity: str, *, broker: str = PLAIN_BROKER,
+              collective: str | None = None, security_args: Sequence[str],
+              ready_client: Credentials, extra_args: Sequence[str] = (),
+              env: Mapping[str, str] | None = None, audit: bool = False) -> SecurityDaemon:
+        """Start a daemon and wait (bounded) until it answers ``ready_client``'s ping.
+
+        With ``audit``, the daemon writes its audit log to ``daemon.audit_file``.
+        """
+        collective = collective or new_collective("sec")
+        workdir = self.workdir / f"daemon{len(self.daemons)}"
+        if audit:
+            extra_args = [*extra_args, "--audit-log", str(workdir / "audit.log")]
+        daemon = SecurityDaemon(identity, broker, collective, workdir, security_args,
+                                extra_args, env)
+        self.daemons.append(daemon)
+        self._collectives.add((broker, collective))
+        daemon.start()
+        wait_answering(daemon, ready_client)
+        return daemon
+
+    def stop(self) -> None:
+        problems = []
+        for daemon in self.daemons:
+            daemon.terminate()
+        for daemon in self.daemons:
+            daemon.wait_stopped()
+            if daemon.killed:  # the test killed it on purpose (and said why)
+                continue
+            if daemon.needed_sigkill:
+                problems.append(f"{daemon.identity} ignored SIGTERM\n{log_tail(daemon)}")
+            elif daemon.proc is not None and daemon.proc.returncode not in (0, None):
+                problems.append(f"{daemon.identity} exited with status "
+                                f"{daemon.proc.returncode}\n{log_tail(daemon)}")
+        for broker, collective in self._collectives:
+            if broker == PLAIN_BROKER:
+                with contextlib.suppress(Exception):
+                    purge_broker(broker, collective)
+        assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        logs = [(f"orch server {d.identity} ({d.log_file})", d.log()) for d in self.daemons]
+        for broker in self.brokers:
+            logs += broker.failure_logs()
+        return logs
+
+
+def log_tail(daemon: Daemon, lines: int = 40) -> str:
+    return "\n".join(daemon.log().splitlines()[-lines:])
+
+
+def wait_answering(daemon: SecurityDaemon, client: Credentials,
+                   timeout: float = READY_TIMEOUT) -> None:
+    """Poll with direct pings from ``client`` until ``daemon`` answers (any status)."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.errors import OrchError
+
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    "discovery_timeout": 1.0, **client}, environ={})
+    deadline = time.monotonic() + timeout
+    last_error = "none"
+    while True:
+        if not daemon.running():
+            raise AssertionError(f"orch server {daemon.identity} exited while starting:\n"
+                                 f"{log_tail(daemon)}")
+        try:
+            with Client(settings) as orch_client:
+                if daemon.identity in orch_client.ping(nodes=[daemon.identity]).replies:
+                    return
+        except OrchError as exc:
+            last_error = str(exc)
+            time.sleep(0.2)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"orch server {daemon.identity} not answering after "
+                                 f"{timeout:g}s (last error: {last_error}):\n{log_tail(daemon)}")
+
+
+def audit_records(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """The JSON records of an audit log, from byte offset ``start``."""
+    try:
+        data = path.read_bytes()[start:]
+    except FileNotFoundError:
+        return []
+    text = data.decode()
+    complete = text[: text.rfind("\n") + 1]  # a line being written is not complete yet
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def wait_audit(path: Path, predicate: Callable[[dict[str, Any]], bool], what: str,
+               start: int = 0, timeout: float = 10.0) -> dict[str, Any]:
+    """The first record after ``start`` for which ``predicate(record)`` is true (bounded)."""
+    def find() -> dict[str, Any] | None:
+        return next((r for r in audit_records(path, start) if predicate(r)), None)
+
+    record: dict[str, Any] = wait_for(find, timeout, what)
+    return record
+
+
+def ping_env(daemon: SecurityDaemon, client: Mapping[str, str]) -> dict[str, str]:
+    return as_environment({"broker": daemon.broker, "collective": daemon.collective,
+                           **client})
+
+
+def json_result(result: CliResult) -> dict[str, Any]:
+    document = result.json()
+    assert isinstance(document, dict), result.describe()
+    return document
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+# --------------------------------------------------------------------------- broker TLS
+
+
+@pytest.fixture(scope="module")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The RSA test CA of the broker TLS tests (``orch ca init --key-type rsa``)."""
+    return make_rsa_ca(tmp_path_factory.mktemp("tls-ca") / "ca", "orch TLS test CA")
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tls_ca: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRabbitMQ]:
+    """A RabbitMQ node of this module: TLS only, certificate logins only."""
+    reason = tls_rabbitmq_unavailable()
+    if reason is not None:
+        pytest.skip(f"cannot run a TLS RabbitMQ node: {reason}")
+    tools = rabbitmq_tools()
+    assert tools is not None
+    broker = TLSRabbitMQ(tools[0], tools[1], tmp_path_factory.mktemp("tls-rabbitmq"),
+                         ca_dir=tls_ca)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.cleanup()
+
+
+@pytest.fixture
+def tls_lab(lab: Lab, tls_broker: TLSRabbitMQ) -> Lab:
+    lab.brokers.append(tls_broker)
+    return lab
+
+
+def tls_identity(broker: TLSRabbitMQ, role: str, name: str) -> Credentials:
+    """A certificate ``name`` from the broker's CA, also a RabbitMQ user (EXTERNAL login)."""
+    cert, key = issue(broker.ca_dir, role, name)
+    broker.add_external_user(name)
+    return x509_settings(cert, key, broker.ca_file)
+
+
+def server_flags(credentials: Credentials) -> list[str]:
+    return ["--security", credentials["security"], "--tls-cert", credentials["tls_cert"],
+            "--tls-key", credentials["tls_key"], "--tls-ca", credentials["tls_ca"]]
+
+
+def kombu_connect(url: str, ssl_options: dict[str, Any],
+                  login_method: str | None = "EXTERNAL") -> None:
+    """Connect with kombu/py-amqp directly (no orch code); raises when refused."""
+    from kombu import Connection
+
+    options: dict[str, Any] = {"ssl": ssl_options, "connect_timeout": 5}
+    if login_method:
+        options["login_method"] = login_method
+    with Connection(url, **options) as conn:
+        conn.connect()
+
+
+def test_broker_tls_certificate_login_ping_and_rpc(tls_lab: Lab,
+                                                   tls_broker: TLSRabbitMQ) -> None:
+    """amqps:// without a user: the node and the client log in with their certificates."""
+    node = tls_identity(tls_broker, "node", "tls-node1")
+    alice = tls_identity(tls_broker, "client", "tls-alice")
+    daemon = tls_lab.start("tls-node1", broker=tls_broker.url,
+                           security_args=server_flags(node), ready_client=alice)
+    env = ping_env(daemon, alice)
+
+    result = orch_cli("ping", "-I", "tls-node1", "--json", env=env)
+    assert result.rc == 0, result.describe()
+    assert [r["sender"] for r in json_result(result)["replies"]] == ["tls-node1"]
+
+    result = orch_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", "tls-node1", "--json",
+                      env=env)
+    assert result.rc == 0, result.describe()
+    replies = json_result(result)["replies"]
+    assert [(r["sender"], r["status"], r["data"]) for r in replies] == [
+        ("tls-node1", "ok", {"fact": "role", "value": "secure"})]
+
+    # A broadcast (discovery, then the call) works over TLS too.
+    result = orch_cli("rpc", "rpcutil", "ping", "--json", env=env)
+    assert result.rc == 0, result.describe()
+    assert [r["sender"] for r in json_result(result)["replies"]] == ["tls-node1"]
+
+    # RabbitMQ itself says who is connected, and how: the daemon's connections are TLS,
+    # logged in by EXTERNAL as the certificate's common name.
+    listed = tls_broker.ctl("list_connections", "user", "auth_mechanism", "ssl",
+                            "peer_cert_subject", "--quiet", "--no-table-headers")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines() if line.strip()]
+    assert rows, listed.stdout
+    assert all(row[:3] == ["tls-node1", "EXTERNAL", "true"] for row in rows), listed.stdout
+    assert all(row[3] == "CN=tls-node1" for row in rows), listed.stdout
+
+
+def test_broker_tls_refuses_connection_without_client_certificate(
+    tls_broker: TLSRabbitMQ,
+) -> None:
+    def refusals() -> int:
+        return tls_broker.broker_log().count("Certificate required")
+
+    before = refusals()
+    # Raw TLS: the session ends before AMQP starts. (Whether the client sees the broker's
+    # "certificate required" alert or just the connection closing depends on timing.)
+    refusal = tls_probe(tls_broker.port, tls_broker.ca_file)
+    assert refusal is not None, "the broker accepted a TLS client without a certificate"
+
+    # kombu / py-amqp with TLS but no certfile.
+    with pytest.raises(Exception):  # noqa: B017 - an SSL error or a closed connection
+        kombu_connect(tls_broker.url, {"ca_certs": str(tls_broker.ca_file),
+                                       "cert_reqs": ssl.CERT_REQUIRED})
+    # The broker says why, once per attempt.
+    wait_for(lambda: refusals() >= before + 2, 10,
+             "RabbitMQ to log 'Certificate required' for both attempts")
+
+    # There is no plain AMQP listener: the only way in is TLS.
+    with pytest.raises(Exception):  # noqa: B017 - any refusal will do
+        kombu_connect(f"amqp://guest:guest@127.0.0.1:{tls_broker.port}//", {},
+                      login_method=None)
+
+
+def test_broker_tls_refuses_password_login(tls_broker: TLSRabbitMQ) -> None:
+    """A valid certificate, but a user and password in the URL (PLAIN): refused, with a
+    message naming the mechanisms, without a traceback."""
+    alice = tls_identity(tls_broker, "client", "tls-alice")
+    url = f"amqps://tls-alice:secret@127.0.0.1:{tls_broker.port}//"
+    result = orch_cli("ping", env=as_environment({"broker": url, "collective": "itsecplain",
+                                                  **alice}), timeout=30)
+    assert result.rc == 1, result.describe()
+    assert f"127.0.0.1:{tls_broker.port}" in result.stderr, result.describe()
+    assert "EXTERNAL" in result.stderr, result.describe()
+    assert "secret" not in result.stderr + result.stdout, "the password was printed"
+    assert "Traceback" not in result.stderr, result.describe()
+
+
+def test_orch_without_tls_settings_on_amqps_fails_clearly(tls_broker: TLSRabbitMQ) -> None:
+    """``orch ping`` at an amqps:// broker with no certificate configured: a clear message,
+    a non-zero exit, no traceback, no hang."""
+    env = as_environment({"broker": tls_broker.url, "collective": "itsecnotls"})
+    result = orch_cli("ping", env=env, timeout=30)
+    assert result.rc != 0, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "tls_cert" in result.stderr, result.describe()
+    assert result.elapsed < 20, f"took {result.elapsed:.1f}s"
+
+
+def test_orch_insecure_on_amqps_error_names_the_broker(tls_broker: TLSRabbitMQ) -> None:
+    """With ``--security insecure`` nothing is signed, so only the amqps:// broker needs the
+    certificate: the message must say so, not blame the x509 security provider.
+
+    orch bug: the error reads "security provider x509 needs tls_cert, tls_key, tls_ca" (from
+    orch.security.pki.resolve_credential_paths, called by orch.transports.kombu._tls_options).
+    """
+    env = as_environment({"broker": tls_broker.url, "collective": "itsecnotls"})
+    result = orch_cli("ping", "--security", "insecure", env=env, timeout=30)
+    assert result.rc != 0, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "tls_cert" in result.stderr, result.describe()
+    assert "security provider x509" not in result.stderr, result.describe()
+    assert "amqps" in result.stderr or f"127.0.0.1:{tls_broker.port}" in result.stderr, \
+        result.describe()
+
+
+def test_broker_tls_refuses_certificate_from_another_ca(
+    tls_broker: TLSRabbitMQ, tmp_path: Path
+) -> None:
+    other = make_rsa_ca(tmp_path / "other-ca", "orch TLS test CA")  # same name, other key
+    cert, key = issue(other, "client", "tls-mallory")
+    tls_broker.add_external_user("tls-mallory")  # the user exists: only the CA is wrong
+
+    before = tls_broker.broker_log().count("Unknown CA")
+    # kombu / py-amqp: trusts the broker, presents a certificate the broker does not trust.
+    with pytest.raises(Exception):  # noqa: B017 - an SSL error or a closed connection
+        kombu_connect(tls_broker.url, {"certfile": str(cert), "keyfile": str(key),
+                                       "ca_certs": str(tls_broker.ca_file),
+                                       "cert_reqs": ssl.CERT_REQUIRED})
+    assert tls_probe(tls_broker.port, tls_broker.ca_file, cert, key) is not None
+    wait_for(lambda: tls_broker.broker_log().count("Unknown CA") >= before + 2, 10,
+             "RabbitMQ to log 'Unknown CA' for both attempts")
+
+    # The orch client: its tls_ca holds both CAs, so it starts and trusts the broker; the
+    # broker refuses its certificate. Exit 1, the broker named, no traceback.
+    bundle = tmp_path / "both-cas.pem"
+    bundle.write_bytes((other / "ca.pem").read_bytes() + tls_broker.ca_file.read_bytes())
+    env = as_environment({"broker": tls_broker.url, "collective": "itsecotherca",
+                          **x509_settings(cert, key, bundle)})
+    result = orch_cli("ping", env=env, timeout=30)
+    assert result.rc == 1, result.describe()
+    assert f"127.0.0.1:{tls_broker.port}" in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "No responses" not in result.stdout, "the client got in: " + result.describe()
+
+
+def test_broker_tls_certificate_without_rabbitmq_user_is_refused(
+    tls_broker: TLSRabbitMQ,
+) -> None:
+    """A valid certificate whose common name is not a RabbitMQ user cannot log in."""
+    cert, key = issue(tls_broker.ca_dir, "client", "tls-nobody")  # no add_external_user
+    env = as_environment({"broker": tls_broker.url, "collective": "itsecnouser",
+                          **x509_settings(cert, key, tls_broker.ca_file)})
+    result = orch_cli("ping", env=env, timeout=30)
+    assert result.rc == 1, result.describe()
+    assert "cannot reach the broker" in result.stderr, result.describe()
+    assert f"127.0.0.1:{tls_broker.port}" in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    wait_for(lambda: "tls-nobody" in tls_broker.broker_log(), 10,
+             "RabbitMQ to log the refused login of tls-nobody")
+
+
+def test_broker_tls_client_checks_the_broker_name(tls_lab: Lab,
+                                                  tls_broker: TLSRabbitMQ) -> None:
+    """The client must check that the broker's certificate names the host in the URL.
+
+    The broker's certificate names localhost and 127.0.0.1; the same listener reached at
+    127.0.0.2 presents a certificate that does not name that address — as a man in the
+    middle holding any certificate of the CA would (every orch node certificate carries
+    serverAuth). Expected: refused, like any TLS client that verifies the server.
+
+    orch bug: orch.transports.kombu._tls_options passes no ``server_hostname`` to py-amqp,
+    so only the chain is checked, never the name; the connection succeeds.
+    """
+    alice = tls_identity(tls_broker, "client", "tls-alice")
+    # The correct name works (so the refusal below is about the name only).
+    env = as_environment({"broker": tls_broker.url, "collective": "itsecname", **alice})
+    result = orch_cli("ping", "--timeout", "1", env=env, timeout=30)
+    assert "cannot reach the broker" not in result.stderr, result.describe()
+
+    env = as_environment({"broker": tls_broker.other_url, "collective": "itsecname", **alice})
+    result = orch_cli("ping", "--timeout", "1", env=env, timeout=30)
+    assert result.rc == 1, result.describe()
+    assert "cannot reach the broker" in result.stderr, (
+        "the client accepted a broker certificate that does not name 127.0.0.2:\n"
+        + result.describe())
+    assert "Traceback" not in result.stderr, result.describe()
+
+
+def test_broker_tls_display_does_not_invent_a_user(tls_lab: Lab,
+                                                   tls_broker: TLSRabbitMQ) -> None:
+    """An amqps:// URL without a user logs in by certificate; messages must not claim the
+    connection is made as ``guest``.
+
+    orch bug: KombuTransport.display_url uses kombu's Connection.as_uri(), which fills in
+    the default user: the daemon logs ``broker=amqps://guest:**@127.0.0.1:PORT//`` and
+    errors name ``amqps://guest:**@…`` although no password login happens.
+    """
+    node = tls_identity(tls_broker, "node", "tls-node2")
+    alice = tls_identity(tls_broker, "client", "tls-alice")
+    daemon = tls_lab.start("tls-node2", broker=tls_broker.url,
+                           security_args=server_flags(node), ready_client=alice)
+    starting = [line for line in daemon.log().splitlines() if " starting" in line]
+    assert starting, daemon.log()
+    assert f"127.0.0.1:{tls_broker.port}" in starting[0], starting[0]
+    assert "guest" not in starting[0], starting[0]
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, SecurityDaemon]]:
+    """One signed daemon on the plain RabbitMQ, with an audit log, for the rejection tests."""
+    lab = Lab(tmp_path_factory.mktemp("gate"))
+    try:
+        daemon = lab.start("it-sec-gate", security_args=node_security_flags("it-sec-gate"),
+                           ready_client=client_security_settings(), audit=True)
+        yield lab, daemon
+    finally:
+        lab.stop()
+
+
+def assert_not_answered(result: CliResult, identity: str) -> None:
+    assert result.rc == 1, result.describe()
+    document = json_result(result)
+    assert document["replies"] == [], result.describe()
+    assert document["missing"] == [identity], result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+
+
+def test_signed_request_answered_on_plain_rabbitmq(gate: tuple[Lab, SecurityDaemon]) -> None:
+    _, daemon = gate
+    alice = session_client("it-sec-alice")
+    start = daemon.audit_file.stat().st_size
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity, "--json",
+                      env=ping_env(daemon, alice))
+    assert result.rc == 0, result.describe()
+    document = json_result(result)
+    assert [r["sender"] for r in document["replies"]] == [daemon.identity]
+    assert document["rejected"] == []
+    record = wait_audit(daemon.audit_file, lambda r: r["request_id"] == document["request_id"],
+                        "the audit record of alice's ping", start)
+    assert record["caller"] == "cert=it-sec-alice", record
+    assert record["decision"] == "allowed", record
+    assert record["fingerprint"] == certificate_fingerprint(alice["tls_cert"]), record
+
+
+def test_node_certificate_cannot_sign_requests(gate: tuple[Lab, SecurityDaemon]) -> None:
+    """A client using a node's certificate as its identity gets no answer."""
+    from orch.security import pki
+
+    _, daemon = gate
+    ca = session_ca()
+    rogue = ca / "issued" / "node" / "it-sec-rogue.pem"
+    if not rogue.exists():
+        pki.issue(ca, "it-sec-rogue", pki.ROLE_NODE)
+    start = daemon.audit_file.stat().st_size
+    client = x509_settings(rogue, rogue.with_suffix(".key"), ca / "ca.pem")
+    result = orch_cli("ping", "-I", daemon.identity, "--json", "--timeout",
+                      str(SILENCE_TIMEOUT), env=ping_env(daemon, client))
+    assert_not_answered(result, daemon.identity)
+    record = wait_audit(
+        daemon.audit_file,
+        lambda r: r["decision"] == "rejected" and "it-sec-rogue" in r["reason"],
+        "the audit record rejecting the node certificate", start)
+    assert "is a node certificate and cannot sign requests" in record["reason"], record
+
+
+def test_certificate_from_another_ca_is_rejected(gate: tuple[Lab, SecurityDaemon],
+                                                 tmp_path: Path) -> None:
+    """A CA with the same name as the session CA but another key: its client is refused."""
+    from orch.security import pki
+
+    _, daemon = gate
+    other = tmp_path / "other-ca"
+    pki.init_ca(other, common_name="orch integration CA")
+    pki.issue(other, "it.client", pki.ROLE_CLIENT)  # the same name as the real client
+    client = x509_settings(other / "issued" / "client" / "it.client.pem",
+                           other / "issued" / "client" / "it.client.key", other / "ca.pem")
+    start = daemon.audit_file.stat().st_size
+    result = orch_cli("ping", "-I", daemon.identity, "--json", "--timeout",
+                      str(SILENCE_TIMEOUT), env=ping_env(daemon, client))
+    assert_not_answered(result, daemon.identity)
+    record = wait_audit(
+        daemon.audit_file,
+        lambda r: r["decision"] == "rejected" and "not issued by the configured CA" in r["reason"],
+        "the audit record rejecting the other CA's certificate", start)
+    assert "'it.client'" in record["reason"], record
+
+
+def test_unsigned_request_is_rejected(gate: tuple[Lab, SecurityDaemon]) -> None:
+    _, daemon = gate
+    start = daemon.audit_file.stat().st_size
+    result = orch_cli("ping", "-I", daemon.identity, "--json", "--timeout",
+                      str(SILENCE_TIMEOUT), "--security", "insecure",
+                      env=as_environment({"broker": daemon.broker,
+                                          "collective": daemon.collective}))
+    assert_not_answered(result, daemon.identity)
+    record = wait_audit(daemon.audit_file,
+                        lambda r: r["decision"] == "rejected" and "not signed" in r["reason"],
+                        "the audit record rejecting the unsigned request", start)
+    assert "is the sender using security x509?" in record["reason"], record
+
+
+def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> None:
+    """The same signed bytes published twice: one reply, the second audited as a replay."""
+    from kombu import Connection, Exchange, Producer
+
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.protocol import Envelope, Reply
+    from orch.transports.kombu import request_exchange_name
+
+    _, daemon = gate
+    audit = daemon.audit_file
+    start = audit.stat().st_size
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    **session_client("it-sec-alice")}, environ={})
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")  # opens the reply queue
+        body = request.encode()
+        payload = Envelope("request", body, client.security.seal("request", body)).encode()
+        exchange = Exchange(request_exchange_name(daemon.collective), type="topic",
+                            durable=False)
+        with Connection(daemon.broker, connect_timeout=5) as conn:
+            producer = Producer(conn.channel(), exchange=exchange)
+            for _ in range(2):
+                producer.publish(payload, routing_key=f"node.{daemon.identity}",
+                                 expiration=request.ttl, content_type="application/json",
+                                 content_encoding="utf-8", declare=[exchange])
+        replayed = wait_audit(audit, lambda r: r["request_id"] == request.id
+                              and r["decision"] == "rejected",
+                              "the audit record of the replayed request", start)
+        assert "replayed" in replayed["reason"], replayed
+        # Collect for a while after the replay was handled: exactly one reply arrives.
+        replies = []
+        deadline = time.monotonic() + 1.5
+        while (remaining := deadline - time.monotonic()) > 0:
+            raw = client.channel.receive(remaining)
+            if raw is not None:
+                envelope = Envelope.decode(raw)
+                client.security.verify(envelope)
+                reply = Reply.decode(envelope.body)
+                if reply.request_id == request.id:
+                    replies.append(reply)
+    assert [(r.sender, r.ok) for r in replies] == [(daemon.identity, True)]
+    records = [r for r in audit_records(audit, start) if r["request_id"] == request.id]
+    assert [r["decision"] for r in records] == ["allowed", "rejected"], records
+    assert {r["caller"] for r in records} == {"cert=it-sec-alice"}, records
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def write_policy(directory: Path, name: str, lines: Sequence[str]) -> Path:
+    """Write a policy file atomically (as docs/actionpolicy.md recommends)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    os.replace(tmp, path)
+    return path
+
+
+def test_action_policy_allows_alice_and_denies_bob(lab: Lab, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policy = write_policy(policies, "rpcutil.policy", [
+        "policy default deny",
+        "allow\tcert=it-alice\tping",
+    ])
+    alice, bob = session_client("it-alice"), session_client("it-bob")
+    daemon = lab.start("it-sec-policy", security_args=node_security_flags("it-sec-policy"),
+                       ready_client=alice, extra_args=["--policy-dir", str(policies)])
+
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity,
+                      env=ping_env(daemon, alice))
+    assert result.rc == 0, result.describe()
+
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity, "--json",
+                      env=ping_env(daemon, bob))
+    assert result.rc == 1, result.describe()
+    [reply] = json_result(result)["replies"]
+    assert reply["sender"] == daemon.identity
+    assert reply["status"] != "ok", reply
+    message = reply["statusmsg"]
+    assert "rpcutil.ping not authorized" in message, message
+    assert f"denied by default policy of {policy}" in message, message
+    assert "agent rpcutil, action ping, caller 'cert=it-bob'" in message, message
+
+    # The text output shows the reason too.
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity,
+                      env=ping_env(daemon, bob))
+    assert result.rc == 1, result.describe()
+    assert "not authorized" in result.stdout + result.stderr, result.describe()
+    assert "Traceback" not in result.stderr
+
+    # Bob cannot borrow Alice's name: the caller written in the request is ignored, the
+    # policy sees the certificate that signed it.
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    **bob}, environ={})
+    with Client(settings, caller="cert=it-alice") as client:
+        claimed = client.call("rpcutil", "ping", nodes=[daemon.identity])
+    reply = claimed.replies[daemon.identity]
+    assert not reply.ok, reply
+    assert "caller 'cert=it-bob'" in reply.statusmsg, reply
+
+    # Alice may ping, nothing else.
+    result = orch_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", daemon.identity,
+                      "--json", env=ping_env(daemon, alice))
+    assert result.rc == 1, result.describe()
+    [reply] = json_result(result)["replies"]
+    assert "action get_fact, caller 'cert=it-alice'" in reply["statusmsg"], reply
+
+
+def test_policy_default_then_default_policy_file(lab: Lab, tmp_path: Path) -> None:
+    """No policy file: ``policy_default`` decides; a ``default.policy`` written later is
+    used from the next request on, without a restart."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    alice = session_client("it-alice")
+    daemon = lab.start("it-sec-default", security_args=node_security_flags("it-sec-default"),
+                       ready_client=alice, extra_args=["--policy-dir", str(policies)],
+                       env={"ORCH_POLICY_DEFAULT": "deny"}, audit=True)
+    args = ("rpc", "rpcutil", "ping", "-I", daemon.identity, "--json")
+    result = orch_cli(*args, env=ping_env(daemon, alice))
+    assert result.rc == 1, result.describe()
+    [reply] = json_result(result)["replies"]
+    assert "no policy for agent rpcutil: denied (policy_default=deny)" in reply["statusmsg"]
+
+    default = write_policy(policies, "default.policy", ["allow\tcert=it-alice\t*"])
+    result = orch_cli(*args, env=ping_env(daemon, alice))
+    assert result.rc == 0, result.describe()
+    [reply] = json_result(result)["replies"]
+    assert reply["status"] == "ok", reply
+    request_id = json_result(result)["request_id"]
+    record = wait_audit(daemon.audit_file, lambda r: r["request_id"] == request_id,
+                        "the audit record of the allowed ping")
+    assert record["reason"].startswith(f"allowed by policy {default} line 1"), record
+
+
+# --------------------------------------------------------------------------- audit log
+
+
+def test_audit_log_records_redacts_and_reopens_on_sighup(lab: Lab, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    write_policy(policies, "rpcutil.policy", [
+        "policy default deny",
+        "allow\tcert=it-alice\tget_fact ping",
+    ])
+    audit = tmp_path / "logs" / "audit.log"
+    audit.parent.mkdir()
+    config = tmp_path / "server.yaml"
+    config.write_text(yaml.safe_dump({"audit_redact": ["fact"], "policy_dir": str(policies)}))
+    alice, bob = session_client("it-alice"), session_client("it-bob")
+    daemon = lab.start("it-sec-audit", security_args=node_security_flags("it-sec-audit"),
+                       ready_client=alice,
+                       extra_args=["--config", str(config), "--audit-log", str(audit)])
+
+    allowed = orch_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", daemon.identity,
+                       "--json", env=ping_env(daemon, alice))
+    assert allowed.rc == 0, allowed.describe()
+    assert json_result(allowed)["replies"][0]["data"]["value"] == "secure"
+    denied = orch_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", daemon.identity,
+                      "--json", env=ping_env(daemon, bob))
+    assert denied.rc == 1, denied.describe()
+
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    ids = {json_result(allowed)["request_id"]: "allowed",
+           json_result(denied)["request_id"]: "denied"}
+    wait_audit(audit, lambda r: r["request_id"] == json_result(denied)["request_id"],
+               "the audit record of bob's call")
+    lines = audit.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(isinstance(r, dict) for r in records)
+    by_id = {r["request_id"]: r for r in records if r["request_id"] in ids}
+    assert set(by_id) == set(ids), records
+    for request_id, decision in ids.items():
+        record = by_id[request_id]
+        who = alice if decision == "allowed" else bob
+        name = "it-alice" if decision == "allowed" else "it-bob"
+        assert set(record) >= {"time", "node", "request_id", "caller", "fingerprint", "agent",
+                               "action", "arguments", "decision", "reason"}, record
+        assert abs(record["time"] - time.time()) < 120, record
+        assert record["node"] == daemon.identity
+        assert record["caller"] == f"cert={name}", record
+        assert record["fingerprint"] == certificate_fingerprint(who["tls_cert"]), record
+        assert (record["agent"], record["action"]) == ("rpcutil", "get_fact"), record
+        assert record["arguments"] == {"fact": "[redacted]"}, record
+        assert record["decision"] == decision, record
+        assert f"caller 'cert={name}'" in record["reason"], record
+    assert by_id[json_result(allowed)["request_id"]]["reason"].startswith("allowed by policy")
+    assert by_id[json_result(denied)["request_id"]]["reason"].startswith("denied by")
+    assert '"role"' not in audit.read_text(), "a redacted value reached the audit log"
+
+    # Rotation: move the file away, SIGHUP, and the daemon writes a new one (0600).
+    rotated = audit.with_name("audit.log.1")
+    audit.rename(rotated)
+    os.kill(daemon.pid, signal.SIGHUP)
+    wait_for(audit.exists, 10, "the daemon to reopen the audit log after SIGHUP")
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    after = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity, "--json",
+                     env=ping_env(daemon, alice))
+    assert after.rc == 0, after.describe()
+    request_id = json_result(after)["request_id"]
+    wait_audit(audit, lambda r: r["request_id"] == request_id,
+               "the new audit log to record the next request")
+    assert request_id not in rotated.read_text()
+    assert daemon.running()
+
+
+def flood_unsigned_requests(broker: str, collective: str, identity: str,
+                            stop: threading.Event, limit: int = 50_000) -> int:
+    """Publish unsigned ``rpcutil ping`` requests to ``identity`` until ``stop`` (or
+    ``limit``); each one is rejected and audited by the daemon. Returns how many."""
+    from kombu import Connection, Exchange, Producer
+
+    from orch.core.protocol import Envelope, Request
+    from orch.transports.kombu import request_exchange_name
+
+    exchange = Exchange(request_exchange_name(collective), type="topic", durable=False)
+    sent = 0
+    with Connection(broker, connect_timeout=5) as conn:
+        producer = Producer(conn.channel(), exchange=exchange)
+        while not stop.is_set() and sent < limit:
+            request = Request(agent="rpcutil", action="ping", collective=collective,
+                              sender="flood", caller="user=flood", reply_to="nowhere",
+                              data={}, filter={}, ttl=30)
+            producer.publish(Envelope("request", request.encode(), {}).encode(),
+                             routing_key=f"node.{identity}", expiration=30)
+            sent += 1
+    return sent
+
+
+def test_audit_log_sighup_while_requests_arrive(lab: Lab,
+                                                private_rabbitmq: PrivateRabbitMQ) -> None:
+    """SIGHUP (log rotation) must never stop a busy daemon.
+
+    A busy daemon writes audit records all the time; logrotate's SIGHUP arrives whenever it
+    does. Here requests flood in and SIGHUPs come every 20 ms for a few seconds (to make a
+    rare interleaving likely); afterwards the daemon must still answer, and stop on SIGTERM.
+
+    orch bug: Server.run installs ``signal.signal(SIGHUP, lambda *_: self.reload())``. Python
+    runs a signal handler in the main thread — the thread that also handles every request
+    (kombu drain_events → Node.handle → AuditLog.record, which writes under
+    ``AuditLog._lock``). When SIGHUP lands while the main thread holds that lock,
+    ``reload()`` → ``AuditLog.reopen()`` waits for the (non-reentrant) lock held by its own
+    thread: the daemon hangs for good — no request is handled, SIGTERM is ignored.
+    """
+    daemon = lab.start("it-sec-hup", broker=private_rabbitmq.url,
+                       security_args=node_security_flags("it-sec-hup"),
+                       ready_client=client_security_settings(), audit=True)
+    stop = threading.Event()
+    sent: list[int] = []
+    flood = threading.Thread(target=lambda: sent.append(flood_unsigned_requests(
+        daemon.broker, daemon.collective, daemon.identity, stop)), daemon=True)
+    flood.start()
+    try:
+        wait_for(lambda: daemon.audit_file.stat().st_size > 10_000, 20,
+                 "the daemon to audit the flood of requests")
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline and daemon.running():
+            os.kill(daemon.pid, signal.SIGHUP)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        flood.join(timeout=30)
+    assert daemon.running(), log_tail(daemon)
+    try:
+        wait_answering(daemon, client_security_settings(), timeout=20)
+    except AssertionError:
+        daemon.kill()
+        raise AssertionError(
+            f"orch server stopped serving after SIGHUPs during a flood of {sum(sent)} requests "
+            "(deadlock: the SIGHUP handler's AuditLog.reopen() waits for the audit lock "
+            "held by the interrupted AuditLog.record() in the same thread)") from None
+    daemon.terminate()
+    daemon.wait_stopped()
+    assert not daemon.needed_sigkill, "orch server ignored SIGTERM after the SIGHUPs"
+    assert daemon.proc is not None and daemon.proc.returncode == 0, log_tail(daemon)
+
+
+# --------------------------------------------------------------------------- Puppet CA
+
+
+def _puppet_name(common_name: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def build_puppet_ssl(root_dir: Path, certnames: Sequence[str]) -> dict[str, Path]:
+    """A Puppet 6+ style CA (root + intermediate, RSA, no orch role marker) and RSA
+    certificates for ``certnames``; returns ``{certname: ssldir}``, one ssldir per
+    certname in Puppet's layout: certs/ca.pem (intermediate + root), certs/<certname>.pem,
+    private_keys/<certname>.pem (PKCS#1, mode 0600)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, issuer: Any, issuer_key: Any, key: Any, ca: bool,
+              path_length: int | None = None) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_puppet_name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
+                           critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+        )
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = (builder
+                       .add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]),
+                                      critical=False)
+                       .add_extension(x509.ExtendedKeyUsage([
+                           ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def new_key() -> Any:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    root_key, intermediate_key = new_key(), new_key()
+    root = build("Puppet Root CA: test", _puppet_name("Puppet Root CA: test"), root_key,
+                 root_key, ca=True, path_length=1)
+    intermediate = build("Puppet CA: puppet.test", root.subject, root_key,
+                         intermediate_key, ca=True, path_length=0)
+    pem = serialization.Encoding.PEM
+    chain = intermediate.public_bytes(pem) + root.public_bytes(pem)
+    ssldirs: dict[str, Path] = {}
+    for certname in certnames:
+        key = new_key()
+        cert = build(certname, intermediate.subject, intermediate_key, key, ca=False)
+        ssldir = root_dir / certname / "ssl"
+        (ssldir / "certs").mkdir(parents=True)
+        (ssldir / "private_keys").mkdir(mode=0o750)
+        (ssldir / "certs" / "ca.pem").write_bytes(chain)
+        (ssldir / "certs" / f"{certname}.pem").write_bytes(cert.public_bytes(pem))
+        key_path = ssldir / "private_keys" / f"{certname}.pem"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()))
+        ssldirs[certname] = ssldir
+    return ssldirs
+
+
+def test_puppet_ssldir_with_rsa_keys(lab: Lab, tmp_path: Path) -> None:
+    node, user, other_node = "web1.puppet.test", "alice.mcollective", "web2.puppet.test"
+    ssldirs = build_puppet_ssl(tmp_path / "puppet", [node, user, other_node])
+    assert b"BEGIN RSA PRIVATE KEY" in (ssldirs[user] / "private_keys" /
+                                        f"{user}.pem").read_bytes()
+    alice = {"security": "x509", "ssldir": str(ssldirs[user]), "identity": user}
+
+    # orch ca check reads the same settings and sees the roles the names give.
+    check = orch_cli("ca", "check", "--json", env=as_environment(alice))
+    assert check.rc == 0, check.describe()
+    assert json_result(check)["role"] == "client", check.stdout
+    assert json_result(check)["key_type"] == "rsa-2048", check.stdout
+
+    daemon = lab.start(node, security_args=["--security", "x509",
+                                            "--ssldir", str(ssldirs[node])],
+                       ready_client=alice)
+    result = orch_cli("ping", "-I", node, "--json", env=ping_env(daemon, alice))
+    assert result.rc == 0, result.describe()
+    assert [r["sender"] for r in json_result(result)["replies"]] == [node]
+    result = orch_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", node, "--json",
+                      env=ping_env(daemon, alice))
+    assert result.rc == 0, result.describe()
+    assert json_result(result)["replies"][0]["data"]["value"] == "secure"
+
+    # Another node's Puppet certificate is a node certificate: it cannot run actions.
+    impostor = {"security": "x509", "ssldir": str(ssldirs[other_node]),
+                "identity": other_node}
+    result = orch_cli("ping", "-I", node, "--json", "--timeout", str(SILENCE_TIMEOUT),
+                      env=ping_env(daemon, impostor))
+    assert_not_answered(result, node)
+    wait_for(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
+             "the daemon to log the rejected node certificate")
