@@ -63,6 +63,14 @@ class NodeContext(Protocol):
         """The daemon's settings; read your plugin's section with ``settings.plugin(name)``."""
         ...
 
+    def refresh(self, classes: frozenset[str] | None = None) -> None:
+        """Re-collect the node's facts now (and replace its classes if given).
+
+        For plugins that learn the facts changed (a finished Puppet run); filters see the
+        new values from the next request on.
+        """
+        ...
+
 
 class ActionFailed(Exception):
     """Raise from an action to answer with ``status`` and ``message``."""

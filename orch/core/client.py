@@ -305,8 +305,12 @@ class Client:
         nodes: Sequence[str] | None = None,
         on_discovered: Callable[[list[str]], None] | None = None,
         on_reply: ReplyCallback | None = None,
+        timeout: float | None = None,
     ) -> CallResult:
         """Run ``agent.action`` on the selected nodes and collect every reply.
+
+        ``timeout`` overrides, for this call only, how long to wait for replies (default:
+        the ``timeout`` setting, else the action's DDL timeout plus a network margin).
 
         ``nodes`` skips discovery: exactly those identities are addressed directly.
         Otherwise the configured discovery method finds them first. Arguments are checked
@@ -325,7 +329,8 @@ class Client:
         if not nodes:
             return CallResult(agent, action, request.id, [],
                               discovery_seconds=discovery_seconds)
-        result = self.send_direct(request, nodes, self.call_timeout(agent), on_reply)
+        wait = timeout if timeout is not None else self.call_timeout(agent)
+        result = self.send_direct(request, nodes, wait, on_reply)
         result.discovery_seconds = discovery_seconds
         if ddl is not None:
             for name, reply in result.replies.items():

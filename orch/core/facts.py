@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class FactSource(Protocol):
-    """A provider of facts. Return plain JSON-compatible data; nest freely."""
+    """A provider of facts. Return plain JSON-compatible data; nest freely.
+
+    An optional ``priority`` attribute orders the merge (see :data:`DEFAULT_PRIORITY`).
+    """
 
     @property
     def name(self) -> str:
@@ -27,10 +30,19 @@ class FactSource(Protocol):
         ...
 
 
+#: Where a source without a ``priority`` attribute goes: after the built-in system facts
+#: (0), before the operator's own fact files (100), which therefore always win.
+DEFAULT_PRIORITY = 50
+
+
 def collect_facts(sources: Iterable[FactSource]) -> dict[str, Any]:
-    """Merge the facts of every source; failures are logged with the source's name."""
+    """Merge the facts of every source, lowest ``priority`` first (later ones win).
+
+    Failures are logged with the source's name.
+    """
     facts: dict[str, Any] = {}
-    for source in sources:
+    ordered = sorted(sources, key=lambda source: getattr(source, "priority", DEFAULT_PRIORITY))
+    for source in ordered:
         try:
             facts.update(source.load())
         except Exception as exc:  # a fact source is third-party code reading the outside world

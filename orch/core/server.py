@@ -109,9 +109,11 @@ class Node:
         self.services = services
         #: Usually the shared provider; a simulated node may carry its own credentials.
         self.security = security or services.security
-        self.set_agents(agents, refresh=False)
         self._load_facts = facts
         self._classes = classes
+        # A first view without facts, so agents may look at the node while being built.
+        self._view = NodeView(identity, {}, classes, frozenset(agents))
+        self.set_agents(agents, refresh=False)
         self._replay = ReplayCache()
         self._started = time.time()
         self._stats: Counter[str] = Counter()

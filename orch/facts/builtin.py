@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 
 class SystemFacts:
-    """Facts every node has without configuration."""
+    """Facts every node has without configuration; every other source overrides them."""
 
     name = "system"
+    priority = 0
 
     def load(self) -> Mapping[str, Any]:
         uname = platform.uname()
@@ -44,6 +45,8 @@ class FileFacts:
     """Facts from a YAML or JSON file (``.json`` is read as JSON, anything else as YAML)."""
 
     path: str
+    #: The operator's own files win over every plugin's facts.
+    priority = 100
 
     @property
     def name(self) -> str:
