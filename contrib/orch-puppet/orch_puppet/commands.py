@@ -1,0 +1,459 @@
+"""``orch puppet ...``: the ``mco puppet`` workflows, added through ``orch_cli_commands``.
+
+Every subcommand takes orch's standard filter, broker, security and ``--json`` options
+(``client_options``) and talks to the ``puppet`` agent only. Exit codes follow orch's: 0
+when every addressed node did what was asked, 1 when any failed or stayed silent (or
+nothing matched), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from orch.cli import output
+from orch.cli.options import ClientContext, OrchCommandError, client_options
+from orch.core.client import CallResult, Client
+
+from orch_puppet.summary import Counts, FleetSummary
+
+AGENT = "puppet"
+#: Seconds to wait for replies of quick actions when no --timeout is given (the agent's
+#: DDL timeout, 60 s, is for the resource action).
+QUICK_TIMEOUT = 10.0
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _exit(code: int) -> None:
+    if code:
+        sys.exit(code)
+
+
+@contextmanager
+def _client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
+    """A client whose reply timeout is :data:`QUICK_TIMEOUT` unless one was configured."""
+    settings = orch.settings
+    if quick and settings.timeout is None:
+        settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch puppet")
+    with Client(settings) as client:
+        yield client
+
+
+def _call(orch: ClientContext, client: Client, action: str,
+          data: Mapping[str, Any] | None = None,
+          nodes: Sequence[str] | None = None) -> CallResult:
+    """One call with a progress bar; ``nodes`` (else --nodes/-I, else discovery)."""
+    progress = output.Progress(enabled=not orch.json)
+    targets = list(nodes) if nodes is not None else orch.known_nodes()
+    result = client.call(AGENT, action, dict(data or {}), filter=orch.filter, nodes=targets,
+                         on_discovered=progress.expect, on_reply=progress.advance)
+    progress.done()
+    if result.expected == [] and not orch.json:
+        raise OrchCommandError("No request sent: no node matching the filter hosts the "
+                               "puppet agent")
+    return result
+
+
+def _print_lines(result: CallResult, line: Any, verbose: bool) -> None:
+    """One line per node: ``line(data)`` for OK replies, the failure in red otherwise."""
+    width = max((len(name) for name in result.replies), default=0)
+    for name in sorted(result.replies):
+        reply = result.replies[name]
+        if reply.ok:
+            click.echo(f"{name:<{width}}  {line(reply.data)}")
+        else:
+            click.secho(f"{name:<{width}}  {reply.statusmsg}", fg="red")
+
+
+def _count_lines(title: str, values: Mapping[str, int]) -> None:
+    if not values:
+        return
+    click.echo(f"\nSummary of {title}:\n")
+    width = max(len(k) for k in values)
+    for key, count in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"   {key:>{width}} = {count}")
+
+
+def _tally(result: CallResult, key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for reply in result.replies.values():
+        if reply.ok:
+            value = reply.data.get(key)
+            label = str(value).lower() if isinstance(value, bool) else str(value)
+            out[label] = out.get(label, 0) + 1
+    return out
+
+
+def _finish(orch: ClientContext, result: CallResult) -> None:
+    if not orch.json:
+        click.echo()
+        output.print_summary(result, orch.verbose)
+    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def puppet() -> None:
+    """Run Puppet and manage it across the fleet (the `mco puppet` workflows).
+
+    \b
+    orch puppet status -C role::web            who is applying, idling, disabled
+    orch puppet runonce --noop -F os.family=Debian
+    orch puppet runall 5                       every node, at most 5 runs at a time
+    orch puppet disable "db maintenance" -I db1
+    orch puppet summary                        the fleet's Puppet health
+    orch puppet resource service nginx ensure=running -I web1
+
+    Every command takes orch's filters (-F -C -I -A -W -S), --nodes, --json and the
+    broker and security options.
+    """
+
+
+# -- status, count, summary ---------------------------------------------------------------
+
+
+@puppet.command()
+@client_options
+def status(orch: ClientContext) -> None:
+    """Show whether Puppet is applying, idling, stopped or disabled, and its last run."""
+    with _client(orch) as client:
+        result = _call(orch, client, "status")
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        _print_lines(result, lambda d: d.get("message", ""), orch.verbose)
+        _count_lines("Status", _tally(result, "status"))
+        _count_lines("Enabled", _tally(result, "enabled"))
+        _count_lines("Applying", _tally(result, "applying"))
+        _count_lines("Daemon Running", _tally(result, "daemon_present"))
+    _finish(orch, result)
+
+
+@puppet.command()
+@client_options
+def count(orch: ClientContext) -> None:
+    """Count the nodes in each state (enabled, disabled, applying, stopped, idling)."""
+    with _client(orch) as client:
+        result = _call(orch, client, "status")
+    counts = Counts.of({n: r.data for n, r in result.replies.items() if r.ok})
+    if orch.json:
+        output.print_json({**counts.to_json(), "failed": result.failed,
+                           "missing": result.missing, "error": result.error,
+                           "stats": output.stats_document(result)})
+    else:
+        for line in counts.lines():
+            click.echo(line)
+        click.echo()
+        output.print_problems(result)
+    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+@puppet.command()
+@click.option("--stale", "stale_after", type=click.FloatRange(min=1), default=3600.0,
+              show_default=True, metavar="SECONDS",
+              help="A node whose last run is older than this is stale.")
+@client_options
+def summary(orch: ClientContext, stale_after: float) -> None:
+    """Fleet-wide Puppet health: states, stale nodes, failures, run-time distributions."""
+    with _client(orch) as client:
+        statuses = _call(orch, client, "status")
+        nodes = sorted(statuses.replies) if statuses.replies else []
+        summaries = _call(orch, client, "last_run_summary", nodes=nodes) if nodes else None
+    ok_status = {n: r.data for n, r in statuses.replies.items() if r.ok}
+    ok_summaries = {n: r.data for n, r in (summaries.replies if summaries else {}).items()
+                    if r.ok}
+    fleet = FleetSummary.of(ok_status, ok_summaries, stale_after)
+    problems = sorted(set(statuses.failed + statuses.missing
+                          + (summaries.failed + summaries.missing if summaries else [])))
+    if orch.json:
+        output.print_json({**fleet.to_json(), "unreachable_or_failed": problems,
+                           "error": statuses.error or (summaries.error if summaries else None)})
+    else:
+        for line in fleet.lines():
+            click.echo(line)
+        if fleet.failed:
+            click.echo("\nNodes with failed resources in their last run:")
+            for name, failed in fleet.failed.items():
+                click.secho(f"   {name}: {failed}", fg="red")
+        if fleet.stale and orch.verbose:
+            click.echo("\nStale nodes:")
+            for name in fleet.stale:
+                click.echo(f"   {name}")
+        click.echo()
+        output.print_problems(statuses)
+        if problems:
+            click.secho(f"No usable answer from: {', '.join(problems)}", fg="red")
+    _exit(EXIT_OK if statuses.replies and not problems else EXIT_FAILED)
+
+
+# -- enable, disable ----------------------------------------------------------------------
+
+
+@puppet.command()
+@client_options
+def enable(orch: ClientContext) -> None:
+    """Enable Puppet runs (removes Puppet's disable lock)."""
+    with _client(orch) as client:
+        result = _call(orch, client, "enable")
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        _print_lines(result, lambda d: d.get("status", ""), orch.verbose)
+    _finish(orch, result)
+
+
+@puppet.command()
+@click.argument("message", required=False)
+@client_options
+def disable(orch: ClientContext, message: str | None) -> None:
+    """Disable Puppet runs, with an optional MESSAGE saying why."""
+    with _client(orch) as client:
+        result = _call(orch, client, "disable", {"message": message} if message else {})
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        _print_lines(result, lambda d: d.get("status", ""), orch.verbose)
+    _finish(orch, result)
+
+
+# -- runonce ------------------------------------------------------------------------------
+
+
+def _run_options(command: Any) -> Any:
+    """The inputs of the runonce action, as options (shared by runonce and runall)."""
+    for option in reversed([
+        click.option("--noop/--no-noop", "noop", default=None,
+                     help="A no-op run (--no-noop: a real run on a noop-configured node)."),
+        click.option("--tags", "--tag", metavar="TAG[,TAG]", help="Only these tags."),
+        click.option("--skip-tags", metavar="TAG[,TAG]", help="Skip these tags."),
+        click.option("--environment", metavar="ENV", help="Puppet environment to run in."),
+        click.option("--server", metavar="HOST[:PORT]", help="Puppet server to use."),
+        click.option("--use-cached-catalog/--no-use-cached-catalog", default=None,
+                     help="Apply the cached catalog instead of asking the server."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _run_data(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@puppet.command()
+@click.option("--force", is_flag=True, default=None,
+              help="Run now: no splay (and start even if the node's default splays).")
+@click.option("--splay/--no-splay", default=None, help="Sleep up to --splaylimit first.")
+@click.option("--splaylimit", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Longest splay.")
+@_run_options
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
+              help="Send the request to N nodes at a time.")
+@click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              metavar="SECONDS", help="Pause between batches.")
+@client_options
+def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
+            **options: Any) -> None:
+    """Start one Puppet run on every matching node (returns at once).
+
+    A node whose agent is disabled or already applying refuses, and says so. With
+    --batch N the request goes to N nodes at a time, --batch-sleep apart.
+    """
+    data = _run_data(**options)
+    with _client(orch) as client:
+        if batch_size is None:
+            results = [_call(orch, client, "runonce", data)]
+        else:
+            nodes = orch.known_nodes()
+            if nodes is None:
+                nodes = client.discover(orch.filter, AGENT)
+            if not nodes:
+                raise OrchCommandError("No request sent: no node matching the filter hosts "
+                                       "the puppet agent")
+            results = []
+            for index in range(0, len(nodes), batch_size):
+                if index:
+                    time.sleep(batch_sleep)
+                chunk = nodes[index:index + batch_size]
+                if not orch.json:
+                    click.echo(f"batch {index // batch_size + 1}: {', '.join(chunk)}")
+                results.append(_call(orch, client, "runonce", data, nodes=chunk))
+    ok = all(r.succeeded for r in results)
+    if orch.json:
+        document = output.result_document(results[0]) if len(results) == 1 else {
+            "batches": [output.result_document(r) for r in results],
+            "started": sorted(n for r in results for n in r.ok),
+            "failed": sorted(n for r in results for n in r.failed),
+            "missing": sorted(n for r in results for n in r.missing),
+        }
+        output.print_json(document)
+    else:
+        for result in results:
+            _print_lines(result, lambda d: d.get("summary", "") if orch.verbose
+                         else "started", orch.verbose)
+            click.echo()
+            output.print_summary(result, orch.verbose)
+    _exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+# -- last_run_summary ---------------------------------------------------------------------
+
+
+def _summary_line(data: Mapping[str, Any]) -> str:
+    if not data.get("lastrun"):
+        return "never completed a run"
+    since = data.get("since_lastrun")
+    failed = data.get("failed_resources", 0)
+    text = (f"{data.get('total_resources', 0)} resources, {data.get('changed_resources', 0)} "
+            f"changed, {failed} failed, {data.get('out_of_sync_resources', 0)} out of sync; "
+            f"took {data.get('total_time', 0):.1f}s, "
+            f"{'' if since is None else f'{since}s ago, '}"
+            f"config {data.get('config_version') or '-'}")
+    if data.get("cached_catalog_status") == "on_failure":
+        text += " (CACHED catalog: the compile failed)"
+    return text
+
+
+@puppet.command(name="last_run_summary")
+@client_options
+def last_run_summary(orch: ClientContext) -> None:
+    """Resource counts and timings of each node's last run (-v adds the run's logs)."""
+    with _client(orch) as client:
+        result = _call(orch, client, "last_run_summary")
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        _print_lines(result, _summary_line, orch.verbose)
+        if orch.verbose:
+            for name in result.ok:
+                logs = result.replies[name].data.get("logs") or []
+                click.echo(f"\n{name} ({len(logs)} log lines):")
+                for line in logs:
+                    click.echo(f"   {line.get('level', ''):<7} {line.get('source', '')}: "
+                               f"{line.get('message', '')}")
+    _finish(orch, result)
+
+
+# -- resource -----------------------------------------------------------------------------
+
+
+def _properties(pairs: Sequence[str]) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not PROPERTY=VALUE",
+                                     param_hint="PROPERTIES")
+        properties[key] = value
+    return properties
+
+
+@puppet.command()
+@click.argument("type_name", metavar="TYPE")
+@click.argument("name")
+@click.argument("properties", nargs=-1, metavar="[PROPERTY=VALUE]...")
+@client_options
+def resource(orch: ClientContext, type_name: str, name: str,
+             properties: tuple[str, ...]) -> None:
+    """Apply one resource through Puppet's RAL on every matching node.
+
+    Only types the node's configuration allows (plugins.puppet.resource_types_allow,
+    default none) are applied; others are refused. Example:
+    orch puppet resource service nginx ensure=running -C role::web
+    """
+    data = {"type": type_name, "name": name, "properties": _properties(properties)}
+    with _client(orch, quick=False) as client:
+        result = _call(orch, client, "resource", data)
+    if orch.json:
+        output.print_json(output.result_document(result))
+    else:
+        _print_lines(result, lambda d: "changed" if d.get("changed") else "no change",
+                     orch.verbose)
+        if orch.verbose:
+            for node in result.ok:
+                click.echo(f"\n{node}:\n{result.replies[node].data.get('result', '')}")
+        _count_lines("Changed", _tally(result, "changed"))
+    _finish(orch, result)
+
+
+# -- runall -------------------------------------------------------------------------------
+
+
+@puppet.command()
+@click.argument("concurrency", type=click.IntRange(min=1))
+@_run_options
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=1.0,
+              show_default=True, metavar="SECONDS", help="Seconds between status polls.")
+@click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              metavar="SECONDS", help="A node silent this long is reported lost.")
+@click.option("--start-timeout", type=click.FloatRange(min=1), default=120.0,
+              show_default=True, metavar="SECONDS",
+              help="Give up on a started run that never shows up after this long.")
+@click.option("--max-time", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Stop scheduling after this long (default: no limit).")
+@client_options
+def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_after: float,
+           start_timeout: float, max_time: float | None, **options: Any) -> None:
+    """Run Puppet on every matching node, at most CONCURRENCY runs at a time.
+
+    Polls the fleet's status and starts a new run as soon as one finishes; runs started
+    by a node's own daemon count too. Disabled nodes are skipped (and listed), a node that
+    stops answering is reported lost after --lost-after. Exit code 1 when any node did
+    not get its run, or a run had failed resources.
+    """
+    from orch_puppet.runall import OrchPuppetFleet, RunAll
+
+    with _client(orch) as client:
+        nodes = orch.known_nodes()
+        if nodes is None:
+            nodes = client.discover(orch.filter, AGENT)
+        if not nodes:
+            raise OrchCommandError("No node matching the filter hosts the puppet agent")
+        if not orch.json:
+            click.echo(f"Running Puppet on {len(nodes)} node(s), at most {concurrency} at a "
+                       "time")
+
+        def show(event: Any) -> None:
+            if orch.json and not orch.verbose:
+                return
+            stream = sys.stderr if orch.json else sys.stdout
+            colour = {"failed": "red", "lost": "red", "unconfirmed": "yellow",
+                      "timeout": "red", "skipped_disabled": "yellow"}.get(event.kind)
+            # "Started a background Puppet run (PID n): puppet agent ..." -> up to the colon
+            message = event.message.split("): ", 1)[0] + ")" if event.kind == "started" \
+                and "): " in event.message else event.message
+            click.secho(f"[{event.at:7.1f}s] {event.kind:<16} {event.node}: {message}"
+                        f"  ({event.in_flight} in flight, {event.queued} queued)",
+                        fg=colour, file=stream)
+
+        scheduler = RunAll(OrchPuppetFleet(client, _run_data(**options)), nodes, concurrency,
+                           poll_interval=poll_interval, lost_after=lost_after,
+                           start_timeout=start_timeout, max_time=max_time, on_event=show)
+        report = scheduler.run()
+        finished = report.nodes("finished")
+        failed_resources: dict[str, int] = {}
+        if finished:
+            last = client.call(AGENT, "last_run_summary", {}, nodes=finished)
+            failed_resources = {n: int(r.data.get("failed_resources") or 0)
+                                for n, r in last.replies.items()
+                                if r.ok and r.data.get("failed_resources")}
+    if orch.json:
+        output.print_json({**report.to_json(), "failed_resources": failed_resources})
+    else:
+        tally = report.tally()
+        click.echo(f"\nFinished in {report.elapsed:.1f}s: " + ", ".join(
+            f"{count} {outcome.replace('_', ' ')}" for outcome, count in tally.items()
+            if count))
+        click.echo(f"Most runs in flight at once: {report.max_in_flight} "
+                   f"(applying seen at once: {report.max_applying})")
+        for outcome in ("skipped_disabled", "failed", "lost", "unconfirmed", "timeout"):
+            names = report.nodes(outcome)
+            if names:
+                click.secho(f"{outcome.replace('_', ' ')}: {', '.join(names)}",
+                            fg="yellow" if outcome == "skipped_disabled" else "red")
+        if failed_resources:
+            click.secho("runs with failed resources: " + ", ".join(
+                f"{n} ({c})" for n, c in sorted(failed_resources.items())), fg="red")
+    _exit(EXIT_OK if report.ok and not failed_resources else EXIT_FAILED)

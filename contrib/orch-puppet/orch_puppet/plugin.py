@@ -1,0 +1,47 @@
+"""orch-puppet's hook implementations: the only place orch looks.
+
+Registered in ``setup.cfg`` under the ``orch`` entry-point group (``puppet =
+orch_puppet.plugin``). Each hook only builds objects; nothing runs until orch uses them
+(hooks run in every ``orch`` command, so they must stay cheap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from orch.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import click
+    from orch.core.agent import Agent
+    from orch.core.config import Settings
+    from orch.core.facts import FactSource
+
+
+@hookimpl
+def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
+    from orch_puppet.agent import PuppetAgent
+
+    return [PuppetAgent]
+
+
+@hookimpl
+def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
+    """facter's facts, when ``plugins.puppet.facts_enabled`` is true (off by default)."""
+    from orch_puppet.config import PuppetPluginConfig
+
+    config = PuppetPluginConfig.from_settings(settings)
+    if not config.facts_enabled:
+        return []
+    from orch_puppet.facts import FacterSource
+    from orch_puppet.nodes import REFRESHER
+
+    return [FacterSource.from_config(config, settings.identity, REFRESHER.refresh_all)]
+
+
+@hookimpl
+def orch_cli_commands() -> Iterable[click.Command]:
+    from orch_puppet.commands import puppet
+
+    return [puppet]

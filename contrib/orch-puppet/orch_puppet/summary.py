@@ -1,0 +1,214 @@
+"""Fleet-wide views: ``orch puppet count`` and ``orch puppet summary``.
+
+Pure functions over reply data (``{node: status outputs}``, ``{node: last_run_summary
+outputs}``), so they are tested without a fleet. The histograms are the compact text
+sparklines ``mco puppet summary`` prints: one character per bucket, min and max beside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BARS = "▁▂▃▄▅▆▇█"
+BUCKETS = 20
+
+#: ``(output of last_run_summary, label)`` — the distributions the summary draws.
+DISTRIBUTIONS: tuple[tuple[str, str], ...] = (
+    ("total_resources", "Total resources"),
+    ("out_of_sync_resources", "Out of sync resources"),
+    ("failed_resources", "Failed resources"),
+    ("changed_resources", "Changed resources"),
+    ("corrected_resources", "Corrected resources"),
+    ("config_retrieval_time", "Config retrieval time (s)"),
+    ("total_time", "Total run-time (s)"),
+    ("since_lastrun", "Time since last run (s)"),
+)
+
+
+def histogram(values: Sequence[float], buckets: int = BUCKETS) -> list[int]:
+    """Counts of ``values`` in ``buckets`` equal-width buckets between min and max."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    width = (high - low) / buckets
+    counts = [0] * buckets
+    for value in values:
+        index = int((value - low) / width) if width else 0
+        counts[min(index, buckets - 1)] += 1
+    return counts
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """One bar per bucket, scaled to the fullest bucket; empty buckets show the lowest bar."""
+    peak = max(counts, default=0)
+    if not peak:
+        return ""
+    top = len(BARS) - 1
+    return "".join(BARS[round(top * count / peak)] for count in counts)
+
+
+def human(number: float) -> str:
+    """``1.8k``-style short numbers for the min/max columns."""
+    if abs(number) >= 1_000_000:
+        return f"{number / 1_000_000:.1f}M"
+    if abs(number) >= 1000:
+        return f"{number / 1000:.1f}k"
+    if number == int(number):
+        return str(int(number))
+    return f"{number:.2f}"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    label: str
+    values: tuple[float, ...]
+
+    @property
+    def counts(self) -> list[int]:
+        return histogram(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        values = self.values
+        return {
+            "label": self.label, "count": len(values),
+            "min": min(values) if values else None, "max": max(values) if values else None,
+            "mean": round(sum(values) / len(values), 3) if values else None,
+            "histogram": self.counts,
+        }
+
+    def line(self, width: int) -> str:
+        if not self.values:
+            return f"{self.label:>{width}}: no data"
+        return (f"{self.label:>{width}}: {sparkline(self.counts):<{BUCKETS}}  "
+                f"min: {human(min(self.values)):<7} max: {human(max(self.values))}")
+
+
+def _number(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+@dataclass
+class Counts:
+    """``orch puppet count``: how many nodes are in each state."""
+
+    total: int = 0
+    enabled: int = 0
+    disabled: int = 0
+    applying: int = 0
+    stopped: int = 0
+    idling: int = 0
+    daemon_present: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, statuses: Mapping[str, Mapping[str, Any]]) -> Counts:
+        counts = cls()
+        for data in statuses.values():
+            counts.total += 1
+            counts.enabled += bool(data.get("enabled"))
+            counts.disabled += not data.get("enabled")
+            counts.applying += bool(data.get("applying"))
+            counts.idling += bool(data.get("idling"))
+            counts.daemon_present += bool(data.get("daemon_present"))
+            counts.stopped += not data.get("daemon_present") and not data.get("applying")
+            status = str(data.get("status", "unknown"))
+            counts.by_status[status] = counts.by_status.get(status, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "enabled": self.enabled, "disabled": self.disabled,
+                "applying": self.applying, "stopped": self.stopped, "idling": self.idling,
+                "daemon_present": self.daemon_present,
+                "daemon_absent": self.total - self.daemon_present,
+                "by_status": dict(sorted(self.by_status.items()))}
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("Nodes currently enabled", self.enabled),
+            ("Nodes currently disabled", self.disabled),
+            None,
+            ("Nodes currently doing puppet runs", self.applying),
+            ("Nodes currently stopped", self.stopped),
+            None,
+            ("Nodes with daemons started", self.daemon_present),
+            ("Nodes without daemons started", self.total - self.daemon_present),
+            ("Daemons started but idling", self.idling),
+        ]
+        width = max(len(r[0]) for r in rows if r is not None)
+        out = [f"Total Puppet nodes: {self.total}", ""]
+        out += ["" if r is None else f"{r[0]:>{width}}: {r[1]}" for r in rows]
+        return out
+
+
+@dataclass
+class FleetSummary:
+    """``orch puppet summary``: the fleet's Puppet health on one screen."""
+
+    counts: Counts
+    stale_after: float
+    stale: list[str]
+    never_ran: list[str]
+    failed: dict[str, int]
+    distributions: list[Distribution]
+    nodes: int
+
+    @classmethod
+    def of(cls, statuses: Mapping[str, Mapping[str, Any]],
+           summaries: Mapping[str, Mapping[str, Any]], stale_after: float) -> FleetSummary:
+        """Build from status and last_run_summary outputs of the same nodes.
+
+        Stale: the last run completed more than ``stale_after`` seconds ago (by the node's
+        own clock), or never.
+        """
+        stale, never = [], []
+        for name, data in sorted(statuses.items()):
+            since = _number(data, "since_lastrun")
+            if not data.get("lastrun") or since is None:
+                never.append(name)
+                stale.append(name)
+            elif since > stale_after:
+                stale.append(name)
+        failed = {name: int(_number(data, "failed_resources") or 0)
+                  for name, data in sorted(summaries.items())
+                  if (_number(data, "failed_resources") or 0) > 0}
+        distributions = []
+        for key, label in DISTRIBUTIONS:
+            values = tuple(v for data in summaries.values()
+                           if data.get("lastrun") and (v := _number(data, key)) is not None)
+            distributions.append(Distribution(label, values))
+        return cls(Counts.of(statuses), stale_after, stale, never, failed, distributions,
+                   len(set(statuses) | set(summaries)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "counts": self.counts.to_json(),
+            "stale_after_s": self.stale_after,
+            "stale": self.stale,
+            "never_ran": self.never_ran,
+            "failed_resources": self.failed,
+            "distributions": {key: d.to_json() for (key, _), d in
+                              zip(DISTRIBUTIONS, self.distributions, strict=True)},
+        }
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        out = [
+            f"Puppet summary for {self.nodes} node(s):",
+            "",
+            f"   enabled: {c.enabled}   disabled: {c.disabled}   applying: {c.applying}   "
+            f"idle: {c.total - c.applying}   daemons: {c.daemon_present}",
+            f"   stale (no run for {human(self.stale_after)}s or never): {len(self.stale)}"
+            + (f" ({len(self.never_ran)} never ran)" if self.never_ran else ""),
+            f"   failed resources in the last run: {sum(self.failed.values())} on "
+            f"{len(self.failed)} node(s)",
+            "",
+        ]
+        width = max(len(d.label) for d in self.distributions)
+        out += ["   " + d.line(width) for d in self.distributions]
+        return out

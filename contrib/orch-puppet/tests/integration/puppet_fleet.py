@@ -1,0 +1,172 @@
+"""The orch side of the integration tests: ``orch server`` processes beside Puppet agents,
+and the ``orch`` CLI run as an operator runs it (see ``conftest.py`` for the fixtures)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from puppet_stack import AgentNode, PuppetStack
+
+BROKER = os.environ.get("ORCH_PUPPET_TEST_BROKER", "redis://127.0.0.1:6379/0")
+NODES = ("p1.localhost", "p2.localhost", "p3.localhost", "p4.localhost")
+CLI_TIMEOUT = 120.0
+READY_TIMEOUT = 60.0
+
+
+def orch_executable() -> list[str]:
+    script = Path(sys.executable).parent / "orch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("orch")
+    return [found] if found else [sys.executable, "-c",
+                                  "from orch.cli.main import main; main()"]
+
+
+@dataclass(frozen=True)
+class CliResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise AssertionError(f"not JSON:\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        return f"exit {self.rc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+@dataclass
+class OrchNode:
+    identity: str
+    agent: AgentNode
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class PuppetFleet:
+    """The Puppet stack, its agents, the orch servers beside them and the client's CA."""
+
+    stack: PuppetStack
+    workdir: Path
+    broker: str
+    collective: str
+    ca_dir: Path
+    nodes: dict[str, OrchNode] = field(default_factory=dict)
+
+    def client_env(self) -> dict[str, str]:
+        client = self.ca_dir / "issued" / "client"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        env.update({
+            "ORCH_BROKER": self.broker, "ORCH_COLLECTIVE": self.collective,
+            "ORCH_SECURITY": "x509", "ORCH_TLS_CERT": str(client / "tester.pem"),
+            "ORCH_TLS_KEY": str(client / "tester.key"),
+            "ORCH_TLS_CA": str(self.ca_dir / "ca.pem"),
+            "ORCH_DISCOVERY_WINDOW": "0.5",
+        })
+        return env
+
+    def orch(self, *args: str, timeout: float = CLI_TIMEOUT) -> CliResult:
+        """Run the ``orch`` CLI as an operator would (signed with the client certificate)."""
+        try:
+            proc = subprocess.run([*orch_executable(), *args], env=self.client_env(),
+                                  capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"orch {' '.join(args)} did not finish in {timeout}s: "
+                                 f"{exc.stdout!r} {exc.stderr!r}") from None
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def status(self, node: str) -> dict[str, Any]:
+        result = self.orch("puppet", "status", "--json", "-I", node)
+        assert result.rc == 0, result.describe()
+        (reply,) = result.json()["replies"]
+        return dict(reply["data"])
+
+    def wait_idle_after(self, node: str, initiated_at: int, timeout: float = 180) -> \
+            list[dict[str, Any]]:
+        """Poll status until the run initiated at ``initiated_at`` has finished; return
+        every status seen on the way (the timeline the tests assert on)."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.status(node)
+            seen.append(data)
+            if not data["applying"] and data["lastrun"] > initiated_at:
+                return seen
+            time.sleep(0.3)
+        raise AssertionError(f"{node}: no finished run after {timeout}s; last status: "
+                             f"{seen[-1] if seen else None}\n{self.logs(node)}")
+
+    def logs(self, node: str) -> str:
+        orch_node = self.nodes[node]
+        parts = []
+        for path in (orch_node.log, orch_node.agent.root / "log" / "orch-runonce.log"):
+            with contextlib.suppress(OSError):
+                parts.append(f"--- {path}\n{path.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts)
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        sections = [(name, self.logs(name)) for name in self.nodes]
+        sections.append(("puppetserver", self.stack.log_tail(60)))
+        return sections
+
+
+def run(argv: list[str], timeout: float = 60) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n"
+                           f"{proc.stderr}")
+    return proc.stdout
+
+
+def broker_problem(url: str) -> str | None:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # any reason the broker cannot be used
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def purge(broker: str, collective: str) -> None:
+    if broker.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(broker)
+        try:
+            keys = list(client.scan_iter(match=f"*{collective}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()

@@ -1,0 +1,184 @@
+"""``orch puppet ...`` through orch's real command line (in-process, memory broker)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from typing import Any
+
+from click.testing import CliRunner, Result
+from fakepuppet import argv_log, make_node, summary_document, wait_until
+from orch.cli.main import cli
+from orch.core.fleet import NodeSpec
+from simfleet import SimulatedFleet
+
+
+def orch(sim: SimulatedFleet, *args: str) -> Result:
+    result = CliRunner().invoke(cli, ["puppet", *args, *sim.cli_args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+def small_fleet(sim: SimulatedFleet) -> None:
+    now = int(time.time())
+    make_node(sim.root, "web1", summary=summary_document(now - 30, total=20, changed=2,
+                                                         total_time=4.0), run_seconds=0.5,
+              classes=["role::web"])
+    make_node(sim.root, "web2", summary=summary_document(now - 7200, total=25, failed=3,
+                                                         total_time=9.5), run_seconds=0.5,
+              classes=["role::web"])
+    make_node(sim.root, "db1", summary=summary_document(now - 60), disabled="db upgrade",
+              run_seconds=0.5)
+    make_node(sim.root, "new1", run_seconds=0.5)
+    web = frozenset({"role::web"})
+    sim.start([], specs=[NodeSpec("web1", {"role": "web"}, web),
+                         NodeSpec("web2", {"role": "web"}, web),
+                         NodeSpec("db1", {"role": "db"}), NodeSpec("new1")])
+
+
+def test_status_text_and_json(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "status")
+    assert result.exit_code == 0, result.output
+    assert "db1" in result.output and "Currently disabled (db upgrade)" in result.output
+    assert "Summary of Status:" in result.output
+    assert "Finished processing 4 / 4 hosts" in result.output
+    document = as_json(orch(sim, "status", "--json", "-I", "web1"))
+    (reply,) = document["replies"]
+    assert reply["sender"] == "web1" and reply["data"]["status"] == "stopped"
+
+
+def test_filters_from_the_core_apply(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    document = as_json(orch(sim, "status", "--json", "-I", "/^web/"))
+    assert sorted(r["sender"] for r in document["replies"]) == ["web1", "web2"]
+    none = orch(sim, "status", "-I", "/^nothing/")
+    assert none.exit_code == 1 and "no node matching the filter" in none.output
+
+
+def test_count(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "count")
+    assert result.exit_code == 0
+    assert "Total Puppet nodes: 4" in result.output
+    assert "Nodes currently disabled: 1" in result.output
+    document = as_json(orch(sim, "count", "--json"))
+    assert document["enabled"] == 3 and document["by_status"] == {"disabled": 1, "stopped": 3}
+
+
+def test_summary(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "summary", "--stale", "3600")
+    assert result.exit_code == 0, result.output
+    assert "Puppet summary for 4 node(s)" in result.output
+    assert "stale (no run for 3.6ks or never): 2 (1 never ran)" in result.output
+    assert "web2: 3" in result.output
+    assert "Total run-time (s):" in result.output and "max: 9.50" in result.output
+    document = as_json(orch(sim, "summary", "--json", "--stale", "3600"))
+    assert document["stale"] == ["new1", "web2"] and document["never_ran"] == ["new1"]
+    assert document["failed_resources"] == {"web2": 3}
+    assert document["distributions"]["total_resources"]["max"] == 25
+
+
+def test_enable_disable(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "disable", "kernel patching", "-I", "web1")
+    assert result.exit_code == 0 and "Disabled the Puppet agent: kernel patching" in \
+        result.output
+    again = orch(sim, "disable", "-I", "web1")
+    assert again.exit_code == 1 and "already disabled (kernel patching)" in again.output
+    assert orch(sim, "enable", "-I", "web1").exit_code == 0
+
+
+def test_runonce_and_batches(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "runonce", "--batch", "2", "--batch-sleep", "0", "--noop", "-C",
+                  "role::web", "-F", "role=web")
+    assert result.exit_code == 0, result.output
+    assert "batch 1: web1, web2" in result.output
+    for node in ("web1", "web2"):
+        wait_until(lambda n=node: argv_log(sim.root, n), 10, f"the run on {node}")
+        assert "--noop" in argv_log(sim.root, node)[0]
+    refused = orch(sim, "runonce", "-I", "db1")
+    assert refused.exit_code == 1 and "disabled (db upgrade)" in refused.output
+
+
+def test_runonce_batches_json(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    document = as_json(orch(sim, "runonce", "--json", "--batch", "1", "--batch-sleep", "0",
+                            "-I", "web1", "-I", "db1"))
+    assert len(document["batches"]) == 2
+    assert document["started"] == ["web1"] and document["failed"] == ["db1"]
+
+
+def test_runall(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "runall", "2", "--json", "--poll-interval", "0.2")
+    document = as_json(result)
+    assert document["tally"]["finished"] == 3
+    assert document["nodes"]["skipped_disabled"] == ["db1"]
+    assert document["max_in_flight"] <= 2 and document["max_applying"] <= 2
+    assert all(len(sample["applying"]) <= 2 for sample in document["timeline"])
+    assert result.exit_code == 0
+    text = orch(sim, "runall", "1", "--poll-interval", "0.2", "-I", "web1", "-I", "db1")
+    assert "skipped_disabled db1: disabled: db upgrade" in text.output
+    assert "1 finished, 1 skipped disabled" in text.output
+
+
+def test_last_run_summary(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "last_run_summary", "-I", "web2", "-I", "new1")
+    assert result.exit_code == 0
+    assert "25 resources, 0 changed, 3 failed" in result.output
+    assert "never completed a run" in result.output
+
+
+def test_resource_refused_by_default(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "resource", "file", "/tmp/x", "ensure=file", "-I", "web1")
+    assert result.exit_code == 1 and "allows no resource types" in result.output
+    bad = orch(sim, "resource", "file", "/tmp/x", "ensure", "-I", "web1")
+    assert bad.exit_code == 2 and "is not PROPERTY=VALUE" in bad.output
+
+
+def test_runall_reports_a_node_that_disappears(sim: SimulatedFleet) -> None:
+    """A node whose daemon goes away mid-run is reported lost after --lost-after, not
+    waited for (its run would take 60 s)."""
+    import threading
+
+    from orch.core.fleet import Fleet
+
+    make_node(sim.root, "stays", run_seconds=0.5)
+    make_node(sim.root, "leaves", run_seconds=60)
+    sim.start(["stays"])
+    leaving = Fleet(sim.settings, [NodeSpec("leaves")]).start()
+    stopped = threading.Event()
+
+    def stop_when_running() -> None:
+        lock = sim.root / "leaves" / "var" / "state" / "agent_catalog_run.lock"
+        wait_until(lock.exists, 30, "the run on 'leaves' to start")
+        leaving.stop()
+        stopped.set()
+
+    threading.Thread(target=stop_when_running, daemon=True).start()
+    started = time.monotonic()
+    result = orch(sim, "runall", "2", "--json", "--poll-interval", "0.2", "--lost-after", "2",
+                  "--timeout", "1", "-I", "stays", "-I", "leaves")
+    assert stopped.is_set()
+    document = as_json(result)
+    assert document["nodes"]["lost"] == ["leaves"] and document["nodes"]["finished"] == ["stays"]
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 30
+    lost = next(e for e in document["events"] if e["kind"] == "lost")
+    assert "its run's end was never seen" in lost["message"]
+    lock = sim.root / "leaves" / "var" / "state" / "agent_catalog_run.lock"
+    with contextlib.suppress(OSError, ValueError):  # end the orphaned 60 s fake run
+        os.kill(int(lock.read_text()), signal.SIGTERM)
