@@ -10,11 +10,15 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from orch.core.errors import OrchError
+
+if TYPE_CHECKING:  # imported lazily at run time: --help must not pay for them
+    from orch.core.client import Client
+    from orch.core.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,19 +33,19 @@ class ClientContext:
     nodes_file: str | None
     json: bool
     verbose: bool
-    _client: Any = field(default=None, repr=False)
-    _settings: Any = field(default=None, repr=False)
+    _client: Client | None = field(default=None, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
     _filter: dict[str, list[Any]] | None = field(default=None, repr=False)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         from orch.core.config import load_settings
 
         if self._settings is None:
             self._settings = load_settings(self.config_file, self.overrides)
         return self._settings
 
-    def client(self) -> Any:
+    def client(self) -> Client:
         """The :class:`orch.core.client.Client` for these options (created once)."""
         from orch.core.client import Client
 
