@@ -1,0 +1,285 @@
+"""Helpers shared by the benchmarks: start and stop real ``orch server`` daemons on RabbitMQ.
+
+These are measurements, not pass/fail timing tests: a benchmark only asserts that what it
+measured was a *successful* run (every node answered), never how long it took.
+
+The broker is RabbitMQ on 127.0.0.1:5672 (guest/guest) unless ``ORCH_BENCH_AMQP`` names
+another AMQP URL. Every session uses its own collective (``bench<random hex>``) so that
+daemons left over from other runs, or other people's daemons on the same broker, never answer.
+
+The security provider is pinned (``ORCH_BENCH_SECURITY``, default ``insecure``) rather than
+left to orch's default, so that a figure always says what it measured: ``insecure`` is the
+fan-out itself, ``x509`` adds signing and verifying every request and reply with certificates
+from a throw-away CA made for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orch.core.client import Client
+from orch.core.config import Settings, load_settings
+
+AMQP_URL = os.environ.get("ORCH_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+DAEMONS = 50
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+#: Longest wait, before each round, for the machine to be quiet (0 turns the gate off).
+SECURITY = os.environ.get("ORCH_BENCH_SECURITY", "insecure")
+IDLE_WAIT = float(os.environ.get("ORCH_BENCH_IDLE_WAIT", "20"))
+#: "Quiet": at most this share of all CPUs busy over two consecutive 0.5 s samples.
+IDLE_BUSY_MAX = 0.30
+
+
+def orch_executable() -> str:
+    """The ``orch`` console script of the running interpreter's environment.
+
+    The script next to ``sys.executable`` is preferred to the first ``orch`` on ``PATH``:
+    under pyenv the first one is a bash shim that re-resolves the interpreter and adds about
+    40 ms to every start, which is not orch's cost.
+    """
+    found = shutil.which("orch", path=str(Path(sys.executable).parent)) or shutil.which("orch")
+    if found is None:
+        pytest.skip("the orch console script is not installed (pip install -e .)")
+    return found
+
+
+def new_collective() -> str:
+    return f"bench{secrets.token_hex(4)}"
+
+
+#: A directory for compiled bytecode, or "" to run orch as the environment says. With the
+#: editable install and PYTHONDONTWRITEBYTECODE=1 (set on the development machines) every
+#: start compiles orch's ~35 modules from source, ~40 ms that an installed package never pays.
+PYCACHE = os.environ.get("ORCH_BENCH_PYCACHE", "")
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment without any ORCH_* setting (and with ORCH_BENCH_PYCACHE)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    if PYCACHE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    return env
+
+
+def bytecode_cached() -> bool:
+    return bool(PYCACHE) or not os.environ.get("PYTHONDONTWRITEBYTECODE")
+
+
+def orch_env(collective: str, broker: str = AMQP_URL,
+             security: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for orch subprocesses: broker, collective and security, no other ORCH_*.
+
+    ``security`` is settings (``security``, ``tls_cert``...), default ``{"security":
+    SECURITY}``; each becomes its ``ORCH_<NAME>`` variable.
+    """
+    env = base_env()
+    env["ORCH_BROKER"] = broker
+    env["ORCH_COLLECTIVE"] = collective
+    for name, value in (security or {"security": SECURITY}).items():
+        env[f"ORCH_{name.upper()}"] = value
+    return env
+
+
+def client_settings(collective: str, broker: str = AMQP_URL, **values: object) -> Settings:
+    """Client settings independent of the caller's ORCH_* environment and config file."""
+    return load_settings(
+        None, {"broker": broker, "collective": collective, "security": SECURITY, **values},
+        environ={})
+
+
+class BenchPKI:
+    """A throw-away CA (``orch ca``'s own code) for ``ORCH_BENCH_SECURITY=x509`` runs."""
+
+    def __init__(self, directory: Path, client_name: str = "bench.user") -> None:
+        from orch.security import pki
+
+        self.directory = directory
+        ca = pki.init_ca(directory, common_name="orch bench CA")
+        client = pki.issue(directory, client_name, pki.ROLE_CLIENT)
+        self.ca_path = ca.cert_path
+        self.client = {"security": "x509", "tls_cert": client.cert_path,
+                       "tls_key": str(client.key_path), "tls_ca": ca.cert_path}
+
+    def node_flags(self, identity: str) -> list[str]:
+        """``orch server`` options with a new node certificate for ``identity``."""
+        from orch.security import pki
+
+        node = pki.issue(self.directory, identity, pki.ROLE_NODE)
+        return ["--security", "x509", "--tls-cert", node.cert_path, "--tls-key",
+                str(node.key_path), "--tls-ca", self.ca_path]
+
+
+def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
+    """Remove the collective's two exchanges (orch leaves them; queues auto-delete).
+
+    Every session uses new collectives, so without this each run would leave transient
+    exchanges on RabbitMQ until it restarts. Only AMQP brokers keep them.
+    """
+    if not broker.startswith(("amqp", "pyamqp")):
+        return
+    import kombu
+
+    from orch.transports.kombu import reply_exchange_name, request_exchange_name
+
+    try:
+        with kombu.Connection(broker, connect_timeout=5) as conn:
+            channel = conn.channel()
+            for name in (request_exchange_name(collective), reply_exchange_name(collective)):
+                channel.exchange_delete(name)
+    except Exception as exc:  # cleanup must not hide the benchmark's own result
+        print(f"warning: could not delete {collective}'s exchanges: {exc}", file=sys.stderr)
+
+
+@dataclass
+class Daemons:
+    """Running ``orch server`` processes serving one collective."""
+
+    collective: str
+    broker: str
+    identities: list[str]
+    processes: list[subprocess.Popen[bytes]]
+    nodes_file: Path
+    workdir: Path
+    pki: BenchPKI | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment for client commands (``orch ping`` ...) against these daemons."""
+        return orch_env(self.collective, self.broker, self.pki.client if self.pki else None)
+
+    @property
+    def settings(self) -> Settings:
+        """Settings for an in-process :class:`Client` against these daemons."""
+        return client_settings(self.collective, self.broker,
+                               **(self.pki.client if self.pki else {}))
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+
+def start_daemons(
+    workdir: Path, collective: str, count: int, broker: str = AMQP_URL,
+    facts: Mapping[str, str] | None = None,
+) -> Daemons:
+    """Start ``count`` daemons in parallel (Popen does not wait), each with a fact file."""
+    exe = orch_executable()
+    env = orch_env(collective, broker)
+    workdir.mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(count)))
+    identities = [f"node{i:0{width}d}" for i in range(1, count + 1)]
+    processes: list[subprocess.Popen[bytes]] = []
+    pki = BenchPKI(workdir / "ca") if SECURITY == "x509" else None
+    daemons = Daemons(collective, broker, identities, processes, workdir / "nodes.txt", workdir,
+                      pki)
+    daemons.nodes_file.write_text("\n".join(identities) + "\n")
+    try:
+        for index, identity in enumerate(identities, start=1):
+            fact_file = workdir / f"{identity}.yaml"
+            lines = [f"role: {'web' if index % 2 else 'db'}", "os_name: debian",
+                     f"index: {index}", *(f"{k}: {v}" for k, v in (facts or {}).items())]
+            fact_file.write_text("\n".join(lines) + "\n")
+            log = (workdir / f"{identity}.log").open("wb")
+            try:
+                processes.append(subprocess.Popen(
+                    [exe, "server", "--identity", identity, "--facts", str(fact_file),
+                     "--log-level", "warning", *(pki.node_flags(identity) if pki else [])],
+                    env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT,
+                ))
+            finally:
+                log.close()  # the child keeps its own descriptor
+        wait_until_answering(daemons)
+    except BaseException:
+        stop_daemons(processes)
+        raise
+    return daemons
+
+
+def wait_until_answering(daemons: Daemons, timeout: float = READY_TIMEOUT) -> None:
+    """Poll with a known-list ping until every daemon answers (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    pending = set(daemons.identities)
+    settings = daemons.settings.with_values({"discovery_timeout": 1.0}, "bench")
+    with Client(settings) as client:
+        while pending:
+            dead = [p for p in daemons.processes if p.poll() is not None]
+            if dead:
+                raise RuntimeError(
+                    f"{len(dead)} orch server(s) exited during start-up (exit codes "
+                    f"{sorted({p.returncode for p in dead})}); logs in {daemons.workdir}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{len(pending)} of {len(daemons.identities)} daemons did not answer "
+                    f"within {timeout:g}s: {sorted(pending)[:5]}...; logs in {daemons.workdir}"
+                )
+            result = client.ping(nodes=sorted(pending))
+            pending -= set(result.replies)
+            if pending:
+                time.sleep(0.2)
+
+
+def stop_daemons(processes: Sequence[subprocess.Popen[bytes]],
+                 timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM every process, wait (bounded), then SIGKILL whatever is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for process in processes:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            print(f"warning: orch server pid {process.pid} survived SIGKILL", file=sys.stderr)
+
+
+class IdleGate:
+    """A pytest-benchmark ``setup``: before each round, wait (bounded) for a quiet machine.
+
+    Other people's test suites share these 2 cores; like the MCollective anchor's
+    ``WAIT_IDLE`` gate, each round starts only once the machine is at least 70 % idle for
+    1 s, or after :data:`IDLE_WAIT` seconds anyway (counted in ``timeouts``). The wait is
+    not part of the measured time.
+    """
+
+    def __init__(self, max_wait: float = IDLE_WAIT) -> None:
+        self.max_wait = max_wait
+        self.waited = 0.0
+        self.timeouts = 0
+
+    def __call__(self) -> None:
+        if self.max_wait <= 0:
+            return
+        started = time.monotonic()
+        quiet = 0
+        psutil.cpu_percent(interval=None)
+        while quiet < 2:
+            busy = psutil.cpu_percent(interval=0.5) / 100
+            quiet = quiet + 1 if busy <= IDLE_BUSY_MAX else 0
+            if time.monotonic() - started > self.max_wait:
+                self.timeouts += 1
+                break
+        self.waited += time.monotonic() - started
+
+    def record(self, extra_info: dict[str, object]) -> None:
+        extra_info["idle_gate_wait_s"] = round(self.waited, 1)
+        extra_info["idle_gate_timeouts"] = self.timeouts
