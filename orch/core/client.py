@@ -203,7 +203,8 @@ class Client:
         """Receive replies to ``request`` until all ``expected`` answered or time is up.
 
         With ``quiet``, collection also ends that many seconds after the latest reply
-        (how broadcast discovery knows it is done).
+        (how broadcast discovery knows it is done) — or twice the longest gap between
+        replies so far, if that is longer.
         """
         started = time.monotonic() if started is None else started
         result = CallResult(request.agent, request.action, request.id,
@@ -211,11 +212,12 @@ class Client:
         pending = set(expected) if expected is not None else None
         deadline = started + timeout
         last_reply: float | None = None
+        window = quiet
         while pending is None or pending:
             now = time.monotonic()
             remaining = deadline - now
-            if quiet is not None and last_reply is not None:
-                remaining = min(remaining, last_reply + quiet - now)
+            if window is not None and last_reply is not None:
+                remaining = min(remaining, last_reply + window - now)
             if remaining <= 0:
                 break
             try:
@@ -229,7 +231,12 @@ class Client:
             reply = self._accept(raw, request, result)
             if reply is None:
                 continue
-            last_reply = time.monotonic()
+            arrived = time.monotonic()
+            if window is not None and last_reply is not None:
+                # A fleet that paused once (a loaded host, a GC) may pause again: wait at
+                # least twice the longest gap seen before deciding the replies stopped.
+                window = max(window, 2 * (arrived - last_reply))
+            last_reply = arrived
             result.replies[reply.sender] = reply
             result.rtt[reply.sender] = last_reply - started
             if pending is not None:

@@ -8,6 +8,7 @@ a thousand of them fit in one process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,9 @@ class Fleet:
 
     def start(self, timeout: float = 30.0) -> Fleet:
         """Start serving in a background thread; return once every queue is consuming."""
+        # Thousands of long-lived node objects make every full garbage collection long
+        # enough to stall replies; they live as long as the fleet, so stop scanning them.
+        gc.freeze()
         self._thread.start()
         if not self._ready.wait(timeout):
             self.stop()

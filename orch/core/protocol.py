@@ -174,9 +174,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid number here")
 
 
+#: One decoder for every message (``json.loads`` with options builds a new one each call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load_object(raw: bytes | str, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+        obj = _DECODER.decode(text)
     except (ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

@@ -67,7 +67,8 @@ class ActionRunner:
         with self._cond:
             entry: tuple[float, int, _Job[Any]] = (deadline, next(self._counter), job)
             heapq.heappush(self._deadlines, entry)
-            self._cond.notify()
+            if self._deadlines[0] is entry:  # the watcher sleeps until the earliest one
+                self._cond.notify()
         future = self._pool.submit(self._run, work, job)
         self._running.add(future)
         future.add_done_callback(self._running.discard)

@@ -3,11 +3,12 @@
 Topology, per collective ``C`` (identical on every kombu broker):
 
 * ``orch.C.requests`` — a topic exchange. Each node has one queue, ``orch.C.node.<identity>``,
-  bound with ``agent.<name>`` for every agent it hosts and ``node.<identity>`` for itself, so a
-  broadcast for an agent is published once with routing key ``agent.<name>`` and a direct
-  request with ``node.<identity>``.
-* ``orch.C.replies`` — a direct exchange. Each client session has one exclusive, auto-deleted
-  queue ``orch.C.reply.<uuid>`` bound under its own name, which requests name as ``reply_to``.
+  bound with ``agent.<name>`` for every agent it hosts, so a broadcast for an agent is
+  published once with routing key ``agent.<name>``.
+* A direct request is published to the default exchange with the node's queue name as the
+  routing key, and a reply likewise to the client's exclusive, auto-deleted queue
+  ``orch.C.reply.<uuid>`` (the request's ``reply_to``): routing by queue name costs the same
+  whatever the fleet's size, where a topic lookup is matched against every binding.
 
 Queues are transient and auto-deleted, and requests carry a per-message expiration, so a node
 that goes away leaves nothing behind on RabbitMQ. Redis and ``memory://`` have no message
@@ -48,8 +49,14 @@ def request_exchange_name(collective: str) -> str:
     return f"orch.{collective}.requests"
 
 
-def reply_exchange_name(collective: str) -> str:
-    return f"orch.{collective}.replies"
+def node_queue_name(collective: str, identity: str) -> str:
+    """The queue of one node; direct requests are published to it by name."""
+    return f"orch.{collective}.node.{identity}"
+
+
+def reply_queue_prefix(collective: str) -> str:
+    """Every client reply queue of ``collective`` starts with this."""
+    return f"orch.{collective}.reply."
 
 
 class KombuTransport:
@@ -61,6 +68,7 @@ class KombuTransport:
         self.urls = list(urls)
         self._tls = _tls_options(self.urls[0], settings)
         self._reply_conn: kombu.Connection | None = None
+        self._reply_publish: Callable[..., Any] | None = None
         self._reply_lock = threading.Lock()
         self.display_url = ", ".join(_display(url) for url in self.urls)
 
@@ -149,20 +157,27 @@ class KombuTransport:
                 conn.heartbeat_check()
 
     def send_reply(self, collective: str, reply_to: str, payload: bytes, ttl: float) -> None:
-        from kombu import Exchange, Producer
+        from kombu import Producer
 
-        exchange = Exchange(reply_exchange_name(collective), type="direct", durable=False)
+        if not reply_to.startswith(reply_queue_prefix(collective)):
+            log.warning("reply to %r refused: not a reply queue of collective %s",
+                        reply_to, collective)
+            return
         with self._reply_lock:
             if self._reply_conn is None:
                 self._reply_conn = self.connection()
+                self._reply_publish = None
             conn = self._reply_conn
             try:
-                producer = Producer(conn.default_channel)
-                publish = conn.ensure(producer, producer.publish, **RETRY_POLICY)
-                publish(
-                    payload, exchange=exchange, routing_key=reply_to, expiration=ttl,
+                if self._reply_publish is None:
+                    producer = Producer(conn.default_channel)
+                    self._reply_publish = conn.ensure(producer, producer.publish,
+                                                      **RETRY_POLICY)
+                # The default exchange routes by queue name: O(1) on every broker.
+                self._reply_publish(
+                    payload, exchange="", routing_key=reply_to, expiration=ttl,
                     content_type="application/json", content_encoding="utf-8",
-                    delivery_mode=1, declare=[exchange],
+                    delivery_mode=1,
                 )
             except Exception as exc:
                 log.error("reply to %s lost, broker %s: %s", reply_to, self.display_url, exc)
@@ -188,9 +203,9 @@ class KombuClientChannel:
         from kombu import Consumer, Exchange, Producer, Queue
 
         self._transport = transport
-        self.reply_to = f"orch.{collective}.reply.{uuid.uuid4().hex}"
+        self._collective = collective
+        self.reply_to = f"{reply_queue_prefix(collective)}{uuid.uuid4().hex}"
         self._requests = Exchange(request_exchange_name(collective), type="topic", durable=False)
-        replies = Exchange(reply_exchange_name(collective), type="direct", durable=False)
         self._received: deque[bytes] = deque()
         self._conn = transport.connection()
         try:
@@ -198,12 +213,9 @@ class KombuClientChannel:
                 max_retries=1, interval_start=0.2, timeout=connect_timeout
             )
             channel = self._conn.channel()
-            self._producer = Producer(channel, exchange=self._requests)
+            self._producer = Producer(channel)  # exchange given per publish
             self._requests.declare(channel=channel)
-            queue = Queue(
-                self.reply_to, exchange=replies, routing_key=self.reply_to,
-                durable=False, auto_delete=True, exclusive=True,
-            )
+            queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
             self._consumer = Consumer(
                 channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[]
             )
@@ -218,10 +230,12 @@ class KombuClientChannel:
     def _on_message(self, message: Any) -> None:
         self._received.append(_raw_body(message))
 
-    def _publish(self, routing_key: str, payload: bytes, ttl: float) -> None:
+    def _publish(self, routing_key: str, payload: bytes, ttl: float,
+                 exchange: Any = None) -> None:
         try:
             self._producer.publish(
                 payload, routing_key=routing_key, expiration=ttl,
+                exchange=self._requests if exchange is None else exchange,
                 content_type="application/json", content_encoding="utf-8", delivery_mode=1,
             )
         except Exception as exc:
@@ -233,7 +247,9 @@ class KombuClientChannel:
         self._publish(f"agent.{agent}", payload, ttl)
 
     def direct(self, identity: str, payload: bytes, ttl: float) -> None:
-        self._publish(f"node.{identity}", payload, ttl)
+        # The default exchange routes by queue name: O(1) on every broker, where a topic
+        # lookup costs a match against every node's binding.
+        self._publish(node_queue_name(self._collective, identity), payload, ttl, exchange="")
 
     def receive(self, timeout: float) -> bytes | None:
         if not self._received:
@@ -326,9 +342,9 @@ def _node_queue(binding: NodeBinding) -> kombu.Queue:
     from kombu import binding as kombu_binding
 
     exchange = Exchange(request_exchange_name(binding.collective), type="topic", durable=False)
-    keys = [f"agent.{agent}" for agent in binding.agents] + [f"node.{binding.identity}"]
+    keys = [f"agent.{agent}" for agent in binding.agents]
     return Queue(
-        f"orch.{binding.collective}.node.{binding.identity}",
+        node_queue_name(binding.collective, binding.identity),
         bindings=[kombu_binding(exchange, routing_key=key) for key in keys],
         durable=False,
         auto_delete=True,

@@ -205,14 +205,15 @@ def test_named_validator_missing_on_the_server(ddl_server: DDLServer) -> None:
 
 
 def publish_raw(broker: str, collective: str, identity: str, payload: bytes) -> None:
-    """Publish request bytes on the collective's request exchange with plain kombu."""
-    from kombu import Connection, Exchange, Producer
+    """Publish a direct request with plain kombu: to the node's queue, by name."""
+    from kombu import Connection, Producer
 
-    exchange = Exchange(f"orch.{collective}.requests", type="topic", durable=False)
+    from orch.transports.kombu import node_queue_name
+
     with Connection(broker, connect_timeout=5) as conn:
         Producer(conn.channel()).publish(
-            payload, exchange=exchange, routing_key=f"node.{identity}",
-            content_type="application/json", content_encoding="utf-8", declare=[exchange])
+            payload, exchange="", routing_key=node_queue_name(collective, identity),
+            content_type="application/json", content_encoding="utf-8")
 
 
 @pytest.mark.parametrize(("agent", "action", "data", "status", "message"), [

@@ -22,6 +22,8 @@ from orch_integration import (
     wait_for,
 )
 
+from orch.transports.kombu import node_queue_name
+
 pytestmark = pytest.mark.integration
 
 
@@ -206,14 +208,16 @@ def daemon_stats(fleet: Fleet, names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def publish(fleet: Fleet, messages: list[tuple[str, bytes]]) -> None:
-    """Publish raw bytes on the collective's request exchange with kombu, as anyone could."""
+    """Publish raw bytes with kombu, as anyone could: ``agent.*`` keys on the collective's
+    request exchange (broadcasts), anything else to that queue by name (direct requests)."""
     from kombu import Connection, Exchange, Producer
 
     exchange = Exchange(f"orch.{fleet.collective}.requests", type="topic", durable=False)
     with Connection(fleet.broker, connect_timeout=5) as conn:
         producer = Producer(conn.channel())
         for routing_key, payload in messages:
-            producer.publish(payload, exchange=exchange, routing_key=routing_key,
+            target = exchange if routing_key.startswith("agent.") else ""
+            producer.publish(payload, exchange=target, routing_key=routing_key,
                              content_type="application/octet-stream",
                              content_encoding="binary", declare=[exchange])
 
@@ -225,7 +229,7 @@ def test_garbage_on_the_request_exchange(fleet: Fleet) -> None:
     messages = garbage(fleet.collective)
     direct = garbage(fleet.collective)  # fresh request ids: not replays of the broadcast ones
     publish(fleet, [("agent.rpcutil", g.payload) for g in messages]
-            + [(f"node.{target}", g.payload) for g in direct])
+            + [(node_queue_name(fleet.collective, target), g.payload) for g in direct])
 
     # Every daemon still answers, to a broadcast and to a direct request.
     result = fleet.run_orch("ping", "--json")

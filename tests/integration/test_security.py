@@ -622,12 +622,12 @@ def test_unsigned_request_is_rejected(gate: tuple[Lab, SecurityDaemon]) -> None:
 
 def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> None:
     """The same signed bytes published twice: one reply, the second audited as a replay."""
-    from kombu import Connection, Exchange, Producer
+    from kombu import Connection, Producer
 
     from orch.core.client import Client
     from orch.core.config import load_settings
     from orch.core.protocol import Envelope, Reply
-    from orch.transports.kombu import request_exchange_name
+    from orch.transports.kombu import node_queue_name
 
     _, daemon = gate
     audit = daemon.audit_file
@@ -638,14 +638,14 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
         request = client.new_request("rpcutil", "ping")  # opens the reply queue
         body = request.encode()
         payload = Envelope("request", body, client.security.seal("request", body)).encode()
-        exchange = Exchange(request_exchange_name(daemon.collective), type="topic",
-                            durable=False)
         with Connection(daemon.broker, connect_timeout=5) as conn:
-            producer = Producer(conn.channel(), exchange=exchange)
-            for _ in range(2):
-                producer.publish(payload, routing_key=f"node.{daemon.identity}",
+            producer = Producer(conn.channel())
+            for _ in range(2):  # a direct request: to the node's queue by name
+                producer.publish(payload, exchange="",
+                                 routing_key=node_queue_name(daemon.collective,
+                                                             daemon.identity),
                                  expiration=request.ttl, content_type="application/json",
-                                 content_encoding="utf-8", declare=[exchange])
+                                 content_encoding="utf-8")
         replayed = wait_audit(audit, lambda r: r["request_id"] == request.id
                               and r["decision"] == "rejected",
                               "the audit record of the replayed request", start)
@@ -833,21 +833,21 @@ def flood_unsigned_requests(broker: str, collective: str, identity: str,
                             stop: threading.Event, limit: int = 50_000) -> int:
     """Publish unsigned ``rpcutil ping`` requests to ``identity`` until ``stop`` (or
     ``limit``); each one is rejected and audited by the daemon. Returns how many."""
-    from kombu import Connection, Exchange, Producer
+    from kombu import Connection, Producer
 
     from orch.core.protocol import Envelope, Request
-    from orch.transports.kombu import request_exchange_name
+    from orch.transports.kombu import node_queue_name
 
-    exchange = Exchange(request_exchange_name(collective), type="topic", durable=False)
     sent = 0
     with Connection(broker, connect_timeout=5) as conn:
-        producer = Producer(conn.channel(), exchange=exchange)
+        producer = Producer(conn.channel())
         while not stop.is_set() and sent < limit:
             request = Request(agent="rpcutil", action="ping", collective=collective,
                               sender="flood", caller="user=flood", reply_to="nowhere",
                               data={}, filter={}, ttl=30)
-            producer.publish(Envelope("request", request.encode(), {}).encode(),
-                             routing_key=f"node.{identity}", expiration=30)
+            producer.publish(Envelope("request", request.encode(), {}).encode(), exchange="",
+                             routing_key=node_queue_name(collective, identity),
+                             expiration=30)
             sent += 1
     return sent
 

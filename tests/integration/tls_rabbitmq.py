@@ -8,7 +8,8 @@ What the security tests need from a broker that an operator would run in product
 * the login is the certificate's common name (RabbitMQ's EXTERNAL mechanism from the
   ``rabbitmq_auth_mechanism_ssl`` plugin), so the URL carries no user and no password:
   ``amqps://127.0.0.1:<port>//``. Each common name must exist as a RabbitMQ user with
-  permissions on the vhost (``^orch\\.`` is enough): :meth:`TLSRabbitMQ.add_external_user`.
+  permissions on the vhost (``^orch\\.`` plus writing to ``amq.default``):
+  :meth:`TLSRabbitMQ.add_external_user`.
 
 The broker's own certificate is issued by the test CA for ``localhost`` and ``127.0.0.1``
 (an IP subjectAltName, which ``orch ca issue`` cannot write; see
@@ -45,8 +46,9 @@ PROBE_CERTNAME = "tls-probe"
 #: not name it, so a client that checks the broker's name must refuse it there.
 OTHER_ADDRESS = "127.0.0.2"
 #: The RabbitMQ permissions (configure, write, read) orch needs: every exchange and queue it
-#: uses is named ``orch.<collective>.…``.
-ORCH_PERMISSIONS = r"^orch\."
+#: uses is named ``orch.<collective>.…``, and it writes to the default exchange, which
+#: addresses a node's or a client's queue by name.
+ORCH_PERMISSIONS = (r"^orch\.", r"^(orch\..*|amq\.default)$", r"^orch\.")
 #: AMQP 0-9-1 protocol header: what a client sends first on a new connection.
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -227,7 +229,8 @@ class TLSRabbitMQ(PrivateRabbitMQ):
             issue_server_certificate(self.ca_dir, cert, key, BROKER_CERTNAME, ["127.0.0.1"])
         return cert, key
 
-    def add_external_user(self, name: str, permissions: str = ORCH_PERMISSIONS) -> None:
+    def add_external_user(self, name: str,
+                          permissions: tuple[str, str, str] = ORCH_PERMISSIONS) -> None:
         """A RabbitMQ user ``name`` (a certificate's CN) allowed to configure, write and
         read the resources matching ``permissions`` on vhost ``/``.
 
@@ -236,8 +239,7 @@ class TLSRabbitMQ(PrivateRabbitMQ):
         """
         for args in (("add_user", name, secrets.token_hex(16)),
                      ("clear_password", name),
-                     ("set_permissions", "-p", "/", name, permissions, permissions,
-                      permissions)):
+                     ("set_permissions", "-p", "/", name, *permissions)):
             done = self.ctl(*args)
             if done.returncode != 0 and not (args[0] == "add_user"
                                              and "already exists" in done.stderr + done.stdout):
