@@ -123,7 +123,7 @@ class BenchPKI:
 
 
 def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
-    """Remove the collective's two exchanges (orch leaves them; queues auto-delete).
+    """Remove the collective's request exchange (orch leaves it; queues auto-delete).
 
     Every session uses new collectives, so without this each run would leave transient
     exchanges on RabbitMQ until it restarts. Only AMQP brokers keep them.
@@ -132,13 +132,11 @@ def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
         return
     import kombu
 
-    from orch.transports.kombu import reply_exchange_name, request_exchange_name
+    from orch.transports.kombu import request_exchange_name
 
     try:
         with kombu.Connection(broker, connect_timeout=5) as conn:
-            channel = conn.channel()
-            for name in (request_exchange_name(collective), reply_exchange_name(collective)):
-                channel.exchange_delete(name)
+            conn.channel().exchange_delete(request_exchange_name(collective))
     except Exception as exc:  # cleanup must not hide the benchmark's own result
         print(f"warning: could not delete {collective}'s exchanges: {exc}", file=sys.stderr)
 

@@ -471,10 +471,10 @@ def purge_broker(broker: str, collective: str) -> None:
         return
     from kombu import Connection
 
+    from orch.transports.kombu import request_exchange_name
+
     with Connection(broker, connect_timeout=5) as conn:
-        channel = conn.channel()
-        for kind in ("requests", "replies"):
-            channel.exchange_delete(f"orch.{collective}.{kind}")
+        conn.channel().exchange_delete(request_exchange_name(collective))
 
 
 # --------------------------------------------------------------------------- RabbitMQ
