@@ -258,8 +258,10 @@ def plugins(json_output: bool) -> None:
                             "version": i.version, "hooks": list(i.hooks),
                             "error": i.error} for i in infos])
         return
+    name_width = max((len(i.name) for i in infos), default=0)
+    dist_width = max((len(f"{i.distribution} {i.version}") for i in infos), default=0)
     for info in infos:
-        head = f"{info.name:<14} {info.distribution} {info.version}"
+        head = f"{info.name:<{name_width}}  {f'{info.distribution} {info.version}':<{dist_width}}"
         if info.error:
             click.echo(f"{head}  " + click.style(f"BROKEN: {info.error}", fg="red"))
         else:
