@@ -257,14 +257,26 @@ class Daemon:
             "--broker", self.broker,
             "--collective", self.collective,
             "--log-level", self.log_level,
-            *node_security_flags(self.identity),
+            *self.security_flags(),
+            *self.extra_flags(),
         ]
+
+    def security_flags(self) -> list[str]:
+        """The daemon's certificate flags; subclasses may run it otherwise."""
+        return node_security_flags(self.identity)
+
+    def extra_flags(self) -> list[str]:
+        return []
+
+    def environment(self) -> dict[str, str]:
+        """``ORCH_*`` variables to start the daemon with (on top of a clean environment)."""
+        return {}
 
     def start(self) -> None:
         self._log = self.log_file.open("ab")
         self.proc = subprocess.Popen(
             self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=clean_environment(),
+            stdin=subprocess.DEVNULL, env=clean_environment(self.environment()),
         )
 
     @property

@@ -123,25 +123,14 @@ class SecurityDaemon(Daemon):
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
 
-    def argv(self) -> list[str]:
-        return [
-            *orch_argv(), "server",
-            "--identity", self.identity,
-            "--facts", str(self.facts_file),
-            "--classes", str(self.classes_file),
-            "--broker", self.broker,
-            "--collective", self.collective,
-            "--log-level", self.log_level,
-            *self.security_args,
-            *self.extra_args,
-        ]
+    def security_flags(self) -> list[str]:
+        return list(self.security_args)
 
-    def start(self) -> None:
-        self._log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=clean_environment(self.env),
-        )
+    def extra_flags(self) -> list[str]:
+        return list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        return dict(self.env)
 
 
 class Lab:
