@@ -11,6 +11,7 @@ import click
 from orch.cli import output
 from orch.cli.options import ClientContext, OrchCommandError, client_options
 from orch.core.hookspecs import hookimpl
+from orch.core.protocol import value_text
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -242,7 +243,7 @@ def inventory(orch: ClientContext, node: str) -> None:
                 click.echo(f"        {item}")
         click.echo("\n   Facts:")
         for key, value in sorted(output.flatten(data.get("facts", {})).items()):
-            click.echo(f"        {key} => {output.format_value(value)}")
+            click.echo(f"        {key} => {value_text(value)}")
     _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import click
 
 from orch.core.client import CallResult
-from orch.core.protocol import Reply
+from orch.core.protocol import Reply, value_text
 from orch.ddl.aggregate import Summary
 from orch.ddl.model import ActionDDL
 
@@ -82,12 +82,6 @@ def print_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
     """One node's result: its name, then each output under its DDL label."""
     if not reply.ok:
@@ -102,7 +96,7 @@ def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
                 default=0)
     for key, value in reply.data.items():
         label = outputs[key].label if key in outputs else key
-        click.echo(f"   {label:>{width}}: {format_value(value)}")
+        click.echo(f"   {label:>{width}}: {value_text(value)}")
     click.echo()
 
 

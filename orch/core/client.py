@@ -38,7 +38,7 @@ from orch.core.errors import (
 )
 from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
-from orch.core.protocol import Envelope, Reply, Request, valid_name
+from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
@@ -100,15 +100,8 @@ class CallResult:
         groups: dict[str, list[str]] = {}
         for name in self.ok:
             value = self.replies[name].data.get(output)
-            key = value if isinstance(value, str) else _display(value)
-            groups.setdefault(key, []).append(name)
+            groups.setdefault(value_text(value), []).append(name)
         return groups
-
-
-def _display(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 class Client:

@@ -163,6 +163,17 @@ _REQUEST_FIELDS = tuple(Request.__dataclass_fields__)
 _REPLY_FIELDS = tuple(Reply.__dataclass_fields__)
 
 
+def value_text(value: Any) -> str:
+    """One reply value as text: strings as they are, anything else as canonical JSON.
+
+    Grouping (``orch facts``), aggregate summaries and the console all use it, so equal
+    values always read, and count, the same.
+    """
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _json_fallback(value: Any) -> Any:
     """Agents may return sets, tuples or paths; send them as lists and strings, never fail."""
     if isinstance(value, set | frozenset):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orch.core.hookspecs import hookimpl
+from orch.core.protocol import value_text
 from orch.ddl.aggregate import AggregateFactory, Aggregator
 
 SHELL_UNSAFE = frozenset("`$;|&><\n\r\"'\\")
@@ -41,14 +42,6 @@ VALIDATORS: Mapping[str, Callable[[Any], bool]] = {
 }
 
 
-def _key(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 class SummaryAggregator:
     """How many nodes returned each distinct value."""
 
@@ -56,7 +49,7 @@ class SummaryAggregator:
         self.counts: Counter[str] = Counter()
 
     def add(self, value: Any) -> None:
-        self.counts[_key(value)] += 1
+        self.counts[value_text(value)] += 1
 
     def result(self) -> dict[str, Any]:
         return {"counts": dict(self.counts.most_common())}
