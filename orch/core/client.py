@@ -20,6 +20,7 @@ received so far kept.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import socket
@@ -118,10 +119,14 @@ class Client:
         self.registry = registry or default_registry()
         self.security = self.registry.security_for(settings)
         self.transport = self.registry.transport_for(settings)
-        self.filters = FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions())
         self.caller = caller or f"user={getpass.getuser()}"
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
+
+    @functools.cached_property
+    def filters(self) -> FilterEngine:
+        """The filter kinds and functions plugins offer (loaded when first needed)."""
+        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions())
 
     def __enter__(self) -> Client:
         return self

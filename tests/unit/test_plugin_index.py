@@ -227,8 +227,8 @@ from orch.core.plugins import PluginRegistry
 registry = PluginRegistry.from_entry_points()
 settings = load_settings(None, {"broker": "memory://", "security": "insecure"}, environ={})
 registry.cli_commands("ping")
-registry.transport_for(settings)
-registry.security_for(settings)
+from orch.core.client import Client
+Client(settings, registry).close()
 heavy = ("jsonschema", "cryptography", "orch.cli.ca", "orch.security.x509",
          "orch.security.pki", "orch.filters.compound", "orch.agents.external")
 print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
@@ -237,7 +237,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
 
 def test_an_unsigned_ping_imports_no_plugin_it_does_not_use(tmp_path: Path) -> None:
     """In a fresh interpreter, with an index: what ``orch ping`` needs from the registry
-    (its command, the transport, the security provider) imports no other plugin."""
+    (its command, and a client: transport and security provider) imports no other plugin,
+    and a client loads filter plugins only once it parses a filter."""
     env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
     # -P: no script directory or working directory on sys.path (it would key the index).
     build = subprocess.run([sys.executable, "-P", "-c", LEAN_PROBE], env=env,
