@@ -10,6 +10,7 @@ cached per action and validator set, so a request costs one ``iter_errors`` call
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,8 +106,8 @@ def _builtin_validators() -> Validators:
 
 _cache: dict[tuple[int, int, str], Any] = {}
 
-#: Keywords :class:`TypeOnly` checks exactly as jsonschema would, per property.
-_TRIVIAL_KEYWORDS = frozenset({"type", "enum"})
+#: Keywords :class:`DirectChecker` checks exactly as jsonschema would, per property.
+_DIRECT_KEYWORDS = frozenset({"type", "enum", "maxLength", "pattern"})
 
 
 def _json_type(value: Any, name: str) -> bool:
@@ -138,14 +139,15 @@ class SchemaError:
     message: str = ""
 
 
-class TypeOnly:
-    """Checks a compiled schema whose properties say only ``type`` and ``enum``.
+class DirectChecker:
+    """Checks a compiled schema whose properties say only ``type``, ``enum``, ``maxLength``
+    and ``pattern``: every reply schema, and every action without named validators.
 
-    That is every reply schema and every action without patterns, lengths or named
-    validators (``rpcutil ping``, ``inventory`` …): a request or a reply then costs a few
-    ``isinstance`` calls, and a command or daemon that meets only such actions never imports
-    jsonschema. The errors are those jsonschema reports, in its order; the unit tests compare
-    the two on generated data.
+    A request or a reply then costs a few ``isinstance`` calls (and a cached regex), and a
+    command or daemon that meets no named validator never imports jsonschema. The errors are
+    those jsonschema reports, in its order, with the same keyword semantics (``pattern`` is
+    ``re.search``, lengths count code points, both only for strings); the unit tests compare
+    the two on generated data. Named validators (``format``) still go to jsonschema.
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
@@ -158,10 +160,10 @@ class TypeOnly:
         for prop in schema["properties"].values():
             if "anyOf" in prop:
                 options = prop["anyOf"]
-                if len(options) != 2 or set(options[0]) - {"type"} or options[1] != {
+                if len(options) != 2 or set(options[0]) != {"type"} or options[1] != {
                         "type": "null"}:
                     return False
-            elif set(prop) - _TRIVIAL_KEYWORDS:
+            elif set(prop) - _DIRECT_KEYWORDS:
                 return False
         return True
 
@@ -180,15 +182,24 @@ class TypeOnly:
 
     @staticmethod
     def _property(name: str, prop: Mapping[str, Any], value: Any) -> Iterator[SchemaError]:
-        if "anyOf" in prop:
-            if not any(_json_type(value, option["type"]) for option in prop["anyOf"]):
-                yield SchemaError("anyOf", (name,), f"{value!r} is not valid under any of "
-                                  "the given schemas")
-            return
-        if "type" in prop and not _json_type(value, prop["type"]):
-            yield SchemaError("type", (name,), f"{value!r} is not of type {prop['type']!r}")
-        if "enum" in prop and not any(_same_json(value, item) for item in prop["enum"]):
-            yield SchemaError("enum", (name,), f"{value!r} is not one of {prop['enum']!r}")
+        path = (name,)
+        for keyword, expected in prop.items():
+            if keyword == "anyOf":
+                if not any(_json_type(value, option["type"]) for option in expected):
+                    yield SchemaError("anyOf", path, f"{value!r} is not valid under any of "
+                                      "the given schemas")
+            elif keyword == "type":
+                if not _json_type(value, expected):
+                    yield SchemaError("type", path, f"{value!r} is not of type {expected!r}")
+            elif keyword == "enum":
+                if not any(_same_json(value, item) for item in expected):
+                    yield SchemaError("enum", path, f"{value!r} is not one of {expected!r}")
+            elif isinstance(value, str):
+                if keyword == "maxLength" and len(value) > expected:
+                    yield SchemaError("maxLength", path, f"{value!r} is too long")
+                elif keyword == "pattern" and not re.search(expected, value):
+                    yield SchemaError("pattern", path,
+                                      f"{value!r} does not match {expected!r}")
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -200,13 +211,13 @@ def _same_json(a: Any, b: Any) -> bool:
 
 def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
     """A compiled validator for ``action`` (cached on the action and validators):
-    :class:`TypeOnly` when that suffices, else jsonschema's."""
+    :class:`DirectChecker` when that suffices, else jsonschema's."""
     key = (id(action), id(validators), which)
     compiled = _cache.get(key)
     if compiled is None:
         schema = input_schema(action) if which == "input" else output_schema(action)
-        if TypeOnly.applies(schema):
-            compiled = TypeOnly(schema)
+        if DirectChecker.applies(schema):
+            compiled = DirectChecker(schema)
             _cache[key] = (compiled, action, validators)
             return compiled
         from jsonschema import Draft202012Validator, FormatChecker

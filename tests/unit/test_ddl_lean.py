@@ -1,8 +1,9 @@
 """DDL checks without jsonschema where it is not needed.
 
-Schemas that only say ``type`` and ``enum`` (every reply schema, and actions without
-patterns, lengths or named validators) are checked by :class:`orch.ddl.compile.TypeOnly`,
-which must report exactly what jsonschema reports, in the same order; a DDL text that passed
+Schemas that only say ``type``, ``enum``, ``maxLength`` and ``pattern`` (every reply
+schema, and actions without named validators) are checked by
+:class:`orch.ddl.compile.DirectChecker`, which must report exactly what jsonschema reports,
+in the same order; a DDL text that passed
 every check once is not re-checked against the meta-schema by later processes.
 """
 
@@ -28,7 +29,7 @@ TYPES = ["string", "integer", "number", "float", "boolean", "hash", "array", "an
 NAMES = st.sampled_from(["a", "b", "c", "d"])
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from([0.0, 1.5, 2.0, -3.0])
-    | st.sampled_from(["", "x", "web", "1"]),
+    | st.sampled_from(["", "x", "web", "1", "web\n", "abcd", "é"]),
     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner,
                                                                 max_size=2),
     max_leaves=4,
@@ -42,7 +43,11 @@ def actions(draw: st.DrawFn) -> ActionDDL:
         kind = draw(st.sampled_from([*TYPES, "list"]))
         values = tuple(draw(st.lists(st.sampled_from(["x", "web", "1"]), min_size=1,
                                      unique=True))) if kind == "list" else ()
-        inputs[name] = InputDDL(name, type=kind, optional=draw(st.booleans()), values=values)
+        maxlength = draw(st.sampled_from([None, 1, 3])) if kind == "string" else None
+        validation = draw(st.sampled_from([None, "^[a-z]+$", "w.b", "^x", r"\d"])) if (
+            kind == "string") else None
+        inputs[name] = InputDDL(name, type=kind, optional=draw(st.booleans()), values=values,
+                                maxlength=maxlength, validation=validation)
     outputs = {}
     for name in draw(st.lists(NAMES, unique=True, max_size=4)):
         outputs[name] = OutputDDL(name, type=draw(st.sampled_from(TYPES)),
@@ -57,33 +62,31 @@ def errors_of(validator: Any, data: dict[str, Any]) -> list[tuple[str, tuple[Any
 @settings(max_examples=400, deadline=None)
 @given(action=actions(), data=st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]),
                                               JSON_VALUES, max_size=5))
-def test_type_only_reports_what_jsonschema_reports(action: ActionDDL,
-                                                   data: dict[str, Any]) -> None:
+def test_direct_checker_reports_what_jsonschema_reports(action: ActionDDL,
+                                                        data: dict[str, Any]) -> None:
     for schema in (ddl_compile.input_schema(action), ddl_compile.output_schema(action)):
-        assert ddl_compile.TypeOnly.applies(schema)
-        assert errors_of(ddl_compile.TypeOnly(schema), data) == errors_of(
+        assert ddl_compile.DirectChecker.applies(schema)
+        assert errors_of(ddl_compile.DirectChecker(schema), data) == errors_of(
             Draft202012Validator(schema), data), schema
 
 
-@pytest.mark.parametrize("spec", [
-    InputDDL("a", maxlength=3),
-    InputDDL("a", validation="^[a-z]+$"),
-    InputDDL("a", validation="shellsafe"),
-])
-def test_patterns_lengths_and_validators_still_go_to_jsonschema(spec: InputDDL) -> None:
-    action = ActionDDL("x", inputs={"a": spec})
-    assert not ddl_compile.TypeOnly.applies(ddl_compile.input_schema(action))
-    with pytest.raises(Exception, match="argument 'a'"):
-        action.check_arguments({"a": "no way; reboot" * 3})
+def test_named_validators_still_go_to_jsonschema() -> None:
+    action = ActionDDL("x", inputs={"a": InputDDL("a", validation="shellsafe")})
+    assert not ddl_compile.DirectChecker.applies(ddl_compile.input_schema(action))
+    with pytest.raises(Exception, match="argument 'a' is not a valid shellsafe value"):
+        action.check_arguments({"a": "ls; reboot"})
 
 
-def test_messages_for_type_only_actions_name_the_argument() -> None:
+def test_messages_for_directly_checked_actions_name_the_argument() -> None:
     action = ActionDDL("x", inputs={"n": InputDDL("n", type="integer", optional=False),
-                                    "c": InputDDL("c", type="list", values=("a", "b"))})
+                                    "c": InputDDL("c", type="list", values=("a", "b")),
+                                    "s": InputDDL("s", maxlength=3, validation="^[a-z]+$")})
     cases = [({}, "argument 'n' is required"),
-             ({"n": 1, "z": 2}, "unknown argument(s) z for x; it takes n, c"),
+             ({"n": 1, "z": 2}, "unknown argument(s) z for x; it takes n, c, s"),
              ({"n": "1"}, "argument 'n' must be of type integer, got '1'"),
-             ({"n": 1, "c": "d"}, "argument 'c' must be one of a, b")]
+             ({"n": 1, "c": "d"}, "argument 'c' must be one of a, b"),
+             ({"n": 1, "s": "abcd"}, "argument 's' is longer than 3 characters"),
+             ({"n": 1, "s": "ab\n"}, "argument 's' does not match ^[a-z]+$")]
     for data, message in cases:
         with pytest.raises(Exception) as caught:
             action.check_arguments(data)
@@ -96,12 +99,13 @@ import json, sys
 from orch.agents.rpcutil import Rpcutil
 ping = Rpcutil.ddl().action("ping")
 ping.check_arguments({})
+Rpcutil.ddl().action("get_fact").check_arguments({"fact": "os.family"})
 print(json.dumps([ping.check_reply({"pong": 1.5}), ping.check_reply({"pong": "x"}),
                   "jsonschema" in sys.modules]))
 """
 
 
-def test_rpcutil_ping_is_checked_without_importing_jsonschema(tmp_path: Path) -> None:
+def test_rpcutil_is_checked_without_importing_jsonschema(tmp_path: Path) -> None:
     env = {"ORCH_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     first = subprocess.run([sys.executable, "-c", LEAN_PING], env=env, capture_output=True,
                            text=True, timeout=60)
