@@ -20,8 +20,6 @@ from typing import Any
 
 from orch.core.filter import FilterEngine, FilterKind, FilterSyntaxError, NodeView
 from orch.core.hookspecs import hookimpl
-from orch.filters.compound import matches as match_compound
-from orch.filters.compound import parse as parse_compound
 from orch.filters.terms import (
     MISSING,
     fact_value,
@@ -110,12 +108,16 @@ class CompoundFilter:
 
     def parse(self, text: str) -> str:
         """Check the expression parses so typos fail on the client, then send it as is."""
-        parse_compound(text)
+        from orch.filters.compound import parse  # the language is imported when first used
+
+        parse(text)
         return text
 
     def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
         """Evaluate the expression against the node with the engine's functions."""
-        return match_compound(term, node, engine)
+        from orch.filters.compound import matches
+
+        return matches(term, node, engine)
 
 
 # --------------------------------------------------------------------------- functions
