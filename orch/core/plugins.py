@@ -69,6 +69,9 @@ class PluginRegistry:
         default=None, repr=False)
     _stale: bool = field(default=False, repr=False)
     _group: str = field(default=hookspecs.ENTRY_POINT_GROUP, repr=False)
+    #: Names of the entry points found, and of every plugin in registration order.
+    _entry_names: list[str] = field(default_factory=list, repr=False)
+    _registered: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_entry_points(cls, group: str = hookspecs.ENTRY_POINT_GROUP) -> PluginRegistry:
@@ -81,10 +84,12 @@ class PluginRegistry:
         registry = cls(_group=group)
         index = pluginindex.load(group, _hook_names())
         if index is not None:
+            registry._entry_names = [r.name for r in index.entry_points]
             registry._pending = {r.name: r for r in index.entry_points}
             registry._index = index.plugins
             return registry
         records, files = pluginindex.scan(group)
+        registry._entry_names = [r.name for r in records]
         registry._pending = {r.name: r for r in records}
         if files is not None:
             registry._index_todo = (group, records, files)
@@ -135,6 +140,7 @@ class PluginRegistry:
         for record in records:
             if record.name not in self._infos and record.name not in self._pending:
                 self._pending[record.name] = record
+                self._entry_names.append(record.name)
         if files is not None:
             self._index_todo = (self._group, records, files)
 
@@ -177,6 +183,27 @@ class PluginRegistry:
                     wanted.append(name)
         self._load(wanted)
 
+    def _in_load_order(self, hook: str, **kwargs: Any) -> list[Any]:
+        """``hook``'s results in the order an eager load registers plugins: entry points by
+        name, then plugins registered by hand in their order (pluggy's own order follows
+        registration, which lazy loading changes)."""
+        self._need(hook)
+        names = sorted(set(self._entry_names))
+        rank = {name: (0, i) for i, name in enumerate(names)}
+        rank.update({name: (1, i) for i, name in enumerate(self._registered)
+                     if name not in rank})
+        caller = getattr(self._manager.hook, hook)
+        if any(impl.hookwrapper or impl.wrapper for impl in caller.get_hookimpls()):
+            return list(reversed(caller(**kwargs)))  # wrappers: pluggy's own calling
+        impls = sorted(caller.get_hookimpls(), key=lambda impl: rank.get(impl.plugin_name,
+                                                                          (2, 0)))
+        results = []
+        for impl in impls:
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            if result is not None:
+                results.append(result)
+        return results
+
     def _call(self, hook: str, key: str | None = None, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on the plugins that may answer it; with ``key``, make sure one
         did, else load every plugin (the index was out of date) and call it again."""
@@ -217,6 +244,7 @@ class PluginRegistry:
             return False
         hooks = tuple(sorted(h.name for h in callers))
         self._infos[name] = PluginInfo(name, distribution, version, hooks)
+        self._registered.append(name)
         return True
 
     def _broken(self, name: str, dist: str, version: str, reason: str) -> None:
@@ -267,8 +295,9 @@ class PluginRegistry:
         return self._merged([{cls.name: cls} for cls in classes], "agent")
 
     def fact_sources(self, settings: Settings) -> list[FactSource]:
-        # pluggy calls the last registered first; reverse so built-ins come first.
-        results = reversed(self._call("orch_fact_sources", settings=settings))
+        # Later sources win key by key: the order must not depend on which plugin a lazy
+        # registry happened to import first (built-ins sort first, as entry points by name).
+        results = self._in_load_order("orch_fact_sources", settings=settings)
         return [source for result in results for source in result]
 
     def validators(self) -> dict[str, Callable[[Any], bool]]:

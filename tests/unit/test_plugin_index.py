@@ -26,7 +26,7 @@ from orch.core.errors import ConfigError
 from orch.core.plugins import PluginRegistry
 
 MODULES = ("orch_index_a", "orch_index_a_names", "orch_index_b", "orch_index_c",
-           "orch_index_broken")
+           "orch_index_broken", "orch_index_fa", "orch_index_fz")
 
 COMMAND_PLUGIN = '''
 from orch.core.hookspecs import hookimpl
@@ -253,3 +253,44 @@ def test_an_unsigned_ping_imports_no_plugin_it_does_not_use(tmp_path: Path) -> N
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert json.loads(probe.stdout) == []
+
+
+FACTS_PLUGIN = """
+from orch.core.hookspecs import hookimpl
+
+
+class Source:
+    name = "{name}"
+
+    def facts(self):
+        return {{"who": "{name}"}}
+
+
+@hookimpl
+def orch_fact_sources():
+    return [Source()]
+
+
+@hookimpl
+def orch_cli_commands():
+    import click
+
+    return [click.Command("{name}-command")]
+"""
+
+
+def test_fact_sources_keep_their_order_whichever_plugin_was_imported_first(
+        site: Site) -> None:
+    """Later fact sources win key by key, so their order is the eager one (entry points by
+    name) even when a lazy registry imported the later plugin first for another hook."""
+    site.install("orch-index-fa", "orch_index_fa", FACTS_PLUGIN.format(name="fa"), "index_fa")
+    site.install("orch-index-fz", "orch_index_fz", FACTS_PLUGIN.format(name="fz"), "index_fz")
+    eager = [s.name for s in PluginRegistry.from_entry_points().fact_sources(Settings())
+             if s.name in ("fa", "fz")]
+    assert eager == ["fa", "fz"]
+    for name in ("orch_index_fa", "orch_index_fz"):
+        sys.modules.pop(name, None)
+    lazy = PluginRegistry.from_entry_points()
+    assert "fz-command" in command_names(lazy, "fz-command")
+    assert "orch_index_fa" not in sys.modules
+    assert [s.name for s in lazy.fact_sources(Settings()) if s.name in ("fa", "fz")] == eager
