@@ -18,6 +18,7 @@ from typing import Any
 from orch.core.config import Settings
 from orch.core.errors import TransportError
 from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.runner import InlineRunner
 from orch.core.security import SecurityProvider
 from orch.core.server import Node, NodeServices
 
@@ -46,13 +47,20 @@ class Fleet:
         specs: Sequence[NodeSpec],
         registry: PluginRegistry | None = None,
         security_for: Callable[[NodeSpec], SecurityProvider] | None = None,
+        *,
+        inline_actions: bool = False,
     ) -> None:
         """``security_for`` gives each node its own provider (its own certificate);
-        without it they all share the one ``settings`` names."""
+        without it they all share the one ``settings`` names. ``inline_actions`` runs each
+        action in the consuming thread (:class:`~orch.core.runner.InlineRunner`): only for
+        fleets hosting nothing but ``simulation_safe`` agents, which return at once."""
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
+        if inline_actions:
+            self.services.runner.shutdown(0.1)
+            self.services.runner = InlineRunner()
         agents = registry.agents_for(settings)
         self.nodes = [
             Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,
