@@ -109,11 +109,9 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
         raise click.UsageError(str(exc)) from None
     click.echo(f"orch sim: starting {count} nodes in {min(config.workers, count)} worker "
                f"process(es) on {simulation.display_url} (collective {collective})", err=True)
+    simulation.handle_signals()
     try:
         simulation.start()
-    except KeyboardInterrupt:
-        simulation.stop()
-        raise click.Abort() from None
     except OrchError as exc:
         simulation.stop()
         raise click.ClickException(str(exc)) from None

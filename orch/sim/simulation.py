@@ -131,6 +131,8 @@ class Simulation:
         self._fleet: Fleet | None = None
         self._workers: list[tuple[BaseProcess, Connection]] = []  # (process, its pipe)
         self._stopped = False
+        #: Set by a signal (:meth:`handle_signals`): a start in progress gives up.
+        self.stop_requested = False
 
     @property
     def display_url(self) -> str:
@@ -273,6 +275,9 @@ class Simulation:
         ready = [0] * len(slices)
         deadline = time.monotonic() + timeout
         while sum(ready) < self.config.nodes:
+            if self.stop_requested:
+                raise SimError(f"interrupted with {sum(ready)} of {self.config.nodes} "
+                               "nodes consuming")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SimError(f"only {sum(ready)} of {self.config.nodes} nodes were "
@@ -322,19 +327,20 @@ class Simulation:
             time.sleep(POLL)
         return None
 
-    def serve_until_signalled(self) -> str | None:
-        """:meth:`wait` until SIGTERM or SIGINT (call from the main thread)."""
-        requested = {"stop": False}
+    def handle_signals(self) -> None:
+        """From now on SIGTERM and SIGINT ask the simulation to stop (call in the main
+        thread before :meth:`start`, so no signal falls between starting and serving).
 
+        The handler only raises a flag: the start loop and :meth:`wait` look at it."""
         def flag(*_: object) -> None:
-            requested["stop"] = True
+            self.stop_requested = True
 
-        previous = {sig: signal.signal(sig, flag) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            return self.wait(lambda: requested["stop"])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, flag)
+
+    def serve_until_signalled(self) -> str | None:
+        """:meth:`wait` until SIGTERM or SIGINT (see :meth:`handle_signals`)."""
+        return self.wait(lambda: self.stop_requested)
 
     def stop(self) -> None:
         """Stop every node: SIGTERM each worker, then SIGKILL one that outlives
