@@ -1,6 +1,6 @@
 """The simulated fleet's building blocks: node specs, their distribution, slicing, agents,
 and ``orch sim``'s refusals of bad arguments. Serving is tested on RabbitMQ
-(tests/integration/test_sim.py) and through ``orch demo`` (test_cli_memory.py)."""
+(tests/integration/test_orch_sim.py) and through ``orch demo`` (test_cli_memory.py)."""
 
 from __future__ import annotations
 
