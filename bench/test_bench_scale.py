@@ -131,6 +131,7 @@ def test_known_list_ping(benchmark: BenchmarkFixture, simulated: SimUnderTest) -
     seconds = [r.seconds for r in rounds]
     extra = benchmark.extra_info
     extra.update({
+        "security": "x509",  # orch sim always signs and verifies
         "nodes": simulated.nodes,
         "workers": len(sim.worker_pids),
         "start_s": sim.start_seconds,

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from orch.core.config import Settings
@@ -34,8 +35,10 @@ class NodeSpec:
     classes: frozenset[str] = frozenset()
 
 
-def _facts_of(spec: NodeSpec) -> Callable[[], dict[str, Any]]:
-    return lambda: dict(spec.facts)
+def _facts_of(spec: NodeSpec) -> Callable[[], Mapping[str, Any]]:
+    """A read-only view of the spec's facts, not a copy: 10,000 nodes, 10,000 fewer dicts."""
+    view = MappingProxyType(spec.facts) if isinstance(spec.facts, dict) else spec.facts
+    return lambda: view
 
 
 class Fleet:
