@@ -87,7 +87,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
     try:
         simulation = Simulation(SimConfig(nodes=count, broker=broker, state_dir=scratch,
                                           collective=collective, workers=workers,
-                                          seed=seed, secure=secure),
+                                          seed=seed, secure=secure,
+                                          keep_certificates=False),
                                 ProgressLine(quiet_below=1000))
         simulation.prepare()
     except OrchError as exc:

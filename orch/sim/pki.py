@@ -90,14 +90,83 @@ class SimCA:
                               f"{exc.strerror or exc}") from None
         return cert_path, key_path
 
+    @property
+    def fingerprint(self) -> str:
+        from orch.security import pki
+
+        return pki.fingerprint(self._loaded()[0])
+
     def node_security(self, spec: NodeSpec) -> SecurityProvider:
         """A security provider holding a new certificate and key for ``spec.identity``."""
+        return self.provider(*self.issue_node(spec.identity))
+
+    def issue_node(self, identity: str) -> tuple[Any, Any]:
+        """A new node certificate and its key."""
+        from orch.security import pki
+
+        ca_cert, ca_key = self._loaded()
+        return pki.issue_certificate(ca_cert, ca_key, identity, pki.ROLE_NODE)
+
+    def provider(self, cert: Any, key: Any) -> SecurityProvider:
         from orch.security import pki
         from orch.security.x509 import X509Provider
 
-        ca_cert, ca_key = self._loaded()
-        cert, key = pki.issue_certificate(ca_cert, ca_key, spec.identity, pki.ROLE_NODE)
-        return X509Provider(credentials=pki.Credentials(cert, key, (ca_cert,)))
+        return X509Provider(credentials=pki.Credentials(cert, key, (self._loaded()[0],)))
+
+
+#: A cached certificate is issued again when it expires sooner than this (seconds).
+CACHE_MARGIN = 86400.0
+
+
+def load_issued(path: Path, ca: SimCA) -> dict[str, tuple[Any, Any]]:
+    """``{identity: (certificate, key)}`` from a cache file :func:`store_issued` wrote;
+    empty when it is missing or unreadable. Certificates that are not this CA's or expire
+    within a day are left out (and so issued again)."""
+    import base64
+    import json
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from orch.security import pki
+
+    try:
+        stored = json.loads(path.read_text())
+        entries = stored["nodes"] if stored.get("ca") == ca.fingerprint else {}
+    except (OSError, ValueError, AttributeError, KeyError):
+        return {}
+    horizon = time.time() + CACHE_MARGIN
+    issued: dict[str, tuple[Any, Any]] = {}
+    try:
+        for identity, (cert_b64, key_b64) in entries.items():
+            cert = x509.load_der_x509_certificate(base64.b64decode(cert_b64))
+            if pki.not_after(cert).timestamp() < horizon:
+                continue
+            key = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(key_b64))
+            issued[identity] = (cert, key)
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    return issued
+
+
+def store_issued(path: Path, ca: SimCA, issued: dict[str, tuple[Any, Any]]) -> None:
+    """Keep node certificates and keys ``ca`` issued (0600), so that a restart need not
+    issue them again."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    raw = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, \
+        serialization.NoEncryption()
+    entries = {
+        identity: [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+                   base64.b64encode(key.private_bytes(*raw)).decode()]
+        for identity, (cert, key) in issued.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, json.dumps({"ca": ca.fingerprint, "nodes": entries}).encode())
 
 
 def _write_private(path: Path, data: bytes) -> None:

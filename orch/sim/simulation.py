@@ -83,6 +83,8 @@ class SimConfig:
     #: False: no certificates, no signatures (development only).
     secure: bool = True
     start_timeout: float | None = None
+    #: Keep issued node certificates in the state directory for the next start.
+    keep_certificates: bool = True
     #: Settings for every node besides those the simulation sets (policy_dir, audit_log …).
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -238,7 +240,8 @@ class Simulation:
                 self.progress.issued = done
                 self._report()
 
-            providers = issue_all(self._ca, specs, issued)
+            providers = issue_all(self._ca, specs, issued,
+                                  self._cache_file(1, self.config.nodes))
         self.progress.issued = len(specs)
 
         def security_for(spec: Any) -> Any:
@@ -265,7 +268,7 @@ class Simulation:
         for number, (first, last) in enumerate(slices):
             parent_end, child_end = context.Pipe(duplex=False)
             plan = WorkerPlan(number, first, last, self.config.nodes, self.config.seed,
-                              self._ca, settings, timeout)
+                              self._ca, settings, timeout, self._cache_file(first, last))
             process: BaseProcess = context.Process(target=run_worker, args=(plan, child_end),
                                       name=f"orch-sim-{number}", daemon=False)
             process.start()
@@ -300,6 +303,15 @@ class Simulation:
                 if process.exitcode is not None and ready[number] < last - first + 1:
                     raise SimError(f"simulation worker {number} exited with code "
                                    f"{process.exitcode} before its nodes were consuming")
+
+    def _cache_file(self, first: int, last: int) -> Path | None:
+        """Where the certificates of nodes ``first``..``last`` are kept: keyed by the CA,
+        the seed and the fleet size, which together decide every node's name."""
+        if self._ca is None or not self.config.keep_certificates:
+            return None
+        return (self.state_dir / "issued"
+                / f"{self._ca.fingerprint[:16]}-seed{self.config.seed}-n{self.config.nodes}"
+                  f"-{first}-{last}.json")
 
     @staticmethod
     def _receive(conn: Connection) -> tuple[str, Any]:

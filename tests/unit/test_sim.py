@@ -180,3 +180,32 @@ def test_orch_sim_refuses_a_missing_ca(tmp_path: Path) -> None:
                   str(tmp_path / "no-ca"), "--state-dir", str(tmp_path / "state"))
     assert result.exit_code == 2
     assert "no CA in" in result.output
+
+
+def test_issued_certificates_are_kept_for_the_next_start(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from orch.security import pki
+    from orch.sim.pki import SimCA, load_issued, store_issued
+    from orch.sim.worker import issue_all
+
+    ca = SimCA.open(tmp_path / "ca", create=True)
+    specs = node_specs(4)
+    cache = tmp_path / "issued" / "slice.json"
+    first = issue_all(ca, specs, cache=cache)
+    again = issue_all(ca, specs, cache=cache)
+    assert [p.certificate.serial_number for p in first.values()] == \
+        [p.certificate.serial_number for p in again.values()]  # type: ignore[attr-defined]
+    assert cache.stat().st_mode & 0o077 == 0
+
+    # Another CA's certificates, and ones about to expire, are issued anew.
+    other = SimCA.open(tmp_path / "other", create=True)
+    assert load_issued(cache, other) == {}
+    ca_cert, ca_key = pki.load_ca(tmp_path / "ca")
+    now = dt.datetime.now(dt.UTC)
+    expiring = pki.issue_certificate(ca_cert, ca_key, "web-001.ams1", pki.ROLE_NODE,
+                                     valid_until=now + dt.timedelta(hours=1))
+    store_issued(cache, ca, {"web-001.ams1": expiring})
+    assert load_issued(cache, ca) == {}
+    cache.write_text("not json")
+    assert load_issued(cache, ca) == {}
