@@ -319,10 +319,11 @@ class Client:
         ddl = self.action_ddl(agent, action)
         checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
                    else dict(data or {}))
-        discovery_started = time.monotonic()
+        discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
         if nodes is None:
+            discovery_started = time.monotonic()
             nodes = self.discover(filter, agent)
-        discovery_seconds = time.monotonic() - discovery_started if nodes else 0.0
+            discovery_seconds = time.monotonic() - discovery_started
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
