@@ -101,12 +101,14 @@ def test_client_builds_and_signs(benchmark: Any, client: Client, form: str,
     per_node = [len(payload) for part, payload in built for _ in part]
     assert len(per_node) == count
     extra = benchmark.extra_info
+    unaddressed = len(sealed(client, base_request()))  # a broadcast: targets null
     extra.update(signed_bodies=len(built), bytes_per_node_max=max(per_node),
-                 broker_bytes_total=sum(per_node),
+                 broker_bytes_total=sum(per_node), broadcast_bytes=unaddressed,
                  client_ms=round(benchmark.stats.stats.median * 1e3, 2))
     print(f"\n{form:>8} {count:>6} targets: {len(built):>4} signed bodies, "
           f"{max(per_node):>7,} B per node, {sum(per_node) / 1e6:>9.2f} MB through the "
-          f"broker, client {benchmark.stats.stats.median * 1e3:8.2f} ms")
+          f"broker, client {benchmark.stats.stats.median * 1e3:8.2f} ms "
+          f"(a broadcast: {unaddressed:,} B)")
 
 
 @pytest.mark.parametrize("count", SIZES)
