@@ -116,8 +116,9 @@ class SecurityDaemon(Daemon):
     def __init__(self, identity: str, broker: str, collective: str, workdir: Path,
                  security_args: Sequence[str], extra_args: Sequence[str] = (),
                  env: Mapping[str, str] | None = None,
-                 facts: Mapping[str, Any] | None = None) -> None:
-        super().__init__(NodeSpec(identity, facts or {"role": "secure", "env": "test"}),
+                 facts: Mapping[str, Any] | None = None, classes: Sequence[str] = ()) -> None:
+        super().__init__(NodeSpec(identity, {"role": "secure", "env": "test", **(facts or {})},
+                                  tuple(classes)),
                          broker, collective, workdir)
         self.security_args = list(security_args)
         self.audit_file = workdir / "audit.log"
@@ -147,18 +148,19 @@ class Lab:
               collective: str | None = None, security_args: Sequence[str],
               ready_client: Credentials, extra_args: Sequence[str] = (),
               env: Mapping[str, str] | None = None, audit: bool = False,
-              facts: Mapping[str, Any] | None = None) -> SecurityDaemon:
+              facts: Mapping[str, Any] | None = None,
+              classes: Sequence[str] = ()) -> SecurityDaemon:
         """Start a daemon and wait (bounded) until it answers ``ready_client``'s ping.
 
         With ``audit``, the daemon writes its audit log to ``daemon.audit_file``; ``facts``
-        replace the default ``role=secure env=test``.
+        are added to its default facts, ``classes`` are its classes.
         """
         collective = collective or new_collective("sec")
         workdir = self.workdir / f"daemon{len(self.daemons)}"
         if audit:
             extra_args = [*extra_args, "--audit-log", str(workdir / "audit.log")]
         daemon = SecurityDaemon(identity, broker, collective, workdir, security_args,
-                                extra_args, env, facts)
+                                extra_args, env, facts, classes)
         self.daemons.append(daemon)
         self._collectives.add((broker, collective))
         daemon.start()

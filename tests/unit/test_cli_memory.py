@@ -292,6 +292,17 @@ def test_nodes_file_that_does_not_exist(tmp_path: Any) -> None:
     assert "cannot read" in result.output
 
 
+@pytest.mark.parametrize("command", [["ping"], ["rpc", "rpcutil", "ping"]])
+def test_nodes_list_with_an_impossible_identity_is_usage_error(fleet: Fleet,
+                                                               command: list[str]) -> None:
+    """A name no node can have would be signed into the target list of every node of its
+    part: refused before anything is sent, naming it."""
+    result = run(*command, "--nodes", "-", input="web1\nweb 2\n")
+    assert result.exit_code == 2, result.output
+    assert "'web 2' is not a valid node identity" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_ping_nodes_from_stdin(fleet: Fleet) -> None:
     result = run("ping", "--nodes", "-", input="web2\nweb1\n")
     assert result.exit_code == 0, result.output
@@ -437,14 +448,3 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"Inventory for {first}:" in inventory
     assert re.search(rf"^\s+role => {specs[0].facts['role']}$", inventory, re.M)
     assert os.environ["ORCH_COLLECTIVE"] == collective
-
-
-@pytest.mark.parametrize("command", [["ping"], ["rpc", "rpcutil", "ping"]])
-def test_nodes_list_with_an_impossible_identity_is_usage_error(fleet: Fleet,
-                                                               command: list[str]) -> None:
-    """A name no node can have would be signed into the target list of every node of its
-    part: refused before anything is sent, naming it."""
-    result = run(*command, "--nodes", "-", input="web1\nweb 2\n")
-    assert result.exit_code == 2, result.output
-    assert "'web 2' is not a valid node identity" in result.output
-    assert "Traceback" not in result.output
