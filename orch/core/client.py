@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from orch.core import protocol
 from orch.core.config import Settings
 from orch.core.errors import (
     ArgumentError,
@@ -38,15 +39,7 @@ from orch.core.errors import (
 )
 from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
-from orch.core.protocol import (
-    Envelope,
-    Reply,
-    Request,
-    invalid_names,
-    split_targets,
-    valid_name,
-    value_text,
-)
+from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
@@ -200,13 +193,16 @@ class Client:
         and ``(identities, payload)`` pairs: each payload is signed over a body that names
         only its identities (:func:`~orch.core.protocol.split_targets`), and goes to each of
         them — so no node receives a request it could pass on to a node it does not name,
-        and the client signs a few bodies per thousand nodes, not one per node.
+        and the client signs a few bodies per thousand nodes, not one per node. Whatever
+        publishes direct requests should build them here: a request without targets is a
+        broadcast, which any node its filter selects will run, however it arrives.
+        Raises ArgumentError, before anything is signed, if a name cannot be an identity.
         """
-        bad = invalid_names(nodes)
+        bad = protocol.invalid_names(nodes)
         if bad:
             raise ArgumentError(f"{bad[0]!r} is not a valid node identity "
                                 f"({len(bad)} invalid in the list)")
-        parts = split_targets(nodes)
+        parts = protocol.split_targets(nodes)
         whole = replace(request, targets=tuple(name for part in parts for name in part))
         return whole, [(part, self._sealed(replace(request, targets=part)))
                        for part in parts]
@@ -379,10 +375,7 @@ class Client:
         self, request: Request, nodes: Sequence[str], timeout: float,
         on_reply: ReplyCallback | None = None,
     ) -> CallResult:
-        """Send ``request`` to each of ``nodes`` (and to no other) and collect their replies.
-
-        Raises ArgumentError, before anything is sent, if a name cannot be an identity.
-        """
+        """Send ``request`` to each of ``nodes`` and collect their replies."""
         request, payloads = self.addressed(request, nodes)
         started = time.monotonic()
         try:
