@@ -164,3 +164,49 @@ def test_known_list_ping(benchmark: BenchmarkFixture, simulated: SimUnderTest,
     print(f"\n{simulated.nodes} nodes: " + ", ".join(f"{k}={v}" for k, v in extra.items()
                                                      if k not in ("responses",)))
     assert sim.process.poll() is None, "the simulation died during the rounds"
+
+
+def test_node_request_cpu(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
+    """CPU of one simulated node handling one signed ``rpcutil ping``, no broker.
+
+    1,000 nodes built as ``orch sim`` builds them (own certificates, inline actions) each
+    handle the same signed request bytes; replies go to a counter instead of the broker.
+    Timed: one round over all nodes; ``cpu_us_per_request`` is process CPU per node.
+    """
+    from orch.core.protocol import Envelope, Request
+    from orch.sim.pki import SimCA
+    from orch.sim.worker import build_fleet, issue_all
+
+    nodes = 1000
+    ca = SimCA.open(tmp_path / "ca", create=True)
+    cert, key = ca.write_client(tmp_path / "client")
+    settings = {"broker": "memory://", "collective": "benchnode", "security": "x509",
+                "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca.ca_file),
+                "agents": ["rpcutil"]}
+    specs = node_specs(nodes)
+    providers = issue_all(ca, specs)
+    fleet = build_fleet(settings, specs, lambda spec: providers[spec.identity])
+    sent: list[int] = []
+    fleet.services.send = lambda collective, reply_to, payload, ttl: sent.append(1)
+    client = fleet.services.security  # the client certificate signs the requests
+
+    def request() -> bytes:
+        body = Request("rpcutil", "ping", "benchnode", "bench", "sim.operator",
+                       "orch.benchnode.reply.bench", ttl=60.0).encode()
+        return Envelope("request", body, client.seal("request", body)).encode()
+
+    def run(raw: bytes) -> None:
+        for node in fleet.nodes:
+            node.handle(raw)
+
+    run(request())  # warm-up: each node parses the client's certificate once
+    sent.clear()
+    cpu = time.process_time()
+    benchmark.pedantic(run, setup=lambda: ((request(),), {}), rounds=ROUNDS, iterations=1)
+    cpu = time.process_time() - cpu
+    fleet.services.close()
+    assert len(sent) == ROUNDS * nodes, "every node must have replied"
+    benchmark.extra_info.update({
+        "security": "x509", "nodes": nodes,
+        "cpu_us_per_request": round(cpu * 1e6 / (ROUNDS * nodes), 1)})
+    print(f"\none node, one signed request: {benchmark.extra_info['cpu_us_per_request']} µs CPU")
