@@ -91,8 +91,9 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
         configure_logging(log_level)
     state = state_dir or default_state_dir(collective)
     ca_dir: Path | None = None
-    if ca == THROW_AWAY:
+    if ca == THROW_AWAY:  # the old CA's certificates go with it
         shutil.rmtree(state / "ca", ignore_errors=True)
+        shutil.rmtree(state / "issued", ignore_errors=True)
     elif ca is not None:
         ca_dir = Path(ca).expanduser()
     try:
