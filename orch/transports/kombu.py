@@ -135,8 +135,7 @@ class KombuTransport:
         stop: threading.Event,
         ready: threading.Event | None,
     ) -> None:
-        channel = conn.channel()
-        _consume_nodes(channel, bindings)
+        _consume_nodes(conn, bindings)
         log.info("consuming for %d node(s) on %s", len(bindings), self.display_url)
         if ready is not None:
             ready.set()
@@ -330,22 +329,36 @@ def _display(url: str) -> str:
     return str(maybe_sanitize_url(url))
 
 
-def _consume_nodes(channel: Any, bindings: Sequence[NodeBinding]) -> None:
-    """Declare, bind and consume every node's queue, waiting for the broker only once.
+#: Bindings per extra AMQP channel when a connection serves many nodes (see below).
+NODES_PER_CHANNEL = 1000
+#: Most channels one connection declares its nodes' queues on.
+MAX_CHANNELS = 4
+
+
+def _consume_nodes(conn: kombu.Connection, bindings: Sequence[NodeBinding]) -> None:
+    """Declare, bind and consume every node's queue, waiting for the broker once a channel.
 
     One round trip per declaration, binding and consumer made 10,000 simulated nodes take
     about 40 s to (re)start on RabbitMQ. AMQP carries out a channel's methods in order, so
-    every method but the last is sent with ``nowait``, and the last one's confirmation says
-    all before it are done; a method that fails closes the channel, and that error is raised
-    there or by the next drain. Virtual transports (Redis, memory) ignore ``nowait``.
+    every method is sent with ``nowait`` and one confirmed method per channel at the end says
+    all before it are done; a method that fails closes its channel, and that error is raised
+    there or by the next drain. RabbitMQ creates the queues of one channel one after the
+    other, so a connection serving thousands of nodes spreads them over a few channels
+    (about 1.7 times faster with 4). Virtual transports (Redis, memory) ignore ``nowait``
+    and keep one channel: each of their channels polls on its own.
     """
     from kombu import Exchange
 
+    count = 1
+    if getattr(conn.transport, "driver_type", "") == "amqp":
+        count = max(1, min(MAX_CHANNELS, len(bindings) // NODES_PER_CHANNEL))
+    channels = [conn.channel() for _ in range(count)]
     declared: set[str] = set()
-    for position, b in enumerate(bindings, 1):
+    for position, b in enumerate(bindings):
+        channel = channels[position % count]
         exchange = request_exchange_name(b.collective)
         if exchange not in declared:
-            Exchange(exchange, type="topic", durable=False).declare(channel=channel)
+            Exchange(exchange, type="topic", durable=False).declare(channel=channels[0])
             declared.add(exchange)
         queue = node_queue_name(b.collective, b.identity)
         channel.queue_declare(queue=queue, durable=False, auto_delete=True, nowait=True)
@@ -355,8 +368,9 @@ def _consume_nodes(channel: Any, bindings: Sequence[NodeBinding]) -> None:
         # py-amqp hands the callback its own Message, virtual channels a kombu Message;
         # both carry the raw body, which is all a node needs.
         channel.basic_consume(queue=queue, no_ack=True, callback=_deliver_to(b.handler),
-                              consumer_tag=f"orch.{queue}",
-                              nowait=position < len(bindings))
+                              consumer_tag=f"orch.{queue}", nowait=True)
+    for channel in channels:
+        channel.basic_qos(0, 0, False)  # confirmed: every method before it is done
 
 
 def _raw_body(message: Any) -> bytes:
