@@ -15,7 +15,14 @@ The CLI, the tests, the benchmarks and any program that drives a fleet use this 
 
 A call never raises for what happens on the network once it has started: a broker that goes
 away mid-call ends collection and is reported in :attr:`CallResult.error`, with every reply
-received so far kept.
+received so far kept. A broadcast (or broadcast discovery) that its timeout ended while
+replies were still arriving is reported in :attr:`CallResult.cut_short`: its list of
+answering nodes is known to be incomplete, and the call did not succeed.
+
+Timeouts bound how long the fleet takes, never the client's own work: a call's deadline
+starts when its requests are published (however long publishing 10,000 of them took), and
+the time spent verifying and handling each accepted reply is added to it, so a reply that
+arrived in time is not counted missing because thousands of others were verified first.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 from orch.core import protocol
 from orch.core.config import Settings
+from orch.core.discovery import Discovered
 from orch.core.errors import (
     ArgumentError,
     ConfigError,
@@ -70,6 +78,10 @@ class CallResult:
     elapsed: float = 0.0
     #: Set when the broker failed mid-call; what was received before is kept.
     error: str | None = None
+    #: Set when the nodes that answered are known to be incomplete: a broadcast (or the
+    #: broadcast discovery before a call) was ended by its timeout while replies were still
+    #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
+    cut_short: str | None = None
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)
@@ -92,9 +104,10 @@ class CallResult:
     @property
     def succeeded(self) -> bool:
         """True when at least one node answered, every expected node answered OK, and
-        nothing went wrong. A call that matched no node did not succeed."""
+        nothing went wrong. A call that matched no node did not succeed, nor one whose
+        discovery was cut short (nodes it never asked may exist)."""
         return (bool(self.replies) and not self.failed and not self.missing
-                and not self.rejected and self.error is None)
+                and not self.rejected and self.error is None and self.cut_short is None)
 
     def group_by(self, output: str) -> dict[str, list[str]]:
         """``{value: [identities]}`` of one output field over the OK replies."""
@@ -216,26 +229,42 @@ class Client:
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
         started: float | None = None,
+        label: str = "collection",
     ) -> CallResult:
         """Receive replies to ``request`` until all ``expected`` answered or time is up.
 
+        Call it once the request is published: the ``timeout`` runs from now, whenever
+        publishing began (``started``, from which round-trip times are measured). The time
+        spent verifying and handling each accepted reply is added to the deadline: the
+        timeout bounds the fleet, not this client's own work.
+
         With ``quiet``, collection also ends that many seconds after the latest reply
         (how broadcast discovery knows it is done) — or twice the longest gap between
-        replies so far, if that is longer.
+        replies so far, if that is longer. If the deadline comes while that window is
+        still open, replies were still arriving: :attr:`CallResult.cut_short` says so,
+        naming ``label`` as what was cut.
         """
-        started = time.monotonic() if started is None else started
+        now = time.monotonic()
+        started = now if started is None else started
         result = CallResult(request.agent, request.action, request.id,
                             sorted(expected) if expected is not None else None)
         pending = set(expected) if expected is not None else None
-        deadline = started + timeout
+        deadline = now + timeout
         last_reply: float | None = None
         window = quiet
         while pending is None or pending:
             now = time.monotonic()
+            quiet_end = (last_reply + window if window is not None and last_reply is not None
+                         else None)
             remaining = deadline - now
-            if window is not None and last_reply is not None:
-                remaining = min(remaining, last_reply + window - now)
+            if quiet_end is not None:
+                remaining = min(remaining, quiet_end - now)
             if remaining <= 0:
+                if quiet_end is not None and quiet_end > deadline:
+                    result.cut_short = (
+                        f"{label} was cut off at the {timeout:.1f} s timeout while replies "
+                        f"were still arriving; {len(result.replies)} node(s) answered")
+                    log.warning("%s", result.cut_short)
                 break
             try:
                 raw = self.channel.receive(remaining)
@@ -245,6 +274,7 @@ class Client:
                 break
             if raw is None:
                 continue
+            received = time.monotonic()
             reply = self._accept(raw, request, result)
             if reply is None:
                 continue
@@ -260,6 +290,9 @@ class Client:
                 pending.discard(reply.sender)
             if on_reply is not None:
                 on_reply(reply, result)
+            # This client's own work on an accepted reply does not count against the fleet's
+            # time (bounded: each node is accepted once; rejected replies are not credited).
+            deadline += time.monotonic() - received
         result.elapsed = time.monotonic() - started
         return result
 
@@ -300,22 +333,27 @@ class Client:
         timeout: float,
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
+        label: str = "the broadcast",
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
         Nobody knows who will answer, so collection ends ``quiet`` seconds after the last
-        reply, or at ``timeout``.
+        reply, or at ``timeout`` — then, if replies were still arriving,
+        :attr:`CallResult.cut_short` says so (``label`` names what was cut).
         """
         request = self.new_request(agent, action, data, filter)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
         return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started)
+                            started=started, label=label)
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
-    ) -> list[str]:
-        """The identities ``filter`` selects among nodes hosting ``agent``."""
+    ) -> Discovered:
+        """The identities ``filter`` selects among nodes hosting ``agent``, sorted.
+
+        Check :attr:`Discovered.cut_short`: set when the list is known to be incomplete.
+        """
         methods = self.registry.discovery_methods()
         method = methods.get(self.settings.discovery_method)
         if method is None:
@@ -323,7 +361,8 @@ class Client:
                 f"unknown discovery method {self.settings.discovery_method!r}; "
                 f"installed: {', '.join(sorted(methods))}"
             )
-        return method.discover(self, filter or {}, agent)
+        found = method.discover(self, filter or {}, agent)
+        return found if isinstance(found, Discovered) else Discovered(found)
 
     def call(
         self,
@@ -350,10 +389,12 @@ class Client:
         checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
                    else dict(data or {}))
         discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
+        cut_short = None
         if nodes is None:
             discovery_started = time.monotonic()
             nodes = self.discover(filter, agent)
             discovery_seconds = time.monotonic() - discovery_started
+            cut_short = nodes.cut_short
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
@@ -363,6 +404,7 @@ class Client:
         wait = timeout if timeout is not None else self.call_timeout(agent)
         result = self.send_direct(request, nodes, wait, on_reply)
         result.discovery_seconds = discovery_seconds
+        result.cut_short = cut_short
         if ddl is not None:
             for name, reply in result.replies.items():
                 problems = ddl.check_reply(reply.data) if reply.ok else []
@@ -376,7 +418,10 @@ class Client:
         self, request: Request, nodes: Sequence[str], timeout: float,
         on_reply: ReplyCallback | None = None,
     ) -> CallResult:
-        """Send ``request`` to each of ``nodes`` and collect their replies."""
+        """Send ``request`` to each of ``nodes`` and collect their replies.
+
+        ``timeout`` runs from the moment the last request is published (see :meth:`collect`).
+        """
         request, payloads = self.addressed(request, nodes)
         started = time.monotonic()
         try:
@@ -398,13 +443,19 @@ class Client:
         """``rpcutil ping`` the selected nodes: direct to ``nodes``, else a broadcast.
 
         Waits up to the ``timeout`` setting when set, else ``discovery_timeout``; a
-        broadcast also ends ``discovery_window`` after the last reply.
+        broadcast also ends ``discovery_window`` after the last reply, and says (in
+        :attr:`CallResult.cut_short`) when its timeout ended it while replies still came.
         """
         timeout = self.settings.timeout or self.settings.discovery_timeout
         if nodes is not None:
             request = self.new_request("rpcutil", "ping", {}, filter)
             return self.send_direct(request, nodes, timeout, on_reply)
-        return self.broadcast(
+        result = self.broadcast(
             "rpcutil", "ping", filter=filter, timeout=timeout,
-            quiet=self.settings.discovery_window, on_reply=on_reply,
+            quiet=self.settings.discovery_window, on_reply=on_reply, label="the ping",
         )
+        if result.cut_short is not None:
+            which = ("--timeout (timeout)" if self.settings.timeout
+                     else "--discovery-timeout (discovery_timeout)")
+            result.cut_short += f"; raise {which} to wait longer"
+        return result
