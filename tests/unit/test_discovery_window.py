@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orch.cli.main import cli
-from orch.core.client import CallResult, Client
+from orch.core.client import PER_NODE_ALLOWANCE, CallResult, Client
 from orch.core.config import load_settings
 from orch.core.protocol import Envelope, Reply, Request, Status
 
@@ -33,13 +33,17 @@ class ScriptedFleet:
     A broadcast is answered by ``node0``, ``node1`` … at ``offsets`` (seconds after it was
     published); a direct request by its node at once, unless the node is ``silent``. Each
     direct publish costs ``publish_cost`` seconds, as 10,000 of them do on a real broker.
+    After the ``stall_after``-th reply, the next receive oversleeps by ``stall`` seconds
+    and returns nothing, as when the client's process is descheduled.
     """
 
     reply_to = "orch.window.reply.test"
 
     def __init__(self, offsets: Sequence[float] = (), *, publish_cost: float = 0.0,
-                 silent: Sequence[str] = ()) -> None:
+                 silent: Sequence[str] = (), stall_after: int | None = None,
+                 stall: float = 0.0) -> None:
         self.offsets = list(offsets)
+        self.stall_after, self.stall, self.delivered = stall_after, stall, 0
         self.publish_cost = publish_cost
         self.silent = set(silent)
         self._due: list[tuple[float, int, bytes]] = []
@@ -62,11 +66,16 @@ class ScriptedFleet:
             self._answer(payload, identity, time.monotonic())
 
     def receive(self, timeout: float) -> bytes | None:
+        if self.delivered == self.stall_after:
+            self.stall_after = None
+            time.sleep(max(timeout, 0) + self.stall)
+            return None
         now = time.monotonic()
         if not self._due or self._due[0][0] > now + timeout:
             time.sleep(max(timeout, 0))
             return None
         time.sleep(max(self._due[0][0] - now, 0))
+        self.delivered += 1
         return heapq.heappop(self._due)[2]
 
     def close(self) -> None:
@@ -117,6 +126,26 @@ def test_a_reply_after_a_long_silence_is_not_waited_for(client: Client) -> None:
     result = broadcast(client, ScriptedFleet([0.0, 0.05, 1.05]))
     assert sorted(result.replies) == ["node0", "node1"]
     assert result.cut_short is None
+
+
+def test_a_client_busy_with_a_reply_is_not_silence(client: Client) -> None:
+    # Handling the first reply takes 0.3 s, longer than the 0.2 s window, while the fleet
+    # keeps answering: the window counts only time spent waiting for replies.
+    client._channel = ScriptedFleet(steady(10, 0.02))
+
+    def busy(reply: Reply, result: CallResult) -> None:
+        if len(result.replies) == 1:
+            time.sleep(0.3)
+
+    result = client.broadcast("rpcutil", "ping", timeout=5.0, quiet=0.2, on_reply=busy)
+    assert len(result.replies) == 10 and result.cut_short is None
+
+
+def test_a_descheduled_client_looks_again_before_ending(client: Client) -> None:
+    # The client oversleeps its wait by 0.3 s after the third reply; the replies that came
+    # meanwhile are already there, so the window did not really pass in silence.
+    result = broadcast(client, ScriptedFleet(steady(10, 0.02), stall_after=3, stall=0.3))
+    assert len(result.replies) == 10 and result.cut_short is None
 
 
 # --------------------------------------------------------------------- cut short
@@ -192,6 +221,18 @@ def test_time_spent_verifying_replies_is_not_counted_against_the_fleet(
     request = client.new_request("rpcutil", "ping")
     result = client.send_direct(request, nodes, timeout=0.2)
     assert sorted(result.replies) == nodes and not result.missing
+
+
+def test_a_direct_call_allows_for_the_size_of_its_list(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(client, "collect", lambda request, nodes, timeout, **_: waits.append(
+        timeout) or CallResult("rpcutil", "ping", request.id, list(nodes)))
+    client._channel = ScriptedFleet()
+    request = client.new_request("rpcutil", "ping")
+    for count in (1, 10_000):
+        client.send_direct(request, [f"n{i}" for i in range(count)], timeout=2.0)
+    assert waits == [2.0 + PER_NODE_ALLOWANCE, 2.0 + 10_000 * PER_NODE_ALLOWANCE]
 
 
 def test_silent_nodes_are_still_reported_missing_at_the_deadline(client: Client) -> None:
