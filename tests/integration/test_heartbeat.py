@@ -1,5 +1,6 @@
 """Heartbeats are served whatever the message rate: a daemon held under a steady stream of
-requests for several heartbeat intervals keeps its broker connections and its queue.
+requests for several heartbeat intervals, then left idle as long, keeps its broker
+connections and its queue.
 
 Before, the consumer sent heartbeats only after a drain that timed out, so a steadily busy
 daemon went silent towards RabbitMQ, was dropped for missed heartbeats, and its auto-deleted
@@ -71,6 +72,12 @@ def test_a_steadily_busy_daemon_keeps_its_connections(
             sent += 1
             answered += identity in result.replies
             time.sleep(PACE)
+        # Then idle for as long: the consumer's drains time out, and the reply connection,
+        # which nobody else reads, must still answer and send heartbeats.
+        time.sleep(INTERVALS * HEARTBEAT)
+        result = client.ping(nodes=[identity])
+        sent += 1
+        answered += identity in result.replies
         after = connections(broker)
 
     assert sent > INTERVALS * HEARTBEAT / (PACE + 0.5), f"only {sent} requests were sent"
