@@ -124,6 +124,10 @@ class Settings:
     broker: list[str] = _setting(
         lambda: [DEFAULT_BROKER], _split_list,
         "Broker URL(s); several are tried in turn when one fails (amqp://, redis://, memory://).")
+    heartbeat: float = _setting(
+        10.0, _non_negative,
+        "Server: AMQP heartbeat (seconds) of the daemon's broker connections; a dead broker "
+        "is noticed within about twice this (0 disables).")
     facts: list[str] = _setting(
         list, _split_list, "YAML or JSON fact files merged over the built-in facts, in order.")
     classes: str | None = _setting(

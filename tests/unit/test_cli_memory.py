@@ -38,7 +38,7 @@ SPECS = [
 ALL = ["db1", "web1", "web2"]
 COLLECTIVE = f"cli{uuid.uuid4().hex[:12]}"
 DOCUMENT_KEYS = {"agent", "action", "request_id", "replies", "expected", "missing", "rejected",
-                 "error", "warnings", "aggregates", "stats"}
+                 "error", "cut_short", "warnings", "aggregates", "stats"}
 REPLY_KEYS = {"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}
 STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_ms",
               "elapsed_ms"}
@@ -331,7 +331,7 @@ def test_find(fleet: Fleet, args: list[str], expected: list[str]) -> None:
 def test_find_json(fleet: Fleet) -> None:
     result = run("find", "--json", "-F", "os.family=Debian")
     assert result.exit_code == 0
-    assert as_json(result) == {"nodes": ["web1", "web2"]}
+    assert as_json(result) == {"nodes": ["web1", "web2"], "cut_short": None}
 
 
 def test_find_nothing_exits_1(fleet: Fleet) -> None:
@@ -362,6 +362,7 @@ def test_facts_nested_json(fleet: Fleet) -> None:
         {"value": "RedHat", "count": 1, "nodes": ["db1"]},
     ]
     assert document["failed"] == [] and document["missing"] == []
+    assert document["cut_short"] is None
     assert set(document["stats"]) == STATS_KEYS
 
 
