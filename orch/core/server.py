@@ -6,6 +6,10 @@ window and replay, filter, agent and action, arguments, authorization — hands 
 the shared :class:`~orch.core.runner.ActionRunner`, and sends the reply. Every decision is
 written to the audit log when one is configured.
 
+The filter, whose cost the sender chooses, is first measured against its budget
+(:class:`~orch.core.filter.FilterBudget`): a request over budget is refused and audited
+without being evaluated.
+
 Many nodes can share one :class:`NodeServices` (transport, runner, security, authorizer):
 that is how ``orch demo`` simulates a fleet in one process. :class:`Server` wires one node
 from :class:`~orch.core.config.Settings` and runs until stopped.
@@ -30,7 +34,13 @@ from orch.core.authorization import Authorizer
 from orch.core.config import Settings
 from orch.core.errors import ArgumentError, OrchError, ProtocolError
 from orch.core.facts import collect_facts, read_classes
-from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
+from orch.core.filter import (
+    FilterBudget,
+    FilterBudgetError,
+    FilterEngine,
+    FilterSyntaxError,
+    NodeView,
+)
 from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.core.replay import ReplayCache
@@ -73,7 +83,8 @@ class NodeServices:
                         "caller may run every action", settings.authorization)
         return cls(
             settings=settings,
-            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions(),
+                                 FilterBudget.from_settings(settings)),
             security=registry.security_for(settings),
             runner=ActionRunner(settings.workers),
             validators=registry.validators(),
@@ -221,8 +232,17 @@ class Node:
             return
         if not self._acceptable(request, verified):
             return
+        self._select(request, verified)
+
+    def _select(self, request: Request, verified: Verified) -> None:
+        """Budget, then filter, then :meth:`_dispatch`."""
+        filters = self.services.filters
         try:
-            selected = self.services.filters.matches(request.filter, self._view)
+            filters.check(request.filter)
+            selected = filters.matches(request.filter, self._view)
+        except FilterBudgetError as exc:
+            self._reject("dropped", f"filter over budget: {exc}", request, verified)
+            return
         except FilterSyntaxError as exc:
             log.warning("node=%s request=%s bad filter, staying silent: %s",
                         self.identity, request.id, exc)

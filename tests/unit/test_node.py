@@ -6,6 +6,7 @@ real ``rpcutil`` plus small test agents whose DDL lives in ``tests/unit/ddl/``.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -130,7 +131,8 @@ def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
     registry = default_registry()
     node_services = NodeServices(
         settings=Settings(),
-        filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+        filters=services.pop("filters", None)
+        or FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,
         validators=registry.validators(),
@@ -533,3 +535,70 @@ def test_handle_never_raises_for_any_bytes(shared: tuple[Node, Sent], payload: b
     before = node.statistics()["dropped"]
     node.handle(payload)
     assert node.statistics()["dropped"] == before + 1
+
+
+# --------------------------------------------------------------------- filter budget, queue
+
+
+class Blocking:
+    """A filter kind whose evaluation waits for :attr:`release`: a filter as slow as the
+    sender wants, without a clock."""
+
+    name = "block"
+    match_any = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def parse(self, text: str) -> str:
+        return text
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        self.entered.set()
+        return self.release.wait(WAIT)
+
+
+def queued_node(sent: Sent, runner: ActionRunner, queue: Any, blocking: Blocking,
+                audit: Any = None, **budget: Any) -> Node:
+    from orch.core.filter import FilterBudget
+
+    registry = default_registry()
+    kinds = {**registry.filter_kinds(), "block": blocking}
+    queued = {} if queue is None else {"queue": queue}
+    return make_node(sent, runner, audit=audit, **queued,
+                     filters=FilterEngine(kinds, registry.filter_functions(),
+                                          FilterBudget(**budget)))
+
+
+@pytest.mark.parametrize(("filter", "budget", "why"), [
+    ({"fact": [{"fact": "role", "operator": "==", "value": "web"}] * 5}, {"max_terms": 4},
+     "filter_max_terms"),
+    ({"compound": ["role=web or " * 20 + "cpus>1"]}, {"max_terms": 10}, "filter_max_terms"),
+    ({"compound": ["(" * 10 + "role=web" + ")" * 10 + " and not (a or not b)"]},
+     {"max_depth": 2}, "filter_max_depth"),
+    ({"class": ["nginx" * 100]}, {"max_bytes": 200}, "filter_max_bytes"),
+    ({"block": ["x"] * 3}, {"max_seconds": 1e-9}, "filter_max_seconds"),
+])
+def test_filter_over_budget_is_refused_and_audited(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any],
+    budget: dict[str, Any], why: str,
+) -> None:
+    """Over budget: no reply, counted as dropped, audited ``filter over budget: …``; a
+    ping right after it is served (the barrier that shows nothing else was sent)."""
+    from orch.core.audit import AuditLog
+
+    blocking = Blocking()
+    blocking.release.set()
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, None, blocking, audit, **budget)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    refused = [r for r in records if r["request_id"] == request.id]
+    assert len(refused) == 1 and refused[0]["decision"] == "rejected"
+    assert refused[0]["reason"].startswith("filter over budget: ") and why in refused[0]["reason"]
+    assert stats(node)["dropped"] == 1
