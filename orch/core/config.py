@@ -190,6 +190,12 @@ class Settings:
         32, _positive(int), "Deepest nesting of a filter (compound parentheses, term objects).")
     filter_max_seconds: float = _setting(
         0.25, _positive(float), "Server: longest one filter evaluation may run (seconds).")
+    filter_workers: int = _setting(
+        2, _positive(int),
+        "Server: threads evaluating filters, so the broker consumer never waits on one.")
+    filter_backlog: int = _setting(
+        10000, _positive(int),
+        "Server: requests waiting for a filter thread; beyond this, new ones are dropped.")
     audit_redact: list[str] = _setting(
         list, _split_list, "Server: argument names whose values the audit log redacts.")
     log_level: str = _setting(

@@ -571,6 +571,49 @@ def queued_node(sent: Sent, runner: ActionRunner, queue: Any, blocking: Blocking
                                           FilterBudget(**budget)))
 
 
+def test_slow_filter_does_not_hold_up_the_next_request(sent: Sent, runner: ActionRunner) -> None:
+    """handle() returns while the filter is still being evaluated on the work queue, and a
+    ping sent after it is answered before it finishes."""
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(2, 100)
+    node = queued_node(sent, runner, queue, blocking)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        assert blocking.entered.wait(WAIT)
+        ping = make_request()
+        node.handle(raw(ping))
+        replies = sent.wait_for(1)
+        assert [reply.request_id for reply in replies] == [ping.id]
+        assert not blocking.release.is_set()
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+    assert len(sent.wait_for(2)) == 2  # the slow one is answered once it is let through
+
+
+def test_full_backlog_drops_and_audits(sent: Sent, runner: ActionRunner,
+                                       tmp_path: Path) -> None:
+    from orch.core.audit import AuditLog
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(1, 1)
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, queue, blocking, audit)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        refused = make_request()
+        node.handle(raw(refused))  # the only slot is taken until the first one finishes
+        assert stats(node)["dropped"] == 1
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+        audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    busy = [r for r in records if r["request_id"] == refused.id]
+    assert busy and busy[0]["decision"] == "rejected" and "filter_backlog" in busy[0]["reason"]
+
+
 @pytest.mark.parametrize(("filter", "budget", "why"), [
     ({"fact": [{"fact": "role", "operator": "==", "value": "web"}] * 5}, {"max_terms": 4},
      "filter_max_terms"),
