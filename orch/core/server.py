@@ -258,9 +258,13 @@ class Node:
             self._reject("dropped", f"filter over budget: {exc}", request, verified)
             return
         except FilterSyntaxError as exc:
+            # Silent as for a filter that does not select this node, but audited as what
+            # it is: a hostile or broken filter must leave a trace.
             log.warning("node=%s request=%s bad filter, staying silent: %s",
                         self.identity, request.id, exc)
-            selected = False
+            self._count("filtered")
+            self._audit("rejected", f"invalid filter: {exc}", request, verified)
+            return
         if not selected:
             self._count("filtered")
             self._audit("ignored", "filter does not select this node", request, verified)

@@ -645,3 +645,27 @@ def test_filter_over_budget_is_refused_and_audited(
     assert len(refused) == 1 and refused[0]["decision"] == "rejected"
     assert refused[0]["reason"].startswith("filter over budget: ") and why in refused[0]["reason"]
     assert stats(node)["dropped"] == 1
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": ["/(?=node)/"]},
+    {"fact": [{"fact": "role", "operator": "=~", "value": "a{100000}{100000}"}]},
+    {"compound": ["role=~/(a)\\1/"]},
+    {"nosuchkind": ["x"]},
+])
+def test_invalid_filter_is_silent_and_audited_as_rejected(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any]
+) -> None:
+    from orch.core.audit import AuditLog
+
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = make_node(sent, runner, audit=audit)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok  # the barrier: only the ping was answered
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    [record] = [r for r in records if r["request_id"] == request.id]
+    assert record["decision"] == "rejected" and record["reason"].startswith("invalid filter: ")
+    assert stats(node)["filtered"] == 1
