@@ -669,3 +669,29 @@ def test_invalid_filter_is_silent_and_audited_as_rejected(
     [record] = [r for r in records if r["request_id"] == request.id]
     assert record["decision"] == "rejected" and record["reason"].startswith("invalid filter: ")
     assert stats(node)["filtered"] == 1
+
+
+def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
+    """Every node of a Fleet shares one work queue: one broadcast fills it with a request
+    per node, so the backlog is raised to twice the fleet's size whatever the setting."""
+    from orch.core.fleet import Fleet, NodeSpec
+
+    settings = Settings(broker=["memory://"], collective="backlogtest", security="insecure",
+                        filter_backlog=3)
+    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)])
+    queue = fleet.services.queue
+    assert queue is not None
+    hold = threading.Event()
+
+    def held() -> None:
+        hold.wait(WAIT)
+
+    try:
+        accepted = 0
+        while accepted <= 20 and queue.submit(held):
+            accepted += 1  # each held job keeps its slot until released
+        assert accepted == 10
+    finally:
+        hold.set()
+        fleet.services.close()
+        fleet.transport.close()
