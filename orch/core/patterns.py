@@ -43,6 +43,10 @@ MAX_PATTERN_LENGTH = 4096
 #: RE2's memory budget for one compiled program (its DFA cache is bounded the same way).
 MAX_PROGRAM_BYTES = 1 << 20
 _CACHE_SIZE = 1024
+#: Longer patterns are compiled on every use instead of cached: a sender choosing a
+#: thousand distinct 4 KiB patterns would otherwise pin about 100 MB of programs per node.
+#: Real filters are short and repeat, and the filter budget bounds the bytes to compile.
+_CACHE_MAX_LENGTH = 256
 
 
 class PatternError(OrchError):
@@ -79,12 +83,18 @@ def compile_pattern(pattern: str) -> Pattern:
         raise PatternError(f"a pattern must be a string, got {type(pattern).__name__}")
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise PatternError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    if len(pattern) > _CACHE_MAX_LENGTH:
+        return _compile(pattern)
     return _compile_cached(pattern)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compile_cached(pattern: str) -> Pattern:
     """The cached compile; failures are not cached, so each is reported every time."""
+    return _compile(pattern)
+
+
+def _compile(pattern: str) -> Pattern:
     from re2 import _re2
 
     try:

@@ -290,3 +290,16 @@ def test_lone_surrogates_from_json_are_searched_not_crashed_on(pattern: str, sub
     assert search(pattern, subject) is True
     assert compile_pattern(pattern).fullmatch(subject + "!") is None
     assert isinstance(search("^.+$", "\udfff\ud800"), bool)
+
+
+def test_long_patterns_are_not_kept_in_the_cache() -> None:
+    """A sender choosing many distinct long patterns must not pin their programs in
+    every node's memory: only short ones, which real filters repeat, are cached."""
+    from orch.core import patterns
+
+    before = patterns._compile_cached.cache_info().currsize
+    for index in range(20):
+        assert search(f"(x{index}|" + "[a-z]{10}" * 40 + ")", "nothing") is False
+    assert patterns._compile_cached.cache_info().currsize == before
+    search("^short-and-repeated$", "x")
+    assert patterns._compile_cached.cache_info().currsize == before + 1
