@@ -250,14 +250,20 @@ def inventory(orch: ClientContext, node: str) -> None:
 @click.command()
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def plugins(json_output: bool) -> None:
-    """List installed plugins, their versions and the hooks each implements."""
+    """List installed plugins, their versions and the hooks each implements, then every
+    broker URL scheme: the plugin serving it, what it needs installed, whether it is."""
     from orch.core.plugins import default_registry
+    from orch.core.requirements import install_hint, transport_statuses
 
-    infos = sorted(default_registry().infos.values(), key=lambda i: i.name)
+    registry = default_registry()
+    infos = sorted(registry.infos.values(), key=lambda i: i.name)
+    statuses = transport_statuses(registry)
     if json_output:
         output.print_json([{"name": i.name, "distribution": i.distribution,
                             "version": i.version, "hooks": list(i.hooks),
-                            "error": i.error} for i in infos])
+                            "error": i.error,
+                            "transports": [_scheme_json(s) for s in statuses
+                                           if s.plugin == i.name]} for i in infos])
         return
     name_width = max((len(i.name) for i in infos), default=0)
     dist_width = max((len(f"{i.distribution} {i.version}") for i in infos), default=0)
@@ -267,6 +273,30 @@ def plugins(json_output: bool) -> None:
             click.echo(f"{head}  " + click.style(f"BROKEN: {info.error}", fg="red"))
         else:
             click.echo(f"{head}  {', '.join(info.hooks)}")
+    if not statuses:
+        return
+    click.echo("\nTransports (broker URL schemes):")
+    rows = [(f"{s.scheme}://", s.plugin,
+             ", ".join(dict.fromkeys(r.package for r in s.requirements)) or "(none declared)")
+            for s in statuses]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for status, row in zip(statuses, rows, strict=True):
+        line = "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                         strict=True))
+        if status.available:
+            click.echo(f"{line}  available")
+        else:
+            why = "; ".join(u.reason for u in status.unmet)
+            fix = install_hint(u.requirement.package for u in status.unmet)
+            click.echo(f"{line}  " + click.style(f"MISSING: {why}; {fix}", fg="red"))
+
+
+def _scheme_json(status: Any) -> dict[str, Any]:
+    return {"scheme": status.scheme, "available": status.available,
+            "requires": [{"module": r.module, "package": r.package}
+                         for r in status.requirements],
+            "missing": [{"module": u.requirement.module, "package": u.requirement.package,
+                         "reason": u.reason} for u in status.unmet]}
 
 
 @hookimpl

@@ -25,9 +25,10 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from orch.core import protocol
 from orch.core.config import Settings
 from orch.core.errors import (
     ArgumentError,
@@ -186,6 +187,29 @@ class Client:
         body = request.encode()
         return Envelope("request", body, self.security.seal("request", body)).encode()
 
+    def addressed(
+        self, request: Request, nodes: Sequence[str]
+    ) -> tuple[Request, list[tuple[tuple[str, ...], bytes]]]:
+        """``request`` addressed to exactly ``nodes``, and the signed payloads to publish.
+
+        Returns the request naming the whole target set (what replies are checked against)
+        and ``(identities, payload)`` pairs: each payload is signed over a body that names
+        only its identities (:func:`~orch.core.protocol.split_targets`), and goes to each of
+        them — so no node receives a request it could pass on to a node it does not name,
+        and the client signs a few bodies per thousand nodes, not one per node. Whatever
+        publishes direct requests should build them here: a request without targets is a
+        broadcast, which any node its filter selects will run, however it arrives.
+        Raises ArgumentError, before anything is signed, if a name cannot be an identity.
+        """
+        bad = protocol.invalid_names(nodes)
+        if bad:
+            raise ArgumentError(f"{bad[0]!r} is not a valid node identity "
+                                f"({len(bad)} invalid in the list)")
+        parts = protocol.split_targets(nodes)
+        whole = replace(request, targets=tuple(name for part in parts for name in part))
+        return whole, [(part, self._sealed(replace(request, targets=part)))
+                       for part in parts]
+
     def collect(
         self,
         request: Request,
@@ -255,6 +279,12 @@ class Client:
             return None
         if reply.request_id != request.id:
             return None  # a late reply to an earlier request on this channel (discovery)
+        if not request.addresses(reply.sender):
+            reason = (f"reply from {reply.sender!r}, a node request {request.id} was not "
+                      "addressed to")
+            result.rejected.append(reason)
+            log.warning("rejected a %s", reason)
+            return None
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)
             return None
@@ -322,10 +352,11 @@ class Client:
         ddl = self.action_ddl(agent, action)
         checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
                    else dict(data or {}))
-        discovery_started = time.monotonic()
+        discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
         if nodes is None:
+            discovery_started = time.monotonic()
             nodes = self.discover(filter, agent)
-        discovery_seconds = time.monotonic() - discovery_started if nodes else 0.0
+            discovery_seconds = time.monotonic() - discovery_started
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
@@ -349,11 +380,12 @@ class Client:
         on_reply: ReplyCallback | None = None,
     ) -> CallResult:
         """Send ``request`` to each of ``nodes`` and collect their replies."""
-        payload = self._sealed(request)
+        request, payloads = self.addressed(request, nodes)
         started = time.monotonic()
         try:
-            for identity in nodes:
-                self.channel.direct(identity, payload, request.ttl)
+            for targets, payload in payloads:
+                for identity in targets:
+                    self.channel.direct(identity, payload, request.ttl)
         except TransportError as exc:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)

@@ -273,12 +273,14 @@ class Node:
         self._dispatch(request, verified)
 
     def _acceptable(self, request: Request, verified: Verified) -> bool:
-        """Collective, time window and replay checks."""
+        """Collective, addressee, time window and replay checks."""
         now = time.time()
         skew = self.services.clock_skew
         if request.collective != self.collective:
             self._reject("dropped", f"request for collective {request.collective}",
                          request, verified)
+            return False
+        if not self._addressed(request, verified):
             return False
         if now > request.expires_at() + skew:
             self._reject("ttlexpired", f"expired {now - request.expires_at():.1f}s ago",
@@ -292,6 +294,20 @@ class Node:
             self._reject("dropped", "replayed request id", request, verified)
             return False
         return True
+
+    def _addressed(self, request: Request, verified: Verified) -> bool:
+        """A direct request runs only on the identities its signed body names.
+
+        Without this, a signed request for one node, captured on the broker and re-published
+        into other nodes' queues, would run on all of them. Checked before the replay cache,
+        so a misdirected copy cannot use up the id before the genuine request arrives.
+        """
+        if request.addresses(self.identity):
+            return True
+        count = len(request.targets or ())
+        self._reject("dropped", f"not addressed to this node (a direct request for {count} "
+                     f"other node{'s' if count != 1 else ''})", request, verified)
+        return False
 
     def _dispatch(self, request: Request, verified: Verified) -> None:
         caller = verified.caller or request.caller

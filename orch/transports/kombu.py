@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import kombu
 
     from orch.core.config import Settings
+    from orch.core.requirements import Requirement
 
 log = logging.getLogger(__name__)
 
@@ -384,3 +385,23 @@ def _factory(urls: list[str], settings: Settings) -> Transport:
 @hookimpl
 def orch_transports() -> Mapping[str, Callable[[list[str], Settings], Transport]]:
     return dict.fromkeys(SCHEMES, _factory)
+
+
+@hookimpl
+def orch_transport_requirements() -> Mapping[str, Sequence[Requirement]]:
+    """What kombu imports for each scheme, checked before a connection is made.
+
+    The kombu transport module is named (not only its library) because importing it is what
+    fails when one of *its* imports is missing: kombu 5.7's ``kombu.transport.redis`` imports
+    ``packaging``, which kombu lists only under its ``redis`` extra. orch's setup.cfg
+    declares all of them, so these only fail in a damaged or hand-pruned environment.
+    """
+    from orch.core.requirements import Requirement
+
+    amqp = (Requirement("amqp", "amqp"), Requirement("kombu.transport.pyamqp", "kombu"))
+    redis = (Requirement("redis", "redis"), Requirement("packaging", "packaging"),
+             Requirement("kombu.transport.redis", "kombu[redis]"))
+    memory = (Requirement("kombu.transport.memory", "kombu"),)
+    by_family = {"amqp": amqp, "amqps": amqp, "pyamqp": amqp,
+                 "redis": redis, "rediss": redis, "memory": memory}
+    return {scheme: by_family[scheme] for scheme in SCHEMES}

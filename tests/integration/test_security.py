@@ -661,6 +661,195 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
     assert {r["caller"] for r in records} == {"cert=it-sec-alice"}, records
 
 
+# --------------------------------------------------------------------------- addressing
+
+#: Six nodes in one collective: a-c are web servers, d-f databases.
+ADDRESSED = tuple(f"it-sec-addr-{letter}" for letter in "abcdef")
+WEB = ADDRESSED[:3]
+
+
+@pytest.fixture(scope="module")
+def addressed_fleet(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[Lab, list[SecurityDaemon]]]:
+    """Six signed daemons with audit logs, in one collective of their own."""
+    lab = Lab(tmp_path_factory.mktemp("addressed"))
+    collective = new_collective("addr")
+    try:
+        daemons = [lab.start(name, collective=collective,
+                             security_args=node_security_flags(name),
+                             ready_client=session_client("it-sec-alice"), audit=True,
+                             facts={"role": "web" if name in WEB else "db"})
+                   for name in ADDRESSED]
+        yield lab, daemons
+    finally:
+        lab.stop()
+
+
+def alice_client(daemon: SecurityDaemon) -> Any:
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+
+    return Client(load_settings(None, {"broker": daemon.broker,
+                                       "collective": daemon.collective,
+                                       **session_client("it-sec-alice")}, environ={}))
+
+
+def publish_raw(broker: str, payload: bytes, routes: Sequence[tuple[str, str]],
+                ttl: float) -> None:
+    """Publish ``payload`` to each ``(exchange, routing_key)`` with kombu alone, as anyone
+    with publish rights on the broker can. Publisher confirms: when this returns, every
+    copy is queued, ahead of anything published afterwards."""
+    from kombu import Connection, Producer
+
+    with Connection(broker, connect_timeout=5,
+                    transport_options={"confirm_publish": True}) as conn:
+        producer = Producer(conn.channel())
+        for exchange, routing_key in routes:
+            producer.publish(payload, exchange=exchange, routing_key=routing_key,
+                             expiration=ttl, content_type="application/json",
+                             content_encoding="utf-8")
+
+
+def records_for(daemon: SecurityDaemon, request_id: str, start: int) -> list[dict[str, Any]]:
+    return [r for r in audit_records(daemon.audit_file, start)
+            if r["request_id"] == request_id]
+
+
+def barrier(client: Any, daemons: Sequence[SecurityDaemon]) -> None:
+    """A follow-up direct ping that each daemon answers only after everything queued
+    before it was handled (one queue, one consumer, in order)."""
+    names = [d.identity for d in daemons]
+    result = client.call("rpcutil", "ping", nodes=names, timeout=CLI_TIMEOUT / 2)
+    assert sorted(result.replies) == sorted(names), result
+    assert result.rejected == [], result.rejected
+
+
+def test_captured_direct_request_redirected_to_other_nodes_never_runs(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """The attack of issue 16: a signed direct request for node a, captured and re-published
+    raw into the queues of b-f and into the broadcast exchange. Only a runs it (once);
+    each of b-f refuses every copy as not addressed to it and never runs it."""
+    from orch.transports.kombu import node_queue_name, request_exchange_name
+
+    _, daemons = addressed_fleet
+    target, others = daemons[0], daemons[1:]
+    collective = target.collective
+    starts = {d.identity: d.audit_file.stat().st_size for d in daemons}
+    with alice_client(target) as client:
+        request, payloads = client.addressed(client.new_request("rpcutil", "ping"),
+                                             [target.identity])
+        [(named, payload)] = payloads
+        assert named == (target.identity,)
+        # a's genuine delivery, the copies for b-f, then one into the broadcast exchange
+        # (every node of the collective hosts rpcutil, so all six get that one).
+        publish_raw(target.broker, payload, [
+            *[("", node_queue_name(collective, d.identity)) for d in daemons],
+            (request_exchange_name(collective), "agent.rpcutil"),
+        ], request.ttl)
+        result = client.collect(request, [target.identity], CLI_TIMEOUT / 2)
+        assert sorted(result.replies) == [target.identity], result
+        assert result.rejected == [], result.rejected
+        barrier(client, daemons)
+
+    for daemon in others:
+        records = records_for(daemon, request.id, starts[daemon.identity])
+        assert [(r["decision"], r["reason"]) for r in records] == [
+            ("rejected", "not addressed to this node (a direct request for 1 other node)"),
+        ] * 2, (daemon.identity, records)
+        assert {r["caller"] for r in records} == {"cert=it-sec-alice"}, records
+        refused = [line for line in daemon.log().splitlines()
+                   if request.id in line and "not addressed to this node" in line]
+        assert len(refused) == 2, log_tail(daemon)
+    records = records_for(target, request.id, starts[target.identity])
+    assert [r["decision"] for r in records] == ["allowed", "rejected"], records
+    assert records[1]["reason"] == "replayed request id", records
+
+
+def test_filtered_broadcast_reaches_exactly_the_matching_nodes(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """A broadcast names no targets: its filter alone chooses, as before. Discovery by the
+    same filter followed by direct requests reaches the same nodes."""
+    _, daemons = addressed_fleet
+    env = ping_env(daemons[0], session_client("it-sec-alice"))
+    for args in (("ping", "-F", "role=web"), ("rpc", "rpcutil", "ping", "-F", "role=web")):
+        result = orch_cli(*args, "--json", env=env)
+        assert result.rc == 0, result.describe()
+        document = json_result(result)
+        assert sorted(r["sender"] for r in document["replies"]) == list(WEB), document
+        assert document["rejected"] == [], document
+    with alice_client(daemons[0]) as client:
+        result = client.broadcast("rpcutil", "ping", filter={"fact": [
+            {"fact": "role", "operator": "==", "value": "db"}]}, timeout=CLI_TIMEOUT / 2,
+            quiet=1.0)
+    assert sorted(result.replies) == list(ADDRESSED[3:]), result
+    assert result.rejected == [], result.rejected
+
+
+def test_target_set_in_several_signed_parts_and_a_subset_of_discovered_nodes(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches: a call whose target set goes out as three signed requests (two names each,
+    one id) is answered once by every node, each running the part that names it. Limits:
+    calling a subset of the discovered nodes reaches that subset only."""
+    from orch.core import protocol
+
+    _, daemons = addressed_fleet
+    monkeypatch.setattr(protocol, "TARGET_BYTES_PER_REQUEST", 2 * (len(ADDRESSED[0]) + 3) + 1)
+    starts = {d.identity: d.audit_file.stat().st_size for d in daemons}
+    with alice_client(daemons[0]) as client:
+        _, payloads = client.addressed(client.new_request("rpcutil", "ping"), ADDRESSED)
+        assert [named for named, _ in payloads] == [ADDRESSED[0:2], ADDRESSED[2:4],
+                                                    ADDRESSED[4:6]]
+        result = client.call("rpcutil", "ping", nodes=list(ADDRESSED))
+        assert sorted(result.replies) == list(ADDRESSED) and result.succeeded, result
+        for daemon in daemons:
+            records = records_for(daemon, result.request_id, starts[daemon.identity])
+            assert [r["decision"] for r in records] == ["allowed"], records
+
+        discovered = client.discover({"fact": [
+            {"fact": "role", "operator": "==", "value": "web"}]})
+        assert discovered == list(WEB)
+        limited = client.call("rpcutil", "ping", nodes=discovered[:2])
+        assert sorted(limited.replies) == list(WEB[:2]) and limited.succeeded, limited
+        barrier(client, daemons)
+    for daemon in daemons:
+        records = records_for(daemon, limited.request_id, starts[daemon.identity])
+        expected = ["allowed"] if daemon.identity in WEB[:2] else []
+        assert [r["decision"] for r in records] == expected, (daemon.identity, records)
+
+
+def test_old_protocol_request_is_refused_with_the_version(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """A correctly signed request as orch speaking protocol v1 sent it: refused, audited
+    and logged with the versions and what to upgrade; never run."""
+    from orch.transports.kombu import node_queue_name
+
+    _, daemons = addressed_fleet
+    daemon = daemons[0]
+    start = daemon.audit_file.stat().st_size
+    with alice_client(daemon) as client:
+        current = client.new_request("rpcutil", "ping")
+        old = json.loads(current.encode())
+        old["v"] = 1
+        del old["targets"]
+        body = json.dumps(old, separators=(",", ":"))
+        payload = json.dumps({"v": 1, "kind": "request", "body": body,
+                              "security": dict(client.security.seal("request", body))})
+        publish_raw(daemon.broker, payload.encode(),
+                    [("", node_queue_name(daemon.collective, daemon.identity))], current.ttl)
+        barrier(client, [daemon])
+    message = ("request has protocol version 1; this orch speaks 2 — upgrade the orch that "
+               "sent it")
+    records = audit_records(daemon.audit_file, start)
+    refused = [r for r in records if r["reason"].startswith(message)]
+    assert [r["decision"] for r in refused] == ["rejected"], records
+    assert not [r for r in records if r["request_id"] == current.id], records
+    assert message in daemon.log(), log_tail(daemon)
+
+
 # --------------------------------------------------------------------------- policies
 
 

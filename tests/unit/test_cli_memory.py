@@ -292,6 +292,17 @@ def test_nodes_file_that_does_not_exist(tmp_path: Any) -> None:
     assert "cannot read" in result.output
 
 
+@pytest.mark.parametrize("command", [["ping"], ["rpc", "rpcutil", "ping"]])
+def test_nodes_list_with_an_impossible_identity_is_usage_error(fleet: Fleet,
+                                                               command: list[str]) -> None:
+    """A name no node can have would be signed into the target list of every node of its
+    part: refused before anything is sent, naming it."""
+    result = run(*command, "--nodes", "-", input="web1\nweb 2\n")
+    assert result.exit_code == 2, result.output
+    assert "'web 2' is not a valid node identity" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_ping_nodes_from_stdin(fleet: Fleet) -> None:
     result = run("ping", "--nodes", "-", input="web2\nweb1\n")
     assert result.exit_code == 0, result.output

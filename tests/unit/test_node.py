@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, action
+from orch.core.audit import AuditLog
 from orch.core.authorization import Decision
 from orch.core.config import Settings
 from orch.core.filter import FilterEngine, NodeView
@@ -352,9 +354,11 @@ def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: 
     b"\xff\xfe\xfd",
     b"[]",
     b'{"v": 2, "kind": "request", "body": "{}"}',
-    b'{"v": 1, "kind": "reply", "body": "{}"}',
-    b'{"v": 1, "kind": "request", "body": "not json"}',
+    b'{"v": 2, "kind": "reply", "body": "{}"}',
+    b'{"v": 2, "kind": "request", "body": "not json"}',
+    b'{"v": 2, "kind": "request", "body": "{\\"v\\": 2}"}',
     b'{"v": 1, "kind": "request", "body": "{\\"v\\": 1}"}',
+    b'{"v": 3, "kind": "request", "body": "{\\"v\\": 3}"}',
 ])
 def test_malformed_messages_are_dropped_and_counted(node: Node, sent: Sent,
                                                     payload: bytes) -> None:
@@ -362,6 +366,66 @@ def test_malformed_messages_are_dropped_and_counted(node: Node, sent: Sent,
     assert sent.calls == []
     counters = stats(node)
     assert (counters["total"], counters["dropped"], counters["passed"]) == (1, 1, 0)
+
+
+# --------------------------------------------------------------------- addressed requests
+
+
+def audited(tmp_path: Path, sent: Sent, runner: ActionRunner) -> tuple[Node, Path]:
+    path = tmp_path / "audit.log"
+    return make_node(sent, runner, audit=AuditLog(str(path))), path
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_direct_request_for_other_nodes_is_refused_and_audited(
+    tmp_path: Path, sent: Sent, runner: ActionRunner
+) -> None:
+    """A signed direct request for web1, re-published into this node's queue: refused
+    before the filter, the agent, or the replay cache sees it, and audited."""
+    node, path = audited(tmp_path, sent, runner)
+    request = make_request("echo", "echo", {"message": "hi"}, targets=("web1", "web2"))
+    node.handle(raw(request))
+    assert ask(node, sent, make_request(targets=(IDENTITY,))).ok  # barrier: handled in order
+    assert Echo.calls == []
+    assert request.id not in {r.request_id for r in sent.replies()}
+    counters = stats(node)
+    assert (counters["dropped"], counters["filtered"], counters["passed"]) == (1, 0, 1)
+    assert node.services.audit is not None
+    node.services.audit.close()
+    first = audit_lines(path)[0]
+    assert (first["request_id"], first["decision"]) == (request.id, "rejected")
+    assert first["reason"] == "not addressed to this node (a direct request for 2 other nodes)"
+
+
+def test_direct_request_naming_this_node_among_others_runs(node: Node, sent: Sent) -> None:
+    request = make_request(targets=("a", IDENTITY, "z"))
+    assert ask(node, sent, request).ok
+
+
+def test_direct_request_still_needs_its_filter(node: Node, sent: Sent) -> None:
+    """Targets narrow who may run it; a filter sent along narrows further."""
+    node.handle(raw(make_request(targets=(IDENTITY,), filter={"class": ["postgresql"]})))
+    assert sent.calls == []
+    assert stats(node)["filtered"] == 1
+
+
+@pytest.mark.parametrize("near", ["node1", "node1.example.", "NODE1.EXAMPLE", "node1.exampl",
+                                  "xnode1.example", "/node1/"])
+def test_only_the_exact_identity_is_addressed(node: Node, sent: Sent, near: str) -> None:
+    node.handle(raw(make_request(targets=(near,))))
+    assert sent.calls == []
+    assert stats(node)["dropped"] == 1
+
+
+def test_misdirected_copy_does_not_use_up_the_request_id(node: Node, sent: Sent) -> None:
+    """Another part of the same call (same id, other targets) arriving first must not make
+    the genuine request look like a replay."""
+    genuine = make_request(targets=(IDENTITY,))
+    node.handle(raw(replace(genuine, targets=("web1",))))
+    assert ask(node, sent, genuine).ok
 
 
 def test_reply_envelope_sent_to_a_node_is_dropped(node: Node, sent: Sent) -> None:
