@@ -46,7 +46,7 @@ from orch.core.errors import (
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterEngine
+from orch.core.filter import FilterBudget, FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.transport import ClientChannel
@@ -138,7 +138,8 @@ class Client:
         self.registry = registry or default_registry()
         self.security = self.registry.security_for(settings)
         self.transport = self.registry.transport_for(settings)
-        self.filters = FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions())
+        self.filters = FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
+                                    FilterBudget.from_settings(settings))
         self.caller = caller or f"user={getpass.getuser()}"
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
@@ -192,6 +193,8 @@ class Client:
         for what, name in (("agent", agent), ("action", action)):
             if not valid_name(name):
                 raise ArgumentError(f"{what} name {name!r} is not valid")
+        if filter:
+            self.filters.check(filter)  # what every node would refuse is never sent
         return Request(
             agent=agent, action=action, collective=self.settings.collective,
             sender=self.sender, caller=self.caller, reply_to=self.channel.reply_to,

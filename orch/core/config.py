@@ -184,6 +184,22 @@ class Settings:
         "Server: decision for an agent that has no policy file and no default policy file.")
     audit_log: str | None = _setting(
         None, _optional_path, "Server: JSON-lines audit log of every request received.")
+    filter_max_bytes: int = _setting(
+        16384, _positive(int),
+        "Size limit of a request's filter as JSON text (characters); larger ones are refused.")
+    filter_max_terms: int = _setting(
+        100, _positive(int),
+        "Most tests a filter may hold (each term, and each test inside a compound expression).")
+    filter_max_depth: int = _setting(
+        32, _positive(int), "Deepest nesting of a filter (compound parentheses, term objects).")
+    filter_max_seconds: float = _setting(
+        0.25, _positive(float), "Server: longest one filter evaluation may run (seconds).")
+    filter_workers: int = _setting(
+        2, _positive(int),
+        "Server: threads evaluating filters, so the broker consumer never waits on one.")
+    filter_backlog: int = _setting(
+        10000, _positive(int),
+        "Server: requests waiting for a filter thread; beyond this, new ones are dropped.")
     audit_redact: list[str] = _setting(
         list, _split_list, "Server: argument names whose values the audit log redacts.")
     log_level: str = _setting(

@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orch.core.config import Settings
@@ -52,7 +52,11 @@ class Fleet:
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
-        self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
+        # One broadcast puts a request for every simulated node on the shared work queue at
+        # once: its backlog must hold at least that many, or the fleet drops its own work.
+        backlog = max(settings.filter_backlog, 2 * len(specs))
+        self.services = NodeServices.from_settings(
+            replace(settings, filter_backlog=backlog), registry, self.transport.send_reply)
         agents = registry.agents_for(settings)
         self.nodes = [
             Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,

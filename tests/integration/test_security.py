@@ -1196,3 +1196,129 @@ def test_puppet_ssldir_with_rsa_keys(lab: Lab, tmp_path: Path) -> None:
     assert_not_answered(result, node)
     wait_for(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
              "the daemon to log the rejected node certificate")
+
+
+# --------------------------------------------------------------------------- hostile filters
+
+#: Patterns that backtrack exponentially in Python's ``re`` before they match (the first
+#: branch explores every split of the text, then ``[a-z]`` matches): each one, in any place
+#: a node accepts a pattern, froze an ``orch server`` before issue 18. Under RE2 they are
+#: plain matches, so the request reaches the policy, which denies it.
+HOSTILE = [r"(?:(.+)+X|[a-z])", r"(?:(\w|\w\w)+X|[a-z])", r"(?:(\w+\s?)*X|[a-z])"]
+#: Patterns the bounded engine refuses outright: huge repetitions, backtracking-only syntax.
+REFUSED = [r"a{100000}{100000}", r"(a{1000}){1000}", r"(?=a)a", r"(a)\1"]
+LONG = "a" * 48
+DDL_BOMB = {
+    "$schema": "https://choria.io/schemas/mcorpc/ddl/v1/agent.json",
+    "metadata": {"name": "ddlbomb", "description": "A DDL validation pattern that backtracks",
+                 "author": "orch tests", "license": "Apache-2.0", "version": "1.0.0",
+                 "url": "https://example.invalid/orch", "timeout": 5, "provider": "external"},
+    "actions": [{"action": "echo", "description": "Echo", "display": "always",
+                 "input": {"message": {"prompt": "Message", "description": "Anything",
+                                       "type": "string", "optional": False,
+                                       "validation": "^(a+)+$", "maxlength": 0}},
+                 "output": {"message": {"description": "The message",
+                                        "display_as": "Message"}}}],
+}
+
+
+def _hostile_requests() -> list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]]:
+    """``(agent, action, data, filter, expected audit)`` for every place a pattern is taken."""
+    requests: list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]] = []
+    for pattern in HOSTILE:
+        slashed = f"/{pattern}/"
+        for hostile_filter in (
+            {"fact": [{"fact": "os_description", "operator": "=~", "value": pattern}]},
+            {"class": [slashed]}, {"identity": [slashed]}, {"agent": [slashed]},
+            {"compound": [f"os_description=~{slashed} and {slashed} and "
+                          f"identity()=~{slashed} and has_agent('{slashed}')"]},
+        ):
+            requests.append(("rpcutil", "ping", {}, hostile_filter, "denied"))
+    for pattern in REFUSED:
+        requests.append(("rpcutil", "ping", {},
+                         {"fact": [{"fact": "os_description", "operator": "=~",
+                                    "value": pattern}]}, "invalid filter: "))
+        requests.append(("rpcutil", "ping", {}, {"compound": [f"/{pattern}/ or role=secure"]},
+                         "invalid filter: "))
+    requests.append(("rpcutil", "ping", {}, {"compound": ["role=secure or " * 3000 + "x"]},
+                     "filter over budget: "))
+    requests.append(("rpcutil", "ping", {}, {"class": [f"/{HOSTILE[0]}/"] * 500},
+                     "filter over budget: "))
+    requests.append(("ddlbomb", "echo", {"message": LONG + "!"}, {},
+                     "argument 'message' does not match ^(a+)+$"))
+    return requests
+
+
+def test_hostile_patterns_and_filters_never_freeze_the_fleet(lab: Lab, tmp_path: Path) -> None:
+    """Issue 18, end to end: a caller whom policy denies everything sends catastrophic
+    patterns in every place a node accepts one — fact, class, identity and agent terms,
+    compound filters, a DDL validation, and (through the policy's own caller, fact and
+    class patterns) the action policy — plus filters over budget. Every node still answers
+    another caller's ping within a bounded wait, and audits each request as refused."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.filter import FilterBudget, FilterEngine
+    from orch.core.protocol import Envelope
+
+    policies = tmp_path / "policies"
+    write_policy(policies, "default.policy", [
+        "policy default deny",
+        f"deny\t/^{HOSTILE[0]}$/\t*",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[1]}$/",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[2]}$/ or has_class('/^{HOSTILE[0]}$/')",
+        f"deny\t*\t*\t*\t/^{HOSTILE[1]}$/",
+        "allow\tcert=it-flt-alice\tping",
+    ])
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    script = agents / "ddlbomb"
+    script.write_text((Path(__file__).parents[1] / "unit" / "external_agents" / "pyecho")
+                      .read_text())
+    script.chmod(0o755)
+    (agents / "ddlbomb.json").write_text(json.dumps(DDL_BOMB))
+
+    alice = session_client("it-flt-alice")
+    mallory = session_client(f"it-flt-mallory-{LONG}")
+    collective = new_collective("flt")
+    daemons = [
+        lab.start(f"it-flt-{n}-{LONG}", collective=collective,
+                  security_args=node_security_flags(f"it-flt-{n}-{LONG}"), ready_client=alice,
+                  extra_args=["--policy-dir", str(policies)], audit=True,
+                  env={"ORCH_AGENTS_DIR": str(agents)},
+                  facts={"os_description": LONG}, classes=[LONG + "!", LONG])
+        for n in range(3)
+    ]
+    identities = [daemon.identity for daemon in daemons]
+
+    # Mallory's client checks nothing: it sends what a hostile or outdated client would.
+    settings = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                    **mallory}, environ={})
+    sent: list[tuple[str, str]] = []
+    with Client(settings) as hostile:
+        hostile.filters = FilterEngine({}, {}, FilterBudget(10**9, 10**9, 10**9, 10**9))
+        for agent, action, data, hostile_filter, expected in _hostile_requests():
+            request = hostile.new_request(agent, action, data, hostile_filter)
+            body = request.encode()
+            payload = Envelope("request", body, hostile.security.seal("request", body)).encode()
+            for identity in identities:
+                hostile.channel.direct(identity, payload, request.ttl)
+            sent.append((request.id, expected))
+
+        # While the nodes work through that burst, another caller is served by all of them.
+        answering = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                         "timeout": 5.0, **alice}, environ={})
+        with Client(answering) as client:
+            result = client.ping(nodes=identities)
+        assert sorted(result.ok) == sorted(identities), (result.missing, result.replies)
+
+    for daemon in daemons:
+        assert daemon.running(), log_tail(daemon)
+        for request_id, expected in sent:
+            record = wait_audit(daemon.audit_file, lambda r, i=request_id: r["request_id"] == i,
+                                f"{daemon.identity}'s audit record of request {request_id}")
+            if expected == "denied":
+                assert record["decision"] == "denied", record
+                assert record["caller"] == f"cert=it-flt-mallory-{LONG}", record
+            else:
+                assert record["decision"] == "rejected", record
+                assert expected in record["reason"], record

@@ -133,7 +133,8 @@ def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
     registry = default_registry()
     node_services = NodeServices(
         settings=Settings(),
-        filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+        filters=services.pop("filters", None)
+        or FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,
         validators=registry.validators(),
@@ -598,3 +599,163 @@ def test_handle_never_raises_for_any_bytes(shared: tuple[Node, Sent], payload: b
     before = node.statistics()["dropped"]
     node.handle(payload)
     assert node.statistics()["dropped"] == before + 1
+
+
+# --------------------------------------------------------------------- filter budget, queue
+
+
+class Blocking:
+    """A filter kind whose evaluation waits for :attr:`release`: a filter as slow as the
+    sender wants, without a clock."""
+
+    name = "block"
+    match_any = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def parse(self, text: str) -> str:
+        return text
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        self.entered.set()
+        return self.release.wait(WAIT)
+
+
+def queued_node(sent: Sent, runner: ActionRunner, queue: Any, blocking: Blocking,
+                audit: Any = None, **budget: Any) -> Node:
+    from orch.core.filter import FilterBudget
+
+    registry = default_registry()
+    kinds = {**registry.filter_kinds(), "block": blocking}
+    queued = {} if queue is None else {"queue": queue}
+    return make_node(sent, runner, audit=audit, **queued,
+                     filters=FilterEngine(kinds, registry.filter_functions(),
+                                          FilterBudget(**budget)))
+
+
+def test_slow_filter_does_not_hold_up_the_next_request(sent: Sent, runner: ActionRunner) -> None:
+    """handle() returns while the filter is still being evaluated on the work queue, and a
+    ping sent after it is answered before it finishes."""
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(2, 100)
+    node = queued_node(sent, runner, queue, blocking)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        assert blocking.entered.wait(WAIT)
+        ping = make_request()
+        node.handle(raw(ping))
+        replies = sent.wait_for(1)
+        assert [reply.request_id for reply in replies] == [ping.id]
+        assert not blocking.release.is_set()
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+    assert len(sent.wait_for(2)) == 2  # the slow one is answered once it is let through
+
+
+def test_full_backlog_drops_and_audits(sent: Sent, runner: ActionRunner,
+                                       tmp_path: Path) -> None:
+    from orch.core.audit import AuditLog
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(1, 1)
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, queue, blocking, audit)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        refused = make_request()
+        node.handle(raw(refused))  # the only slot is taken until the first one finishes
+        assert stats(node)["dropped"] == 1
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+        audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    busy = [r for r in records if r["request_id"] == refused.id]
+    assert busy and busy[0]["decision"] == "rejected" and "filter_backlog" in busy[0]["reason"]
+
+
+@pytest.mark.parametrize(("filter", "budget", "why"), [
+    ({"fact": [{"fact": "role", "operator": "==", "value": "web"}] * 5}, {"max_terms": 4},
+     "filter_max_terms"),
+    ({"compound": ["role=web or " * 20 + "cpus>1"]}, {"max_terms": 10}, "filter_max_terms"),
+    ({"compound": ["(" * 10 + "role=web" + ")" * 10 + " and not (a or not b)"]},
+     {"max_depth": 2}, "filter_max_depth"),
+    ({"class": ["nginx" * 100]}, {"max_bytes": 200}, "filter_max_bytes"),
+    ({"block": ["x"] * 3}, {"max_seconds": 1e-9}, "filter_max_seconds"),
+])
+def test_filter_over_budget_is_refused_and_audited(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any],
+    budget: dict[str, Any], why: str,
+) -> None:
+    """Over budget: no reply, counted as dropped, audited ``filter over budget: …``; a
+    ping right after it is served (the barrier that shows nothing else was sent)."""
+    from orch.core.audit import AuditLog
+
+    blocking = Blocking()
+    blocking.release.set()
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, None, blocking, audit, **budget)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    refused = [r for r in records if r["request_id"] == request.id]
+    assert len(refused) == 1 and refused[0]["decision"] == "rejected"
+    assert refused[0]["reason"].startswith("filter over budget: ") and why in refused[0]["reason"]
+    assert stats(node)["dropped"] == 1
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": ["/(?=node)/"]},
+    {"fact": [{"fact": "role", "operator": "=~", "value": "a{100000}{100000}"}]},
+    {"compound": ["role=~/(a)\\1/"]},
+    {"nosuchkind": ["x"]},
+])
+def test_invalid_filter_is_silent_and_audited_as_rejected(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any]
+) -> None:
+    from orch.core.audit import AuditLog
+
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = make_node(sent, runner, audit=audit)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok  # the barrier: only the ping was answered
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    [record] = [r for r in records if r["request_id"] == request.id]
+    assert record["decision"] == "rejected" and record["reason"].startswith("invalid filter: ")
+    assert stats(node)["filtered"] == 1
+
+
+def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
+    """Every node of a Fleet shares one work queue: one broadcast fills it with a request
+    per node, so the backlog is raised to twice the fleet's size whatever the setting."""
+    from orch.core.fleet import Fleet, NodeSpec
+
+    settings = Settings(broker=["memory://"], collective="backlogtest", security="insecure",
+                        filter_backlog=3)
+    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)])
+    queue = fleet.services.queue
+    assert queue is not None
+    hold = threading.Event()
+
+    def held() -> None:
+        hold.wait(WAIT)
+
+    try:
+        accepted = 0
+        while accepted <= 20 and queue.submit(held):
+            accepted += 1  # each held job keeps its slot until released
+        assert accepted == 10
+    finally:
+        hold.set()
+        fleet.services.close()
+        fleet.transport.close()
