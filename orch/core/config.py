@@ -148,6 +148,10 @@ class Settings:
         "Client: seconds to wait for replies (default: the action's DDL timeout + 2).")
     ttl: float = _setting(
         60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
+    max_ttl: float = _setting(
+        3600.0, _positive(float),
+        "Server: the longest time-to-live a request may ask for; longer ones are refused, so "
+        "a captured request cannot stay replayable for long (seconds).")
     clock_skew: float = _setting(
         5.0, _non_negative,
         "Seconds of clock difference tolerated between client and server.")

@@ -72,6 +72,7 @@ class NodeServices:
     audit: AuditLog | None = None
     default_timeout: float = 60.0
     clock_skew: float = 5.0
+    max_ttl: float = 3600.0
     #: Where requests go after the cheap checks; None evaluates on the calling thread
     #: (unit tests drive :meth:`Node.handle` directly and expect the work done on return).
     queue: WorkQueue | None = None
@@ -100,6 +101,7 @@ class NodeServices:
             if settings.audit_log else None,
             default_timeout=settings.action_timeout,
             clock_skew=settings.clock_skew,
+            max_ttl=settings.max_ttl,
             queue=WorkQueue(settings.filter_workers, settings.filter_backlog, "orch-filter"),
         )
 
@@ -282,6 +284,10 @@ class Node:
             return False
         if not self._addressed(request, verified):
             return False
+        if request.ttl > self.services.max_ttl:
+            self._reject("dropped", f"ttl {request.ttl:g}s is over this node's max_ttl "
+                         f"{self.services.max_ttl:g}s", request, verified)
+            return False
         if now > request.expires_at() + skew:
             self._reject("ttlexpired", f"expired {now - request.expires_at():.1f}s ago",
                          request, verified, logging.INFO)
@@ -289,6 +295,12 @@ class Node:
         if request.time > now + skew:
             self._reject("dropped", f"created {request.time - now:.1f}s in the future "
                          "(clock skew?)", request, verified)
+            return False
+        if request.time < self._started - skew:
+            # The replay cache lives in memory: without this, a request captured before a
+            # restart could be played again after it.
+            self._reject("dropped", "created before this node started (a replay across a "
+                         "restart?)", request, verified)
             return False
         if self._replay.seen(request.id, request.expires_at() + skew, now):
             self._reject("dropped", "replayed request id", request, verified)

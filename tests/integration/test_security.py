@@ -614,14 +614,18 @@ def test_unsigned_request_is_rejected(gate: tuple[Lab, SecurityDaemon]) -> None:
     assert "is the sender using security x509?" in record["reason"], record
 
 
+def queue_route(daemon: SecurityDaemon) -> tuple[str, str]:
+    """The default exchange and the daemon's queue name: a direct request's route."""
+    from orch.transports.kombu import node_queue_name
+
+    return ("", node_queue_name(daemon.collective, daemon.identity))
+
+
 def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> None:
     """The same signed bytes published twice: one reply, the second audited as a replay."""
-    from kombu import Connection, Producer
-
     from orch.core.client import Client
     from orch.core.config import load_settings
     from orch.core.protocol import Envelope, Reply
-    from orch.transports.kombu import node_queue_name
 
     _, daemon = gate
     audit = daemon.audit_file
@@ -632,14 +636,7 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
         request = client.new_request("rpcutil", "ping")  # opens the reply queue
         body = request.encode()
         payload = Envelope("request", body, client.security.seal("request", body)).encode()
-        with Connection(daemon.broker, connect_timeout=5) as conn:
-            producer = Producer(conn.channel())
-            for _ in range(2):  # a direct request: to the node's queue by name
-                producer.publish(payload, exchange="",
-                                 routing_key=node_queue_name(daemon.collective,
-                                                             daemon.identity),
-                                 expiration=request.ttl, content_type="application/json",
-                                 content_encoding="utf-8")
+        publish_raw(daemon.broker, payload, [queue_route(daemon)] * 2, request.ttl)
         replayed = wait_audit(audit, lambda r: r["request_id"] == request.id
                               and r["decision"] == "rejected",
                               "the audit record of the replayed request", start)
@@ -722,6 +719,43 @@ def barrier(client: Any, daemons: Sequence[SecurityDaemon]) -> None:
     result = client.call("rpcutil", "ping", nodes=names, timeout=CLI_TIMEOUT / 2)
     assert sorted(result.replies) == sorted(names), result
     assert result.rejected == [], result.rejected
+
+
+def test_request_replayed_after_a_restart_never_runs_again(lab: Lab) -> None:
+    """The replay cache dies with the process: a request captured and played again after
+    the daemon restarted is refused because it was created before the daemon started."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.protocol import Envelope
+
+    alice = session_client("it-sec-alice")
+    # No clock skew allowance, so the restart need not take longer than the default 5 s.
+    daemon = lab.start("it-sec-restart", security_args=node_security_flags("it-sec-restart"),
+                       ready_client=alice, audit=True, env={"ORCH_CLOCK_SKEW": "0"})
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    **alice}, environ={})
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")
+        body = request.encode()
+        payload = Envelope("request", body, client.security.seal("request", body)).encode()
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id
+               and r["decision"] == "allowed", "the audit record of the first run")
+
+    daemon.terminate()
+    daemon.wait_stopped()
+    daemon.start()
+    wait_answering(daemon, alice)
+    start = daemon.audit_file.stat().st_size
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    barrier = orch_cli("ping", "-I", daemon.identity, "--json", env=ping_env(daemon, alice))
+    assert barrier.rc == 0, barrier.describe()  # answered after the replay was handled
+    record = wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id,
+                        "the audit record of the replay after the restart", start)
+    assert record["decision"] == "rejected", record
+    assert "created before this node started" in record["reason"], record
+    assert [r["decision"] for r in audit_records(daemon.audit_file, start)
+            if r["request_id"] == request.id] == ["rejected"]
 
 
 def test_captured_direct_request_redirected_to_other_nodes_never_runs(

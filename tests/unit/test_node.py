@@ -302,7 +302,7 @@ def test_expired_request_is_dropped(node: Node, sent: Sent) -> None:
 
 
 def test_request_expired_within_clock_skew_is_served(node: Node, sent: Sent) -> None:
-    assert ask(node, sent, make_request(ttl=10.0, time=time.time() - 12)).ok
+    assert ask(node, sent, make_request(ttl=2.0, time=time.time() - 4)).ok
     assert stats(node)["ttlexpired"] == 0
 
 
@@ -333,19 +333,48 @@ def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
     assert stats(node)["dropped"] == 1
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity"])
-def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: str) -> None:
-    """Python's json reads ``NaN``/``Infinity``. With ``ttl: NaN`` a request never expires
-    and the replay cache never matches it (its expiry compares false), so the same bytes
-    would be served again and again."""
-    body = make_request().encode().replace('"ttl":60.0', f'"ttl":{number}')
-    assert f'"ttl":{number}' in body
+@pytest.mark.parametrize(("field", "number"), [
+    ("ttl", "NaN"), ("ttl", "Infinity"), ("ttl", "1e999"), ("ttl", "-1e999"),
+    ("ttl", "1e12"), ("time", "1e999"), ("time", "-1e999"), ("time", "1e308"),
+])
+def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, field: str,
+                                                number: str) -> None:
+    """Python's json reads ``NaN``/``Infinity``, and ``1e999`` overflows to infinity. With
+    an infinite ``time`` or ``ttl`` the expiry is NaN or infinite: the request never expires
+    and the replay cache never matches it, so the same bytes would be served again and
+    again."""
+    request = make_request()
+    body = request.encode()
+    current = f'"{field}":{json.dumps(getattr(request, field))}'
+    assert current in body
+    body = body.replace(current, f'"{field}":{number}')
     payload = Envelope("request", body, {}).encode()
     node.handle(payload)
     node.handle(payload)
     time.sleep(0.1)
     assert sent.calls == []
     assert stats(node)["dropped"] == 2
+
+
+def test_request_over_max_ttl_is_dropped_and_audited(sent: Sent, runner: ActionRunner,
+                                                     tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_ttl=120.0, audit=audit)
+    node.handle(raw(make_request(ttl=121.0)))
+    assert ask(node, sent, make_request(ttl=120.0)).ok  # the barrier: served after it
+    assert (stats(node)["dropped"], stats(node)["replies"]) == (1, 1)
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over this node's max_ttl 120s" in line["reason"] for line in lines)
+
+
+def test_request_created_before_the_node_started_is_dropped(node: Node, sent: Sent) -> None:
+    """A captured request replayed after a restart: the replay cache that saw it is gone,
+    so the start time is what refuses it."""
+    started = node.statistics()["starttime"]
+    node.handle(raw(make_request(time=started - 6, ttl=3600.0)))
+    assert ask(node, sent, make_request(time=started - 4, ttl=3600.0)).ok  # within skew
+    counters = stats(node)
+    assert (counters["dropped"], counters["replies"]) == (1, 1)
 
 
 @pytest.mark.parametrize("payload", [
