@@ -321,6 +321,12 @@ class Client:
         log.warning("%s", result.cut_short)
 
     def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
+        if len(raw) > self.settings.max_message_bytes:
+            reason = (f"a reply of {len(raw)} bytes is over max_message_bytes "
+                      f"({self.settings.max_message_bytes}); not read")
+            result.rejected.append(reason)
+            log.warning("rejected %s", reason)
+            return None
         try:
             envelope = Envelope.decode(raw)
             if envelope.kind != "reply":

@@ -148,6 +148,10 @@ class Settings:
         "Client: seconds to wait for replies (default: the action's DDL timeout + 2).")
     ttl: float = _setting(
         60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
+    max_message_bytes: int = _setting(
+        8 * 1024 * 1024, _positive(int),
+        "The largest message a server or client reads; bigger ones are dropped before "
+        "parsing, so one huge message cannot balloon a process's memory (bytes).")
     max_ttl: float = _setting(
         3600.0, _positive(float),
         "Server: the longest time-to-live a request may ask for; longer ones are refused, so "

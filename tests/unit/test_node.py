@@ -367,6 +367,29 @@ def test_request_over_max_ttl_is_dropped_and_audited(sent: Sent, runner: ActionR
     assert any("over this node's max_ttl 120s" in line["reason"] for line in lines)
 
 
+def test_message_over_max_message_bytes_is_dropped_before_parsing(
+        sent: Sent, runner: ActionRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_message_bytes=4096, audit=audit)
+    parsed: list[int] = []
+    real_decode = Envelope.decode
+
+    def counting_decode(raw: bytes | str) -> Envelope:
+        parsed.append(len(raw))
+        return real_decode(raw)
+
+    monkeypatch.setattr(Envelope, "decode", staticmethod(counting_decode))
+    big = raw(make_request("echo", "echo", {"text": "x" * 5000}))
+    assert len(big) > 4096
+    node.handle(big)
+    assert parsed == []  # refused on its size alone
+    assert ask(node, sent, make_request()).ok  # the barrier
+    assert stats(node)["dropped"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over max_message_bytes (4096)" in line["reason"] for line in lines)
+
+
 def test_request_created_before_the_node_started_is_dropped(node: Node, sent: Sent) -> None:
     """A captured request replayed after a restart: the replay cache that saw it is gone,
     so the start time is what refuses it."""
