@@ -612,6 +612,8 @@ def describe_result(result: CallResult) -> str:
     lines.extend(f"  rejected reply: {reason}" for reason in result.rejected)
     if result.error:
         lines.append(f"  transport error: {result.error}")
+    if result.cut_short:
+        lines.append(f"  incomplete: {result.cut_short}")
     return "\n".join(lines)
 
 
@@ -624,6 +626,8 @@ def _roster_problems(result: CallResult, expected: Iterable[str] | None) -> list
                         + "; ".join(result.rejected))
     if result.error:
         problems.append(f"the call ended with a transport error: {result.error}")
+    if result.cut_short:
+        problems.append(f"the answer is incomplete: {result.cut_short}")
     if expected is None:
         if not result.replies and not result.missing:
             problems.append("no node answered (did the filter match nothing?)")

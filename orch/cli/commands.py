@@ -27,7 +27,8 @@ def ping(orch: ClientContext) -> None:
     """Ping every matching node and show its round-trip time.
 
     Returns as soon as the replies stop coming (or, with -I names or --nodes, as soon as
-    every listed node answered). Exit code 1 if nobody, or not every listed node, answered.
+    every listed node answered). Exit code 1 if nobody, or not every listed node, answered,
+    or if the timeout ended the broadcast while replies were still arriving.
     """
     progress = output.Progress(enabled=not orch.json)
     nodes = orch.known_nodes()
@@ -49,7 +50,7 @@ def ping(orch: ClientContext) -> None:
             click.echo("No responses received")
         output.print_problems(result)
     _exit(EXIT_OK if result.replies and not result.missing and not result.error
-          else EXIT_FAILED)
+          and not result.cut_short else EXIT_FAILED)
 
 
 def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | None) -> None:
@@ -165,19 +166,24 @@ def find(orch: ClientContext) -> None:
     """Print the identity of every matching node, one per line.
 
     Listed identities (-I names, --nodes) are pinged, so only nodes that answer are
-    printed. Exit code 1 when no node matched.
+    printed. Exit code 1 when no node matched, or when discovery was cut off by its
+    timeout while replies were still arriving (the nodes found so far are printed).
     """
     listed = orch.known_nodes()
+    cut_short = None
     if listed is None:
-        nodes = orch.client().discover(orch.filter)
+        found = orch.client().discover(orch.filter)
+        nodes, cut_short = list(found), found.cut_short
     else:
         nodes = sorted(orch.client().ping(orch.filter, listed).replies)
     if orch.json:
-        output.print_json({"nodes": nodes})
+        output.print_json({"nodes": nodes, "cut_short": cut_short})
     else:
         for name in nodes:
             click.echo(name)
-    _exit(EXIT_OK if nodes else EXIT_FAILED)
+        if cut_short:
+            output.print_cut_short(cut_short)
+    _exit(EXIT_OK if nodes and not cut_short else EXIT_FAILED)
 
 
 @click.command()
@@ -198,7 +204,7 @@ def facts(orch: ClientContext, fact: str) -> None:
             "values": [{"value": result.replies[names[0]].data.get("value"),
                         "count": len(names), "nodes": names} for _, names in ordered],
             "failed": result.failed, "missing": result.missing, "error": result.error,
-            "stats": output.stats_document(result),
+            "cut_short": result.cut_short, "stats": output.stats_document(result),
         })
     else:
         click.echo(f"Report for fact: {fact}\n")

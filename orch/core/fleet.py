@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -54,14 +54,24 @@ class Fleet:
         inline_actions: bool = False,
     ) -> None:
         """``security_for`` gives each node its own provider (its own certificate);
-        without it they all share the one ``settings`` names. ``inline_actions`` runs each
-        action in the consuming thread (:class:`~orch.core.runner.InlineRunner`): only for
-        fleets hosting nothing but ``simulation_safe`` agents, which return at once."""
+        without it they all share the one ``settings`` names. ``inline_actions`` evaluates
+        each request's filter and runs its action in the consuming thread (no work queue,
+        :class:`~orch.core.runner.InlineRunner`): only for fleets hosting nothing but
+        ``simulation_safe`` agents, which return at once."""
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
-        self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
+        # One broadcast puts a request for every simulated node on the shared work queue at
+        # once: its backlog must hold at least that many, or the fleet drops its own work.
+        backlog = max(settings.filter_backlog, 2 * len(specs))
+        self.services = NodeServices.from_settings(
+            replace(settings, filter_backlog=backlog), registry, self.transport.send_reply)
         if inline_actions:
+            # Nothing to hand over to other threads: filters are bounded by their budget
+            # and the actions only read the node's view, and each hand-off cost more.
+            if self.services.queue is not None:
+                self.services.queue.shutdown(0.1)
+                self.services.queue = None
             self.services.runner.shutdown(0.1)
             self.services.runner = InlineRunner()
         agents = registry.agents_for(settings)

@@ -20,6 +20,7 @@ dropping the message.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -155,8 +156,10 @@ class Request:
             "data": dict, "filter": dict, "ttl": (int, float), "time": (int, float)})
         if not all(isinstance(v, list) for v in obj["filter"].values()):
             raise ProtocolError("request filter must map each kind to a list of terms")
-        if obj["ttl"] <= 0:
-            raise ProtocolError("request ttl must be positive")
+        if not 0 < obj["ttl"] <= MAX_TTL:
+            raise ProtocolError(f"request ttl must be positive and at most {MAX_TTL:g}s")
+        if not 0 <= obj["time"] <= MAX_TIME:
+            raise ProtocolError("request time is not a plausible Unix time")
         if "targets" not in obj:
             raise ProtocolError("request field 'targets' is missing (null for a broadcast)")
         return cls(**{k: obj[k] for k in _REQUEST_FIELDS} | {
@@ -287,8 +290,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid number here")
 
 
+def _finite_float(text: str) -> float:
+    """``1e999`` parses to infinity, and an infinite ``time`` or ``ttl`` turned the expiry
+    into NaN, which passes every comparison the time window and replay cache make."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 #: One decoder for every message (``json.loads`` with options builds a new one each call).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+#: Bounds on the request's clock fields, whatever a node's own settings: a time after the
+#: year 2200 or a ttl over a week is not a mistake any client makes.
+MAX_TIME = 7_258_118_400.0
+MAX_TTL = 7 * 24 * 3600.0
 
 
 def _load_object(raw: bytes | str, what: str) -> dict[str, Any]:

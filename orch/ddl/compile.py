@@ -6,14 +6,23 @@ Each action's inputs compile to one object schema (``required`` for non-optional
 a JSON Schema ``format`` checked by a :class:`jsonschema.FormatChecker` holding exactly the
 installed validators; a regex ``validation`` becomes ``pattern``. Compiled validators are
 cached per action and validator set, so a request costs one ``iter_errors`` call.
+
+The ``pattern`` keyword is evaluated by :mod:`orch.core.patterns` (RE2), not by
+jsonschema's default :func:`re.search`: the argument values come from the network and are
+checked before authorization, so a DDL pattern such as ``^(a+)+$`` must not let any caller
+stall a node with ``"aaaa…!"``. RE2's ``$`` already means the end of the text, as JSON
+Schema and Choria intend (Python's also matches before a final newline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orch.core.errors import ArgumentError
+from orch.core.patterns import PatternError
+from orch.core.patterns import search as pattern_search
 from orch.ddl.model import ActionDDL, InputDDL, OutputDDL, Validators
 
 #: JSON Schema for each DDL value type (list = enumeration, handled per input).
@@ -59,33 +68,31 @@ def _input_property(spec: InputDDL) -> dict[str, Any]:
         if spec.named_validator:
             schema["format"] = spec.named_validator
         elif spec.validation:
-            schema["pattern"] = strict_end(spec.validation)
+            schema["pattern"] = spec.validation
     return schema
 
 
-def strict_end(pattern: str) -> str:
-    r"""Make ``$`` mean end of string, as in JSON Schema and Choria.
+@functools.cache
+def validator_class() -> Any:
+    """Draft 2020-12 with ``pattern`` evaluated in linear time (see the module docstring)."""
+    from jsonschema import Draft202012Validator, validators
 
-    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would accept
-    ``"web
-"``. Every unescaped ``$`` outside a character class becomes ``\Z``.
-    """
-    out: list[str] = []
-    escaped = in_class = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        elif char == "$" and not in_class:
-            out.append(r"\Z")
-            continue
-        out.append(char)
-    return "".join(out)
+    return validators.extend(Draft202012Validator, {"pattern": _bounded_pattern})
+
+
+def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """The ``pattern`` keyword: jsonschema's semantics, the bounded engine's matching."""
+    from jsonschema import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = pattern_search(pattern, instance)
+    except PatternError as exc:
+        yield ValidationError(f"pattern {pattern!r} cannot be evaluated: {exc}")
+        return
+    if not found:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _output_property(spec: OutputDDL) -> dict[str, Any]:
@@ -110,13 +117,13 @@ def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
     key = (id(action), id(validators), which)
     compiled = _cache.get(key)
     if compiled is None:
-        from jsonschema import Draft202012Validator, FormatChecker
+        from jsonschema import FormatChecker
 
         checker = FormatChecker(formats=())
         for name, predicate in validators.items():
             checker.checks(name)(predicate)
         schema = input_schema(action) if which == "input" else output_schema(action)
-        compiled = Draft202012Validator(schema, format_checker=checker)
+        compiled = validator_class()(schema, format_checker=checker)
         _cache[key] = (compiled, action, validators)  # keep both alive while cached
         return compiled
     return compiled[0]
@@ -211,11 +218,9 @@ def _plainly_conforms(action: ActionDDL, data: Mapping[str, Any]) -> bool:
 
 def input_problem(spec: InputDDL, value: Any, validators: Validators | None) -> str | None:
     """Why ``value`` is not acceptable for ``spec`` (None if it is) — for DDL defaults."""
-    from jsonschema import Draft202012Validator
-
     schema = _input_property(spec)
     schema.pop("format", None)
-    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    error = next(iter(validator_class()(schema).iter_errors(value)), None)
     return None if error is None else f"is not valid: {error.message}"
 
 

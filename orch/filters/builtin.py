@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from orch.core.filter import FilterEngine, FilterKind, FilterSyntaxError, NodeView
+from orch.core.filter import FilterCost, FilterEngine, FilterKind, FilterSyntaxError, NodeView
 from orch.core.hookspecs import hookimpl
+from orch.filters.compound import cost as compound_cost
 from orch.filters.compound import matches as match_compound
 from orch.filters.compound import parse as parse_compound
 from orch.filters.terms import (
@@ -117,6 +118,11 @@ class CompoundFilter:
         """Evaluate the expression against the node with the engine's functions."""
         return match_compound(term, node, engine)
 
+    def cost(self, term: Any) -> FilterCost:
+        """One test per comparison, class test or call; depth is the operators' nesting."""
+        tests, depth = compound_cost(term)
+        return FilterCost(tests, depth)
+
 
 # --------------------------------------------------------------------------- functions
 
@@ -202,9 +208,11 @@ def build_filter(
         "agent": list(agents),
         "compound": list(compound),
     }
-    return {
+    wire = {
         kind: [engine.parse(kind, text) for text in texts] for kind, texts in typed.items() if texts
     }
+    engine.check(wire)
+    return wire
 
 
 def _split_with(values: Sequence[str]) -> tuple[list[str], list[str]]:

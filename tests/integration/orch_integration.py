@@ -250,10 +250,12 @@ class Daemon:
     """One ``orch server`` process with its own identity, facts, classes and log file."""
 
     def __init__(self, spec: NodeSpec, broker: str, collective: str, workdir: Path,
-                 log_level: str = "info", orch: Sequence[str] | None = None) -> None:
+                 log_level: str = "info", orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         #: The ``orch`` command this daemon runs (default: :func:`orch_argv`).
         self.orch = list(orch) if orch is not None else orch_argv()
+        self.env = dict(env or {})
         self.identity = spec.identity
         self.broker = broker
         self.collective = collective
@@ -293,7 +295,7 @@ class Daemon:
 
     def environment(self) -> dict[str, str]:
         """``ORCH_*`` variables to start the daemon with (on top of a clean environment)."""
-        return {}
+        return dict(self.env)
 
     def start(self) -> None:
         self._log = self.log_file.open("ab")
@@ -348,13 +350,16 @@ class Fleet:
     """N daemons in one collective on one broker, and the CLI pointed at them."""
 
     def __init__(self, broker: str, collective: str, workdir: Path,
-                 log_level: str = "info", orch: Sequence[str] | None = None) -> None:
+                 log_level: str = "info", orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         #: The ``orch`` command the daemons and :meth:`run_orch` use (default: ours).
         self.orch = orch
         self.broker = broker
         self.collective = collective
         self.workdir = workdir
         self.log_level = log_level
+        #: ``ORCH_*`` variables every daemon of this fleet starts with.
+        self.env = dict(env or {})
         self.daemons: dict[str, Daemon] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -366,7 +371,7 @@ class Fleet:
             if spec.identity in self.daemons:
                 raise ValueError(f"duplicate identity {spec.identity}")
             daemon = Daemon(spec, self.broker, self.collective, self.workdir, self.log_level,
-                            self.orch)
+                            self.orch, self.env)
             daemon.start()
             self.daemons[spec.identity] = daemon
             started.append(daemon)
@@ -475,9 +480,10 @@ class FleetFactory:
 
     def __call__(self, broker: str, nodes: Iterable[NodeSpec] = DEFAULT_NODES, *,
                  label: str = "own", log_level: str = "info", wait: bool = True,
-                 orch: Sequence[str] | None = None) -> Fleet:
+                 orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> Fleet:
         fleet = Fleet(broker, new_collective(label),
-                      self.workdir / f"fleet{len(self.fleets)}", log_level, orch)
+                      self.workdir / f"fleet{len(self.fleets)}", log_level, orch, env)
         self.fleets.append(fleet)
         fleet.add(nodes, wait=wait)
         return fleet

@@ -614,14 +614,18 @@ def test_unsigned_request_is_rejected(gate: tuple[Lab, SecurityDaemon]) -> None:
     assert "is the sender using security x509?" in record["reason"], record
 
 
+def queue_route(daemon: SecurityDaemon) -> tuple[str, str]:
+    """The default exchange and the daemon's queue name: a direct request's route."""
+    from orch.transports.kombu import node_queue_name
+
+    return ("", node_queue_name(daemon.collective, daemon.identity))
+
+
 def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> None:
     """The same signed bytes published twice: one reply, the second audited as a replay."""
-    from kombu import Connection, Producer
-
     from orch.core.client import Client
     from orch.core.config import load_settings
     from orch.core.protocol import Envelope, Reply
-    from orch.transports.kombu import node_queue_name
 
     _, daemon = gate
     audit = daemon.audit_file
@@ -632,14 +636,7 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
         request = client.new_request("rpcutil", "ping")  # opens the reply queue
         body = request.encode()
         payload = Envelope("request", body, client.security.seal("request", body)).encode()
-        with Connection(daemon.broker, connect_timeout=5) as conn:
-            producer = Producer(conn.channel())
-            for _ in range(2):  # a direct request: to the node's queue by name
-                producer.publish(payload, exchange="",
-                                 routing_key=node_queue_name(daemon.collective,
-                                                             daemon.identity),
-                                 expiration=request.ttl, content_type="application/json",
-                                 content_encoding="utf-8")
+        publish_raw(daemon.broker, payload, [queue_route(daemon)] * 2, request.ttl)
         replayed = wait_audit(audit, lambda r: r["request_id"] == request.id
                               and r["decision"] == "rejected",
                               "the audit record of the replayed request", start)
@@ -722,6 +719,43 @@ def barrier(client: Any, daemons: Sequence[SecurityDaemon]) -> None:
     result = client.call("rpcutil", "ping", nodes=names, timeout=CLI_TIMEOUT / 2)
     assert sorted(result.replies) == sorted(names), result
     assert result.rejected == [], result.rejected
+
+
+def test_request_replayed_after_a_restart_never_runs_again(lab: Lab) -> None:
+    """The replay cache dies with the process: a request captured and played again after
+    the daemon restarted is refused because it was created before the daemon started."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.protocol import Envelope
+
+    alice = session_client("it-sec-alice")
+    # No clock skew allowance, so the restart need not take longer than the default 5 s.
+    daemon = lab.start("it-sec-restart", security_args=node_security_flags("it-sec-restart"),
+                       ready_client=alice, audit=True, env={"ORCH_CLOCK_SKEW": "0"})
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    **alice}, environ={})
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")
+        body = request.encode()
+        payload = Envelope("request", body, client.security.seal("request", body)).encode()
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id
+               and r["decision"] == "allowed", "the audit record of the first run")
+
+    daemon.terminate()
+    daemon.wait_stopped()
+    daemon.start()
+    wait_answering(daemon, alice)
+    start = daemon.audit_file.stat().st_size
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    barrier = orch_cli("ping", "-I", daemon.identity, "--json", env=ping_env(daemon, alice))
+    assert barrier.rc == 0, barrier.describe()  # answered after the replay was handled
+    record = wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id,
+                        "the audit record of the replay after the restart", start)
+    assert record["decision"] == "rejected", record
+    assert "created before this node started" in record["reason"], record
+    assert [r["decision"] for r in audit_records(daemon.audit_file, start)
+            if r["request_id"] == request.id] == ["rejected"]
 
 
 def test_captured_direct_request_redirected_to_other_nodes_never_runs(
@@ -1196,3 +1230,129 @@ def test_puppet_ssldir_with_rsa_keys(lab: Lab, tmp_path: Path) -> None:
     assert_not_answered(result, node)
     wait_for(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
              "the daemon to log the rejected node certificate")
+
+
+# --------------------------------------------------------------------------- hostile filters
+
+#: Patterns that backtrack exponentially in Python's ``re`` before they match (the first
+#: branch explores every split of the text, then ``[a-z]`` matches): each one, in any place
+#: a node accepts a pattern, froze an ``orch server`` before issue 18. Under RE2 they are
+#: plain matches, so the request reaches the policy, which denies it.
+HOSTILE = [r"(?:(.+)+X|[a-z])", r"(?:(\w|\w\w)+X|[a-z])", r"(?:(\w+\s?)*X|[a-z])"]
+#: Patterns the bounded engine refuses outright: huge repetitions, backtracking-only syntax.
+REFUSED = [r"a{100000}{100000}", r"(a{1000}){1000}", r"(?=a)a", r"(a)\1"]
+LONG = "a" * 48
+DDL_BOMB = {
+    "$schema": "https://choria.io/schemas/mcorpc/ddl/v1/agent.json",
+    "metadata": {"name": "ddlbomb", "description": "A DDL validation pattern that backtracks",
+                 "author": "orch tests", "license": "Apache-2.0", "version": "1.0.0",
+                 "url": "https://example.invalid/orch", "timeout": 5, "provider": "external"},
+    "actions": [{"action": "echo", "description": "Echo", "display": "always",
+                 "input": {"message": {"prompt": "Message", "description": "Anything",
+                                       "type": "string", "optional": False,
+                                       "validation": "^(a+)+$", "maxlength": 0}},
+                 "output": {"message": {"description": "The message",
+                                        "display_as": "Message"}}}],
+}
+
+
+def _hostile_requests() -> list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]]:
+    """``(agent, action, data, filter, expected audit)`` for every place a pattern is taken."""
+    requests: list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]] = []
+    for pattern in HOSTILE:
+        slashed = f"/{pattern}/"
+        for hostile_filter in (
+            {"fact": [{"fact": "os_description", "operator": "=~", "value": pattern}]},
+            {"class": [slashed]}, {"identity": [slashed]}, {"agent": [slashed]},
+            {"compound": [f"os_description=~{slashed} and {slashed} and "
+                          f"identity()=~{slashed} and has_agent('{slashed}')"]},
+        ):
+            requests.append(("rpcutil", "ping", {}, hostile_filter, "denied"))
+    for pattern in REFUSED:
+        requests.append(("rpcutil", "ping", {},
+                         {"fact": [{"fact": "os_description", "operator": "=~",
+                                    "value": pattern}]}, "invalid filter: "))
+        requests.append(("rpcutil", "ping", {}, {"compound": [f"/{pattern}/ or role=secure"]},
+                         "invalid filter: "))
+    requests.append(("rpcutil", "ping", {}, {"compound": ["role=secure or " * 3000 + "x"]},
+                     "filter over budget: "))
+    requests.append(("rpcutil", "ping", {}, {"class": [f"/{HOSTILE[0]}/"] * 500},
+                     "filter over budget: "))
+    requests.append(("ddlbomb", "echo", {"message": LONG + "!"}, {},
+                     "argument 'message' does not match ^(a+)+$"))
+    return requests
+
+
+def test_hostile_patterns_and_filters_never_freeze_the_fleet(lab: Lab, tmp_path: Path) -> None:
+    """Issue 18, end to end: a caller whom policy denies everything sends catastrophic
+    patterns in every place a node accepts one — fact, class, identity and agent terms,
+    compound filters, a DDL validation, and (through the policy's own caller, fact and
+    class patterns) the action policy — plus filters over budget. Every node still answers
+    another caller's ping within a bounded wait, and audits each request as refused."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.filter import FilterBudget, FilterEngine
+    from orch.core.protocol import Envelope
+
+    policies = tmp_path / "policies"
+    write_policy(policies, "default.policy", [
+        "policy default deny",
+        f"deny\t/^{HOSTILE[0]}$/\t*",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[1]}$/",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[2]}$/ or has_class('/^{HOSTILE[0]}$/')",
+        f"deny\t*\t*\t*\t/^{HOSTILE[1]}$/",
+        "allow\tcert=it-flt-alice\tping",
+    ])
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    script = agents / "ddlbomb"
+    script.write_text((Path(__file__).parents[1] / "unit" / "external_agents" / "pyecho")
+                      .read_text())
+    script.chmod(0o755)
+    (agents / "ddlbomb.json").write_text(json.dumps(DDL_BOMB))
+
+    alice = session_client("it-flt-alice")
+    mallory = session_client(f"it-flt-mallory-{LONG}")
+    collective = new_collective("flt")
+    daemons = [
+        lab.start(f"it-flt-{n}-{LONG}", collective=collective,
+                  security_args=node_security_flags(f"it-flt-{n}-{LONG}"), ready_client=alice,
+                  extra_args=["--policy-dir", str(policies)], audit=True,
+                  env={"ORCH_AGENTS_DIR": str(agents)},
+                  facts={"os_description": LONG}, classes=[LONG + "!", LONG])
+        for n in range(3)
+    ]
+    identities = [daemon.identity for daemon in daemons]
+
+    # Mallory's client checks nothing: it sends what a hostile or outdated client would.
+    settings = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                    **mallory}, environ={})
+    sent: list[tuple[str, str]] = []
+    with Client(settings) as hostile:
+        hostile.filters = FilterEngine({}, {}, FilterBudget(10**9, 10**9, 10**9, 10**9))
+        for agent, action, data, hostile_filter, expected in _hostile_requests():
+            request = hostile.new_request(agent, action, data, hostile_filter)
+            body = request.encode()
+            payload = Envelope("request", body, hostile.security.seal("request", body)).encode()
+            for identity in identities:
+                hostile.channel.direct(identity, payload, request.ttl)
+            sent.append((request.id, expected))
+
+        # While the nodes work through that burst, another caller is served by all of them.
+        answering = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                         "timeout": 5.0, **alice}, environ={})
+        with Client(answering) as client:
+            result = client.ping(nodes=identities)
+        assert sorted(result.ok) == sorted(identities), (result.missing, result.replies)
+
+    for daemon in daemons:
+        assert daemon.running(), log_tail(daemon)
+        for request_id, expected in sent:
+            record = wait_audit(daemon.audit_file, lambda r, i=request_id: r["request_id"] == i,
+                                f"{daemon.identity}'s audit record of request {request_id}")
+            if expected == "denied":
+                assert record["decision"] == "denied", record
+                assert record["caller"] == f"cert=it-flt-mallory-{LONG}", record
+            else:
+                assert record["decision"] == "rejected", record
+                assert expected in record["reason"], record

@@ -371,3 +371,18 @@ def test_reply_of_the_old_protocol_is_rejected_with_the_version(client: Client,
     assert result.rejected == ["reply has protocol version 1; this orch speaks 2 — upgrade "
                                "the orch that sent it (version 2 binds each request to the "
                                "nodes it is addressed to)"]
+
+
+def test_reply_over_max_message_bytes_is_rejected_unread(fleet: Fleet) -> None:
+    """A huge message on the reply queue is refused on its size alone; the call goes on."""
+    settings = memory_settings(timeout=4.0, collective=fleet.settings.collective,
+                               max_message_bytes=2048)
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")
+        huge = b"{" + b" " * 4096 + b"}"
+        fleet.transport.send_reply(client.settings.collective, client.channel.reply_to,
+                                   huge, 10)
+        result = client.send_direct(request, ["web1"], 4.0)
+    assert sorted(result.replies) == ["web1"]
+    assert result.rejected == ["a reply of 4098 bytes is over max_message_bytes (2048); "
+                               "not read"]

@@ -133,7 +133,8 @@ def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
     registry = default_registry()
     node_services = NodeServices(
         settings=Settings(),
-        filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+        filters=services.pop("filters", None)
+        or FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,
         validators=registry.validators(),
@@ -301,7 +302,7 @@ def test_expired_request_is_dropped(node: Node, sent: Sent) -> None:
 
 
 def test_request_expired_within_clock_skew_is_served(node: Node, sent: Sent) -> None:
-    assert ask(node, sent, make_request(ttl=10.0, time=time.time() - 12)).ok
+    assert ask(node, sent, make_request(ttl=2.0, time=time.time() - 4)).ok
     assert stats(node)["ttlexpired"] == 0
 
 
@@ -332,19 +333,71 @@ def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
     assert stats(node)["dropped"] == 1
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity"])
-def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: str) -> None:
-    """Python's json reads ``NaN``/``Infinity``. With ``ttl: NaN`` a request never expires
-    and the replay cache never matches it (its expiry compares false), so the same bytes
-    would be served again and again."""
-    body = make_request().encode().replace('"ttl":60.0', f'"ttl":{number}')
-    assert f'"ttl":{number}' in body
+@pytest.mark.parametrize(("field", "number"), [
+    ("ttl", "NaN"), ("ttl", "Infinity"), ("ttl", "1e999"), ("ttl", "-1e999"),
+    ("ttl", "1e12"), ("time", "1e999"), ("time", "-1e999"), ("time", "1e308"),
+])
+def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, field: str,
+                                                number: str) -> None:
+    """Python's json reads ``NaN``/``Infinity``, and ``1e999`` overflows to infinity. With
+    an infinite ``time`` or ``ttl`` the expiry is NaN or infinite: the request never expires
+    and the replay cache never matches it, so the same bytes would be served again and
+    again."""
+    request = make_request()
+    body = request.encode()
+    current = f'"{field}":{json.dumps(getattr(request, field))}'
+    assert current in body
+    body = body.replace(current, f'"{field}":{number}')
     payload = Envelope("request", body, {}).encode()
     node.handle(payload)
     node.handle(payload)
     time.sleep(0.1)
     assert sent.calls == []
     assert stats(node)["dropped"] == 2
+
+
+def test_request_over_max_ttl_is_dropped_and_audited(sent: Sent, runner: ActionRunner,
+                                                     tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_ttl=120.0, audit=audit)
+    node.handle(raw(make_request(ttl=121.0)))
+    assert ask(node, sent, make_request(ttl=120.0)).ok  # the barrier: served after it
+    assert (stats(node)["dropped"], stats(node)["replies"]) == (1, 1)
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over this node's max_ttl 120s" in line["reason"] for line in lines)
+
+
+def test_message_over_max_message_bytes_is_dropped_before_parsing(
+        sent: Sent, runner: ActionRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_message_bytes=4096, audit=audit)
+    parsed: list[int] = []
+    real_decode = Envelope.decode
+
+    def counting_decode(raw: bytes | str) -> Envelope:
+        parsed.append(len(raw))
+        return real_decode(raw)
+
+    monkeypatch.setattr(Envelope, "decode", staticmethod(counting_decode))
+    big = raw(make_request("echo", "echo", {"text": "x" * 5000}))
+    assert len(big) > 4096
+    node.handle(big)
+    assert parsed == []  # refused on its size alone
+    assert ask(node, sent, make_request()).ok  # the barrier
+    assert stats(node)["dropped"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over max_message_bytes (4096)" in line["reason"] for line in lines)
+
+
+def test_request_created_before_the_node_started_is_dropped(node: Node, sent: Sent) -> None:
+    """A captured request replayed after a restart: the replay cache that saw it is gone,
+    so the start time is what refuses it."""
+    started = node.statistics()["starttime"]
+    node.handle(raw(make_request(time=started - 6, ttl=3600.0)))
+    assert ask(node, sent, make_request(time=started - 4, ttl=3600.0)).ok  # within skew
+    counters = stats(node)
+    assert (counters["dropped"], counters["replies"]) == (1, 1)
 
 
 @pytest.mark.parametrize("payload", [
@@ -598,3 +651,163 @@ def test_handle_never_raises_for_any_bytes(shared: tuple[Node, Sent], payload: b
     before = node.statistics()["dropped"]
     node.handle(payload)
     assert node.statistics()["dropped"] == before + 1
+
+
+# --------------------------------------------------------------------- filter budget, queue
+
+
+class Blocking:
+    """A filter kind whose evaluation waits for :attr:`release`: a filter as slow as the
+    sender wants, without a clock."""
+
+    name = "block"
+    match_any = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def parse(self, text: str) -> str:
+        return text
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        self.entered.set()
+        return self.release.wait(WAIT)
+
+
+def queued_node(sent: Sent, runner: ActionRunner, queue: Any, blocking: Blocking,
+                audit: Any = None, **budget: Any) -> Node:
+    from orch.core.filter import FilterBudget
+
+    registry = default_registry()
+    kinds = {**registry.filter_kinds(), "block": blocking}
+    queued = {} if queue is None else {"queue": queue}
+    return make_node(sent, runner, audit=audit, **queued,
+                     filters=FilterEngine(kinds, registry.filter_functions(),
+                                          FilterBudget(**budget)))
+
+
+def test_slow_filter_does_not_hold_up_the_next_request(sent: Sent, runner: ActionRunner) -> None:
+    """handle() returns while the filter is still being evaluated on the work queue, and a
+    ping sent after it is answered before it finishes."""
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(2, 100)
+    node = queued_node(sent, runner, queue, blocking)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        assert blocking.entered.wait(WAIT)
+        ping = make_request()
+        node.handle(raw(ping))
+        replies = sent.wait_for(1)
+        assert [reply.request_id for reply in replies] == [ping.id]
+        assert not blocking.release.is_set()
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+    assert len(sent.wait_for(2)) == 2  # the slow one is answered once it is let through
+
+
+def test_full_backlog_drops_and_audits(sent: Sent, runner: ActionRunner,
+                                       tmp_path: Path) -> None:
+    from orch.core.audit import AuditLog
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(1, 1)
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, queue, blocking, audit)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        refused = make_request()
+        node.handle(raw(refused))  # the only slot is taken until the first one finishes
+        assert stats(node)["dropped"] == 1
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+        audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    busy = [r for r in records if r["request_id"] == refused.id]
+    assert busy and busy[0]["decision"] == "rejected" and "filter_backlog" in busy[0]["reason"]
+
+
+@pytest.mark.parametrize(("filter", "budget", "why"), [
+    ({"fact": [{"fact": "role", "operator": "==", "value": "web"}] * 5}, {"max_terms": 4},
+     "filter_max_terms"),
+    ({"compound": ["role=web or " * 20 + "cpus>1"]}, {"max_terms": 10}, "filter_max_terms"),
+    ({"compound": ["(" * 10 + "role=web" + ")" * 10 + " and not (a or not b)"]},
+     {"max_depth": 2}, "filter_max_depth"),
+    ({"class": ["nginx" * 100]}, {"max_bytes": 200}, "filter_max_bytes"),
+    ({"block": ["x"] * 3}, {"max_seconds": 1e-9}, "filter_max_seconds"),
+])
+def test_filter_over_budget_is_refused_and_audited(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any],
+    budget: dict[str, Any], why: str,
+) -> None:
+    """Over budget: no reply, counted as dropped, audited ``filter over budget: …``; a
+    ping right after it is served (the barrier that shows nothing else was sent)."""
+    from orch.core.audit import AuditLog
+
+    blocking = Blocking()
+    blocking.release.set()
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, None, blocking, audit, **budget)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    refused = [r for r in records if r["request_id"] == request.id]
+    assert len(refused) == 1 and refused[0]["decision"] == "rejected"
+    assert refused[0]["reason"].startswith("filter over budget: ") and why in refused[0]["reason"]
+    assert stats(node)["dropped"] == 1
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": ["/(?=node)/"]},
+    {"fact": [{"fact": "role", "operator": "=~", "value": "a{100000}{100000}"}]},
+    {"compound": ["role=~/(a)\\1/"]},
+    {"nosuchkind": ["x"]},
+])
+def test_invalid_filter_is_silent_and_audited_as_rejected(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any]
+) -> None:
+    from orch.core.audit import AuditLog
+
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = make_node(sent, runner, audit=audit)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok  # the barrier: only the ping was answered
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    [record] = [r for r in records if r["request_id"] == request.id]
+    assert record["decision"] == "rejected" and record["reason"].startswith("invalid filter: ")
+    assert stats(node)["filtered"] == 1
+
+
+def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
+    """Every node of a Fleet shares one work queue: one broadcast fills it with a request
+    per node, so the backlog is raised to twice the fleet's size whatever the setting."""
+    from orch.core.fleet import Fleet, NodeSpec
+
+    settings = Settings(broker=["memory://"], collective="backlogtest", security="insecure",
+                        filter_backlog=3)
+    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)])
+    queue = fleet.services.queue
+    assert queue is not None
+    hold = threading.Event()
+
+    def held() -> None:
+        hold.wait(WAIT)
+
+    try:
+        accepted = 0
+        while accepted <= 20 and queue.submit(held):
+            accepted += 1  # each held job keeps its slot until released
+        assert accepted == 10
+    finally:
+        hold.set()
+        fleet.services.close()
+        fleet.transport.close()

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from orch.core.errors import ProtocolError
 from orch.core.protocol import (
+    MAX_TIME,
+    MAX_TTL,
     NAME_CHARS,
     PROTOCOL_VERSION,
     TARGET_BYTES_PER_REQUEST,
@@ -232,7 +234,8 @@ def test_request_ttl_must_be_positive(ttl: float) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("ttl", math.inf), ("ttl", math.nan), ("time", math.nan),
+    ("ttl", math.inf), ("ttl", math.nan), ("time", math.nan), ("time", -1.0),
+    ("ttl", MAX_TTL * 2), ("time", MAX_TIME * 2), ("time", 10**400), ("ttl", 10**30),
 ])
 def test_request_ttl_and_time_must_be_finite(field: str, value: float) -> None:
     """Python's json reads ``Infinity``/``NaN`` (not JSON); with them a request never expires.
@@ -242,6 +245,15 @@ def test_request_ttl_and_time_must_be_finite(field: str, value: float) -> None:
     """
     with pytest.raises(ProtocolError):
         Request.decode(dumps(valid_request_dict(**{field: value})))
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400"])
+def test_numbers_that_overflow_are_refused(number: str) -> None:
+    """JSON has no infinity, but ``1e999`` parses to one: refused wherever it appears."""
+    body = dumps(valid_request_dict()).replace('"ttl": 60', f'"ttl": {number}')
+    assert number in body
+    with pytest.raises(ProtocolError, match="out of range"):
+        Request.decode(body)
 
 
 def test_request_int_ttl_and_time_accepted() -> None:
@@ -501,8 +513,8 @@ requests = st.builds(
     filter=st.dictionaries(st.text(max_size=10), st.lists(json_values, max_size=3), max_size=3),
     targets=st.none() | st.lists(st.text(min_size=1, max_size=30), min_size=1,
                                  max_size=20).map(tuple),
-    ttl=st.floats(min_value=1e-6, max_value=1e9),
-    time=finite,
+    ttl=st.floats(min_value=1e-6, max_value=MAX_TTL),
+    time=st.floats(min_value=0, max_value=MAX_TIME),
     id=st.text(max_size=40),
 )
 
