@@ -309,5 +309,6 @@ def _scheme_json(status: Any) -> dict[str, Any]:
 def orch_cli_commands() -> Iterable[click.Command]:
     from orch.cli.demo import demo
     from orch.cli.server import server
+    from orch.cli.sim import sim
 
-    return [ping, rpc, find, facts, inventory, plugins, server, demo]
+    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim]

@@ -153,3 +153,34 @@ class WorkQueue:
         """Refuse new work; give queued and running jobs up to ``wait`` seconds to finish."""
         self._pool.shutdown(wait=False)
         wait_for(list(self._pending), timeout=wait)
+
+
+class InlineRunner(ActionRunner):
+    """Runs each action at once in the calling thread: no pool, no deadline watcher.
+
+    For simulated nodes only (:class:`orch.core.fleet.Fleet` with ``inline_actions``), which
+    host nothing but agents that read the node's own view (``Agent.simulation_safe``) and
+    finish in microseconds. Handing such an action to a thread costs more than the action
+    itself — about a third of a simulated node's CPU per request — and a deadline can never
+    fire before the action returns, so ``on_timeout`` is never called.
+    """
+
+    def __init__(self) -> None:  # no pool and no watcher thread: nothing to set up
+        pass
+
+    def submit(
+        self,
+        work: Callable[[], R],
+        deadline: float,
+        on_result: Callable[[R], None],
+        on_timeout: Callable[[], None],
+    ) -> None:
+        try:
+            result = work()
+        except Exception:  # the same rule as ActionRunner: work must not raise
+            log.exception("action failed outside the agent's own error handling")
+            return
+        on_result(result)
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Nothing runs in the background."""

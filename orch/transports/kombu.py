@@ -77,7 +77,7 @@ class KombuTransport:
         self.urls = list(urls)
         self._tls = _tls_options(self.urls[0], settings)
         self._reply_conn: kombu.Connection | None = None
-        self._reply_publish: Callable[..., Any] | None = None
+        self._reply_channel: Any = None
         self._reply_lock = threading.Lock()
         self.heartbeat = settings.heartbeat if settings is not None else HEARTBEAT
         self.display_url = ", ".join(_display(url) for url in self.urls)
@@ -209,32 +209,36 @@ class KombuTransport:
             self._reply_lock.release()
 
     def send_reply(self, collective: str, reply_to: str, payload: bytes, ttl: float) -> None:
-        from kombu import Producer
-
         if not reply_to.startswith(reply_queue_prefix(collective)):
             log.warning("reply to %r refused: not a reply queue of collective %s",
                         reply_to, collective)
             return
+        # kombu's Producer works out serializer, compression, headers and retries for every
+        # message (50-60 µs a reply here, against 31-37 µs straight to the channel): a
+        # reply needs none of that, so it goes to the channel as it is, with one reconnect
+        # and retry on error.
+        properties = {"delivery_mode": 1, "expiration": str(max(int(ttl * 1000), 1))}
         with self._reply_lock:
-            if self._reply_conn is None:
-                self._reply_conn = self.connection(heartbeat=self.heartbeat)
-                self._reply_publish = None
-            conn = self._reply_conn
-            try:
-                if self._reply_publish is None:
-                    producer = Producer(conn.default_channel)
-                    self._reply_publish = conn.ensure(producer, producer.publish,
-                                                      **RETRY_POLICY)
-                # The default exchange routes by queue name: O(1) on every broker.
-                self._reply_publish(
-                    payload, exchange="", routing_key=reply_to, expiration=ttl,
-                    content_type="application/json", content_encoding="utf-8",
-                    delivery_mode=1,
-                )
-            except Exception as exc:
-                log.error("reply to %s lost, broker %s: %s", reply_to, self.display_url, exc)
-                _close_quietly(conn)
-                self._reply_conn = None
+            for attempt in (1, 2):
+                if self._reply_conn is None:
+                    self._reply_conn = self.connection(heartbeat=self.heartbeat)
+                    self._reply_channel = None
+                conn = self._reply_conn
+                try:
+                    if self._reply_channel is None:  # kombu checks the connection on
+                        self._reply_channel = conn.default_channel  # every access
+                    channel = self._reply_channel
+                    message = channel.prepare_message(payload, None, "application/json",
+                                                      "utf-8", None, dict(properties))
+                    # The default exchange routes by queue name: O(1) on every broker.
+                    channel.basic_publish(message, exchange="", routing_key=reply_to)
+                    return
+                except Exception as exc:
+                    _close_quietly(conn)
+                    self._reply_conn = None
+                    if attempt == 2:
+                        log.error("reply to %s lost, broker %s: %s", reply_to,
+                                  self.display_url, exc)
 
     # -- client side -------------------------------------------------------------------
 
