@@ -13,6 +13,7 @@ from orch.core.hookspecs import hookimpl
 class Rpcutil(Agent):
     name = "rpcutil"
     ddl_file = "rpcutil.json"
+    simulation_safe = True
 
     @action
     def ping(self, request: ActionRequest, reply: ActionReply) -> None:

@@ -27,7 +27,8 @@ def ping(orch: ClientContext) -> None:
     """Ping every matching node and show its round-trip time.
 
     Returns as soon as the replies stop coming (or, with -I names or --nodes, as soon as
-    every listed node answered). Exit code 1 if nobody, or not every listed node, answered.
+    every listed node answered). Exit code 1 if nobody, or not every listed node, answered,
+    or if the timeout ended the broadcast while replies were still arriving.
     """
     progress = output.Progress(enabled=not orch.json)
     nodes = orch.known_nodes()
@@ -49,7 +50,7 @@ def ping(orch: ClientContext) -> None:
             click.echo("No responses received")
         output.print_problems(result)
     _exit(EXIT_OK if result.replies and not result.missing and not result.error
-          else EXIT_FAILED)
+          and not result.cut_short else EXIT_FAILED)
 
 
 def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | None) -> None:
@@ -165,19 +166,24 @@ def find(orch: ClientContext) -> None:
     """Print the identity of every matching node, one per line.
 
     Listed identities (-I names, --nodes) are pinged, so only nodes that answer are
-    printed. Exit code 1 when no node matched.
+    printed. Exit code 1 when no node matched, or when discovery was cut off by its
+    timeout while replies were still arriving (the nodes found so far are printed).
     """
     listed = orch.known_nodes()
+    cut_short = None
     if listed is None:
-        nodes = orch.client().discover(orch.filter)
+        found = orch.client().discover(orch.filter)
+        nodes, cut_short = list(found), found.cut_short
     else:
         nodes = sorted(orch.client().ping(orch.filter, listed).replies)
     if orch.json:
-        output.print_json({"nodes": nodes})
+        output.print_json({"nodes": nodes, "cut_short": cut_short})
     else:
         for name in nodes:
             click.echo(name)
-    _exit(EXIT_OK if nodes else EXIT_FAILED)
+        if cut_short:
+            output.print_cut_short(cut_short)
+    _exit(EXIT_OK if nodes and not cut_short else EXIT_FAILED)
 
 
 @click.command()
@@ -198,7 +204,7 @@ def facts(orch: ClientContext, fact: str) -> None:
             "values": [{"value": result.replies[names[0]].data.get("value"),
                         "count": len(names), "nodes": names} for _, names in ordered],
             "failed": result.failed, "missing": result.missing, "error": result.error,
-            "stats": output.stats_document(result),
+            "cut_short": result.cut_short, "stats": output.stats_document(result),
         })
     else:
         click.echo(f"Report for fact: {fact}\n")
@@ -250,14 +256,20 @@ def inventory(orch: ClientContext, node: str) -> None:
 @click.command()
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def plugins(json_output: bool) -> None:
-    """List installed plugins, their versions and the hooks each implements."""
+    """List installed plugins, their versions and the hooks each implements, then every
+    broker URL scheme: the plugin serving it, what it needs installed, whether it is."""
     from orch.core.plugins import default_registry
+    from orch.core.requirements import install_hint, transport_statuses
 
-    infos = sorted(default_registry().infos.values(), key=lambda i: i.name)
+    registry = default_registry()
+    infos = sorted(registry.infos.values(), key=lambda i: i.name)
+    statuses = transport_statuses(registry)
     if json_output:
         output.print_json([{"name": i.name, "distribution": i.distribution,
                             "version": i.version, "hooks": list(i.hooks),
-                            "error": i.error} for i in infos])
+                            "error": i.error,
+                            "transports": [_scheme_json(s) for s in statuses
+                                           if s.plugin == i.name]} for i in infos])
         return
     name_width = max((len(i.name) for i in infos), default=0)
     dist_width = max((len(f"{i.distribution} {i.version}") for i in infos), default=0)
@@ -267,11 +279,36 @@ def plugins(json_output: bool) -> None:
             click.echo(f"{head}  " + click.style(f"BROKEN: {info.error}", fg="red"))
         else:
             click.echo(f"{head}  {', '.join(info.hooks)}")
+    if not statuses:
+        return
+    click.echo("\nTransports (broker URL schemes):")
+    rows = [(f"{s.scheme}://", s.plugin,
+             ", ".join(dict.fromkeys(r.package for r in s.requirements)) or "(none declared)")
+            for s in statuses]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for status, row in zip(statuses, rows, strict=True):
+        line = "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                         strict=True))
+        if status.available:
+            click.echo(f"{line}  available")
+        else:
+            why = "; ".join(u.reason for u in status.unmet)
+            fix = install_hint(u.requirement.package for u in status.unmet)
+            click.echo(f"{line}  " + click.style(f"MISSING: {why}; {fix}", fg="red"))
+
+
+def _scheme_json(status: Any) -> dict[str, Any]:
+    return {"scheme": status.scheme, "available": status.available,
+            "requires": [{"module": r.module, "package": r.package}
+                         for r in status.requirements],
+            "missing": [{"module": u.requirement.module, "package": u.requirement.package,
+                         "reason": u.reason} for u in status.unmet]}
 
 
 @hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
     from orch.cli.demo import demo
     from orch.cli.server import server
+    from orch.cli.sim import sim
 
-    return [ping, rpc, find, facts, inventory, plugins, server, demo]
+    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim]

@@ -46,6 +46,9 @@ def run_cli(args: list[str]) -> int:
 @click.option("--broker", default="memory://", show_default=True, metavar="URL",
               help="Serve the fleet on this broker; with amqp:// or redis:// other shells "
                    "can use it too.")
+@click.option("--workers", type=click.IntRange(0), default=None, metavar="K",
+              help="Worker processes for the nodes (default: none on memory://, which "
+                   "lives in this process; one per core on a real broker).")
 @click.option("--collective", default="orch", show_default=True, help="Collective name.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Fact generator seed.")
 @click.option("--tour/--no-tour", default=True, show_default=True, help="Run the tour.")
@@ -55,41 +58,52 @@ def run_cli(args: list[str]) -> int:
               help="After the tour, keep serving until Ctrl-C (for other shells).")
 @click.option("--insecure", is_flag=True,
               help="Development only: run without certificates or signatures.")
-def demo(count: int, broker: str, collective: str, seed: int, tour: bool,
-         interactive: bool | None, serve: bool, insecure: bool) -> None:
+def demo(count: int, broker: str, workers: int | None, collective: str, seed: int,
+         tour: bool, interactive: bool | None, serve: bool, insecure: bool) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
     Each simulated node is a real orch server instance (its own identity, certificate,
-    facts, classes, agents and counters) sharing one broker connection in this process.
-    A throw-away CA signs every request and reply, as in production.
+    facts, classes and counters) — the machinery of `orch sim`, served in this process
+    on memory://. A throw-away CA signs every request and reply, as in production.
+    Simulated nodes host only agents that are safe to simulate (rpcutil).
     """
+    from orch.sim.simulation import default_workers
+
+    if workers is None:
+        workers = 0 if broker.strip().startswith("memory:") else default_workers()
     with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
-        _run_demo(count, broker, collective, seed, tour, interactive, serve,
-                  None if insecure else Path(scratch) / "ca")
+        _run_demo(count, broker, workers, collective, seed, tour, interactive, serve,
+                  Path(scratch), not insecure)
 
 
-def _run_demo(count: int, broker: str, collective: str, seed: int, tour: bool,
-              interactive: bool | None, serve: bool, ca_dir: Path | None) -> None:
-    from orch.core.config import load_settings
+def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
+              tour: bool, interactive: bool | None, serve: bool, scratch: Path,
+              secure: bool) -> None:
+    from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
-    from orch.core.fleet import Fleet
-    from orch.demo import DemoPKI, demo_specs
+    from orch.sim import SimConfig, Simulation
+    from orch.sim.facts import node_specs
 
-    client_env = {"broker": broker, "collective": collective}
     try:
-        pki = DemoPKI.create(ca_dir) if ca_dir is not None else None
-        client_env.update(pki.client_settings if pki else {"security": "insecure"})
-        for key, value in client_env.items():
-            os.environ[f"ORCH_{key.upper()}"] = value
-        settings = load_settings(overrides=client_env)
-        fleet = Fleet(settings, demo_specs(count, seed),
-                      security_for=pki.node_security if pki else None).start()
+        simulation = Simulation(SimConfig(nodes=count, broker=broker, state_dir=scratch,
+                                          collective=collective, workers=workers,
+                                          seed=seed, secure=secure,
+                                          keep_certificates=False),
+                                ProgressLine(quiet_below=1000))
+        simulation.prepare()
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
-    first = fleet.nodes[0].identity
-    click.secho(f"orch demo: {count} simulated nodes serving on {fleet.transport.display_url}"
-                + (f", signed with a throw-away CA in {ca_dir}" if ca_dir else ", UNSIGNED"),
-                bold=True)
+    client_env = simulation.client_settings
+    for key, value in client_env.items():
+        os.environ[f"ORCH_{key.upper()}"] = value
+    try:
+        simulation.start()
+    except OrchError as exc:
+        raise click.ClickException(str(exc)) from None
+    first = node_specs(count, seed, 1, 1)[0].identity
+    click.secho(f"orch demo: {count} simulated nodes serving on {simulation.display_url}"
+                + (f", signed with a throw-away CA in {scratch / 'ca'}" if secure
+                   else ", UNSIGNED"), bold=True)
     exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
     try:
         if tour:
@@ -104,7 +118,7 @@ def _run_demo(count: int, broker: str, collective: str, seed: int, tour: bool,
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
     finally:
-        fleet.stop()
+        simulation.stop()
 
 
 def _prompt(broker: str, exports: str) -> None:

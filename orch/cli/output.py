@@ -5,6 +5,7 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
     {"agent": ..., "action": ..., "request_id": ...,
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
      "expected": [...] | null, "missing": [...], "rejected": [...], "error": null | "...",
+     "cut_short": null | "...",
      "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
@@ -50,6 +51,7 @@ def result_document(
         "missing": result.missing,
         "rejected": result.rejected,
         "error": result.error,
+        "cut_short": result.cut_short,
         "warnings": result.warnings,
         "aggregates": [summary.to_json() for summary in summaries],
         "stats": stats_document(result),
@@ -136,6 +138,13 @@ def print_problems(result: CallResult) -> None:
             click.echo(f"    {name}: {'; '.join(problems)}")
     if result.error:
         click.secho(f"\nError: {result.error}", fg="red", bold=True)
+    if result.cut_short:
+        print_cut_short(result.cut_short)
+
+
+def print_cut_short(reason: str) -> None:
+    """Say that the nodes shown are not all there are (on stderr, like other errors)."""
+    click.secho(f"\nIncomplete: {reason}", fg="red", bold=True, err=True)
 
 
 class Progress:

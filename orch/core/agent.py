@@ -145,6 +145,10 @@ class Agent:
     name: ClassVar[str]
     #: The DDL's file name, relative to the module defining the subclass.
     ddl_file: ClassVar[str | None] = None
+    #: True when the actions only read the node's own view (facts, classes, counters) and
+    #: never touch the machine: only such agents are hosted by simulated nodes (``orch sim``,
+    #: ``orch demo``), where a thousand "nodes" share the one real machine.
+    simulation_safe: ClassVar[bool] = False
 
     def __init__(self, node: NodeContext) -> None:
         self.node = node

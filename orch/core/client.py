@@ -15,7 +15,15 @@ The CLI, the tests, the benchmarks and any program that drives a fleet use this 
 
 A call never raises for what happens on the network once it has started: a broker that goes
 away mid-call ends collection and is reported in :attr:`CallResult.error`, with every reply
-received so far kept.
+received so far kept. A broadcast (or broadcast discovery) that its timeout ended while
+replies were still arriving is reported in :attr:`CallResult.cut_short`: its list of
+answering nodes is known to be incomplete, and the call did not succeed.
+
+Timeouts bound how long the fleet takes, never the client's own work: a call's deadline
+starts when its requests are published (however long publishing 10,000 of them took), and
+the time spent verifying and handling each accepted reply is added to it, so a reply that
+arrived in time is not counted missing because thousands of others were verified first. A
+direct call also allows :data:`PER_NODE_ALLOWANCE` per addressed node for the broker.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from orch.core import protocol
 from orch.core.config import Settings
+from orch.core.discovery import Discovered
 from orch.core.errors import (
     ArgumentError,
     ConfigError,
@@ -37,7 +47,7 @@ from orch.core.errors import (
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterEngine
+from orch.core.filter import FilterBudget, FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.transport import ClientChannel
@@ -47,6 +57,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds added to an action's DDL timeout for the round trip through the broker.
 NETWORK_MARGIN = 2.0
+#: Seconds added to a direct call's wait per addressed node. The requests to N nodes and
+#: their replies pass one broker (and, simulated, one process) one after another, so the
+#: last node's answer comes later in a larger list however fast each node is. It lengthens
+#: only the wait for silent nodes: a call returns the moment the last node answered.
+PER_NODE_ALLOWANCE = 0.0005
 CONNECT_TIMEOUT = 5.0
 
 ReplyCallback = Callable[[Reply, "CallResult"], None]
@@ -70,6 +85,10 @@ class CallResult:
     elapsed: float = 0.0
     #: Set when the broker failed mid-call; what was received before is kept.
     error: str | None = None
+    #: Set when the nodes that answered are known to be incomplete: a broadcast (or the
+    #: broadcast discovery before a call) was ended by its timeout while replies were still
+    #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
+    cut_short: str | None = None
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)
@@ -92,9 +111,10 @@ class CallResult:
     @property
     def succeeded(self) -> bool:
         """True when at least one node answered, every expected node answered OK, and
-        nothing went wrong. A call that matched no node did not succeed."""
+        nothing went wrong. A call that matched no node did not succeed, nor one whose
+        discovery was cut short (nodes it never asked may exist)."""
         return (bool(self.replies) and not self.failed and not self.missing
-                and not self.rejected and self.error is None)
+                and not self.rejected and self.error is None and self.cut_short is None)
 
     def group_by(self, output: str) -> dict[str, list[str]]:
         """``{value: [identities]}`` of one output field over the OK replies."""
@@ -126,7 +146,8 @@ class Client:
     @functools.cached_property
     def filters(self) -> FilterEngine:
         """The filter kinds and functions plugins offer (loaded when first needed)."""
-        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions())
+        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
+                            FilterBudget.from_settings(self.settings))
 
     def __enter__(self) -> Client:
         return self
@@ -177,6 +198,8 @@ class Client:
         for what, name in (("agent", agent), ("action", action)):
             if not valid_name(name):
                 raise ArgumentError(f"{what} name {name!r} is not valid")
+        if filter:
+            self.filters.check(filter)  # what every node would refuse is never sent
         return Request(
             agent=agent, action=action, collective=self.settings.collective,
             sender=self.sender, caller=self.caller, reply_to=self.channel.reply_to,
@@ -188,6 +211,29 @@ class Client:
         body = request.encode()
         return Envelope("request", body, self.security.seal("request", body)).encode()
 
+    def addressed(
+        self, request: Request, nodes: Sequence[str]
+    ) -> tuple[Request, list[tuple[tuple[str, ...], bytes]]]:
+        """``request`` addressed to exactly ``nodes``, and the signed payloads to publish.
+
+        Returns the request naming the whole target set (what replies are checked against)
+        and ``(identities, payload)`` pairs: each payload is signed over a body that names
+        only its identities (:func:`~orch.core.protocol.split_targets`), and goes to each of
+        them — so no node receives a request it could pass on to a node it does not name,
+        and the client signs a few bodies per thousand nodes, not one per node. Whatever
+        publishes direct requests should build them here: a request without targets is a
+        broadcast, which any node its filter selects will run, however it arrives.
+        Raises ArgumentError, before anything is signed, if a name cannot be an identity.
+        """
+        bad = protocol.invalid_names(nodes)
+        if bad:
+            raise ArgumentError(f"{bad[0]!r} is not a valid node identity "
+                                f"({len(bad)} invalid in the list)")
+        parts = protocol.split_targets(nodes)
+        whole = replace(request, targets=tuple(name for part in parts for name in part))
+        return whole, [(part, self._sealed(replace(request, targets=part)))
+                       for part in parts]
+
     def collect(
         self,
         request: Request,
@@ -197,54 +243,95 @@ class Client:
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
         started: float | None = None,
+        label: str = "collection",
     ) -> CallResult:
         """Receive replies to ``request`` until all ``expected`` answered or time is up.
 
+        Call it once the request is published: the ``timeout`` runs from now, whenever
+        publishing began (``started``, from which round-trip times are measured). The time
+        spent verifying and handling each accepted reply is added to the deadline: the
+        timeout bounds the fleet, not this client's own work.
+
         With ``quiet``, collection also ends that many seconds after the latest reply
         (how broadcast discovery knows it is done) — or twice the longest gap between
-        replies so far, if that is longer.
+        replies so far, if that is longer. Silence is judged on the wire, not by this
+        client's own stalls: the window counts only time spent waiting, and before ending
+        the client looks once more, without waiting, for a reply already there. If the
+        deadline comes while the window is still open (or with a reply waiting), replies
+        were still arriving: :attr:`CallResult.cut_short` says so, naming ``label``.
         """
-        started = time.monotonic() if started is None else started
+        now = time.monotonic()
+        started = now if started is None else started
         result = CallResult(request.agent, request.action, request.id,
                             sorted(expected) if expected is not None else None)
         pending = set(expected) if expected is not None else None
-        deadline = started + timeout
-        last_reply: float | None = None
+        deadline = now + timeout
+        credit = 0.0  # this client's own work on accepted replies, added to the deadline
+        #: When the client was last free again after handling a reply (None: no reply yet).
+        waiting_since: float | None = None
         window = quiet
         while pending is None or pending:
             now = time.monotonic()
-            remaining = deadline - now
-            if window is not None and last_reply is not None:
-                remaining = min(remaining, last_reply + window - now)
-            if remaining <= 0:
-                break
+            quiet_end = (waiting_since + window
+                         if window is not None and waiting_since is not None else None)
+            remaining = min(deadline, quiet_end if quiet_end is not None else deadline) - now
+            last_look = remaining <= 0
             try:
-                raw = self.channel.receive(remaining)
+                raw = self.channel.receive(max(remaining, 0.0))
             except TransportError as exc:
                 result.error = str(exc)
                 log.error("%s; keeping the %d replies received", exc, len(result.replies))
                 break
             if raw is None:
+                if last_look:
+                    if now >= deadline and quiet_end is not None and quiet_end > deadline:
+                        self._cut_short(result, label, timeout, credit)
+                    break
                 continue
+            received = time.monotonic()
             reply = self._accept(raw, request, result)
             if reply is None:
+                if last_look and received >= deadline:
+                    break  # neither late nor bad replies may keep a call past its deadline
                 continue
-            arrived = time.monotonic()
-            if window is not None and last_reply is not None:
+            if window is not None and waiting_since is not None:
                 # A fleet that paused once (a loaded host, a GC) may pause again: wait at
                 # least twice the longest gap seen before deciding the replies stopped.
-                window = max(window, 2 * (arrived - last_reply))
-            last_reply = arrived
+                window = max(window, 2 * (received - waiting_since))
             result.replies[reply.sender] = reply
-            result.rtt[reply.sender] = last_reply - started
+            result.rtt[reply.sender] = received - started
             if pending is not None:
                 pending.discard(reply.sender)
             if on_reply is not None:
                 on_reply(reply, result)
+            waiting_since = time.monotonic()
+            if last_look and now >= deadline:
+                # A reply was already waiting at the deadline: they were still arriving.
+                if window is not None:
+                    self._cut_short(result, label, timeout, credit)
+                break
+            # This client's own work on an accepted reply does not count against the fleet's
+            # time (bounded: each node is accepted once; rejected replies are not credited).
+            credit += waiting_since - received
+            deadline += waiting_since - received
         result.elapsed = time.monotonic() - started
         return result
 
+    @staticmethod
+    def _cut_short(result: CallResult, label: str, timeout: float, credit: float) -> None:
+        verifying = f" (plus {credit:.1f} s spent verifying replies)" if credit >= 0.05 else ""
+        result.cut_short = (
+            f"{label} was cut off at the {timeout:.1f} s timeout{verifying} while replies "
+            f"were still arriving; {len(result.replies)} node(s) answered")
+        log.warning("%s", result.cut_short)
+
     def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
+        if len(raw) > self.settings.max_message_bytes:
+            reason = (f"a reply of {len(raw)} bytes is over max_message_bytes "
+                      f"({self.settings.max_message_bytes}); not read")
+            result.rejected.append(reason)
+            log.warning("rejected %s", reason)
+            return None
         try:
             envelope = Envelope.decode(raw)
             if envelope.kind != "reply":
@@ -257,6 +344,12 @@ class Client:
             return None
         if reply.request_id != request.id:
             return None  # a late reply to an earlier request on this channel (discovery)
+        if not request.addresses(reply.sender):
+            reason = (f"reply from {reply.sender!r}, a node request {request.id} was not "
+                      "addressed to")
+            result.rejected.append(reason)
+            log.warning("rejected a %s", reason)
+            return None
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)
             return None
@@ -275,22 +368,27 @@ class Client:
         timeout: float,
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
+        label: str = "the broadcast",
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
         Nobody knows who will answer, so collection ends ``quiet`` seconds after the last
-        reply, or at ``timeout``.
+        reply, or at ``timeout`` — then, if replies were still arriving,
+        :attr:`CallResult.cut_short` says so (``label`` names what was cut).
         """
         request = self.new_request(agent, action, data, filter)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
         return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started)
+                            started=started, label=label)
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
-    ) -> list[str]:
-        """The identities ``filter`` selects among nodes hosting ``agent``."""
+    ) -> Discovered:
+        """The identities ``filter`` selects among nodes hosting ``agent``, sorted.
+
+        Check :attr:`Discovered.cut_short`: set when the list is known to be incomplete.
+        """
         methods = self.registry.discovery_methods()
         method = methods.get(self.settings.discovery_method)
         if method is None:
@@ -298,7 +396,8 @@ class Client:
                 f"unknown discovery method {self.settings.discovery_method!r}; "
                 f"installed: {', '.join(sorted(methods))}"
             )
-        return method.discover(self, filter or {}, agent)
+        found = method.discover(self, filter or {}, agent)
+        return found if isinstance(found, Discovered) else Discovered(found)
 
     def call(
         self,
@@ -324,10 +423,13 @@ class Client:
         ddl = self.action_ddl(agent, action)
         checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
                    else dict(data or {}))
-        discovery_started = time.monotonic()
+        discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
+        cut_short = None
         if nodes is None:
+            discovery_started = time.monotonic()
             nodes = self.discover(filter, agent)
-        discovery_seconds = time.monotonic() - discovery_started if nodes else 0.0
+            discovery_seconds = time.monotonic() - discovery_started
+            cut_short = nodes.cut_short
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
@@ -337,6 +439,7 @@ class Client:
         wait = timeout if timeout is not None else self.call_timeout(agent)
         result = self.send_direct(request, nodes, wait, on_reply)
         result.discovery_seconds = discovery_seconds
+        result.cut_short = cut_short
         if ddl is not None:
             for name, reply in result.replies.items():
                 problems = ddl.check_reply(reply.data) if reply.ok else []
@@ -350,17 +453,23 @@ class Client:
         self, request: Request, nodes: Sequence[str], timeout: float,
         on_reply: ReplyCallback | None = None,
     ) -> CallResult:
-        """Send ``request`` to each of ``nodes`` and collect their replies."""
-        payload = self._sealed(request)
+        """Send ``request`` to each of ``nodes`` and collect their replies.
+
+        ``timeout`` runs from the moment the last request is published (see :meth:`collect`),
+        plus :data:`PER_NODE_ALLOWANCE` for each node (5 s for 10,000 nodes, 25 ms for 50).
+        """
+        request, payloads = self.addressed(request, nodes)
         started = time.monotonic()
         try:
-            for identity in nodes:
-                self.channel.direct(identity, payload, request.ttl)
+            for targets, payload in payloads:
+                for identity in targets:
+                    self.channel.direct(identity, payload, request.ttl)
         except TransportError as exc:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)
             return result
-        return self.collect(request, nodes, timeout, on_reply=on_reply, started=started)
+        wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
+        return self.collect(request, nodes, wait, on_reply=on_reply, started=started)
 
     def ping(
         self,
@@ -371,13 +480,19 @@ class Client:
         """``rpcutil ping`` the selected nodes: direct to ``nodes``, else a broadcast.
 
         Waits up to the ``timeout`` setting when set, else ``discovery_timeout``; a
-        broadcast also ends ``discovery_window`` after the last reply.
+        broadcast also ends ``discovery_window`` after the last reply, and says (in
+        :attr:`CallResult.cut_short`) when its timeout ended it while replies still came.
         """
         timeout = self.settings.timeout or self.settings.discovery_timeout
         if nodes is not None:
             request = self.new_request("rpcutil", "ping", {}, filter)
             return self.send_direct(request, nodes, timeout, on_reply)
-        return self.broadcast(
+        result = self.broadcast(
             "rpcutil", "ping", filter=filter, timeout=timeout,
-            quiet=self.settings.discovery_window, on_reply=on_reply,
+            quiet=self.settings.discovery_window, on_reply=on_reply, label="the ping",
         )
+        if result.cut_short is not None:
+            which = ("--timeout (timeout)" if self.settings.timeout
+                     else "--discovery-timeout (discovery_timeout)")
+            result.cut_short += f"; raise {which} to wait longer"
+        return result

@@ -124,6 +124,10 @@ class Settings:
     broker: list[str] = _setting(
         lambda: [DEFAULT_BROKER], _split_list,
         "Broker URL(s); several are tried in turn when one fails (amqp://, redis://, memory://).")
+    heartbeat: float = _setting(
+        10.0, _non_negative,
+        "Server: AMQP heartbeat (seconds) of the daemon's broker connections; a dead broker "
+        "is noticed within about twice this (0 disables).")
     facts: list[str] = _setting(
         list, _split_list, "YAML or JSON fact files merged over the built-in facts, in order.")
     classes: str | None = _setting(
@@ -144,6 +148,14 @@ class Settings:
         "Client: seconds to wait for replies (default: the action's DDL timeout + 2).")
     ttl: float = _setting(
         60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
+    max_message_bytes: int = _setting(
+        8 * 1024 * 1024, _positive(int),
+        "The largest message a server or client reads; bigger ones are dropped before "
+        "parsing, so one huge message cannot balloon a process's memory (bytes).")
+    max_ttl: float = _setting(
+        3600.0, _positive(float),
+        "Server: the longest time-to-live a request may ask for; longer ones are refused, so "
+        "a captured request cannot stay replayable for long (seconds).")
     clock_skew: float = _setting(
         5.0, _non_negative,
         "Seconds of clock difference tolerated between client and server.")
@@ -180,6 +192,22 @@ class Settings:
         "Server: decision for an agent that has no policy file and no default policy file.")
     audit_log: str | None = _setting(
         None, _optional_path, "Server: JSON-lines audit log of every request received.")
+    filter_max_bytes: int = _setting(
+        16384, _positive(int),
+        "Size limit of a request's filter as JSON text (characters); larger ones are refused.")
+    filter_max_terms: int = _setting(
+        100, _positive(int),
+        "Most tests a filter may hold (each term, and each test inside a compound expression).")
+    filter_max_depth: int = _setting(
+        32, _positive(int), "Deepest nesting of a filter (compound parentheses, term objects).")
+    filter_max_seconds: float = _setting(
+        0.25, _positive(float), "Server: longest one filter evaluation may run (seconds).")
+    filter_workers: int = _setting(
+        2, _positive(int),
+        "Server: threads evaluating filters, so the broker consumer never waits on one.")
+    filter_backlog: int = _setting(
+        10000, _positive(int),
+        "Server: requests waiting for a filter thread; beyond this, new ones are dropped.")
     audit_redact: list[str] = _setting(
         list, _split_list, "Server: argument names whose values the audit log redacts.")
     log_level: str = _setting(

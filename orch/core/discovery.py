@@ -6,11 +6,25 @@ arrives, and name every node that stayed silent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from orch.core.client import Client
+
+
+class Discovered(list[str]):
+    """The identities a discovery found: a sorted list that can say it is incomplete.
+
+    A method that knows its answer is partial — broadcast discovery ended by its timeout
+    while replies were still arriving — returns one with :attr:`cut_short` set to why, so
+    the call (and the exit code) can say so instead of reporting success on a part of the
+    fleet. Methods may return a plain list; the client wraps it.
+    """
+
+    def __init__(self, nodes: Iterable[str] = (), cut_short: str | None = None) -> None:
+        super().__init__(nodes)
+        self.cut_short = cut_short
 
 
 class DiscoveryMethod(Protocol):
@@ -21,6 +35,7 @@ class DiscoveryMethod(Protocol):
     ) -> list[str]:
         """Return the identities selected by ``filter`` that host ``agent``, sorted.
 
-        Use ``client.settings.discovery_timeout`` as the upper bound on how long it takes.
+        Use ``client.settings.discovery_timeout`` as the upper bound on how long it takes;
+        return a :class:`Discovered` with ``cut_short`` set when the list is incomplete.
         """
         ...

@@ -37,3 +37,7 @@ class UnknownActionError(OrchError):
 
 class ArgumentError(OrchError):
     """Action arguments failed validation; the message names the argument."""
+
+
+class MissingRequirementError(PluginError):
+    """A plugin needs a library that is not installed; the message names the pip package."""

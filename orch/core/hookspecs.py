@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
+    from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
 
@@ -54,6 +55,22 @@ def orch_transports() -> Mapping[str, Callable[[list[str], Settings], Transport]
     connects lazily so that ``--help`` and argument errors never touch the network.
 
     Two plugins claiming the same scheme is a configuration error reported at start-up.
+    """
+
+
+@hookspec
+def orch_transport_requirements() -> Mapping[str, Iterable[Requirement]]:
+    """Return ``{url_scheme: [Requirement, …]}``: what each scheme's transport imports.
+
+    A :class:`orch.core.requirements.Requirement` names a module and the pip requirement
+    that installs it (``Requirement("redis", "redis")``). Before orch calls a scheme's
+    factory it imports these modules, so a missing library is reported as one error naming
+    the scheme and the ``pip install`` command, with exit status 2, instead of an
+    ``ImportError`` from inside a broker connection; ``orch plugins`` lists them with whether
+    each is installed. Declare the same packages in your distribution's ``install_requires``
+    (or an extra) — this hook tells the user what is missing, it does not install anything.
+    Implementing it is optional; an ``ImportError`` raised by a factory is still reported
+    cleanly, but then only the module's name is known.
     """
 
 

@@ -38,6 +38,7 @@ FORMAT = 1
 #: Hooks without arguments whose results are named things, and how to read the names.
 KEYED_HOOKS: Mapping[str, Callable[[Any], Iterable[str]]] = {
     "orch_transports": lambda result: list(result or {}),
+    "orch_transport_requirements": lambda result: list(result or {}),
     "orch_security_providers": lambda result: list(result or {}),
     "orch_authorizers": lambda result: list(result or {}),
     "orch_filter_kinds": lambda result: [kind.name for kind in result or ()],

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
     from orch.core.pluginindex import EntryPointRecord, PluginHooks
+    from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
 
@@ -273,6 +274,21 @@ class PluginRegistry:
     def transports(self) -> dict[str, Callable[[list[str], Settings], Transport]]:
         return self._merged(self._call("orch_transports"), "transport scheme")
 
+    def transport_requirements(self) -> dict[str, tuple[Requirement, ...]]:
+        """``{scheme: requirements}``; several plugins may add to the same scheme."""
+        from orch.core.requirements import Requirement
+
+        merged: dict[str, tuple[Requirement, ...]] = {}
+        for mapping in self._call("orch_transport_requirements"):
+            for scheme, requirements in (mapping or {}).items():
+                checked = tuple(requirements)
+                if not all(isinstance(r, Requirement) for r in checked):
+                    raise PluginError(
+                        f"orch_transport_requirements for {scheme}:// returned {checked!r}; "
+                        "each item must be an orch.core.requirements.Requirement")
+                merged[scheme] = (*merged.get(scheme, ()), *checked)
+        return merged
+
     def security_providers(self) -> dict[str, Callable[[Settings], SecurityProvider]]:
         return self._merged(self._call("orch_security_providers"), "security provider")
 
@@ -323,14 +339,18 @@ class PluginRegistry:
         schemes = {url.split("://", 1)[0] if "://" in url else "" for url in settings.broker}
         scheme = settings.broker[0].split("://", 1)[0] if "://" in settings.broker[0] else ""
         factories = self._merged(self._call("orch_transports", scheme), "transport scheme")
+        from orch.core import requirements
+
         if scheme not in factories:
-            raise ConfigError(
-                f"no transport for broker URL {settings.broker[0]!r}; "
-                f"installed schemes: {', '.join(sorted(factories)) or 'none'}"
-            )
+            raise requirements.unknown_scheme_error(self, settings.broker[0], scheme, factories)
         if len(schemes) > 1:
             raise ConfigError(f"all broker URLs must use the same scheme ({scheme}://)")
-        return factories[scheme](list(settings.broker), settings)
+        requirements.ensure_transport(self, scheme)  # a missing library: one clear error
+        try:
+            return factories[scheme](list(settings.broker), settings)
+        except ImportError as exc:
+            raise requirements.import_error(
+                scheme, requirements.transport_owners(self).get(scheme, "?"), exc) from None
 
     def security_for(self, settings: Settings) -> SecurityProvider:
         """The security provider named by ``settings.security``."""

@@ -111,3 +111,76 @@ class ActionRunner:
             self._stopped = True
             self._cond.notify()
         self._watcher.join(timeout=max(wait - (time.monotonic() - started), 0.1))
+
+
+class WorkQueue:
+    """A few threads and a bounded backlog for short jobs that must not run on the caller.
+
+    The server hands each request that passed the cheap checks here, so the thread that
+    reads the broker goes back to reading at once. Unlike :class:`ActionRunner` there are no
+    deadlines (a job bounds itself: see the filter budget) and a full backlog refuses new
+    work instead of growing without limit — memory is bounded, and the caller decides what
+    a refusal means.
+    """
+
+    def __init__(self, workers: int, backlog: int, name: str = "orch-work") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(backlog)
+        self._pending: set[Future[None]] = set()
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        """Queue ``work`` (which must not raise); False when the backlog is full or closed."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            future = self._pool.submit(self._run, work)
+        except RuntimeError:  # shut down
+            self._slots.release()
+            return False
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return True
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("queued work failed outside its own error handling")
+        finally:
+            self._slots.release()
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Refuse new work; give queued and running jobs up to ``wait`` seconds to finish."""
+        self._pool.shutdown(wait=False)
+        wait_for(list(self._pending), timeout=wait)
+
+
+class InlineRunner(ActionRunner):
+    """Runs each action at once in the calling thread: no pool, no deadline watcher.
+
+    For simulated nodes only (:class:`orch.core.fleet.Fleet` with ``inline_actions``), which
+    host nothing but agents that read the node's own view (``Agent.simulation_safe``) and
+    finish in microseconds. Handing such an action to a thread costs more than the action
+    itself — about a third of a simulated node's CPU per request — and a deadline can never
+    fire before the action returns, so ``on_timeout`` is never called.
+    """
+
+    def __init__(self) -> None:  # no pool and no watcher thread: nothing to set up
+        pass
+
+    def submit(
+        self,
+        work: Callable[[], R],
+        deadline: float,
+        on_result: Callable[[R], None],
+        on_timeout: Callable[[], None],
+    ) -> None:
+        try:
+            result = work()
+        except Exception:  # the same rule as ActionRunner: work must not raise
+            log.exception("action failed outside the agent's own error handling")
+            return
+        on_result(result)
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Nothing runs in the background."""

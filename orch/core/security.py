@@ -36,5 +36,10 @@ class SecurityProvider(Protocol):
         ...
 
     def verify(self, envelope: Envelope) -> Verified:
-        """Check an incoming envelope; raise :class:`~orch.core.errors.SecurityError` if bad."""
+        """Check an incoming envelope; raise :class:`~orch.core.errors.SecurityError` if bad.
+
+        A provider that authenticates replies must also refuse a reply whose body's
+        ``sender`` is not the identity its credential proves: the client trusts ``sender``
+        to decide which node answered, and whether that node was addressed at all.
+        """
         ...

@@ -6,6 +6,13 @@ window and replay, filter, agent and action, arguments, authorization — hands 
 the shared :class:`~orch.core.runner.ActionRunner`, and sends the reply. Every decision is
 written to the audit log when one is configured.
 
+Only the cheap checks (decoding, signature, collective, time window, replay) run on the
+thread that reads the broker. The rest — the filter, whose cost the sender chooses, then
+the DDL and the policy — runs on the services' :class:`~orch.core.runner.WorkQueue`, so a
+request that is slow to evaluate never holds up the ones behind it; the filter is first
+measured against its budget, and a request over budget is refused and audited unevaluated.
+Requests are not kept in order once they leave the reading thread.
+
 Many nodes can share one :class:`NodeServices` (transport, runner, security, authorizer):
 that is how ``orch demo`` simulates a fleet in one process. :class:`Server` wires one node
 from :class:`~orch.core.config.Settings` and runs until stopped.
@@ -30,11 +37,17 @@ from orch.core.authorization import Authorizer
 from orch.core.config import Settings
 from orch.core.errors import ArgumentError, OrchError, ProtocolError
 from orch.core.facts import collect_facts, read_classes
-from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
+from orch.core.filter import (
+    FilterBudget,
+    FilterBudgetError,
+    FilterEngine,
+    FilterSyntaxError,
+    NodeView,
+)
 from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.core.replay import ReplayCache
-from orch.core.runner import ActionRunner
+from orch.core.runner import ActionRunner, WorkQueue
 from orch.core.security import SecurityProvider, Verified
 from orch.core.transport import NodeBinding
 from orch.ddl.model import AgentDDL
@@ -59,6 +72,11 @@ class NodeServices:
     audit: AuditLog | None = None
     default_timeout: float = 60.0
     clock_skew: float = 5.0
+    max_ttl: float = 3600.0
+    max_message_bytes: int = 8 * 1024 * 1024
+    #: Where requests go after the cheap checks; None evaluates on the calling thread
+    #: (unit tests drive :meth:`Node.handle` directly and expect the work done on return).
+    queue: WorkQueue | None = None
 
     @classmethod
     def from_settings(
@@ -73,7 +91,8 @@ class NodeServices:
                         "caller may run every action", settings.authorization)
         return cls(
             settings=settings,
-            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+            filters=FilterEngine(registry.filter_kinds(), registry.filter_functions(),
+                                 FilterBudget.from_settings(settings)),
             security=registry.security_for(settings),
             runner=ActionRunner(settings.workers),
             validators=registry.validators(),
@@ -83,9 +102,14 @@ class NodeServices:
             if settings.audit_log else None,
             default_timeout=settings.action_timeout,
             clock_skew=settings.clock_skew,
+            max_ttl=settings.max_ttl,
+            max_message_bytes=settings.max_message_bytes,
+            queue=WorkQueue(settings.filter_workers, settings.filter_backlog, "orch-filter"),
         )
 
     def close(self) -> None:
+        if self.queue is not None:
+            self.queue.shutdown()  # first: its jobs hand actions to the runner
         self.runner.shutdown()
         if self.audit is not None:
             self.audit.close()
@@ -210,6 +234,11 @@ class Node:
     def handle(self, raw: bytes) -> None:
         """Process one message from the network. Never raises; bad input is logged."""
         self._count("total")
+        if len(raw) > self.services.max_message_bytes:
+            # Before any parsing: decoding a 60 MB message cost a node 200 MB of memory.
+            self._reject("dropped", f"message of {len(raw)} bytes is over max_message_bytes "
+                         f"({self.services.max_message_bytes})")
+            return
         try:
             envelope = Envelope.decode(raw)
             if envelope.kind != "request":
@@ -221,12 +250,30 @@ class Node:
             return
         if not self._acceptable(request, verified):
             return
+        queue = self.services.queue
+        if queue is None:
+            self._select(request, verified)
+        elif not queue.submit(lambda: self._select(request, verified)):
+            self._reject("dropped", "busy: too many requests waiting for a filter thread "
+                         "(filter_backlog)", request, verified)
+
+    def _select(self, request: Request, verified: Verified) -> None:
+        """Budget, then filter, then :meth:`_dispatch`; runs on the work queue."""
+        filters = self.services.filters
         try:
-            selected = self.services.filters.matches(request.filter, self._view)
+            filters.check(request.filter)
+            selected = filters.matches(request.filter, self._view)
+        except FilterBudgetError as exc:
+            self._reject("dropped", f"filter over budget: {exc}", request, verified)
+            return
         except FilterSyntaxError as exc:
+            # Silent as for a filter that does not select this node, but audited as what
+            # it is: a hostile or broken filter must leave a trace.
             log.warning("node=%s request=%s bad filter, staying silent: %s",
                         self.identity, request.id, exc)
-            selected = False
+            self._count("filtered")
+            self._audit("rejected", f"invalid filter: {exc}", request, verified)
+            return
         if not selected:
             self._count("filtered")
             self._audit("ignored", "filter does not select this node", request, verified)
@@ -235,12 +282,18 @@ class Node:
         self._dispatch(request, verified)
 
     def _acceptable(self, request: Request, verified: Verified) -> bool:
-        """Collective, time window and replay checks."""
+        """Collective, addressee, time window and replay checks."""
         now = time.time()
         skew = self.services.clock_skew
         if request.collective != self.collective:
             self._reject("dropped", f"request for collective {request.collective}",
                          request, verified)
+            return False
+        if not self._addressed(request, verified):
+            return False
+        if request.ttl > self.services.max_ttl:
+            self._reject("dropped", f"ttl {request.ttl:g}s is over this node's max_ttl "
+                         f"{self.services.max_ttl:g}s", request, verified)
             return False
         if now > request.expires_at() + skew:
             self._reject("ttlexpired", f"expired {now - request.expires_at():.1f}s ago",
@@ -250,10 +303,30 @@ class Node:
             self._reject("dropped", f"created {request.time - now:.1f}s in the future "
                          "(clock skew?)", request, verified)
             return False
+        if request.time < self._started - skew:
+            # The replay cache lives in memory: without this, a request captured before a
+            # restart could be played again after it.
+            self._reject("dropped", "created before this node started (a replay across a "
+                         "restart?)", request, verified)
+            return False
         if self._replay.seen(request.id, request.expires_at() + skew, now):
             self._reject("dropped", "replayed request id", request, verified)
             return False
         return True
+
+    def _addressed(self, request: Request, verified: Verified) -> bool:
+        """A direct request runs only on the identities its signed body names.
+
+        Without this, a signed request for one node, captured on the broker and re-published
+        into other nodes' queues, would run on all of them. Checked before the replay cache,
+        so a misdirected copy cannot use up the id before the genuine request arrives.
+        """
+        if request.addresses(self.identity):
+            return True
+        count = len(request.targets or ())
+        self._reject("dropped", f"not addressed to this node (a direct request for {count} "
+                     f"other node{'s' if count != 1 else ''})", request, verified)
+        return False
 
     def _dispatch(self, request: Request, verified: Verified) -> None:
         caller = verified.caller or request.caller

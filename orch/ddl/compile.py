@@ -6,16 +6,24 @@ Each action's inputs compile to one object schema (``required`` for non-optional
 a JSON Schema ``format`` checked by a :class:`jsonschema.FormatChecker` holding exactly the
 installed validators; a regex ``validation`` becomes ``pattern``. Compiled validators are
 cached per action and validator set, so a request costs one ``iter_errors`` call.
+
+The ``pattern`` keyword is evaluated by :mod:`orch.core.patterns` (RE2), not by
+jsonschema's default :func:`re.search`: the argument values come from the network and are
+checked before authorization, so a DDL pattern such as ``^(a+)+$`` must not let any caller
+stall a node with ``"aaaa…!"``. RE2's ``$`` already means the end of the text, as JSON
+Schema and Choria intend (Python's also matches before a final newline).
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orch.core.errors import ArgumentError
+from orch.core.patterns import PatternError
+from orch.core.patterns import search as pattern_search
 from orch.ddl.model import ActionDDL, InputDDL, OutputDDL, Validators
 
 #: JSON Schema for each DDL value type (list = enumeration, handled per input).
@@ -61,33 +69,31 @@ def _input_property(spec: InputDDL) -> dict[str, Any]:
         if spec.named_validator:
             schema["format"] = spec.named_validator
         elif spec.validation:
-            schema["pattern"] = strict_end(spec.validation)
+            schema["pattern"] = spec.validation
     return schema
 
 
-def strict_end(pattern: str) -> str:
-    r"""Make ``$`` mean end of string, as in JSON Schema and Choria.
+@functools.cache
+def validator_class() -> Any:
+    """Draft 2020-12 with ``pattern`` evaluated in linear time (see the module docstring)."""
+    from jsonschema import Draft202012Validator, validators
 
-    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would accept
-    ``"web
-"``. Every unescaped ``$`` outside a character class becomes ``\Z``.
-    """
-    out: list[str] = []
-    escaped = in_class = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        elif char == "$" and not in_class:
-            out.append(r"\Z")
-            continue
-        out.append(char)
-    return "".join(out)
+    return validators.extend(Draft202012Validator, {"pattern": _bounded_pattern})
+
+
+def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """The ``pattern`` keyword: jsonschema's semantics, the bounded engine's matching."""
+    from jsonschema import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = pattern_search(pattern, instance)
+    except PatternError as exc:
+        yield ValidationError(f"pattern {pattern!r} cannot be evaluated: {exc}")
+        return
+    if not found:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _output_property(spec: OutputDDL) -> dict[str, Any]:
@@ -145,9 +151,10 @@ class DirectChecker:
 
     A request or a reply then costs a few ``isinstance`` calls (and a cached regex), and a
     command or daemon that meets no named validator never imports jsonschema. The errors are
-    those jsonschema reports, in its order, with the same keyword semantics (``pattern`` is
-    ``re.search``, lengths count code points, both only for strings); the unit tests compare
-    the two on generated data. Named validators (``format``) still go to jsonschema.
+    those of :func:`validator_class`, in its order, with the same keyword semantics
+    (``pattern`` is the bounded engine's search, lengths count code points, both only for
+    strings); the unit tests compare the two on generated data. Named validators
+    (``format``) still go to jsonschema.
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
@@ -197,9 +204,16 @@ class DirectChecker:
             elif isinstance(value, str):
                 if keyword == "maxLength" and len(value) > expected:
                     yield SchemaError("maxLength", path, f"{value!r} is too long")
-                elif keyword == "pattern" and not re.search(expected, value):
-                    yield SchemaError("pattern", path,
-                                      f"{value!r} does not match {expected!r}")
+                elif keyword == "pattern":
+                    try:
+                        found = pattern_search(expected, value)
+                    except PatternError as exc:
+                        yield SchemaError("pattern", path, f"pattern {expected!r} cannot be "
+                                          f"evaluated: {exc}")
+                        continue
+                    if not found:
+                        yield SchemaError("pattern", path,
+                                          f"{value!r} does not match {expected!r}")
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -220,12 +234,12 @@ def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
             compiled = DirectChecker(schema)
             _cache[key] = (compiled, action, validators)
             return compiled
-        from jsonschema import Draft202012Validator, FormatChecker
+        from jsonschema import FormatChecker
 
         checker = FormatChecker(formats=())
         for name, predicate in validators.items():
             checker.checks(name)(predicate)
-        compiled = Draft202012Validator(schema, format_checker=checker)
+        compiled = validator_class()(schema, format_checker=checker)
         _cache[key] = (compiled, action, validators)  # keep both alive while cached
         return compiled
     return compiled[0]
@@ -235,6 +249,8 @@ def check_arguments(
     action: ActionDDL, data: Mapping[str, Any], validators: Validators | None = None
 ) -> dict[str, Any]:
     """Apply defaults and validate; raise ArgumentError (``kind`` missing/invalid)."""
+    if not action.inputs and not data:  # nothing to check (ping): skip jsonschema
+        return {}
     validators = _builtin_validators() if validators is None else validators
     checked = dict(data)
     for name, spec in action.inputs.items():
@@ -262,7 +278,7 @@ _NO_VALIDATORS: Validators = {}
 
 def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
     """Human-readable problems of ``data`` against ``action``'s outputs."""
-    if not action.outputs:
+    if not action.outputs or _plainly_conforms(action, data):
         return []
     problems = []
     for error in _validator(action, _NO_VALIDATORS, "output").iter_errors(dict(data)):
@@ -280,13 +296,47 @@ def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+#: Python types of the DDL output types that need nothing but a type check.
+_PLAIN_TYPES: Mapping[str, type | tuple[type, ...]] = {
+    "string": str, "list": str, "number": (int, float), "float": (int, float),
+    "boolean": bool, "hash": dict, "array": list, "any": object,
+}
+
+
+def _plainly_conforms(action: ActionDDL, data: Mapping[str, Any]) -> bool:
+    """True when ``data`` certainly matches ``action``'s outputs, without jsonschema.
+
+    Replies are checked on every node for every request; almost all conform, and a type
+    check per value costs a fraction of a validator run. Anything this does not clearly
+    accept (an integer given as a float, an unknown type) goes to jsonschema, which also
+    words the problems.
+    """
+    outputs = action.outputs
+    for name, value in data.items():
+        spec = outputs.get(name)
+        if spec is None:
+            return False
+        if value is None:
+            if spec.default is None or spec.type == "any":
+                continue
+            return False
+        if spec.type == "integer":
+            if not isinstance(value, int) or isinstance(value, bool):
+                return False
+            continue
+        wanted = _PLAIN_TYPES.get(spec.type)
+        if wanted is None or not isinstance(value, wanted):
+            return False
+        if wanted is not bool and wanted is not object and isinstance(value, bool):
+            return False  # JSON Schema: true is not a number
+    return True
+
+
 def input_problem(spec: InputDDL, value: Any, validators: Validators | None) -> str | None:
     """Why ``value`` is not acceptable for ``spec`` (None if it is) — for DDL defaults."""
-    from jsonschema import Draft202012Validator
-
     schema = _input_property(spec)
     schema.pop("format", None)
-    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    error = next(iter(validator_class()(schema).iter_errors(value)), None)
     return None if error is None else f"is not valid: {error.message}"
 
 

@@ -11,8 +11,10 @@ written for Choria load unchanged::
 
 Every DDL is validated against ``schema/agent.json`` when loaded, then checked for what a
 schema cannot say (duplicate actions, regexes that do not compile, defaults of the wrong
-type, aggregates over undeclared outputs). Errors name the file and the field. How inputs
-and outputs become JSON Schemas is in :mod:`orch.ddl.compile`.
+type, aggregates over undeclared outputs). Validation regexes are compiled by the bounded
+engine of :mod:`orch.core.patterns` (RE2) that will apply them to request arguments, so a
+DDL using syntax it lacks (lookaround, backreferences) fails to load. Errors name the file
+and the field. How inputs and outputs become JSON Schemas is in :mod:`orch.ddl.compile`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.core.errors import OrchError
+from orch.core.patterns import PatternError, compile_pattern
 
 DEFAULT_TIMEOUT = 10.0
 #: Type spellings found in the wild, mapped to orch's canonical names.
@@ -292,8 +295,8 @@ def _input(name: str, item: Mapping[str, Any], where: str) -> InputDDL:
         raise DDLError(f"{where}.list: a list input needs the list of allowed values")
     if validation and not NAMED_VALIDATOR.match(validation):
         try:
-            re.compile(validation)
-        except re.error as exc:
+            compile_pattern(validation)
+        except PatternError as exc:
             raise DDLError(f"{where}.validation: {validation!r} is not a valid regular "
                            f"expression ({exc})") from None
     return InputDDL(

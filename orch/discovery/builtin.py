@@ -3,7 +3,8 @@
 The request is a ``rpcutil ping`` routed to the nodes hosting the target agent and carrying
 the filter; every node that answers at all (even with an error) is alive and selected.
 Collection ends ``discovery_window`` seconds after the last reply, or at
-``discovery_timeout`` — never after a fixed sleep.
+``discovery_timeout`` — never after a fixed sleep. Ended by the timeout while replies were
+still arriving, the list it returns says it is incomplete.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orch.core.discovery import Discovered
 from orch.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -21,13 +23,17 @@ if TYPE_CHECKING:
 class BroadcastDiscovery:
     def discover(
         self, client: Client, filter: Mapping[str, Sequence[Any]], agent: str
-    ) -> list[str]:
+    ) -> Discovered:
         result = client.broadcast(
             "rpcutil", "ping", filter=filter, route_agent=agent,
             timeout=client.settings.discovery_timeout,
-            quiet=client.settings.discovery_window,
+            quiet=client.settings.discovery_window, label="discovery",
         )
-        return sorted(result.replies)
+        cut_short = None
+        if result.cut_short is not None:
+            cut_short = (f"{result.cut_short}; raise --discovery-timeout "
+                         "(discovery_timeout) to wait longer")
+        return Discovered(sorted(result.replies), cut_short)
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from orch.core.filter import FilterEngine, FilterKind, FilterSyntaxError, NodeView
+from orch.core.filter import FilterCost, FilterEngine, FilterKind, FilterSyntaxError, NodeView
 from orch.core.hookspecs import hookimpl
 from orch.filters.terms import (
     MISSING,
@@ -119,6 +119,13 @@ class CompoundFilter:
 
         return matches(term, node, engine)
 
+    def cost(self, term: Any) -> FilterCost:
+        """One test per comparison, class test or call; depth is the operators' nesting."""
+        from orch.filters.compound import cost
+
+        tests, depth = cost(term)
+        return FilterCost(tests, depth)
+
 
 # --------------------------------------------------------------------------- functions
 
@@ -204,9 +211,11 @@ def build_filter(
         "agent": list(agents),
         "compound": list(compound),
     }
-    return {
+    wire = {
         kind: [engine.parse(kind, text) for text in texts] for kind, texts in typed.items() if texts
     }
+    engine.check(wire)
+    return wire
 
 
 def _split_with(values: Sequence[str]) -> tuple[list[str], list[str]]:

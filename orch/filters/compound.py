@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from orch.core.filter import FilterSyntaxError, NodeView
+from orch.core.filter import FilterBudgetError, FilterSyntaxError, NodeView
 from orch.filters.terms import (
     MISSING,
     TYPED_OPERATORS,
@@ -184,7 +184,7 @@ class And:
 
     def evaluate(self, node: NodeView, engine: FilterEngine) -> bool:
         """True when every operand is, evaluated left to right and short-circuiting."""
-        return all(operand.evaluate(node, engine) for operand in self.operands)
+        return all(_timed(operand, node, engine) for operand in self.operands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +195,13 @@ class Or:
 
     def evaluate(self, node: NodeView, engine: FilterEngine) -> bool:
         """True when any operand is, evaluated left to right and short-circuiting."""
-        return any(operand.evaluate(node, engine) for operand in self.operands)
+        return any(_timed(operand, node, engine) for operand in self.operands)
+
+
+def _timed(operand: Expr, node: NodeView, engine: FilterEngine) -> bool:
+    """Evaluate one operand after checking the request's time budget."""
+    engine.check_time()
+    return operand.evaluate(node, engine)
 
 
 Expr: TypeAlias = FactTest | ClassTest | Call | Not | And | Or
@@ -221,8 +227,34 @@ def matches(expression: str, node: NodeView, engine: FilterEngine) -> bool:
     tree = parse(expression)
     try:
         return tree.evaluate(node, engine)
+    except FilterBudgetError:
+        raise
     except FilterSyntaxError as exc:
         raise FilterSyntaxError(f"compound filter {expression!r}: {exc}") from None
+
+
+def cost(expression: str) -> tuple[int, int]:
+    """``(tests, depth)`` of an expression: its comparisons, class tests and calls, and how
+    deeply its ``and``/``or``/``not`` nest — what the filter budget counts."""
+    parse(expression)  # validates the type before the cache hashes it
+    return _cost_cached(expression)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cost_cached(expression: str) -> tuple[int, int]:
+    """Cached like the parse: a fleet sees the same few expressions again and again."""
+    tests, depth = 0, 0
+    stack: list[tuple[Expr, int]] = [(parse(expression), 0)]
+    while stack:
+        tree, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(tree, And | Or):
+            stack.extend((operand, level + 1) for operand in tree.operands)
+        elif isinstance(tree, Not):
+            stack.append((tree.operand, level + 1))
+        else:
+            tests += 1
+    return tests, depth
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -18,7 +18,8 @@ MCollective:
 * both sides parse as numbers (ints, floats or numeric strings such as ``"10"``) ⇒ numeric
   comparison, so ``"10" > "9"``; otherwise the text forms are compared, so ``"abc" < "abd"``;
 * a boolean is written ``true``/``false`` and compared case-insensitively;
-* ``=~`` is :func:`re.search` on the text form;
+* ``=~`` searches the text form with :func:`orch.core.patterns.search` (RE2: linear time,
+  whatever the pattern — see that module for why);
 * a list value matches ``==``, ``=~``, ``<`` … when any element does;
 * a missing fact (or one whose value is ``null``) never matches, except for ``!=``: ``!=`` is
   always exactly "not ``==``", so ``-F 'role!=db'`` selects nodes without a ``role`` too.
@@ -29,7 +30,6 @@ MCollective:
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ from operator import eq, ge, gt, le, lt
 from typing import Any, TypeAlias
 
 from orch.core.filter import FilterSyntaxError, NodeView
+from orch.core.patterns import Pattern, PatternError, compile_pattern, is_slashed
 
 #: A JSON scalar a fact term may compare against.
 Scalar: TypeAlias = str | int | float | bool
@@ -67,7 +68,6 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 # A longer "number" is an identifier or a hash, not a quantity; this also keeps ``int()``
 # far from Python's limit on the digits of a decimal string.
 _MAX_NUMBER_LENGTH = 100
-_REGEX_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,22 +265,18 @@ def to_text(value: object) -> str:
 
 def is_regex_pattern(text: str) -> bool:
     """True when ``text`` is written ``/regex/``."""
-    return len(text) >= 2 and text[0] == "/" and text[-1] == "/"
+    return is_slashed(text)
 
 
-@functools.lru_cache(maxsize=_REGEX_CACHE_SIZE)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile ``pattern`` once; filters repeat the same few regexes on every request.
+def compile_regex(pattern: str) -> Pattern:
+    """Compile ``pattern`` with the bounded engine (cached in :mod:`orch.core.patterns`).
 
-    Raises :class:`FilterSyntaxError` naming the pattern and the reason it is invalid.
+    Raises :class:`FilterSyntaxError` naming the pattern and the reason it is refused.
     """
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise FilterSyntaxError(f"invalid regex {pattern!r}: {exc.msg}") from None
-    except (RecursionError, OverflowError, ValueError, TypeError) as exc:
-        # Very deep groups or huge repeat counts: still just a bad filter.
-        raise FilterSyntaxError(f"invalid regex {pattern!r}: {type(exc).__name__}") from None
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise FilterSyntaxError(f"invalid regex {pattern!r}: {exc}") from None
 
 
 def parse_name_pattern(text: str, kind: str) -> str:
@@ -317,7 +313,7 @@ def match_name(pattern: object, names: Collection[str]) -> bool:
     return pattern in names
 
 
-def _compile_name_regex(pattern: str, kind: str) -> re.Pattern[str]:
+def _compile_name_regex(pattern: str, kind: str) -> Pattern:
     """Compile the body of a ``/regex/`` name pattern, naming the kind on failure."""
     try:
         return compile_regex(pattern[1:-1])

@@ -27,6 +27,12 @@ validated once, so a typo is reported when the file is first read (logged once p
 of the file), and the per-request work is a ``stat`` and a walk over already parsed rules.
 An edited file is picked up on the next request — no restart or ``SIGHUP`` needed.
 
+Why the filter parts go through the :class:`~orch.core.filter.FilterEngine` the server
+hands over (and parse with the same engine): a policy's fact terms, compound expressions and
+class patterns mean exactly what they mean in a request filter, with the same bounded regex
+engine and time budget, and this plugin imports no other plugin. Caller ``/regex/`` patterns
+are compiled by :mod:`orch.core.patterns` (RE2), like every other pattern.
+
 Why a rule that cannot be evaluated (a compound expression calling a function this node does
 not have, say) is treated by its kind: a ``deny`` rule that might have matched denies the
 request; an ``allow`` rule is skipped with a warning, because whatever the later rules decide
@@ -35,6 +41,7 @@ is never more permissive than the allow it could have been.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -49,15 +56,9 @@ from orch.core.authorization import Decision
 from orch.core.errors import ConfigError
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
 from orch.core.hookspecs import hookimpl
+from orch.core.patterns import PatternError, compile_pattern
+from orch.core.patterns import is_slashed as is_regex_pattern
 from orch.core.protocol import Request, valid_name
-from orch.filters import compound
-from orch.filters.terms import (
-    compile_regex,
-    find_operator,
-    is_regex_pattern,
-    parse_fact_term,
-    parse_name_pattern,
-)
 
 if TYPE_CHECKING:
     from orch.core.authorization import Authorizer
@@ -140,13 +141,31 @@ class Policy:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
+@functools.cache
+def _default_engine() -> FilterEngine:
+    """The installed filter kinds, for parsing a policy outside a server (tests, tools)."""
+    from orch.core.plugins import default_registry
+
+    registry = default_registry()
+    return FilterEngine(registry.filter_kinds(), registry.filter_functions())
+
+
+def _has_operator(token: str) -> bool:
+    """True when ``token`` holds a comparison: every operator has ``=``, ``<`` or ``>``."""
+    return any(char in "=<>" for char in token)
+
+
+def parse_policy(
+    text: str, source: str = "<policy>", filters: FilterEngine | None = None
+) -> Policy:
     """Parse the text of a policy file; raise :class:`PolicyError` for anything malformed.
 
-    ``source`` names the file in error messages. Any input whatsoever either parses or
-    raises :class:`PolicyError` (a property test holds this), so a server can load files
+    ``source`` names the file in error messages; ``filters`` parses the fact, compound and
+    class fields (default: the installed filter kinds). Any input whatsoever either parses
+    or raises :class:`PolicyError` (a property test holds this), so a server can load files
     written by anyone without guarding against other exceptions.
     """
+    engine = filters or _default_engine()
     if not isinstance(text, str):
         raise PolicyError(source, 1, f"a policy must be text, got {type(text).__name__}")
     default: bool | None = None
@@ -166,7 +185,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
                 )
             default, default_line = value, number
             continue
-        rules.append(_parse_rule(line, source, number))
+        rules.append(_parse_rule(line, source, number, engine))
     return Policy(bool(default), tuple(rules), source, default_line)
 
 
@@ -213,7 +232,7 @@ def _parse_default(words: list[str], source: str, number: int) -> bool:
     return words[2] == "allow"
 
 
-def _parse_rule(line: str, source: str, number: int) -> Rule:
+def _parse_rule(line: str, source: str, number: int, filters: FilterEngine) -> Rule:
     """Parse one ``allow``/``deny`` line (already stripped, not a comment)."""
     fields = [part.strip() for part in _TABS.split(line)]
     keyword = fields[0]
@@ -244,8 +263,8 @@ def _parse_rule(line: str, source: str, number: int) -> Rule:
         allow=keyword == "allow",
         callers=_parse_callers(values[0], fail),
         actions=_parse_actions(values[1], fail),
-        facts=_parse_facts(values[2], fail),
-        classes=_parse_classes(values[3], fail),
+        facts=_parse_facts(values[2], fail, filters),
+        classes=_parse_classes(values[3], fail, filters),
         line=number,
     )
 
@@ -284,9 +303,9 @@ def _parse_callers(
     for token in tokens or ():
         if is_regex_pattern(token):
             try:
-                compile_regex(token[1:-1])
-            except FilterSyntaxError as exc:
-                raise fail(f"caller pattern {_quote(token)}: {exc}") from None
+                compile_pattern(token[1:-1])
+            except PatternError as exc:
+                raise fail(f"caller pattern {_quote(token)}: invalid regex: {exc}") from None
         elif "=" in token:
             kind, _, ident = token.partition("=")
             if not kind or not ident:
@@ -312,7 +331,7 @@ def _parse_actions(
 
 
 def _parse_facts(
-    value: str, fail: Callable[[str], PolicyError]
+    value: str, fail: Callable[[str], PolicyError], filters: FilterEngine
 ) -> Mapping[str, list[Any]] | None:
     """Facts: ``*``, ``fact=value`` terms that must all match, or a compound expression."""
     tokens = _tokens(value, "facts", fail)
@@ -320,26 +339,26 @@ def _parse_facts(
         return None
     if _looks_compound(tokens):
         try:
-            compound.parse(value)
+            expression = filters.parse("compound", value)
         except FilterSyntaxError as exc:
             raise fail(_first_line(str(exc))) from None
-        return {"compound": [value]}
+        return {"compound": [expression]}
     terms = []
     for token in tokens:
-        if find_operator(token) is None:
+        if not _has_operator(token):
             raise fail(
                 f"fact term {_quote(token)} has no operator (write fact=value); classes "
                 "belong in the classes field, or write a compound expression"
             )
         try:
-            terms.append(parse_fact_term(token))
+            terms.append(filters.parse("fact", token))
         except FilterSyntaxError as exc:
             raise fail(_first_line(str(exc))) from None
     return {"fact": terms}
 
 
 def _parse_classes(
-    value: str, fail: Callable[[str], PolicyError]
+    value: str, fail: Callable[[str], PolicyError], filters: FilterEngine
 ) -> tuple[str, ...] | None:
     """Classes: names or ``/regex/`` patterns the node must all have."""
     tokens = _tokens(value, "classes", fail)
@@ -351,13 +370,13 @@ def _parse_classes(
             "the classes field lists class names"
         )
     for token in tokens:
-        if not is_regex_pattern(token) and find_operator(token) is not None:
+        if not is_regex_pattern(token) and _has_operator(token):
             raise fail(
                 f"{_quote(token)} looks like a fact term; facts go in the facts field, "
                 "before the classes"
             )
         try:
-            parse_name_pattern(token, "class")
+            filters.parse("class", token)
         except FilterSyntaxError as exc:
             raise fail(_first_line(str(exc))) from None
     return tokens
@@ -493,7 +512,10 @@ class ActionPolicyAuthorizer:
     def __init__(self, settings: Settings) -> None:
         self._dir = settings.policy_dir
         self._policy_default = settings.policy_default
-        self._policies: _FileCache[Policy] = _FileCache(parse_policy, "policy")
+        #: The server's filter engine, from the first request: policies parse with it.
+        self._filters: FilterEngine | None = None
+        self._policies: _FileCache[Policy] = _FileCache(
+            lambda text, path: parse_policy(text, path, self._filters), "policy")
         self._groups: _FileCache[dict[str, frozenset[str]]] = _FileCache(
             parse_groups, "groups file"
         )
@@ -525,6 +547,7 @@ class ActionPolicyAuthorizer:
     ) -> tuple[bool, str]:
         if self._dir is None:
             return True, "no policy_dir configured"
+        self._filters = filters
         agent, action = request.agent, request.action
         if not valid_name(agent) or not valid_name(action):
             # The agent name becomes a file name: never let it leave policy_dir.
@@ -592,7 +615,7 @@ class ActionPolicyAuthorizer:
             if token == caller:
                 return True
             if is_regex_pattern(token):
-                if compile_regex(token[1:-1]).search(caller) is not None:
+                if compile_pattern(token[1:-1]).search(caller) is not None:
                     return True
             elif "=" not in token and caller in self._group(token):
                 return True

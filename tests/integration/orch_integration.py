@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -155,8 +156,12 @@ def run_orch(
     env: Mapping[str, str] | None = None,
     input: str | None = None,
     timeout: float = CLI_TIMEOUT,
+    orch: Sequence[str] | None = None,
 ) -> CliResult:
-    """Run ``orch ARGS`` with ORCH_BROKER / ORCH_COLLECTIVE set; never hangs past ``timeout``."""
+    """Run ``orch ARGS`` with ORCH_BROKER / ORCH_COLLECTIVE set; never hangs past ``timeout``.
+
+    ``orch`` is the command to run (default: :func:`orch_argv`), e.g. another virtualenv's.
+    """
     extra: dict[str, str] = client_security()
     if broker is not None:
         extra["ORCH_BROKER"] = broker
@@ -166,7 +171,7 @@ def run_orch(
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            [*orch_argv(), *args],
+            [*(orch or orch_argv()), *args],
             env=clean_environment(extra),
             input=input,
             capture_output=True,
@@ -180,6 +185,22 @@ def run_orch(
             f"stdout: {exc.stdout!r}\nstderr: {exc.stderr!r}"
         ) from None
     return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def pip_build_options() -> list[str]:
+    """``--no-build-isolation`` when setuptools here can build a wheel without downloads.
+
+    Otherwise pip fetches setuptools and wheel for an isolated build from the configured
+    package index, as a user's ``pip install .`` does.
+    """
+    try:
+        import setuptools
+    except ImportError:
+        return []
+    major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
+    if (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None:
+        return ["--no-build-isolation"]
+    return []
 
 
 # --------------------------------------------------------------------------- nodes
@@ -229,8 +250,12 @@ class Daemon:
     """One ``orch server`` process with its own identity, facts, classes and log file."""
 
     def __init__(self, spec: NodeSpec, broker: str, collective: str, workdir: Path,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.spec = spec
+        #: The ``orch`` command this daemon runs (default: :func:`orch_argv`).
+        self.orch = list(orch) if orch is not None else orch_argv()
+        self.env = dict(env or {})
         self.identity = spec.identity
         self.broker = broker
         self.collective = collective
@@ -250,7 +275,7 @@ class Daemon:
 
     def argv(self) -> list[str]:
         return [
-            *orch_argv(), "server",
+            *self.orch, "server",
             "--identity", self.identity,
             "--facts", str(self.facts_file),
             "--classes", str(self.classes_file),
@@ -270,7 +295,7 @@ class Daemon:
 
     def environment(self) -> dict[str, str]:
         """``ORCH_*`` variables to start the daemon with (on top of a clean environment)."""
-        return {}
+        return dict(self.env)
 
     def start(self) -> None:
         self._log = self.log_file.open("ab")
@@ -325,11 +350,16 @@ class Fleet:
     """N daemons in one collective on one broker, and the CLI pointed at them."""
 
     def __init__(self, broker: str, collective: str, workdir: Path,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        #: The ``orch`` command the daemons and :meth:`run_orch` use (default: ours).
+        self.orch = orch
         self.broker = broker
         self.collective = collective
         self.workdir = workdir
         self.log_level = log_level
+        #: ``ORCH_*`` variables every daemon of this fleet starts with.
+        self.env = dict(env or {})
         self.daemons: dict[str, Daemon] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -340,7 +370,8 @@ class Fleet:
         for spec in specs:
             if spec.identity in self.daemons:
                 raise ValueError(f"duplicate identity {spec.identity}")
-            daemon = Daemon(spec, self.broker, self.collective, self.workdir, self.log_level)
+            daemon = Daemon(spec, self.broker, self.collective, self.workdir, self.log_level,
+                            self.orch, self.env)
             daemon.start()
             self.daemons[spec.identity] = daemon
             started.append(daemon)
@@ -426,7 +457,7 @@ class Fleet:
         """
         return run_orch(*args, broker=self.broker, collective=self.collective,
                         env={"ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW), **(env or {})},
-                        input=input, timeout=timeout)
+                        input=input, timeout=timeout, orch=self.orch)
 
     def logs(self, identities: Iterable[str] | None = None) -> str:
         names = list(identities) if identities is not None else list(self.daemons)
@@ -448,9 +479,11 @@ class FleetFactory:
         self.fleets: list[Fleet] = []
 
     def __call__(self, broker: str, nodes: Iterable[NodeSpec] = DEFAULT_NODES, *,
-                 label: str = "own", log_level: str = "info", wait: bool = True) -> Fleet:
+                 label: str = "own", log_level: str = "info", wait: bool = True,
+                 orch: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> Fleet:
         fleet = Fleet(broker, new_collective(label),
-                      self.workdir / f"fleet{len(self.fleets)}", log_level)
+                      self.workdir / f"fleet{len(self.fleets)}", log_level, orch, env)
         self.fleets.append(fleet)
         fleet.add(nodes, wait=wait)
         return fleet

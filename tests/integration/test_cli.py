@@ -42,7 +42,7 @@ def test_ping_finds_every_node(fleet: Fleet, run_orch: Callable[..., CliResult])
         assert reply["rtt_ms"] > 0
         assert abs(reply["data"]["pong"] - time.time()) < 60
     assert document["missing"] == []
-    assert document["error"] is None
+    assert document["error"] is None and document["cut_short"] is None
     assert document["stats"]["responses"] == len(fleet.alive())
 
 
@@ -205,7 +205,8 @@ def test_find_prints_matching_identities(fleet: Fleet) -> None:
 def test_find_json(fleet: Fleet) -> None:
     result = fleet.run_orch("find", "-C", "postgresql", "--json")
     assert result.rc == 0, result.describe()
-    assert result.json() == {"nodes": sorted(fleet.select(lambda n: "postgresql" in n.classes))}
+    assert result.json() == {"nodes": sorted(fleet.select(lambda n: "postgresql" in n.classes)),
+                             "cut_short": None}
 
 
 def test_find_everything(fleet: Fleet) -> None:

@@ -22,6 +22,7 @@ from orch_integration import (
     wait_for,
 )
 
+from orch.core.protocol import PROTOCOL_VERSION
 from orch.transports.kombu import node_queue_name
 
 pytestmark = pytest.mark.integration
@@ -118,10 +119,10 @@ class Garbage:
 
 def _request(collective: str, **changes: Any) -> dict[str, Any]:
     request: dict[str, Any] = {
-        "v": 1, "agent": "rpcutil", "action": "ping", "collective": collective,
+        "v": PROTOCOL_VERSION, "agent": "rpcutil", "action": "ping", "collective": collective,
         "sender": "integration-test", "caller": "user=integration", "reply_to":
-        f"orch.{collective}.reply.nobody-listens", "data": {}, "filter": {}, "ttl": 60,
-        "time": time.time(), "id": uuid.uuid4().hex,
+        f"orch.{collective}.reply.nobody-listens", "data": {}, "filter": {}, "targets": None,
+        "ttl": 60, "time": time.time(), "id": uuid.uuid4().hex,
     }
     request.update(changes)
     return request
@@ -140,7 +141,7 @@ def _signer() -> Any:
 
 def _envelope(body: Any, /, **changes: Any) -> bytes:
     text = body if isinstance(body, str) else json.dumps(body)
-    envelope: dict[str, Any] = {"v": 1, "kind": "request", "body": text,
+    envelope: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": "request", "body": text,
                                 "security": dict(_signer().seal("request", text))}
     envelope.update(changes)
     return json.dumps(envelope).encode()
@@ -156,7 +157,9 @@ def garbage(collective: str) -> list[Garbage]:
         Garbage("json-array", b"[1, 2, 3]", "dropped"),
         Garbage("json-string", b'"a request, honest"', "dropped"),
         Garbage("deep-json", b"[" * 100_000 + b"]" * 100_000, "dropped"),
-        Garbage("envelope-version-2", _envelope(req(collective), v=2), "dropped"),
+        Garbage("envelope-version-1", _envelope(req(collective), v=1), "dropped"),
+        Garbage("envelope-version-3", _envelope(req(collective), v=3), "dropped"),
+        Garbage("body-version-1", _envelope(req(collective, v=1)), "dropped"),
         Garbage("envelope-no-version", json.dumps(
             {"kind": "request", "body": json.dumps(req(collective))}).encode(), "dropped"),
         Garbage("envelope-kind-reply", _envelope(req(collective), kind="reply"), "dropped"),
@@ -167,7 +170,17 @@ def garbage(collective: str) -> list[Garbage]:
             req(collective, agent="rpcutil", action="daemon_stats"))), "dropped"),
         Garbage("body-not-json", _envelope("this is no request"), "dropped"),
         Garbage("body-json-list", _envelope("[]"), "dropped"),
-        Garbage("body-missing-fields", _envelope({"v": 1, "agent": "rpcutil"}), "dropped"),
+        Garbage("body-missing-fields", _envelope({"v": PROTOCOL_VERSION, "agent": "rpcutil"}),
+                "dropped"),
+        Garbage("body-targets-missing", _envelope({
+            k: v for k, v in req(collective).items() if k != "targets"}), "dropped"),
+        Garbage("body-targets-empty", _envelope(req(collective, targets=[])), "dropped"),
+        Garbage("body-targets-not-names", _envelope(req(collective, targets=[{"a": 1}])),
+                "dropped"),
+        Garbage("direct-for-another-node", _envelope(req(collective, targets=["no-such-node"])),
+                "dropped"),
+        Garbage("direct-for-many-others", _envelope(req(
+            collective, targets=[f"node{i}" for i in range(10_000)])), "dropped"),
         Garbage("body-bad-agent-name", _envelope(req(collective, agent="../../etc")),
                 "dropped"),
         Garbage("body-filter-not-object", _envelope(req(collective, filter=["x"])), "dropped"),
@@ -180,8 +193,9 @@ def garbage(collective: str) -> list[Garbage]:
                 "dropped"),
         Garbage("expired", _envelope(req(collective, time=time.time() - 3600, ttl=60)),
                 "ttlexpired"),
+        # Over the filter budget (issue 18): refused unevaluated, counted as dropped.
         Garbage("huge-filter", _envelope(req(collective, filter={"fact": [no_match] * 20_000})),
-                "filtered"),
+                "dropped"),
         Garbage("deep-compound", _envelope(req(
             collective, filter={"compound": ["(" * 5_000 + "role=web" + ")" * 5_000]})),
                 "filtered"),

@@ -21,7 +21,6 @@ plugin`` is exercised through the real CLI either way. Likewise the scaffolded t
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -43,6 +42,7 @@ from orch_integration import (
     CliResult,
     clean_environment,
     new_collective,
+    pip_build_options,
     purge_broker,
 )
 
@@ -108,18 +108,6 @@ def _orch_declares(group: str, value: str) -> bool:
     return any(ep.value == value for ep in metadata.entry_points(group=group))
 
 
-def _pip_build_options() -> list[str]:
-    """``--no-build-isolation`` when setuptools here can build a wheel without downloads."""
-    try:
-        import setuptools
-    except ImportError:
-        return []
-    major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
-    if (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None:
-        return ["--no-build-isolation"]
-    return []
-
-
 @dataclass
 class PluginEnv:
     """A virtualenv with the scaffolded plugin installed, and a way to run orch in it."""
@@ -168,7 +156,7 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
                          for p in env.scaffold.rglob("*") if p.is_file())
 
     installed = _run([python, "-m", "pip", "install", "--no-deps", "--no-input",
-                      "--disable-pip-version-check", *_pip_build_options(), env.scaffold],
+                      "--disable-pip-version-check", *pip_build_options(), env.scaffold],
                      cwd=env.neutral, timeout=INSTALL_TIMEOUT)
     assert installed.rc == 0, installed.describe()
     where = _run([python, "-c", f"import orch_{AGENT}.agent as m; print(m.__file__)"],
@@ -208,7 +196,8 @@ def test_installed_plugin_is_listed(plugin_env: PluginEnv) -> None:
     assert listed.rc == 0, listed.describe()
     by_name = {entry["name"]: entry for entry in listed.json()}
     assert by_name[AGENT] == {"name": AGENT, "distribution": f"orch-{AGENT}",
-                              "version": "0.1.0", "hooks": ["orch_agents"], "error": None}
+                              "version": "0.1.0", "hooks": ["orch_agents"], "error": None,
+                              "transports": []}
 
 
 def test_scaffolded_tests_pass_with_orch_testing(plugin_env: PluginEnv) -> None:

@@ -115,8 +115,10 @@ class SecurityDaemon(Daemon):
 
     def __init__(self, identity: str, broker: str, collective: str, workdir: Path,
                  security_args: Sequence[str], extra_args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None) -> None:
-        super().__init__(NodeSpec(identity, {"role": "secure", "env": "test"}),
+                 env: Mapping[str, str] | None = None,
+                 facts: Mapping[str, Any] | None = None, classes: Sequence[str] = ()) -> None:
+        super().__init__(NodeSpec(identity, {"role": "secure", "env": "test", **(facts or {})},
+                                  tuple(classes)),
                          broker, collective, workdir)
         self.security_args = list(security_args)
         self.audit_file = workdir / "audit.log"
@@ -145,17 +147,20 @@ class Lab:
     def start(self, identity: str, *, broker: str = PLAIN_BROKER,
               collective: str | None = None, security_args: Sequence[str],
               ready_client: Credentials, extra_args: Sequence[str] = (),
-              env: Mapping[str, str] | None = None, audit: bool = False) -> SecurityDaemon:
+              env: Mapping[str, str] | None = None, audit: bool = False,
+              facts: Mapping[str, Any] | None = None,
+              classes: Sequence[str] = ()) -> SecurityDaemon:
         """Start a daemon and wait (bounded) until it answers ``ready_client``'s ping.
 
-        With ``audit``, the daemon writes its audit log to ``daemon.audit_file``.
+        With ``audit``, the daemon writes its audit log to ``daemon.audit_file``; ``facts``
+        are added to its default facts, ``classes`` are its classes.
         """
         collective = collective or new_collective("sec")
         workdir = self.workdir / f"daemon{len(self.daemons)}"
         if audit:
             extra_args = [*extra_args, "--audit-log", str(workdir / "audit.log")]
         daemon = SecurityDaemon(identity, broker, collective, workdir, security_args,
-                                extra_args, env)
+                                extra_args, env, facts, classes)
         self.daemons.append(daemon)
         self._collectives.add((broker, collective))
         daemon.start()
@@ -609,14 +614,18 @@ def test_unsigned_request_is_rejected(gate: tuple[Lab, SecurityDaemon]) -> None:
     assert "is the sender using security x509?" in record["reason"], record
 
 
+def queue_route(daemon: SecurityDaemon) -> tuple[str, str]:
+    """The default exchange and the daemon's queue name: a direct request's route."""
+    from orch.transports.kombu import node_queue_name
+
+    return ("", node_queue_name(daemon.collective, daemon.identity))
+
+
 def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> None:
     """The same signed bytes published twice: one reply, the second audited as a replay."""
-    from kombu import Connection, Producer
-
     from orch.core.client import Client
     from orch.core.config import load_settings
     from orch.core.protocol import Envelope, Reply
-    from orch.transports.kombu import node_queue_name
 
     _, daemon = gate
     audit = daemon.audit_file
@@ -627,14 +636,7 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
         request = client.new_request("rpcutil", "ping")  # opens the reply queue
         body = request.encode()
         payload = Envelope("request", body, client.security.seal("request", body)).encode()
-        with Connection(daemon.broker, connect_timeout=5) as conn:
-            producer = Producer(conn.channel())
-            for _ in range(2):  # a direct request: to the node's queue by name
-                producer.publish(payload, exchange="",
-                                 routing_key=node_queue_name(daemon.collective,
-                                                             daemon.identity),
-                                 expiration=request.ttl, content_type="application/json",
-                                 content_encoding="utf-8")
+        publish_raw(daemon.broker, payload, [queue_route(daemon)] * 2, request.ttl)
         replayed = wait_audit(audit, lambda r: r["request_id"] == request.id
                               and r["decision"] == "rejected",
                               "the audit record of the replayed request", start)
@@ -654,6 +656,232 @@ def test_replayed_request_is_answered_once(gate: tuple[Lab, SecurityDaemon]) -> 
     records = [r for r in audit_records(audit, start) if r["request_id"] == request.id]
     assert [r["decision"] for r in records] == ["allowed", "rejected"], records
     assert {r["caller"] for r in records} == {"cert=it-sec-alice"}, records
+
+
+# --------------------------------------------------------------------------- addressing
+
+#: Six nodes in one collective: a-c are web servers, d-f databases.
+ADDRESSED = tuple(f"it-sec-addr-{letter}" for letter in "abcdef")
+WEB = ADDRESSED[:3]
+
+
+@pytest.fixture(scope="module")
+def addressed_fleet(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[Lab, list[SecurityDaemon]]]:
+    """Six signed daemons with audit logs, in one collective of their own."""
+    lab = Lab(tmp_path_factory.mktemp("addressed"))
+    collective = new_collective("addr")
+    try:
+        daemons = [lab.start(name, collective=collective,
+                             security_args=node_security_flags(name),
+                             ready_client=session_client("it-sec-alice"), audit=True,
+                             facts={"role": "web" if name in WEB else "db"})
+                   for name in ADDRESSED]
+        yield lab, daemons
+    finally:
+        lab.stop()
+
+
+def alice_client(daemon: SecurityDaemon) -> Any:
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+
+    return Client(load_settings(None, {"broker": daemon.broker,
+                                       "collective": daemon.collective,
+                                       **session_client("it-sec-alice")}, environ={}))
+
+
+def publish_raw(broker: str, payload: bytes, routes: Sequence[tuple[str, str]],
+                ttl: float) -> None:
+    """Publish ``payload`` to each ``(exchange, routing_key)`` with kombu alone, as anyone
+    with publish rights on the broker can. Publisher confirms: when this returns, every
+    copy is queued, ahead of anything published afterwards."""
+    from kombu import Connection, Producer
+
+    with Connection(broker, connect_timeout=5,
+                    transport_options={"confirm_publish": True}) as conn:
+        producer = Producer(conn.channel())
+        for exchange, routing_key in routes:
+            producer.publish(payload, exchange=exchange, routing_key=routing_key,
+                             expiration=ttl, content_type="application/json",
+                             content_encoding="utf-8")
+
+
+def records_for(daemon: SecurityDaemon, request_id: str, start: int) -> list[dict[str, Any]]:
+    return [r for r in audit_records(daemon.audit_file, start)
+            if r["request_id"] == request_id]
+
+
+def barrier(client: Any, daemons: Sequence[SecurityDaemon]) -> None:
+    """A follow-up direct ping that each daemon answers only after everything queued
+    before it was handled (one queue, one consumer, in order)."""
+    names = [d.identity for d in daemons]
+    result = client.call("rpcutil", "ping", nodes=names, timeout=CLI_TIMEOUT / 2)
+    assert sorted(result.replies) == sorted(names), result
+    assert result.rejected == [], result.rejected
+
+
+def test_request_replayed_after_a_restart_never_runs_again(lab: Lab) -> None:
+    """The replay cache dies with the process: a request captured and played again after
+    the daemon restarted is refused because it was created before the daemon started."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.protocol import Envelope
+
+    alice = session_client("it-sec-alice")
+    # No clock skew allowance, so the restart need not take longer than the default 5 s.
+    daemon = lab.start("it-sec-restart", security_args=node_security_flags("it-sec-restart"),
+                       ready_client=alice, audit=True, env={"ORCH_CLOCK_SKEW": "0"})
+    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
+                                    **alice}, environ={})
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")
+        body = request.encode()
+        payload = Envelope("request", body, client.security.seal("request", body)).encode()
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id
+               and r["decision"] == "allowed", "the audit record of the first run")
+
+    daemon.terminate()
+    daemon.wait_stopped()
+    daemon.start()
+    wait_answering(daemon, alice)
+    start = daemon.audit_file.stat().st_size
+    publish_raw(daemon.broker, payload, [queue_route(daemon)], request.ttl)
+    barrier = orch_cli("ping", "-I", daemon.identity, "--json", env=ping_env(daemon, alice))
+    assert barrier.rc == 0, barrier.describe()  # answered after the replay was handled
+    record = wait_audit(daemon.audit_file, lambda r: r["request_id"] == request.id,
+                        "the audit record of the replay after the restart", start)
+    assert record["decision"] == "rejected", record
+    assert "created before this node started" in record["reason"], record
+    assert [r["decision"] for r in audit_records(daemon.audit_file, start)
+            if r["request_id"] == request.id] == ["rejected"]
+
+
+def test_captured_direct_request_redirected_to_other_nodes_never_runs(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """The attack of issue 16: a signed direct request for node a, captured and re-published
+    raw into the queues of b-f and into the broadcast exchange. Only a runs it (once);
+    each of b-f refuses every copy as not addressed to it and never runs it."""
+    from orch.transports.kombu import node_queue_name, request_exchange_name
+
+    _, daemons = addressed_fleet
+    target, others = daemons[0], daemons[1:]
+    collective = target.collective
+    starts = {d.identity: d.audit_file.stat().st_size for d in daemons}
+    with alice_client(target) as client:
+        request, payloads = client.addressed(client.new_request("rpcutil", "ping"),
+                                             [target.identity])
+        [(named, payload)] = payloads
+        assert named == (target.identity,)
+        # a's genuine delivery, the copies for b-f, then one into the broadcast exchange
+        # (every node of the collective hosts rpcutil, so all six get that one).
+        publish_raw(target.broker, payload, [
+            *[("", node_queue_name(collective, d.identity)) for d in daemons],
+            (request_exchange_name(collective), "agent.rpcutil"),
+        ], request.ttl)
+        result = client.collect(request, [target.identity], CLI_TIMEOUT / 2)
+        assert sorted(result.replies) == [target.identity], result
+        assert result.rejected == [], result.rejected
+        barrier(client, daemons)
+
+    for daemon in others:
+        records = records_for(daemon, request.id, starts[daemon.identity])
+        assert [(r["decision"], r["reason"]) for r in records] == [
+            ("rejected", "not addressed to this node (a direct request for 1 other node)"),
+        ] * 2, (daemon.identity, records)
+        assert {r["caller"] for r in records} == {"cert=it-sec-alice"}, records
+        refused = [line for line in daemon.log().splitlines()
+                   if request.id in line and "not addressed to this node" in line]
+        assert len(refused) == 2, log_tail(daemon)
+    records = records_for(target, request.id, starts[target.identity])
+    assert [r["decision"] for r in records] == ["allowed", "rejected"], records
+    assert records[1]["reason"] == "replayed request id", records
+
+
+def test_filtered_broadcast_reaches_exactly_the_matching_nodes(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """A broadcast names no targets: its filter alone chooses, as before. Discovery by the
+    same filter followed by direct requests reaches the same nodes."""
+    _, daemons = addressed_fleet
+    env = ping_env(daemons[0], session_client("it-sec-alice"))
+    for args in (("ping", "-F", "role=web"), ("rpc", "rpcutil", "ping", "-F", "role=web")):
+        result = orch_cli(*args, "--json", env=env)
+        assert result.rc == 0, result.describe()
+        document = json_result(result)
+        assert sorted(r["sender"] for r in document["replies"]) == list(WEB), document
+        assert document["rejected"] == [], document
+    with alice_client(daemons[0]) as client:
+        result = client.broadcast("rpcutil", "ping", filter={"fact": [
+            {"fact": "role", "operator": "==", "value": "db"}]}, timeout=CLI_TIMEOUT / 2,
+            quiet=1.0)
+    assert sorted(result.replies) == list(ADDRESSED[3:]), result
+    assert result.rejected == [], result.rejected
+
+
+def test_target_set_in_several_signed_parts_and_a_subset_of_discovered_nodes(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches: a call whose target set goes out as three signed requests (two names each,
+    one id) is answered once by every node, each running the part that names it. Limits:
+    calling a subset of the discovered nodes reaches that subset only."""
+    from orch.core import protocol
+
+    _, daemons = addressed_fleet
+    monkeypatch.setattr(protocol, "TARGET_BYTES_PER_REQUEST", 2 * (len(ADDRESSED[0]) + 3) + 1)
+    starts = {d.identity: d.audit_file.stat().st_size for d in daemons}
+    with alice_client(daemons[0]) as client:
+        _, payloads = client.addressed(client.new_request("rpcutil", "ping"), ADDRESSED)
+        assert [named for named, _ in payloads] == [ADDRESSED[0:2], ADDRESSED[2:4],
+                                                    ADDRESSED[4:6]]
+        result = client.call("rpcutil", "ping", nodes=list(ADDRESSED))
+        assert sorted(result.replies) == list(ADDRESSED) and result.succeeded, result
+        for daemon in daemons:
+            records = records_for(daemon, result.request_id, starts[daemon.identity])
+            assert [r["decision"] for r in records] == ["allowed"], records
+
+        discovered = client.discover({"fact": [
+            {"fact": "role", "operator": "==", "value": "web"}]})
+        assert discovered == list(WEB)
+        limited = client.call("rpcutil", "ping", nodes=discovered[:2])
+        assert sorted(limited.replies) == list(WEB[:2]) and limited.succeeded, limited
+        barrier(client, daemons)
+    for daemon in daemons:
+        records = records_for(daemon, limited.request_id, starts[daemon.identity])
+        expected = ["allowed"] if daemon.identity in WEB[:2] else []
+        assert [r["decision"] for r in records] == expected, (daemon.identity, records)
+
+
+def test_old_protocol_request_is_refused_with_the_version(
+    addressed_fleet: tuple[Lab, list[SecurityDaemon]],
+) -> None:
+    """A correctly signed request as orch speaking protocol v1 sent it: refused, audited
+    and logged with the versions and what to upgrade; never run."""
+    from orch.transports.kombu import node_queue_name
+
+    _, daemons = addressed_fleet
+    daemon = daemons[0]
+    start = daemon.audit_file.stat().st_size
+    with alice_client(daemon) as client:
+        current = client.new_request("rpcutil", "ping")
+        old = json.loads(current.encode())
+        old["v"] = 1
+        del old["targets"]
+        body = json.dumps(old, separators=(",", ":"))
+        payload = json.dumps({"v": 1, "kind": "request", "body": body,
+                              "security": dict(client.security.seal("request", body))})
+        publish_raw(daemon.broker, payload.encode(),
+                    [("", node_queue_name(daemon.collective, daemon.identity))], current.ttl)
+        barrier(client, [daemon])
+    message = ("request has protocol version 1; this orch speaks 2 — upgrade the orch that "
+               "sent it")
+    records = audit_records(daemon.audit_file, start)
+    refused = [r for r in records if r["reason"].startswith(message)]
+    assert [r["decision"] for r in refused] == ["rejected"], records
+    assert not [r for r in records if r["request_id"] == current.id], records
+    assert message in daemon.log(), log_tail(daemon)
 
 
 # --------------------------------------------------------------------------- policies
@@ -1002,3 +1230,129 @@ def test_puppet_ssldir_with_rsa_keys(lab: Lab, tmp_path: Path) -> None:
     assert_not_answered(result, node)
     wait_for(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
              "the daemon to log the rejected node certificate")
+
+
+# --------------------------------------------------------------------------- hostile filters
+
+#: Patterns that backtrack exponentially in Python's ``re`` before they match (the first
+#: branch explores every split of the text, then ``[a-z]`` matches): each one, in any place
+#: a node accepts a pattern, froze an ``orch server`` before issue 18. Under RE2 they are
+#: plain matches, so the request reaches the policy, which denies it.
+HOSTILE = [r"(?:(.+)+X|[a-z])", r"(?:(\w|\w\w)+X|[a-z])", r"(?:(\w+\s?)*X|[a-z])"]
+#: Patterns the bounded engine refuses outright: huge repetitions, backtracking-only syntax.
+REFUSED = [r"a{100000}{100000}", r"(a{1000}){1000}", r"(?=a)a", r"(a)\1"]
+LONG = "a" * 48
+DDL_BOMB = {
+    "$schema": "https://choria.io/schemas/mcorpc/ddl/v1/agent.json",
+    "metadata": {"name": "ddlbomb", "description": "A DDL validation pattern that backtracks",
+                 "author": "orch tests", "license": "Apache-2.0", "version": "1.0.0",
+                 "url": "https://example.invalid/orch", "timeout": 5, "provider": "external"},
+    "actions": [{"action": "echo", "description": "Echo", "display": "always",
+                 "input": {"message": {"prompt": "Message", "description": "Anything",
+                                       "type": "string", "optional": False,
+                                       "validation": "^(a+)+$", "maxlength": 0}},
+                 "output": {"message": {"description": "The message",
+                                        "display_as": "Message"}}}],
+}
+
+
+def _hostile_requests() -> list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]]:
+    """``(agent, action, data, filter, expected audit)`` for every place a pattern is taken."""
+    requests: list[tuple[str, str, dict[str, Any], dict[str, list[Any]], str]] = []
+    for pattern in HOSTILE:
+        slashed = f"/{pattern}/"
+        for hostile_filter in (
+            {"fact": [{"fact": "os_description", "operator": "=~", "value": pattern}]},
+            {"class": [slashed]}, {"identity": [slashed]}, {"agent": [slashed]},
+            {"compound": [f"os_description=~{slashed} and {slashed} and "
+                          f"identity()=~{slashed} and has_agent('{slashed}')"]},
+        ):
+            requests.append(("rpcutil", "ping", {}, hostile_filter, "denied"))
+    for pattern in REFUSED:
+        requests.append(("rpcutil", "ping", {},
+                         {"fact": [{"fact": "os_description", "operator": "=~",
+                                    "value": pattern}]}, "invalid filter: "))
+        requests.append(("rpcutil", "ping", {}, {"compound": [f"/{pattern}/ or role=secure"]},
+                         "invalid filter: "))
+    requests.append(("rpcutil", "ping", {}, {"compound": ["role=secure or " * 3000 + "x"]},
+                     "filter over budget: "))
+    requests.append(("rpcutil", "ping", {}, {"class": [f"/{HOSTILE[0]}/"] * 500},
+                     "filter over budget: "))
+    requests.append(("ddlbomb", "echo", {"message": LONG + "!"}, {},
+                     "argument 'message' does not match ^(a+)+$"))
+    return requests
+
+
+def test_hostile_patterns_and_filters_never_freeze_the_fleet(lab: Lab, tmp_path: Path) -> None:
+    """Issue 18, end to end: a caller whom policy denies everything sends catastrophic
+    patterns in every place a node accepts one — fact, class, identity and agent terms,
+    compound filters, a DDL validation, and (through the policy's own caller, fact and
+    class patterns) the action policy — plus filters over budget. Every node still answers
+    another caller's ping within a bounded wait, and audits each request as refused."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.filter import FilterBudget, FilterEngine
+    from orch.core.protocol import Envelope
+
+    policies = tmp_path / "policies"
+    write_policy(policies, "default.policy", [
+        "policy default deny",
+        f"deny\t/^{HOSTILE[0]}$/\t*",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[1]}$/",
+        f"deny\t*\t*\tos_description=~/^{HOSTILE[2]}$/ or has_class('/^{HOSTILE[0]}$/')",
+        f"deny\t*\t*\t*\t/^{HOSTILE[1]}$/",
+        "allow\tcert=it-flt-alice\tping",
+    ])
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    script = agents / "ddlbomb"
+    script.write_text((Path(__file__).parents[1] / "unit" / "external_agents" / "pyecho")
+                      .read_text())
+    script.chmod(0o755)
+    (agents / "ddlbomb.json").write_text(json.dumps(DDL_BOMB))
+
+    alice = session_client("it-flt-alice")
+    mallory = session_client(f"it-flt-mallory-{LONG}")
+    collective = new_collective("flt")
+    daemons = [
+        lab.start(f"it-flt-{n}-{LONG}", collective=collective,
+                  security_args=node_security_flags(f"it-flt-{n}-{LONG}"), ready_client=alice,
+                  extra_args=["--policy-dir", str(policies)], audit=True,
+                  env={"ORCH_AGENTS_DIR": str(agents)},
+                  facts={"os_description": LONG}, classes=[LONG + "!", LONG])
+        for n in range(3)
+    ]
+    identities = [daemon.identity for daemon in daemons]
+
+    # Mallory's client checks nothing: it sends what a hostile or outdated client would.
+    settings = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                    **mallory}, environ={})
+    sent: list[tuple[str, str]] = []
+    with Client(settings) as hostile:
+        hostile.filters = FilterEngine({}, {}, FilterBudget(10**9, 10**9, 10**9, 10**9))
+        for agent, action, data, hostile_filter, expected in _hostile_requests():
+            request = hostile.new_request(agent, action, data, hostile_filter)
+            body = request.encode()
+            payload = Envelope("request", body, hostile.security.seal("request", body)).encode()
+            for identity in identities:
+                hostile.channel.direct(identity, payload, request.ttl)
+            sent.append((request.id, expected))
+
+        # While the nodes work through that burst, another caller is served by all of them.
+        answering = load_settings(None, {"broker": PLAIN_BROKER, "collective": collective,
+                                         "timeout": 5.0, **alice}, environ={})
+        with Client(answering) as client:
+            result = client.ping(nodes=identities)
+        assert sorted(result.ok) == sorted(identities), (result.missing, result.replies)
+
+    for daemon in daemons:
+        assert daemon.running(), log_tail(daemon)
+        for request_id, expected in sent:
+            record = wait_audit(daemon.audit_file, lambda r, i=request_id: r["request_id"] == i,
+                                f"{daemon.identity}'s audit record of request {request_id}")
+            if expected == "denied":
+                assert record["decision"] == "denied", record
+                assert record["caller"] == f"cert=it-flt-mallory-{LONG}", record
+            else:
+                assert record["decision"] == "rejected", record
+                assert expected in record["reason"], record

@@ -429,15 +429,23 @@ def test_invalid_agent_name_is_denied(policies: Path, engine: FilterEngine) -> N
     assert not ok and "invalid agent or action name" in reason
 
 
-def test_authorize_never_raises(policies: Path) -> None:
+def test_authorize_never_raises(policies: Path, engine: FilterEngine) -> None:
     write(policies, "puppet.policy", "allow\t*\t*\trole=web")
 
     class Exploding(FilterEngine):
         def matches(self, filter: object, node: NodeView) -> bool:
             raise RuntimeError("boom")
 
-    ok, reason = ask(authorizer(policies), Exploding({}))
+    ok, reason = ask(authorizer(policies), Exploding(engine.kinds, engine.functions))
     assert not ok and "authorization failed (RuntimeError)" in reason
+
+
+def test_policy_parses_with_the_servers_filter_engine(policies: Path) -> None:
+    """The filter fields mean what the node's filter kinds say: without a fact kind, a
+    fact rule cannot be understood, so the file is unusable and the request denied."""
+    write(policies, "puppet.policy", "allow\t*\t*\trole=web")
+    ok, reason = ask(authorizer(policies), FilterEngine({}))
+    assert not ok and "unknown filter kind 'fact'" in reason
 
 
 # --------------------------------------------------------------------------- reloading
@@ -591,3 +599,34 @@ def test_policy_shaped_text_raises_only_policy_error(lines: list[str]) -> None:
 def test_arbitrary_groups_text_raises_only_policy_error(text: str) -> None:
     with contextlib.suppress(PolicyError):
         parse_groups(text, "groups")
+
+
+@pytest.mark.parametrize("pattern", [r"^(.+)+X$", r"^(a|aa)+$", r"(x+x+)+y"])
+def test_catastrophic_patterns_in_every_policy_field_are_decided(
+    policies: Path, engine: FilterEngine, pattern: str
+) -> None:
+    """Issue 18: caller, fact, compound and class patterns of a policy run on the bounded
+    engine, against a caller id and facts as long as anyone likes."""
+    hostile = "a" * 80 + "!"
+    node = NodeView(hostile, {"customer": hostile}, frozenset({hostile}), frozenset())
+    write(policies, "puppet.policy",
+          f"deny\t/{pattern}/\t*",
+          f"deny\t*\t*\tcustomer=~/{pattern}/",
+          f"deny\t*\t*\tcustomer=~/{pattern}/ or /{pattern}/",
+          f"deny\t*\t*\t*\t/{pattern}/",
+          "allow\t*\t*")
+    ok, reason = ask(authorizer(policies), engine, caller=f"cert={hostile}", node=node)
+    assert ok and "line 5" in reason
+
+
+@pytest.mark.parametrize(("field", "line"), [
+    ("callers", "allow\t/(?=alice)/\t*"),
+    ("facts", "allow\t*\t*\tcustomer=~/(a)\\1/"),
+    ("compound facts", "allow\t*\t*\tcustomer=~/a{100000}{100000}/ and cpus>1"),
+    ("classes", "allow\t*\t*\t*\t/(?<!x)web/"),
+])
+def test_patterns_the_bounded_engine_cannot_run_make_the_policy_invalid(
+    field: str, line: str
+) -> None:
+    with pytest.raises(PolicyError, match="invalid regex"):
+        parse_policy(line, "puppet.policy")

@@ -38,7 +38,7 @@ SPECS = [
 ALL = ["db1", "web1", "web2"]
 COLLECTIVE = f"cli{uuid.uuid4().hex[:12]}"
 DOCUMENT_KEYS = {"agent", "action", "request_id", "replies", "expected", "missing", "rejected",
-                 "error", "warnings", "aggregates", "stats"}
+                 "error", "cut_short", "warnings", "aggregates", "stats"}
 REPLY_KEYS = {"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}
 STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_ms",
               "elapsed_ms"}
@@ -292,6 +292,17 @@ def test_nodes_file_that_does_not_exist(tmp_path: Any) -> None:
     assert "cannot read" in result.output
 
 
+@pytest.mark.parametrize("command", [["ping"], ["rpc", "rpcutil", "ping"]])
+def test_nodes_list_with_an_impossible_identity_is_usage_error(fleet: Fleet,
+                                                               command: list[str]) -> None:
+    """A name no node can have would be signed into the target list of every node of its
+    part: refused before anything is sent, naming it."""
+    result = run(*command, "--nodes", "-", input="web1\nweb 2\n")
+    assert result.exit_code == 2, result.output
+    assert "'web 2' is not a valid node identity" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_ping_nodes_from_stdin(fleet: Fleet) -> None:
     result = run("ping", "--nodes", "-", input="web2\nweb1\n")
     assert result.exit_code == 0, result.output
@@ -320,7 +331,7 @@ def test_find(fleet: Fleet, args: list[str], expected: list[str]) -> None:
 def test_find_json(fleet: Fleet) -> None:
     result = run("find", "--json", "-F", "os.family=Debian")
     assert result.exit_code == 0
-    assert as_json(result) == {"nodes": ["web1", "web2"]}
+    assert as_json(result) == {"nodes": ["web1", "web2"], "cut_short": None}
 
 
 def test_find_nothing_exits_1(fleet: Fleet) -> None:
@@ -351,6 +362,7 @@ def test_facts_nested_json(fleet: Fleet) -> None:
         {"value": "RedHat", "count": 1, "nodes": ["db1"]},
     ]
     assert document["failed"] == [] and document["missing"] == []
+    assert document["cut_short"] is None
     assert set(document["stats"]) == STATS_KEYS
 
 
@@ -437,3 +449,33 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"Inventory for {first}:" in inventory
     assert re.search(rf"^\s+role => {specs[0].facts['role']}$", inventory, re.M)
     assert os.environ["ORCH_COLLECTIVE"] == collective
+
+
+# --------------------------------------------------------------------- bounded filters
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["find", "-F", "os_description=~/a{100000}{100000}/"], "at most 1000 repetitions"),
+    (["find", "-F", "role=/(?=web)w/"], "lookaround is not supported"),
+    (["ping", "-C", "/(a)\\1/"], "backreferences are not supported"),
+    (["find", "-I", "/(?<!x)web/"], "identity filter '/(?<!x)web/'"),
+    (["rpc", "rpcutil", "ping", "-S", "role=~/a{5000}/ and env=prod"], "invalid regex"),
+    (["find", "-S", " or ".join(f"role=r{n}" for n in range(101))], "filter_max_terms"),
+    (["find", "-F", "role=" + "w" * 20000], "filter_max_bytes"),
+    (["find", "-S", "(" * 40 + "role=web" + " or x)" * 40], "filter_max_depth"),
+])
+def test_filters_the_fleet_would_refuse_are_usage_errors(args: list[str], message: str) -> None:
+    """Issue 18: an operator's mistake is exit 2 naming the term, before anything is sent."""
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert message in result.output
+
+
+def test_filter_budget_is_a_setting(fleet: Fleet) -> None:
+    result = run("find", "-F", "role=web", "-F", "env=prod",
+                 env=environment(ORCH_FILTER_MAX_TERMS="1"))
+    assert result.exit_code == 2
+    assert "more than 1 (filter_max_terms)" in result.output
+    result = run("find", "-F", "role=web", "-F", "env=prod")
+    assert result.exit_code == 0 and result.stdout.split() == ["web1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 import threading
 import time
@@ -13,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from orch.core import protocol
 from orch.core.client import CallResult, Client
 from orch.core.config import Settings, load_settings
 from orch.core.errors import ArgumentError, UnknownActionError
 from orch.core.fleet import Fleet, NodeSpec
-from orch.core.protocol import Reply, Status
+from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.demo import DemoPKI
 
 SPECS = [
@@ -284,3 +286,103 @@ def test_server_side_validation_when_client_has_no_ddl(client: Client) -> None:
     request = client.new_request("rpcutil", "get_fact", {})
     result = client.send_direct(request, ["web1"], 2.0)
     assert result.replies["web1"].statuscode is Status.MISSING_DATA
+
+
+# --------------------------------------------------------------------- addressed requests
+
+
+class Recorder:
+    """Wraps a channel's ``direct``: records ``(identity, request body)`` and publishes."""
+
+    def __init__(self, client: Client) -> None:
+        self.sent: list[tuple[str, Request]] = []
+        channel = client.channel
+        self._direct = channel.direct
+        channel.direct = self  # type: ignore[method-assign]
+
+    def __call__(self, identity: str, payload: bytes, ttl: float) -> None:
+        self.sent.append((identity, Request.decode(Envelope.decode(payload).body)))
+        self._direct(identity, payload, ttl)
+
+
+def test_direct_call_names_exactly_its_targets(client: Client) -> None:
+    recorder = Recorder(client)
+    result = client.call("rpcutil", "ping", nodes=["web1", "db1"])
+    assert sorted(result.replies) == ["db1", "web1"] and result.rejected == []
+    assert sorted(identity for identity, _ in recorder.sent) == ["db1", "web1"]
+    for _, request in recorder.sent:
+        assert request.targets == ("db1", "web1")
+        assert request.id == result.request_id
+
+
+def test_large_target_set_goes_out_in_signed_parts(client: Client,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for two names per request, four nodes get two signed requests with one
+    id; each node receives the part that names it, every node answers once."""
+    monkeypatch.setattr(protocol, "TARGET_BYTES_PER_REQUEST", 16)
+    recorder = Recorder(client)
+    result = client.call("rpcutil", "ping", nodes=ALL)
+    assert sorted(result.replies) == ALL
+    assert result.missing == [] and result.rejected == [] and result.succeeded
+    parts = {request.targets for _, request in recorder.sent}
+    assert parts == {("cache1", "db1"), ("web1", "web2")}
+    for identity, request in recorder.sent:
+        assert request.addresses(identity)
+        assert request.id == result.request_id
+    assert len(recorder.sent) == len(ALL)
+
+
+def test_broadcast_request_names_no_targets(client: Client) -> None:
+    request = client.new_request("rpcutil", "ping")
+    assert request.targets is None
+
+
+def test_invalid_identity_refused_before_anything_is_sent(client: Client,
+                                                          fleet: Fleet) -> None:
+    with pytest.raises(ArgumentError, match="'bad name' is not a valid node identity"):
+        client.ping(nodes=["web1", "bad name"])
+    assert total_requests(fleet) == 0
+
+
+def test_reply_from_a_node_the_request_was_not_addressed_to_is_rejected(
+    client: Client, fleet: Fleet
+) -> None:
+    """A correctly signed reply from web2 to a request sent to web1 only: rejected and
+    reported, never counted as a result."""
+    request = client.new_request("rpcutil", "ping")
+    body = Reply(request.id, "web2", "rpcutil", "ping", Status.OK, "OK", {}).encode()
+    web2 = pki().node_security(SPECS[1])
+    fleet.transport.send_reply(client.settings.collective, client.channel.reply_to,
+                               Envelope("reply", body, web2.seal("reply", body)).encode(), 10)
+    result = client.send_direct(request, ["web1"], 4.0)
+    assert sorted(result.replies) == ["web1"]
+    assert result.rejected == [f"reply from 'web2', a node request {request.id} was not "
+                               "addressed to"]
+    assert not result.succeeded
+
+
+def test_reply_of_the_old_protocol_is_rejected_with_the_version(client: Client,
+                                                                fleet: Fleet) -> None:
+    request = client.new_request("rpcutil", "ping")
+    old = json.dumps({"v": 1, "kind": "reply", "body": "{}", "security": {}}).encode()
+    fleet.transport.send_reply(client.settings.collective, client.channel.reply_to, old, 10)
+    result = client.send_direct(request, ["web1"], 4.0)
+    assert sorted(result.replies) == ["web1"]
+    assert result.rejected == ["reply has protocol version 1; this orch speaks 2 — upgrade "
+                               "the orch that sent it (version 2 binds each request to the "
+                               "nodes it is addressed to)"]
+
+
+def test_reply_over_max_message_bytes_is_rejected_unread(fleet: Fleet) -> None:
+    """A huge message on the reply queue is refused on its size alone; the call goes on."""
+    settings = memory_settings(timeout=4.0, collective=fleet.settings.collective,
+                               max_message_bytes=2048)
+    with Client(settings) as client:
+        request = client.new_request("rpcutil", "ping")
+        huge = b"{" + b" " * 4096 + b"}"
+        fleet.transport.send_reply(client.settings.collective, client.channel.reply_to,
+                                   huge, 10)
+        result = client.send_direct(request, ["web1"], 4.0)
+    assert sorted(result.replies) == ["web1"]
+    assert result.rejected == ["a reply of 4098 bytes is over max_message_bytes (2048); "
+                               "not read"]

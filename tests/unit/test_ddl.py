@@ -1203,3 +1203,34 @@ def test_validation_cost_per_request(capsys: pytest.CaptureFixture[str]) -> None
     with capsys.disabled():
         print(f"\nDDL check_arguments(rpcutil.get_fact), warm cache: {best * 1e6:.1f} µs")
     assert best < 1e-3
+
+
+@pytest.mark.parametrize("pattern", [r"^(a+)+$", r"^(a|aa)+$", r"^(\w+\s?)*$", r"^(.+)+X$"])
+def test_catastrophic_validation_patterns_refuse_hostile_arguments(pattern: str) -> None:
+    """Issue 18: a DDL validation is applied to arguments from the network, before
+    authorization. A pattern that backtracks exponentially under Python's ``re`` (which
+    jsonschema's ``pattern`` uses by default) is matched by RE2 instead: the hostile value
+    is simply refused."""
+    from orch.ddl.model import ActionDDL
+
+    act = ActionDDL("act", inputs={"v": InputDDL("v", "string", validation=pattern)})
+    for hostile in ("a" * 64 + "!", "word " * 2000 + "!"):
+        with pytest.raises(ArgumentError, match="does not match"):
+            act.check_arguments({"v": hostile})
+
+
+@pytest.mark.parametrize(("validation", "why"), [
+    (r"^(?=a)\w+$", "lookaround"),
+    (r"^(a)\1$", "backreference"),
+    (r"^a{100000}{100000}$", "at most 1000 repetitions"),
+])
+def test_validation_the_bounded_engine_cannot_run_fails_to_load(validation: str, why: str) -> None:
+    raw = {"metadata": {"name": "bounded", "description": "d", "author": "a", "license": "l",
+                        "version": "1", "url": "https://example.com", "timeout": 5},
+           "actions": [{"action": "go", "description": "d", "display": "always",
+                        "input": {"v": {"prompt": "V", "description": "v", "type": "string",
+                                        "validation": validation, "optional": False,
+                                        "maxlength": 0}},
+                        "output": {}}]}
+    with pytest.raises(DDLError, match=f"is not a valid regular expression .*{why}"):
+        parse_ddl(raw, "bounded.json")

@@ -1,74 +1,332 @@
-"""Broadcast collection ends when replies stop — measured against the fleet's own pace.
+"""Collection ends when replies stop — measured against the fleet's own pace — and says so
+when a timeout ended it instead; deadlines start once publishing is over.
 
-A scripted reply channel stands in for the broker so the gaps between replies are exact.
+A scripted fleet stands in for the broker so the moments replies arrive are exact. No test
+here asserts how long anything took: each checks which replies were kept and what the
+result (or the command line) says about them.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import heapq
+import itertools
+import json
+import logging
+import os
 import time
 import uuid
-from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from orch.core.client import Client
+import pytest
+from click.testing import CliRunner, Result
+
+from orch.cli.main import cli
+from orch.core.client import PER_NODE_ALLOWANCE, CallResult, Client
 from orch.core.config import load_settings
-from orch.core.protocol import Envelope, Reply, Status
+from orch.core.protocol import Envelope, Reply, Request, Status
 
 
-class ScriptedChannel:
-    """Delivers each reply at a fixed offset (seconds) from the first receive() call."""
+class ScriptedFleet:
+    """A client channel whose "nodes" answer each request at scripted moments.
+
+    A broadcast is answered by ``node0``, ``node1`` … at ``offsets`` (seconds after it was
+    published); a direct request by its node at once, unless the node is ``silent``. Each
+    direct publish costs ``publish_cost`` seconds, as 10,000 of them do on a real broker.
+    After the ``stall_after``-th reply, the next receive oversleeps by ``stall`` seconds
+    and returns nothing, as when the client's process is descheduled.
+    """
 
     reply_to = "orch.window.reply.test"
 
-    def __init__(self, request_id: str, offsets: list[float]) -> None:
-        self.started: float | None = None
-        self.pending = deque(
-            (offset, Envelope("reply", Reply(request_id, f"node{i}", "rpcutil", "ping",
-                                             Status.OK, "OK", {}).encode()).encode())
-            for i, offset in enumerate(offsets))
+    def __init__(self, offsets: Sequence[float] = (), *, publish_cost: float = 0.0,
+                 silent: Sequence[str] = (), stall_after: int | None = None,
+                 stall: float = 0.0) -> None:
+        self.offsets = list(offsets)
+        self.stall_after, self.stall, self.delivered = stall_after, stall, 0
+        self.publish_cost = publish_cost
+        self.silent = set(silent)
+        self._due: list[tuple[float, int, bytes]] = []
+        self._order = itertools.count()
+
+    def _answer(self, payload: bytes, sender: str, at: float) -> None:
+        request = Request.decode(Envelope.decode(payload).body)
+        reply = Reply(request.id, sender, request.agent, request.action, Status.OK, "OK", {})
+        heapq.heappush(self._due, (at, next(self._order),
+                                   Envelope("reply", reply.encode()).encode()))
+
+    def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
+        now = time.monotonic()
+        for index, offset in enumerate(self.offsets):
+            self._answer(payload, f"node{index}", now + offset)
+
+    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
+        time.sleep(self.publish_cost)
+        if identity not in self.silent:
+            self._answer(payload, identity, time.monotonic())
 
     def receive(self, timeout: float) -> bytes | None:
+        if self.delivered == self.stall_after:
+            self.stall_after = None
+            time.sleep(max(timeout, 0) + self.stall)
+            return None
         now = time.monotonic()
-        if self.started is None:
-            self.started = now
-        if not self.pending:
-            time.sleep(timeout)
+        if not self._due or self._due[0][0] > now + timeout:
+            time.sleep(max(timeout, 0))
             return None
-        due = self.started + self.pending[0][0]
-        if due > now + timeout:
-            time.sleep(timeout)
-            return None
-        time.sleep(max(due - now, 0))
-        return self.pending.popleft()[1]
+        time.sleep(max(self._due[0][0] - now, 0))
+        self.delivered += 1
+        return heapq.heappop(self._due)[2]
 
     def close(self) -> None:
         pass
 
 
-def collect(offsets: list[float], window: float) -> list[str]:
+def steady(count: int, every: float) -> list[float]:
+    """Reply offsets of a fleet still answering, one reply every ``every`` seconds."""
+    return [i * every for i in range(count)]
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
     settings = load_settings(overrides={
         "broker": "memory://", "collective": f"w{uuid.uuid4().hex[:8]}",
         "security": "insecure"}, environ={})
     with Client(settings) as client:
-        request_id = uuid.uuid4().hex
-        client._channel = ScriptedChannel(request_id, offsets)
-        request = client.new_request("rpcutil", "ping")
-        request = dataclasses.replace(request, id=request_id)
-        result = client.collect(request, None, timeout=5.0, quiet=window)
-    return sorted(result.replies)
+        yield client
 
 
-def test_collection_ends_one_window_after_a_steady_stream() -> None:
+def broadcast(client: Client, fleet: ScriptedFleet, timeout: float = 5.0,
+              window: float = 0.2) -> CallResult:
+    client._channel = fleet
+    return client.broadcast("rpcutil", "ping", timeout=timeout, quiet=window)
+
+
+# --------------------------------------------------------------------- the quiet window
+
+
+def test_collection_ends_one_window_after_a_steady_stream(client: Client) -> None:
     # Replies 50 ms apart, then silence: a 0.2 s window ends it with all of them.
-    assert collect([0.0, 0.05, 0.10, 0.15], window=0.2) == ["node0", "node1", "node2", "node3"]
+    result = broadcast(client, ScriptedFleet([0.0, 0.05, 0.10, 0.15]))
+    assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
+    assert result.cut_short is None
 
 
-def test_a_fleet_that_paused_once_is_waited_for_longer() -> None:
+def test_a_fleet_that_paused_once_is_waited_for_longer(client: Client) -> None:
     # After a 0.15 s gap the window stretches to 0.3 s, so a reply 0.25 s after the previous
     # one still counts; a fixed 0.2 s window would have stopped before it.
-    assert collect([0.0, 0.15, 0.40], window=0.2) == ["node0", "node1", "node2"]
+    result = broadcast(client, ScriptedFleet([0.0, 0.15, 0.40]))
+    assert sorted(result.replies) == ["node0", "node1", "node2"]
+    assert result.cut_short is None
 
 
-def test_a_reply_after_a_long_silence_is_not_waited_for() -> None:
-    # No gap longer than 50 ms was seen; 1 s of silence ends collection.
-    assert collect([0.0, 0.05, 1.05], window=0.2) == ["node0", "node1"]
+def test_a_reply_after_a_long_silence_is_not_waited_for(client: Client) -> None:
+    # No gap longer than 50 ms was seen; 1 s of silence ends collection — the replies had
+    # stopped, so the result is complete as far as anyone can tell.
+    result = broadcast(client, ScriptedFleet([0.0, 0.05, 1.05]))
+    assert sorted(result.replies) == ["node0", "node1"]
+    assert result.cut_short is None
+
+
+def test_a_client_busy_with_a_reply_is_not_silence(client: Client) -> None:
+    # Handling the first reply takes 0.3 s, longer than the 0.2 s window, while the fleet
+    # keeps answering: the window counts only time spent waiting for replies.
+    client._channel = ScriptedFleet(steady(10, 0.02))
+
+    def busy(reply: Reply, result: CallResult) -> None:
+        if len(result.replies) == 1:
+            time.sleep(0.3)
+
+    result = client.broadcast("rpcutil", "ping", timeout=5.0, quiet=0.2, on_reply=busy)
+    assert len(result.replies) == 10 and result.cut_short is None
+
+
+def test_a_descheduled_client_looks_again_before_ending(client: Client) -> None:
+    # The client oversleeps its wait by 0.3 s after the third reply; the replies that came
+    # meanwhile are already there, so the window did not really pass in silence.
+    result = broadcast(client, ScriptedFleet(steady(10, 0.02), stall_after=3, stall=0.3))
+    assert len(result.replies) == 10 and result.cut_short is None
+
+
+# --------------------------------------------------------------------- cut short
+
+
+def test_a_broadcast_ended_by_its_timeout_while_replies_arrive_says_so(client: Client) -> None:
+    # Replies every 20 ms for 2 s; the 0.3 s timeout comes while they are still arriving.
+    result = broadcast(client, ScriptedFleet(steady(100, 0.02)), timeout=0.3)
+    assert result.replies and len(result.replies) < 100
+    assert result.cut_short is not None
+    assert result.cut_short.startswith("the broadcast was cut off at the 0.3 s timeout while "
+                                       "replies were still arriving")
+    assert f"; {len(result.replies)} node(s) answered" in result.cut_short
+    assert not result.succeeded
+
+
+def test_a_broadcast_nobody_answered_is_not_cut_short(client: Client) -> None:
+    result = broadcast(client, ScriptedFleet([]), timeout=0.1)
+    assert result.replies == {} and result.cut_short is None
+
+
+def test_a_cut_short_ping_names_the_setting_to_raise(client: Client) -> None:
+    client._channel = ScriptedFleet(steady(100, 0.02))
+    client.settings = client.settings.with_values({"discovery_timeout": 0.3}, "test")
+    result = client.ping()
+    assert result.cut_short is not None
+    assert result.cut_short.startswith("the ping was cut off at the 0.3 s timeout")
+    assert result.cut_short.endswith(
+        "raise --discovery-timeout (discovery_timeout) to wait longer")
+
+
+def test_a_call_after_cut_short_discovery_does_not_succeed(client: Client) -> None:
+    client._channel = ScriptedFleet(steady(100, 0.02))
+    client.settings = client.settings.with_values({"discovery_timeout": 0.3}, "test")
+    discovered = client.discover()
+    assert discovered and discovered.cut_short is not None
+    assert discovered.cut_short.startswith("discovery was cut off at the 0.3 s timeout")
+
+    client._channel = ScriptedFleet(steady(100, 0.02))
+    result = client.call("rpcutil", "ping")
+    # Every discovered node answered the call itself; the call still did not succeed.
+    assert result.replies and not result.missing and not result.failed
+    assert result.cut_short is not None and result.cut_short.startswith("discovery was cut")
+    assert not result.succeeded
+
+
+# --------------------------------------------------------------------- deadlines
+
+
+def test_the_deadline_starts_when_publishing_ends(client: Client) -> None:
+    # Publishing to 20 nodes takes 0.6 s, three times the 0.2 s timeout; every node answered
+    # during it. A deadline started before publishing would have ended before collecting.
+    nodes = [f"n{i:02d}" for i in range(20)]
+    client._channel = ScriptedFleet(publish_cost=0.03)
+    request = client.new_request("rpcutil", "ping")
+    result = client.send_direct(request, nodes, timeout=0.2)
+    assert sorted(result.replies) == nodes and not result.missing
+
+
+def test_time_spent_verifying_replies_is_not_counted_against_the_fleet(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every reply is waiting when collection starts, but verifying each costs 0.05 s: the
+    # 20 of them take 1 s of this client's time, five times the 0.2 s timeout.
+    verify = client.security.verify
+
+    def slow_verify(envelope: Envelope) -> Any:
+        time.sleep(0.05)
+        return verify(envelope)
+
+    monkeypatch.setattr(client.security, "verify", slow_verify)
+    nodes = [f"n{i:02d}" for i in range(20)]
+    client._channel = ScriptedFleet()
+    request = client.new_request("rpcutil", "ping")
+    result = client.send_direct(request, nodes, timeout=0.2)
+    assert sorted(result.replies) == nodes and not result.missing
+
+
+def test_a_direct_call_allows_for_the_size_of_its_list(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(client, "collect", lambda request, nodes, timeout, **_: waits.append(
+        timeout) or CallResult("rpcutil", "ping", request.id, list(nodes)))
+    client._channel = ScriptedFleet()
+    request = client.new_request("rpcutil", "ping")
+    for count in (1, 10_000):
+        client.send_direct(request, [f"n{i}" for i in range(count)], timeout=2.0)
+    assert waits == [2.0 + PER_NODE_ALLOWANCE, 2.0 + 10_000 * PER_NODE_ALLOWANCE]
+
+
+def test_silent_nodes_are_still_reported_missing_at_the_deadline(client: Client) -> None:
+    client._channel = ScriptedFleet(silent=["n1"])
+    request = client.new_request("rpcutil", "ping")
+    result = client.send_direct(request, ["n0", "n1", "n2"], timeout=0.2)
+    assert sorted(result.replies) == ["n0", "n2"] and result.missing == ["n1"]
+    assert result.cut_short is None
+
+
+# --------------------------------------------------------------------- the command line
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedFleet]]:
+    """Every Client the CLI creates talks to the next scripted fleet of the list."""
+    fleets: list[ScriptedFleet] = []
+    channels: dict[int, ScriptedFleet] = {}
+
+    def channel(self: Client) -> ScriptedFleet:
+        if id(self) not in channels:
+            channels[id(self)] = fleets.pop(0)
+        return channels[id(self)]
+
+    monkeypatch.setattr(Client, "channel", property(channel))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield fleets
+    root.handlers[:] = handlers  # the CLI reconfigures logging onto CliRunner's stderr
+    root.setLevel(level)
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ORCH_")}
+    env.update({"ORCH_BROKER": "memory://", "ORCH_COLLECTIVE": f"w{uuid.uuid4().hex[:8]}",
+                "ORCH_SECURITY": "insecure", "ORCH_DISCOVERY_TIMEOUT": "0.3",
+                "ORCH_LOG_LEVEL": "error"})
+    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def test_cli_ping_cut_short_exits_1_and_says_why(scripted: list[ScriptedFleet]) -> None:
+    scripted.append(ScriptedFleet(steady(100, 0.02)))
+    result = run("ping")
+    assert result.exit_code == 1, result.output
+    assert "time=" in result.stdout
+    assert ("Incomplete: the ping was cut off at the 0.3 s timeout while replies were still "
+            "arriving;") in result.stderr
+    assert "raise --discovery-timeout (discovery_timeout) to wait longer" in result.stderr
+
+
+def test_cli_ping_json_carries_the_cut(scripted: list[ScriptedFleet]) -> None:
+    scripted.append(ScriptedFleet(steady(100, 0.02)))
+    result = run("ping", "--json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["replies"]
+    assert document["cut_short"].startswith("the ping was cut off at the 0.3 s timeout")
+    assert f"; {len(document['replies'])} node(s) answered" in document["cut_short"]
+
+
+def test_cli_ping_complete_broadcast_exits_0(scripted: list[ScriptedFleet]) -> None:
+    scripted.append(ScriptedFleet([0.0, 0.01, 0.02]))
+    result = run("ping", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["replies"]) == 3 and document["cut_short"] is None
+
+
+def test_cli_rpc_after_cut_short_discovery_exits_1(scripted: list[ScriptedFleet]) -> None:
+    scripted.append(ScriptedFleet(steady(100, 0.02)))
+    result = run("rpc", "rpcutil", "ping", "--json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["missing"] == [] and document["replies"]
+    assert document["cut_short"].startswith("discovery was cut off at the 0.3 s timeout")
+
+
+def test_cli_find_cut_short_prints_what_it_found_and_exits_1(
+        scripted: list[ScriptedFleet]) -> None:
+    scripted.append(ScriptedFleet(steady(100, 0.02)))
+    result = run("find")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0] == "node0"
+    assert "Incomplete: discovery was cut off" in result.stderr
+
+    scripted.append(ScriptedFleet(steady(100, 0.02)))
+    document = json.loads(run("find", "--json").stdout)
+    assert document["nodes"] and document["cut_short"].startswith("discovery was cut off")
+
+
+def test_cli_ping_known_nodes_slower_to_publish_than_the_timeout(
+        scripted: list[ScriptedFleet]) -> None:
+    nodes = [f"n{i:02d}" for i in range(20)]
+    scripted.append(ScriptedFleet(publish_cost=0.03))  # 0.6 s of publishing, 0.3 s timeout
+    result = run("ping", "--nodes", "-", "--json", input="\n".join(nodes))
+    assert result.exit_code == 0, result.output
+    assert [reply["sender"] for reply in json.loads(result.stdout)["replies"]] == nodes

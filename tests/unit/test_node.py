@@ -6,9 +6,11 @@ real ``rpcutil`` plus small test agents whose DDL lives in ``tests/unit/ddl/``.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, action
+from orch.core.audit import AuditLog
 from orch.core.authorization import Decision
 from orch.core.config import Settings
 from orch.core.filter import FilterEngine, NodeView
@@ -130,7 +133,8 @@ def make_node(send: Sent, runner: ActionRunner, **services: Any) -> Node:
     registry = default_registry()
     node_services = NodeServices(
         settings=Settings(),
-        filters=FilterEngine(registry.filter_kinds(), registry.filter_functions()),
+        filters=services.pop("filters", None)
+        or FilterEngine(registry.filter_kinds(), registry.filter_functions()),
         security=InsecureProvider(),
         runner=runner,
         validators=registry.validators(),
@@ -298,7 +302,7 @@ def test_expired_request_is_dropped(node: Node, sent: Sent) -> None:
 
 
 def test_request_expired_within_clock_skew_is_served(node: Node, sent: Sent) -> None:
-    assert ask(node, sent, make_request(ttl=10.0, time=time.time() - 12)).ok
+    assert ask(node, sent, make_request(ttl=2.0, time=time.time() - 4)).ok
     assert stats(node)["ttlexpired"] == 0
 
 
@@ -329,13 +333,21 @@ def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
     assert stats(node)["dropped"] == 1
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity"])
-def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: str) -> None:
-    """Python's json reads ``NaN``/``Infinity``. With ``ttl: NaN`` a request never expires
-    and the replay cache never matches it (its expiry compares false), so the same bytes
-    would be served again and again."""
-    body = make_request().encode().replace('"ttl":60.0', f'"ttl":{number}')
-    assert f'"ttl":{number}' in body
+@pytest.mark.parametrize(("field", "number"), [
+    ("ttl", "NaN"), ("ttl", "Infinity"), ("ttl", "1e999"), ("ttl", "-1e999"),
+    ("ttl", "1e12"), ("time", "1e999"), ("time", "-1e999"), ("time", "1e308"),
+])
+def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, field: str,
+                                                number: str) -> None:
+    """Python's json reads ``NaN``/``Infinity``, and ``1e999`` overflows to infinity. With
+    an infinite ``time`` or ``ttl`` the expiry is NaN or infinite: the request never expires
+    and the replay cache never matches it, so the same bytes would be served again and
+    again."""
+    request = make_request()
+    body = request.encode()
+    current = f'"{field}":{json.dumps(getattr(request, field))}'
+    assert current in body
+    body = body.replace(current, f'"{field}":{number}')
     payload = Envelope("request", body, {}).encode()
     node.handle(payload)
     node.handle(payload)
@@ -344,15 +356,61 @@ def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, number: 
     assert stats(node)["dropped"] == 2
 
 
+def test_request_over_max_ttl_is_dropped_and_audited(sent: Sent, runner: ActionRunner,
+                                                     tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_ttl=120.0, audit=audit)
+    node.handle(raw(make_request(ttl=121.0)))
+    assert ask(node, sent, make_request(ttl=120.0)).ok  # the barrier: served after it
+    assert (stats(node)["dropped"], stats(node)["replies"]) == (1, 1)
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over this node's max_ttl 120s" in line["reason"] for line in lines)
+
+
+def test_message_over_max_message_bytes_is_dropped_before_parsing(
+        sent: Sent, runner: ActionRunner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, max_message_bytes=4096, audit=audit)
+    parsed: list[int] = []
+    real_decode = Envelope.decode
+
+    def counting_decode(raw: bytes | str) -> Envelope:
+        parsed.append(len(raw))
+        return real_decode(raw)
+
+    monkeypatch.setattr(Envelope, "decode", staticmethod(counting_decode))
+    big = raw(make_request("echo", "echo", {"text": "x" * 5000}))
+    assert len(big) > 4096
+    node.handle(big)
+    assert parsed == []  # refused on its size alone
+    assert ask(node, sent, make_request()).ok  # the barrier
+    assert stats(node)["dropped"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert any("over max_message_bytes (4096)" in line["reason"] for line in lines)
+
+
+def test_request_created_before_the_node_started_is_dropped(node: Node, sent: Sent) -> None:
+    """A captured request replayed after a restart: the replay cache that saw it is gone,
+    so the start time is what refuses it."""
+    started = node.statistics()["starttime"]
+    node.handle(raw(make_request(time=started - 6, ttl=3600.0)))
+    assert ask(node, sent, make_request(time=started - 4, ttl=3600.0)).ok  # within skew
+    counters = stats(node)
+    assert (counters["dropped"], counters["replies"]) == (1, 1)
+
+
 @pytest.mark.parametrize("payload", [
     b"",
     b"garbage",
     b"\xff\xfe\xfd",
     b"[]",
     b'{"v": 2, "kind": "request", "body": "{}"}',
-    b'{"v": 1, "kind": "reply", "body": "{}"}',
-    b'{"v": 1, "kind": "request", "body": "not json"}',
+    b'{"v": 2, "kind": "reply", "body": "{}"}',
+    b'{"v": 2, "kind": "request", "body": "not json"}',
+    b'{"v": 2, "kind": "request", "body": "{\\"v\\": 2}"}',
     b'{"v": 1, "kind": "request", "body": "{\\"v\\": 1}"}',
+    b'{"v": 3, "kind": "request", "body": "{\\"v\\": 3}"}',
 ])
 def test_malformed_messages_are_dropped_and_counted(node: Node, sent: Sent,
                                                     payload: bytes) -> None:
@@ -360,6 +418,66 @@ def test_malformed_messages_are_dropped_and_counted(node: Node, sent: Sent,
     assert sent.calls == []
     counters = stats(node)
     assert (counters["total"], counters["dropped"], counters["passed"]) == (1, 1, 0)
+
+
+# --------------------------------------------------------------------- addressed requests
+
+
+def audited(tmp_path: Path, sent: Sent, runner: ActionRunner) -> tuple[Node, Path]:
+    path = tmp_path / "audit.log"
+    return make_node(sent, runner, audit=AuditLog(str(path))), path
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_direct_request_for_other_nodes_is_refused_and_audited(
+    tmp_path: Path, sent: Sent, runner: ActionRunner
+) -> None:
+    """A signed direct request for web1, re-published into this node's queue: refused
+    before the filter, the agent, or the replay cache sees it, and audited."""
+    node, path = audited(tmp_path, sent, runner)
+    request = make_request("echo", "echo", {"message": "hi"}, targets=("web1", "web2"))
+    node.handle(raw(request))
+    assert ask(node, sent, make_request(targets=(IDENTITY,))).ok  # barrier: handled in order
+    assert Echo.calls == []
+    assert request.id not in {r.request_id for r in sent.replies()}
+    counters = stats(node)
+    assert (counters["dropped"], counters["filtered"], counters["passed"]) == (1, 0, 1)
+    assert node.services.audit is not None
+    node.services.audit.close()
+    first = audit_lines(path)[0]
+    assert (first["request_id"], first["decision"]) == (request.id, "rejected")
+    assert first["reason"] == "not addressed to this node (a direct request for 2 other nodes)"
+
+
+def test_direct_request_naming_this_node_among_others_runs(node: Node, sent: Sent) -> None:
+    request = make_request(targets=("a", IDENTITY, "z"))
+    assert ask(node, sent, request).ok
+
+
+def test_direct_request_still_needs_its_filter(node: Node, sent: Sent) -> None:
+    """Targets narrow who may run it; a filter sent along narrows further."""
+    node.handle(raw(make_request(targets=(IDENTITY,), filter={"class": ["postgresql"]})))
+    assert sent.calls == []
+    assert stats(node)["filtered"] == 1
+
+
+@pytest.mark.parametrize("near", ["node1", "node1.example.", "NODE1.EXAMPLE", "node1.exampl",
+                                  "xnode1.example", "/node1/"])
+def test_only_the_exact_identity_is_addressed(node: Node, sent: Sent, near: str) -> None:
+    node.handle(raw(make_request(targets=(near,))))
+    assert sent.calls == []
+    assert stats(node)["dropped"] == 1
+
+
+def test_misdirected_copy_does_not_use_up_the_request_id(node: Node, sent: Sent) -> None:
+    """Another part of the same call (same id, other targets) arriving first must not make
+    the genuine request look like a replay."""
+    genuine = make_request(targets=(IDENTITY,))
+    node.handle(raw(replace(genuine, targets=("web1",))))
+    assert ask(node, sent, genuine).ok
 
 
 def test_reply_envelope_sent_to_a_node_is_dropped(node: Node, sent: Sent) -> None:
@@ -533,3 +651,163 @@ def test_handle_never_raises_for_any_bytes(shared: tuple[Node, Sent], payload: b
     before = node.statistics()["dropped"]
     node.handle(payload)
     assert node.statistics()["dropped"] == before + 1
+
+
+# --------------------------------------------------------------------- filter budget, queue
+
+
+class Blocking:
+    """A filter kind whose evaluation waits for :attr:`release`: a filter as slow as the
+    sender wants, without a clock."""
+
+    name = "block"
+    match_any = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def parse(self, text: str) -> str:
+        return text
+
+    def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
+        self.entered.set()
+        return self.release.wait(WAIT)
+
+
+def queued_node(sent: Sent, runner: ActionRunner, queue: Any, blocking: Blocking,
+                audit: Any = None, **budget: Any) -> Node:
+    from orch.core.filter import FilterBudget
+
+    registry = default_registry()
+    kinds = {**registry.filter_kinds(), "block": blocking}
+    queued = {} if queue is None else {"queue": queue}
+    return make_node(sent, runner, audit=audit, **queued,
+                     filters=FilterEngine(kinds, registry.filter_functions(),
+                                          FilterBudget(**budget)))
+
+
+def test_slow_filter_does_not_hold_up_the_next_request(sent: Sent, runner: ActionRunner) -> None:
+    """handle() returns while the filter is still being evaluated on the work queue, and a
+    ping sent after it is answered before it finishes."""
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(2, 100)
+    node = queued_node(sent, runner, queue, blocking)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        assert blocking.entered.wait(WAIT)
+        ping = make_request()
+        node.handle(raw(ping))
+        replies = sent.wait_for(1)
+        assert [reply.request_id for reply in replies] == [ping.id]
+        assert not blocking.release.is_set()
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+    assert len(sent.wait_for(2)) == 2  # the slow one is answered once it is let through
+
+
+def test_full_backlog_drops_and_audits(sent: Sent, runner: ActionRunner,
+                                       tmp_path: Path) -> None:
+    from orch.core.audit import AuditLog
+    from orch.core.runner import WorkQueue
+
+    blocking, queue = Blocking(), WorkQueue(1, 1)
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, queue, blocking, audit)
+    try:
+        node.handle(raw(make_request(filter={"block": ["x"]})))
+        refused = make_request()
+        node.handle(raw(refused))  # the only slot is taken until the first one finishes
+        assert stats(node)["dropped"] == 1
+    finally:
+        blocking.release.set()
+        queue.shutdown()
+        audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    busy = [r for r in records if r["request_id"] == refused.id]
+    assert busy and busy[0]["decision"] == "rejected" and "filter_backlog" in busy[0]["reason"]
+
+
+@pytest.mark.parametrize(("filter", "budget", "why"), [
+    ({"fact": [{"fact": "role", "operator": "==", "value": "web"}] * 5}, {"max_terms": 4},
+     "filter_max_terms"),
+    ({"compound": ["role=web or " * 20 + "cpus>1"]}, {"max_terms": 10}, "filter_max_terms"),
+    ({"compound": ["(" * 10 + "role=web" + ")" * 10 + " and not (a or not b)"]},
+     {"max_depth": 2}, "filter_max_depth"),
+    ({"class": ["nginx" * 100]}, {"max_bytes": 200}, "filter_max_bytes"),
+    ({"block": ["x"] * 3}, {"max_seconds": 1e-9}, "filter_max_seconds"),
+])
+def test_filter_over_budget_is_refused_and_audited(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any],
+    budget: dict[str, Any], why: str,
+) -> None:
+    """Over budget: no reply, counted as dropped, audited ``filter over budget: …``; a
+    ping right after it is served (the barrier that shows nothing else was sent)."""
+    from orch.core.audit import AuditLog
+
+    blocking = Blocking()
+    blocking.release.set()
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = queued_node(sent, runner, None, blocking, audit, **budget)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    refused = [r for r in records if r["request_id"] == request.id]
+    assert len(refused) == 1 and refused[0]["decision"] == "rejected"
+    assert refused[0]["reason"].startswith("filter over budget: ") and why in refused[0]["reason"]
+    assert stats(node)["dropped"] == 1
+
+
+@pytest.mark.parametrize("filter", [
+    {"identity": ["/(?=node)/"]},
+    {"fact": [{"fact": "role", "operator": "=~", "value": "a{100000}{100000}"}]},
+    {"compound": ["role=~/(a)\\1/"]},
+    {"nosuchkind": ["x"]},
+])
+def test_invalid_filter_is_silent_and_audited_as_rejected(
+    sent: Sent, runner: ActionRunner, tmp_path: Path, filter: dict[str, Any]
+) -> None:
+    from orch.core.audit import AuditLog
+
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    node = make_node(sent, runner, audit=audit)
+    request = make_request(filter=filter)
+    node.handle(raw(request))
+    assert ask(node, sent, make_request()).ok  # the barrier: only the ping was answered
+    assert len(sent.calls) == 1
+    audit.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    [record] = [r for r in records if r["request_id"] == request.id]
+    assert record["decision"] == "rejected" and record["reason"].startswith("invalid filter: ")
+    assert stats(node)["filtered"] == 1
+
+
+def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
+    """Every node of a Fleet shares one work queue: one broadcast fills it with a request
+    per node, so the backlog is raised to twice the fleet's size whatever the setting."""
+    from orch.core.fleet import Fleet, NodeSpec
+
+    settings = Settings(broker=["memory://"], collective="backlogtest", security="insecure",
+                        filter_backlog=3)
+    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)])
+    queue = fleet.services.queue
+    assert queue is not None
+    hold = threading.Event()
+
+    def held() -> None:
+        hold.wait(WAIT)
+
+    try:
+        accepted = 0
+        while accepted <= 20 and queue.submit(held):
+            accepted += 1  # each held job keeps its slot until released
+        assert accepted == 10
+    finally:
+        hold.set()
+        fleet.services.close()
+        fleet.transport.close()

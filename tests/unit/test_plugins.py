@@ -169,6 +169,7 @@ def test_installed_plugin_shows_in_orch_plugins_json(plugin_venv: Path) -> None:
         "version": "0.3.1",
         "hooks": ["orch_agents", "orch_filter_functions"],
         "error": None,
+        "transports": [],
     }
     assert by_name["rpcutil"]["hooks"] == ["orch_agents"]
 

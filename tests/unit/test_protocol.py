@@ -1,4 +1,4 @@
-"""Wire protocol v1: encode/decode round trips, and strict decoding that only raises
+"""Wire protocol v2: encode/decode round trips, and strict decoding that only raises
 ProtocolError."""
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from hypothesis import strategies as st
 
 from orch.core.errors import ProtocolError
 from orch.core.protocol import (
+    MAX_TIME,
+    MAX_TTL,
     NAME_CHARS,
     PROTOCOL_VERSION,
+    TARGET_BYTES_PER_REQUEST,
     Envelope,
     Reply,
     Request,
     Status,
+    invalid_names,
+    split_targets,
     valid_name,
 )
 
@@ -33,7 +38,7 @@ def valid_request_dict(**changes: Any) -> dict[str, Any]:
         "sender": "client.example", "caller": "user=alice", "reply_to": "orch.orch.reply.x",
         "data": {"a": 1}, "filter": {"fact": [{"fact": "role", "operator": "==",
                                                "value": "web"}]},
-        "ttl": 60, "time": 1_700_000_000.5, "id": "abc123",
+        "targets": None, "ttl": 60, "time": 1_700_000_000.5, "id": "abc123",
     }
     obj.update(changes)
     return obj
@@ -102,7 +107,7 @@ def test_envelope_round_trip() -> None:
 
 
 def test_envelope_security_defaults_to_empty() -> None:
-    raw = dumps({"v": 1, "kind": "reply", "body": "{}"})
+    raw = dumps({"v": PROTOCOL_VERSION, "kind": "reply", "body": "{}"})
     assert Envelope.decode(raw).security == {}
 
 
@@ -140,7 +145,7 @@ def test_non_object(decode: Any, value: Any) -> None:
         decode(dumps(value))
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None, True, 1.5])
+@pytest.mark.parametrize("version", [0, 1, 3, "2", None, True, 2.5])
 def test_wrong_version(version: Any) -> None:
     cases = [
         (Envelope.decode, {"v": version, "kind": "request", "body": "{}"}),
@@ -162,24 +167,25 @@ def test_missing_version() -> None:
 @pytest.mark.parametrize("kind", ["requests", "", None, 1, "REPLY"])
 def test_envelope_wrong_kind(kind: Any) -> None:
     with pytest.raises(ProtocolError, match="envelope kind must be"):
-        Envelope.decode(dumps({"v": 1, "kind": kind, "body": "{}"}))
+        Envelope.decode(dumps({"v": PROTOCOL_VERSION, "kind": kind, "body": "{}"}))
 
 
 @pytest.mark.parametrize("body", [None, 1, {"a": 1}, ["x"]])
 def test_envelope_body_must_be_string(body: Any) -> None:
     with pytest.raises(ProtocolError, match="body must be a string"):
-        Envelope.decode(dumps({"v": 1, "kind": "request", "body": body}))
+        Envelope.decode(dumps({"v": PROTOCOL_VERSION, "kind": "request", "body": body}))
 
 
 def test_envelope_body_missing() -> None:
     with pytest.raises(ProtocolError, match="body must be a string"):
-        Envelope.decode(dumps({"v": 1, "kind": "request"}))
+        Envelope.decode(dumps({"v": PROTOCOL_VERSION, "kind": "request"}))
 
 
 @pytest.mark.parametrize("security", [None, [], "sig", 3])
 def test_envelope_security_must_be_object(security: Any) -> None:
     with pytest.raises(ProtocolError, match="security must be an object"):
-        Envelope.decode(dumps({"v": 1, "kind": "reply", "body": "", "security": security}))
+        Envelope.decode(dumps({"v": PROTOCOL_VERSION, "kind": "reply", "body": "",
+                               "security": security}))
 
 
 @pytest.mark.parametrize("field", ["agent", "action", "collective"])
@@ -228,7 +234,8 @@ def test_request_ttl_must_be_positive(ttl: float) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("ttl", math.inf), ("ttl", math.nan), ("time", math.nan),
+    ("ttl", math.inf), ("ttl", math.nan), ("time", math.nan), ("time", -1.0),
+    ("ttl", MAX_TTL * 2), ("time", MAX_TIME * 2), ("time", 10**400), ("ttl", 10**30),
 ])
 def test_request_ttl_and_time_must_be_finite(field: str, value: float) -> None:
     """Python's json reads ``Infinity``/``NaN`` (not JSON); with them a request never expires.
@@ -238,6 +245,15 @@ def test_request_ttl_and_time_must_be_finite(field: str, value: float) -> None:
     """
     with pytest.raises(ProtocolError):
         Request.decode(dumps(valid_request_dict(**{field: value})))
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400"])
+def test_numbers_that_overflow_are_refused(number: str) -> None:
+    """JSON has no infinity, but ``1e999`` parses to one: refused wherever it appears."""
+    body = dumps(valid_request_dict()).replace('"ttl": 60', f'"ttl": {number}')
+    assert number in body
+    with pytest.raises(ProtocolError, match="out of range"):
+        Request.decode(body)
 
 
 def test_request_int_ttl_and_time_accepted() -> None:
@@ -282,8 +298,110 @@ def test_reply_every_known_statuscode(code: Status) -> None:
 
 
 def test_protocol_error_message_says_how_to_fix_version() -> None:
-    with pytest.raises(ProtocolError, match="upgrade the older side"):
-        Request.decode(dumps(valid_request_dict(v=2)))
+    cases = [
+        (Request.decode, valid_request_dict(v=1),
+         "request has protocol version 1; this orch speaks 2 — upgrade the orch that sent it"),
+        (Reply.decode, valid_reply_dict(v=3),
+         "reply has protocol version 3; this orch speaks 2 — upgrade this orch"),
+        (Request.decode, valid_request_dict(v="2"),
+         "request has protocol version '2'; this orch speaks 2 — not a message orch can read"),
+    ]
+    for decode, obj, message in cases:
+        with pytest.raises(ProtocolError) as caught:
+            decode(dumps(obj))
+        assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(("kind", "version", "advice"), [
+    ("request", 1, "upgrade the orch that sent it"),
+    ("reply", 1, "upgrade the orch that sent it"),
+    ("request", 3, "upgrade this orch"),
+    ("reply", 3, "upgrade this orch"),
+])
+def test_envelope_of_another_version_names_what_arrived(kind: str, version: int,
+                                                        advice: str) -> None:
+    """Old and new meet at the envelope first: the message names the request or reply."""
+    raw = dumps({"v": version, "kind": kind, "body": "{}", "security": {}})
+    with pytest.raises(ProtocolError) as caught:
+        Envelope.decode(raw)
+    assert str(caught.value).startswith(
+        f"{kind} has protocol version {version}; this orch speaks {PROTOCOL_VERSION} — {advice}")
+
+
+def test_v1_request_as_sent_by_orch_0_1_is_refused() -> None:
+    """The exact bytes an orch speaking v1 sent (no ``targets``) are not read as a
+    broadcast: a v2 node refuses them, naming the version."""
+    v1 = dumps({"v": 1, "kind": "request", "security": {}, "body": dumps({
+        "v": 1, "agent": "rpcutil", "action": "ping", "collective": "orch", "sender": "s",
+        "caller": "user=a", "reply_to": "orch.orch.reply.x", "data": {}, "filter": {},
+        "ttl": 60, "time": 1.0, "id": "x"})})
+    with pytest.raises(ProtocolError, match="request has protocol version 1; this orch "
+                                            "speaks 2"):
+        Envelope.decode(v1)
+
+
+# --------------------------------------------------------------------- targets
+
+
+def test_broadcast_request_is_for_any_node() -> None:
+    request = Request.decode(dumps(valid_request_dict(targets=None)))
+    assert request.targets is None
+    assert request.addresses("web1") and request.addresses("anything")
+
+
+def test_direct_request_is_for_its_targets_only() -> None:
+    request = Request.decode(dumps(valid_request_dict(targets=["web1", "db1"])))
+    assert request.targets == ("web1", "db1")
+    assert request.addresses("web1") and request.addresses("db1")
+    for other in ("web2", "web", "web1 ", "WEB1", "db1.example", ""):
+        assert not request.addresses(other), other
+
+
+def test_targets_are_in_the_signed_body() -> None:
+    request = Request("a", "b", "c", "s", "u", "r", targets=("web1",))
+    assert json.loads(request.encode())["targets"] == ["web1"]
+    assert json.loads(Request("a", "b", "c", "s", "u", "r").encode())["targets"] is None
+
+
+def test_targets_field_is_required() -> None:
+    obj = valid_request_dict()
+    del obj["targets"]
+    with pytest.raises(ProtocolError, match="'targets' is missing"):
+        Request.decode(dumps(obj))
+
+
+@pytest.mark.parametrize(("targets", "message"), [
+    ([], "addressed to no node"),
+    ("web1", "must be a list"),
+    ({"web1": True}, "must be a list"),
+    (7, "must be a list"),
+    ([1], "must be identities"),
+    (["web1", None], "must be identities"),
+    (["web1", ["db1"]], "must be identities"),
+    ([""], "must be identities"),
+    (["x" * 256], "must be identities"),
+    (["n"] * 10_001, "at most 10000 per request"),
+])
+def test_bad_targets_rejected(targets: Any, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        Request.decode(dumps(valid_request_dict(targets=targets)))
+
+
+def test_split_targets_bounds_each_part_and_loses_no_name() -> None:
+    names = [f"web-{i:05d}.fra1.example.net" for i in range(10_000)]
+    parts = split_targets(reversed(names))
+    assert [n for part in parts for n in part] == sorted(names)
+    for part in parts:
+        assert len(json.dumps(list(part), separators=(",", ":"))) <= TARGET_BYTES_PER_REQUEST
+    assert len(parts) == -(-10_000 // (TARGET_BYTES_PER_REQUEST // 29))
+
+
+def test_split_targets_small_sets_drop_duplicates_and_long_names_stand_alone() -> None:
+    assert split_targets(["b", "a", "b"]) == [("a", "b")]
+    assert split_targets([]) == []
+    long = ["x" * 255, "y" * 255, "z" * 255, "w" * 255, "v" * 255]
+    assert split_targets(long, budget=300) == [(n,) for n in sorted(long)]
+    assert split_targets(["a", "b", "c"], budget=1) == [("a",), ("b",), ("c",)]
 
 
 # --------------------------------------------------------------------- properties
@@ -321,7 +439,7 @@ def _only_protocol_errors(raw: Any) -> None:
 @given(st.binary(max_size=200))
 @example(b"[" * 100_000)
 @example(b"1" * 5000)
-@example(b'{"v":1,"kind":"request","body":"\\ud800"}')
+@example(b'{"v":2,"kind":"request","body":"\\ud800"}')
 def test_arbitrary_bytes_raise_only_protocol_error(raw: bytes) -> None:
     _only_protocol_errors(raw)
 
@@ -351,6 +469,21 @@ def test_request_with_one_field_replaced_decodes_or_raises_protocol_error(
 
 
 @FUZZ
+@given(st.lists(any_json | st.text(max_size=8), max_size=12), st.text(max_size=8))
+@example(["web1"], "web1")
+@example(["web1", 1], "web1")
+def test_decoded_targets_address_exactly_their_names(targets: list[Any], identity: str) -> None:
+    """Whatever a ``targets`` list holds, decoding either refuses it or gives a request that
+    is for exactly the names listed: no false positive, no false negative."""
+    try:
+        request = Request.decode(dumps(valid_request_dict(targets=targets)))
+    except ProtocolError:
+        return
+    assert request.targets == tuple(targets)
+    assert request.addresses(identity) == (identity in targets)
+
+
+@FUZZ
 @given(st.sampled_from(sorted(valid_reply_dict())), any_json)
 def test_reply_with_one_field_replaced_decodes_or_raises_protocol_error(
     field: str, value: Any
@@ -366,7 +499,8 @@ def test_reply_with_one_field_replaced_decodes_or_raises_protocol_error(
 @FUZZ
 @given(st.sampled_from(["kind", "body", "security", "v"]), any_json)
 def test_envelope_with_one_field_replaced(field: str, value: Any) -> None:
-    obj: dict[str, Any] = {"v": 1, "kind": "request", "body": "{}", "security": {}}
+    obj: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": "request", "body": "{}",
+                           "security": {}}
     obj[field] = value
     _only_protocol_errors(dumps(obj))
 
@@ -377,8 +511,10 @@ requests = st.builds(
     sender=st.text(max_size=30), caller=st.text(max_size=30), reply_to=st.text(max_size=30),
     data=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
     filter=st.dictionaries(st.text(max_size=10), st.lists(json_values, max_size=3), max_size=3),
-    ttl=st.floats(min_value=1e-6, max_value=1e9),
-    time=finite,
+    targets=st.none() | st.lists(st.text(min_size=1, max_size=30), min_size=1,
+                                 max_size=20).map(tuple),
+    ttl=st.floats(min_value=1e-6, max_value=MAX_TTL),
+    time=st.floats(min_value=0, max_value=MAX_TIME),
     id=st.text(max_size=40),
 )
 
@@ -414,3 +550,12 @@ def test_reply_encode_decode_is_identity(reply: Reply) -> None:
     decoded = Reply.decode(reply.encode())
     assert decoded == reply
     assert isinstance(decoded.statuscode, Status)
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=8) | names | st.integers() | st.none(), max_size=8))
+@example(["a", ".b"])
+@example(["a", "x" * 256])
+@example(["a", ""])
+def test_invalid_names_agrees_with_valid_name(values: list[Any]) -> None:
+    assert invalid_names(values) == [v for v in values if not valid_name(v)]

@@ -267,8 +267,10 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
             results = [_call(orch, client, "runonce", data)]
         else:
             nodes = orch.known_nodes()
+            cut_short = None
             if nodes is None:
                 nodes = client.discover(orch.filter, AGENT)
+                cut_short = nodes.cut_short
             if not nodes:
                 raise OrchCommandError("No request sent: no node matching the filter hosts "
                                        "the puppet agent")
@@ -280,6 +282,7 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
                 if not orch.json:
                     click.echo(f"batch {index // batch_size + 1}: {', '.join(chunk)}")
                 results.append(_call(orch, client, "runonce", data, nodes=chunk))
+            results[-1].cut_short = cut_short  # discovery missed nodes: said once, at the end
     ok = all(r.succeeded for r in results)
     if orch.json:
         document = output.result_document(results[0]) if len(results) == 1 else {
@@ -287,6 +290,7 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
             "started": sorted(n for r in results for n in r.ok),
             "failed": sorted(n for r in results for n in r.failed),
             "missing": sorted(n for r in results for n in r.missing),
+            "cut_short": results[-1].cut_short,
         }
         output.print_json(document)
     else:
@@ -407,8 +411,10 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
 
     with _client(orch) as client:
         nodes = orch.known_nodes()
+        cut_short = None
         if nodes is None:
             nodes = client.discover(orch.filter, AGENT)
+            cut_short = nodes.cut_short
         if not nodes:
             raise OrchCommandError("No node matching the filter hosts the puppet agent")
         if not orch.json:
@@ -440,7 +446,8 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
                                 for n, r in last.replies.items()
                                 if r.ok and r.data.get("failed_resources")}
     if orch.json:
-        output.print_json({**report.to_json(), "failed_resources": failed_resources})
+        output.print_json({**report.to_json(), "failed_resources": failed_resources,
+                           "cut_short": cut_short})
     else:
         tally = report.tally()
         click.echo(f"\nFinished in {report.elapsed:.1f}s: " + ", ".join(
@@ -456,4 +463,6 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
         if failed_resources:
             click.secho("runs with failed resources: " + ", ".join(
                 f"{n} ({c})" for n, c in sorted(failed_resources.items())), fg="red")
-    _exit(EXIT_OK if report.ok and not failed_resources else EXIT_FAILED)
+        if cut_short:
+            output.print_cut_short(cut_short)
+    _exit(EXIT_OK if report.ok and not failed_resources and not cut_short else EXIT_FAILED)
