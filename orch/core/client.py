@@ -39,6 +39,7 @@ from orch.core.errors import (
 from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
+from orch.core.security import close_provider, verify_reply
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
@@ -134,6 +135,7 @@ class Client:
             self._channel.close()
             self._channel = None
         self.transport.close()
+        close_provider(self.security)
 
     @property
     def channel(self) -> ClientChannel:
@@ -241,11 +243,7 @@ class Client:
 
     def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
         try:
-            envelope = Envelope.decode(raw)
-            if envelope.kind != "reply":
-                raise ProtocolError(f"expected a reply, got a {envelope.kind}")
-            self.security.verify(envelope)
-            reply = Reply.decode(envelope.body)
+            reply = self._verified_reply(raw)
         except ProtocolError as exc:
             result.rejected.append(str(exc))
             log.warning("rejected a reply: %s", exc)
@@ -255,6 +253,25 @@ class Client:
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)
             return None
+        return reply
+
+    def _verified_reply(self, raw: bytes) -> Reply:
+        """Decode and verify one reply, each JSON text decoded once (ProtocolError if bad).
+
+        The body is decoded before it is verified only to learn the sender the signature
+        must belong to; nothing of it is used unless the verification passes. A body that
+        does not decode is verified first, so that an unsigned or forged message is
+        reported as such, as it always was.
+        """
+        envelope = Envelope.decode(raw)
+        if envelope.kind != "reply":
+            raise ProtocolError(f"expected a reply, got a {envelope.kind}")
+        try:
+            reply = Reply.decode(envelope.body)
+        except ProtocolError:
+            self.security.verify(envelope)
+            raise
+        verify_reply(self.security, envelope, reply.sender)
         return reply
 
     # -- calls -------------------------------------------------------------------------
