@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch.core.checkpool import CheckedReceiver
 from orch.core.config import Settings
 from orch.core.errors import (
     ArgumentError,
@@ -123,6 +124,10 @@ class Client:
         self.caller = caller or f"user={getpass.getuser()}"
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
+        self._checked: CheckedReceiver[Reply] | None = None
+        #: Threads verifying replies when they arrive faster than one core verifies
+        #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
+        self.verify_workers: int | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -131,6 +136,9 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self._checked is not None:
+            self._checked.close()
+            self._checked = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -216,14 +224,14 @@ class Client:
             if remaining <= 0:
                 break
             try:
-                raw = self.channel.receive(remaining)
+                received = self._receiver.receive(remaining)
             except TransportError as exc:
                 result.error = str(exc)
                 log.error("%s; keeping the %d replies received", exc, len(result.replies))
                 break
-            if raw is None:
+            if received is None:
                 continue
-            reply = self._accept(raw, request, result)
+            reply = self._accept(received[0], request, result, received[1])
             if reply is None:
                 continue
             arrived = time.monotonic()
@@ -241,9 +249,21 @@ class Client:
         result.elapsed = time.monotonic() - started
         return result
 
-    def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
+    @property
+    def _receiver(self) -> CheckedReceiver[Reply]:
+        """Replies from the channel, decoded and verified (on every core when they pile up)."""
+        if self._checked is None:
+            self._checked = CheckedReceiver(self.channel, self._verified_reply,
+                                            self.verify_workers)
+        return self._checked
+
+    def _accept(self, raw: bytes, request: Request, result: CallResult,
+                checked: Reply | ProtocolError | None = None) -> Reply | None:
+        """The reply in ``raw`` if it belongs to ``request`` (``checked``: already verified)."""
         try:
-            reply = self._verified_reply(raw)
+            if isinstance(checked, ProtocolError):
+                raise checked
+            reply = checked if checked is not None else self._verified_reply(raw)
         except ProtocolError as exc:
             result.rejected.append(str(exc))
             log.warning("rejected a reply: %s", exc)
