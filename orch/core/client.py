@@ -125,7 +125,7 @@ class Client:
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
         self._checked: CheckedReceiver[Reply] | None = None
-        #: Threads verifying replies when they arrive faster than one core verifies
+        #: Processes verifying replies when they arrive faster than one core verifies
         #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
         self.verify_workers: int | None = None
 
@@ -253,8 +253,11 @@ class Client:
     def _receiver(self) -> CheckedReceiver[Reply]:
         """Replies from the channel, decoded and verified (on every core when they pile up)."""
         if self._checked is None:
+            take = getattr(self.security, "take_learnt", None)
+            keep = getattr(self.security, "keep_learnt", None)
             self._checked = CheckedReceiver(self.channel, self._verified_reply,
-                                            self.verify_workers)
+                                            self.verify_workers,
+                                            (take, keep) if take and keep else None)
         return self._checked
 
     def _accept(self, raw: bytes, request: Request, result: CallResult,

@@ -156,6 +156,16 @@ class TrustCache:
             self._entries[key] = entry
             self._new[key] = entry
 
+    def take_new(self) -> dict[str, Entry]:
+        """What was learnt since the last flush or take, handed over (and forgotten here).
+
+        A reply-checking worker process hands its findings to the process that owns the
+        cache file instead of writing it itself.
+        """
+        with self._lock:
+            new, self._new = self._new, {}
+            return new
+
     def __len__(self) -> int:
         return len(self._entries)
 

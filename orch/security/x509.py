@@ -220,6 +220,16 @@ class X509Provider:
         if self._disk is not None:
             self._disk.flush()
 
+    def take_learnt(self) -> dict[str, Entry] | None:
+        """In a reply-checking worker process: certificates verified since the last call."""
+        return self._disk.take_new() if self._disk is not None else None
+
+    def keep_learnt(self, learnt: Mapping[str, Entry]) -> None:
+        """In the process that owns the disk cache: add what a worker process verified."""
+        if self._disk is not None:
+            for key, entry in learnt.items():
+                self._disk.put(key, entry)
+
     def _warn_identity_mismatch(self, settings: Settings | None) -> None:
         """A node whose identity is not its certificate's name has every reply rejected."""
         if settings is None:

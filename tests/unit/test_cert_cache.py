@@ -420,3 +420,44 @@ def test_client_reports_a_forged_reply_that_does_not_decode_as_forged(
     assert "not signed" in result.rejected[0]
     assert "signature does not match" in result.rejected[1]
     client.close()
+
+
+def test_certificates_verified_in_checker_processes_reach_the_disk_cache(
+    ca: CA, alice: pki.Credentials, tmp_path: Path,
+) -> None:
+    """A backlog is verified in forked worker processes; what they learnt is carried back
+    and written by the client's own process when it closes."""
+    from collections import deque
+
+    from orch.core.plugins import default_registry
+    from orch.core.protocol import Request
+
+    request = Request(agent="rpcutil", action="ping", collective="orch", sender="x",
+                      caller="cert=alice", reply_to="r")
+    names = [f"node{i}" for i in range(40)]
+    raws = []
+    for name in names:
+        node = X509Provider(credentials=ca.credentials(name, "node"))
+        body = Reply(request.id, name, "rpcutil", "ping", Status.OK, "OK", {}).encode()
+        raws.append(Envelope("reply", body, node.seal("reply", body)).encode())
+
+    class Backlog:
+        reply_to = "r"
+        messages = deque(raws)
+
+        def receive(self, timeout: float) -> bytes | None:
+            return self.messages.popleft() if self.messages else None
+
+        def close(self) -> None: ...
+
+    settings = Settings().with_values({"broker": "memory://", "security": "insecure"}, "t")
+    client = Client(settings, default_registry())
+    client.security = verifier(alice, tmp_path / "cache")
+    client.verify_workers = 2
+    client._channel = Backlog()  # type: ignore[assignment]
+    result = client.collect(request, names, timeout=30)
+    assert client._checked is not None and client._checked.pooled
+    client.close()
+    assert sorted(result.replies) == sorted(names), result.rejected
+    document = json.loads(cache_file(tmp_path / "cache").read_bytes().partition(b"\n")[2])
+    assert sorted(entry[0] for entry in document["entries"].values()) == sorted(names)

@@ -1,8 +1,9 @@
-"""CheckedReceiver: replies checked on worker threads come back complete, in arrival order,
-with failures as values; lone messages are checked in the caller's thread; the pool stops."""
+"""CheckedReceiver: replies checked in worker processes come back complete, in arrival order,
+with failures as values; lone messages are checked by the caller; the pool stops."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 
@@ -36,20 +37,21 @@ class FakeChannel:
     def close(self) -> None: ...
 
 
-def check(raw: bytes) -> tuple[bytes, str]:
+def check(raw: bytes) -> tuple[bytes, int]:
     if raw.startswith(b"bad"):
         raise ProtocolError(f"rejected {raw.decode()}")
-    return raw, threading.current_thread().name
+    return raw, os.getpid()
 
 
-def drain(receiver: CheckedReceiver[tuple[bytes, str]]) -> list[tuple[bytes, object]]:
+def drain(receiver: CheckedReceiver[tuple[bytes, int]]) -> list[tuple[bytes, object]]:
     out: list[tuple[bytes, object]] = []
     while (item := receiver.receive(5.0)) is not None:
         out.append(item)
     return out
 
 
-def test_backlog_is_checked_on_worker_threads_and_returned_in_arrival_order() -> None:
+def test_backlog_is_checked_in_worker_processes_and_returned_in_arrival_order() -> None:
+    """Everything but the first message (checked here, before the workers fork)."""
     messages = [f"bad{i}".encode() if i % 7 == 0 else f"m{i}".encode()
                 for i in range(5 * MAX_BATCH + 3)]
     channel = FakeChannel(messages)
@@ -63,33 +65,34 @@ def test_backlog_is_checked_on_worker_threads_and_returned_in_arrival_order() ->
             assert str(outcome) == f"rejected {raw.decode()}"
         else:
             assert isinstance(outcome, tuple) and outcome[0] == raw
-    workers = {o[1] for _, o in out if isinstance(o, tuple)}
-    assert workers and all(name.startswith("orch-check-") for name in workers)
+    workers = {o[1] for _, o in out[1:] if isinstance(o, tuple)}
+    assert workers and os.getpid() not in workers
     assert channel.receiver_threads == {threading.current_thread().name}
 
 
 def test_lone_message_is_checked_in_the_calling_thread_without_a_pool() -> None:
     receiver = CheckedReceiver(FakeChannel([b"only"]), check, workers=2)
     (item,) = drain(receiver)
-    assert item == (b"only", (b"only", threading.current_thread().name))
+    assert item == (b"only", (b"only", os.getpid()))
     assert not receiver.pooled
 
 
 def test_no_pool_when_one_worker_is_asked_for() -> None:
     receiver = CheckedReceiver(FakeChannel([b"a", b"b", b"c"]), check, workers=1)
     out = drain(receiver)
-    assert [o for _, o in out] == [(m, threading.current_thread().name)
-                                   for m in (b"a", b"b", b"c")]
+    assert [o for _, o in out] == [(m, os.getpid()) for m in (b"a", b"b", b"c")]
     assert not receiver.pooled
 
 
-def test_close_stops_the_worker_threads() -> None:
+def test_close_stops_the_worker_processes() -> None:
     receiver = CheckedReceiver(FakeChannel([b"m"] * 100), check, workers=2)
     drain(receiver)
-    threads = list(receiver._threads)
-    assert threads and all(t.is_alive() for t in threads)
+    assert receiver.pooled
+    processes = list(receiver._pool._pool)
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
     receiver.close()
-    assert not any(t.is_alive() for t in threads)
+    assert not any(p.is_alive() for p in processes)
+    assert not receiver.pooled
 
 
 def test_a_transport_failure_comes_after_every_message_received_before_it() -> None:
@@ -116,3 +119,28 @@ def test_a_bug_in_the_check_rejects_that_message_only() -> None:
     assert [raw for raw, _ in out] == messages
     assert isinstance(out[1][1], ProtocolError) and "KeyError" in str(out[1][1])
     assert [o for _, o in out[2:]] == [b"z"] * 10
+
+
+def test_what_workers_learn_is_carried_back_to_the_caller() -> None:
+    learnt: list[bytes] = []
+    seen: list[bytes] = []
+
+    def remembering(raw: bytes) -> bytes:
+        learnt.append(raw)  # in the worker's own memory
+        return raw
+
+    def take() -> list[bytes]:
+        batch = list(learnt)
+        learnt.clear()
+        return batch
+
+    messages = [f"m{i}".encode() for i in range(2 * MAX_BATCH)]
+    receiver = CheckedReceiver(FakeChannel(messages), remembering, workers=2,
+                               carry=(take, seen.extend))
+    out = drain(receiver)
+    receiver.close()
+    assert receiver is not None and [raw for raw, _ in out] == messages
+    # The first message is checked here, before the workers fork (they inherit it, too);
+    # they checked the rest and handed every one of them back.
+    assert learnt == messages[:1]
+    assert set(seen) == set(messages)
