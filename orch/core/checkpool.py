@@ -28,6 +28,7 @@ The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per h
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -227,6 +228,9 @@ class CheckedReceiver(Generic[T]):
         if self._pool is not None:
             return True
         take = self._carry[0] if self._carry is not None else None
+        # The workers' garbage collector would walk (and so copy) every object they
+        # inherited: freeze them while forking, as the gc documentation advises.
+        gc.freeze()
         try:
             self._pool = multiprocessing.get_context("fork").Pool(
                 self._workers, initializer=_init_worker, initargs=(self._check, take))
@@ -234,6 +238,8 @@ class CheckedReceiver(Generic[T]):
             log.warning("cannot start reply checker processes (%s); checking in one", exc)
             self._workers = 0
             return False
+        finally:
+            gc.unfreeze()
         log.debug("checking replies in %d processes", self._workers)
         return True
 
