@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orch.core import protocol
+from orch.core.checkpool import CheckedReceiver
 from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
@@ -50,11 +51,15 @@ from orch.core.errors import (
 from orch.core.filter import FilterBudget, FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
+from orch.core.security import close_provider, verify_reply
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
 log = logging.getLogger(__name__)
 
+#: The longest a call waits, past its deadline, for replies it already received to be
+#: verified by the checker processes (a stuck checker must not hold the call).
+BACKLOG_WAIT = 10.0
 #: Seconds added to an action's DDL timeout for the round trip through the broker.
 NETWORK_MARGIN = 2.0
 #: Seconds added to a direct call's wait per addressed node. The requests to N nodes and
@@ -142,6 +147,10 @@ class Client:
         self.caller = caller or f"user={getpass.getuser()}"
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
+        self._checked: CheckedReceiver[Reply] | None = None
+        #: Processes verifying replies when they arrive faster than one core verifies
+        #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
+        self.verify_workers: int | None = None
 
     @functools.cached_property
     def filters(self) -> FilterEngine:
@@ -156,10 +165,14 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self._checked is not None:
+            self._checked.close()
+            self._checked = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         self.transport.close()
+        close_provider(self.security)
 
     @property
     def channel(self) -> ClientChannel:
@@ -270,26 +283,36 @@ class Client:
         #: When the client was last free again after handling a reply (None: no reply yet).
         waiting_since: float | None = None
         window = quiet
+        backlog_waited = False
         while pending is None or pending:
             now = time.monotonic()
             quiet_end = (waiting_since + window
                          if window is not None and waiting_since is not None else None)
             remaining = min(deadline, quiet_end if quiet_end is not None else deadline) - now
-            last_look = remaining <= 0
+            receiver = self._receiver
+            wait = max(remaining, 0.0)
+            # Replies taken off the wire before the deadline but still being verified by
+            # checker processes are the client's own work: wait for them (bounded, once).
+            checking_backlog = remaining <= 0 and receiver.backlog and not backlog_waited
+            if checking_backlog:
+                wait, backlog_waited = BACKLOG_WAIT, True
+            last_look = remaining <= 0 and not checking_backlog
+            checking = receiver.check_seconds
             try:
-                raw = self.channel.receive(max(remaining, 0.0))
+                got = receiver.receive(wait)
             except TransportError as exc:
                 result.error = str(exc)
                 log.error("%s; keeping the %d replies received", exc, len(result.replies))
                 break
-            if raw is None:
+            if got is None:
                 if last_look:
                     if now >= deadline and quiet_end is not None and quiet_end > deadline:
                         self._cut_short(result, label, timeout, credit)
                     break
                 continue
             received = time.monotonic()
-            reply = self._accept(raw, request, result)
+            checking = receiver.check_seconds - checking  # verifying, inside receive()
+            reply = self._accept(got[0], request, result, got[1])
             if reply is None:
                 if last_look and received >= deadline:
                     break  # neither late nor bad replies may keep a call past its deadline
@@ -298,6 +321,7 @@ class Client:
                 # A fleet that paused once (a loaded host, a GC) may pause again: wait at
                 # least twice the longest gap seen before deciding the replies stopped.
                 window = max(window, 2 * (received - waiting_since))
+            backlog_waited = False  # only an accepted reply earns another wait
             result.replies[reply.sender] = reply
             result.rtt[reply.sender] = received - started
             if pending is not None:
@@ -312,8 +336,10 @@ class Client:
                 break
             # This client's own work on an accepted reply does not count against the fleet's
             # time (bounded: each node is accepted once; rejected replies are not credited).
-            credit += waiting_since - received
-            deadline += waiting_since - received
+            # Verifying happens inside receive(), here or in checker processes.
+            own_work = checking + (waiting_since - received)
+            credit += own_work
+            deadline += own_work
         result.elapsed = time.monotonic() - started
         return result
 
@@ -325,19 +351,28 @@ class Client:
             f"were still arriving; {len(result.replies)} node(s) answered")
         log.warning("%s", result.cut_short)
 
-    def _accept(self, raw: bytes, request: Request, result: CallResult) -> Reply | None:
-        if len(raw) > self.settings.max_message_bytes:
-            reason = (f"a reply of {len(raw)} bytes is over max_message_bytes "
-                      f"({self.settings.max_message_bytes}); not read")
-            result.rejected.append(reason)
-            log.warning("rejected %s", reason)
-            return None
+    @property
+    def _receiver(self) -> CheckedReceiver[Reply]:
+        """Replies from the channel, decoded and verified (on every core when they pile up)."""
+        channel = self.channel
+        if self._checked is not None and self._checked.channel is not channel:
+            self._checked.close()  # the channel was replaced: read the new one
+            self._checked = None
+        if self._checked is None:
+            take = getattr(self.security, "take_learnt", None)
+            keep = getattr(self.security, "keep_learnt", None)
+            self._checked = CheckedReceiver(channel, self._verified_reply,
+                                            self.verify_workers,
+                                            (take, keep) if take and keep else None)
+        return self._checked
+
+    def _accept(self, raw: bytes, request: Request, result: CallResult,
+                checked: Reply | ProtocolError | None = None) -> Reply | None:
+        """The reply in ``raw`` if it belongs to ``request`` (``checked``: already verified)."""
         try:
-            envelope = Envelope.decode(raw)
-            if envelope.kind != "reply":
-                raise ProtocolError(f"expected a reply, got a {envelope.kind}")
-            self.security.verify(envelope)
-            reply = Reply.decode(envelope.body)
+            if isinstance(checked, ProtocolError):
+                raise checked
+            reply = checked if checked is not None else self._verified_reply(raw)
         except ProtocolError as exc:
             result.rejected.append(str(exc))
             log.warning("rejected a reply: %s", exc)
@@ -353,6 +388,29 @@ class Client:
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)
             return None
+        return reply
+
+    def _verified_reply(self, raw: bytes) -> Reply:
+        """Decode and verify one reply, each JSON text decoded once (ProtocolError if bad).
+
+        The body is decoded before it is verified only to learn the sender the signature
+        must belong to; nothing of it is used unless the verification passes. A body that
+        does not decode is verified first, so that an unsigned or forged message is
+        reported as such, as it always was.
+        """
+        if len(raw) > self.settings.max_message_bytes:
+            # Before any parsing, here or in a checker process.
+            raise ProtocolError(f"a reply of {len(raw)} bytes is over max_message_bytes "
+                                f"({self.settings.max_message_bytes}); not read")
+        envelope = Envelope.decode(raw)
+        if envelope.kind != "reply":
+            raise ProtocolError(f"expected a reply, got a {envelope.kind}")
+        try:
+            reply = Reply.decode(envelope.body)
+        except ProtocolError:
+            self.security.verify(envelope)
+            raise
+        verify_reply(self.security, envelope, reply.sender)
         return reply
 
     # -- calls -------------------------------------------------------------------------

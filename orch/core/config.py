@@ -179,6 +179,10 @@ class Settings:
         None, _optional_path,
         "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "
         "private_keys/<identity>.pem.")
+    cert_cache: str | None = _setting(
+        None, _optional_path,
+        "x509: directory (yours, mode 0700) where verified peer certificates are remembered "
+        "for later processes; 'off' disables it (default: ~/.cache/orch/x509).")
     client_certnames: list[str] = _setting(
         lambda: ["*.mcollective"], _split_list,
         "x509 with a CA not made by `orch ca` (Puppet's): certificate names (fnmatch "

@@ -43,3 +43,26 @@ class SecurityProvider(Protocol):
         to decide which node answered, and whether that node was addressed at all.
         """
         ...
+
+
+def verify_reply(provider: SecurityProvider, envelope: Envelope, sender: str) -> Verified:
+    """Verify a reply whose body the caller has already decoded and found ``sender`` in.
+
+    A provider that checks the sender a reply names (x509 does: a node may only sign its own
+    replies) would otherwise decode the body a second time to find it. Providers may offer
+    ``verify_reply(envelope, sender)`` for that — the same checks as ``verify``, minus the
+    second decoding; any other provider gets ``verify(envelope)``. ``sender`` must come from
+    ``envelope.body`` itself.
+    """
+    method = getattr(provider, "verify_reply", None)
+    if method is None:
+        return provider.verify(envelope)
+    result: Verified = method(envelope, sender)
+    return result
+
+
+def close_provider(provider: SecurityProvider) -> None:
+    """Let a provider persist what it learnt (x509's certificate cache), if it wants to."""
+    close = getattr(provider, "close", None)
+    if close is not None:
+        close()

@@ -9,7 +9,13 @@ The signature covers exactly the UTF-8 bytes of the envelope's ``body`` string �
 received are the bytes checked, nothing is re-serialised. The certificate travels with every
 message, so a server needs no directory of client certificates; the verifier caches what it
 learnt about each certificate (parsed, chained to the CA, role) under the SHA-256 of its PEM,
-so the per-message cost is one signature check plus a dictionary lookup.
+so the per-message cost is one signature check plus a dictionary lookup. What it learnt is
+also kept on disk, per user (:mod:`orch.security.certcache`, the ``cert_cache`` setting), so
+that a new process does not parse and chain-check every node's certificate again.
+
+Ed25519 signatures are checked with libsodium (PyNaCl) when it is installed — about twice as
+fast as ``cryptography``'s OpenSSL path — else with ``cryptography``; ``plugins: {x509:
+{ed25519: cryptography}}`` forces the latter (:func:`orch.security.pki.verifier_for`).
 
 :meth:`X509Provider.verify` checks, in this order, and raises
 :class:`~orch.core.errors.SecurityError` (and nothing else, whatever the input) at the first
@@ -31,14 +37,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orch.core.errors import SecurityError
@@ -48,7 +57,8 @@ from orch.core.security import SecurityProvider, Verified
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
-    from orch.security.pki import Credentials
+    from orch.security.certcache import Entry, TrustCache
+    from orch.security.pki import Credentials, Verifier
 
 # ``cryptography`` (through orch.security.pki) is imported when a provider is created, not
 # when the plugin is loaded: every ``orch`` command loads every plugin, most never sign.
@@ -56,7 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Parsed certificates remembered by the verifier; the least recently used go first.
-DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_SIZE = 20_000
 #: Larger certificates or signatures are rejected before any parsing (RSA-8192 fits easily).
 MAX_CERT_PEM = 16_384
 MAX_SIG_B64 = 4_096
@@ -71,13 +81,19 @@ class _CertInfo:
     error: str | None = None
     role: str | None = None
     fingerprint: str = ""
-    public_key: Any = None
+    #: ``(signature, data) -> bool`` for the certificate's public key.
+    check: Verifier | None = None
     not_before: float = 0.0
     not_after: float = 0.0
     #: The validity window of the CA that issued it (it must still be valid, too).
     ca_name: str = ""
     ca_not_before: float = 0.0
     ca_not_after: float = 0.0
+    #: Serial number (hex), for the revocation check.
+    serial: str = ""
+    #: What the disk cache stores about it (only for a certificate that passed every check
+    #: and only when this provider has a disk cache).
+    entry: Entry | None = None
 
 
 class _LRU:
@@ -127,6 +143,8 @@ class X509Provider:
         client_certnames: Sequence[str] | None = None,
         clock_skew: float | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        cert_cache: str | os.PathLike[str] | None = None,
+        ed25519_backend: str | None = None,
     ) -> None:
         from cryptography.hazmat.primitives import serialization
 
@@ -152,7 +170,65 @@ class X509Provider:
             client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
         self._client_certnames = tuple(client_certnames)
         self._cache = _LRU(cache_size)
+        if ed25519_backend is None:
+            ed25519_backend = str((settings.plugin("x509") if settings is not None else {})
+                                  .get("ed25519", "auto"))
+        if ed25519_backend not in pki.ED25519_BACKENDS:
+            raise SecurityError(f"plugins.x509.ed25519 must be one of "
+                                f"{', '.join(pki.ED25519_BACKENDS)}, not {ed25519_backend!r}")
+        self._backend = ed25519_backend
+        der = serialization.Encoding.DER
+        self._anchor_info = {
+            hashlib.sha256(a.public_bytes(der)).hexdigest():
+                (pki.common_name(a) or a.subject.rfc4514_string(),
+                 pki.not_before(a).timestamp(), pki.not_after(a).timestamp())
+            for a in self._anchors}
+        #: The revocation state certificates are checked against; part of the disk cache's
+        #: scope, so that a new CRL makes every certificate be checked anew.
+        self.revocation = self._revocation_state()
+        self._disk = self._trust_cache(settings, cert_cache)
         self._warn_identity_mismatch(settings)
+
+    def _trust_cache(self, settings: Settings | None,
+                     directory: str | os.PathLike[str] | None) -> TrustCache | None:
+        """The per-user disk cache: from ``cert_cache`` (explicit, else the setting).
+
+        Providers built from credentials alone (tests, the demo) have none unless given a
+        directory: only processes configured like a real client or server write to disk.
+        """
+        from orch.security import certcache
+
+        if directory is None and settings is not None:
+            configured = getattr(settings, "cert_cache", None)
+            if configured == "off":
+                return None
+            directory = configured or certcache.default_directory()
+        if directory is None or str(directory) == "off":
+            return None
+        from cryptography.hazmat.primitives import serialization
+
+        scope = certcache.scope_of(
+            (a.public_bytes(serialization.Encoding.DER) for a in self._anchors),
+            self._client_certnames, self.revocation)
+        secret = self._key.private_bytes(serialization.Encoding.DER,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        return certcache.TrustCache(Path(directory), scope, hashlib.sha256(secret).digest())
+
+    def close(self) -> None:
+        """Write the certificates learnt by this process to the disk cache (if any)."""
+        if self._disk is not None:
+            self._disk.flush()
+
+    def take_learnt(self) -> dict[str, Entry] | None:
+        """In a reply-checking worker process: certificates verified since the last call."""
+        return self._disk.take_new() if self._disk is not None else None
+
+    def keep_learnt(self, learnt: Mapping[str, Entry]) -> None:
+        """In the process that owns the disk cache: add what a worker process verified."""
+        if self._disk is not None:
+            for key, entry in learnt.items():
+                self._disk.put(key, entry)
 
     def _warn_identity_mismatch(self, settings: Settings | None) -> None:
         """A node whose identity is not its certificate's name has every reply rejected."""
@@ -184,8 +260,19 @@ class X509Provider:
 
     def verify(self, envelope: Envelope) -> Verified:
         """Check ``envelope`` (see the module docstring for the order of the checks)."""
+        return self._checked(envelope, None)
+
+    def verify_reply(self, envelope: Envelope, sender: str) -> Verified:
+        """Check a reply whose body the caller has already decoded, and found ``sender`` in.
+
+        The same checks as :meth:`verify`, in the same order; only the body is not parsed a
+        second time to find its sender. ``sender`` must come from ``envelope.body`` itself.
+        """
+        return self._checked(envelope, sender)
+
+    def _checked(self, envelope: Envelope, sender: str | None) -> Verified:
         try:
-            return self._verify(envelope)
+            return self._verify(envelope, sender)
         except SecurityError:
             raise
         except Exception as exc:  # belt and braces: callers rely on SecurityError only
@@ -193,7 +280,7 @@ class X509Provider:
             raise SecurityError(f"message rejected: it could not be verified ({exc!r})"
                                 ) from None
 
-    def _verify(self, envelope: Envelope) -> Verified:
+    def _verify(self, envelope: Envelope, sender: str | None) -> Verified:
         kind = envelope.kind
         if kind not in _NEEDED_ROLE:
             raise SecurityError(f"cannot verify a message of kind {kind!r}")
@@ -222,6 +309,9 @@ class X509Provider:
         needed = _NEEDED_ROLE[kind]
         if info.role != needed:
             raise SecurityError(self._role_error(info, kind))
+        revoked = self._revoked(info)
+        if revoked is not None:
+            raise SecurityError(revoked)
 
         try:
             signature = base64.b64decode(sig, validate=True)
@@ -231,15 +321,30 @@ class X509Provider:
             data = envelope.body.encode("utf-8")
         except (UnicodeEncodeError, AttributeError):
             raise SecurityError(f"{kind} body is not valid text") from None
-        if not self._pki.verify_signature(info.public_key, signature, data):
+        if info.check is None or not info.check(signature, data):
             raise SecurityError(f"signature does not match the message ({kind} signed with "
                                 f"certificate {info.name!r})")
         if kind == "reply":
-            sender = _reply_sender(envelope.body)
+            if sender is None:
+                sender = _reply_sender(envelope.body)
             if sender != info.name:
                 raise SecurityError(f"reply from {sender!r} is signed with the certificate of "
                                     f"{info.name!r}; a node may only sign its own replies")
         return Verified(caller=f"cert={info.name}", fingerprint=info.fingerprint)
+
+    def _revocation_state(self) -> str:
+        """A name for the revocation list in force, "" without one: the hook for CRLs
+        (issue 17). Whatever identifies a CRL (its number, its digest) goes here."""
+        return ""
+
+    def _revoked(self, info: _CertInfo) -> str | None:
+        """Why ``info``'s certificate is revoked, or None: the hook for CRLs (issue 17).
+
+        It runs for every message, whether the certificate came from a cache or not; a
+        provider that learns a new CRL must also report it through
+        :meth:`_revocation_state`, so that the disk cache's scope changes with it.
+        """
+        return None
 
     def _check_dates(self, info: _CertInfo, now: float) -> None:
         skew = self._skew
@@ -277,9 +382,66 @@ class X509Provider:
         digest = hashlib.sha256(raw).digest()
         info = self._cache.get(digest)
         if info is None:
-            info = self._inspect(raw)
+            info = self._from_disk(digest)
+            if info is None:
+                info = self._inspect(raw)
+                if self._disk is not None and info.entry is not None:
+                    self._disk.put(digest.hex(), info.entry)
             self._cache.put(digest, info)
         return info
+
+    def _from_disk(self, digest: bytes) -> _CertInfo | None:
+        """What an earlier process learnt about this certificate (see certcache), or None."""
+        if self._disk is None:
+            return None
+        entry = self._disk.get(digest.hex())
+        if entry is None:
+            return None
+        anchor = self._anchor_info.get(entry.anchor)
+        if anchor is None:  # cannot happen within one scope; never trust it if it does
+            return None
+        try:
+            check = self._entry_verifier(entry)
+        except (ValueError, TypeError):
+            return None
+        ca_name, ca_not_before, ca_not_after = anchor
+        return _CertInfo(
+            name=entry.name, role=entry.role, fingerprint=entry.fingerprint, check=check,
+            not_before=entry.not_before, not_after=entry.not_after, ca_name=ca_name,
+            ca_not_before=ca_not_before, ca_not_after=ca_not_after, serial=entry.serial)
+
+    def _entry_verifier(self, entry: Entry) -> Verifier:
+        from cryptography.hazmat.primitives import serialization
+
+        if entry.key_format == "ed25519":
+            return self._pki.ed25519_verifier(entry.public, self._backend)
+        if entry.key_format == "spki":
+            key = serialization.load_der_public_key(entry.public)
+            return self._pki.verifier_for(key, self._backend)
+        raise ValueError(f"unknown key format {entry.key_format!r}")
+
+    def _entry(self, cert: Any, anchor: Any, info: _CertInfo) -> Entry:
+        """The disk-cache form of a certificate that passed every certificate check."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from orch.security.certcache import Entry
+
+        key = cert.public_key()
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key_format = "ed25519"
+            public = key.public_bytes(serialization.Encoding.Raw,
+                                      serialization.PublicFormat.Raw)
+        else:
+            key_format = "spki"
+            public = key.public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+        return Entry(name=info.name, role=info.role or "", fingerprint=info.fingerprint,
+                     key_format=key_format, public=public, not_before=info.not_before,
+                     not_after=info.not_after,
+                     anchor=hashlib.sha256(anchor.public_bytes(
+                         serialization.Encoding.DER)).hexdigest(),
+                     serial=info.serial)
 
     def _inspect(self, raw: bytes) -> _CertInfo:
         try:
@@ -303,18 +465,21 @@ class X509Provider:
             role = self._pki.effective_role(cert, anchor, self._client_certnames)
         except ValueError as exc:
             return _CertInfo(name, error=f"certificate {name!r}: {exc}")
-        public_key = cert.public_key()
-        return _CertInfo(
+        info = _CertInfo(
             name=name,
             role=role,
             fingerprint=self._pki.fingerprint(cert),
-            public_key=public_key,
+            check=self._pki.verifier_for(cert.public_key(), self._backend),
+            serial=format(cert.serial_number, "x"),
             not_before=self._pki.not_before(cert).timestamp(),
             not_after=self._pki.not_after(cert).timestamp(),
             ca_name=self._pki.common_name(anchor) or anchor.subject.rfc4514_string(),
             ca_not_before=self._pki.not_before(anchor).timestamp(),
             ca_not_after=self._pki.not_after(anchor).timestamp(),
         )
+        if self._disk is not None:
+            info = dataclasses.replace(info, entry=self._entry(cert, anchor, info))
+        return info
 
 
 def _reply_sender(body: str) -> str:

@@ -1,0 +1,336 @@
+"""Certificates already verified, remembered on disk so that a new process trusts them at once.
+
+Why: a client that hears from 10,000 nodes would otherwise parse 10,000 certificates and check
+10,000 CA signatures in every new ``orch`` process — before the cache, 41 % of a fleet-wide
+ping's client CPU. What a process learns is written here and the next process reads it back
+in one file read; the per-message checks (validity dates, role, the signature over the body,
+the sender's name) still run on every message, cache or not.
+
+What an entry holds is only what those checks need: the certificate's name, its orch role,
+its public key, its validity window, its serial number and the fingerprint the audit log
+records, under the SHA-256 of the PEM text that arrived. Only certificates that passed every
+certificate check are stored; failures stay in memory.
+
+An entry must never make an invalid certificate valid, so a file is used only when all hold:
+
+* it lies in a directory owned by this user (effective uid) and closed to everyone else
+  (mode 0700, no symbolic link); a directory that is not is ignored with a warning, never
+  repaired;
+* the file is a regular file owned by this user, mode 0600, opened without following links
+  relative to the directory already checked (no race between the check and the use);
+* its scope — the trusted CA certificates, the ``client_certnames`` patterns that decide
+  roles under a foreign CA, and the revocation state — is this process's: another CA's or
+  another configuration's entries live in another file and are never consulted;
+* its HMAC-SHA256 verifies, with a key derived from this process's own private key: whoever
+  can write the directory but cannot read the key cannot forge an entry, and anything
+  damaged or edited is ignored as a whole (and replaced at the next write).
+
+The revocation state (issue 17) is part of the scope: when a CRL changes, the provider passes
+a new ``revocation`` value, the file name changes with it and every entry is learnt again.
+
+Writes are atomic (a private temporary file renamed over the old one); two processes that
+write at once lose nothing but cache entries, which the next one learns again.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+#: Entries kept per file; the ones expiring first are dropped beyond it.
+MAX_ENTRIES = 50_000
+#: Larger files are not read (50,000 entries take about 17 MB).
+MAX_FILE_BYTES = 32 * 1024 * 1024
+#: Files of other scopes untouched this long are removed when a file is written.
+STALE_SECONDS = 30 * 86_400
+_SUFFIX = ".trust"
+
+
+def default_directory() -> Path | None:
+    """``$XDG_CACHE_HOME/orch/x509``, else ``~/.cache/orch/x509`` (None without a home)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    try:
+        root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    except (RuntimeError, KeyError):
+        return None
+    return root / "orch" / "x509"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one verified certificate contributes to later checks (see the module docstring)."""
+
+    name: str
+    role: str
+    fingerprint: str
+    #: ``ed25519`` (``public`` is the raw 32 bytes) or ``spki`` (DER SubjectPublicKeyInfo).
+    key_format: str
+    public: bytes
+    not_before: float
+    not_after: float
+    #: SHA-256 (hex) of the DER of the CA certificate that issued it.
+    anchor: str
+    serial: str
+
+    def to_json(self) -> list[Any]:
+        return [self.name, self.role, self.fingerprint, self.key_format,
+                base64.b64encode(self.public).decode("ascii"), self.not_before,
+                self.not_after, self.anchor, self.serial]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Entry:
+        name, role, fingerprint, key_format, public, nb, na, anchor, serial = value
+        if not all(isinstance(v, str) for v in (name, role, fingerprint, key_format, public,
+                                                anchor, serial)):
+            raise ValueError("entry field of the wrong type")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (nb, na)):
+            raise ValueError("entry date of the wrong type")
+        return cls(name, role, fingerprint, key_format,
+                   base64.b64decode(public, validate=True), float(nb), float(na), anchor,
+                   serial)
+
+
+def scope_of(anchors_der: Iterable[bytes], client_certnames: Iterable[str],
+             revocation: str = "") -> str:
+    """The name of everything an entry's validity depends on besides the certificate."""
+    digest = hashlib.sha256(f"orch-x509-trust-cache-{FORMAT}\n".encode())
+    for der in sorted(hashlib.sha256(d).hexdigest() for d in anchors_der):
+        digest.update(f"anchor {der}\n".encode())
+    for pattern in client_certnames:
+        digest.update(f"client {pattern}\n".encode())
+    digest.update(f"revocation {revocation}\n".encode())
+    return digest.hexdigest()
+
+
+class TrustCache:
+    """One scope's entries on disk, loaded on the first lookup and written by :meth:`flush`.
+
+    Thread-safe. Every failure to use the directory (unsafe, unreadable, full) turns the
+    cache off for this process with one log line: it only ever costs speed, never an error.
+    """
+
+    def __init__(self, directory: Path, scope: str, secret: bytes) -> None:
+        self.directory = directory
+        self.scope = scope
+        self._mac_key = hmac.new(secret, f"orch-x509-trust-cache-{FORMAT}".encode(),
+                                 hashlib.sha256).digest()
+        self._entries: dict[str, Entry] = {}
+        self._new: dict[str, Entry] = {}
+        self._loaded = False
+        self._disabled = False
+        self._lock = threading.Lock()
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.scope[:40]}{_SUFFIX}"
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                self._entries = self._read_quietly()
+            return self._entries.get(key)
+
+    def put(self, key: str, entry: Entry) -> None:
+        with self._lock:
+            if self._disabled:
+                return
+            self._entries[key] = entry
+            self._new[key] = entry
+
+    def take_new(self) -> dict[str, Entry]:
+        """What was learnt since the last flush or take, handed over (and forgotten here).
+
+        A reply-checking worker process hands its findings to the process that owns the
+        cache file instead of writing it itself.
+        """
+        with self._lock:
+            new, self._new = self._new, {}
+            return new
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- the directory -------------------------------------------------------------------
+
+    def _open_directory(self, create: bool) -> int | None:
+        """A descriptor of the directory if it is safe to use, else None (and disable)."""
+        if self._disabled:
+            return None
+        if create:
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                self._disable(f"cannot create {self.directory}: {exc.strerror}")
+                return None
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.directory, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._disable(f"cannot open {self.directory}: {exc.strerror}")
+            return None
+        problem = _unsafe(os.fstat(fd), directory=True)
+        if problem is not None:
+            os.close(fd)
+            self._disable(f"{self.directory} {problem}; certificate cache not used "
+                          "(it must be a directory owned by you, mode 0700)", warn=True)
+            return None
+        return fd
+
+    def _disable(self, reason: str, warn: bool = False) -> None:
+        self._disabled = True
+        self._entries, self._new = {}, {}
+        (log.warning if warn else log.info)("certificate cache off: %s", reason)
+        return None
+
+    def _read_quietly(self) -> dict[str, Entry]:
+        fd = self._open_directory(create=False)
+        if fd is None:
+            return {}
+        try:
+            return self._read(fd)
+        finally:
+            os.close(fd)
+
+    def _read(self, dir_fd: int) -> dict[str, Entry]:
+        """The file's entries if it is safe and authentic, else nothing (never raises)."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.file_name, flags, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.warning("certificate cache %s/%s ignored: %s", self.directory, self.file_name,
+                        exc.strerror)
+            return {}
+        try:
+            info = os.fstat(fd)
+            problem = _unsafe(info, directory=False)
+            if problem is None and info.st_size > MAX_FILE_BYTES:
+                problem = "is too large"
+            if problem is not None:
+                log.warning("certificate cache %s/%s ignored: it %s", self.directory,
+                            self.file_name, problem)
+                return {}
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            log.warning("certificate cache %s/%s ignored: %s", self.directory, self.file_name,
+                        exc.strerror)
+            return {}
+        finally:
+            os.close(fd)
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> dict[str, Entry]:
+        mac, _, payload = data.partition(b"\n")
+        expected = hmac.new(self._mac_key, self.scope.encode() + b"\n" + payload,
+                            hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(mac, expected):
+            log.warning("certificate cache %s/%s ignored: its authentication code does not "
+                        "match (damaged, edited, or written with another key)", self.directory,
+                        self.file_name)
+            return {}
+        try:
+            document = json.loads(payload)
+            if document.get("format") != FORMAT or document.get("scope") != self.scope:
+                return {}
+            raw = document["entries"]
+            if not isinstance(raw, Mapping):
+                return {}
+            return {str(k): Entry.from_json(v) for k, v in raw.items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("certificate cache %s/%s ignored: %s", self.directory, self.file_name,
+                        exc)
+            return {}
+
+    def flush(self, now: float | None = None) -> int:
+        """Write what was learnt since the last flush (merged with the file); entries written.
+
+        Expired entries are dropped, and so are files of other scopes untouched for
+        :data:`STALE_SECONDS` (throw-away CAs of tests and benchmarks).
+        """
+        with self._lock:
+            if not self._new or self._disabled:
+                return 0
+            fd = self._open_directory(create=True)
+            if fd is None:
+                return 0
+            try:
+                merged = self._read(fd)
+                merged.update(self._new)
+                now = time.time() if now is None else now
+                live = {k: e for k, e in merged.items() if e.not_after > now}
+                if len(live) > MAX_ENTRIES:
+                    keep = sorted(live, key=lambda k: live[k].not_after)[-MAX_ENTRIES:]
+                    live = {k: live[k] for k in keep}
+                self._write(fd, live)
+                self._entries.update(live)
+                self._new = {}
+                self._prune(fd, now)
+                return len(live)
+            except OSError as exc:
+                self._disable(f"cannot write {self.directory}: {exc.strerror}")
+                return 0
+            finally:
+                os.close(fd)
+
+    def _write(self, dir_fd: int, entries: Mapping[str, Entry]) -> None:
+        payload = json.dumps({"format": FORMAT, "scope": self.scope,
+                              "entries": {k: e.to_json() for k, e in entries.items()}},
+                             separators=(",", ":")).encode()
+        mac = hmac.new(self._mac_key, self.scope.encode() + b"\n" + payload,
+                       hashlib.sha256).hexdigest().encode()
+        tmp = f".{self.file_name}.{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(mac + b"\n" + payload)
+            os.replace(tmp, self.file_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+
+    def _prune(self, dir_fd: int, now: float) -> None:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(dir_fd):
+                if not name.endswith(_SUFFIX) or name == self.file_name:
+                    continue
+                with contextlib.suppress(OSError):
+                    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    if now - info.st_mtime > STALE_SECONDS:
+                        os.unlink(name, dir_fd=dir_fd)
+
+
+def _unsafe(info: os.stat_result, *, directory: bool) -> str | None:
+    """Why a cache directory or file must not be trusted, or None when it may be."""
+    if directory and not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if not directory and not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+    if info.st_mode & 0o077:
+        return f"is open to other users (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
