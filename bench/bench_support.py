@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,43 +152,55 @@ class Daemons:
     nodes_file: Path
     workdir: Path
     pki: BenchPKI | None = None
+    security: str = SECURITY
 
     @property
     def env(self) -> dict[str, str]:
         """The environment for client commands (``orch ping`` ...) against these daemons."""
-        return orch_env(self.collective, self.broker, self.pki.client if self.pki else None)
+        return orch_env(self.collective, self.broker,
+                        self.pki.client if self.pki else {"security": self.security})
 
     @property
     def settings(self) -> Settings:
         """Settings for an in-process :class:`Client` against these daemons."""
         return client_settings(self.collective, self.broker,
-                               **(self.pki.client if self.pki else {}))
+                               **(self.pki.client if self.pki else {"security": self.security}))
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
 
 
+def default_facts(index: int) -> list[str]:
+    """Fact lines of node ``index``: half ``role: web`` (odd), half ``role: db``."""
+    return [f"role: {'web' if index % 2 else 'db'}", "os_name: debian", f"index: {index}"]
+
+
 def start_daemons(
     workdir: Path, collective: str, count: int, broker: str = AMQP_URL,
-    facts: Mapping[str, str] | None = None,
+    facts: Mapping[str, str] | None = None, *, width: int = 2,
+    fact_lines: Callable[[int], list[str]] = default_facts, security: str = "",
 ) -> Daemons:
-    """Start ``count`` daemons in parallel (Popen does not wait), each with a fact file."""
+    """Start ``count`` daemons in parallel (Popen does not wait), each with a fact file.
+
+    Identities are ``node`` plus the index zero-padded to ``width`` digits (or more when
+    ``count`` needs it); ``security`` overrides :data:`SECURITY`.
+    """
     exe = orch_executable()
-    env = orch_env(collective, broker)
+    security = security or SECURITY
+    env = orch_env(collective, broker, {"security": security})
     workdir.mkdir(parents=True, exist_ok=True)
-    width = max(2, len(str(count)))
+    width = max(width, len(str(count)))
     identities = [f"node{i:0{width}d}" for i in range(1, count + 1)]
     processes: list[subprocess.Popen[bytes]] = []
-    pki = BenchPKI(workdir / "ca") if SECURITY == "x509" else None
+    pki = BenchPKI(workdir / "ca") if security == "x509" else None
     daemons = Daemons(collective, broker, identities, processes, workdir / "nodes.txt", workdir,
-                      pki)
+                      pki, security)
     daemons.nodes_file.write_text("\n".join(identities) + "\n")
     try:
         for index, identity in enumerate(identities, start=1):
             fact_file = workdir / f"{identity}.yaml"
-            lines = [f"role: {'web' if index % 2 else 'db'}", "os_name: debian",
-                     f"index: {index}", *(f"{k}: {v}" for k, v in (facts or {}).items())]
+            lines = [*fact_lines(index), *(f"{k}: {v}" for k, v in (facts or {}).items())]
             fact_file.write_text("\n".join(lines) + "\n")
             log = (workdir / f"{identity}.log").open("wb")
             try:

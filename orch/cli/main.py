@@ -20,11 +20,11 @@ EXIT_USAGE = 2
 class PluginGroup(click.Group):
     """A group that adds every command returned by the ``orch_cli_commands`` hook."""
 
-    def _plugin_commands(self) -> dict[str, click.Command]:
+    def _plugin_commands(self, name: str | None = None) -> dict[str, click.Command]:
         from orch.core.plugins import default_registry
 
         commands: dict[str, click.Command] = {}
-        for command in default_registry().cli_commands():
+        for command in default_registry().cli_commands(name):
             if command.name:
                 commands.setdefault(command.name, command)
         return commands
@@ -33,7 +33,8 @@ class PluginGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
+        return (super().get_command(ctx, cmd_name)
+                or self._plugin_commands(cmd_name).get(cmd_name))
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

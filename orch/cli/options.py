@@ -60,6 +60,8 @@ class ClientContext:
     @property
     def filter(self) -> dict[str, list[Any]]:
         """The request filter built from -F/-C/-I/-A/-W/-S."""
+        if self._filter is None and not any(self.filter_options.values()):
+            self._filter = {}  # no options select every node: no filter plugin is needed
         if self._filter is None:
             from orch.filters.builtin import build_filter
 

@@ -28,6 +28,7 @@ direct call also allows :data:`PER_NODE_ALLOWANCE` per addressed node for the br
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import socket
@@ -143,8 +144,6 @@ class Client:
         self.registry = registry or default_registry()
         self.security = self.registry.security_for(settings)
         self.transport = self.registry.transport_for(settings)
-        self.filters = FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
-                                    FilterBudget.from_settings(settings))
         self.caller = caller or f"user={getpass.getuser()}"
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
@@ -152,6 +151,12 @@ class Client:
         #: Processes verifying replies when they arrive faster than one core verifies
         #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
         self.verify_workers: int | None = None
+
+    @functools.cached_property
+    def filters(self) -> FilterEngine:
+        """The filter kinds and functions plugins offer (loaded when first needed)."""
+        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
+                            FilterBudget.from_settings(self.settings))
 
     def __enter__(self) -> Client:
         return self

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
+    from orch.core.pluginindex import EntryPointRecord, PluginHooks
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
@@ -48,49 +48,195 @@ class PluginInfo:
 
 @dataclass
 class PluginRegistry:
-    """All plugins of this process, loaded once and queried by hook."""
+    """All plugins of this process, loaded on first use and queried by hook.
 
-    manager: pluggy.PluginManager = field(
+    Plugins found through entry points are imported only when a hook they implement is
+    called (and, for named things such as a transport scheme or a command, only the plugin
+    that provides the name), as the cached :mod:`orch.core.pluginindex` says. Without a
+    valid index every plugin is imported at once, as before. Reaching :attr:`manager`,
+    :attr:`hook` or :attr:`infos` directly loads every plugin.
+    """
+
+    _manager: pluggy.PluginManager = field(
         default_factory=lambda: _new_manager()
     )
-    infos: dict[str, PluginInfo] = field(default_factory=dict)
+    _infos: dict[str, PluginInfo] = field(default_factory=dict)
     _validators: dict[str, Callable[[Any], bool]] | None = field(default=None, repr=False)
+    #: Entry points not imported yet, and what the index says each provides.
+    _pending: dict[str, EntryPointRecord] = field(default_factory=dict, repr=False)
+    _index: dict[str, PluginHooks] | None = field(default=None, repr=False)
+    #: Set when the index must be (re)written once every plugin is loaded.
+    _index_todo: tuple[str, list[EntryPointRecord], list[str]] | None = field(
+        default=None, repr=False)
+    _stale: bool = field(default=False, repr=False)
+    _group: str = field(default=hookspecs.ENTRY_POINT_GROUP, repr=False)
+    #: Names of the entry points found, and of every plugin in registration order.
+    _entry_names: list[str] = field(default_factory=list, repr=False)
+    _registered: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_entry_points(cls, group: str = hookspecs.ENTRY_POINT_GROUP) -> PluginRegistry:
-        """Load every plugin advertised under ``group``; broken ones are recorded, not raised."""
-        registry = cls()
-        for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else "?"
-            version = ep.dist.version if ep.dist is not None else "?"
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # any import-time failure of third-party code
-                registry._broken(ep.name, dist, version, f"cannot import {ep.value}: {exc!r}")
-                continue
-            registry.register(plugin, ep.name, dist, version)
+        """Find every plugin advertised under ``group``; broken ones are recorded, not raised.
+
+        Plugins are imported lazily when a valid index is cached, else all at once.
+        """
+        from orch.core import pluginindex
+
+        registry = cls(_group=group)
+        index = pluginindex.load(group, _hook_names())
+        if index is not None:
+            registry._entry_names = [r.name for r in index.entry_points]
+            registry._pending = {r.name: r for r in index.entry_points}
+            registry._index = index.plugins
+            return registry
+        records, files = pluginindex.scan(group)
+        registry._entry_names = [r.name for r in records]
+        registry._pending = {r.name: r for r in records}
+        if files is not None:
+            registry._index_todo = (group, records, files)
+        registry._load_all()
         return registry
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        self._load_all()
+        return self._manager
+
+    @property
+    def infos(self) -> dict[str, PluginInfo]:
+        self._load_all()
+        return self._infos
+
+    def _load(self, names: Iterable[str]) -> None:
+        for name in sorted(names):
+            record = self._pending.pop(name, None)
+            if record is None:
+                continue
+            try:
+                plugin = record.load()
+            except Exception as exc:  # any import-time failure of third-party code
+                self._broken(record.name, record.distribution, record.version,
+                             f"cannot import {record.value}: {exc!r}")
+                continue
+            self.register(plugin, record.name, record.distribution, record.version)
+
+    def _load_all(self) -> None:
+        if self._stale:  # the index proved wrong: scan the metadata for what it missed
+            self._stale = False
+            self._rescan()
+        if self._pending:
+            self._load(list(self._pending))
+        if self._index_todo is not None:
+            group, records, files = self._index_todo
+            self._index_todo = None
+            from orch.core import pluginindex
+
+            plugins = {r.name: self._provided(r.name) for r in records}
+            pluginindex.save(group, _hook_names(), records, files, plugins)
+
+    def _rescan(self) -> None:
+        from orch.core import pluginindex
+
+        records, files = pluginindex.scan(self._group)
+        for record in records:
+            if record.name not in self._infos and record.name not in self._pending:
+                self._pending[record.name] = record
+                self._entry_names.append(record.name)
+        if files is not None:
+            self._index_todo = (self._group, records, files)
+
+    def _provided(self, name: str) -> PluginHooks:
+        """What the loaded plugin ``name`` provides, for the index (None if broken)."""
+        from orch.core.pluginindex import KEYED_HOOKS
+
+        info = self._infos.get(name)
+        plugin = self._manager.get_plugin(name)
+        if info is None or info.error is not None or plugin is None:
+            return None
+        provided: dict[str, list[str] | None] = {}
+        for caller in self._manager.get_hookcallers(plugin) or []:
+            names = KEYED_HOOKS.get(caller.name)
+            if names is None:
+                provided[caller.name] = None
+                continue
+            keys: list[str] = []
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name == name:
+                    keys.extend(names(impl.function()))
+            provided[caller.name] = sorted(keys)
+        return provided
+
+    def _need(self, hook: str, key: str | None = None) -> None:
+        """Import the pending plugins that implement ``hook`` (and provide ``key``)."""
+        if not self._pending:
+            return
+        if self._index is None:
+            self._load_all()
+            return
+        wanted = []
+        for name in self._pending:
+            provided = self._index.get(name)
+            if provided is None:
+                wanted.append(name)  # broken or unknown: let it report itself
+            elif hook in provided:
+                keys = provided[hook]
+                if key is None or keys is None or key in keys:
+                    wanted.append(name)
+        self._load(wanted)
+
+    def _in_load_order(self, hook: str, **kwargs: Any) -> list[Any]:
+        """``hook``'s results in the order an eager load registers plugins: entry points by
+        name, then plugins registered by hand in their order (pluggy's own order follows
+        registration, which lazy loading changes)."""
+        self._need(hook)
+        names = sorted(set(self._entry_names))
+        rank = {name: (0, i) for i, name in enumerate(names)}
+        rank.update({name: (1, i) for i, name in enumerate(self._registered)
+                     if name not in rank})
+        caller = getattr(self._manager.hook, hook)
+        if any(impl.hookwrapper or impl.wrapper for impl in caller.get_hookimpls()):
+            return list(reversed(caller(**kwargs)))  # wrappers: pluggy's own calling
+        impls = sorted(caller.get_hookimpls(), key=lambda impl: rank.get(impl.plugin_name,
+                                                                          (2, 0)))
+        results = []
+        for impl in impls:
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _call(self, hook: str, key: str | None = None, **kwargs: Any) -> list[Any]:
+        """Call ``hook`` on the plugins that may answer it; with ``key``, make sure one
+        did, else load every plugin (the index was out of date) and call it again."""
+        self._need(hook, key)
+        results: list[Any] = getattr(self._manager.hook, hook)(**kwargs)
+        if key is not None and self._index is not None and key not in _keys_of(hook, results):
+            self._index = None  # out of date: trust the metadata and the plugins instead
+            self._stale = True
+            self._load_all()
+            results = getattr(self._manager.hook, hook)(**kwargs)
+        return results
 
     def register(
         self, plugin: object, name: str, distribution: str = "?", version: str = "?"
     ) -> bool:
         """Register ``plugin`` under ``name``; return False (and record why) if it is invalid."""
-        if name in self.infos and self.infos[name].error is None:
+        if name in self._infos and self._infos[name].error is None:
             self._broken(name, distribution, version, f"duplicate plugin name {name!r}")
             return False
         self._validators = None
         try:
-            self.manager.register(plugin, name=name)
+            self._manager.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             # pluggy registers implementations one by one: undo the valid ones too.
-            if self.manager.get_plugin(name) is plugin:
-                self.manager.unregister(name=name)
+            if self._manager.get_plugin(name) is plugin:
+                self._manager.unregister(name=name)
             self._broken(name, distribution, version, f"invalid hook implementation: {exc}")
             return False
-        callers = self.manager.get_hookcallers(plugin) or []
+        callers = self._manager.get_hookcallers(plugin) or []
         unknown = sorted(h.name for h in callers if h.spec is None)
         if unknown:
-            self.manager.unregister(plugin)
+            self._manager.unregister(plugin)
             self._broken(
                 name, distribution, version,
                 f"implements unknown hook(s) {', '.join(unknown)}; "
@@ -98,15 +244,17 @@ class PluginRegistry:
             )
             return False
         hooks = tuple(sorted(h.name for h in callers))
-        self.infos[name] = PluginInfo(name, distribution, version, hooks)
+        self._infos[name] = PluginInfo(name, distribution, version, hooks)
+        self._registered.append(name)
         return True
 
     def _broken(self, name: str, dist: str, version: str, reason: str) -> None:
         log.warning("plugin %s (%s %s) skipped: %s", name, dist, version, reason)
-        self.infos[name] = PluginInfo(name, dist, version, (), reason)
+        self._infos[name] = PluginInfo(name, dist, version, (), reason)
 
     @property
     def hook(self) -> Any:
+        """pluggy's hook relay, with every plugin loaded."""
         return self.manager.hook
 
     # -- merged accessors -------------------------------------------------------------
@@ -124,14 +272,14 @@ class PluginRegistry:
         return merged
 
     def transports(self) -> dict[str, Callable[[list[str], Settings], Transport]]:
-        return self._merged(self.hook.orch_transports(), "transport scheme")
+        return self._merged(self._call("orch_transports"), "transport scheme")
 
     def transport_requirements(self) -> dict[str, tuple[Requirement, ...]]:
         """``{scheme: requirements}``; several plugins may add to the same scheme."""
         from orch.core.requirements import Requirement
 
         merged: dict[str, tuple[Requirement, ...]] = {}
-        for mapping in self.hook.orch_transport_requirements():
+        for mapping in self._call("orch_transport_requirements"):
             for scheme, requirements in (mapping or {}).items():
                 checked = tuple(requirements)
                 if not all(isinstance(r, Requirement) for r in checked):
@@ -142,45 +290,47 @@ class PluginRegistry:
         return merged
 
     def security_providers(self) -> dict[str, Callable[[Settings], SecurityProvider]]:
-        return self._merged(self.hook.orch_security_providers(), "security provider")
+        return self._merged(self._call("orch_security_providers"), "security provider")
 
     def authorizers(self) -> dict[str, Callable[[Settings], Authorizer]]:
-        return self._merged(self.hook.orch_authorizers(), "authorizer")
+        return self._merged(self._call("orch_authorizers"), "authorizer")
 
     def filter_kinds(self) -> dict[str, FilterKind]:
-        kinds = [k for result in self.hook.orch_filter_kinds() for k in result]
+        kinds = [k for result in self._call("orch_filter_kinds") for k in result]
         return self._merged([{k.name: k} for k in kinds], "filter kind")
 
     def filter_functions(self) -> dict[str, Callable[..., Any]]:
-        return self._merged(self.hook.orch_filter_functions(), "filter function")
+        return self._merged(self._call("orch_filter_functions"), "filter function")
 
     def agents(self, settings: Settings | None = None) -> dict[str, type[Agent]]:
         """Every agent class plugins offer for ``settings`` (default settings if None)."""
         from orch.core.config import Settings as DefaultSettings
 
-        results = self.hook.orch_agents(settings=settings or DefaultSettings())
+        results = self._call("orch_agents", settings=settings or DefaultSettings())
         classes = [cls for result in results for cls in result]
         return self._merged([{cls.name: cls} for cls in classes], "agent")
 
     def fact_sources(self, settings: Settings) -> list[FactSource]:
-        # pluggy calls the last registered first; reverse so built-ins come first.
-        results = reversed(self.hook.orch_fact_sources(settings=settings))
+        # Later sources win key by key: the order must not depend on which plugin a lazy
+        # registry happened to import first (built-ins sort first, as entry points by name).
+        results = self._in_load_order("orch_fact_sources", settings=settings)
         return [source for result in results for source in result]
 
     def validators(self) -> dict[str, Callable[[Any], bool]]:
         """Named DDL validators (cached: the DDL compiler keys compiled schemas on it)."""
         if self._validators is None:
-            self._validators = self._merged(self.hook.orch_validators(), "validator")
+            self._validators = self._merged(self._call("orch_validators"), "validator")
         return self._validators
 
     def aggregate_functions(self) -> dict[str, Callable[..., Any]]:
-        return self._merged(self.hook.orch_aggregate_functions(), "aggregate function")
+        return self._merged(self._call("orch_aggregate_functions"), "aggregate function")
 
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
-        return self._merged(self.hook.orch_discovery_methods(), "discovery method")
+        return self._merged(self._call("orch_discovery_methods"), "discovery method")
 
-    def cli_commands(self) -> list[click.Command]:
-        return [cmd for result in self.hook.orch_cli_commands() for cmd in result]
+    def cli_commands(self, name: str | None = None) -> list[click.Command]:
+        """Every plugin command, or (loading less) at least those called ``name``."""
+        return [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
 
     # -- choosing plugins by settings ---------------------------------------------------
 
@@ -188,7 +338,7 @@ class PluginRegistry:
         """The transport for ``settings.broker``, from whichever plugin claims its scheme."""
         schemes = {url.split("://", 1)[0] if "://" in url else "" for url in settings.broker}
         scheme = settings.broker[0].split("://", 1)[0] if "://" in settings.broker[0] else ""
-        factories = self.transports()
+        factories = self._merged(self._call("orch_transports", scheme), "transport scheme")
         from orch.core import requirements
 
         if scheme not in factories:
@@ -204,7 +354,8 @@ class PluginRegistry:
 
     def security_for(self, settings: Settings) -> SecurityProvider:
         """The security provider named by ``settings.security``."""
-        providers = self.security_providers()
+        providers = self._merged(self._call("orch_security_providers", settings.security),
+                                 "security provider")
         if settings.security not in providers:
             raise ConfigError(
                 f"unknown security provider {settings.security!r}; "
@@ -225,6 +376,17 @@ class PluginRegistry:
                 f"{', '.join(sorted(installed))}"
             )
         return {name: installed[name] for name in wanted}
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in vars(hookspecs) if name.startswith("orch_"))
+
+
+def _keys_of(hook: str, results: Iterable[Any]) -> set[str]:
+    from orch.core.pluginindex import KEYED_HOOKS
+
+    names = KEYED_HOOKS[hook]
+    return {key for result in results for key in names(result)}
 
 
 def _new_manager() -> pluggy.PluginManager:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orch.core.errors import ArgumentError
@@ -111,18 +112,133 @@ def _builtin_validators() -> Validators:
 
 _cache: dict[tuple[int, int, str], Any] = {}
 
+#: Keywords :class:`DirectChecker` checks exactly as jsonschema would, per property.
+_DIRECT_KEYWORDS = frozenset({"type", "enum", "maxLength", "pattern"})
+
+
+def _json_type(value: Any, name: str) -> bool:
+    """JSON Schema's (draft 2020-12) ``type`` test, as jsonschema's default type checker."""
+    if name == "string":
+        return isinstance(value, str)
+    if name == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if name == "boolean":
+        return isinstance(value, bool)
+    if name == "object":
+        return isinstance(value, dict)
+    if name == "array":
+        return isinstance(value, list)
+    if name == "null":
+        return value is None
+    raise ValueError(f"unknown JSON type {name!r}")
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """What :func:`_explain` and :func:`check_reply` read of a jsonschema error."""
+
+    validator: str
+    absolute_path: tuple[Any, ...] = ()
+    message: str = ""
+
+
+class DirectChecker:
+    """Checks a compiled schema whose properties say only ``type``, ``enum``, ``maxLength``
+    and ``pattern``: every reply schema, and every action without named validators.
+
+    A request or a reply then costs a few ``isinstance`` calls (and a cached regex), and a
+    command or daemon that meets no named validator never imports jsonschema. The errors are
+    those of :func:`validator_class`, in its order, with the same keyword semantics
+    (``pattern`` is the bounded engine's search, lengths count code points, both only for
+    strings); the unit tests compare the two on generated data. Named validators
+    (``format``) still go to jsonschema.
+    """
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.properties: Mapping[str, Mapping[str, Any]] = schema["properties"]
+        self.required: list[str] = schema.get("required", [])
+        self.closed = schema["additionalProperties"] is False
+
+    @staticmethod
+    def applies(schema: Mapping[str, Any]) -> bool:
+        for prop in schema["properties"].values():
+            if "anyOf" in prop:
+                options = prop["anyOf"]
+                if len(options) != 2 or set(options[0]) != {"type"} or options[1] != {
+                        "type": "null"}:
+                    return False
+            elif set(prop) - _DIRECT_KEYWORDS:
+                return False
+        return True
+
+    def iter_errors(self, data: Mapping[str, Any]) -> Iterator[SchemaError]:
+        for name, prop in self.properties.items():
+            if name in data:
+                yield from self._property(name, prop, data[name])
+        for name in self.required:
+            if name not in data:
+                yield SchemaError("required", (), f"{name!r} is a required property")
+        if self.closed:
+            extra = [name for name in data if name not in self.properties]
+            if extra:
+                yield SchemaError("additionalProperties", (),
+                                  f"Additional properties are not allowed ({extra!r})")
+
+    @staticmethod
+    def _property(name: str, prop: Mapping[str, Any], value: Any) -> Iterator[SchemaError]:
+        path = (name,)
+        for keyword, expected in prop.items():
+            if keyword == "anyOf":
+                if not any(_json_type(value, option["type"]) for option in expected):
+                    yield SchemaError("anyOf", path, f"{value!r} is not valid under any of "
+                                      "the given schemas")
+            elif keyword == "type":
+                if not _json_type(value, expected):
+                    yield SchemaError("type", path, f"{value!r} is not of type {expected!r}")
+            elif keyword == "enum":
+                if not any(_same_json(value, item) for item in expected):
+                    yield SchemaError("enum", path, f"{value!r} is not one of {expected!r}")
+            elif isinstance(value, str):
+                if keyword == "maxLength" and len(value) > expected:
+                    yield SchemaError("maxLength", path, f"{value!r} is too long")
+                elif keyword == "pattern":
+                    try:
+                        found = pattern_search(expected, value)
+                    except PatternError as exc:
+                        yield SchemaError("pattern", path, f"pattern {expected!r} cannot be "
+                                          f"evaluated: {exc}")
+                        continue
+                    if not found:
+                        yield SchemaError("pattern", path,
+                                          f"{value!r} does not match {expected!r}")
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """JSON equality as jsonschema's ``enum`` sees it (``True`` is not ``1``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
 
 def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
-    """A compiled jsonschema validator for ``action`` (cached on the action and validators)."""
+    """A compiled validator for ``action`` (cached on the action and validators):
+    :class:`DirectChecker` when that suffices, else jsonschema's."""
     key = (id(action), id(validators), which)
     compiled = _cache.get(key)
     if compiled is None:
+        schema = input_schema(action) if which == "input" else output_schema(action)
+        if DirectChecker.applies(schema):
+            compiled = DirectChecker(schema)
+            _cache[key] = (compiled, action, validators)
+            return compiled
         from jsonschema import FormatChecker
 
         checker = FormatChecker(formats=())
         for name, predicate in validators.items():
             checker.checks(name)(predicate)
-        schema = input_schema(action) if which == "input" else output_schema(action)
         compiled = validator_class()(schema, format_checker=checker)
         _cache[key] = (compiled, action, validators)  # keep both alive while cached
         return compiled

@@ -142,26 +142,87 @@ def meta_schema() -> dict[str, Any]:
 
 
 def load_ddl(source: str | Path, text: str | None = None) -> AgentDDL:
-    """Load a DDL from ``source`` (a path), or from ``text`` naming ``source`` in errors."""
+    """Load a DDL from ``source`` (a path), or from ``text`` naming ``source`` in errors.
+
+    A text that passed every check before (same bytes, same meta-schema) is not checked
+    again: the digests of checked DDLs are kept in the user's cache (:mod:`orch.core.cache`),
+    so a command does not import jsonschema only to re-validate an unchanged file.
+    """
     try:
-        raw = json.loads(text if text is not None else Path(source).read_text())
+        if text is None:
+            text = Path(source).read_text()
+        raw = json.loads(text)
     except OSError as exc:
         raise DDLError(f"{source}: cannot read DDL: {exc.strerror}") from None
     except ValueError as exc:
         raise DDLError(f"{source}: not valid JSON: {exc}") from None
-    return parse_ddl(raw, str(source))
+    digest = _digest(text)
+    if digest in _checked_digests():
+        return _build(raw, str(source), check=False)
+    ddl = parse_ddl(raw, str(source))
+    _remember_checked(digest)
+    return ddl
+
+
+#: How many checked DDL digests the cache keeps (the most recent ones).
+CHECKED_CACHE_SIZE = 512
+_CHECKED_FILE = "ddl-checked.json"
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def _meta_digest() -> str:
+    return _digest(json.dumps(meta_schema(), sort_keys=True))
+
+
+@functools.cache
+def _checked_digests() -> set[str]:
+    from orch.core import cache
+
+    data = cache.read_json(_CHECKED_FILE)
+    if not isinstance(data, dict) or data.get("meta") != _meta_digest():
+        return set()
+    digests = data.get("digests")
+    return {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+
+
+def _remember_checked(digest: str) -> None:
+    from orch.core import cache
+
+    known = _checked_digests()
+    if digest in known:
+        return
+    known.add(digest)
+    data = cache.read_json(_CHECKED_FILE)
+    stored = (data.get("digests") if isinstance(data, dict)
+              and data.get("meta") == _meta_digest() else None)
+    digests = [d for d in stored if isinstance(d, str) and d != digest] if isinstance(
+        stored, list) else []
+    digests = [*digests, digest][-CHECKED_CACHE_SIZE:]
+    cache.write_json(_CHECKED_FILE, {"meta": _meta_digest(), "digests": digests})
 
 
 def parse_ddl(raw: Any, source: str) -> AgentDDL:
     """Validate ``raw`` against the meta-schema, then build the typed DDL."""
-    _check_schema(raw, source)
+    return _build(raw, source, check=True)
+
+
+def _build(raw: Any, source: str, check: bool) -> AgentDDL:
+    """The typed DDL; ``check=False`` only for a text that passed every check before."""
+    if check:
+        _check_schema(raw, source)
     meta = raw["metadata"]
     actions: dict[str, ActionDDL] = {}
     for index, spec in enumerate(raw["actions"]):
         where = f"{source}: actions[{index}]"
         if spec["action"] in actions:
             raise DDLError(f"{where}.action: action {spec['action']!r} is defined twice")
-        actions[spec["action"]] = _action(spec, where)
+        actions[spec["action"]] = _action(spec, where, check)
     return AgentDDL(
         name=meta["name"], description=meta["description"], version=meta["version"],
         author=meta["author"], license=meta["license"], url=meta.get("url", ""),
@@ -193,7 +254,7 @@ def _json_path(path: Any) -> str:
     return text
 
 
-def _action(spec: Mapping[str, Any], where: str) -> ActionDDL:
+def _action(spec: Mapping[str, Any], where: str, check: bool = True) -> ActionDDL:
     inputs = {name: _input(name, item, f"{where}.input.{name}")
               for name, item in spec.get("input", {}).items()}
     outputs = {
@@ -218,7 +279,7 @@ def _action(spec: Mapping[str, Any], where: str) -> ActionDDL:
         aggregate=tuple(aggregates),
     )
     for name, item in inputs.items():
-        if item.default is not None:
+        if check and item.default is not None:
             from orch.ddl.compile import input_problem
 
             problem = input_problem(item, item.default, None)

@@ -20,9 +20,6 @@ from typing import Any
 
 from orch.core.filter import FilterCost, FilterEngine, FilterKind, FilterSyntaxError, NodeView
 from orch.core.hookspecs import hookimpl
-from orch.filters.compound import cost as compound_cost
-from orch.filters.compound import matches as match_compound
-from orch.filters.compound import parse as parse_compound
 from orch.filters.terms import (
     MISSING,
     fact_value,
@@ -111,16 +108,22 @@ class CompoundFilter:
 
     def parse(self, text: str) -> str:
         """Check the expression parses so typos fail on the client, then send it as is."""
-        parse_compound(text)
+        from orch.filters.compound import parse  # the language is imported when first used
+
+        parse(text)
         return text
 
     def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
         """Evaluate the expression against the node with the engine's functions."""
-        return match_compound(term, node, engine)
+        from orch.filters.compound import matches
+
+        return matches(term, node, engine)
 
     def cost(self, term: Any) -> FilterCost:
         """One test per comparison, class test or call; depth is the operators' nesting."""
-        tests, depth = compound_cost(term)
+        from orch.filters.compound import cost
+
+        tests, depth = cost(term)
         return FilterCost(tests, depth)
 
 

@@ -347,7 +347,8 @@ def test_broken_entry_point_is_recorded_and_others_still_load(
         seen_groups.append(group)
         return list(fakes)
 
-    monkeypatch.setattr(plugins_module.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setenv("ORCH_CACHE_DIR", "off")  # scan the (fake) metadata, not the index
+    monkeypatch.setattr(metadata, "entry_points", fake_entry_points)
     registry = PluginRegistry.from_entry_points()
     assert seen_groups == ["orch"]
 
@@ -369,8 +370,8 @@ def test_entry_point_whose_module_raises_at_import(
     (tmp_path / "orch_exploding_plugin.py").write_text("raise RuntimeError('kaboom at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     real = metadata.EntryPoint(name="exploding", value="orch_exploding_plugin", group="orch")
-    monkeypatch.setattr(plugins_module.metadata, "entry_points",
-                        lambda group=None, **_: [real])
+    monkeypatch.setenv("ORCH_CACHE_DIR", "off")
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None, **_: [real])
     registry = PluginRegistry.from_entry_points()
     error = registry.infos["exploding"].error or ""
     assert "cannot import orch_exploding_plugin" in error

@@ -1,0 +1,384 @@
+"""orch and the real MCollective 2.12 side by side on this machine, 50 nodes each.
+
+    python bench/sidebyside.py [--rounds 9] [--nodes 50] [--json FILE]
+
+It starts ActiveMQ and N ``mcollectived`` daemons through the MCollective anchor's own
+script (``shared/anchors/mcollective/run.sh`` with ``KEEP_RUNNING=1``, which installs the
+Debian packages when they are missing), and N ``orch server`` processes on RabbitMQ with the
+same identities (``node001``…) and facts (``role`` web for odd, db for even; ``os: debian``;
+``index``). Then, round after round, it runs each pair of whole commands back to back (which
+side goes first alternates by round), checks every reply count (N, or N/2 for ``-F
+role=web``), and prints medians, minimums and the ratio ``mco / orch``. At the end it stops
+every process it started, by PID, whatever happened.
+
+orch signs and verifies every message with x509 certificates from a throw-away CA (its
+default security; ``ORCH_BENCH_SECURITY=insecure`` measures it unsigned); MCollective uses
+its ``psk`` provider as the anchor configures it. Each side uses its own production broker.
+
+Environment (besides bench_support's ``ORCH_BENCH_*``): ``ORCH_BENCH_MCO_ANCHOR`` the anchor
+directory (default: found next to the repository as ``shared/anchors/mcollective``),
+``ORCH_BENCH_SIDEBYSIDE_IDLE_WAIT`` the longest wait in seconds, before each command, for the
+machine to be quiet (default 5; 0 turns the gate off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bench_support
+from bench_support import (
+    Daemons,
+    IdleGate,
+    delete_exchanges,
+    new_collective,
+    orch_executable,
+    start_daemons,
+    stop_daemons,
+)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PING_LINE = re.compile(r"^(\S+)\s+time=[\d.]+ ms$", re.MULTILINE)
+FINISHED = re.compile(r"^Finished processing (\d+) / (\d+) hosts", re.MULTILINE)
+NODE_LINE = re.compile(r"^node\d+$", re.MULTILINE)
+FACT_COUNT = re.compile(r"^\s*(\S+)\s+found (\d+) times$", re.MULTILINE)
+READY = re.compile(r"(\d+)/(\d+) nodes answer ping, ([\d.]+)s after first spawn")
+COMMAND_TIMEOUT = 60.0
+ANCHOR_TIMEOUT = 900.0
+STOP_TIMEOUT = 20.0
+
+
+def find_anchor() -> Path:
+    """The MCollective anchor directory: ``$ORCH_BENCH_MCO_ANCHOR``, else the first
+    ``shared/anchors/mcollective`` beside the repository or one of its parents."""
+    configured = os.environ.get("ORCH_BENCH_MCO_ANCHOR")
+    if configured:
+        return Path(configured)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "anchors" / "mcollective"
+        if (candidate / "run.sh").is_file():
+            return candidate
+    raise FileNotFoundError("MCollective anchor not found; set ORCH_BENCH_MCO_ANCHOR")
+
+
+# ----------------------------------------------------------------------------- counting
+
+
+def ping_count(out: str) -> int:
+    return len(set(PING_LINE.findall(out)))
+
+
+def finished_count(out: str) -> int:
+    """Replies of an rpc: ``Finished processing R / D hosts`` must say R == D."""
+    match = FINISHED.search(out)
+    if match is None or match.group(1) != match.group(2):
+        return -1
+    return int(match.group(1))
+
+
+def find_count(out: str) -> int:
+    return len(set(NODE_LINE.findall(out)))
+
+
+def facts_count(out: str) -> int:
+    """Nodes counted by ``facts role``: must be ``web`` and ``db`` only."""
+    counts = {value: int(n) for value, n in FACT_COUNT.findall(out)}
+    return sum(counts.values()) if set(counts) == {"web", "db"} else -1
+
+
+def exit_ok(out: str) -> int:
+    return 0
+
+
+@dataclass
+class Pair:
+    """One comparison: the same question asked of both fleets."""
+
+    name: str
+    orch: list[str]
+    mco: list[str]
+    expected: int
+    orch_count: Callable[[str], int]
+    mco_count: Callable[[str], int]
+    #: The ratio mco/orch this project aims for, if any.
+    target: float | None = None
+    orch_s: list[float] = field(default_factory=list)
+    mco_s: list[float] = field(default_factory=list)
+    orch_cpu: list[float] = field(default_factory=list)
+    mco_cpu: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        orch, mco = statistics.median(self.orch_s), statistics.median(self.mco_s)
+        return {
+            "pair": self.name, "orch": " ".join(self.orch), "mco": " ".join(self.mco),
+            "replies": self.expected, "rounds": len(self.orch_s),
+            "orch_median_s": round(orch, 3), "orch_min_s": round(min(self.orch_s), 3),
+            "mco_median_s": round(mco, 3), "mco_min_s": round(min(self.mco_s), 3),
+            "orch_cpu_median_s": round(statistics.median(self.orch_cpu), 3),
+            "mco_cpu_median_s": round(statistics.median(self.mco_cpu), 3),
+            "ratio_mco_over_orch": round(mco / orch, 2), "target_ratio": self.target,
+            "target_met": None if self.target is None else mco / orch >= self.target,
+        }
+
+
+def pairs(n: int, orch_nodes: Path, mco_nodes: Path) -> list[Pair]:
+    half = n // 2
+    rpc = ["rpc", "rpcutil", "ping"]
+    return [
+        Pair("ping", ["ping"], ["ping"], n, ping_count, ping_count, 10.0),
+        Pair("rpc rpcutil ping", rpc, [*rpc, "--np"], n, finished_count, finished_count),
+        Pair("rpc -F role=web", [*rpc, "-F", "role=web"], [*rpc, "--np", "-F", "role=web"],
+             n - half, finished_count, finished_count, 6.0),
+        Pair("rpc --nodes FILE", [*rpc, "--nodes", str(orch_nodes)],
+             [*rpc, "--np", "--nodes", str(mco_nodes)], n, finished_count, finished_count,
+             2.0),
+        Pair("ping --nodes FILE (mco: rpc --nodes)", ["ping", "--nodes", str(orch_nodes)],
+             [*rpc, "--np", "--nodes", str(mco_nodes)], n, ping_count, finished_count, 2.0),
+        Pair("find", ["find"], ["find"], n, find_count, find_count),
+        Pair("facts role", ["facts", "role"], ["facts", "role"], n, facts_count, facts_count),
+        Pair("start-up (orch --version, mco help)", ["--version"], ["help"], 0, exit_ok,
+             exit_ok),
+    ]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a whole command: wall seconds, CPU seconds (user + system), stdout + stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=COMMAND_TIMEOUT)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = ANSI.sub("", done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{out[-2000:]}")
+    return wall, cpu, out
+
+
+@dataclass
+class McoFleet:
+    """ActiveMQ and ``mcollectived`` daemons started by the anchor's ``run.sh``."""
+
+    workdir: Path
+    anchor: Path
+    ready_s: float = 0.0
+    answering: int = 0
+    pids: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def client_cfg(self) -> Path:
+        return self.workdir / "client.cfg"
+
+    @property
+    def nodes_file(self) -> Path:
+        return self.workdir / "nodes.txt"
+
+    def start(self, n: int) -> None:
+        env = {**os.environ, "KEEP_RUNNING": "1", "REPEATS": "0", "WORK": str(self.workdir)}
+        if shutil.which("mco") and shutil.which("mcollectived") and Path(
+                "/etc/init.d/activemq").exists():
+            env["SKIP_INSTALL"] = "1"
+        log = self.workdir.parent / "mco-anchor.log"
+        try:
+            with log.open("w") as out:
+                subprocess.run(["bash", str(self.anchor / "run.sh"), str(n)], env=env,
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                               timeout=ANCHOR_TIMEOUT, check=True)
+        finally:
+            self._read_pids()
+        text = log.read_text()
+        ready = READY.search(text)
+        if ready is None:
+            raise RuntimeError(f"MCollective did not come up; see {log}")
+        self.answering, self.ready_s = int(ready.group(1)), float(ready.group(3))
+        if self.answering != n:
+            raise RuntimeError(f"only {self.answering} of {n} mcollectived answer; see {log}")
+
+    def _read_pids(self) -> None:
+        path = self.workdir / "pids.txt"
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if len(words) == 2 and words[1].isdigit():
+                self.pids.append((words[0], int(words[1])))
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        return ["mco", *args, "--config", str(self.client_cfg)]
+
+    def stop(self) -> None:
+        """Daemons first, then the broker (only if run.sh started it): TERM, then KILL."""
+        daemons = [pid for name, pid in self.pids if name != "activemq"]
+        broker = [pid for name, pid in self.pids if name == "activemq"]
+        _stop_pids(daemons, "mcollectived")
+        _stop_pids(broker, "activemq")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _stop_pids(pids: Sequence[int], word: str) -> None:
+    """Stop processes by PID, only while their command line still contains ``word``."""
+    alive = [pid for pid in pids if word in _cmdline(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if word in _cmdline(pid) and not _zombie(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def mco_facts(index: int) -> list[str]:
+    """The anchor's fact file for node ``index``, for ``orch server`` too."""
+    return [f"role: {'web' if index % 2 else 'db'}", "os: debian", f"index: {index}"]
+
+
+@contextmanager
+def fleets(n: int, workdir: Path, security: str) -> Iterator[tuple[Daemons, McoFleet, float]]:
+    """Both fleets, started one after the other, stopped whatever happens."""
+    mco = McoFleet(workdir / "mco", find_anchor())
+    mco.workdir.mkdir(parents=True)
+    orch: Daemons | None = None
+    # SIGTERM (a timeout, a CI cancel) must still stop everything: make it an exception.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        print(f"starting ActiveMQ and {n} mcollectived (anchor {mco.anchor}) ...", flush=True)
+        mco.start(n)
+        print(f"  all {n} answer mco ping {mco.ready_s:.1f}s after the first spawn "
+              "(run.sh starts them one by one)", flush=True)
+        print(f"starting {n} orch server ({security}) ...", flush=True)
+        started = time.monotonic()
+        orch = start_daemons(workdir / "orch", new_collective(), n, width=3,
+                             fact_lines=mco_facts, security=security)
+        orch_ready = time.monotonic() - started
+        print(f"  all {n} answer orch ping {orch_ready:.1f}s after the first spawn "
+              "(started in parallel)", flush=True)
+        yield orch, mco, orch_ready
+    finally:
+        if orch is not None:
+            stop_daemons(orch.processes)
+            delete_exchanges(orch.collective, orch.broker)
+        mco.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(n: int = 50, rounds: int = 9, idle_wait: float | None = None,
+        security: str | None = None) -> dict[str, object]:
+    """Start both fleets, measure every pair ``rounds`` times, stop everything."""
+    security = security or os.environ.get("ORCH_BENCH_SECURITY", "x509")
+    if idle_wait is None:
+        idle_wait = float(os.environ.get("ORCH_BENCH_SIDEBYSIDE_IDLE_WAIT", "5"))
+    exe = orch_executable()
+    gate = IdleGate(idle_wait)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="orch-sidebyside-") as tmp, \
+            fleets(n, Path(tmp), security) as (orch, mco, orch_ready):
+        orch_env = orch.env
+        mco_env = {k: v for k, v in bench_support.base_env().items()}
+        todo = pairs(n, orch.nodes_file, mco.nodes_file)
+        for pair in todo:  # one unmeasured warm-up of each command (page cache, broker)
+            timed([exe, *pair.orch], orch_env)
+            timed(mco.command(pair.mco), mco_env)
+        for index in range(rounds):
+            for pair in todo:
+                sides = [("orch", [exe, *pair.orch], orch_env, pair.orch_count),
+                         ("mco", mco.command(pair.mco), mco_env, pair.mco_count)]
+                for side, argv, env, count in sides[::1 if index % 2 == 0 else -1]:
+                    gate()
+                    wall, cpu, out = timed(argv, env)
+                    got = count(out)
+                    if got != pair.expected:
+                        raise AssertionError(f"{side}: {' '.join(argv)}: {got} replies, "
+                                             f"expected {pair.expected}:\n{out[-2000:]}")
+                    (pair.orch_s if side == "orch" else pair.mco_s).append(wall)
+                    (pair.orch_cpu if side == "orch" else pair.mco_cpu).append(cpu)
+            print(f"round {index + 1}/{rounds} done", flush=True)
+        return {
+            "nodes": n, "rounds": rounds, "orch_security": security,
+            "mco_security": "psk", "bytecode_cached": bench_support.bytecode_cached(),
+            "orch_fleet_ready_s": round(orch_ready, 1),
+            "mco_fleet_ready_s": mco.ready_s,
+            "idle_gate_wait_s": round(gate.waited, 1), "idle_gate_timeouts": gate.timeouts,
+            "loadavg_1m_before": round(load_before, 2),
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+            "pairs": [pair.summary() for pair in todo],
+        }
+
+
+def table(results: dict[str, object]) -> str:
+    """The figures as a Markdown table, for the terminal and bench/README.md."""
+    lines = [
+        f"{results['nodes']} nodes each side, median [min] of {results['rounds']} interleaved "
+        f"rounds, whole commands, seconds. orch {results['orch_security']} on RabbitMQ, "
+        f"MCollective 2.12 {results['mco_security']} on ActiveMQ. Bytecode cached: "
+        f"{results['bytecode_cached']}. Load average {results['loadavg_1m_before']} -> "
+        f"{results['loadavg_1m_after']}; idle gate waited {results['idle_gate_wait_s']} s, "
+        f"timed out {results['idle_gate_timeouts']} times.",
+        "",
+        "| pair | replies | orch | mco | mco / orch | target | orch CPU | mco CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in results["pairs"]:  # type: ignore[attr-defined]
+        target = "" if p["target_ratio"] is None else (
+            f"≥ {p['target_ratio']:g}x {'met' if p['target_met'] else '**missed**'}")
+        lines.append(
+            f"| {p['pair']} | {p['replies']} | {p['orch_median_s']:.3f} [{p['orch_min_s']:.3f}]"
+            f" | {p['mco_median_s']:.3f} [{p['mco_min_s']:.3f}] | {p['ratio_mco_over_orch']:.2f}"
+            f" | {target} | {p['orch_cpu_median_s']:.3f} | {p['mco_cpu_median_s']:.3f} |")
+    lines.append("")
+    lines.append(f"Fleet start-up until every node answers: orch {results['orch_fleet_ready_s']}"
+                 f" s (in parallel), MCollective {results['mco_fleet_ready_s']} s (run.sh "
+                 "starts them one by one).")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    results = run(args.nodes, args.rounds)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

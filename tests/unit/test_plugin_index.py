@@ -1,0 +1,296 @@
+"""The cached plugin index: a command imports only the plugins it uses, and installing,
+removing or changing a plugin is never hidden by the cache.
+
+The plugins here are real distributions on ``sys.path`` (a module plus a ``*.dist-info``
+directory with ``entry_points.txt``, the layout pip creates), found through
+``importlib.metadata`` like any third-party plugin. Each test gets its own cache directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orch.core import pluginindex
+from orch.core.config import Settings
+from orch.core.errors import ConfigError
+from orch.core.plugins import PluginRegistry
+
+MODULES = ("orch_index_a", "orch_index_a_names", "orch_index_b", "orch_index_c",
+           "orch_index_broken", "orch_index_fa", "orch_index_fz")
+
+COMMAND_PLUGIN = '''
+from orch.core.hookspecs import hookimpl
+from orch_index_a_names import NAME
+
+
+@hookimpl
+def orch_cli_commands():
+    import click
+
+    @click.command(NAME)
+    def command() -> None:
+        """A command of a third-party plugin."""
+
+    return [command]
+'''
+
+TRANSPORT_PLUGIN = '''
+from orch.core.hookspecs import hookimpl
+
+
+@hookimpl
+def orch_transports():
+    return {"indexb": lambda urls, settings: ("transport", urls)}
+'''
+
+
+class Site:
+    """A directory on ``sys.path`` into which distributions are "installed"."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.clock = time.time() - 600
+
+    def _changed(self) -> None:
+        """Give the directory a new modification time in the past: distinct for every
+        change (the kernel's file clock is coarser than a test, and ``importlib.metadata``
+        caches a directory listing by its time), and old enough to count as settled."""
+        self.clock += 1
+        os.utime(self.path, (self.clock, self.clock))
+        importlib.invalidate_caches()
+
+    def install(self, dist: str, module: str, source: str, entry: str) -> None:
+        (self.path / f"{module}.py").write_text(textwrap.dedent(source))
+        info = self.path / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[orch]\n{entry} = {module}\n")
+        self._changed()
+
+    def uninstall(self, dist: str, module: str) -> None:
+        (self.path / f"{module}.py").unlink()
+        info = self.path / f"{dist.replace('-', '_')}-1.0.dist-info"
+        for child in info.iterdir():
+            child.unlink()
+        info.rmdir()
+        self._changed()
+
+
+def forget_modules() -> None:
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path / "cache"))
+    # Other sys.path entries (the test directories) may have changed a moment ago.
+    monkeypatch.setattr(pluginindex, "SETTLE_NS", 0)
+    directory = tmp_path / "site"
+    directory.mkdir()
+    monkeypatch.syspath_prepend(str(directory))
+    site = Site(directory)
+    site.install("orch-index-a", "orch_index_a", COMMAND_PLUGIN, "index_a")
+    (directory / "orch_index_a_names.py").write_text("NAME = 'index-a'\n")
+    site.install("orch-index-b", "orch_index_b", TRANSPORT_PLUGIN, "index_b")
+    forget_modules()
+    yield site
+    forget_modules()
+    importlib.invalidate_caches()
+
+
+def index_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").glob("plugins-*.json"))
+
+
+def command_names(registry: PluginRegistry, name: str) -> set[str]:
+    return {command.name or "" for command in registry.cli_commands(name)}
+
+
+def test_first_registry_loads_everything_and_writes_the_index(site: Site,
+                                                              tmp_path: Path) -> None:
+    registry = PluginRegistry.from_entry_points()
+    assert {"orch_index_a", "orch_index_b"} <= set(sys.modules)
+    assert registry.infos["index_a"].hooks == ("orch_cli_commands",)
+    [index] = index_files(tmp_path)
+    plugins = json.loads(index.read_text())["plugins"]
+    assert plugins["index_a"] == {"orch_cli_commands": ["index-a"]}
+    assert plugins["index_b"] == {"orch_transports": ["indexb"]}
+    assert "amqp" in plugins["kombu"]["orch_transports"]
+
+
+def test_with_an_index_a_lookup_imports_only_the_plugin_that_provides_the_name(
+        site: Site) -> None:
+    PluginRegistry.from_entry_points()
+    forget_modules()
+    registry = PluginRegistry.from_entry_points()
+    assert not {"orch_index_a", "orch_index_b"} & set(sys.modules)
+
+    assert "index-a" in command_names(registry, "index-a")
+    assert "orch_index_a" in sys.modules
+    assert "orch_index_b" not in sys.modules
+
+    transport = registry.transport_for(Settings(broker=("indexb://host",)))
+    assert transport == ("transport", ["indexb://host"])
+    assert "orch_index_b" in sys.modules
+
+
+def test_installing_and_removing_a_plugin_invalidates_the_index(site: Site) -> None:
+    PluginRegistry.from_entry_points()
+    site.install("orch-index-c", "orch_index_c",
+                 COMMAND_PLUGIN.replace("from orch_index_a_names import NAME", "NAME = 'c'"),
+                 "index_c")
+    registry = PluginRegistry.from_entry_points()
+    assert "c" in command_names(registry, "c")
+    assert registry.infos["index_c"].distribution == "orch-index-c"
+
+    PluginRegistry.from_entry_points()  # an index that knows index_c
+    site.uninstall("orch-index-b", "orch_index_b")
+    forget_modules()
+    registry = PluginRegistry.from_entry_points()
+    with pytest.raises(ConfigError, match="no transport for broker URL 'indexb://host'"):
+        registry.transport_for(Settings(broker=("indexb://host",)))
+    assert "index_b" not in registry.infos
+
+
+def test_a_name_the_index_does_not_know_loads_every_plugin_and_is_found(site: Site) -> None:
+    """A plugin's names can change without any stamped file changing (here they come from
+    a module the entry point imports): the index is only a hint, never a filter."""
+    PluginRegistry.from_entry_points()
+    (site.path / "orch_index_a_names.py").write_text("NAME = 'index-renamed'\n")
+    forget_modules()
+    registry = PluginRegistry.from_entry_points()
+    assert "index-renamed" in command_names(registry, "index-renamed")
+
+    forget_modules()
+    again = PluginRegistry.from_entry_points()  # the index was rewritten with the new name
+    assert "index-renamed" in command_names(again, "index-renamed")
+    assert "orch_index_b" not in sys.modules
+
+
+def test_a_broken_plugin_is_reported_by_every_registry_built_from_the_index(
+        site: Site) -> None:
+    site.install("orch-index-broken", "orch_index_broken", "raise ImportError('gone')\n",
+                 "index_broken")
+    first = PluginRegistry.from_entry_points()
+    assert "gone" in (first.infos["index_broken"].error or "")
+
+    registry = PluginRegistry.from_entry_points()
+    assert "index-a" in command_names(registry, "index-a")
+    assert "index_broken" in registry._infos  # tried by the first lookup, as before
+    assert "gone" in (registry.infos["index_broken"].error or "")
+
+
+def test_an_index_writable_by_others_is_ignored(site: Site, tmp_path: Path) -> None:
+    PluginRegistry.from_entry_points()
+    [index] = index_files(tmp_path)
+    assert pluginindex.load("orch", _hooks()) is not None
+    index.chmod(0o666)
+    assert pluginindex.load("orch", _hooks()) is None
+
+
+def test_no_index_while_an_installation_may_be_under_way(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pluginindex, "SETTLE_NS", 2_000_000_000)
+    os.utime(site.path)  # just changed
+    PluginRegistry.from_entry_points()
+    assert index_files(tmp_path) == []
+
+
+def test_caching_can_be_turned_off(site: Site, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_CACHE_DIR", "off")
+    PluginRegistry.from_entry_points()
+    assert not (tmp_path / "cache").exists()
+
+
+def _hooks() -> list[str]:
+    from orch.core.plugins import _hook_names
+
+    return _hook_names()
+
+
+LEAN_PROBE = """
+import json, sys
+from orch.core.config import load_settings
+from orch.core.plugins import PluginRegistry
+registry = PluginRegistry.from_entry_points()
+settings = load_settings(None, {"broker": "memory://", "security": "insecure"}, environ={})
+registry.cli_commands("ping")
+from orch.core.client import Client
+client = Client(settings, registry)
+client.filters.parse("fact", "role=web")  # a -F filter needs no compound language
+client.close()
+heavy = ("jsonschema", "cryptography", "orch.cli.ca", "orch.security.x509",
+         "orch.security.pki", "orch.filters.compound", "orch.agents.external")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
+"""
+
+
+def test_an_unsigned_ping_imports_no_plugin_it_does_not_use(tmp_path: Path) -> None:
+    """In a fresh interpreter, with an index: what ``orch ping`` needs from the registry
+    (its command, and a client: transport and security provider) imports no other plugin,
+    and a client loads filter plugins only once it parses a filter (and the compound
+    language only for ``-S``)."""
+    env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
+    # -P: no script directory or working directory on sys.path (it would key the index).
+    build = subprocess.run([sys.executable, "-P", "-c", LEAN_PROBE], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    if not index_files(tmp_path):
+        pytest.skip("no index written: the environment changed in the last 2 s")
+    probe = subprocess.run([sys.executable, "-P", "-c", LEAN_PROBE], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == []
+
+
+FACTS_PLUGIN = """
+from orch.core.hookspecs import hookimpl
+
+
+class Source:
+    name = "{name}"
+
+    def facts(self):
+        return {{"who": "{name}"}}
+
+
+@hookimpl
+def orch_fact_sources():
+    return [Source()]
+
+
+@hookimpl
+def orch_cli_commands():
+    import click
+
+    return [click.Command("{name}-command")]
+"""
+
+
+def test_fact_sources_keep_their_order_whichever_plugin_was_imported_first(
+        site: Site) -> None:
+    """Later fact sources win key by key, so their order is the eager one (entry points by
+    name) even when a lazy registry imported the later plugin first for another hook."""
+    site.install("orch-index-fa", "orch_index_fa", FACTS_PLUGIN.format(name="fa"), "index_fa")
+    site.install("orch-index-fz", "orch_index_fz", FACTS_PLUGIN.format(name="fz"), "index_fz")
+    eager = [s.name for s in PluginRegistry.from_entry_points().fact_sources(Settings())
+             if s.name in ("fa", "fz")]
+    assert eager == ["fa", "fz"]
+    for name in ("orch_index_fa", "orch_index_fz"):
+        sys.modules.pop(name, None)
+    lazy = PluginRegistry.from_entry_points()
+    assert "fz-command" in command_names(lazy, "fz-command")
+    assert "orch_index_fa" not in sys.modules
+    assert [s.name for s in lazy.fact_sources(Settings()) if s.name in ("fa", "fz")] == eager
