@@ -130,6 +130,10 @@ class FilterKind(Protocol):
     # A kind may also define ``cost(term) -> FilterCost`` when one term holds several
     # tests or nests (the compound kind does); without it a term costs one test and the
     # depth of its JSON structure. ``cost`` raises FilterSyntaxError for a malformed term.
+    # It may also define ``check(term, engine)``, raising FilterSyntaxError for a term that
+    # parses but cannot work with this engine (the compound kind: a function nobody
+    # installed), so the client refuses it before sending instead of every node going
+    # silent.
 
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -195,6 +199,9 @@ class FilterEngine:
                     raise FilterBudgetError(
                         f"{kind} term {_shown(term)} nests {cost.depth} levels, more than "
                         f"{budget.max_depth} (filter_max_depth)")
+                check_term = getattr(filter_kind, "check", None)
+                if check_term is not None:
+                    check_term(term, self)
 
     @staticmethod
     def _cost(filter_kind: FilterKind | None, term: Any, depth: int) -> FilterCost:

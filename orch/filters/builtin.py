@@ -126,6 +126,17 @@ class CompoundFilter:
         tests, depth = cost(term)
         return FilterCost(tests, depth)
 
+    def check(self, term: Any, engine: FilterEngine) -> None:
+        """Every function the expression calls must be one the engine knows."""
+        from orch.filters.compound import functions_called
+
+        unknown = sorted(set(functions_called(term)) - set(engine.functions))
+        if unknown:
+            available = ", ".join(f"{name}()" for name in sorted(engine.functions)) or "none"
+            raise FilterSyntaxError(
+                f"compound filter {term!r} calls unknown function "
+                f"{', '.join(f'{name}()' for name in unknown)}; available: {available}")
+
 
 # --------------------------------------------------------------------------- functions
 

@@ -240,6 +240,21 @@ def cost(expression: str) -> tuple[int, int]:
     return _cost_cached(expression)
 
 
+def functions_called(expression: str) -> tuple[str, ...]:
+    """The names of the functions ``expression`` calls, each once, in order of appearance."""
+    names: dict[str, None] = {}
+    stack: list[Expr] = [parse(expression)]
+    while stack:
+        tree = stack.pop()
+        if isinstance(tree, And | Or):
+            stack.extend(reversed(tree.operands))
+        elif isinstance(tree, Not):
+            stack.append(tree.operand)
+        elif isinstance(tree, Call):
+            names[tree.name] = None
+    return tuple(names)
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _cost_cached(expression: str) -> tuple[int, int]:
     """Cached like the parse: a fleet sees the same few expressions again and again."""

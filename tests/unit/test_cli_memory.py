@@ -463,6 +463,11 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     (["find", "-S", " or ".join(f"role=r{n}" for n in range(101))], "filter_max_terms"),
     (["find", "-F", "role=" + "w" * 20000], "filter_max_bytes"),
     (["find", "-S", "(" * 40 + "role=web" + " or x)" * 40], "filter_max_depth"),
+    # Issue 8: a function nobody installed made every node silent; now the client says so.
+    (["find", "-S", "with_class('nginx')"],
+     "calls unknown function with_class(); available: fact(), has_agent(), has_class()"),
+    (["rpc", "rpcutil", "ping", "-S", "role=web and not nope(1) or has_class('x')"],
+     "calls unknown function nope()"),
 ])
 def test_filters_the_fleet_would_refuse_are_usage_errors(args: list[str], message: str) -> None:
     """Issue 18: an operator's mistake is exit 2 naming the term, before anything is sent."""

@@ -546,6 +546,24 @@ def test_plugin_function_failures_become_syntax_errors() -> None:
         compound.matches("broken()", NODE, FilterEngine({}, {"broken": broken}))
 
 
+@pytest.mark.parametrize(("expression", "called"), [
+    ("role=web", ()),
+    ("has_class('x') and not (fact('a') = 1 or has_class('y'))", ("has_class", "fact")),
+    ("b() or a() and b()", ("b", "a")),
+])
+def test_functions_called(expression: str, called: tuple[str, ...]) -> None:
+    assert compound.functions_called(expression) == called
+
+
+def test_engine_check_refuses_unknown_functions_naming_them() -> None:
+    engine = FilterEngine({k.name: k for k in builtin.orch_filter_kinds()},
+                          {"has_class": lambda node, name: True})
+    engine.check({"compound": ["has_class('a')"]})
+    with pytest.raises(FilterSyntaxError,
+                       match=r"unknown function nope\(\); available: has_class\(\)"):
+        engine.check({"compound": ["has_class('a') and nope()"]})
+
+
 def test_non_string_compound_term(engine: FilterEngine) -> None:
     with pytest.raises(FilterSyntaxError, match="must be a string, got dict"):
         engine.matches({"compound": [{"a": 1}]}, NODE)
