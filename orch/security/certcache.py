@@ -63,13 +63,13 @@ _SUFFIX = ".trust"
 
 
 def default_directory() -> Path | None:
-    """``$XDG_CACHE_HOME/orch/x509``, else ``~/.cache/orch/x509`` (None without a home)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    try:
-        root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    except (RuntimeError, KeyError):
-        return None
-    return root / "orch" / "x509"
+    """``x509`` in orch's per-user cache directory (:func:`orch.core.cache.cache_dir`:
+    ``$ORCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/orch`` or ``~/.cache/orch``); None when
+    caching is off or there is no home."""
+    from orch.core.cache import cache_dir
+
+    root = cache_dir()
+    return None if root is None else root / "x509"
 
 
 @dataclass(frozen=True)
