@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from orch.core.errors import ArgumentError, ConfigError
 from orch.testing import OrchFleet, assert_all_ok, data_by_node
+
 from orch_service.agent import ServiceAgent, SimulatedServiceAgent
 from orch_service.config import ServicePluginConfig
 from orch_service.simulated import SimulatedProvider, catalogue
