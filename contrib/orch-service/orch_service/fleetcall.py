@@ -101,13 +101,14 @@ def groups(result: CallResult, key: str) -> dict[str, list[str]]:
     return out
 
 
-def summary_line(grouped: Mapping[str, list[str]], name_all_but_largest: bool = True) -> str:
+def summary_line(grouped: Mapping[str, list[str]], name_all_but_largest: bool = True,
+                 unit: str = "") -> str:
     """``running: 48, stopped: 2 (web-07, web-19)``: largest group first; the others name
     their nodes (up to :data:`NAMES_SHOWN`)."""
     ordered = sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     parts = []
     for index, (value, names) in enumerate(ordered):
-        text = f"{value}: {len(names)}"
+        text = f"{value}: {len(names)}{unit}"
         if name_all_but_largest and index > 0:
             shown = ", ".join(names[:NAMES_SHOWN])
             more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
