@@ -25,6 +25,8 @@ ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
                "APT_LISTCHANGES_FRONTEND": "none"}
 #: Bytes of a command's output kept for the reply (the tail: errors come last).
 OUTPUT_LIMIT = 4096
+#: Bytes of a query's output read whole (a package inventory: ~30 bytes a package).
+QUERY_LIMIT = 16 * 1024 * 1024
 #: Seconds a command gets between SIGTERM and SIGKILL after its deadline.
 KILL_GRACE = 2.0
 
@@ -45,8 +47,10 @@ class CommandError(Exception):
     """The command could not be started at all (missing, not executable)."""
 
 
-def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
-    """Run ``argv`` with :data:`ENVIRONMENT`; kill its process group after ``timeout``."""
+def run_command(argv: Sequence[str], timeout: float, limit: int = OUTPUT_LIMIT) -> CommandResult:
+    """Run ``argv`` with :data:`ENVIRONMENT`; kill its process group after ``timeout``.
+
+    The last ``limit`` bytes of its output are kept."""
     with tempfile.TemporaryFile() as sink:
         try:
             process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=sink,
@@ -62,8 +66,8 @@ def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
             returncode = _kill(process)
         sink.seek(0, os.SEEK_END)
         size = sink.tell()
-        sink.seek(max(0, size - OUTPUT_LIMIT))
-        output = sink.read(OUTPUT_LIMIT).decode("utf-8", "replace").strip()
+        sink.seek(max(0, size - limit))
+        output = sink.read(limit).decode("utf-8", "replace").strip()
     if timed_out:
         log.warning("%s did not finish within %gs; killed", " ".join(argv), timeout)
     return CommandResult(tuple(argv), returncode, output, timed_out)

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Protocol
 
-from orch_package.commands_run import CommandResult, run_command
+from orch_package.commands_run import QUERY_LIMIT, CommandResult, run_command
 from orch_package.config import PackagePluginConfig
 from orch_package.names import NAME_HELP, VERSION_HELP, valid_name, valid_version
 
@@ -128,7 +128,7 @@ class AptProvider:
         raise ProviderError(f"unknown action {verb!r}")
 
     def _query(self, argv: list[str]) -> CommandResult:
-        result = run_command(argv, self.timeout)
+        result = run_command(argv, self.timeout, QUERY_LIMIT)
         if result.timed_out:
             raise ProviderError(f"{' '.join(argv[:2])} did not answer within "
                                 f"{self.timeout:g}s")
