@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import run_cli
 from orch.core.errors import ArgumentError, ConfigError
 from orch.testing import OrchFleet, assert_all_ok, data_by_node
+from packagecli import run_cli
 
 from orch_package.agent import PackageAgent, SimulatedPackageAgent
 from orch_package.config import PackagePluginConfig

@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import run_cli
 from orch.testing import OrchFleet
+from servicecli import run_cli
 
 Start = Callable[..., OrchFleet]
 NODES = {f"web-{i:02d}": {"role": "web"} for i in range(1, 7)}
