@@ -58,8 +58,12 @@ def run_cli(args: list[str]) -> int:
               help="After the tour, keep serving until Ctrl-C (for other shells).")
 @click.option("--insecure", is_flag=True,
               help="Development only: run without certificates or signatures.")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="YAML settings for every simulated node, e.g. plugin sections that "
+                   "select a plugin's simulated backend.")
 def demo(count: int, broker: str, workers: int | None, collective: str, seed: int,
-         tour: bool, interactive: bool | None, serve: bool, insecure: bool) -> None:
+         tour: bool, interactive: bool | None, serve: bool, insecure: bool,
+         config_file: str | None) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
     Each simulated node is a real orch server instance (its own identity, certificate,
@@ -67,18 +71,24 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
     on memory://. A throw-away CA signs every request and reply, as in production.
     Simulated nodes host only agents that are safe to simulate (rpcutil).
     """
+    from orch.core.config import read_config_file
+    from orch.core.errors import OrchError
     from orch.sim.simulation import default_workers
 
+    try:
+        node_settings = read_config_file(config_file) if config_file else {}
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
     if workers is None:
         workers = 0 if broker.strip().startswith("memory:") else default_workers()
     with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
         _run_demo(count, broker, workers, collective, seed, tour, interactive, serve,
-                  Path(scratch), not insecure)
+                  Path(scratch), not insecure, node_settings)
 
 
 def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
               tour: bool, interactive: bool | None, serve: bool, scratch: Path,
-              secure: bool) -> None:
+              secure: bool, node_settings: dict[str, object] | None = None) -> None:
     from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
     from orch.sim import SimConfig, Simulation
@@ -88,7 +98,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
         simulation = Simulation(SimConfig(nodes=count, broker=broker, state_dir=scratch,
                                           collective=collective, workers=workers,
                                           seed=seed, secure=secure,
-                                          keep_certificates=False),
+                                          keep_certificates=False,
+                                          extra_settings=dict(node_settings or {})),
                                 ProgressLine(quiet_below=1000))
         simulation.prepare()
     except OrchError as exc:

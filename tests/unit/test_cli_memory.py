@@ -484,3 +484,9 @@ def test_filter_budget_is_a_setting(fleet: Fleet) -> None:
     assert "more than 1 (filter_max_terms)" in result.output
     result = run("find", "-F", "role=web", "-F", "env=prod")
     assert result.exit_code == 0 and result.stdout.split() == ["web1"]
+
+
+def test_demo_refuses_an_unreadable_config_file(tmp_path: Path) -> None:
+    result = run("demo", "--no-interactive", "--no-tour", "-n", "2", "--config",
+                 str(tmp_path / "missing.yaml"))
+    assert result.exit_code == 2 and "cannot read config file" in result.output
