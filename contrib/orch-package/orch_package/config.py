@@ -26,6 +26,8 @@ from typing import Any
 from orch_package.names import NAME_HELP, valid_name
 from orch_package.orchapi import ConfigError
 
+#: The agent's DDL timeout: the server gives up on an action after this long.
+ACTION_TIMEOUT = 300.0
 SECTION = "package"
 PROVIDERS = ("auto", "apt", "simulated")
 #: Actions that change a node; every other action only reads.
@@ -162,6 +164,11 @@ class PackagePluginConfig:
                 values[key] = known[key].metadata["convert"](value)
             except ValueError as exc:
                 raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
+        timeout = values.get("command_timeout")
+        if timeout is not None and timeout >= ACTION_TIMEOUT:
+            raise ConfigError(f"plugins.{SECTION}.command_timeout: bad value {timeout:g}: must "
+                              f"be below the action's {ACTION_TIMEOUT:g} s deadline, so that the "
+                              "reply says what happened")
         return cls(**values)
 
     @classmethod

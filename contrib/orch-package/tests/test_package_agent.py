@@ -100,6 +100,12 @@ def test_simulated_fleet_is_deterministic_and_mixed() -> None:
                         for i in range(500)]
 
 
+def test_the_deadline_the_settings_check_is_the_ddls() -> None:
+    from orch_package.config import ACTION_TIMEOUT
+
+    assert PackageAgent.ddl().timeout == ACTION_TIMEOUT
+
+
 def test_the_real_agent_is_never_simulation_safe() -> None:
     assert PackageAgent.simulation_safe is False
     assert SimulatedPackageAgent.simulation_safe is True
@@ -112,6 +118,7 @@ def test_the_real_agent_is_never_simulation_safe() -> None:
     ({"provider": "yum"}, "expected one of auto, apt, simulated"),
     ({"apt_options": ["-x"]}, "is not KEY=VALUE"),
     ({"lock_wait": "soon"}, "expected a positive number"),
+    ({"command_timeout": 300}, "must be below the action's 300 s deadline"),
 ])
 def test_config_errors_name_the_key(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -24,6 +24,8 @@ from typing import Any
 from orch_service.names import NAME_HELP, valid_name
 from orch_service.orchapi import ConfigError
 
+#: The agent's DDL timeout: the server gives up on an action after this long.
+ACTION_TIMEOUT = 60.0
 SECTION = "service"
 PROVIDERS = ("auto", "systemd", "sysv", "simulated")
 #: Actions that change a node; every other action only reads.
@@ -143,6 +145,11 @@ class ServicePluginConfig:
                 raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
         if values.get("init_dir", "") is None:
             values.pop("init_dir")
+        timeout = values.get("command_timeout")
+        if timeout is not None and timeout >= ACTION_TIMEOUT:
+            raise ConfigError(f"plugins.{SECTION}.command_timeout: bad value {timeout:g}: must "
+                              f"be below the action's {ACTION_TIMEOUT:g} s deadline, so that the "
+                              "reply says what happened")
         return cls(**values)
 
     @classmethod

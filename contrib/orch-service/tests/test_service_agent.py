@@ -120,8 +120,15 @@ def test_the_real_agent_is_never_simulation_safe() -> None:
     ({"provider": "upstart"}, "expected one of auto, systemd, sysv, simulated"),
     ({"command_timeout": 0}, "expected a positive number"),
     ({"confirm_above": -1}, "expected a whole number"),
+    ({"command_timeout": 60}, "must be below the action's 60 s deadline"),
 ])
 def test_config_errors_name_the_key(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=None) as caught:
         ServicePluginConfig.from_section(section)
     assert message in str(caught.value)
+
+
+def test_the_deadline_the_settings_check_is_the_ddls() -> None:
+    from orch_service.config import ACTION_TIMEOUT
+
+    assert ServiceAgent.ddl().timeout == ACTION_TIMEOUT
