@@ -1,0 +1,318 @@
+"""Certificates in memory: building CA and leaf certificates, and reading what they say.
+
+Why orch marks roles: every request is signed by a *client* certificate and every reply by
+a *node* certificate, and a server must be able to tell the two apart without any database.
+``orch ca`` therefore issues certificates that carry their role in a private, non-critical
+X.509 extension (:data:`ROLE_OID`); a foreign CA's certificates (Puppet's) get their role
+from their name (:func:`effective_role`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from orch.core.protocol import valid_name
+from orch.security.pki.keys import (
+    DEFAULT_RSA_BITS,
+    PKIError,
+    SigningKey,
+    generate_key,
+    key_type_of,
+)
+
+#: The orch role extension: a UUID-based OID (ITU-T X.667, ``2.25.<uuid>``, which needs no
+#: registration) plus ``.1``. Its value is a DER UTF8String: ``ca``, ``node`` or ``client``.
+#: It is non-critical so that TLS stacks (the broker, OpenSSL) that do not know it still accept
+#: the certificate for broker TLS; only orch gives it meaning.
+ROLE_OID = x509.ObjectIdentifier("2.25.288075872599121521769374460930241633473.1")
+ROLE_CA, ROLE_NODE, ROLE_CLIENT = "ca", "node", "client"
+#: Roles a leaf certificate can have (and the sub-directories of ``DIR/issued``).
+LEAF_ROLES = (ROLE_NODE, ROLE_CLIENT)
+DEFAULT_CA_DAYS = 3650
+DEFAULT_CERT_DAYS = 365
+#: New certificates start this long in the past so that a node whose clock is a little behind
+#: the CA's accepts them at once (Puppet backdates by a day for the same reason).
+BACKDATE = dt.timedelta(hours=1)
+#: For a CA orch did not create (Puppet's): certificate names matching one of these patterns are
+#: clients, every other certificate is a node. ``*.mcollective`` is the convention MCollective
+#: and Choria users already follow (``puppet cert generate alice.mcollective``).
+DEFAULT_CLIENT_CERTNAMES = ("*.mcollective",)
+#: ``load_credentials`` warns when the process's own certificate expires sooner than this.
+EXPIRY_WARNING = dt.timedelta(days=14)
+
+
+def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
+    """The digest certificates are signed with: none for Ed25519 (it hashes internally)."""
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+
+def _utf8string(text: str) -> bytes:
+    """DER encoding of a short UTF8String (the role extension's value)."""
+    raw = text.encode()
+    if len(raw) > 127:
+        raise ValueError("role value too long")
+    return bytes([0x0C, len(raw)]) + raw
+
+
+def role_extension(role: str) -> x509.UnrecognizedExtension:
+    """The extension that marks a certificate as orch ``ca``, ``node`` or ``client``."""
+    if role not in (ROLE_CA, *LEAF_ROLES):
+        raise PKIError(f"unknown role {role!r}")
+    return x509.UnrecognizedExtension(ROLE_OID, _utf8string(role))
+
+
+def certificate_role(cert: x509.Certificate) -> str | None:
+    """The role written in ``cert``'s orch extension, or None when it has none.
+
+    Raises ValueError when the extension is present but is not exactly one of the known
+    values: a damaged marker must never be mistaken for an absent one.
+    """
+    try:
+        ext = cert.extensions.get_extension_for_oid(ROLE_OID)
+    except x509.ExtensionNotFound:
+        return None
+    value = ext.value
+    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+    for role in (ROLE_CLIENT, ROLE_NODE, ROLE_CA):
+        if raw == _utf8string(role):
+            return role
+    raise ValueError("the orch role extension has an unknown value")
+
+
+def is_ca_certificate(cert: x509.Certificate) -> bool:
+    """True if ``cert`` says it is a CA (basicConstraints CA:TRUE)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def effective_role(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    client_certnames: Sequence[str] = DEFAULT_CLIENT_CERTNAMES,
+) -> str | None:
+    """The role ``cert`` (issued by ``issuer``) plays: ``client``, ``node``, ``ca`` or None.
+
+    The rule, in order:
+
+    1. a CA certificate (basicConstraints CA:TRUE) is ``ca`` and may sign nothing;
+    2. the orch role extension, when present, decides;
+    3. under a CA created by ``orch ca`` (its certificate carries the ``ca`` marker) an
+       unmarked certificate has no role (None): it was not issued by ``orch ca issue``;
+    4. under any other CA (Puppet's), a certificate whose name matches one of
+       ``client_certnames`` (fnmatch patterns, default ``*.mcollective``) is a client and every
+       other certificate is a node.
+
+    Raises ValueError when the role extension is damaged.
+    """
+    if is_ca_certificate(cert):
+        return ROLE_CA
+    marked = certificate_role(cert)
+    if marked is not None:
+        return marked
+    if certificate_role(issuer) == ROLE_CA:
+        return None
+    name = common_name(cert) or ""
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in client_certnames):
+        return ROLE_CLIENT
+    return ROLE_NODE
+
+
+def common_name(cert: x509.Certificate) -> str | None:
+    """The subject's first commonName, or None."""
+    try:
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    if not attrs:
+        return None
+    value = attrs[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lower-case hex: what the audit log records."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def not_before(cert: x509.Certificate) -> dt.datetime:
+    """notBefore as an aware UTC datetime (works with cryptography before and after 42)."""
+    value = getattr(cert, "not_valid_before_utc", None)
+    return value if value is not None else cert.not_valid_before.replace(tzinfo=dt.UTC)
+
+
+def not_after(cert: x509.Certificate) -> dt.datetime:
+    """notAfter as an aware UTC datetime (works with cryptography before and after 42)."""
+    value = getattr(cert, "not_valid_after_utc", None)
+    return value if value is not None else cert.not_valid_after.replace(tzinfo=dt.UTC)
+
+
+def format_time(when: dt.datetime) -> str:
+    """``2025-01-31T12:00:00Z``: what error messages and ``orch ca list`` show."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _validity(
+    days: int, start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    if days <= 0 and end is None:
+        raise PKIError("validity must be at least 1 day")
+    begin = start if start is not None else _now() - BACKDATE
+    finish = end if end is not None else (start or _now()) + dt.timedelta(days=days)
+    if finish <= begin:
+        raise PKIError("a certificate must end after it begins")
+    return begin, finish
+
+
+def create_ca(
+    common_name: str = "orch CA",
+    key_type: str = "ed25519",
+    *,
+    days: int = DEFAULT_CA_DAYS,
+    rsa_bits: int = DEFAULT_RSA_BITS,
+    key: SigningKey | None = None,
+    valid_from: dt.datetime | None = None,
+    valid_until: dt.datetime | None = None,
+) -> tuple[x509.Certificate, SigningKey]:
+    """A new self-signed CA certificate and its key (nothing is written to disk).
+
+    The CA carries the orch ``ca`` role marker; that is how a verifier knows that every
+    certificate under it must carry a role marker too.
+    """
+    key = key or generate_key(key_type, rsa_bits)
+    begin, finish = _validity(days, valid_from, valid_until)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(begin)
+        .not_valid_after(finish)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(role_extension(ROLE_CA), critical=False)
+        .sign(key, _hash_for(key))
+    )
+    return cert, key
+
+
+def issue_certificate(
+    ca_cert: x509.Certificate,
+    ca_key: SigningKey,
+    name: str,
+    role: str,
+    *,
+    days: int = DEFAULT_CERT_DAYS,
+    key_type: str = "ed25519",
+    rsa_bits: int = DEFAULT_RSA_BITS,
+    key: SigningKey | None = None,
+    valid_from: dt.datetime | None = None,
+    valid_until: dt.datetime | None = None,
+) -> tuple[x509.Certificate, SigningKey]:
+    """A new node or client certificate for ``name`` signed by the CA (nothing is written).
+
+    Subject CN and SAN DNS are ``name``. Both roles get extendedKeyUsage clientAuth (every orch
+    process connects to the broker as a TLS client); nodes also get serverAuth. The role
+    marker extension is what orch itself checks. ``valid_from``/``valid_until`` override the
+    default window (now minus :data:`BACKDATE` to now plus ``days``); tests use them to make
+    expired and not-yet-valid certificates.
+    """
+    if role not in LEAF_ROLES:
+        raise PKIError(f"role must be 'node' or 'client', not {role!r}")
+    if not valid_name(name):
+        raise PKIError(f"certificate name {name!r} is not valid: use letters, digits, "
+                       "'.', '_' and '-' (not starting with '.')")
+    key = key or generate_key(key_type, rsa_bits)
+    begin, finish = _validity(days, valid_from, valid_until)
+    public = key.public_key()
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if role == ROLE_NODE:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    ca_public = ca_cert.public_key()
+    if not isinstance(ca_public, ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+                      | ec.EllipticCurvePublicKey):
+        raise PKIError(f"unsupported CA key type {key_type_of(ca_public)}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(begin)
+        .not_valid_after(finish)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False,
+                key_encipherment=isinstance(key, rsa.RSAPrivateKey), data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
+        .add_extension(role_extension(role), critical=False)
+        .sign(ca_key, _hash_for(ca_key))
+    )
+    return cert, key
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def private_key_pem(key: SigningKey) -> bytes:
+    """Unencrypted PKCS#8 PEM: the daemon must start unattended; file mode protects it."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def chains_to(
+    cert: x509.Certificate, anchors: Iterable[x509.Certificate]
+) -> x509.Certificate | None:
+    """The anchor that directly issued ``cert`` (name and signature checked), or None.
+
+    Every certificate in the trusted CA file is an anchor, so Puppet's chained ``ca.pem``
+    (intermediate CA + root) works: node certificates are issued by the intermediate.
+    """
+    for anchor in anchors:
+        if anchor.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return anchor
+    return None

@@ -1,0 +1,318 @@
+"""The CA directory on disk: creating a CA, issuing certificates into it, listing them::
+
+    DIR/ca.pem                       CA certificate             0644
+    DIR/ca.key                       CA private key (PKCS#8)    0600
+    DIR/issued/node/<name>.pem       node certificate           0644
+    DIR/issued/node/<name>.key       its private key            0600
+    DIR/issued/client/<name>.pem     client certificate         0644
+    DIR/issued/client/<name>.key     its private key            0600
+
+Private keys are created with ``os.open(..., 0o600)`` in the target directory and then
+linked (or, with ``force``, renamed) into place, so a key is never readable by anyone else,
+not even for an instant, and never half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from orch.core.errors import ConfigError
+from orch.core.protocol import valid_name
+from orch.security.pki.certs import (
+    DEFAULT_CA_DAYS,
+    DEFAULT_CERT_DAYS,
+    LEAF_ROLES,
+    ROLE_CA,
+    ROLE_CLIENT,
+    ROLE_NODE,
+    _now,
+    certificate_pem,
+    certificate_role,
+    common_name,
+    create_ca,
+    fingerprint,
+    format_time,
+    issue_certificate,
+    not_after,
+    not_before,
+    private_key_pem,
+)
+from orch.security.pki.credentials import (
+    load_certificate_file,
+    load_private_key_file,
+    same_public_key,
+)
+from orch.security.pki.keys import (
+    DEFAULT_RSA_BITS,
+    RSA_SIZES,
+    PKIError,
+    SigningKey,
+    key_type_of,
+)
+
+log = logging.getLogger(__name__)
+
+_PUBLIC_MODE = 0o644
+_PRIVATE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+def _write_file(path: Path, data: bytes, mode: int, *, force: bool) -> None:
+    """Write ``data`` to ``path`` created with ``mode``, all at once or not at all.
+
+    The data goes to a fresh temporary file in the same directory, created by ``os.open``
+    with ``mode`` and O_EXCL (so a private key is 0600 from its first byte; nothing is
+    chmod-ed afterwards), then is hard-linked to ``path`` — which fails if ``path`` exists,
+    so nothing is overwritten by accident — or, with ``force``, renamed over it.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PKIError(f"cannot create directory {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise PKIError(f"{path} exists and is not a directory")
+
+
+@dataclass(frozen=True)
+class CAPaths:
+    """Where everything lives in a CA directory (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "ca.key"
+
+    def issued_dir(self, role: str) -> Path:
+        return self.root / "issued" / role
+
+    def issued(self, role: str, name: str) -> tuple[Path, Path]:
+        """(certificate, key) paths of ``name`` issued with ``role``."""
+        folder = self.issued_dir(role)
+        return folder / f"{name}.pem", folder / f"{name}.key"
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """What ``orch ca list`` shows about one certificate (and ``issue`` returns)."""
+
+    name: str
+    role: str
+    serial: str
+    not_before: str
+    not_after: str
+    fingerprint: str
+    key_type: str
+    cert_path: str
+    key_path: str | None
+    expired: bool = False
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _describe(cert: x509.Certificate, role: str, cert_path: Path, key_path: Path | None,
+              now: dt.datetime | None = None) -> IssuedCert:
+    try:
+        marked = certificate_role(cert) or f"{role} (unmarked)"
+    except ValueError:
+        marked = f"{role} (damaged marker)"
+    return IssuedCert(
+        name=common_name(cert) or cert_path.stem,
+        role=marked,
+        serial=format(cert.serial_number, "x"),
+        not_before=format_time(not_before(cert)),
+        not_after=format_time(not_after(cert)),
+        fingerprint=fingerprint(cert),
+        key_type=key_type_of(cert.public_key()),
+        cert_path=str(cert_path),
+        key_path=str(key_path) if key_path is not None and key_path.exists() else None,
+        expired=not_after(cert) < (now or _now()),
+    )
+
+
+def init_ca(
+    directory: str | os.PathLike[str],
+    *,
+    common_name: str | None = None,
+    key_type: str = "ed25519",
+    rsa_bits: int = DEFAULT_RSA_BITS,
+    days: int = DEFAULT_CA_DAYS,
+    force: bool = False,
+) -> IssuedCert:
+    """Create a CA in ``directory`` (``ca.pem`` 0644, ``ca.key`` 0600).
+
+    Refuses when a CA (either file) is already there unless ``force``: replacing a CA makes
+    every certificate it issued worthless, so it must never happen by accident.
+    """
+    paths = CAPaths(Path(directory))
+    if not force:
+        existing = [p for p in (paths.cert, paths.key) if p.exists()]
+        if existing:
+            raise PKIError(f"a CA already exists in {paths.root} ({existing[0].name}); "
+                           "pass --force to replace it (every certificate it issued will "
+                           "stop working)")
+    name = common_name or (f"orch CA {socket.gethostname().split('.')[0] or 'localhost'} "
+                           f"{_now():%Y-%m-%d}")
+    cert, key = create_ca(name, key_type, days=days, rsa_bits=rsa_bits)
+    _mkdir(paths.root)
+    _store_pair(paths.cert, certificate_pem(cert), paths.key, private_key_pem(key), force)
+    log.info("created CA %r in %s", name, paths.root)
+    return _describe(cert, ROLE_CA, paths.cert, paths.key)
+
+
+def _store_pair(cert_path: Path, cert_data: bytes, key_path: Path, key_data: bytes,
+                force: bool) -> None:
+    """Write a key (0600) and its certificate (0644); undo the key if the certificate fails."""
+    try:
+        _write_file(key_path, key_data, _PRIVATE_MODE, force=force)
+    except FileExistsError:
+        raise PKIError(f"{key_path} already exists; pass --force to replace it") from None
+    except OSError as exc:
+        raise PKIError(f"cannot write {key_path}: {exc.strerror}") from None
+    try:
+        _write_file(cert_path, cert_data, _PUBLIC_MODE, force=force)
+    except OSError as exc:
+        if not force:
+            with contextlib.suppress(OSError):
+                key_path.unlink()
+        if isinstance(exc, FileExistsError):
+            raise PKIError(f"{cert_path} already exists; pass --force to replace it") from None
+        raise PKIError(f"cannot write {cert_path}: {exc.strerror}") from None
+
+
+def load_ca(directory: str | os.PathLike[str]) -> tuple[x509.Certificate, SigningKey]:
+    """The CA certificate and key of a CA directory, with errors that say what to do."""
+    paths = CAPaths(Path(directory))
+    if not paths.cert.exists() and not paths.key.exists():
+        raise PKIError(f"no CA in {paths.root} (no ca.pem/ca.key); create one with "
+                       f"`orch ca init --dir {paths.root}`")
+    try:
+        cert = load_certificate_file(paths.cert, "CA certificate")
+        key = load_private_key_file(paths.key, "CA private key")
+    except ConfigError as exc:
+        raise PKIError(str(exc)) from None
+    if not same_public_key(cert.public_key(), key.public_key()):
+        raise PKIError(f"{paths.key} is not the key of {paths.cert}")
+    return cert, key
+
+
+def issue(
+    directory: str | os.PathLike[str],
+    name: str,
+    role: str,
+    *,
+    days: int = DEFAULT_CERT_DAYS,
+    key_type: str | None = None,
+    rsa_bits: int | None = None,
+    force: bool = False,
+    valid_from: dt.datetime | None = None,
+    valid_until: dt.datetime | None = None,
+) -> IssuedCert:
+    """Issue a node or client certificate into ``DIR/issued/<role>/<name>.pem`` and ``.key``.
+
+    ``key_type`` defaults to the CA's own key type, ``rsa_bits`` to the CA's RSA key size
+    (or 3072). Refuses to replace an existing certificate or key of the
+    same role and name unless ``force``.
+    """
+    if role not in LEAF_ROLES:
+        raise PKIError(f"role must be 'node' or 'client', not {role!r}")
+    if not valid_name(name):
+        raise PKIError(f"certificate name {name!r} is not valid: use letters, digits, "
+                       "'.', '_' and '-' (not starting with '.')")
+    paths = CAPaths(Path(directory))
+    ca_cert, ca_key = load_ca(paths.root)
+    cert_path, key_path = paths.issued(role, name)
+    if not force:
+        for path in (cert_path, key_path):
+            if path.exists():
+                raise PKIError(f"a {role} certificate for {name!r} already exists ({path}); "
+                               "pass --force to replace it")
+    other = ROLE_CLIENT if role == ROLE_NODE else ROLE_NODE
+    if paths.issued(other, name)[0].exists():
+        log.warning("a %s certificate named %r exists too; the two are distinct", other, name)
+    if key_type is None:
+        key_type = key_type_of(ca_key).split("-")[0]
+    if rsa_bits is None:
+        ca_bits = ca_key.key_size if isinstance(ca_key, rsa.RSAPrivateKey) else 0
+        rsa_bits = ca_bits if ca_bits in RSA_SIZES else DEFAULT_RSA_BITS
+    cert, key = issue_certificate(ca_cert, ca_key, name, role, days=days, key_type=key_type,
+                                  rsa_bits=rsa_bits, valid_from=valid_from,
+                                  valid_until=valid_until)
+    _mkdir(paths.issued_dir(role).parent)  # each level 0700, not just the last one
+    _mkdir(paths.issued_dir(role))
+    _store_pair(cert_path, certificate_pem(cert), key_path, private_key_pem(key), force)
+    log.info("issued %s certificate %r serial %x", role, name, cert.serial_number)
+    return _describe(cert, role, cert_path, key_path)
+
+
+def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
+    """Every certificate under ``DIR/issued``, nodes first, by name.
+
+    A file that cannot be read or parsed is listed with ``error`` set rather than hiding the
+    rest of the list.
+    """
+    paths = CAPaths(Path(directory))
+    if not paths.cert.exists():
+        raise PKIError(f"no CA in {paths.root} (no ca.pem); create one with "
+                       f"`orch ca init --dir {paths.root}`")
+    found: list[IssuedCert] = []
+    now = _now()
+    for role in LEAF_ROLES:
+        folder = paths.issued_dir(role)
+        if not folder.is_dir():
+            continue
+        for cert_path in sorted(folder.glob("*.pem")):
+            key_path = cert_path.with_suffix(".key")
+            try:
+                cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+                found.append(_describe(cert, role, cert_path, key_path, now))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                found.append(IssuedCert(
+                    name=cert_path.stem, role=role, serial="", not_before="", not_after="",
+                    fingerprint="", key_type="", cert_path=str(cert_path),
+                    key_path=str(key_path) if key_path.exists() else None,
+                    error=f"cannot read: {reason}"))
+    return found
+
+
+def issued_json(certs: Iterable[IssuedCert]) -> str:
+    """``orch ca list --json``: a JSON list, one object per certificate."""
+    return json.dumps([c.to_json() for c in certs], indent=2)
