@@ -172,7 +172,7 @@ def test_a_revocation_change_invalidates_the_cache(
 ) -> None:
     cache = tmp_path / "cache"
     learn(alice, cache, reply(web1))
-    monkeypatch.setattr(X509Provider, "_revocation_state", lambda self: "crl 2")
+    monkeypatch.setattr(X509Provider, "_revocation_state", lambda self, crl: "crl 2")
     second = verifier(alice, cache)
     calls = count_inspections(second, monkeypatch)
     second.verify(reply(web1))

@@ -34,9 +34,15 @@ from orch.security.pki.keys import (
 #: It is non-critical so that TLS stacks (the broker, OpenSSL) that do not know it still accept
 #: the certificate for broker TLS; only orch gives it meaning.
 ROLE_OID = x509.ObjectIdentifier("2.25.288075872599121521769374460930241633473.1")
-ROLE_CA, ROLE_NODE, ROLE_CLIENT = "ca", "node", "client"
-#: Roles a leaf certificate can have (and the sub-directories of ``DIR/issued``).
-LEAF_ROLES = (ROLE_NODE, ROLE_CLIENT)
+ROLE_CA, ROLE_NODE, ROLE_CLIENT, ROLE_SERVER = "ca", "node", "client", "server"
+#: Roles a leaf certificate can have (and the sub-directories of ``DIR/issued``). A
+#: ``server`` certificate is for a broker (or any TLS server): it carries serverAuth only and
+#: orch never accepts it as the signer of a request or a reply.
+LEAF_ROLES = (ROLE_NODE, ROLE_CLIENT, ROLE_SERVER)
+#: Names ``orch ca issue --server localhost`` adds on its own, so that a client connecting to
+#: ``amqps://localhost`` or ``amqps://127.0.0.1`` (kombu connects by address) passes the
+#: host-name check without any ``--san``.
+LOCALHOST_SANS = ("IP:127.0.0.1", "IP:::1")
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CERT_DAYS = 365
 #: New certificates start this long in the past so that a node whose clock is a little behind
@@ -83,7 +89,7 @@ def certificate_role(cert: x509.Certificate) -> str | None:
         return None
     value = ext.value
     raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-    for role in (ROLE_CLIENT, ROLE_NODE, ROLE_CA):
+    for role in (ROLE_CLIENT, ROLE_NODE, ROLE_SERVER, ROLE_CA):
         if raw == _utf8string(role):
             return role
     raise ValueError("the orch role extension has an unknown value")
@@ -234,25 +240,28 @@ def issue_certificate(
     key: SigningKey | None = None,
     valid_from: dt.datetime | None = None,
     valid_until: dt.datetime | None = None,
+    sans: Sequence[str] = (),
 ) -> tuple[x509.Certificate, SigningKey]:
-    """A new node or client certificate for ``name`` signed by the CA (nothing is written).
+    """A new node, client or server certificate for ``name``, signed by the CA (not written).
 
-    Subject CN and SAN DNS are ``name``. Both roles get extendedKeyUsage clientAuth (every orch
-    process connects to the broker as a TLS client); nodes also get serverAuth. The role
-    marker extension is what orch itself checks. ``valid_from``/``valid_until`` override the
-    default window (now minus :data:`BACKDATE` to now plus ``days``); tests use them to make
-    expired and not-yet-valid certificates.
+    Subject CN and SAN DNS are ``name``, plus ``sans`` (``DNS:name`` or ``IP:address``, see
+    :func:`parse_sans`). Nodes and clients get extendedKeyUsage clientAuth (every orch
+    process connects to the broker as a TLS client); nodes also get serverAuth; servers get
+    serverAuth only. The role marker extension is what orch itself checks.
+    ``valid_from``/``valid_until`` override the default window (now minus :data:`BACKDATE`
+    to now plus ``days``); tests use them to make expired and not-yet-valid certificates.
     """
     if role not in LEAF_ROLES:
-        raise PKIError(f"role must be 'node' or 'client', not {role!r}")
+        raise PKIError(f"role must be 'node', 'client' or 'server', not {role!r}")
     if not valid_name(name):
         raise PKIError(f"certificate name {name!r} is not valid: use letters, digits, "
                        "'.', '_' and '-' (not starting with '.')")
+    alt_names = parse_sans([f"DNS:{name}", *sans])
     key = key or generate_key(key_type, rsa_bits)
     begin, finish = _validity(days, valid_from, valid_until)
     public = key.public_key()
-    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    if role == ROLE_NODE:
+    usages = [] if role == ROLE_SERVER else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if role in (ROLE_NODE, ROLE_SERVER):
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     ca_public = ca_cert.public_key()
     if not isinstance(ca_public, ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -277,7 +286,7 @@ def issue_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
@@ -316,3 +325,45 @@ def chains_to(
             continue
         return anchor
     return None
+
+
+def parse_sans(values: Iterable[str]) -> list[x509.GeneralName]:
+    """``DNS:name`` / ``IP:address`` strings as subjectAltName entries, duplicates dropped.
+
+    Raises PKIError naming the bad value: a typo here would make a broker certificate that
+    fails every client's host-name check.
+    """
+    import ipaddress
+
+    names: list[x509.GeneralName] = []
+    for value in values:
+        kind, sep, text = value.partition(":")
+        kind = kind.strip().upper()
+        text = text.strip()
+        entry: x509.GeneralName
+        if not sep or not text:
+            raise PKIError(f"subject alternative name {value!r} must be DNS:NAME or IP:ADDRESS")
+        if kind == "DNS":
+            if not valid_name(text.replace("*.", "", 1)) or len(text) > 253:
+                raise PKIError(f"DNS name {text!r} is not valid")
+            entry = x509.DNSName(text)
+        elif kind == "IP":
+            try:
+                entry = x509.IPAddress(ipaddress.ip_address(text))
+            except ValueError:
+                raise PKIError(f"{text!r} is not an IP address (in {value!r})") from None
+        else:
+            raise PKIError(f"subject alternative name {value!r} must start with DNS: or IP:")
+        if entry not in names:
+            names.append(entry)
+    return names
+
+
+def sans_of(cert: x509.Certificate) -> list[str]:
+    """``cert``'s subjectAltName entries as ``DNS:…``/``IP:…`` strings (for ``renew``)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return ([f"DNS:{n}" for n in ext.get_values_for_type(x509.DNSName)]
+            + [f"IP:{a}" for a in ext.get_values_for_type(x509.IPAddress)])

@@ -58,11 +58,6 @@ def key_type_of(key: SigningKey | PublicKey | Any) -> str:
     return type(key).__name__
 
 
-def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
-    """The digest certificates are signed with: none for Ed25519 (it hashes internally)."""
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-
-
 def sign(key: SigningKey, data: bytes) -> bytes:
     """Sign ``data``: Ed25519 as is, RSA with PKCS#1 v1.5 + SHA-256, ECDSA with SHA-256.
 

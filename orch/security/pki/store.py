@@ -6,6 +6,11 @@
     DIR/issued/node/<name>.key       its private key            0600
     DIR/issued/client/<name>.pem     client certificate         0644
     DIR/issued/client/<name>.key     its private key            0600
+    DIR/issued/server/<name>.pem     server (broker) certificate 0644
+    DIR/issued/server/<name>.key     its private key            0600
+    DIR/index.json                   every serial ever issued, with its state (the ledger)
+    DIR/archive/<serial>.pem         certificates that were replaced
+    DIR/crl.pem                      the certificate revocation list (``orch ca crl``)
 
 Private keys are created with ``os.open(..., 0o600)`` in the target directory and then
 linked (or, with ``force``, renamed) into place, so a key is never readable by anyone else,
@@ -21,8 +26,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +40,9 @@ from orch.security.pki.certs import (
     DEFAULT_CA_DAYS,
     DEFAULT_CERT_DAYS,
     LEAF_ROLES,
+    LOCALHOST_SANS,
     ROLE_CA,
-    ROLE_CLIENT,
-    ROLE_NODE,
+    ROLE_SERVER,
     _now,
     certificate_pem,
     certificate_role,
@@ -49,6 +54,7 @@ from orch.security.pki.certs import (
     not_after,
     not_before,
     private_key_pem,
+    sans_of,
 )
 from orch.security.pki.credentials import (
     load_certificate_file,
@@ -62,6 +68,7 @@ from orch.security.pki.keys import (
     SigningKey,
     key_type_of,
 )
+from orch.security.pki.ledger import REVOKED, VALID, Ledger, Record
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +133,14 @@ class CAPaths:
         folder = self.issued_dir(role)
         return folder / f"{name}.pem", folder / f"{name}.key"
 
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def crl(self) -> Path:
+        return self.root / "crl.pem"
+
 
 @dataclass(frozen=True)
 class IssuedCert:
@@ -142,6 +157,11 @@ class IssuedCert:
     key_path: str | None
     expired: bool = False
     error: str | None = None
+    #: ``valid``, ``replaced`` or ``revoked`` (see :mod:`orch.security.pki.ledger`).
+    state: str = VALID
+    revoked_at: str | None = None
+    #: Its subjectAltNames (``DNS:…``, ``IP:…``).
+    sans: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +184,7 @@ def _describe(cert: x509.Certificate, role: str, cert_path: Path, key_path: Path
         cert_path=str(cert_path),
         key_path=str(key_path) if key_path is not None and key_path.exists() else None,
         expired=not_after(cert) < (now or _now()),
+        sans=tuple(sans_of(cert)),
     )
 
 
@@ -244,15 +265,20 @@ def issue(
     force: bool = False,
     valid_from: dt.datetime | None = None,
     valid_until: dt.datetime | None = None,
+    sans: Sequence[str] = (),
 ) -> IssuedCert:
-    """Issue a node or client certificate into ``DIR/issued/<role>/<name>.pem`` and ``.key``.
+    """Issue a node, client or server certificate into ``DIR/issued/<role>/<name>.pem`` and
+    ``.key``, and record it in the ledger.
 
     ``key_type`` defaults to the CA's own key type, ``rsa_bits`` to the CA's RSA key size
     (or 3072). Refuses to replace an existing certificate or key of the
-    same role and name unless ``force``.
+    same role and name unless ``force``; a replaced certificate is kept in the ledger (state
+    ``replaced``, PEM in ``DIR/archive``) — it stays valid until it expires or is revoked.
+    ``sans`` adds subjectAltNames (``DNS:name``, ``IP:address``); ``--server localhost``
+    gets ``IP:127.0.0.1`` and ``IP:::1`` without asking.
     """
     if role not in LEAF_ROLES:
-        raise PKIError(f"role must be 'node' or 'client', not {role!r}")
+        raise PKIError(f"role must be 'node', 'client' or 'server', not {role!r}")
     if not valid_name(name):
         raise PKIError(f"certificate name {name!r} is not valid: use letters, digits, "
                        "'.', '_' and '-' (not starting with '.')")
@@ -264,9 +290,14 @@ def issue(
             if path.exists():
                 raise PKIError(f"a {role} certificate for {name!r} already exists ({path}); "
                                "pass --force to replace it")
-    other = ROLE_CLIENT if role == ROLE_NODE else ROLE_NODE
-    if paths.issued(other, name)[0].exists():
-        log.warning("a %s certificate named %r exists too; the two are distinct", other, name)
+    for other in LEAF_ROLES:
+        if other != role and paths.issued(other, name)[0].exists():
+            log.warning("a %s certificate named %r exists too; the two are distinct",
+                        other, name)
+    if role == ROLE_SERVER and name == "localhost":
+        sans = [*sans, *LOCALHOST_SANS]
+    ledger = Ledger.load(paths.root)
+    previous = _current(cert_path) if force else None
     if key_type is None:
         key_type = key_type_of(ca_key).split("-")[0]
     if rsa_bits is None:
@@ -274,16 +305,45 @@ def issue(
         rsa_bits = ca_bits if ca_bits in RSA_SIZES else DEFAULT_RSA_BITS
     cert, key = issue_certificate(ca_cert, ca_key, name, role, days=days, key_type=key_type,
                                   rsa_bits=rsa_bits, valid_from=valid_from,
-                                  valid_until=valid_until)
+                                  valid_until=valid_until, sans=sans)
     _mkdir(paths.issued_dir(role).parent)  # each level 0700, not just the last one
     _mkdir(paths.issued_dir(role))
+    if previous is not None:
+        _archive(paths, ledger, previous, role)
     _store_pair(cert_path, certificate_pem(cert), key_path, private_key_pem(key), force)
+    ledger.add(cert, role)
+    ledger.save()
     log.info("issued %s certificate %r serial %x", role, name, cert.serial_number)
     return _describe(cert, role, cert_path, key_path)
 
 
+def _current(cert_path: Path) -> x509.Certificate | None:
+    """The certificate now at ``cert_path`` (about to be replaced), None if none/unreadable."""
+    try:
+        return x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _archive(paths: CAPaths, ledger: Ledger, cert: x509.Certificate, role: str) -> None:
+    """Keep a certificate that is being replaced: its PEM in the archive, ``replaced`` (or
+    still ``revoked``) in the ledger."""
+    _mkdir(paths.archive)
+    serial = format(cert.serial_number, "x")
+    try:
+        _write_file(paths.archive / f"{serial}.pem", certificate_pem(cert), _PUBLIC_MODE,
+                    force=True)
+    except OSError as exc:
+        raise PKIError(f"cannot keep the replaced certificate in {paths.archive}: "
+                       f"{exc.strerror}") from None
+    record = ledger.add(cert, role)
+    if record.state != REVOKED:
+        ledger.set_state(serial, "replaced")
+
+
 def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
-    """Every certificate under ``DIR/issued``, nodes first, by name.
+    """Every certificate under ``DIR/issued`` (nodes, clients, servers, by name), then every
+    replaced or revoked one the ledger remembers, each with its state.
 
     A file that cannot be read or parsed is listed with ``error`` set rather than hiding the
     rest of the list.
@@ -294,6 +354,7 @@ def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
                        f"`orch ca init --dir {paths.root}`")
     found: list[IssuedCert] = []
     now = _now()
+    ledger = Ledger.load(paths.root)
     for role in LEAF_ROLES:
         folder = paths.issued_dir(role)
         if not folder.is_dir():
@@ -302,7 +363,8 @@ def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
             key_path = cert_path.with_suffix(".key")
             try:
                 cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-                found.append(_describe(cert, role, cert_path, key_path, now))
+                found.append(_with_state(_describe(cert, role, cert_path, key_path, now),
+                                         ledger))
             except (OSError, ValueError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else str(exc)
                 found.append(IssuedCert(
@@ -310,7 +372,31 @@ def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
                     fingerprint="", key_type="", cert_path=str(cert_path),
                     key_path=str(key_path) if key_path.exists() else None,
                     error=f"cannot read: {reason}"))
+    current = {c.serial for c in found}
+    for record in sorted(ledger.records.values(), key=lambda r: (r.role, r.name, r.not_before)):
+        if record.serial not in current:
+            found.append(_from_record(record, paths, now))
     return found
+
+
+def _with_state(info: IssuedCert, ledger: Ledger) -> IssuedCert:
+    record = ledger.records.get(info.serial)
+    if record is None or record.state == VALID:
+        return info
+    return replace(info, state=record.state, revoked_at=record.revoked_at)
+
+
+def _from_record(record: Record, paths: CAPaths, now: dt.datetime) -> IssuedCert:
+    """A certificate that is no longer the current one of its name, from the ledger."""
+    archived = paths.archive / f"{record.serial}.pem"
+    expires = dt.datetime.strptime(record.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=dt.UTC)
+    return IssuedCert(
+        name=record.name, role=record.role, serial=record.serial,
+        not_before=record.not_before, not_after=record.not_after,
+        fingerprint=record.fingerprint, key_type="",
+        cert_path=str(archived) if archived.exists() else "", key_path=None,
+        expired=expires < now, state=record.state, revoked_at=record.revoked_at)
 
 
 def issued_json(certs: Iterable[IssuedCert]) -> str:
