@@ -31,8 +31,8 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
-    these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
-    broker goes away.
+    these flags. SIGHUP re-reads facts, classes, agents and the x509 credentials and CRL.
+    The daemon reconnects forever when the broker goes away.
     """
     from orch.core.config import load_settings
     from orch.core.plugins import default_registry
