@@ -332,13 +332,15 @@ def renew(directory: Path, name: str, role: str | None, days: int | None) -> Non
 @click.option("--tls-cert", metavar="FILE", help="Certificate (PEM).")
 @click.option("--tls-key", metavar="FILE", help="Its private key (PEM).")
 @click.option("--tls-ca", metavar="FILE", help="The CA certificate(s) (PEM).")
+@click.option("--tls-crl", metavar="FILE", help="The certificate revocation list (PEM).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def check(config_file: str | None, as_json: bool, **flags: str | None) -> None:
     """Load the credentials the x509 provider would use, and say what they are.
 
     Uses the same settings as `orch server` and the client commands (config file, ORCH_*
     environment, these flags), so it answers "why is my node's key not found?" before the
-    daemon is started. Exit code 1 with the reason when they cannot be used.
+    daemon is started. Exit code 1 with the reason when they cannot be used, or when the CRL
+    (tls_crl) revokes the certificate.
     """
     from orch.core.config import load_settings
     from orch.security import pki
@@ -349,7 +351,13 @@ def check(config_file: str | None, as_json: bool, **flags: str | None) -> None:
         cert, _key, anchors = pki.load_credentials(settings)
     except OrchError as exc:
         raise _fail(exc) from None
+    try:
+        crl_path = pki.resolve_crl_path(settings)
+        crl = pki.load_revocation(crl_path, anchors)
+    except OrchError as exc:
+        raise _fail(exc) from None
     issuer = pki.chains_to(cert, anchors) or anchors[0]
+    revoked = crl.is_revoked(pki.fingerprint(issuer), cert.serial_number)
     patterns = getattr(settings, "client_certnames", None) or pki.DEFAULT_CLIENT_CERTNAMES
     try:
         role = pki.effective_role(cert, issuer, patterns) or "none (not issued by orch ca)"
@@ -366,12 +374,17 @@ def check(config_file: str | None, as_json: bool, **flags: str | None) -> None:
         "key_type": pki.key_type_of(cert.public_key()),
         "not_after": pki.format_time(pki.not_after(cert)),
         "fingerprint": pki.fingerprint(cert),
+        "crl": f"{crl.path} ({len(crl)} revoked)" if crl.path else "none",
+        "revoked": revoked,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
-    for field, value in report.items():
-        click.echo(f"{field + ':':<13} {value}")
+    else:
+        for field, value in report.items():
+            click.echo(f"{field + ':':<13} {value}")
+    if revoked:
+        raise click.ClickException(f"this certificate (serial {cert.serial_number:x}) is "
+                                   f"revoked by {crl.path}; issue a new one")
 
 
 @hookimpl

@@ -335,12 +335,13 @@ class X509Provider:
             return None
         from cryptography.hazmat.primitives import serialization
 
-        scope = certcache.scope_of(
-            (a.public_bytes(serialization.Encoding.DER) for a in state.anchors),
-            self._client_certnames, state.revocation)
         secret = state.key.private_bytes(serialization.Encoding.DER,
                                          serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
+        owner = hashlib.sha256(b"orch-x509-cache-owner\n" + secret).hexdigest()
+        scope = certcache.scope_of(
+            (a.public_bytes(serialization.Encoding.DER) for a in state.anchors),
+            self._client_certnames, state.revocation, owner)
         return certcache.TrustCache(Path(directory), scope, hashlib.sha256(secret).digest())
 
     def close(self) -> None:

@@ -294,3 +294,16 @@ def test_provider_warns_ahead_of_its_own_expiry(ca_dir: Path,
     with pytest.raises(SecurityError, match="expiry_warning_days"):
         X509Provider(settings_for(ca_dir, "node", "web1",
                                   plugins={"x509": {"expiry_warning_days": "soon"}}))
+
+
+def test_ca_check_reports_the_crl_and_fails_for_a_revoked_certificate(ca_dir: Path) -> None:
+    info = pki.issue(ca_dir, "zed", "client")
+    crl = pki.write_crl(ca_dir).path
+    args = ["check", "--tls-cert", info.cert_path, "--tls-key", info.key_path or "",
+            "--tls-ca", str(ca_dir / "ca.pem"), "--tls-crl", crl, "--json"]
+    result = CliRunner().invoke(ca_command, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["revoked"] is False
+    pki.revoke(ca_dir, "zed")
+    result = CliRunner().invoke(ca_command, args)
+    assert result.exit_code == 1 and "is revoked by" in result.output
