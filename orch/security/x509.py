@@ -37,14 +37,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +51,14 @@ from orch.core.errors import RevokedError, SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
+from orch.security import peercerts
+from orch.security.peercerts import LRU as _LRU
+from orch.security.peercerts import CertInfo as _CertInfo
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
     from orch.security.certcache import Entry, TrustCache
-    from orch.security.pki import Credentials, RevocationList, Verifier
+    from orch.security.pki import Credentials, RevocationList
 
 # ``cryptography`` (through orch.security.pki) is imported when a provider is created, not
 # when the plugin is loaded: every ``orch`` command loads every plugin, most never sign.
@@ -76,31 +76,6 @@ _NEEDED_ROLE = {"request": "client", "reply": "node"}
 DEFAULT_EXPIRY_WARNING_DAYS = 14.0
 #: While running, the own-expiry check is repeated at most this often (seconds).
 EXPIRY_CHECK_INTERVAL = 6 * 3600.0
-
-
-@dataclass(frozen=True)
-class _CertInfo:
-    """What the verifier learnt about one certificate PEM, or why it is unacceptable."""
-
-    name: str
-    error: str | None = None
-    role: str | None = None
-    fingerprint: str = ""
-    #: ``(signature, data) -> bool`` for the certificate's public key.
-    check: Verifier | None = None
-    not_before: float = 0.0
-    not_after: float = 0.0
-    #: The validity window of the CA that issued it (it must still be valid, too).
-    ca_name: str = ""
-    ca_not_before: float = 0.0
-    ca_not_after: float = 0.0
-    #: Serial number (hex), for the revocation check.
-    serial: str = ""
-    #: SHA-256 (hex) of the DER of the CA certificate that issued it (the CRL is per CA).
-    anchor: str = ""
-    #: What the disk cache stores about it (only for a certificate that passed every check
-    #: and only when this provider has a disk cache).
-    entry: Entry | None = None
 
 
 @dataclass
@@ -131,32 +106,6 @@ def _expiry_warning_days(value: Any) -> float:
         raise SecurityError(f"plugins.x509.expiry_warning_days must be a number of days "
                             f"(0 or more), not {value!r}")
     return days
-
-
-class _LRU:
-    """A small thread-safe LRU map: bounded memory however many certificates a fleet uses."""
-
-    def __init__(self, size: int) -> None:
-        self._size = max(1, size)
-        self._data: OrderedDict[bytes, _CertInfo] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: bytes) -> _CertInfo | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: bytes, value: _CertInfo) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def _stamp(when: float) -> str:
@@ -540,96 +489,16 @@ class X509Provider:
 
     def _from_disk(self, digest: bytes) -> _CertInfo | None:
         """What an earlier process learnt about this certificate (see certcache), or None."""
-        if self._disk is None:
-            return None
-        entry = self._disk.get(digest.hex())
+        disk = self._disk
+        entry = disk.get(digest.hex()) if disk is not None else None
         if entry is None:
             return None
-        anchor = self._state.anchor_info.get(entry.anchor)
-        if anchor is None:  # cannot happen within one scope; never trust it if it does
-            return None
-        try:
-            check = self._entry_verifier(entry)
-        except (ValueError, TypeError):
-            return None
-        ca_name, ca_not_before, ca_not_after = anchor
-        return _CertInfo(
-            name=entry.name, role=entry.role, fingerprint=entry.fingerprint, check=check,
-            not_before=entry.not_before, not_after=entry.not_after, ca_name=ca_name,
-            ca_not_before=ca_not_before, ca_not_after=ca_not_after, serial=entry.serial,
-            anchor=entry.anchor)
-
-    def _entry_verifier(self, entry: Entry) -> Verifier:
-        from cryptography.hazmat.primitives import serialization
-
-        if entry.key_format == "ed25519":
-            return self._pki.ed25519_verifier(entry.public, self._backend)
-        if entry.key_format == "spki":
-            key = serialization.load_der_public_key(entry.public)
-            return self._pki.verifier_for(key, self._backend)
-        raise ValueError(f"unknown key format {entry.key_format!r}")
-
-    def _entry(self, cert: Any, anchor: Any, info: _CertInfo) -> Entry:
-        """The disk-cache form of a certificate that passed every certificate check."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
-        from orch.security.certcache import Entry
-
-        key = cert.public_key()
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key_format = "ed25519"
-            public = key.public_bytes(serialization.Encoding.Raw,
-                                      serialization.PublicFormat.Raw)
-        else:
-            key_format = "spki"
-            public = key.public_bytes(serialization.Encoding.DER,
-                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-        return Entry(name=info.name, role=info.role or "", fingerprint=info.fingerprint,
-                     key_format=key_format, public=public, not_before=info.not_before,
-                     not_after=info.not_after,
-                     anchor=hashlib.sha256(anchor.public_bytes(
-                         serialization.Encoding.DER)).hexdigest(),
-                     serial=info.serial)
+        return peercerts.from_entry(entry, self._state.anchor_info, self._backend)
 
     def _inspect(self, raw: bytes) -> _CertInfo:
-        try:
-            return self._inspect_certificate(raw)
-        except Exception as exc:  # malformed certificates surface in many ways; cache them all
-            return _CertInfo("?", error=f"signer certificate is malformed ({exc})")
-
-    def _inspect_certificate(self, raw: bytes) -> _CertInfo:
-        try:
-            cert = self._pki.x509.load_pem_x509_certificate(raw)
-        except ValueError:
-            return _CertInfo("?", error="signer certificate is not a valid PEM certificate")
-        name = self._pki.common_name(cert)
-        if not name:
-            return _CertInfo("?", error="signer certificate has no common name")
-        anchor = self._pki.chains_to(cert, self._state.anchors)
-        if anchor is None:
-            return _CertInfo(name, error=f"certificate for {name!r} is not issued by the "
-                                         "configured CA")
-        try:
-            role = self._pki.effective_role(cert, anchor, self._client_certnames)
-        except ValueError as exc:
-            return _CertInfo(name, error=f"certificate {name!r}: {exc}")
-        info = _CertInfo(
-            name=name,
-            role=role,
-            fingerprint=self._pki.fingerprint(cert),
-            check=self._pki.verifier_for(cert.public_key(), self._backend),
-            serial=format(cert.serial_number, "x"),
-            not_before=self._pki.not_before(cert).timestamp(),
-            not_after=self._pki.not_after(cert).timestamp(),
-            ca_name=self._pki.common_name(anchor) or anchor.subject.rfc4514_string(),
-            ca_not_before=self._pki.not_before(anchor).timestamp(),
-            ca_not_after=self._pki.not_after(anchor).timestamp(),
-            anchor=self._pki.fingerprint(anchor),
-        )
-        if self._disk is not None:
-            info = dataclasses.replace(info, entry=self._entry(cert, anchor, info))
-        return info
+        """Everything checked once per certificate (parse, chain, role), never raising."""
+        return peercerts.inspect(raw, self._state.anchors, self._client_certnames,
+                                 self._backend, with_entry=self._disk is not None)
 
 
 def _reply_sender(body: str) -> str:
