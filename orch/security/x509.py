@@ -207,6 +207,13 @@ class X509Provider:
         crl = pki.load_revocation(crl_path, anchors)
         if crl.path:
             log.info("x509: checking revocation against %s (%d revoked)", crl.path, len(crl))
+            own = pki.chains_to(credentials.certificate, anchors)
+            if own is not None and crl.is_revoked(pki.fingerprint(own),
+                                                  credentials.certificate.serial_number):
+                log.error("x509: this process's own certificate %r (serial %x) is revoked by "
+                          "%s: its peers refuse what it signs; issue a new one",
+                          pki.common_name(credentials.certificate),
+                          credentials.certificate.serial_number, crl.path)
         der = serialization.Encoding.DER
         anchor_info = {
             hashlib.sha256(a.public_bytes(der)).hexdigest():

@@ -307,3 +307,12 @@ def test_ca_check_reports_the_crl_and_fails_for_a_revoked_certificate(ca_dir: Pa
     pki.revoke(ca_dir, "zed")
     result = CliRunner().invoke(ca_command, args)
     assert result.exit_code == 1 and "is revoked by" in result.output
+
+
+def test_a_process_whose_own_certificate_is_revoked_says_so(
+        ca_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pki.issue(ca_dir, "web1", "node")
+    _, crl = pki.revoke(ca_dir, "web1")
+    with caplog.at_level(logging.ERROR, logger="orch.security.x509"):
+        X509Provider(settings_for(ca_dir, "node", "web1", tls_crl=crl.path))
+    assert "own certificate 'web1'" in caplog.text and "is revoked" in caplog.text
