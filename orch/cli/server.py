@@ -22,6 +22,8 @@ from orch.core.errors import OrchError
 @click.option("--tls-cert", metavar="FILE", help="Node certificate (PEM).")
 @click.option("--tls-key", metavar="FILE", help="Its private key (PEM).")
 @click.option("--tls-ca", metavar="FILE", help="CA certificate (PEM).")
+@click.option("--tls-crl", metavar="FILE",
+              help="Certificate revocation list (PEM), re-read on SIGHUP.")
 @click.option("--ssldir", metavar="DIR", help="Adopt a Puppet ssl directory instead.")
 @click.option("--policy-dir", metavar="DIR", help="Directory of <agent>.policy files.")
 @click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
