@@ -316,3 +316,24 @@ def test_a_process_whose_own_certificate_is_revoked_says_so(
     with caplog.at_level(logging.ERROR, logger="orch.security.x509"):
         X509Provider(settings_for(ca_dir, "node", "web1", tls_crl=crl.path))
     assert "own certificate 'web1'" in caplog.text and "is revoked" in caplog.text
+
+
+def test_a_client_uses_its_renewed_certificate_on_its_next_run(
+        ca_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every client run loads its credentials afresh; its certificate cache (authenticated
+    with its key) starts a new file for the new key instead of warning about the old one."""
+    pki.issue(ca_dir, "alice", "client")
+    pki.issue(ca_dir, "web1", "node")
+    web1 = X509Provider(settings_for(ca_dir, "node", "web1"))
+    cache = tmp_path / "cache"
+    first = X509Provider(settings_for(ca_dir, "client", "alice", cert_cache=str(cache)))
+    first.verify(signed(web1, "reply"))
+    first.close()
+    renewed = pki.renew(ca_dir, "alice")
+    with caplog.at_level(logging.WARNING):
+        second = X509Provider(settings_for(ca_dir, "client", "alice", cert_cache=str(cache)))
+        second.verify(signed(web1, "reply"))
+        second.close()
+    assert "authentication code" not in caplog.text
+    assert web1.verify(signed(second, "request")).fingerprint == renewed.fingerprint
+    assert len(list(cache.glob("*.trust"))) == 2
