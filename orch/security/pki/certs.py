@@ -169,7 +169,8 @@ def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """Now, as an aware UTC datetime."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -178,8 +179,8 @@ def _validity(
 ) -> tuple[dt.datetime, dt.datetime]:
     if days <= 0 and end is None:
         raise PKIError("validity must be at least 1 day")
-    begin = start if start is not None else _now() - BACKDATE
-    finish = end if end is not None else (start or _now()) + dt.timedelta(days=days)
+    begin = start if start is not None else utc_now() - BACKDATE
+    finish = end if end is not None else (start or utc_now()) + dt.timedelta(days=days)
     if finish <= begin:
         raise PKIError("a certificate must end after it begins")
     return begin, finish

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from orch.core.errors import ConfigError
 from orch.security.pki.certs import (
     EXPIRY_WARNING,
-    _now,
     chains_to,
     common_name,
     format_time,
     not_after,
     not_before,
+    utc_now,
 )
 from orch.security.pki.keys import SigningKey, key_type_of
 
@@ -195,7 +195,7 @@ def load_credentials(settings: Settings, *, clock_skew: float | None = None) -> 
             f"(it names issuer {cert.issuer.rfc4514_string()!r}); use the ca.pem of the CA "
             "that issued it, or issue a new certificate from this CA")
     skew = dt.timedelta(seconds=settings.clock_skew if clock_skew is None else clock_skew)
-    now = _now()
+    now = utc_now()
     if not_after(cert) + skew < now:
         raise ConfigError(f"certificate {paths.cert} ({name!r}) expired at "
                           f"{format_time(not_after(cert))}; issue a new one "

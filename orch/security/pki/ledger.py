@@ -25,6 +25,7 @@ from typing import Any
 from cryptography import x509
 
 from orch.security.pki.certs import common_name, fingerprint, format_time, not_after, not_before
+from orch.security.pki.files import PUBLIC_MODE, write_file
 from orch.security.pki.keys import PKIError
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,12 @@ class Ledger:
         return cls(path, records, number)
 
     def save(self) -> None:
-        from orch.security.pki.store import _write_file
-
         document: dict[str, Any] = {
             "format": FORMAT, "crl_number": self.crl_number,
             "certificates": [asdict(r) for r in self.records.values()]}
         try:
-            _write_file(self.path, (json.dumps(document, indent=1) + "\n").encode(), 0o644,
-                        force=True)
+            write_file(self.path, (json.dumps(document, indent=1) + "\n").encode(), PUBLIC_MODE,
+                       force=True)
         except OSError as exc:
             raise PKIError(f"cannot write the CA's ledger {self.path}: {exc.strerror}") from None
 

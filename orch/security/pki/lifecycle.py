@@ -16,21 +16,20 @@ from pathlib import Path
 
 from orch.security.pki.certs import (
     LEAF_ROLES,
-    _now,
     format_time,
     not_after,
     not_before,
     sans_of,
+    utc_now,
 )
+from orch.security.pki.files import PUBLIC_MODE, write_file
 from orch.security.pki.keys import PKIError
 from orch.security.pki.ledger import REVOKED, Ledger, Record
 from orch.security.pki.revocation import REASONS, build_crl, crl_pem
 from orch.security.pki.store import (
-    _PUBLIC_MODE,
     CAPaths,
     IssuedCert,
-    _current,
-    _write_file,
+    current_certificate,
     issue,
     list_issued,
     load_ca,
@@ -75,18 +74,18 @@ def write_crl(directory: str | os.PathLike[str], days: int = DEFAULT_CRL_DAYS) -
     ledger.crl_number += 1
     crl = build_crl(ca_cert, ca_key, entries, ledger.crl_number, days)
     try:
-        _write_file(paths.crl, crl_pem(crl), _PUBLIC_MODE, force=True)
+        write_file(paths.crl, crl_pem(crl), PUBLIC_MODE, force=True)
     except OSError as exc:
         raise PKIError(f"cannot write {paths.crl}: {exc.strerror}") from None
     ledger.save()
     log.info("wrote CRL %d (%d revoked) to %s", ledger.crl_number, len(entries), paths.crl)
     return CRLWritten(str(paths.crl), ledger.crl_number, len(entries),
-                      format_time(_now() + dt.timedelta(days=days)))
+                      format_time(utc_now() + dt.timedelta(days=days)))
 
 
 def _parse_time(text: str | None) -> dt.datetime:
     if not text:
-        return _now()
+        return utc_now()
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
@@ -96,7 +95,7 @@ def _one(ledger: Ledger, paths: CAPaths, name_or_serial: str, role: str | None) 
     for each in LEAF_ROLES:
         if role not in (None, each):
             continue
-        cert = _current(paths.issued(each, name_or_serial)[0])
+        cert = current_certificate(paths.issued(each, name_or_serial)[0])
         if cert is not None:
             ledger.add(cert, each)
     found = ledger.find(name_or_serial, role)
@@ -133,7 +132,7 @@ def revoke(directory: str | os.PathLike[str], name_or_serial: str, *,
     if record.state == REVOKED:
         raise PKIError(f"{record.role} certificate {record.name!r} serial {record.serial} was "
                        f"already revoked at {record.revoked_at}")
-    record = ledger.set_state(record.serial, REVOKED, revoked_at=format_time(_now()),
+    record = ledger.set_state(record.serial, REVOKED, revoked_at=format_time(utc_now()),
                               reason=reason)
     ledger.save()
     log.info("revoked %s certificate %r serial %s", record.role, record.name, record.serial)
@@ -153,7 +152,7 @@ def renew(directory: str | os.PathLike[str], name: str, *, role: str | None = No
     if len(roles) > 1:
         raise PKIError(f"{name!r} has a certificate of each role {', '.join(roles)}; say "
                        "which with --node, --client or --server")
-    old = _current(paths.issued(roles[0], name)[0])
+    old = current_certificate(paths.issued(roles[0], name)[0])
     if old is None:
         raise PKIError(f"cannot read the current certificate of {name!r}; issue a new one "
                        "with `orch ca issue ... --force`")
@@ -166,7 +165,7 @@ def renew(directory: str | os.PathLike[str], name: str, *, role: str | None = No
 
 def expiring(directory: str | os.PathLike[str], within: dt.timedelta) -> list[IssuedCert]:
     """Current (valid) certificates that expire within ``within`` from now, or already did."""
-    horizon = format_time(_now() + within)
+    horizon = format_time(utc_now() + within)
     return [c for c in list_issued(directory)
             if c.state == "valid" and not c.error and c.not_after <= horizon
             and Path(c.cert_path).parent.parent.name == "issued"]

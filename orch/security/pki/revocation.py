@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from orch.core.errors import ConfigError
-from orch.security.pki.certs import _hash_for, _now, format_time
+from orch.security.pki.certs import _hash_for, format_time, utc_now
 from orch.security.pki.keys import SigningKey
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def build_crl(
     days: int,
 ) -> x509.CertificateRevocationList:
     """A CRL signed by the CA listing ``revoked`` (serial, revocation time, reason name)."""
-    now = _now()
+    now = utc_now()
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
@@ -131,7 +131,7 @@ def load_revocation(path: str | Path | None,
     if len(data) > MAX_CRL_BYTES:
         raise ConfigError(f"CRL (tls_crl) {path} is larger than {MAX_CRL_BYTES} bytes")
     revoked: dict[str, set[int]] = {}
-    now = _now()
+    now = utc_now()
     for crl in parse_crls(data, str(path)):
         signer = next((a for a in anchors if a.subject == crl.issuer
                        and crl.is_signature_valid(a.public_key())),  # type: ignore[arg-type]

@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import logging
 import os
-import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -43,7 +42,6 @@ from orch.security.pki.certs import (
     LOCALHOST_SANS,
     ROLE_CA,
     ROLE_SERVER,
-    _now,
     certificate_pem,
     certificate_role,
     common_name,
@@ -55,12 +53,14 @@ from orch.security.pki.certs import (
     not_before,
     private_key_pem,
     sans_of,
+    utc_now,
 )
 from orch.security.pki.credentials import (
     load_certificate_file,
     load_private_key_file,
     same_public_key,
 )
+from orch.security.pki.files import PRIVATE_MODE, PUBLIC_MODE, mkdir, write_file
 from orch.security.pki.keys import (
     DEFAULT_RSA_BITS,
     RSA_SIZES,
@@ -72,43 +72,6 @@ from orch.security.pki.ledger import REVOKED, VALID, Ledger, Record
 
 log = logging.getLogger(__name__)
 
-_PUBLIC_MODE = 0o644
-_PRIVATE_MODE = 0o600
-_DIR_MODE = 0o700
-
-
-def _write_file(path: Path, data: bytes, mode: int, *, force: bool) -> None:
-    """Write ``data`` to ``path`` created with ``mode``, all at once or not at all.
-
-    The data goes to a fresh temporary file in the same directory, created by ``os.open``
-    with ``mode`` and O_EXCL (so a private key is 0600 from its first byte; nothing is
-    chmod-ed afterwards), then is hard-linked to ``path`` — which fails if ``path`` exists,
-    so nothing is overwritten by accident — or, with ``force``, renamed over it.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _mkdir(path: Path) -> None:
-    try:
-        path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PKIError(f"cannot create directory {path}: {exc.strerror}") from None
-    if not path.is_dir():
-        raise PKIError(f"{path} exists and is not a directory")
 
 
 @dataclass(frozen=True)
@@ -183,7 +146,7 @@ def _describe(cert: x509.Certificate, role: str, cert_path: Path, key_path: Path
         key_type=key_type_of(cert.public_key()),
         cert_path=str(cert_path),
         key_path=str(key_path) if key_path is not None and key_path.exists() else None,
-        expired=not_after(cert) < (now or _now()),
+        expired=not_after(cert) < (now or utc_now()),
         sans=tuple(sans_of(cert)),
     )
 
@@ -210,9 +173,9 @@ def init_ca(
                            "pass --force to replace it (every certificate it issued will "
                            "stop working)")
     name = common_name or (f"orch CA {socket.gethostname().split('.')[0] or 'localhost'} "
-                           f"{_now():%Y-%m-%d}")
+                           f"{utc_now():%Y-%m-%d}")
     cert, key = create_ca(name, key_type, days=days, rsa_bits=rsa_bits)
-    _mkdir(paths.root)
+    mkdir(paths.root)
     _store_pair(paths.cert, certificate_pem(cert), paths.key, private_key_pem(key), force)
     log.info("created CA %r in %s", name, paths.root)
     return _describe(cert, ROLE_CA, paths.cert, paths.key)
@@ -222,13 +185,13 @@ def _store_pair(cert_path: Path, cert_data: bytes, key_path: Path, key_data: byt
                 force: bool) -> None:
     """Write a key (0600) and its certificate (0644); undo the key if the certificate fails."""
     try:
-        _write_file(key_path, key_data, _PRIVATE_MODE, force=force)
+        write_file(key_path, key_data, PRIVATE_MODE, force=force)
     except FileExistsError:
         raise PKIError(f"{key_path} already exists; pass --force to replace it") from None
     except OSError as exc:
         raise PKIError(f"cannot write {key_path}: {exc.strerror}") from None
     try:
-        _write_file(cert_path, cert_data, _PUBLIC_MODE, force=force)
+        write_file(cert_path, cert_data, PUBLIC_MODE, force=force)
     except OSError as exc:
         if not force:
             with contextlib.suppress(OSError):
@@ -297,7 +260,7 @@ def issue(
     if role == ROLE_SERVER and name == "localhost":
         sans = [*sans, *LOCALHOST_SANS]
     ledger = Ledger.load(paths.root)
-    previous = _current(cert_path) if force else None
+    previous = current_certificate(cert_path) if force else None
     if key_type is None:
         key_type = key_type_of(ca_key).split("-")[0]
     if rsa_bits is None:
@@ -306,8 +269,8 @@ def issue(
     cert, key = issue_certificate(ca_cert, ca_key, name, role, days=days, key_type=key_type,
                                   rsa_bits=rsa_bits, valid_from=valid_from,
                                   valid_until=valid_until, sans=sans)
-    _mkdir(paths.issued_dir(role).parent)  # each level 0700, not just the last one
-    _mkdir(paths.issued_dir(role))
+    mkdir(paths.issued_dir(role).parent)  # each level 0700, not just the last one
+    mkdir(paths.issued_dir(role))
     if previous is not None:
         _archive(paths, ledger, previous, role)
     _store_pair(cert_path, certificate_pem(cert), key_path, private_key_pem(key), force)
@@ -317,7 +280,7 @@ def issue(
     return _describe(cert, role, cert_path, key_path)
 
 
-def _current(cert_path: Path) -> x509.Certificate | None:
+def current_certificate(cert_path: Path) -> x509.Certificate | None:
     """The certificate now at ``cert_path`` (about to be replaced), None if none/unreadable."""
     try:
         return x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -328,10 +291,10 @@ def _current(cert_path: Path) -> x509.Certificate | None:
 def _archive(paths: CAPaths, ledger: Ledger, cert: x509.Certificate, role: str) -> None:
     """Keep a certificate that is being replaced: its PEM in the archive, ``replaced`` (or
     still ``revoked``) in the ledger."""
-    _mkdir(paths.archive)
+    mkdir(paths.archive)
     serial = format(cert.serial_number, "x")
     try:
-        _write_file(paths.archive / f"{serial}.pem", certificate_pem(cert), _PUBLIC_MODE,
+        write_file(paths.archive / f"{serial}.pem", certificate_pem(cert), PUBLIC_MODE,
                     force=True)
     except OSError as exc:
         raise PKIError(f"cannot keep the replaced certificate in {paths.archive}: "
@@ -353,7 +316,7 @@ def list_issued(directory: str | os.PathLike[str]) -> list[IssuedCert]:
         raise PKIError(f"no CA in {paths.root} (no ca.pem); create one with "
                        f"`orch ca init --dir {paths.root}`")
     found: list[IssuedCert] = []
-    now = _now()
+    now = utc_now()
     ledger = Ledger.load(paths.root)
     for role in LEAF_ROLES:
         folder = paths.issued_dir(role)
