@@ -56,7 +56,7 @@ DEFAULT_CLIENT_CERTNAMES = ("*.mcollective",)
 EXPIRY_WARNING = dt.timedelta(days=14)
 
 
-def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
+def signing_hash(key: SigningKey) -> hashes.SHA256 | None:
     """The digest certificates are signed with: none for Ed25519 (it hashes internally)."""
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
@@ -224,7 +224,7 @@ def create_ca(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(role_extension(ROLE_CA), critical=False)
-        .sign(key, _hash_for(key))
+        .sign(key, signing_hash(key))
     )
     return cert, key
 
@@ -292,7 +292,7 @@ def issue_certificate(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
         .add_extension(role_extension(role), critical=False)
-        .sign(ca_key, _hash_for(ca_key))
+        .sign(ca_key, signing_hash(ca_key))
     )
     return cert, key
 

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from orch.core.errors import ConfigError
-from orch.security.pki.certs import _hash_for, format_time, utc_now
+from orch.security.pki.certs import format_time, signing_hash, utc_now
 from orch.security.pki.keys import SigningKey
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def build_crl(
         if flag is not None and flag is not x509.ReasonFlags.unspecified:
             entry = entry.add_extension(x509.CRLReason(flag), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return builder.sign(ca_key, signing_hash(ca_key))
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
