@@ -362,6 +362,7 @@ def test_settings_choose_the_cache_directory(alice: pki.Credentials, tmp_path: P
     chosen = X509Provider(base.with_values({"cert_cache": str(tmp_path / "c")}, "test"))
     assert chosen._disk is not None and chosen._disk.directory == tmp_path / "c"
     assert X509Provider(base.with_values({"cert_cache": "off"}, "test"))._disk is None
+    monkeypatch.delenv("ORCH_CACHE_DIR", raising=False)  # it would win over XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     default = X509Provider(base)
     assert default._disk is not None
