@@ -94,7 +94,7 @@ class NodeServices:
             filters=FilterEngine(registry.filter_kinds(), registry.filter_functions(),
                                  FilterBudget.from_settings(settings)),
             security=registry.security_for(settings),
-            runner=ActionRunner(settings.workers),
+            runner=ActionRunner(settings.workers, settings.max_actions),
             validators=registry.validators(),
             send=send,
             authorizer=authorizer,
@@ -107,10 +107,15 @@ class NodeServices:
             queue=WorkQueue(settings.filter_workers, settings.filter_backlog, "orch-filter"),
         )
 
-    def close(self) -> None:
+    def close(self, wait: float = 5.0) -> None:
+        """Finish what was admitted within ``wait`` seconds in all, replying to each."""
+        deadline = time.monotonic() + wait
         if self.queue is not None:
-            self.queue.shutdown()  # first: its jobs hand actions to the runner
-        self.runner.shutdown()
+            self.queue.shutdown(wait)  # first: its jobs hand actions to the runner
+        abandoned = self.runner.shutdown(max(deadline - time.monotonic(), 0.0))
+        if abandoned:
+            log.warning("%d action(s) still running after %gs were abandoned (replied "
+                        "'aborted')", abandoned, wait)
         if self.audit is not None:
             self.audit.close()
 
@@ -155,7 +160,7 @@ class Node:
             counts = dict(self._stats)
             per_agent = dict(self._per_agent)
         keys = ("total", "passed", "filtered", "replies", "failed", "dropped", "ttlexpired",
-                "unauthorized")
+                "unauthorized", "busy")
         return {
             **{key: counts.get(key, 0) for key in keys},
             "agents": per_agent,
@@ -381,14 +386,27 @@ class Node:
                                           max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,
                   action_request.caller, request.agent, request.action)
-        self.services.runner.submit(
+        admitted = self.services.runner.submit(
             lambda: agent.run(action_request),
             deadline,
             on_result=lambda reply: self._reply_checked(request, ddl, reply),
             on_timeout=lambda: self._reply(
                 request, Status.ABORTED,
                 f"{request.agent}.{request.action} did not finish within {timeout:g}s"),
+            on_abandon=lambda: self._reply(
+                request, Status.ABORTED,
+                f"{request.agent}.{request.action} was still running when {self.identity} "
+                "shut down"),
         )
+        if not admitted:
+            runner = self.services.runner
+            reason = (f"busy: {self.identity} is shutting down" if runner.closing else
+                      f"busy: {self.identity} is already running its limit of "
+                      f"{runner.limit} actions (max_actions); try again later")
+            self._count("busy")
+            self._audit("rejected", reason, request, None)
+            log.warning("node=%s request=%s %s", self.identity, request.id, reason)
+            self._reply(request, Status.BUSY, reason)
 
     def _reply_checked(self, request: Request, ddl: AgentDDL, reply: ActionReply) -> None:
         """Send an action's reply, logging (not hiding) data that breaks the DDL."""
