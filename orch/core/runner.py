@@ -57,8 +57,7 @@ class ActionRunner:
 
     def __init__(self, workers: int, limit: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="orch-action")
-        self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit) if limit is not None else None
+        self.limit = limit  # may be changed while running (SIGHUP)
         self._jobs: set[_Job[Any]] = set()
         self._deadlines: list[tuple[float, int, _Job[Any]]] = []
         self._counter = itertools.count()
@@ -83,10 +82,10 @@ class ActionRunner:
         runner is shut down. ``work`` must not raise (wrap it); the callbacks run on a
         worker or the watcher.
         """
-        if self._slots is not None and not self._slots.acquire(blocking=False):
-            return False
         job: _Job[R] = _Job(on_result, on_timeout, on_abandon)
         with self._cond:  # before the pool may run it, so _run always finds it here
+            if self.limit is not None and len(self._jobs) >= self.limit:
+                return False
             self._jobs.add(job)
         try:
             future = self._pool.submit(self._run, work, job)
@@ -94,7 +93,6 @@ class ActionRunner:
             job.finish()
             with self._cond:
                 self._jobs.discard(job)
-            self._release()
             return False
         with self._cond:
             entry: tuple[float, int, _Job[Any]] = (deadline, next(self._counter), job)
@@ -104,10 +102,6 @@ class ActionRunner:
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         return True
-
-    def _release(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
 
     def _run(self, work: Callable[[], R], job: _Job[R]) -> None:
         try:
@@ -121,7 +115,6 @@ class ActionRunner:
         finally:
             with self._cond:
                 self._jobs.discard(job)
-            self._release()
 
     def admitted(self) -> int:
         """Actions admitted and not yet returned (running, or waiting for a worker)."""
