@@ -287,6 +287,11 @@ class Node:
         except ProtocolError as exc:
             self._reject("dropped", str(exc))
             return
+        except Exception as exc:  # a decoder bug: log it, drop the message, keep consuming
+            log.error("node=%s could not decode a message of %d bytes", self.identity,
+                      len(raw), exc_info=True)
+            self._reject("dropped", f"undecodable message ({type(exc).__name__})")
+            return
         if not self._acceptable(request, verified):
             return
         queue = self.services.queue
