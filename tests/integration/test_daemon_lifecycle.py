@@ -6,15 +6,21 @@
 * SIGTERM during an action: the daemon stops taking requests, lets the action finish and
   reply, and exits 0; an action longer than ``shutdown_timeout`` is answered ``aborted``.
 
-The slow action is the sample external agent ``pyecho``'s ``sleep``. "Is it running yet"
-is read from the daemon's debug log, never guessed with a sleep.
+* Over ``max_actions``: the CLI shows the signed ``busy`` reply for that node, as a failure
+  with its reason, in text and ``--json``.
+
+The long action is the ``holder`` external agent written by the test: it runs until the
+test creates its release file, so "still running" never depends on the machine's speed.
+"Is it running yet" is read from the daemon's debug log, never guessed with a sleep.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,6 @@ from orch_integration import (
 
 pytestmark = pytest.mark.integration
 
-AGENTS_DIR = Path(__file__).resolve().parents[1] / "unit" / "external_agents"
 NODE = NodeSpec("life1", {"role": "before"}, ("base",))
 #: SIGHUPs sent while the loop runs; each one after the loop saw replies since the last.
 RELOADS = 5
@@ -136,51 +141,133 @@ def test_sighup_under_a_call_loop_loses_nothing_and_reloads(
     assert daemon.running() and "Traceback" not in daemon.log()
 
 
-def slow_fleet(fleet_factory: FleetFactory, label: str, shutdown_timeout: float) -> Daemon:
+#: An external agent whose ``hold`` action runs until the file it names exists: it keeps
+#: an action slot taken for exactly as long as the test needs, whatever the machine's load.
+HOLD_AGENT = """#!/usr/bin/env python3
+import json, os, sys, time
+with open(os.environ["CHORIA_EXTERNAL_REQUEST"]) as handle:
+    request = json.load(handle)
+reply = {"activate": True}
+if os.environ.get("CHORIA_EXTERNAL_PROTOCOL", "").endswith("rpc_request"):
+    release = request["data"]["release"]
+    for _ in range(600):
+        if os.path.exists(release):
+            break
+        time.sleep(0.05)
+    reply = {"statuscode": 0, "statusmsg": "OK", "data": {}}
+with open(os.environ["CHORIA_EXTERNAL_REPLY"], "w") as handle:
+    json.dump(reply, handle)
+"""
+HOLD_DDL = {
+    "metadata": {"name": "holder", "description": "Hold an action slot", "author": "tests",
+                 "license": "Apache-2.0", "version": "1.0.0", "url": "https://example.invalid",
+                 "timeout": 30, "provider": "external"},
+    "actions": [{"action": "hold", "description": "Run until the release file exists",
+                 "display": "always", "input": {
+                     "release": {"prompt": "File", "description": "Release file",
+                                 "type": "string", "optional": False, "maxlength": 4096}},
+                 "output": {}}],
+}
+
+
+class Holder:
+    """The ``holder`` agent in a directory of its own, and the requests it holds."""
+
+    def __init__(self, directory: Path) -> None:
+        self.agents = directory / "agents"
+        self.agents.mkdir()
+        (self.agents / "holder").write_text(HOLD_AGENT)
+        (self.agents / "holder").chmod(0o755)
+        (self.agents / "holder.json").write_text(json.dumps(HOLD_DDL))
+        self.release = directory / "release"
+        self.results: list[Any] = []
+        self.thread: threading.Thread | None = None
+
+    def start(self, daemon: Daemon) -> None:
+        """Call ``holder.hold`` on ``daemon`` in the background; return once it runs."""
+        def call() -> None:
+            with client(daemon.broker, daemon.collective) as c:
+                self.results.append(c.call("holder", "hold", {"release": str(self.release)},
+                                           nodes=[daemon.identity], timeout=60.0))
+
+        self.thread = threading.Thread(target=call, daemon=True)
+        self.thread.start()
+        wait_for(lambda: "running holder.hold" in daemon.log(), READY_TIMEOUT,
+                 "the holding action to start")
+
+    def finish(self) -> Any:
+        """Release the action (its process exits), wait for the call; return its result."""
+        self.release.touch()
+        if self.thread is not None:
+            self.thread.join(STOP_TIMEOUT)
+        (result,) = self.results
+        return result
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[Holder]:
+    made = Holder(tmp_path)
+    yield made
+    made.release.touch()  # never leave the agent's process waiting
+
+
+def holding_fleet(fleet_factory: FleetFactory, holder: Holder, label: str,
+                  **env: str) -> Daemon:
     fleet = fleet_factory(BROKERS["rabbitmq"], [NODE], label=label, log_level="debug",
-                          env={"ORCH_AGENTS_DIR": str(AGENTS_DIR),
-                               "ORCH_SHUTDOWN_TIMEOUT": str(shutdown_timeout)})
+                          env={"ORCH_AGENTS_DIR": str(holder.agents), **env})
     return fleet.daemons[NODE.identity]
 
 
-def call_in_background(daemon: Daemon, seconds: float) -> tuple[threading.Thread, list[Any]]:
-    results: list[Any] = []
-
-    def call() -> None:
-        with client(daemon.broker, daemon.collective) as c:
-            results.append(c.call("pyecho", "sleep", {"seconds": seconds},
-                                  nodes=[daemon.identity], timeout=30.0))
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    wait_for(lambda: "running pyecho.sleep" in daemon.log(), READY_TIMEOUT,
-             "the action to start")
-    return thread, results
-
-
-def test_sigterm_lets_a_running_action_finish_and_reply(fleet_factory: FleetFactory) -> None:
-    daemon = slow_fleet(fleet_factory, "term-finish", shutdown_timeout=20.0)
-    thread, results = call_in_background(daemon, 1.5)
+def test_sigterm_lets_a_running_action_finish_and_reply(fleet_factory: FleetFactory,
+                                                        holder: Holder) -> None:
+    daemon = holding_fleet(fleet_factory, holder, "term-finish", ORCH_SHUTDOWN_TIMEOUT="30")
+    holder.start(daemon)
     daemon.terminate()
+    wait_for(lambda: "stopping: finishing 1 admitted action(s), up to 30s" in daemon.log(),
+             READY_TIMEOUT, "the daemon to start stopping")
+    result = holder.finish()  # released only now: it finishes after SIGTERM
     daemon.wait_stopped()
-    thread.join(STOP_TIMEOUT)
     assert not daemon.needed_sigkill and daemon.proc is not None
     assert daemon.proc.returncode == 0, daemon.log()[-3000:]
-    (result,) = results
     reply = result.replies[daemon.identity]
-    assert reply.ok and reply.data == {"slept": 1.5}, reply
-    assert "finishing 1 admitted action(s)" in daemon.log()
+    assert reply.ok, reply
 
 
-def test_sigterm_past_shutdown_timeout_answers_aborted(fleet_factory: FleetFactory) -> None:
-    daemon = slow_fleet(fleet_factory, "term-abort", shutdown_timeout=0.2)
-    thread, results = call_in_background(daemon, 3)
+def test_sigterm_past_shutdown_timeout_answers_aborted(fleet_factory: FleetFactory,
+                                                       holder: Holder) -> None:
+    daemon = holding_fleet(fleet_factory, holder, "term-abort", ORCH_SHUTDOWN_TIMEOUT="0.2")
+    holder.start(daemon)
     daemon.terminate()
-    daemon.wait_stopped()
-    thread.join(STOP_TIMEOUT)
+    daemon.wait_stopped()  # the action is still held: only the deadline can end it
     assert not daemon.needed_sigkill and daemon.proc is not None
     assert daemon.proc.returncode == 0, daemon.log()[-3000:]
-    (result,) = results
-    reply = result.replies[daemon.identity]
+    reply = holder.finish().replies[daemon.identity]
     assert reply.statuscode == 1
-    assert reply.statusmsg == f"pyecho.sleep was still running when {NODE.identity} shut down"
+    assert reply.statusmsg == f"holder.hold was still running when {NODE.identity} shut down"
+
+
+def test_over_max_actions_the_cli_reports_busy_per_node(fleet_factory: FleetFactory,
+                                                        holder: Holder) -> None:
+    """One action admitted (max_actions 1) and held: the next requests are answered
+    'busy' — signed, so the client shows it for that node as a failure with its reason."""
+    daemon = holding_fleet(fleet_factory, holder, "busy", ORCH_MAX_ACTIONS="1")
+    fleet = fleet_factory.fleets[-1]
+    holder.start(daemon)
+    try:
+        busy = fleet.run_orch("rpc", "rpcutil", "ping", "-I", NODE.identity, "--json")
+        text = fleet.run_orch("rpc", "rpcutil", "ping", "-I", NODE.identity)
+    finally:
+        result = holder.finish()
+    assert busy.rc == 1, busy.describe()
+    document = busy.json()
+    (reply,) = document["replies"]
+    assert (reply["sender"], reply["status"], reply["statuscode"]) == (NODE.identity, "busy", 6)
+    assert reply["statusmsg"] == (f"busy: {NODE.identity} is already running its limit of 1 "
+                                  "actions (max_actions); try again later")
+    assert document["stats"]["failed"] == 1 and document["stats"]["ok"] == 0
+    assert text.rc == 1 and f"busy: busy: {NODE.identity} is already running" in text.stdout, \
+        text.describe()
+    # The admitted action was not disturbed, and once it is done the node takes work again.
+    assert result.replies[NODE.identity].ok, result.replies
+    after = fleet.run_orch("rpc", "rpcutil", "ping", "-I", NODE.identity, "--json")
+    assert after.rc == 0 and after.json()["replies"][0]["status"] == "ok", after.describe()
