@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ class CallLoop(threading.Thread):
 
 @pytest.mark.parametrize("broker", sorted(BROKERS))
 def test_sighup_under_a_call_loop_loses_nothing_and_reloads(
-        fleet_factory: FleetFactory, tmp_path: Path, broker: str) -> None:
+        fleet_factory: FleetFactory, tmp_path: Path, broker: str,
+        record_property: Callable[[str, object], None]) -> None:
     config = tmp_path / "server.yaml"
     # Two policy directories: the reload switches policy_dir from one to the other. Both
     # allow the loop's ping; only the second denies inventory.
@@ -119,6 +120,7 @@ def test_sighup_under_a_call_loop_loses_nothing_and_reloads(
         loop.halt.set()
         loop.join(STOP_TIMEOUT)
     assert not loop.is_alive()
+    record_property("calls_across_reloads", loop.sent)
     assert loop.problems == [] and loop.sent == loop.answered > RELOADS, \
         (loop.sent, loop.answered, loop.problems[:5], daemon.log()[-3000:])
 
