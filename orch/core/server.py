@@ -106,6 +106,7 @@ class NodeServices:
         ``filter_backlog``, the transport and security provider) is not changed here; see
         :data:`orch.core.daemon.RESTART_ONLY`.
         """
+        self._reconfigure_audit(settings)
         self.settings = settings
         self.filters = FilterEngine(registry.filter_kinds(), registry.filter_functions(),
                                     FilterBudget.from_settings(settings))
@@ -116,15 +117,23 @@ class NodeServices:
         self.max_ttl = settings.max_ttl
         self.max_message_bytes = settings.max_message_bytes
         self.runner.limit = settings.max_actions
-        old = self.audit
-        if old is not None and (old.path, old.redact) == (
-                settings.audit_log, frozenset(settings.audit_redact)):
-            old.reopen()  # after log rotation
-        else:
-            self.audit = AuditLog(settings.audit_log, settings.audit_redact) \
-                if settings.audit_log else None
-            if old is not None:
-                old.close()
+
+    def _reconfigure_audit(self, settings: Settings) -> None:
+        """Reopen the audit log (after rotation), or move it to a new ``audit_log``."""
+        audit, path = self.audit, settings.audit_log
+        try:
+            if audit is None:
+                self.audit = AuditLog(path, settings.audit_redact) if path else None
+            elif path is None:
+                self.audit = None
+                audit.close()
+            elif (audit.path, audit.redact) == (path, frozenset(settings.audit_redact)):
+                audit.reopen()
+            else:
+                audit.retarget(path, settings.audit_redact)
+        except OSError as exc:
+            log.error("cannot open audit log %s (%s); still writing to %s", path,
+                      exc.strerror, audit.path if audit is not None else "none")
 
     def close(self, wait: float = 5.0) -> int:
         """Finish what was admitted within ``wait`` seconds in all, replying to each;

@@ -104,3 +104,24 @@ def test_sd_notify_sends_one_datagram(tmp_path: Path) -> None:
 def test_sd_notify_outside_systemd_does_nothing(tmp_path: Path) -> None:
     assert not sdnotify.notify("READY=1", {})
     assert not sdnotify.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "absent")})
+
+
+def test_reload_moves_the_audit_log_without_losing_the_object(tmp_path: Path) -> None:
+    """A request already holding the audit log is recorded in the new file."""
+    first = replace(base(tmp_path), audit_log=str(tmp_path / "a.log"))
+    second = replace(first, audit_log=str(tmp_path / "b.log"), audit_redact=["secret"])
+    third = replace(second, audit_log=str(tmp_path / "absent" / "c.log"))
+    server = make_server(tmp_path, [first, second, third])
+    try:
+        held = server.services.audit
+        assert held is not None
+        server.reload()
+        assert server.services.audit is held and held.path == str(tmp_path / "b.log")
+        held.record(node="n1", decision="allowed", reason="r", arguments={"secret": 1})
+        assert '"secret":"[redacted]"' in (tmp_path / "b.log").read_text()
+        server.reload()  # cannot open: keeps writing where it was
+        assert held.path == str(tmp_path / "b.log")
+        held.record(node="n1", decision="allowed", reason="again")
+        assert "again" in (tmp_path / "b.log").read_text()
+    finally:
+        server.services.close(0.1)
