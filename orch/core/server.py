@@ -479,3 +479,13 @@ class Node:
             self._count("failed")
         ttl = max(request.expires_at() - time.time(), 1.0)
         self.services.send(self.collective, request.reply_to, envelope.encode(), ttl)
+
+
+def __getattr__(name: str) -> Any:
+    """``orch.core.server.Server`` still works: the daemon moved to :mod:`orch.core.daemon`
+    (imported lazily, as it imports this module)."""
+    if name == "Server":
+        from orch.core.daemon import Server
+
+        return Server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
