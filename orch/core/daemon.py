@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 
@@ -31,6 +32,10 @@ RESTART_ONLY = (
 )
 #: How often the signal thread looks at its flags and at readiness (seconds).
 POLL = 0.1
+#: systemd is told "ready" when the daemon consumes requests, or after this many seconds
+#: if the broker cannot be reached yet: the daemon retries forever, and a node must not
+#: fail its boot (or be restarted in a loop by systemd) because the broker is down.
+READY_GRACE = 20.0
 
 
 class Server:
@@ -164,13 +169,19 @@ class Server:
 
             return handler
 
+        readiness = Readiness(time.monotonic() + READY_GRACE)
+
         def act() -> None:
-            announced = False
             while not self.stop_event.wait(POLL):
-                if not announced and self.ready.is_set():
-                    announced = True
-                    log.info("node=%s ready", self.node.identity)
-                    sdnotify.notify("READY=1\nSTATUS=consuming requests")
+                state = readiness.poll(self.ready.is_set(), time.monotonic())
+                if state is not None:
+                    if state == Readiness.CONSUMING:
+                        log.info("node=%s ready", self.node.identity)
+                    elif state == Readiness.UNREACHABLE:
+                        log.warning("node=%s broker %s not reachable after %gs; still "
+                                    "retrying", self.node.identity,
+                                    self.transport.display_url, READY_GRACE)
+                    sdnotify.notify(state)
                 if requested["stop"]:
                     sdnotify.notify("STOPPING=1")
                     self.stop()
@@ -187,3 +198,29 @@ class Server:
         signal.signal(signal.SIGINT, flag("stop"))
         signal.signal(signal.SIGHUP, flag("reload"))
         threading.Thread(target=act, name="orch-signals", daemon=True).start()
+
+
+class Readiness:
+    """What to tell systemd as the connection comes and goes: "ready" once consuming, or
+    once the grace period is over without a broker (the daemon keeps retrying), then a
+    status line on each change."""
+
+    CONSUMING = "READY=1\nSTATUS=consuming requests"
+    UNREACHABLE = "READY=1\nSTATUS=broker not reachable yet, retrying"
+    LOST = "STATUS=broker connection lost, reconnecting"
+
+    def __init__(self, grace_until: float) -> None:
+        self.grace_until = grace_until
+        self.announced = False
+        self.consuming = False
+
+    def poll(self, consuming: bool, now: float) -> str | None:
+        """The notification to send now, if any."""
+        if consuming != self.consuming:
+            self.consuming = consuming
+            self.announced = self.announced or consuming
+            return self.CONSUMING if consuming else self.LOST
+        if not self.announced and now >= self.grace_until:
+            self.announced = True
+            return self.UNREACHABLE
+        return None

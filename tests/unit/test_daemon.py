@@ -125,3 +125,21 @@ def test_reload_moves_the_audit_log_without_losing_the_object(tmp_path: Path) ->
         assert "again" in (tmp_path / "b.log").read_text()
     finally:
         server.services.close(0.1)
+
+
+def test_readiness_is_told_once_consuming_or_after_the_grace() -> None:
+    from orch.core.daemon import Readiness
+
+    ready = Readiness(grace_until=10.0)
+    assert ready.poll(False, 1.0) is None
+    assert ready.poll(True, 2.0) == Readiness.CONSUMING
+    assert ready.poll(True, 30.0) is None
+    assert ready.poll(False, 31.0) == Readiness.LOST
+    assert ready.poll(False, 40.0) is None  # already announced: no second READY
+    assert ready.poll(True, 41.0) == Readiness.CONSUMING
+
+    late = Readiness(grace_until=10.0)
+    assert late.poll(False, 9.0) is None
+    assert late.poll(False, 10.0) == Readiness.UNREACHABLE
+    assert late.poll(False, 11.0) is None
+    assert late.poll(True, 12.0) == Readiness.CONSUMING
