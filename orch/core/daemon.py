@@ -93,8 +93,8 @@ class Server:
             log.error("node=%s keeping the current agents: %s", self.node.identity, exc)
             agents = None
         sources = self.registry.fact_sources(settings)
+        self.services.reconfigure(settings, self.registry)  # whole or not at all
         self.settings = settings
-        self.services.reconfigure(settings, self.registry)
         if agents is not None and self.node.set_agents(agents, refresh=False):
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()

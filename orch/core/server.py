@@ -106,12 +106,15 @@ class NodeServices:
         ``filter_backlog``, the transport and security provider) is not changed here; see
         :data:`orch.core.daemon.RESTART_ONLY`.
         """
+        # Everything that may fail is built before anything is replaced: a reload applies
+        # whole or not at all.
+        filters = FilterEngine(registry.filter_kinds(), registry.filter_functions(),
+                               FilterBudget.from_settings(settings))
+        validators = registry.validators()
+        authorizer = _authorizer(settings, registry)
         self._reconfigure_audit(settings)
-        self.settings = settings
-        self.filters = FilterEngine(registry.filter_kinds(), registry.filter_functions(),
-                                    FilterBudget.from_settings(settings))
-        self.validators = registry.validators()
-        self.authorizer = _authorizer(settings, registry)
+        self.settings, self.filters, self.validators = settings, filters, validators
+        self.authorizer = authorizer
         self.default_timeout = settings.action_timeout
         self.clock_skew = settings.clock_skew
         self.max_ttl = settings.max_ttl
