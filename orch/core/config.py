@@ -141,6 +141,14 @@ class Settings:
         dict, _plugin_sections,
         "Per-plugin settings: {plugin name: {key: value}}, read by each plugin.")
     workers: int = _setting(8, _positive(int), "Actions a server runs at the same time.")
+    max_actions: int = _setting(
+        64, _positive(int),
+        "Server: actions admitted at once, running or waiting for one of the workers; "
+        "beyond this a request is not run and gets a signed 'busy' reply (status 6).")
+    shutdown_timeout: float = _setting(
+        30.0, _non_negative,
+        "Server: on SIGTERM, how long running actions may take to finish and reply before "
+        "the daemon exits; those still running then get an 'aborted' reply (seconds).")
     action_timeout: float = _setting(
         60.0, _positive(float), "Deadline of an action whose DDL sets no timeout (seconds).")
     timeout: float | None = _setting(

@@ -62,10 +62,13 @@ class Fleet:
         self.settings = settings
         self.transport = registry.transport_for(settings)
         # One broadcast puts a request for every simulated node on the shared work queue at
-        # once: its backlog must hold at least that many, or the fleet drops its own work.
+        # once (and an action on the shared runner): both must hold at least that many, or
+        # the fleet drops its own work or answers "busy" to itself.
         backlog = max(settings.filter_backlog, 2 * len(specs))
         self.services = NodeServices.from_settings(
-            replace(settings, filter_backlog=backlog), registry, self.transport.send_reply)
+            replace(settings, filter_backlog=backlog,
+                    max_actions=max(settings.max_actions, 2 * len(specs))),
+            registry, self.transport.send_reply)
         if inline_actions:
             # Nothing to hand over to other threads: filters are bounded by their budget
             # and the actions only read the node's view, and each hand-off cost more.
