@@ -205,8 +205,12 @@ class Simulation:
         from orch.sim.worker import simulated_agents
 
         values: dict[str, Any] = {**self.config.extra_settings, **self.client_settings}
-        agents = simulated_agents(default_registry(), load_settings(overrides=values,
-                                                                    environ={}))
+        settings = load_settings(overrides=values, environ={})
+        agents = simulated_agents(default_registry(), settings)
+        left_out = sorted(set(default_registry().agents(settings)) - set(agents))
+        if left_out:
+            log.info("simulated nodes leave out agent(s) that offer no simulation: %s",
+                     ", ".join(left_out))
         values["agents"] = agents
         return values
 
