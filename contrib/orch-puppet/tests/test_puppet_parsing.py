@@ -275,9 +275,11 @@ def test_resource_inputs() -> None:
                                "properties": {"ensure": "file", "mode": "0644",
                                               "backup": False, "groups": ["a", "b"]}})
     assert wanted.type == "file" and wanted.ref == "file[/tmp/x y]"
+    # Types in any case, as Puppet writes them (File, Apache::Vhost): mco habit.
+    assert resource_request({"type": "Apache::Vhost", "name": "x"}).type == "apache::vhost"
     for bad, problem in [
         ({"type": "file;rm", "name": "x"}, "type"),
-        ({"type": "File", "name": "x"}, "type"),
+        ({"type": "1file", "name": "x"}, "type"),
         ({"type": "file", "name": ""}, "name"),
         ({"type": "file", "name": "a\nb"}, "control"),
         ({"type": "file", "name": "x", "properties": {"Ensure": "file"}}, "property name"),
