@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from orch.testing import SimProcess
 from puppet_fleet import BROKER, CliResult, broker_problem, orch_executable, purge
-
-import pytest
 
 PUPPETISH = ("puppet", "facter", "ruby")
 SERVING = re.compile(r"In another shell: (.*) orch ping")
