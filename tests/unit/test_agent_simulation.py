@@ -160,3 +160,17 @@ def test_orch_sim_hosts_simulations(ddl_path: str) -> None:
     finally:
         fleet.services.close()
         fleet.transport.close()
+
+
+def test_a_simulation_can_host_fewer_agents(tmp_path: Any) -> None:
+    from orch.sim import SimConfig, SimError, Simulation
+
+    def config(agents: tuple[str, ...]) -> SimConfig:
+        return SimConfig(nodes=2, broker="memory://", state_dir=tmp_path, workers=0,
+                         secure=False, agents=agents)
+
+    simulation = Simulation(config(()))
+    simulation.prepare()
+    assert simulation.node_settings()["agents"] == ["rpcutil"]
+    with pytest.raises(SimError, match=r"agent\(s\) nosuch cannot be simulated"):
+        Simulation(config(("nosuch",))).prepare()
