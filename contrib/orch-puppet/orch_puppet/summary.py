@@ -85,6 +85,15 @@ class Distribution:
                 f"min: {human(min(self.values)):<7} max: {human(max(self.values))}")
 
 
+#: Distributions every completed run counts in; the others (resource counts, catalog
+#: retrieval) only count runs that got a catalog: a run without one has all-zero counts.
+RUN_KEYS = frozenset({"total_time", "since_lastrun"})
+
+
+def _had_catalog(data: Mapping[str, Any]) -> bool:
+    return not (data.get("run_status") == "failed" and not data.get("total_resources"))
+
+
 def _number(data: Mapping[str, Any], key: str) -> float | None:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -197,7 +206,8 @@ class FleetSummary:
         distributions = []
         for key, label in DISTRIBUTIONS:
             values = tuple(v for data in summaries.values()
-                           if data.get("lastrun") and (v := _number(data, key)) is not None)
+                           if data.get("lastrun") and (key in RUN_KEYS or _had_catalog(data))
+                           and (v := _number(data, key)) is not None)
             distributions.append(Distribution(label, values))
         failed_runs = {name: str(data.get("last_run_failure") or "failed")
                        for name, data in statuses.items()
