@@ -22,6 +22,8 @@ from orch.core.errors import OrchError
 @click.option("--tls-cert", metavar="FILE", help="Node certificate (PEM).")
 @click.option("--tls-key", metavar="FILE", help="Its private key (PEM).")
 @click.option("--tls-ca", metavar="FILE", help="CA certificate (PEM).")
+@click.option("--tls-crl", metavar="FILE",
+              help="Certificate revocation list (PEM), re-read on SIGHUP.")
 @click.option("--ssldir", metavar="DIR", help="Adopt a Puppet ssl directory instead.")
 @click.option("--policy-dir", metavar="DIR", help="Directory of <agent>.policy files.")
 @click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
@@ -31,8 +33,8 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
-    these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
-    broker goes away.
+    these flags. SIGHUP re-reads facts, classes, agents and the x509 credentials and CRL.
+    The daemon reconnects forever when the broker goes away.
     """
     from orch.core.config import load_settings
     from orch.core.plugins import default_registry

@@ -59,7 +59,7 @@ class AuditLog:
         action: str | None = None,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write one line. ``decision`` is allowed, denied, rejected or ignored."""
+        """Write one line. ``decision`` is allowed, denied, rejected, revoked or ignored."""
         entry = {
             "time": round(time.time(), 6),
             "node": node,

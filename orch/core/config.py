@@ -175,6 +175,10 @@ class Settings:
         None, _optional_path, "The private key (PEM) of tls_cert.")
     tls_ca: str | None = _setting(
         None, _optional_path, "The CA certificate (PEM) that every peer must chain to.")
+    tls_crl: str | None = _setting(
+        None, _optional_path,
+        "x509: the certificate revocation list (PEM) peers are checked against, re-read on "
+        "SIGHUP; 'off' for none (default: none, or <ssldir>/crl.pem with ssldir).")
     ssldir: str | None = _setting(
         None, _optional_path,
         "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "

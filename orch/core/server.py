@@ -35,7 +35,7 @@ from orch.core.agent import ActionReply, ActionRequest, Agent
 from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
-from orch.core.errors import ArgumentError, OrchError, ProtocolError
+from orch.core.errors import ArgumentError, OrchError, ProtocolError, RevokedError
 from orch.core.facts import collect_facts, read_classes
 from orch.core.filter import (
     FilterBudget,
@@ -48,7 +48,7 @@ from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.core.replay import ReplayCache
 from orch.core.runner import ActionRunner, WorkQueue
-from orch.core.security import SecurityProvider, Verified
+from orch.core.security import SecurityProvider, Verified, reload_provider
 from orch.core.transport import NodeBinding
 from orch.ddl.model import AgentDDL
 
@@ -245,6 +245,11 @@ class Node:
                 raise ProtocolError(f"expected a request, got a {envelope.kind}")
             verified = self.security.verify(envelope)
             request = Request.decode(envelope.body)
+        except RevokedError as exc:
+            self._count("dropped")
+            log.warning("node=%s request rejected: %s", self.identity, exc)
+            self._audit("revoked", str(exc), None, Verified(exc.caller, exc.fingerprint))
+            return
         except ProtocolError as exc:
             self._reject("dropped", str(exc))
             return
@@ -459,6 +464,10 @@ class Server:
         self.node.refresh(read_classes(self.settings.classes))
         if self.services.audit is not None:
             self.services.audit.reopen()
+        try:
+            reload_provider(self.services.security, self.settings)
+        except OrchError as exc:
+            log.error("node=%s keeping the current credentials: %s", self.node.identity, exc)
         log.info("node=%s reloaded agents, facts and classes", self.node.identity)
 
     def run(self) -> None:

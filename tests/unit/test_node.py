@@ -811,3 +811,26 @@ def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
         hold.set()
         fleet.services.close()
         fleet.transport.close()
+
+
+def test_request_signed_with_a_revoked_certificate_is_audited_as_revoked(
+        sent: Sent, runner: ActionRunner, tmp_path: Path) -> None:
+    """The signer of a revoked request is known: the audit says who, with the fingerprint."""
+    from orch.core.errors import RevokedError
+    from orch.core.security import Verified
+
+    class Revoking(InsecureProvider):
+        def verify(self, envelope: Envelope) -> Verified:
+            raise RevokedError("certificate 'alice' (serial 1f) is revoked", "cert=alice",
+                               "ab" * 32)
+
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, audit=audit)
+    node.security = Revoking()
+    node.handle(raw(make_request()))
+    audit.close()
+    [line] = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    assert (line["decision"], line["caller"], line["fingerprint"]) == (
+        "revoked", "cert=alice", "ab" * 32)
+    assert "is revoked" in line["reason"]
+    assert sent.calls == [] and stats(node)["dropped"] == 1
