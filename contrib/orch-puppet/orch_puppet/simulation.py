@@ -55,10 +55,18 @@ def clock() -> float:
     return time.time()
 
 
-def _unit(identity: str, *salt: object) -> float:
-    """A number in [0, 1) fixed by the identity and ``salt``: the same fleet every start."""
-    digest = hashlib.sha256("|".join(map(str, (identity, *salt))).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+#: Names of a node's fixed draws, and of each run's (one hash gives eight).
+NODE_DRAWS = ("total", "daemon", "pid", "phase", "change", "disabled", "never", "stale")
+RUN_DRAWS = ("time", "outcome", "failed", "drift", "retrieval", "splay", "age")
+
+
+def _draws(names: tuple[str, ...], *salt: object) -> dict[str, float]:
+    """Numbers in [0, 1) fixed by ``salt`` (the identity first): the same fleet on every
+    start. One SHA-512 gives up to eight, so a node costs two hashes, not one per draw."""
+    digest = hashlib.sha512("|".join(map(str, salt)).encode()).digest()
+    return {name: int.from_bytes(digest[8 * i:8 * i + 8], "big") / 2**64
+            for i, name in enumerate(names)}
+
 
 
 @dataclass
@@ -67,6 +75,8 @@ class SimRun:
     started: float
     duration: float
     options: RunOptions
+    #: This run's fixed draws (:data:`RUN_DRAWS`).
+    draws: dict[str, float]
 
 
 class SimulatedNode:
@@ -74,6 +84,7 @@ class SimulatedNode:
 
     def __init__(self, identity: str, role: str, now: float) -> None:
         self.identity = identity
+        self._fixed = _draws(NODE_DRAWS, identity, "node")
         self.total = round(ROLE_RESOURCES.get(role, DEFAULT_RESOURCES)
                            * (0.7 + 0.6 * self._u("total")))
         self.daemon = self._u("daemon") < 0.8
@@ -94,11 +105,12 @@ class SimulatedNode:
             self.processed = now - 2 * RUNINTERVAL
             self.advance(now)
         else:  # no daemon (cron, or runs by hand), disabled, or stale: one old run
-            age = RUNINTERVAL * (2 + 10 * self._u("age"))
-            self._complete(self.new_run(now - age, RunOptions()))
+            first = self.new_run(now, RunOptions())
+            first.started -= RUNINTERVAL * (2 + 10 * first.draws["age"])
+            self._complete(first)
 
-    def _u(self, *salt: object) -> float:
-        return _unit(self.identity, *salt)
+    def _u(self, name: str) -> float:
+        return self._fixed[name]
 
     # -- time ------------------------------------------------------------------------------
 
@@ -123,24 +135,25 @@ class SimulatedNode:
 
     def new_run(self, started: float, options: RunOptions) -> SimRun:
         self.runs += 1
+        draws = _draws(RUN_DRAWS, self.identity, "run", self.runs)
         share = 0.4 if options.tags else 1.0
-        duration = (3.0 + self.total * 0.04 * share) * (0.8 + 0.4 * self._u("time", self.runs))
-        return SimRun(self.runs, started, round(duration, 3), options)
+        duration = (3.0 + self.total * 0.04 * share) * (0.8 + 0.4 * draws["time"])
+        return SimRun(self.runs, started, round(duration, 3), options, draws)
 
     # -- what a finished run leaves ----------------------------------------------------------
 
     def _complete(self, run: SimRun) -> None:
         ended = run.started + run.duration
-        draw = self._u("outcome", run.number)
+        draw = run.draws["outcome"]
         options = run.options
         total = round(self.total * (0.4 if options.tags else 1.0))
         no_catalog = draw < 0.03 and not options.use_cached_catalog
-        failed = 1 + int(self._u("failed", run.number) * 3) if 0.03 <= draw < 0.08 else 0
-        drift = int(self._u("drift", run.number) * 6) if draw >= 0.6 else 0
+        failed = 1 + int(run.draws["failed"] * 3) if 0.03 <= draw < 0.08 else 0
+        drift = int(run.draws["drift"] * 6) if draw >= 0.6 else 0
         out_of_sync = 0 if no_catalog else drift + failed
         changed = 0 if no_catalog or options.noop else drift
         retrieval = 0.0 if options.use_cached_catalog else round(
-            0.3 + 1.5 * self._u("retrieval", run.number), 3)
+            0.3 + 1.5 * run.draws["retrieval"], 3)
         times: dict[str, Any] = {"fact_generation": 0.6, "total": run.duration,
                                  "last_run": int(ended)}
         if not no_catalog:
@@ -231,12 +244,10 @@ class SimulatedPuppet(Agent):
             current = sim.state(now)
             check_can_run(current)
             splay = effective_splay(options, self.config)
-            delay = 0.0
-            if splay:
-                limit = options.splaylimit or self.config.splaylimit or RUNINTERVAL
-                delay = limit * _unit(sim.identity, "splay", sim.runs)
             run = sim.new_run(now, options)
-            run.duration += round(delay, 3)
+            if splay:  # it sleeps first, holding the run (Puppet's lock is taken later)
+                limit = options.splaylimit or self.config.splaylimit or RUNINTERVAL
+                run.duration += round(limit * run.draws["splay"], 3)
             sim.current = run
         if sim.daemon and not options.custom and not splay:
             summary = f"Signalled the running Puppet daemon (PID {sim.pid}) to start a run"
