@@ -29,13 +29,13 @@ QUICK_TIMEOUT = 10.0
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _exit(code: int) -> None:
+def exit_with(code: int) -> None:
     if code:
         sys.exit(code)
 
 
 @contextmanager
-def _client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
+def puppet_client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
     """A client whose reply timeout is :data:`QUICK_TIMEOUT` unless one was configured."""
     settings = orch.settings
     if quick and settings.timeout is None:
@@ -100,7 +100,7 @@ def _finish(orch: ClientContext, result: CallResult) -> None:
     if not orch.json:
         click.echo()
         output.print_summary(result, orch.verbose)
-    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+    exit_with(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +127,7 @@ def puppet() -> None:
 @client_options
 def status(orch: ClientContext) -> None:
     """Show whether Puppet is applying, idling, stopped or disabled, and its last run."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "status")
     if orch.json:
         output.print_json(output.result_document(result))
@@ -146,7 +146,7 @@ def status(orch: ClientContext) -> None:
 @client_options
 def count(orch: ClientContext) -> None:
     """Count the nodes in each state (enabled, disabled, applying, stopped, idling)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "status")
     counts = Counts.of({n: r.data for n, r in result.replies.items() if r.ok})
     if orch.json:
@@ -158,7 +158,7 @@ def count(orch: ClientContext) -> None:
             click.echo(line)
         click.echo()
         output.print_problems(result)
-    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+    exit_with(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
 @puppet.command()
@@ -168,7 +168,7 @@ def count(orch: ClientContext) -> None:
 @client_options
 def summary(orch: ClientContext, stale_after: float) -> None:
     """Fleet-wide Puppet health: states, stale nodes, failures, run-time distributions."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         statuses = _call(orch, client, "status")
         nodes = sorted(statuses.replies) if statuses.replies else []
         summaries = _call(orch, client, "last_run_summary", nodes=nodes) if nodes else None
@@ -200,7 +200,7 @@ def summary(orch: ClientContext, stale_after: float) -> None:
         output.print_problems(statuses)
         if problems:
             click.secho(f"No usable answer from: {', '.join(problems)}", fg="red")
-    _exit(EXIT_OK if statuses.replies and not problems else EXIT_FAILED)
+    exit_with(EXIT_OK if statuses.replies and not problems else EXIT_FAILED)
 
 
 # -- enable, disable ----------------------------------------------------------------------
@@ -210,7 +210,7 @@ def summary(orch: ClientContext, stale_after: float) -> None:
 @client_options
 def enable(orch: ClientContext) -> None:
     """Enable Puppet runs (removes Puppet's disable lock)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "enable")
     if orch.json:
         output.print_json(output.result_document(result))
@@ -248,7 +248,7 @@ def disable(orch: ClientContext, message_argument: str | None,
     orch puppet disable message="db upgrade" -I db1     (mco's form)
     """
     message = _disable_message(message_argument, message_option)
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "disable", {"message": message} if message else {})
     if orch.json:
         output.print_json(output.result_document(result))
@@ -260,7 +260,7 @@ def disable(orch: ClientContext, message_argument: str | None,
 # -- runonce ------------------------------------------------------------------------------
 
 
-def _run_options(command: Any) -> Any:
+def with_run_options(command: Any) -> Any:
     """The inputs of the runonce action, as options (shared by runonce and runall)."""
     for option in reversed([
         click.option("--noop/--no-noop", "noop", default=None,
@@ -279,7 +279,7 @@ def _run_options(command: Any) -> Any:
     return command
 
 
-def _run_data(**values: Any) -> dict[str, Any]:
+def run_data(**values: Any) -> dict[str, Any]:
     """The runonce inputs given, checked here first: a bad tag or server is a usage error
     saying what Puppet accepts, never a validation pattern from the DDL."""
     data = {key: value for key, value in values.items() if value is not None}
@@ -296,7 +296,7 @@ def _run_data(**values: Any) -> dict[str, Any]:
 @click.option("--splay/--no-splay", default=None, help="Sleep up to --splaylimit first.")
 @click.option("--splaylimit", type=click.IntRange(min=1), metavar="SECONDS",
               help="Longest splay.")
-@_run_options
+@with_run_options
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
               help="Send the request to N nodes at a time.")
 @click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -315,8 +315,8 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wai
     --batch N the request goes to N nodes at a time, --batch-sleep apart. With --wait,
     each started run is followed until it ends, and a failed run exits 1.
     """
-    data = _run_data(**options)
-    with _client(orch) as client:
+    data = run_data(**options)
+    with puppet_client(orch) as client:
         if batch_size is None:
             results = [_call(orch, client, "runonce", data)]
         else:
@@ -362,7 +362,7 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wai
         output.print_json(document)
     elif waited is not None:
         print_outcomes(waited)
-    _exit(EXIT_OK if ok else EXIT_FAILED)
+    exit_with(EXIT_OK if ok else EXIT_FAILED)
 
 
 # -- last_run_summary ---------------------------------------------------------------------
@@ -394,7 +394,7 @@ def _summary_line(data: Mapping[str, Any]) -> str:
 @client_options
 def last_run_summary(orch: ClientContext) -> None:
     """Resource counts and timings of each node's last run (-v adds the run's logs)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "last_run_summary")
     if orch.json:
         output.print_json(output.result_document(result))
@@ -443,7 +443,7 @@ def resource(orch: ClientContext, type_name: str, name: str,
                                  "digits and _, starting with a letter; a module's type as "
                                  "module::type)", param_hint="TYPE")
     data = {"type": type_name.lower(), "name": name, "properties": _properties(properties)}
-    with _client(orch, quick=False) as client:
+    with puppet_client(orch, quick=False) as client:
         result = _call(orch, client, "resource", data)
     if orch.json:
         output.print_json(output.result_document(result))

@@ -22,10 +22,10 @@ from orch_puppet.commands import (
     AGENT,
     EXIT_FAILED,
     EXIT_OK,
-    _client,
-    _exit,
-    _run_data,
-    _run_options,
+    exit_with,
+    puppet_client,
+    run_data,
+    with_run_options,
 )
 
 
@@ -42,7 +42,7 @@ def wait_for_runs(orch: ClientContext, results: Sequence[CallResult],
             started[name] = int(initiated) if isinstance(initiated, int | float) else None
     if not orch.json and started:
         click.echo(f"Waiting for {len(started)} run(s) to end ...")
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         scheduler = RunAll(OrchPuppetFleet(client), [], max(len(started), 1),
                            max_time=timeout, on_event=event_printer(orch), started=started)
         return scheduler.run()
@@ -86,7 +86,7 @@ def print_outcomes(report: Any) -> None:
 
 @click.command()
 @click.argument("concurrency", type=click.IntRange(min=1))
-@_run_options
+@with_run_options
 @click.option("--poll-interval", type=click.FloatRange(min=0.1), default=1.0,
               show_default=True, metavar="SECONDS", help="Seconds between status polls.")
 @click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
@@ -116,10 +116,10 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
 
     if passes is not None and rerun is None:
         raise click.UsageError("--passes goes with --rerun SECONDS")
-    data = _run_data(**options)
+    data = run_data(**options)
     all_ok = True
     number = 0
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         while True:
             number += 1
             began = time.monotonic()
@@ -165,7 +165,7 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
                 if not orch.json:
                     click.echo(f"Next pass in {pause:.0f}s (Ctrl-C stops)")
                 time.sleep(pause)
-    _exit(EXIT_OK if all_ok else EXIT_FAILED)
+    exit_with(EXIT_OK if all_ok else EXIT_FAILED)
 
 
 def _failed_resources(client: Client, nodes: Sequence[str]) -> dict[str, int]:
