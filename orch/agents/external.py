@@ -48,10 +48,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+from orch.core import convert
 from orch.core.agent import ActionMethod, ActionReply, ActionRequest, Agent
 from orch.core.config import Settings
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Status, valid_name
+from orch.core.sections import setting
 from orch.ddl.model import ActionDDL, AgentDDL, DDLError, load_ddl
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,30 @@ _READ_CHUNK = 65536
 
 
 @dataclass(frozen=True)
+class ExternalSettings:
+    """``plugins: {external: {…}}``: where external agents are and the limits of their calls.
+    ``agents_dir`` was one of orch's own settings before plugins declared theirs, so the old
+    top-level name still works."""
+
+    agents_dir: list[str] = setting(
+        list, convert.string_list,
+        "Directories of external agents: an executable plus its JSON DDL, in any language "
+        "(see [external-agents.md](external-agents.md)).", aliases=("agents_dir",))
+    max_reply_bytes: int = setting(
+        MAX_REPLY_BYTES, convert.positive(int),
+        "Largest reply file an external agent may write (bytes); a bigger one aborts the call.")
+    max_log_bytes: int = setting(
+        MAX_LOG_BYTES, convert.positive(int),
+        "Output of an external agent logged per call, of stdout and of stderr each (bytes).")
+    activation_timeout: float = setting(
+        ACTIVATION_TIMEOUT, convert.positive(float),
+        "Seconds an external agent's activation check may take when the agents are scanned.")
+    kill_grace: float = setting(
+        KILL_GRACE, convert.positive(float),
+        "Seconds between SIGTERM and SIGKILL for an external agent past its deadline.")
+
+
+@dataclass(frozen=True)
 class Limits:
     """Resource limits of external agent calls, from the ``plugins.external`` section."""
 
@@ -102,29 +128,12 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> Limits:
-        """Read the limits; a bad value is logged and replaced by its default, because a
-        typo in a tuning knob should not stop a daemon from serving its other agents."""
+        """The limits of the (checked) ``external`` section."""
         if settings is None:
             return cls()
-        section = settings.plugin(PLUGIN_NAME)
-        values: dict[str, Any] = {}
-        for name, kind in (("max_reply_bytes", int), ("max_log_bytes", int),
-                           ("activation_timeout", float), ("kill_grace", float)):
-            if name not in section:
-                continue
-            raw = section[name]
-            try:
-                if isinstance(raw, bool):
-                    raise ValueError
-                value = kind(raw)
-                if value <= 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                log.warning("plugins.%s.%s: expected a positive number, got %r; using %s",
-                            PLUGIN_NAME, name, raw, getattr(cls, name))
-                continue
-            values[name] = value
-        return cls(**values)
+        section = settings.section(PLUGIN_NAME, ExternalSettings)
+        return cls(section.max_reply_bytes, section.max_log_bytes, section.activation_timeout,
+                   section.kill_grace)
 
 
 # ----------------------------------------------------------------------------- scanning
@@ -881,7 +890,8 @@ def cached_scan(settings: Settings) -> list[type[Agent]]:
     check each time would cost up to seconds. Loaded and refused agents are logged when a
     scan actually runs.
     """
-    directories = tuple(str(d) for d in settings.agents_dir)
+    directories = tuple(str(d) for d in settings.section(PLUGIN_NAME,
+                                                          ExternalSettings).agents_dir)
     if not directories:
         return []
     key = (directories, json.dumps(settings.plugins, sort_keys=True, default=str))
@@ -900,6 +910,12 @@ def cached_scan(settings: Settings) -> list[type[Agent]]:
                      ", ".join(sorted(ddl.actions)), ddl.timeout)
         _cache[key] = (fingerprint, agents)
         return list(agents)
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare the ``external`` section."""
+    return {PLUGIN_NAME: ExternalSettings}
 
 
 @hookimpl

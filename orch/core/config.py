@@ -14,81 +14,19 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from orch.core import convert, sections
 from orch.core.errors import ConfigError
-from orch.core.protocol import valid_name
+from orch.core.sections import setting
+
+if TYPE_CHECKING:
+    from orch.core.plugins import PluginRegistry
+
+T = TypeVar("T")
 
 DEFAULT_BROKER = "amqp://guest:guest@localhost:5672//"
 ENV_PREFIX = "ORCH_"
-
-
-def _split_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ValueError("expected a list of strings or a comma-separated string")
-
-
-def _name(value: Any) -> str:
-    if not valid_name(value):
-        raise ValueError("expected a name made of letters, digits, '.', '_' and '-'")
-    return str(value)
-
-
-def _positive(kind: type) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a positive {kind.__name__}")
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a positive {kind.__name__}") from None
-        if number <= 0:
-            raise ValueError(f"expected a positive {kind.__name__}")
-        return number
-
-    return convert
-
-
-def _non_negative(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds, 0 or more")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of seconds, 0 or more") from None
-    if not number >= 0 or number == float("inf"):
-        raise ValueError("expected a number of seconds, 0 or more")
-    return number
-
-
-def _optional_path(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError("expected a file path")
-    return value
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return str(value)
-
-    return convert
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a non-empty string")
-    return value
-
-
-def _optional_list(value: Any) -> list[str] | None:
-    return None if value in (None, "", "all") else _split_list(value)
 
 
 def _plugin_sections(value: Any) -> dict[str, dict[str, Any]]:
@@ -106,10 +44,18 @@ def _plugin_sections(value: Any) -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in value.items()}
 
 
-def _setting(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
-    if callable(default):
-        return field(default_factory=default, metadata={"convert": convert, "doc": doc})
-    return field(default=default, metadata={"convert": convert, "doc": doc})
+def _setting(default: Any, convert: Callable[[Any], Any], doc: str,
+             default_doc: str | None = None) -> Any:
+    return setting(default, convert, doc, default_doc=default_doc)
+
+
+_split_list = convert.string_list
+_name = convert.name
+_positive = convert.positive
+_non_negative = convert.non_negative
+_optional_path = convert.optional_path
+_choice = convert.choice
+_optional_list = convert.optional_list
 
 
 @dataclass(frozen=True)
@@ -134,9 +80,6 @@ class Settings:
         None, _optional_path, "A Puppet classes.txt file; its lines are the node's classes.")
     agents: list[str] | None = _setting(
         None, _optional_list, "Agents to host (default: every installed agent).")
-    agents_dir: list[str] = _setting(
-        list, _split_list,
-        "Directories of external agents (an executable plus its JSON DDL, any language).")
     plugins: dict[str, dict[str, Any]] = _setting(
         dict, _plugin_sections,
         "Per-plugin settings: {plugin name: {key: value}}, read by each plugin.")
@@ -179,21 +122,8 @@ class Settings:
         None, _optional_path,
         "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "
         "private_keys/<identity>.pem.")
-    cert_cache: str | None = _setting(
-        None, _optional_path,
-        "x509: directory (yours, mode 0700) where verified peer certificates are remembered "
-        "for later processes; 'off' disables it (default: ~/.cache/orch/x509).")
-    client_certnames: list[str] = _setting(
-        lambda: ["*.mcollective"], _split_list,
-        "x509 with a CA not made by `orch ca` (Puppet's): certificate names (fnmatch "
-        "patterns) that are clients; every other certificate is a node.")
     authorization: str = _setting(
         "actionpolicy", _name, "Server: the authorization plugin deciding who may run what.")
-    policy_dir: str | None = _setting(
-        None, _optional_path, "Server: directory of <agent>.policy actionpolicy files.")
-    policy_default: str = _setting(
-        "deny", _choice("allow", "deny"),
-        "Server: decision for an agent that has no policy file and no default policy file.")
     audit_log: str | None = _setting(
         None, _optional_path, "Server: JSON-lines audit log of every request received.")
     filter_max_bytes: int = _setting(
@@ -217,54 +147,143 @@ class Settings:
     log_level: str = _setting(
         "info", _choice("debug", "info", "warning", "error"), "Logging threshold.")
 
+    #: Where each ``plugins.<section>.<key>`` value came from, for error messages.
+    origins: Mapping[tuple[str, str], str] = field(
+        default_factory=dict, compare=False, repr=False)
+    #: The ``ORCH_*`` environment seen by :func:`load_settings`: a plugin section's
+    #: ``ORCH_<SECTION>_<KEY>`` is read from it when the section is first checked.
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: Section keys set after the environment was read (flags), which the environment
+    #: must not override.
+    after_environ: frozenset[tuple[str, str]] = field(
+        default_factory=frozenset, compare=False, repr=False)
+    _sections: dict[tuple[str, type], Any] = field(
+        default_factory=dict, compare=False, repr=False, init=False)
+
     @classmethod
     def documented(cls) -> dict[str, str]:
-        """``{setting: description}`` for every setting, for docs and ``--help``."""
-        return {f.name: f.metadata["doc"] for f in fields(cls)}
+        """``{setting: description}`` for every core setting, for docs and ``--help``."""
+        return {f.name: f.metadata["doc"] for f in fields(cls) if "doc" in f.metadata}
 
     def plugin(self, name: str) -> dict[str, Any]:
-        """The ``plugins.<name>`` section (empty when absent)."""
+        """The raw ``plugins.<name>`` section (empty when absent), unchecked.
+
+        A plugin that declares its section (``orch_settings``) reads it typed and checked
+        with :meth:`section` instead.
+        """
         return dict(self.plugins.get(name, {}))
 
-    def with_values(self, values: Mapping[str, Any], source: str) -> Settings:
-        """Return a copy with ``values`` applied; ``source`` names where they came from."""
-        known = {f.name: f for f in fields(self)}
+    def section(self, name: str, cls: type[T]) -> T:
+        """The declared section ``name`` as an instance of ``cls``, checked once.
+
+        Layers, each overriding the one before: the class's defaults, the config file's
+        ``plugins.<name>`` (or a key's top-level alias), the environment
+        (``ORCH_<NAME>_<KEY>``, an alias's ``ORCH_<ALIAS>``, ``ORCH_PLUGINS``), the command
+        line. Raises :class:`ConfigError` naming the key and its source.
+        """
+        cached = self._sections.get((name, cls))
+        if cached is not None:
+            return cast(T, cached)
+        values = dict(self.plugins.get(name, {}))
+        origins = {key: self.origins.get((name, key), "settings") for key in values}
+        for key, value in sections.environment_values(name, cls, self.environ).items():
+            if (name, key) not in self.after_environ:
+                values[key] = value
+                origins[key] = "environment"
+        checked = sections.check(name, cls, values, origins)
+        self._sections[(name, cls)] = checked
+        return checked
+
+    def with_values(self, values: Mapping[str, Any], source: str,
+                    registry: PluginRegistry | None = None) -> Settings:
+        """Return a copy with ``values`` applied; ``source`` names where they came from.
+
+        Keys are core settings, ``plugins`` (a mapping of sections, merged key by key),
+        ``<section>.<key>`` (also ``plugins.<section>.<key>``), or a top-level alias a
+        plugin declared for one of its keys (found through ``registry``, the process's
+        default registry when None, asked only when such a key appears).
+        """
+        known = {f.name: f for f in fields(self) if "doc" in f.metadata}
         changes: dict[str, Any] = {}
+        plugin_values: list[tuple[str, str, Any]] = []
         for key, value in values.items():
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ConfigError(f"{source}: unknown setting {key!r}{suggestion}")
-            try:
-                changes[key] = known[key].metadata["convert"](value)
-            except ValueError as exc:
-                raise ConfigError(f"{source}: bad value {value!r} for {key!r}: {exc}") from None
+            if key == "plugins":
+                try:
+                    given = _plugin_sections(value)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{source}: bad value {value!r} for 'plugins': {exc}") from None
+                plugin_values.extend((s, k, v) for s, kv in given.items() for k, v in kv.items())
+            elif key in known:
+                try:
+                    changes[key] = known[key].metadata["convert"](value)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{source}: bad value {value!r} for {key!r}: {exc}") from None
+            elif "." in str(key):
+                dotted = str(key).removeprefix("plugins.")
+                section_name, _, section_key = dotted.partition(".")
+                plugin_values.append((section_name, section_key, value))
+            else:
+                section_name, section_key = _alias(str(key), source, known, registry)
+                plugin_values.append((section_name, section_key, value))
+        if plugin_values:
+            merged = {name: dict(section) for name, section in self.plugins.items()}
+            origins = dict(self.origins)
+            after = set(self.after_environ)
+            for section_name, section_key, value in plugin_values:
+                merged.setdefault(section_name, {})[section_key] = value
+                origins[(section_name, section_key)] = source
+                if self.environ:
+                    after.add((section_name, section_key))
+            changes.update(plugins=merged, origins=origins, after_environ=frozenset(after))
         return replace(self, **changes)
+
+
+def _alias(key: str, source: str, known: Mapping[str, Any],
+           registry: PluginRegistry | None) -> tuple[str, str]:
+    """The ``(section, key)`` a plugin declared top-level ``key`` an alias of, else a
+    :class:`ConfigError` suggesting the closest core setting or alias."""
+    if registry is None:
+        from orch.core.plugins import default_registry
+
+        registry = default_registry()
+    target = registry.setting_alias(key)
+    if target is not None:
+        return target
+    candidates = [*known, *registry.setting_aliases()]
+    hint = difflib.get_close_matches(key, candidates, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise ConfigError(f"{source}: unknown setting {key!r}{suggestion}")
 
 
 def load_settings(
     config_file: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    registry: PluginRegistry | None = None,
 ) -> Settings:
     """Build the effective settings: defaults < config file < environment < ``overrides``.
 
     ``config_file`` defaults to ``$ORCH_CONFIG``. ``overrides`` are command-line values;
     None values are ignored so that unset flags do not hide the file or environment.
+    ``registry`` resolves top-level aliases of plugin settings (default: the process's).
     """
     env = os.environ if environ is None else environ
     settings = Settings()
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
     if path:
-        settings = settings.with_values(read_config_file(path), path)
+        settings = settings.with_values(read_config_file(path), path, registry)
     env_values = {
         name: env[f"{ENV_PREFIX}{name.upper()}"]
         for name in Settings.documented()
         if f"{ENV_PREFIX}{name.upper()}" in env
     }
-    settings = settings.with_values(env_values, "environment")
+    settings = settings.with_values(env_values, "environment", registry)
+    snapshot = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    settings = replace(settings, environ=snapshot)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return settings.with_values(flags, "command line")
+    return settings.with_values(flags, "command line", registry)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

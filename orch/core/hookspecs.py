@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from orch.core.markers import ENTRY_POINT_GROUP, PROJECT, hookimpl, hookspec
 
 if TYPE_CHECKING:
     import click
@@ -38,11 +38,7 @@ if TYPE_CHECKING:
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
 
-PROJECT = "orch"
-ENTRY_POINT_GROUP = "orch"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["ENTRY_POINT_GROUP", "PROJECT", "hookimpl", "hookspec"]
 
 
 @hookspec
@@ -170,6 +166,22 @@ def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
 
     ``broadcast`` (ask the live fleet) is built in; an inventory or PuppetDB method can be
     added by a plugin and chosen with ``--discovery-method``.
+    """
+
+
+@hookspec
+def orch_settings() -> Mapping[str, type]:
+    """Return ``{section name: class}``: the settings sections this plugin declares.
+
+    The class is a frozen dataclass whose fields are made with :func:`orch.plugin.setting`
+    (default, converter, one-line description, optional top-level ``aliases``). orch reads
+    the section from ``plugins: {<name>: {…}}`` in the config file, ``ORCH_<NAME>_<KEY>`` in
+    the environment and the command line, checks it like its own settings (an unknown key
+    or a bad value is an error naming the key and its source, with a suggestion), and
+    documents it. Read it with ``settings.section(name, cls)``, which returns an instance of
+    ``cls``. Called once per process when a section or alias is first needed, and by
+    ``orch server`` at start to check every section. Two plugins declaring one section
+    name, or one alias, is a configuration error.
     """
 
 

@@ -332,6 +332,53 @@ class PluginRegistry:
         """Every plugin command, or (loading less) at least those called ``name``."""
         return [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
 
+    def settings_sections(self, key: str | None = None) -> dict[str, type]:
+        """``{section name: declaring class}`` of every plugin's ``orch_settings`` (or, loading
+        less, at least the plugin declaring the section or alias ``key``)."""
+        from orch.core import sections
+
+        merged = self._merged(self._call("orch_settings", key), "settings section")
+        owners: dict[str, str] = {}
+        for name, cls in merged.items():
+            sections.declared(cls)  # a TypeError for a class that is not a dataclass
+            for alias in sections.aliases(cls):
+                if alias in owners and owners[alias] != name:
+                    raise PluginError(
+                        f"the settings sections {owners[alias]!r} and {name!r} both claim the "
+                        f"top-level setting {alias!r}; uninstall one of them (see `orch plugins`)")
+                owners[alias] = name
+        return merged
+
+    def setting_aliases(self) -> dict[str, tuple[str, str]]:
+        """``{top-level alias: (section, key)}`` declared by every plugin."""
+        from orch.core import sections
+        from orch.core.config import Settings
+
+        core = set(Settings.documented())
+        found: dict[str, tuple[str, str]] = {}
+        for name, cls in self.settings_sections().items():
+            for alias, key in sections.aliases(cls).items():
+                if alias in core:
+                    raise PluginError(f"settings section {name!r} declares {alias!r} as an "
+                                      "alias, but it is one of orch's own settings")
+                found[alias] = (name, key)
+        return found
+
+    def setting_alias(self, alias: str) -> tuple[str, str] | None:
+        """The ``(section, key)`` that top-level ``alias`` stands for, or None."""
+        from orch.core import sections
+
+        for name, cls in self.settings_sections(alias).items():
+            if alias in sections.aliases(cls):
+                return name, sections.aliases(cls)[alias]
+        return None
+
+    def check_settings(self, settings: Settings) -> None:
+        """Check every declared section of ``settings`` now (a daemon does at start, so a
+        typo stops it instead of surfacing at the first request that reads the section)."""
+        for name, cls in self.settings_sections().items():
+            settings.section(name, cls)
+
     # -- choosing plugins by settings ---------------------------------------------------
 
     def transport_for(self, settings: Settings) -> Transport:

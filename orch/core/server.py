@@ -421,6 +421,7 @@ class Server:
     def __init__(self, settings: Settings, registry: PluginRegistry) -> None:
         self.settings = settings
         self.registry = registry
+        registry.check_settings(settings)  # a typo in any section stops the start
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
@@ -436,10 +437,6 @@ class Server:
             read_classes(settings.classes),
             self.services,
         )
-
-        if settings.policy_dir is None:
-            log.warning("node=%s no policy_dir set: every authenticated caller may run "
-                        "every action", settings.identity)
 
     def reload(self) -> None:
         """SIGHUP: rescan agents, re-read facts and classes, reopen the audit log.

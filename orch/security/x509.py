@@ -54,6 +54,7 @@ from orch.core.errors import SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
+from orch.security.x509_settings import SECTION, X509Settings
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
@@ -165,14 +166,14 @@ class X509Provider:
         if clock_skew is None:
             clock_skew = settings.clock_skew if settings is not None else 5.0
         self._skew = float(clock_skew)
+        section = settings.section(SECTION, X509Settings) if settings is not None else None
         if client_certnames is None:
-            configured = getattr(settings, "client_certnames", None)
+            configured = section.client_certnames if section is not None else None
             client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
         self._client_certnames = tuple(client_certnames)
         self._cache = _LRU(cache_size)
         if ed25519_backend is None:
-            ed25519_backend = str((settings.plugin("x509") if settings is not None else {})
-                                  .get("ed25519", "auto"))
+            ed25519_backend = section.ed25519 if section is not None else "auto"
         if ed25519_backend not in pki.ED25519_BACKENDS:
             raise SecurityError(f"plugins.x509.ed25519 must be one of "
                                 f"{', '.join(pki.ED25519_BACKENDS)}, not {ed25519_backend!r}")
@@ -186,10 +187,10 @@ class X509Provider:
         #: The revocation state certificates are checked against; part of the disk cache's
         #: scope, so that a new CRL makes every certificate be checked anew.
         self.revocation = self._revocation_state()
-        self._disk = self._trust_cache(settings, cert_cache)
+        self._disk = self._trust_cache(section, cert_cache)
         self._warn_identity_mismatch(settings)
 
-    def _trust_cache(self, settings: Settings | None,
+    def _trust_cache(self, section: X509Settings | None,
                      directory: str | os.PathLike[str] | None) -> TrustCache | None:
         """The per-user disk cache: from ``cert_cache`` (explicit, else the setting).
 
@@ -198,8 +199,8 @@ class X509Provider:
         """
         from orch.security import certcache
 
-        if directory is None and settings is not None:
-            configured = getattr(settings, "cert_cache", None)
+        if directory is None and section is not None:
+            configured = section.cert_cache
             if configured == "off":
                 return None
             directory = configured or certcache.default_directory()
@@ -492,6 +493,11 @@ def _reply_sender(body: str) -> str:
     if not isinstance(sender, str):
         raise SecurityError("reply body names no sender")
     return sender
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    return {SECTION: X509Settings}
 
 
 @hookimpl
