@@ -189,3 +189,14 @@ def test_sections_are_cached_per_settings_object() -> None:
     settings = Settings()
     first = settings.section("actionpolicy", ActionPolicySettings)
     assert settings.section("actionpolicy", ActionPolicySettings) is first
+
+
+def test_configuration_md_tables_match_the_declarations() -> None:
+    """docs/configuration.md's section tables are generated; regenerate them with
+    ``python -m orch.core.settingsdoc docs/configuration.md`` after changing a section."""
+    from orch.core import settingsdoc
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    text = doc.read_text()
+    assert settingsdoc.replace_block(text, settingsdoc.render(
+        settingsdoc.builtin_sections())) == text
