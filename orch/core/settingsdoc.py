@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from orch.core import sections
 
@@ -63,7 +64,7 @@ def builtin_sections() -> dict[str, type]:
     for impl in registry.manager.hook.orch_settings.get_hookimpls():
         info = registry.infos.get(impl.plugin_name)
         if info is not None and info.distribution == "orch":
-            results.update(impl.function())
+            results.update(cast("Mapping[str, type]", impl.function()))
     return results
 
 
