@@ -63,7 +63,7 @@ class ClientContext:
         if self._filter is None and not any(self.filter_options.values()):
             self._filter = {}  # no options select every node: no filter plugin is needed
         if self._filter is None:
-            from orch.filters.builtin import build_filter
+            from orch.core.filterargs import build_filter
 
             opts = self.filter_options
             self._filter = build_filter(
