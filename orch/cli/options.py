@@ -50,7 +50,9 @@ class ClientContext:
         from orch.core.client import Client
 
         if self._client is None:
-            self._client = Client(self.settings)
+            from orch.cli.context import registry
+
+            self._client = Client(self.settings, registry())
         return self._client
 
     def close(self) -> None:

@@ -34,14 +34,14 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
     broker goes away.
     """
+    from orch.cli.context import registry as cli_registry
     from orch.core.config import load_settings
-    from orch.core.plugins import default_registry
     from orch.core.server import Server
 
     try:
         settings = load_settings(config_file, {**flags, "log_level": log_level})
         configure_logging(settings.log_level)
-        daemon = Server(settings, default_registry())
+        daemon = Server(settings, cli_registry())
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     daemon.run()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
+    from orch.ddl.aggregate import Aggregator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -322,15 +323,40 @@ class PluginRegistry:
             self._validators = self._merged(self._call("orch_validators"), "validator")
         return self._validators
 
-    def aggregate_functions(self) -> dict[str, Callable[..., Any]]:
+    def aggregate_functions(self) -> dict[str, Callable[..., Aggregator]]:
         return self._merged(self._call("orch_aggregate_functions"), "aggregate function")
+
+    def notify_reload(self, settings: Settings) -> None:
+        """Tell every plugin implementing ``orch_reload`` that the daemon got SIGHUP.
+
+        A notification, not a collecting call: each implementation runs once, in load
+        order; what it returns is ignored, and one that raises is logged without keeping
+        the others from dropping their caches.
+        """
+        self._need("orch_reload")
+        names = sorted(set(self._entry_names))
+        rank = {name: (0, i) for i, name in enumerate(names)}
+        rank.update({name: (1, i) for i, name in enumerate(self._registered)
+                     if name not in rank})
+        impls = sorted(self._manager.hook.orch_reload.get_hookimpls(),
+                       key=lambda impl: rank.get(impl.plugin_name, (2, 0)))
+        for impl in impls:
+            try:
+                impl.function(*[{"settings": settings}[arg] for arg in impl.argnames])
+            except Exception:  # third-party code: log it, let the others reload
+                log.exception("plugin %s: orch_reload failed", impl.plugin_name)
 
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
         return self._merged(self._call("orch_discovery_methods"), "discovery method")
 
     def cli_commands(self, name: str | None = None) -> list[click.Command]:
-        """Every plugin command, or (loading less) at least those called ``name``."""
-        return [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
+        """Every plugin command, or (loading less) at least those called ``name``.
+
+        Two plugins claiming one command name is a :class:`PluginError`, like every other
+        conflict (it used to be the first one registered that won, silently)."""
+        commands = [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
+        self._merged([{cmd.name: cmd} for cmd in commands if cmd.name], "command")
+        return commands
 
     def settings_sections(self, key: str | None = None) -> dict[str, type]:
         """``{section name: declaring class}`` of every plugin's ``orch_settings`` (or, loading

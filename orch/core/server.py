@@ -444,7 +444,7 @@ class Server:
         When the set of agents changed, the consumer is rebuilt so broadcasts for new
         agents arrive and those for removed ones stop.
         """
-        self.registry.hook.orch_reload(settings=self.settings)
+        self.registry.notify_reload(self.settings)
         try:
             agents = self.registry.agents_for(self.settings)
         except OrchError as exc:
