@@ -42,7 +42,9 @@ class ClientContext:
         from orch.core.config import load_settings
 
         if self._settings is None:
-            self._settings = load_settings(self.config_file, self.overrides)
+            from orch.cli.context import environ
+
+            self._settings = load_settings(self.config_file, self.overrides, environ())
         return self._settings
 
     def client(self) -> Client:
