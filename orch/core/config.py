@@ -1,9 +1,10 @@
 """Settings: defaults, then the YAML config file, then ``ORCH_*`` environment, then flags.
 
-Every setting is declared once in :data:`SETTINGS` with its type, default and a one-line
-description; ``docs/configuration.md`` documents the same table and a test keeps the two in
-step. An unknown key or a bad value is a :class:`~orch.core.errors.ConfigError` naming the key
-and where it came from.
+Every core setting is declared once, as a field of :class:`Settings`, with its converter,
+default and description; ``docs/configuration.md``'s table is generated from them
+(:mod:`orch.core.settingsdoc`). Plugins declare theirs as sections (:mod:`orch.core.sections`,
+the ``orch_settings`` hook), read with :meth:`Settings.section`. An unknown key or a bad value
+is a :class:`~orch.core.errors.ConfigError` naming the key and where it came from.
 """
 
 from __future__ import annotations
@@ -64,88 +65,172 @@ class Settings:
 
     identity: str = _setting(
         lambda: socket.gethostname().split(".")[0] or "localhost", _name,
-        "This node's name; requests addressed to it use this (default: the host name).")
+        "This node's name; requests addressed to it use it. Letters, digits, `.`, `_`, `-`.",
+        default_doc="the host name (up to the first dot)")
     collective: str = _setting(
-        "orch", _name, "The collective (group of nodes) to serve or to talk to.")
+        "orch", _name,
+        "The collective (group of nodes) to serve or to talk to. Client flag: `-T/--target`.",
+        default_doc="`orch`")
     broker: list[str] = _setting(
         lambda: [DEFAULT_BROKER], _split_list,
-        "Broker URL(s); several are tried in turn when one fails (amqp://, redis://, memory://).")
+        "Broker URL(s): `amqp://`/`amqps://` (RabbitMQ), `redis://`/`rediss://`, `memory://` "
+        "(one process only), or a scheme a transport plugin adds (see [Broker "
+        "schemes](#broker-schemes-and-what-they-need)). Several URLs fail over in turn; all "
+        "must share a scheme.",
+        default_doc="`amqp://guest:guest@localhost:5672//`")
     heartbeat: float = _setting(
         10.0, _non_negative,
-        "Server: AMQP heartbeat (seconds) of the daemon's broker connections; a dead broker "
-        "is noticed within about twice this (0 disables).")
+        "Server: the AMQP heartbeat (seconds) asked for on the daemon's broker connections — "
+        "the one consuming requests and the one publishing replies. Heartbeats are sent and "
+        "checked whatever the message rate (every quarter interval, also under a steady "
+        "stream of requests), so a dead broker or network is noticed within about twice this, "
+        "and the broker never drops a busy daemon. RabbitMQ uses the smaller of this and its "
+        "own `heartbeat` (default 60). `0` disables them. Client connections ask for none: "
+        "every client wait has its own deadline, and a client idle between calls has nobody "
+        "to send them. Ignored by `redis://` and `memory://`.",
+        default_doc="`10`")
     facts: list[str] = _setting(
-        list, _split_list, "YAML or JSON fact files merged over the built-in facts, in order.")
+        list, _split_list,
+        "YAML or JSON fact files (`.json` is read as JSON) merged over the built-in facts, in "
+        "order. Server only.",
+        default_doc="none")
     classes: str | None = _setting(
-        None, _optional_path, "A Puppet classes.txt file; its lines are the node's classes.")
+        None, _optional_path,
+        "A Puppet `classes.txt` file; its lines are the node's classes for `-C` filters. "
+        "Server only.",
+        default_doc="none")
     agents: list[str] | None = _setting(
-        None, _optional_list, "Agents to host (default: every installed agent).")
+        None, _optional_list,
+        "Agents to host. Naming one that is not installed is an error. Server only.",
+        default_doc="all installed")
     plugins: dict[str, dict[str, Any]] = _setting(
         dict, _plugin_sections,
-        "Per-plugin settings: {plugin name: {key: value}}, read by each plugin.")
-    workers: int = _setting(8, _positive(int), "Actions a server runs at the same time.")
+        "Per-plugin settings (in the environment, a JSON object), `{plugin: {key: value}}`; "
+        "each plugin documents its keys (e.g. `plugins: {puppet: {resource_types_allow: "
+        "[file]}}`).",
+        default_doc="none")
+    workers: int = _setting(8, _positive(int),
+        "Actions a server runs at the same time.",
+        default_doc="`8`")
     action_timeout: float = _setting(
-        60.0, _positive(float), "Deadline of an action whose DDL sets no timeout (seconds).")
+        60.0, _positive(float),
+        "Deadline (seconds) of an action whose DDL sets no timeout.",
+        default_doc="`60`")
     timeout: float | None = _setting(
         None, lambda v: None if v is None else _positive(float)(v),
-        "Client: seconds to wait for replies (default: the action's DDL timeout + 2).")
+        "Client: seconds to wait for replies, counted from when the last request was "
+        "published; 0.5 ms per addressed node and the time the client spends verifying "
+        "replies are added (see [cli.md](cli.md), \"How long a call waits\"). Flag: "
+        "`--timeout`.",
+        default_doc="the action's DDL timeout + 2")
     ttl: float = _setting(
-        60.0, _positive(float), "Seconds a request stays valid; older ones are dropped unread.")
+        60.0, _positive(float),
+        "Seconds a request stays valid; servers drop older ones unread.",
+        default_doc="`60`")
     max_message_bytes: int = _setting(
         8 * 1024 * 1024, _positive(int),
-        "The largest message a server or client reads; bigger ones are dropped before "
-        "parsing, so one huge message cannot balloon a process's memory (bytes).")
+        "The largest message a server or client reads; bigger ones are dropped (and audited) "
+        "before parsing.",
+        default_doc="`8388608`")
     max_ttl: float = _setting(
         3600.0, _positive(float),
-        "Server: the longest time-to-live a request may ask for; longer ones are refused, so "
-        "a captured request cannot stay replayable for long (seconds).")
+        "Server: the longest time-to-live a request may ask for; longer ones are refused "
+        "(`dropped`), so a captured request cannot stay replayable for long.",
+        default_doc="`3600`")
     clock_skew: float = _setting(
         5.0, _non_negative,
-        "Seconds of clock difference tolerated between client and server.")
+        "Seconds of clock difference tolerated between client and server.",
+        default_doc="`5`")
     discovery_timeout: float = _setting(
-        2.0, _positive(float), "Client: the longest broadcast discovery may take (seconds).")
+        2.0, _positive(float),
+        "Client: the longest broadcast discovery (and a broadcast `ping`) may wait for the "
+        "fleet (the client's own verification time is added). Ended by it while replies were "
+        "still arriving, the command says so and exits 1. Flag: `--discovery-timeout`.",
+        default_doc="`2`")
     discovery_window: float = _setting(
         0.2, _positive(float),
-        "Client: discovery ends this long after the last reply arrived (seconds).")
+        "Client: discovery ends this many seconds after the last reply arrived (or twice the "
+        "longest gap between replies so far, if longer).",
+        default_doc="`0.2`")
     discovery_method: str = _setting(
-        "broadcast", _name, "Client: how to find nodes (a discovery plugin's name).")
+        "broadcast", _name,
+        "Client: how to find nodes — the name of a discovery plugin.",
+        default_doc="`broadcast`")
     security: str = _setting(
         "x509", _name,
-        "The security provider (a security plugin's name); 'insecure' disables signing.")
+        "The security provider — the name of a security plugin. `x509` signs every request "
+        "and reply with the `tls_*` (or `ssldir`) certificate; `insecure` signs nothing and "
+        "logs a warning at start — for development only. See [security.md](security.md).",
+        default_doc="`x509`")
     tls_cert: str | None = _setting(
-        None, _optional_path, "This process's certificate (PEM), for signing and broker TLS.")
+        None, _optional_path,
+        "This process's certificate (PEM): signs its messages (with `security: x509`) and "
+        "authenticates it to an `amqps://`/`rediss://` broker.",
+        default_doc="none")
     tls_key: str | None = _setting(
-        None, _optional_path, "The private key (PEM) of tls_cert.")
+        None, _optional_path,
+        "The private key (PEM) of `tls_cert`. Keep it 0600.",
+        default_doc="none")
     tls_ca: str | None = _setting(
-        None, _optional_path, "The CA certificate (PEM) that every peer must chain to.")
+        None, _optional_path,
+        "The CA certificate (PEM) every peer's certificate must chain to.",
+        default_doc="none")
     ssldir: str | None = _setting(
         None, _optional_path,
-        "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "
-        "private_keys/<identity>.pem.")
+        "Adopt a Puppet ssl directory instead of the three `tls_*` settings: `certs/ca.pem`, "
+        "`certs/<identity>.pem`, `private_keys/<identity>.pem`.",
+        default_doc="none")
     authorization: str = _setting(
-        "actionpolicy", _name, "Server: the authorization plugin deciding who may run what.")
+        "actionpolicy", _name,
+        "Server: the authorization plugin deciding who may run what. See "
+        "[actionpolicy.md](actionpolicy.md).",
+        default_doc="`actionpolicy`")
     audit_log: str | None = _setting(
-        None, _optional_path, "Server: JSON-lines audit log of every request received.")
+        None, _optional_path,
+        "Server: a JSON-lines file recording every request received and what became of it "
+        "(created 0600, reopened on `SIGHUP`).",
+        default_doc="none")
     filter_max_bytes: int = _setting(
         16384, _positive(int),
-        "Size limit of a request's filter as JSON text (characters); larger ones are refused.")
+        "Size limit of a request's filter as JSON text. A server refuses (and audits) a "
+        "request whose filter is larger; a client refuses to send one (exit 2). See "
+        "[security.md](security.md#filters-are-bounded).",
+        default_doc="`16384`")
     filter_max_terms: int = _setting(
         100, _positive(int),
-        "Most tests a filter may hold (each term, and each test inside a compound expression).")
+        "Most tests one filter may hold: each `-F`/`-C`/`-I`/`-A` term, and each comparison, "
+        "class test or function call inside a `-S` expression. Checked by server and client "
+        "alike.",
+        default_doc="`100`")
     filter_max_depth: int = _setting(
-        32, _positive(int), "Deepest nesting of a filter (compound parentheses, term objects).")
+        32, _positive(int),
+        "Deepest nesting of a filter: `and`/`or`/`not` inside a `-S` expression, objects and "
+        "lists inside a term. Checked by server and client alike.",
+        default_doc="`32`")
     filter_max_seconds: float = _setting(
-        0.25, _positive(float), "Server: longest one filter evaluation may run (seconds).")
+        0.25, _positive(float),
+        "Server: the longest one filter evaluation may run; a request whose filter takes "
+        "longer is refused and audited.",
+        default_doc="`0.25`")
     filter_workers: int = _setting(
         2, _positive(int),
-        "Server: threads evaluating filters, so the broker consumer never waits on one.")
+        "Server: threads that evaluate filters and check requests after the cheap checks, so "
+        "the thread reading the broker never waits on a filter.",
+        default_doc="`2`")
     filter_backlog: int = _setting(
         10000, _positive(int),
-        "Server: requests waiting for a filter thread; beyond this, new ones are dropped.")
+        "Server: requests that may wait for a filter thread; beyond this a new request is "
+        "dropped and audited (`busy`). A simulated fleet (`orch demo`, `orch.testing`) shares "
+        "one backlog, raised to at least twice its number of nodes.",
+        default_doc="`10000`")
     audit_redact: list[str] = _setting(
-        list, _split_list, "Server: argument names whose values the audit log redacts.")
+        list, _split_list,
+        "Server: argument names whose values the audit log replaces with `\"[redacted]\"`.",
+        default_doc="none")
     log_level: str = _setting(
-        "info", _choice("debug", "info", "warning", "error"), "Logging threshold.")
+        "info", _choice("debug", "info", "warning", "error"),
+        "Logging threshold: `debug`, `info`, `warning`, `error`.",
+        default_doc="`info` (server), `warning` (client commands)")
 
     #: Where each ``plugins.<section>.<key>`` value came from, for error messages.
     origins: Mapping[tuple[str, str], str] = field(
