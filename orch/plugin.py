@@ -19,6 +19,8 @@ What is here, by purpose:
   :class:`Decision`, :class:`FilterKind`, :class:`FilterEngine`, :class:`NodeView`,
   :class:`FactSource`, :func:`read_classes`, :class:`DiscoveryMethod`,
   :class:`Discovered`, :func:`resolve_credential_paths`.
+* **Child processes**: :func:`terminate_group`, :func:`signal_group` (stopping a command
+  and everything it started).
 * **Errors**: :class:`OrchError`, :class:`PluginError`, :class:`SecurityError`,
   :class:`TransportError`, :class:`ProtocolError`.
 * **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     )
     from orch.core.facts import FactSource, read_classes
     from orch.core.filter import FilterEngine, FilterKind, NodeView
+    from orch.core.processes import signal_group, terminate_group
     from orch.core.protocol import Status
     from orch.core.requirements import Requirement
     from orch.core.sections import documented as documented_settings
@@ -88,6 +91,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.facts", name) for name in ("FactSource", "read_classes")},
     **{name: ("orch.core.filter", name) for name in ("FilterEngine", "FilterKind", "NodeView")},
     "Status": ("orch.core.protocol", "Status"),
+    **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
     "Requirement": ("orch.core.requirements", "Requirement"),
     **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
     "documented_settings": ("orch.core.sections", "documented"),
@@ -139,6 +143,8 @@ __all__ = [
     "resolve_credential_paths",
     "setting",
     "setting_group",
+    "signal_group",
+    "terminate_group",
 ]
 
 

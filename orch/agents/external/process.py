@@ -8,7 +8,6 @@ SIGTERM, then SIGKILL after the grace period.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import selectors
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from orch.agents.external.settings import Limits
+from orch.core.processes import signal_group
 
 #: One logger for the whole plugin, so the daemon log names it as before the split.
 log = logging.getLogger("orch.agents.external")
@@ -154,8 +154,7 @@ class _Supervisor:
             log.error("external agent process %d did not die after SIGKILL", self.proc.pid)
 
     def _signal_group(self, signum: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signum)
+        signal_group(self.proc.pid, signum)
 
     def _read(self, fd: int) -> None:
         try:
