@@ -47,15 +47,6 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
 
 
 @hookimpl
-def orch_reload(settings: Settings) -> None:
-    """SIGHUP: forget the remembered ``puppet config print`` results, so a changed
-    puppet.conf (or a Puppet installed meanwhile) is seen by the next action."""
-    from orch_puppet.paths import forget_cache
-
-    forget_cache()
-
-
-@hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
     from orch_puppet.commands import puppet
 

@@ -374,17 +374,3 @@ def test_discovery_can_wait_for_the_first_action(tmp_path: Path) -> None:
     assert resolver.get()["statedir"] == Path("/lazy/state")
     assert (tmp_path / "argv").exists()
     paths_mod.forget_cache()
-
-
-def test_sighup_forgets_the_printed_paths(tmp_path: Path) -> None:
-    """orch_reload drops the process-wide ``puppet config print`` cache."""
-    from orch.plugin import Settings
-
-    from orch_puppet import paths as paths_module
-    from orch_puppet.plugin import orch_reload
-
-    script = _fake_puppet_printing(tmp_path, {"statedir": "/p/state"})
-    paths_module.printed(str(script), None, 10).result(timeout=10)
-    assert paths_module._printed
-    orch_reload(Settings())
-    assert not paths_module._printed
