@@ -50,6 +50,7 @@ class Server:
         self.settings = settings
         self.registry = registry
         self._reload_settings = reload_settings
+        registry.check_settings(settings)  # a typo in any plugin section stops the start
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
@@ -67,12 +68,6 @@ class Server:
             read_classes(settings.classes),
             self.services,
         )
-        self._warn_unprotected(settings)
-
-    def _warn_unprotected(self, settings: Settings) -> None:
-        if settings.policy_dir is None:
-            log.warning("node=%s no policy_dir set: every authenticated caller may run "
-                        "every action", settings.identity)
 
     # -- SIGHUP ------------------------------------------------------------------------
 
@@ -86,7 +81,7 @@ class Server:
         those for removed ones stop.
         """
         settings = self._fresh_settings()
-        self.registry.hook.orch_reload(settings=settings)
+        self.registry.notify_reload(settings)
         try:
             agents = self.registry.agents_for(settings)
         except OrchError as exc:
@@ -103,7 +98,6 @@ class Server:
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()
         self.node.refresh(read_classes(settings.classes), lambda: collect_facts(sources))
-        self._warn_unprotected(settings)
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
 
@@ -112,6 +106,7 @@ class Server:
             return self.settings
         try:
             fresh = self._reload_settings()
+            self.registry.check_settings(fresh)
         except OrchError as exc:
             log.error("node=%s configuration not reloaded, keeping the current one: %s",
                       self.node.identity, exc)
