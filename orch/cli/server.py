@@ -42,7 +42,8 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
     these flags. SIGHUP re-reads them, with agents, policies, facts, classes and the x509
     credentials and CRL, without dropping a request. SIGTERM stops taking requests and gives
-    running actions up to shutdown_timeout to reply. The daemon reconnects forever when the broker goes away.
+    running actions up to shutdown_timeout to reply. The daemon reconnects forever when the
+    broker goes away.
     """
     from orch.cli.context import registry as cli_registry
     from orch.core.config import load_settings
