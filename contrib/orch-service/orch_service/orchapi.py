@@ -1,8 +1,7 @@
 """Everything orch-service uses from orch, in one place.
 
-orch's public plugin facade (``orch.plugin``) is being written; until it lands these are the
-same names orch-puppet imports today. Every other module of this distribution imports orch
-only through here, so switching to the facade is a change to this file alone.
+They all come from orch's public plugin facade, ``orch.plugin``; every other module of this
+distribution imports orch only through here.
 
 Names are imported on first use (PEP 562): ``plugin.py`` runs in every ``orch`` command and
 must not pull in the client and the CLI's output module to register a hook.
@@ -14,39 +13,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orch.cli import output
-    from orch.cli.options import ClientContext, OrchCommandError, client_options
-    from orch.core.agent import (
+    from orch.plugin import (
         ActionFailed,
         ActionReply,
         ActionRequest,
         Agent,
+        CallResult,
+        Client,
+        ClientContext,
+        ConfigError,
         NodeContext,
+        OrchCommandError,
+        Status,
         action,
+        client_options,
+        hookimpl,
+        output,
     )
-    from orch.core.client import CallResult, Client
-    from orch.core.errors import ConfigError
-    from orch.core.hookspecs import hookimpl
-    from orch.core.protocol import Status
 
 #: ``{name: (module, attribute)}``; attribute None means the module itself.
-_WHERE: dict[str, tuple[str, str | None]] = {
-    "output": ("orch.cli.output", None),
-    "ClientContext": ("orch.cli.options", "ClientContext"),
-    "OrchCommandError": ("orch.cli.options", "OrchCommandError"),
-    "client_options": ("orch.cli.options", "client_options"),
-    "ActionFailed": ("orch.core.agent", "ActionFailed"),
-    "ActionReply": ("orch.core.agent", "ActionReply"),
-    "ActionRequest": ("orch.core.agent", "ActionRequest"),
-    "Agent": ("orch.core.agent", "Agent"),
-    "NodeContext": ("orch.core.agent", "NodeContext"),
-    "action": ("orch.core.agent", "action"),
-    "CallResult": ("orch.core.client", "CallResult"),
-    "Client": ("orch.core.client", "Client"),
-    "ConfigError": ("orch.core.errors", "ConfigError"),
-    "hookimpl": ("orch.core.hookspecs", "hookimpl"),
-    "Status": ("orch.core.protocol", "Status"),
-}
+_WHERE: dict[str, tuple[str, str | None]] = {name: ("orch.plugin", name) for name in (
+    "output", "ClientContext", "OrchCommandError", "client_options", "ActionFailed",
+    "ActionReply", "ActionRequest", "Agent", "NodeContext", "action", "CallResult", "Client",
+    "ConfigError", "hookimpl", "Status")}
 
 __all__ = [
     "ActionFailed", "ActionReply", "ActionRequest", "Agent", "CallResult", "Client",
