@@ -152,8 +152,8 @@ class ServiceAgent(_ServiceActions):
 
     @classmethod
     def simulation(cls) -> type[Agent] | None:
-        """What a simulated node hosts instead (the shape of orch's coming
-        ``Agent.simulation()``; today ``provider: simulated`` selects it, see plugin.py)."""
+        """What a simulated node hosts instead (``Agent.simulation()``); ``provider:
+        simulated`` selects the same class anywhere else (see plugin.py)."""
         return SimulatedServiceAgent
 
     def __init__(self, node: NodeContext) -> None:
