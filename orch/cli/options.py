@@ -63,11 +63,16 @@ class ClientContext:
         if self._filter is None and not any(self.filter_options.values()):
             self._filter = {}  # no options select every node: no filter plugin is needed
         if self._filter is None:
+            from orch.core.filter import FilterEngine
+            from orch.core.plugins import default_registry
             from orch.filters.builtin import build_filter
 
+            # Parsed with the registry's filter plugins: no broker connection, no Client.
+            engine = (self._client.filters if self._client is not None
+                      else FilterEngine.for_registry(default_registry(), self.settings))
             opts = self.filter_options
             self._filter = build_filter(
-                self.client().filters, fact=opts["fact"], classes=opts["classes"],
+                engine, fact=opts["fact"], classes=opts["classes"],
                 identities=opts["identity"], agents=opts["agent"],
                 compound=opts["compound"], with_=opts["with_"],
             )

@@ -35,7 +35,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orch.core import protocol
 from orch.core.checkpool import CheckedReceiver
@@ -48,12 +48,15 @@ from orch.core.errors import (
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterBudget, FilterEngine
+from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.security import close_provider, verify_reply
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
+
+if TYPE_CHECKING:
+    from orch.core.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +158,13 @@ class Client:
     @functools.cached_property
     def filters(self) -> FilterEngine:
         """The filter kinds and functions plugins offer (loaded when first needed)."""
-        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
-                            FilterBudget.from_settings(self.settings))
+        return FilterEngine.for_registry(self.registry, self.settings)
+
+    @functools.cached_property
+    def agents(self) -> dict[str, type[Agent]]:
+        """The agents installed here for these settings (``agents_dir`` included), looked
+        up once per client: DDLs, timeouts and help all come from this one set."""
+        return self.registry.agents(self.settings)
 
     def __enter__(self) -> Client:
         return self
@@ -185,7 +193,7 @@ class Client:
 
     def action_ddl(self, agent: str, action: str) -> ActionDDL | None:
         """The DDL of ``agent.action`` if the agent is installed here, else None."""
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         if cls is None:
             return None
         ddl = cls.ddl()
@@ -199,7 +207,7 @@ class Client:
     def call_timeout(self, agent: str) -> float:
         if self.settings.timeout is not None:
             return self.settings.timeout
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         return (cls.ddl().timeout if cls else DEFAULT_TIMEOUT) + NETWORK_MARGIN
 
     # -- building blocks ---------------------------------------------------------------

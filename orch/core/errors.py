@@ -36,7 +36,15 @@ class UnknownActionError(OrchError):
 
 
 class ArgumentError(OrchError):
-    """Action arguments failed validation; the message names the argument."""
+    """Action arguments failed validation; the message names the argument.
+
+    ``kind`` is ``"missing"`` (a required input was not given) or ``"invalid"`` (anything
+    else): the server answers the first with MISSING_DATA and the second with INVALID_DATA.
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class MissingRequirementError(PluginError):

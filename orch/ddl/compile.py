@@ -365,6 +365,4 @@ def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> A
 
 
 def _error(kind: str, message: str) -> ArgumentError:
-    error = ArgumentError(message)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return ArgumentError(message, kind)
