@@ -43,6 +43,7 @@ from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
     ArgumentError,
+    CallInterrupted,
     ConfigError,
     ProtocolError,
     TransportError,
@@ -71,6 +72,9 @@ NETWORK_MARGIN = 2.0
 #: only the wait for silent nodes: a call returns the moment the last node answered.
 PER_NODE_ALLOWANCE = 0.0005
 CONNECT_TIMEOUT = 5.0
+UNSIGNED_HINT = ("no node answered an unsigned request: the fleet may require signed "
+                 "requests (set security: x509 with tls_cert, tls_key and tls_ca, or see "
+                 "`orch config show`)")
 
 ReplyCallback = Callable[[Reply, "CallResult"], None]
 
@@ -100,6 +104,9 @@ class CallResult:
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    #: What may explain a call nobody answered, when the client can tell (it sent unsigned
+    #: requests, which a signing fleet ignores).
+    hint: str | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -151,6 +158,8 @@ class Client:
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
         self._checked: CheckedReceiver[Reply] | None = None
+        #: Whether the last request sealed went out without any signature.
+        self._unsigned = False
         #: Processes verifying replies when they arrive faster than one core verifies
         #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
         self.verify_workers: int | None = None
@@ -230,7 +239,17 @@ class Client:
 
     def _sealed(self, request: Request) -> bytes:
         body = request.encode()
-        return Envelope("request", body, self.security.seal("request", body)).encode()
+        security = self.security.seal("request", body)
+        # A provider that adds nothing to the envelope does not sign (``insecure``): a fleet
+        # that requires signatures drops such requests without a word.
+        self._unsigned = not security
+        return Envelope("request", body, security).encode()
+
+    def _explain_silence(self, result: CallResult) -> CallResult:
+        """Set :attr:`CallResult.hint` when nobody answered an unsigned request."""
+        if not result.replies and self._unsigned and result.expected != []:
+            result.hint = UNSIGNED_HINT
+        return result
 
     def addressed(
         self, request: Request, nodes: Sequence[str]
@@ -287,10 +306,22 @@ class Client:
                             sorted(expected) if expected is not None else None)
         pending = set(expected) if expected is not None else None
         deadline = now + timeout
+        try:
+            self._collect_loop(request, result, pending, deadline, quiet, on_reply, started,
+                               label, timeout)
+        except KeyboardInterrupt:
+            result.elapsed = time.monotonic() - started
+            raise CallInterrupted(result) from None
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _collect_loop(self, request: Request, result: CallResult, pending: set[str] | None,
+                      deadline: float, window: float | None, on_reply: ReplyCallback | None,
+                      started: float, label: str, timeout: float) -> None:
+        """The receive loop of :meth:`collect`, filling ``result`` in place."""
         credit = 0.0  # this client's own work on accepted replies, added to the deadline
         #: When the client was last free again after handling a reply (None: no reply yet).
         waiting_since: float | None = None
-        window = quiet
         backlog_waited = False
         while pending is None or pending:
             now = time.monotonic()
@@ -348,8 +379,6 @@ class Client:
             own_work = checking + (waiting_since - received)
             credit += own_work
             deadline += own_work
-        result.elapsed = time.monotonic() - started
-        return result
 
     @staticmethod
     def _cut_short(result: CallResult, label: str, timeout: float, credit: float) -> None:
@@ -445,8 +474,9 @@ class Client:
         request = self.new_request(agent, action, data, filter)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
-        return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started, label=label)
+        return self._explain_silence(
+            self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+                         started=started, label=label))
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
@@ -503,7 +533,12 @@ class Client:
             return CallResult(agent, action, request.id, [],
                               discovery_seconds=discovery_seconds)
         wait = timeout if timeout is not None else self.call_timeout(agent)
-        result = self.send_direct(request, nodes, wait, on_reply)
+        try:
+            result = self.send_direct(request, nodes, wait, on_reply)
+        except CallInterrupted as exc:
+            exc.result.discovery_seconds = discovery_seconds
+            exc.result.cut_short = cut_short
+            raise
         result.discovery_seconds = discovery_seconds
         result.cut_short = cut_short
         if ddl is not None:
@@ -534,8 +569,12 @@ class Client:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)
             return result
+        except KeyboardInterrupt:
+            raise CallInterrupted(CallResult(request.agent, request.action, request.id,
+                                             sorted(nodes))) from None
         wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
-        return self.collect(request, nodes, wait, on_reply=on_reply, started=started)
+        return self._explain_silence(
+            self.collect(request, nodes, wait, on_reply=on_reply, started=started))
 
     def ping(
         self,

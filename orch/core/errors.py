@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orch.core.client import CallResult
+
 
 class OrchError(Exception):
     """Base class of every error orch raises on purpose."""
@@ -49,3 +54,15 @@ class ArgumentError(OrchError):
 
 class MissingRequirementError(PluginError):
     """A plugin needs a library that is not installed; the message names the pip package."""
+
+
+class CallInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a call: :attr:`result` holds every reply received until then.
+
+    A :class:`KeyboardInterrupt`, so a program that does not look for it stops as before;
+    one that does (the CLI) shows what arrived and who is still missing.
+    """
+
+    def __init__(self, result: CallResult) -> None:
+        super().__init__(f"interrupted after {len(result.replies)} replies")
+        self.result = result

@@ -249,19 +249,16 @@ def _run_data(**values: Any) -> dict[str, Any]:
 @click.option("--splaylimit", type=click.IntRange(min=1), metavar="SECONDS",
               help="Longest splay.")
 @_run_options
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
-              help="Send the request to N nodes at a time.")
-@click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              metavar="SECONDS", help="Pause between batches.")
 @client_options
-def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
-            **options: Any) -> None:
+def runonce(orch: ClientContext, **options: Any) -> None:
     """Start one Puppet run on every matching node (returns at once).
 
     A node whose agent is disabled or already applying refuses, and says so. With
     --batch N the request goes to N nodes at a time, --batch-sleep apart.
     """
     data = _run_data(**options)
+    # --batch and --batch-sleep are orch's options of every command (ClientContext.plan).
+    batch_size, batch_sleep = orch.plan.batch, orch.plan.batch_sleep
     with _client(orch) as client:
         if batch_size is None:
             results = [_call(orch, client, "runonce", data)]
