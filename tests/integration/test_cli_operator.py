@@ -7,7 +7,14 @@ import signal
 from collections.abc import Callable
 
 import pytest
-from orch_integration import CliResult, Fleet, read_line_until, stop_process
+from orch_integration import (
+    BROKERS,
+    CliResult,
+    Fleet,
+    read_line_until,
+    run_orch,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +66,11 @@ def test_replies_are_printed_as_they_arrive_and_ctrl_c_exits_130(fleet: Fleet) -
     assert "Interrupted: 1 of 2 node(s) answered" in stderr
     assert "ghost" in stderr.split("Still awaited", 1)[1]
     assert "Traceback" not in stderr and "Aborted!" not in stderr
+
+
+def test_a_wrong_broker_password_is_named_as_such() -> None:
+    url = BROKERS["rabbitmq"].replace("guest:guest@", "guest:wrong@")
+    result = run_orch("ping", broker=url)
+    assert result.rc == 1, result.describe()
+    assert "refused the credentials" in result.stderr
+    assert "Check that it is running" not in result.stderr

@@ -234,3 +234,19 @@ def test_an_unsigned_client_is_told_the_fleet_may_require_signatures(
                            env={"ORCH_SECURITY": "insecure"})
     assert result.exit_code == 1
     assert "may require signed requests" in result.stderr
+
+
+# ------------------------------------------------------------------ broker refusal (9)
+
+
+def test_refused_credentials_are_told_apart_from_an_absent_broker() -> None:
+    from amqp.exceptions import AccessRefused
+
+    from orch.transports.kombu import connect_error, credentials_refused
+
+    refused = AccessRefused("ACCESS_REFUSED - Login was refused")
+    assert credentials_refused(refused)
+    assert "refused the credentials" in str(connect_error("amqp://u:**@h//", refused))
+    absent = ConnectionRefusedError(111, "Connection refused")
+    assert not credentials_refused(absent)
+    assert "Check that it is running" in str(connect_error("amqp://u:**@h//", absent))
