@@ -36,7 +36,7 @@ from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
 from orch.core.errors import ArgumentError, OrchError, ProtocolError
-from orch.core.facts import collect_facts, read_classes
+from orch.core.facts import FactLoader, read_classes
 from orch.core.filter import (
     FilterBudget,
     FilterBudgetError,
@@ -431,7 +431,7 @@ class Server:
             settings.identity,
             settings.collective,
             registry.agents_for(settings),
-            lambda: collect_facts(sources),
+            FactLoader(sources, f"node={settings.identity} "),
             read_classes(settings.classes),
             self.services,
         )
