@@ -1179,8 +1179,10 @@ def test_cli_shows_reply_warnings_and_summaries_in_json(settings: Settings,
     aggregates = {a["function"]: a for a in document["aggregates"]}
     assert aggregates["summary"]["result"] == {"counts": {"up": 2}}
     assert aggregates["boolean_summary"]["result"] == {"counts": {"enabled": 2}}
-    assert aggregates["average"]["result"]["value"] == 1.5
-    assert aggregates["sum"]["result"]["value"] == 3.0
+    # average, sum and histogram all summarize "load": one summary per output, the last.
+    assert "average" not in aggregates and "sum" not in aggregates
+    assert [b["count"] for b in aggregates["histogram"]["result"]["buckets"]][-1] == 2
+    assert [a["output"] for a in document["aggregates"]] == ["status", "enabled", "load"]
 
 
 # =========================================================================== cost
