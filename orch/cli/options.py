@@ -156,6 +156,19 @@ class ClientContext:
         return None
 
 
+def installed_agents(config_file: str | None = None) -> dict[str, Any]:
+    """The agents a client with these settings uses (``agents_dir`` included): the one set
+    help, documentation, completion and calls all come from. Empty if the settings do not
+    load (the command that needs them reports that error)."""
+    from orch.core.config import load_settings
+    from orch.core.plugins import default_registry
+
+    try:
+        return dict(default_registry().agents(load_settings(config_file)))
+    except OrchError:
+        return {}
+
+
 def read_node_list(path: str) -> list[str]:
     """Identities from a file (or ``-`` for stdin): one per line, ``#`` starts a comment."""
     try:

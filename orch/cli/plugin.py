@@ -88,17 +88,21 @@ def _warn_if_installed(name: str) -> None:
 
 @plugin.command()
 @click.argument("agent")
-def doc(agent: str) -> None:
+@click.option("--config", "config_file", envvar="ORCH_CONFIG", metavar="FILE",
+              help="YAML config file [env ORCH_CONFIG]: its agents_dir adds external agents.")
+def doc(agent: str, config_file: str | None) -> None:
     """Print an installed AGENT's documentation, generated from its DDL.
 
     The agent's description and metadata, then each action's usage, inputs, outputs and
-    summaries — what `orch rpc AGENT ACTION --help` shows, for every action.
+    summaries — what `orch rpc AGENT ACTION --help` shows, for every action. External
+    agents (agents_dir) are included, as in calls.
     """
+    from orch.core.config import load_settings
     from orch.core.plugins import default_registry
     from orch.ddl.help import action_help, agent_help
 
     try:
-        agents = default_registry().agents()
+        agents = default_registry().agents(load_settings(config_file))
         if agent not in agents:
             raise click.UsageError(f"no agent {agent!r} is installed here; installed: "
                                    f"{', '.join(sorted(agents)) or 'none'}")

@@ -18,22 +18,20 @@ from typing import Any
 import click
 
 from orch.cli import output
-from orch.cli.options import EXIT_FAILED, ClientContext, OrchCommandError, client_options
+from orch.cli.options import (
+    EXIT_FAILED,
+    ClientContext,
+    OrchCommandError,
+    client_options,
+    installed_agents,
+)
 
 INPUT_PREFIX = "input__"
 
 
 def _lookup(ctx: click.Context | None) -> dict[str, Any]:
     """The agents installed for the settings of this command line (``--config``, env)."""
-    from orch.core.config import load_settings
-    from orch.core.errors import OrchError
-    from orch.core.plugins import default_registry
-
-    config = ctx.params.get("config_file") if ctx is not None else None
-    try:
-        return dict(default_registry().agents(load_settings(config)))
-    except OrchError:
-        return {}  # the same error is raised, as a usage error, when the command runs
+    return installed_agents(ctx.params.get("config_file") if ctx is not None else None)
 
 
 class RpcCommand(click.Command):

@@ -250,3 +250,26 @@ def test_refused_credentials_are_told_apart_from_an_absent_broker() -> None:
     absent = ConnectionRefusedError(111, "Connection refused")
     assert not credentials_refused(absent)
     assert "Check that it is running" in str(connect_error("amqp://u:**@h//", absent))
+
+
+# ------------------------------------------------------------------ external agents (17)
+
+
+def test_help_and_doc_see_the_agents_dir_calls_use(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orch.cli.main import cli
+
+    agents_dir = Path(__file__).parent / "external_agents"
+    env = {"ORCH_AGENTS_DIR": str(agents_dir), "ORCH_LOG_LEVEL": "error"}
+    runner = CliRunner()
+    helped = runner.invoke(cli, ["rpc", "shhello", "--help"], env=env)
+    assert helped.exit_code == 0, helped.output
+    assert "shhello" in helped.output and "Actions:" in helped.output
+    documented = runner.invoke(cli, ["plugin", "doc", "shhello"], env=env)
+    assert documented.exit_code == 0, documented.output
+    config = tmp_path / "client.yaml"
+    config.write_text(f"agents_dir: [{agents_dir}]\n")
+    via_file = runner.invoke(cli, ["plugin", "doc", "shhello", "--config", str(config)],
+                             env={"ORCH_LOG_LEVEL": "error"})
+    assert via_file.exit_code == 0, via_file.output
