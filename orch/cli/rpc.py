@@ -97,8 +97,10 @@ def input_options(action: Any, params: Sequence[click.Parameter]) -> list[click.
             spec.type, click.STRING)
         if spec.type == "list" and spec.values:
             kind = click.Choice(spec.values)
+        # multiple=True: a repeated option is never reduced to its last value silently
+        # (an ``array`` input collects the values, any other refuses the repetition).
         options.append(click.Option([flag, dest], type=kind, metavar=spec.type.upper(),
-                                    help=help_text))
+                                    help=help_text, multiple=True))
     return options
 
 
@@ -165,15 +167,24 @@ def _input_values(options: dict[str, Any], ddl: Any, data: dict[str, Any]) -> di
     """Merge the per-input options into the ``name=value`` arguments (typed by the DDL)."""
     from orch.ddl.arguments import convert
 
-    for dest, value in options.items():
-        if value is None:
+    for dest, given in options.items():
+        if given is None or given == ():
             continue
         name = dest[len(INPUT_PREFIX):]
+        flag = "--" + name.replace("_", "-")
         if name in data:
-            raise click.UsageError(f"input {name!r} given twice (as --{name} and {name}=)")
+            raise click.UsageError(f"input {name!r} given twice (as {flag} and {name}=)")
         spec = ddl.inputs[name]
-        data[name] = (convert(name, value, spec.type) if isinstance(value, str)
-                      and spec.type not in ("string", "list") else value)
+        values = list(given) if isinstance(given, tuple) else [given]
+        if len(values) > 1 and spec.type != "array":
+            raise click.UsageError(f"{flag} given more than once; it takes one value")
+        converted = [convert(name, value, spec.type) if isinstance(value, str)
+                     and spec.type not in ("string", "list") else value for value in values]
+        if spec.type == "array":
+            data[name] = [item for value in converted
+                          for item in (value if isinstance(value, list) else [value])]
+        else:
+            data[name] = converted[0]
     return data
 
 

@@ -273,3 +273,37 @@ def test_help_and_doc_see_the_agents_dir_calls_use(tmp_path: Path) -> None:
     via_file = runner.invoke(cli, ["plugin", "doc", "shhello", "--config", str(config)],
                              env={"ORCH_LOG_LEVEL": "error"})
     assert via_file.exit_code == 0, via_file.output
+
+
+# ------------------------------------------------------------------ get_facts takes a list
+
+
+@pytest.mark.parametrize("args", [
+    ["facts=role,os"],
+    ["facts=role os"],
+    ["--facts", "role,os"],
+])
+def test_get_facts_takes_a_list(fleet: OrchFleet, args: list[str]) -> None:
+    result = fleet.run_cli("rpc", "rpcutil", "get_facts", *args, "-I", "web1", "--json")
+    assert result.exit_code == 0, result.output
+    assert document(result)["replies"][0]["data"]["values"] == {"role": "web", "os": None}
+
+
+@pytest.mark.parametrize("args", [
+    ["facts=role", "facts=os"],
+    ["--facts", "role", "--facts", "os"],
+])
+def test_a_repeated_single_value_input_is_refused_not_truncated(fleet: OrchFleet,
+                                                                args: list[str]) -> None:
+    result = fleet.run_cli("rpc", "rpcutil", "get_facts", *args, "-I", "web1")
+    assert result.exit_code == 2
+    assert "more than once" in result.output
+
+
+def test_an_array_input_collects_repeated_values() -> None:
+    from orch.ddl.arguments import parse_arguments
+    from orch.ddl.model import ActionDDL, InputDDL
+
+    action = ActionDDL("x", inputs={"names": InputDDL("names", "array")})
+    assert parse_arguments(['names=["a","b"]', 'names=["c"]'], action) == {
+        "names": ["a", "b", "c"]}
