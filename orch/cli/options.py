@@ -53,10 +53,10 @@ class ClientContext:
 
     @property
     def settings(self) -> Settings:
-        from orch.core.config import load_settings
+        from orch.core.clientconfig import load_client_settings
 
         if self._settings is None:
-            self._settings = load_settings(self.config_file, self.overrides)
+            self._settings = load_client_settings(self.config_file, self.overrides)
         return self._settings
 
     def client(self) -> Client:
@@ -160,11 +160,11 @@ def installed_agents(config_file: str | None = None) -> dict[str, Any]:
     """The agents a client with these settings uses (``agents_dir`` included): the one set
     help, documentation, completion and calls all come from. Empty if the settings do not
     load (the command that needs them reports that error)."""
-    from orch.core.config import load_settings
+    from orch.core.clientconfig import load_client_settings
     from orch.core.plugins import default_registry
 
     try:
-        return dict(default_registry().agents(load_settings(config_file)))
+        return dict(default_registry().agents(load_client_settings(config_file)))
     except OrchError:
         return {}
 
@@ -187,8 +187,9 @@ def client_options(command: F) -> F:
                      help="Broker URL(s) [env ORCH_BROKER; default amqp://localhost]."),
         click.option("-T", "--target", "collective", envvar="ORCH_COLLECTIVE",
                      metavar="COLLECTIVE", help="Collective to talk to [env ORCH_COLLECTIVE]."),
-        click.option("--config", "config_file", envvar="ORCH_CONFIG", metavar="FILE",
-                     help="YAML config file [env ORCH_CONFIG]."),
+        click.option("--config", "config_file", metavar="FILE",
+                     help="YAML config file (default: $ORCH_CONFIG, "
+                          "~/.config/orch/client.yaml, /etc/orch/client.yaml)."),
         click.option("--security", metavar="PROVIDER",
                      help="Security provider: x509 (default) or insecure [env ORCH_SECURITY]."),
         click.option("--tls-cert", metavar="FILE", help="Client certificate [env ORCH_TLS_CERT]."),

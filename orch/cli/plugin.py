@@ -88,8 +88,9 @@ def _warn_if_installed(name: str) -> None:
 
 @plugin.command()
 @click.argument("agent")
-@click.option("--config", "config_file", envvar="ORCH_CONFIG", metavar="FILE",
-              help="YAML config file [env ORCH_CONFIG]: its agents_dir adds external agents.")
+@click.option("--config", "config_file", metavar="FILE",
+              help="Client config file (default: the client's search, see `orch config "
+                   "show`): its agents_dir adds external agents.")
 def doc(agent: str, config_file: str | None) -> None:
     """Print an installed AGENT's documentation, generated from its DDL.
 
@@ -97,12 +98,12 @@ def doc(agent: str, config_file: str | None) -> None:
     summaries — what `orch rpc AGENT ACTION --help` shows, for every action. External
     agents (agents_dir) are included, as in calls.
     """
-    from orch.core.config import load_settings
+    from orch.core.clientconfig import load_client_settings
     from orch.core.plugins import default_registry
     from orch.ddl.help import action_help, agent_help
 
     try:
-        agents = default_registry().agents(load_settings(config_file))
+        agents = default_registry().agents(load_client_settings(config_file))
         if agent not in agents:
             raise click.UsageError(f"no agent {agent!r} is installed here; installed: "
                                    f"{', '.join(sorted(agents)) or 'none'}")
