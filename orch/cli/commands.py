@@ -250,10 +250,12 @@ def _scheme_json(status: Any) -> dict[str, Any]:
 
 @hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
+    from orch.cli.completion import completion
     from orch.cli.config import config
     from orch.cli.demo import demo
     from orch.cli.rpc import rpc
     from orch.cli.server import server
     from orch.cli.sim import sim
 
-    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim, config]
+    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim, config,
+            completion]
