@@ -27,12 +27,17 @@ from orch.core.errors import OrchError
 @click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Logging threshold (default: info).")
-def server(config_file: str | None, log_level: str | None, **flags: str | None) -> None:
+@click.option("--pidfile", metavar="FILE",
+              help="Write the daemon's pid to FILE while it runs (refused if FILE names a "
+                   "running process).")
+def server(config_file: str | None, log_level: str | None, pidfile: str | None,
+           **flags: str | None) -> None:
     """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
     these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
-    broker goes away.
+    broker goes away. It logs "ready" each time it starts consuming, and tells systemd
+    (Type=notify) the first time.
     """
     from orch.core.config import load_settings
     from orch.core.plugins import default_registry
@@ -44,4 +49,16 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
         daemon = Server(settings, default_registry())
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
-    daemon.run()
+    if pidfile is None:
+        daemon.run()
+        return
+    from orch.core.service import PidFile
+
+    try:
+        lock = PidFile(pidfile).__enter__()
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        daemon.run()
+    finally:
+        lock.__exit__(None, None, None)

@@ -467,6 +467,10 @@ class Server:
         log.info("node=%s collective=%s agents=%s broker=%s starting",
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
+        from orch.core.service import ReadinessReporter
+
+        readiness = ReadinessReporter(self.ready, self.stop_event, f"node={self.node.identity}")
+        readiness.start()
         try:
             while not self.stop_event.is_set():
                 self._cycle.clear()
@@ -476,6 +480,7 @@ class Server:
         finally:
             self.services.close()
             self.transport.close()
+            readiness.join()
             log.info("node=%s stopped", self.node.identity)
 
     def stop(self) -> None:
