@@ -100,13 +100,17 @@ def print_json(document: Any) -> None:
     click.echo(json_text(document))
 
 
-def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
-    """One node's result: its name, then each output under its DDL label."""
+def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> bool:
+    """One node's result: its name, then each output under its DDL label.
+
+    Returns whether it ended with a blank line (a bare failure line does not, so that a
+    run of them stays compact; the caller separates the last from what follows).
+    """
     if not reply.ok:
         message = click.style(f"{reply.statuscode.label}: {reply.statusmsg}", fg="red")
         click.echo(f"{reply.sender:<40} {message}")
         if not verbose and not reply.data:
-            return
+            return False
     else:
         click.echo(reply.sender)
     outputs = ddl.outputs if ddl is not None else {}
@@ -116,6 +120,7 @@ def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
         label = outputs[key].label if key in outputs else key
         click.echo(f"   {label:>{width}}: {value_text(value)}")
     click.echo()
+    return True
 
 
 def should_display(reply: Reply, display: str | None, ddl: ActionDDL | None) -> bool:
@@ -205,13 +210,21 @@ class ReplyPrinter:
         self.ddl, self.display, self.verbose = ddl, display, verbose
         self.progress = progress
         self.printed = 0
+        #: The last reply printed ended without a blank line: one goes before the summary.
+        self.needs_gap = False
 
     def __call__(self, reply: Reply, _result: CallResult) -> None:
         if not should_display(reply, self.display, self.ddl):
             return
         if self.progress is not None:
             with self.progress.printing():
-                print_reply(reply, self.ddl, self.verbose)
+                self.needs_gap = not print_reply(reply, self.ddl, self.verbose)
         else:
-            print_reply(reply, self.ddl, self.verbose)
+            self.needs_gap = not print_reply(reply, self.ddl, self.verbose)
         self.printed += 1
+
+    def finish(self) -> None:
+        """Separate the replies from the summaries that follow."""
+        if self.needs_gap:
+            click.echo()
+            self.needs_gap = False

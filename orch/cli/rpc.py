@@ -240,6 +240,8 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
         if result.expected == []:
             raise OrchCommandError(
                 f"No request sent: no node matching the filter hosts agent {agent!r}")
+        if printer is not None:
+            printer.finish()
         output.print_summaries(summaries)
         output.print_summary(result, orch.verbose)
     if not result.succeeded:

@@ -307,3 +307,33 @@ def test_an_array_input_collects_repeated_values() -> None:
     action = ActionDDL("x", inputs={"names": InputDDL("names", "array")})
     assert parse_arguments(['names=["a","b"]', 'names=["c"]'], action) == {
         "names": ["a", "b", "c"]}
+
+
+# ------------------------------------------------------------------ small output faults (13)
+
+
+@pytest.fixture
+def half_denying_fleet(orch_fleet: FleetFactory, tmp_path: Path) -> OrchFleet:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "rpcutil.policy").write_text(
+        "policy default allow\ndeny\t*\tget_fact\trole=db\t*\n")
+    return orch_fleet({"web1": {"role": "web"}, "db1": {"role": "db"}}, agents=["rpcutil"],
+                      settings={"policy_dir": str(policies)})
+
+
+def test_failure_lines_do_not_run_into_the_summary(half_denying_fleet: OrchFleet) -> None:
+    result = half_denying_fleet.run_cli("rpc", "rpcutil", "get_fact", "fact=role")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    finished = next(i for i, line in enumerate(lines) if line.startswith("Finished"))
+    assert lines[finished - 1] == ""
+    assert "\nFailed on 1 node(s):\n    db1: aborted:" in result.stdout
+
+
+def test_no_empty_summary_header(half_denying_fleet: OrchFleet) -> None:
+    result = half_denying_fleet.run_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", "db1")
+    assert result.exit_code == 1
+    assert "Summary of" not in result.stdout
+    ok = half_denying_fleet.run_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", "web1")
+    assert "Summary of Value:" in ok.stdout

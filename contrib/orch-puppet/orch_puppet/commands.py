@@ -119,16 +119,20 @@ def puppet() -> None:
 @client_options
 def status(orch: ClientContext) -> None:
     """Show whether Puppet is applying, idling, stopped or disabled, and its last run."""
+    from orch.ddl.aggregate import summarize
+
     with _client(orch) as client:
         result = _call(orch, client, "status")
+        # The DDL's summaries, as `orch rpc puppet status` prints them: one truth.
+        ddl = client.action_ddl(AGENT, "status")
+        summaries = (summarize(ddl, result.replies.values(),
+                               client.registry.aggregate_functions()) if ddl else [])
     if orch.json:
-        output.print_json(output.result_document(result))
+        output.print_json(output.result_document(result, summaries))
     else:
         _print_lines(result, lambda d: d.get("message", ""), orch.verbose)
-        _count_lines("Status", _tally(result, "status"))
-        _count_lines("Enabled", _tally(result, "enabled"))
-        _count_lines("Applying", _tally(result, "applying"))
-        _count_lines("Daemon Running", _tally(result, "daemon_present"))
+        click.echo()
+        output.print_summaries(summaries)
     _finish(orch, result)
 
 

@@ -79,9 +79,9 @@ def test_summary(sim: SimulatedFleet) -> None:
     result = orch(sim, "summary", "--stale", "3600")
     assert result.exit_code == 0, result.output
     assert "Puppet summary for 4 node(s)" in result.output
-    assert "stale (no run for 3.6ks or never): 2 (1 never ran)" in result.output
+    assert "stale (no run for 1h or never): 2 (1 never ran)" in result.output
     assert "web2: 3" in result.output
-    assert "Total run-time (s):" in result.output and "max: 9.50" in result.output
+    assert "Total run-time (s):" in result.output and "max: 9.5s" in result.output
     document = as_json(orch(sim, "summary", "--json", "--stale", "3600"))
     assert document["stale"] == ["new1", "web2"] and document["never_ran"] == ["new1"]
     assert document["failed_resources"] == {"web2": 3}
