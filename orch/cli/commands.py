@@ -36,12 +36,17 @@ def ping(orch: ClientContext) -> None:
     """
     progress = orch.new_progress()
     nodes = orch.known_nodes()
+    limit = orch.plan.limit
     if nodes is not None:
+        nodes = limit.apply(nodes) if limit is not None else nodes
         progress.expect(nodes)
     try:
         result = orch.client().ping(orch.filter, nodes, on_reply=progress.advance)
     finally:
         progress.done()
+    if limit is not None and nodes is None:  # a broadcast: keep the chosen ones of who answered
+        kept = set(limit.apply(list(result.replies)))
+        result.replies = {n: r for n, r in result.replies.items() if n in kept}
     orch.emit_json(output.result_document(result))
     if not orch.json:
         # The same truth as --json: a node that refused (its policy denies rpcutil, …)

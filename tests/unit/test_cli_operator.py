@@ -337,3 +337,57 @@ def test_no_empty_summary_header(half_denying_fleet: OrchFleet) -> None:
     assert "Summary of" not in result.stdout
     ok = half_denying_fleet.run_cli("rpc", "rpcutil", "get_fact", "fact=role", "-I", "web1")
     assert "Summary of Value:" in ok.stdout
+
+
+def test_ping_takes_the_limit(fleet: OrchFleet) -> None:
+    result = fleet.run_cli("ping", "--limit", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(document(result)["replies"]) == 2
+
+
+# ------------------------------------------------------------------ progress on a timer (7)
+
+
+class FakeTerminal:
+    """A stream that says it is a terminal and signals once the line was drawn often."""
+
+    def __init__(self, draws: int) -> None:
+        import threading
+
+        self.text: list[str] = []
+        self.enough = threading.Event()
+        self._draws = draws
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text.append(text)
+        if sum("awaited" in t for t in self.text) >= self._draws:
+            self.enough.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_is_redrawn_while_nothing_arrives() -> None:
+    from orch.cli.progress import Progress
+
+    stream = FakeTerminal(draws=4)
+    progress = Progress(stream=stream, interval=0.01)  # type: ignore[arg-type]
+    try:
+        progress.expect(["a", "b", "c"])
+        progress.start_batch(1, 2, ["a", "b"])
+        progress.advance()
+        assert stream.enough.wait(30), "the timer never redrew the line"
+    finally:
+        progress.done()
+    last = [t for t in stream.text if "awaited" in t][-1]
+    assert "1 / 3, 2 awaited, batch 1 of 2" in last and last.rstrip("\x1b[K").endswith("s")
+    assert stream.text[-1] == "\r\x1b[K"  # done() leaves a clean line
+
+
+def test_no_progress_without_a_terminal_or_with_no_progress(fleet: OrchFleet) -> None:
+    result = fleet.run_cli("rpc", "rpcutil", "ping", "--no-progress")
+    assert result.exit_code == 0 and "awaited" not in result.output
