@@ -500,7 +500,9 @@ def connect_error(display_url: str, exc: BaseException) -> TransportError:
         return TransportError(
             f"the broker at {display_url} refused the credentials: {str(exc).rstrip('.')}. "
             "Check the user and "
-            "password in --broker (ORCH_BROKER), e.g. amqp://USER:PASSWORD@HOST:5672//")
+            "password in --broker (ORCH_BROKER), e.g. amqp://USER:PASSWORD@HOST:5672//, or, "
+            "logging in with a TLS client certificate, that the broker has a user of the "
+            "certificate's name")
     return TransportError(
         f"cannot reach the broker at {display_url}: {str(exc).rstrip('.')}. "
         "Check that it is running and that --broker (ORCH_BROKER) is right.")
