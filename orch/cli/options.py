@@ -255,8 +255,10 @@ def client_options(command: F) -> F:
         except OrchError as exc:
             raise _as_click_error(exc) from None
         except CallInterrupted as exc:
-            from orch.cli.output import print_interrupted
+            from orch.cli.output import print_interrupted, result_document
 
+            if ctx.json or ctx.output_file:  # what arrived, in the machine form asked for
+                ctx.emit_json(result_document(exc.result))
             print_interrupted(exc.result)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:

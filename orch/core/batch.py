@@ -166,6 +166,9 @@ def call_nodes(
         results.append(exc.result)
         raise CallInterrupted(_finish(agent, action, results, chosen, discovery_seconds,
                                       cut_short)) from None
+    except KeyboardInterrupt:  # between batches: what the earlier batches brought is kept
+        raise CallInterrupted(_finish(agent, action, results, chosen, discovery_seconds,
+                                      cut_short)) from None
     if not batches:
         results.append(client.call(agent, action, data, filter=filter, nodes=[]))
     return _finish(agent, action, results, chosen, discovery_seconds, cut_short)
