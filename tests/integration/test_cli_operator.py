@@ -74,3 +74,10 @@ def test_a_wrong_broker_password_is_named_as_such() -> None:
     assert result.rc == 1, result.describe()
     assert "refused the credentials" in result.stderr
     assert "Check that it is running" not in result.stderr
+
+
+def test_an_unsigned_client_hears_the_fleet_may_require_signatures(fleet: Fleet) -> None:
+    result = fleet.run_orch("rpc", "rpcutil", "ping", "-I", "web1", "-t", "2",
+                            env={"ORCH_SECURITY": "insecure"})
+    assert result.rc == 1, result.describe()
+    assert "may require signed requests" in result.stderr
