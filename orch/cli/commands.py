@@ -97,6 +97,10 @@ def find(orch: ClientContext) -> None:
             click.echo(name)
         if cut_short:
             output.print_cut_short(cut_short)
+        if not nodes and orch.client().sent_unsigned:
+            from orch.core.client import UNSIGNED_HINT
+
+            click.secho(f"Hint: {UNSIGNED_HINT}", fg="yellow", err=True)
     _exit(EXIT_OK if nodes and not cut_short else EXIT_FAILED)
 
 

@@ -228,7 +228,7 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
     progress = orch.new_progress()
     printer = None if orch.json else output.ReplyPrinter(ddl, display, orch.verbose, progress)
     result = orch.call(agent, action, data, progress=progress, on_reply=printer)
-    if result.expected == [] and ddl is None:
+    if result.expected == [] and ddl is None and not result.hint:
         raise click.UsageError(
             f"unknown agent {agent!r}: not installed here and no node matching the filter "
             f"hosts it; installed here: {', '.join(sorted(client.agents))}")
@@ -239,7 +239,8 @@ def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str 
     if not orch.json:
         if result.expected == []:
             raise OrchCommandError(
-                f"No request sent: no node matching the filter hosts agent {agent!r}")
+                f"No request sent: no node matching the filter hosts agent {agent!r}"
+                + (f"\nHint: {result.hint}" if result.hint else ""))
         if printer is not None:
             printer.finish()
         output.print_summaries(summaries)

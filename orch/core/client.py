@@ -185,6 +185,11 @@ class Client:
         self._unsigned = not security
         return Envelope("request", body, security).encode()
 
+    @property
+    def sent_unsigned(self) -> bool:
+        """Whether the last request this client sent (discovery included) went unsigned."""
+        return self._unsigned
+
     def _explain_silence(self, result: CallResult) -> CallResult:
         """Set :attr:`CallResult.hint` when nobody answered an unsigned request."""
         if not result.replies and self._unsigned and result.expected != []:
@@ -470,8 +475,11 @@ class Client:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
         if not nodes:
+            # Discovery found nobody: if its request went unsigned, a signing fleet
+            # dropped it without a word — say so.
             return CallResult(agent, action, request.id, [],
-                              discovery_seconds=discovery_seconds)
+                              discovery_seconds=discovery_seconds,
+                              hint=UNSIGNED_HINT if self.sent_unsigned else None)
         wait = timeout if timeout is not None else self.call_timeout(agent)
         try:
             result = self.send_direct(request, nodes, wait, on_reply)

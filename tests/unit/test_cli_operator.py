@@ -234,6 +234,11 @@ def test_an_unsigned_client_is_told_the_fleet_may_require_signatures(
                            env={"ORCH_SECURITY": "insecure"})
     assert result.exit_code == 1
     assert "may require signed requests" in result.stderr
+    for args in (["rpc", "rpcutil", "ping"], ["find"], ["ping"], ["rpc", "rpcutil", "ping",
+                                                                   "-F", "role=web"]):
+        result = fleet.run_cli(*args, "--dt", "0.5", env={"ORCH_SECURITY": "insecure"})
+        assert result.exit_code == 1, (args, result.output)
+        assert "may require signed requests" in result.output, args
 
 
 # ------------------------------------------------------------------ broker refusal (9)
