@@ -46,12 +46,18 @@ def _client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
 def _call(orch: ClientContext, client: Client, action: str,
           data: Mapping[str, Any] | None = None,
           nodes: Sequence[str] | None = None) -> CallResult:
-    """One call with a progress bar; ``nodes`` (else --nodes/-I, else discovery)."""
-    progress = output.Progress(enabled=not orch.json)
-    targets = list(nodes) if nodes is not None else orch.known_nodes()
-    result = client.call(AGENT, action, dict(data or {}), filter=orch.filter, nodes=targets,
-                         on_discovered=progress.expect, on_reply=progress.advance)
-    progress.done()
+    """One call with a progress line: to ``nodes`` when given (a batch runonce chose),
+    else through ``orch.call`` — so --limit, -1, --batch and --batch-sleep apply."""
+    progress = orch.new_progress()
+    if nodes is not None:
+        try:
+            result = client.call(AGENT, action, dict(data or {}), filter=orch.filter,
+                                 nodes=list(nodes), on_discovered=progress.expect,
+                                 on_reply=progress.advance)
+        finally:
+            progress.done()
+    else:
+        result = orch.call(AGENT, action, dict(data or {}), progress=progress, client=client)
     if result.expected == [] and not orch.json:
         raise OrchCommandError("No request sent: no node matching the filter hosts the "
                                "puppet agent")
@@ -272,6 +278,8 @@ def runonce(orch: ClientContext, **options: Any) -> None:
             if nodes is None:
                 nodes = client.discover(orch.filter, AGENT)
                 cut_short = nodes.cut_short
+            if orch.plan.limit is not None:
+                nodes = orch.plan.limit.apply(nodes)
             if not nodes:
                 raise OrchCommandError("No request sent: no node matching the filter hosts "
                                        "the puppet agent")

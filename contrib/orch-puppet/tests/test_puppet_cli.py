@@ -182,3 +182,12 @@ def test_runall_reports_a_node_that_disappears(sim: SimulatedFleet) -> None:
     lock = sim.root / "leaves" / "var" / "state" / "agent_catalog_run.lock"
     with contextlib.suppress(OSError, ValueError):  # end the orphaned 60 s fake run
         os.kill(int(lock.read_text()), signal.SIGTERM)
+
+
+def test_puppet_commands_take_orchs_limit_option(sim: SimulatedFleet) -> None:
+    """--limit/-1 are options of every orch command, plugin commands included."""
+    small_fleet(sim)
+    document = as_json(orch(sim, "status", "--json", "--limit", "2", "--limit-method",
+                            "first"))
+    assert [r["sender"] for r in document["replies"]] == ["db1", "new1"]
+    assert len(as_json(orch(sim, "status", "--json", "-1"))["replies"]) == 1
