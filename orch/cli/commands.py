@@ -210,10 +210,10 @@ def print_inventory(node: str, data: Mapping[str, Any]) -> None:
 def plugins(json_output: bool) -> None:
     """List installed plugins, their versions and the hooks each implements, then every
     broker URL scheme: the plugin serving it, what it needs installed, whether it is."""
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
     from orch.core.requirements import install_hint, transport_statuses
 
-    registry = default_registry()
+    registry = cli_registry()
     infos = sorted(registry.infos.values(), key=lambda i: i.name)
     statuses = transport_statuses(registry)
     if json_output:

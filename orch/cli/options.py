@@ -56,7 +56,10 @@ class ClientContext:
         from orch.core.clientconfig import load_client_settings
 
         if self._settings is None:
-            self._settings = load_client_settings(self.config_file, self.overrides)
+            from orch.cli.context import environ
+
+            self._settings = load_client_settings(self.config_file, self.overrides,
+                                                  environ())
         return self._settings
 
     def client(self) -> Client:
@@ -64,7 +67,9 @@ class ClientContext:
         from orch.core.client import Client
 
         if self._client is None:
-            self._client = Client(self.settings)
+            from orch.cli.context import registry
+
+            self._client = Client(self.settings, registry())
         return self._client
 
     def close(self) -> None:
@@ -77,13 +82,13 @@ class ClientContext:
         if self._filter is None and not any(self.filter_options.values()):
             self._filter = {}  # no options select every node: no filter plugin is needed
         if self._filter is None:
+            from orch.cli.context import registry
             from orch.core.filter import FilterEngine
-            from orch.core.plugins import default_registry
-            from orch.filters.builtin import build_filter
+            from orch.core.filterargs import build_filter
 
             # Parsed with the registry's filter plugins: no broker connection, no Client.
             engine = (self._client.filters if self._client is not None
-                      else FilterEngine.for_registry(default_registry(), self.settings))
+                      else FilterEngine.for_registry(registry(), self.settings))
             opts = self.filter_options
             self._filter = build_filter(
                 engine, fact=opts["fact"], classes=opts["classes"],
@@ -160,11 +165,11 @@ def installed_agents(config_file: str | None = None) -> dict[str, Any]:
     """The agents a client with these settings uses (``agents_dir`` included): the one set
     help, documentation, completion and calls all come from. Empty if the settings do not
     load (the command that needs them reports that error)."""
+    from orch.cli.context import environ, registry
     from orch.core.clientconfig import load_client_settings
-    from orch.core.plugins import default_registry
 
     try:
-        return dict(default_registry().agents(load_client_settings(config_file)))
+        return dict(registry().agents(load_client_settings(config_file, None, environ())))
     except OrchError:
         return {}
 
