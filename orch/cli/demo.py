@@ -136,31 +136,15 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
 
 
 def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
+    from orch.cli.main import cli
+    from orch.cli.prompt import run_prompt
+
     click.secho("\nYour turn: type any orch command (for example `find -C nginx` or "
-                "`rpc rpcutil --help`); `exit` or Ctrl-D leaves.", fg="green")
+                "`rpc rpcutil --help`); `help` lists them, Tab completes, Ctrl-C cancels, "
+                "`exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
         click.echo(f"Other shells can join: {exports} orch ping")
-    while True:
-        try:
-            line = input("orch> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            click.echo()
-            return
-        if line in ("exit", "quit"):
-            return
-        if not line:
-            continue
-        try:
-            args = shlex.split(line)
-        except ValueError as exc:
-            click.echo(f"cannot parse that line: {exc}")
-            continue
-        if args and args[0] == "orch":
-            args = args[1:]
-        if args and args[0] in ("demo", "server"):
-            click.echo(f"`{args[0]}` is not available inside the demo prompt")
-            continue
-        run_cli(args, environ)
+    run_prompt(cli, lambda args: run_cli(args, environ))
 
 
 def _wait_forever() -> None:

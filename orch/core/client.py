@@ -34,8 +34,8 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from orch.core import protocol
 from orch.core.checkpool import CheckedReceiver
@@ -43,17 +43,22 @@ from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
     ArgumentError,
+    CallInterrupted,
     ConfigError,
     ProtocolError,
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterBudget, FilterEngine
+from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
-from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
+from orch.core.protocol import Envelope, Reply, Request, valid_name
+from orch.core.result import CallResult
 from orch.core.security import close_provider, verify_reply
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
+
+if TYPE_CHECKING:
+    from orch.core.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -68,66 +73,11 @@ NETWORK_MARGIN = 2.0
 #: only the wait for silent nodes: a call returns the moment the last node answered.
 PER_NODE_ALLOWANCE = 0.0005
 CONNECT_TIMEOUT = 5.0
+UNSIGNED_HINT = ("no node answered an unsigned request: the fleet may require signed "
+                 "requests (set security: x509 with tls_cert, tls_key and tls_ca, or see "
+                 "`orch config show`)")
 
 ReplyCallback = Callable[[Reply, "CallResult"], None]
-
-
-@dataclass
-class CallResult:
-    """Everything one call produced: replies, silent nodes, rejected replies, timings."""
-
-    agent: str
-    action: str
-    request_id: str
-    #: The nodes expected to answer, or None when nobody knew in advance (a broadcast).
-    expected: list[str] | None
-    replies: dict[str, Reply] = field(default_factory=dict)
-    #: Seconds from publishing the request to receiving each node's reply.
-    rtt: dict[str, float] = field(default_factory=dict)
-    #: Replies that failed decoding or verification, with the reason (never shown as results).
-    rejected: list[str] = field(default_factory=list)
-    discovery_seconds: float = 0.0
-    elapsed: float = 0.0
-    #: Set when the broker failed mid-call; what was received before is kept.
-    error: str | None = None
-    #: Set when the nodes that answered are known to be incomplete: a broadcast (or the
-    #: broadcast discovery before a call) was ended by its timeout while replies were still
-    #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
-    cut_short: str | None = None
-    #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
-    #: They are still results; the mismatch is flagged, never silently passed.
-    warnings: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def missing(self) -> list[str]:
-        """Expected nodes that did not answer."""
-        if self.expected is None:
-            return []
-        return sorted(set(self.expected) - set(self.replies))
-
-    @property
-    def ok(self) -> list[str]:
-        return sorted(name for name, reply in self.replies.items() if reply.ok)
-
-    @property
-    def failed(self) -> list[str]:
-        return sorted(name for name, reply in self.replies.items() if not reply.ok)
-
-    @property
-    def succeeded(self) -> bool:
-        """True when at least one node answered, every expected node answered OK, and
-        nothing went wrong. A call that matched no node did not succeed, nor one whose
-        discovery was cut short (nodes it never asked may exist)."""
-        return (bool(self.replies) and not self.failed and not self.missing
-                and not self.rejected and self.error is None and self.cut_short is None)
-
-    def group_by(self, output: str) -> dict[str, list[str]]:
-        """``{value: [identities]}`` of one output field over the OK replies."""
-        groups: dict[str, list[str]] = {}
-        for name in self.ok:
-            value = self.replies[name].data.get(output)
-            groups.setdefault(value_text(value), []).append(name)
-        return groups
 
 
 class Client:
@@ -148,6 +98,8 @@ class Client:
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
         self._checked: CheckedReceiver[Reply] | None = None
+        #: Whether the last request sealed went out without any signature.
+        self._unsigned = False
         #: Processes verifying replies when they arrive faster than one core verifies
         #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
         self.verify_workers: int | None = None
@@ -155,8 +107,13 @@ class Client:
     @functools.cached_property
     def filters(self) -> FilterEngine:
         """The filter kinds and functions plugins offer (loaded when first needed)."""
-        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
-                            FilterBudget.from_settings(self.settings))
+        return FilterEngine.for_registry(self.registry, self.settings)
+
+    @functools.cached_property
+    def agents(self) -> dict[str, type[Agent]]:
+        """The agents installed here for these settings (``agents_dir`` included), looked
+        up once per client: DDLs, timeouts and help all come from this one set."""
+        return self.registry.agents(self.settings)
 
     def __enter__(self) -> Client:
         return self
@@ -185,7 +142,7 @@ class Client:
 
     def action_ddl(self, agent: str, action: str) -> ActionDDL | None:
         """The DDL of ``agent.action`` if the agent is installed here, else None."""
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         if cls is None:
             return None
         ddl = cls.ddl()
@@ -199,7 +156,7 @@ class Client:
     def call_timeout(self, agent: str) -> float:
         if self.settings.timeout is not None:
             return self.settings.timeout
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         return (cls.ddl().timeout if cls else DEFAULT_TIMEOUT) + NETWORK_MARGIN
 
     # -- building blocks ---------------------------------------------------------------
@@ -222,7 +179,22 @@ class Client:
 
     def _sealed(self, request: Request) -> bytes:
         body = request.encode()
-        return Envelope("request", body, self.security.seal("request", body)).encode()
+        security = self.security.seal("request", body)
+        # A provider that adds nothing to the envelope does not sign (``insecure``): a fleet
+        # that requires signatures drops such requests without a word.
+        self._unsigned = not security
+        return Envelope("request", body, security).encode()
+
+    @property
+    def sent_unsigned(self) -> bool:
+        """Whether the last request this client sent (discovery included) went unsigned."""
+        return self._unsigned
+
+    def _explain_silence(self, result: CallResult) -> CallResult:
+        """Set :attr:`CallResult.hint` when nobody answered an unsigned request."""
+        if not result.replies and self._unsigned and result.expected != []:
+            result.hint = UNSIGNED_HINT
+        return result
 
     def addressed(
         self, request: Request, nodes: Sequence[str]
@@ -279,10 +251,22 @@ class Client:
                             sorted(expected) if expected is not None else None)
         pending = set(expected) if expected is not None else None
         deadline = now + timeout
+        try:
+            self._collect_loop(request, result, pending, deadline, quiet, on_reply, started,
+                               label, timeout)
+        except KeyboardInterrupt:
+            result.elapsed = time.monotonic() - started
+            raise CallInterrupted(result) from None
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _collect_loop(self, request: Request, result: CallResult, pending: set[str] | None,
+                      deadline: float, window: float | None, on_reply: ReplyCallback | None,
+                      started: float, label: str, timeout: float) -> None:
+        """The receive loop of :meth:`collect`, filling ``result`` in place."""
         credit = 0.0  # this client's own work on accepted replies, added to the deadline
         #: When the client was last free again after handling a reply (None: no reply yet).
         waiting_since: float | None = None
-        window = quiet
         backlog_waited = False
         while pending is None or pending:
             now = time.monotonic()
@@ -340,8 +324,6 @@ class Client:
             own_work = checking + (waiting_since - received)
             credit += own_work
             deadline += own_work
-        result.elapsed = time.monotonic() - started
-        return result
 
     @staticmethod
     def _cut_short(result: CallResult, label: str, timeout: float, credit: float) -> None:
@@ -437,8 +419,9 @@ class Client:
         request = self.new_request(agent, action, data, filter)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
-        return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started, label=label)
+        return self._explain_silence(
+            self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+                         started=started, label=label))
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
@@ -492,10 +475,18 @@ class Client:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
         if not nodes:
+            # Discovery found nobody: if its request went unsigned, a signing fleet
+            # dropped it without a word — say so.
             return CallResult(agent, action, request.id, [],
-                              discovery_seconds=discovery_seconds)
+                              discovery_seconds=discovery_seconds,
+                              hint=UNSIGNED_HINT if self.sent_unsigned else None)
         wait = timeout if timeout is not None else self.call_timeout(agent)
-        result = self.send_direct(request, nodes, wait, on_reply)
+        try:
+            result = self.send_direct(request, nodes, wait, on_reply)
+        except CallInterrupted as exc:
+            exc.result.discovery_seconds = discovery_seconds
+            exc.result.cut_short = cut_short
+            raise
         result.discovery_seconds = discovery_seconds
         result.cut_short = cut_short
         if ddl is not None:
@@ -526,8 +517,12 @@ class Client:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)
             return result
+        except KeyboardInterrupt:
+            raise CallInterrupted(CallResult(request.agent, request.action, request.id,
+                                             sorted(nodes))) from None
         wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
-        return self.collect(request, nodes, wait, on_reply=on_reply, started=started)
+        return self._explain_silence(
+            self.collect(request, nodes, wait, on_reply=on_reply, started=started))
 
     def ping(
         self,

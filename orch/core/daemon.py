@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from orch.core import sdnotify
 from orch.core.config import Settings
 from orch.core.errors import OrchError
-from orch.core.facts import collect_facts, read_classes
+from orch.core.facts import FactLoader, read_classes
 from orch.core.plugins import PluginRegistry
 from orch.core.security import reload_provider
 from orch.core.server import Node, NodeServices
@@ -59,12 +59,13 @@ class Server:
         self.ready = threading.Event()
         #: Actions abandoned at shutdown (their threads may still run): see :meth:`run`.
         self.abandoned = 0
-        sources = registry.fact_sources(settings)
+        #: Facts: the first load must succeed; a reload keeps the last good ones.
+        self._facts = FactLoader(registry.fact_sources(settings), f"node={settings.identity} ")
         self.node = Node(
             settings.identity,
             settings.collective,
             registry.agents_for(settings),
-            lambda: collect_facts(sources),
+            self._facts,
             read_classes(settings.classes),
             self.services,
         )
@@ -97,7 +98,8 @@ class Server:
         if agents is not None and self.node.set_agents(agents, refresh=False):
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()
-        self.node.refresh(read_classes(settings.classes), lambda: collect_facts(sources))
+        self._facts.sources = list(sources)
+        self.node.refresh(read_classes(settings.classes), self._facts)
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
 

@@ -408,8 +408,7 @@ class Node:
             try:
                 data = action_ddl.check_arguments(request.data, self.services.validators)
             except ArgumentError as exc:
-                status = Status.MISSING_DATA if getattr(exc, "kind", "") == "missing" \
-                    else Status.INVALID_DATA
+                status = Status.MISSING_DATA if exc.kind == "missing" else Status.INVALID_DATA
                 self._refuse(request, verified, status, str(exc))
                 return
         authorizer = self.services.authorizer
@@ -438,7 +437,7 @@ class Node:
         timeout = ddl.timeout or self.services.default_timeout
         # Agents that enforce their own deadline (external agents kill their process group at
         # the DDL timeout) get a little longer, so their more precise reply wins the race.
-        grace = float(getattr(agent, "deadline_grace", 0.0))
+        grace = agent.deadline_grace
         deadline = time.monotonic() + min(timeout + grace,
                                           max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,

@@ -284,7 +284,11 @@ def check_arguments(
         if spec.named_validator in unknown_formats and name in checked:
             raise _error("invalid", f"argument {name!r} uses validator "
                          f"{spec.named_validator!r}, which is not installed here")
-    errors = list(_validator(action, validators, "input").iter_errors(checked))
+    # Defaults are the DDL author's, not the caller's: like Choria, never refuse a call
+    # because a default fails its own input's validation (the DDL load warned about it).
+    defaulted = {name for name in checked if name not in data}
+    errors = [error for error in _validator(action, validators, "input").iter_errors(checked)
+              if not (error.absolute_path and str(error.absolute_path[0]) in defaulted)]
     if errors:
         raise _explain(action, checked, errors)
     for name, spec in action.inputs.items():
@@ -387,6 +391,4 @@ def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> A
 
 
 def _error(kind: str, message: str) -> ArgumentError:
-    error = ArgumentError(message)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return ArgumentError(message, kind)

@@ -131,9 +131,13 @@ class KombuTransport:
                 if stop.is_set():
                     break
                 delay = backoff.next()
-                log.warning(
-                    "broker %s unavailable (%s); retrying in %.1fs", self.display_url, exc, delay
-                )
+                if credentials_refused(exc):
+                    log.error("broker %s refused the credentials (%s): check the user and "
+                              "password in the broker URL; retrying in %.1fs",
+                              self.display_url, exc, delay)
+                else:
+                    log.warning("broker %s unavailable (%s); retrying in %.1fs",
+                                self.display_url, exc, delay)
                 stop.wait(delay)
             finally:
                 _close_quietly(conn)
@@ -284,10 +288,7 @@ class KombuClientChannel:
             self._consumer.consume()
         except Exception as exc:
             _close_quietly(self._conn)
-            raise TransportError(
-                f"cannot reach the broker at {transport.display_url}: {exc}. "
-                "Check that it is running and that --broker (ORCH_BROKER) is right."
-            ) from None
+            raise connect_error(transport.display_url, exc) from None
 
     def _on_message(self, message: Any) -> None:
         self._received.append(_raw_body(message))
@@ -476,3 +477,32 @@ def orch_transport_requirements() -> Mapping[str, Sequence[Requirement]]:
     by_family = {"amqp": amqp, "amqps": amqp, "pyamqp": amqp,
                  "redis": redis, "rediss": redis, "memory": memory}
     return {scheme: by_family[scheme] for scheme in SCHEMES}
+
+
+#: What brokers answer to a wrong user or password: AMQP's ACCESS_REFUSED (403) and
+#: Redis's WRONGPASS / NOAUTH / "invalid password" errors.
+_REFUSAL_WORDS = ("ACCESS_REFUSED", "WRONGPASS", "NOAUTH", "invalid password",
+                  "invalid username-password", "Authentication required")
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """True when ``exc`` says the broker refused the credentials rather than being away."""
+    if getattr(exc, "code", None) == 403 or type(exc).__name__ in ("AccessRefused",
+                                                                   "AuthenticationError"):
+        return True
+    text = str(exc)
+    return any(word.lower() in text.lower() for word in _REFUSAL_WORDS)
+
+
+def connect_error(display_url: str, exc: BaseException) -> TransportError:
+    """The operator's message for a failed connection: refused credentials or no broker."""
+    if credentials_refused(exc):
+        return TransportError(
+            f"the broker at {display_url} refused the credentials: {str(exc).rstrip('.')}. "
+            "Check the user and "
+            "password in --broker (ORCH_BROKER), e.g. amqp://USER:PASSWORD@HOST:5672//, or, "
+            "logging in with a TLS client certificate, that the broker has a user of the "
+            "certificate's name")
+    return TransportError(
+        f"cannot reach the broker at {display_url}: {str(exc).rstrip('.')}. "
+        "Check that it is running and that --broker (ORCH_BROKER) is right.")

@@ -459,6 +459,19 @@ class Fleet:
                         env={"ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW), **(env or {})},
                         input=input, timeout=timeout, orch=self.orch)
 
+    def start_orch(self, *args: str, env: Mapping[str, str] | None = None
+                   ) -> subprocess.Popen[str]:
+        """``orch ARGS`` started in the background (stdout and stderr piped, text), for
+        tests that watch output arrive or interrupt the command. The caller must end it:
+        use it in a ``with`` block, or :func:`stop_process`."""
+        extra = {**client_security(), "ORCH_BROKER": self.broker,
+                 "ORCH_COLLECTIVE": self.collective,
+                 "ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW), "PYTHONUNBUFFERED": "1",
+                 **(env or {})}
+        return subprocess.Popen([*(self.orch or orch_argv()), *args], env=clean_environment(extra),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
     def logs(self, identities: Iterable[str] | None = None) -> str:
         names = list(identities) if identities is not None else list(self.daemons)
         return "\n".join(
@@ -490,6 +503,36 @@ class FleetFactory:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [section for fleet in self.fleets for section in fleet.failure_logs()]
+
+
+def read_line_until(stream: IO[str], predicate: Callable[[str], bool], timeout: float,
+                    what: str) -> list[str]:
+    """Lines read from ``stream`` up to and including the first one ``predicate`` accepts;
+    fails after ``timeout`` seconds (read in a thread: a pipe read has no timeout)."""
+    import threading
+
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if predicate(line):
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; read: "
+                             f"{''.join(lines)!r}")
+    return lines
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> None:
+    """Kill ``process`` if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout)
 
 
 def identity_args(identities: Iterable[str]) -> list[str]:
