@@ -128,6 +128,11 @@ class Settings:
         10.0, _non_negative,
         "Server: AMQP heartbeat (seconds) of the daemon's broker connections; a dead broker "
         "is noticed within about twice this (0 disables).")
+    queue_expiry: float = _setting(
+        120.0, _positive(float),
+        "Server: seconds a node's queue outlives its consumer, so requests sent while the "
+        "daemon reconnects wait for it (RabbitMQ x-expires; on Redis, how long a killed "
+        "node's queue keeps collecting broadcasts before peers remove it).")
     facts: list[str] = _setting(
         list, _split_list, "YAML or JSON fact files merged over the built-in facts, in order.")
     classes: str | None = _setting(
