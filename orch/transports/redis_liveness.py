@@ -80,9 +80,11 @@ class RedisLiveness:
     def refresh(self) -> None:
         """Mark every served node alive and (re-)add its bindings: a peer may have swept them
         while this process was stalled for longer than ``queue_expiry``."""
-        client = self._channel.client
         milliseconds = int(self.expiry * 1000)
-        with client.pipeline(transaction=False) as pipe:
+        # A pooled client, as kombu's own publishes use: the channel's ``client`` is the
+        # connection its consumer blocks on.
+        with self._channel.conn_or_acquire() as client, \
+                client.pipeline(transaction=False) as pipe:
             for binding in self._bindings:
                 pipe.set(alive_key(binding.collective, binding.identity), b"1", px=milliseconds)
                 members = self._members(binding)
@@ -93,7 +95,10 @@ class RedisLiveness:
 
     def sweep(self) -> int:
         """Remove the bindings and lists of nodes nobody keeps alive; return how many."""
-        client = self._channel.client
+        with self._channel.conn_or_acquire() as client:
+            return self._sweep(client)
+
+    def _sweep(self, client: Any) -> int:
         sep = self._channel.sep
         removed = 0
         for collective, exchange in sorted({(b.collective, self._exchange_for(b))
