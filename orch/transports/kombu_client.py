@@ -70,6 +70,8 @@ class KombuClientChannel:
         self._sent: deque[_Sent] = deque()
         #: How many times this channel moved to another broker connection.
         self.failovers = 0
+        #: How long the latest failover took to reconnect (seconds).
+        self.last_failover_seconds = 0.0
         self._conn: kombu.Connection | None = None
         self._connect(connect_timeout)
 
@@ -116,6 +118,7 @@ class KombuClientChannel:
                 f"lost the broker connection to {self._transport.display_url}: {cause}; "
                 f"no broker of the list answered within {FAILOVER_TIMEOUT:g}s") from None
         self.failovers += 1
+        self.last_failover_seconds = time.monotonic() - started
         pending = self._unexpired()
         for sent in pending:
             self._send(sent)

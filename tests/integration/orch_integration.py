@@ -560,6 +560,10 @@ class PrivateRabbitMQ:
     dist_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: HOME for the node and rabbitmqctl: where cluster members share an Erlang cookie.
+    home: Path | None = None
+    #: Lines added to the node's rabbitmq.conf (a cluster's peer discovery).
+    extra_config: str = ""
 
     @property
     def url(self) -> str:
@@ -581,11 +585,13 @@ class PrivateRabbitMQ:
         config = self.workdir / "rabbitmq.conf"
         config.write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "loopback_users = none\n"
+            "loopback_users = none\n" + self.extra_config
         )
         env_file = self.workdir / "rabbitmq-env.conf"
         env_file.write_text("")  # keep the system's rabbitmq-env.conf (node name, port) out
         env = dict(os.environ)
+        if self.home is not None:
+            env["HOME"] = str(self.home)
         env.update({
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -611,6 +617,11 @@ class PrivateRabbitMQ:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the node and wait (bounded) until it accepts AMQP connections."""
+        self.launch()
+        self.wait_up(timeout)
+
+    def launch(self) -> None:
+        """Start the node's process without waiting for it (see :meth:`wait_up`)."""
         assert not self.running(), "already running"
         env = self.environment()  # also creates the work directory
         with self.log_file.open("ab") as log:
@@ -620,6 +631,9 @@ class PrivateRabbitMQ:
                 start_new_session=True,  # its own process group, so cleanup reaches erl too
             )
         self.starts += 1
+
+    def wait_up(self, timeout: float = 60.0) -> None:
+        """Wait (bounded) until the launched node accepts AMQP connections."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
@@ -668,6 +682,10 @@ class PrivateRabbitMQ:
             self.stop(timeout=30)
         self._kill_group()
 
+    def kill(self) -> None:
+        """SIGKILL the whole node, as a crash or a pulled plug would."""
+        self._kill_group()
+
     def _kill_group(self) -> None:
         if self.proc is None:
             return
@@ -685,3 +703,75 @@ class PrivateRabbitMQ:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"rabbitmq {self.node}", self.log_tail())]
+
+
+class PrivateRabbitMQCluster:
+    """Throw-away RabbitMQ nodes on their own ports, clustered, sharing an Erlang cookie."""
+
+    def __init__(self, server_bin: str, ctl_bin: str, workdir: Path, size: int = 3) -> None:
+        home = workdir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        names = [f"orchit-{tag}-{i}@localhost" for i in range(size)]
+        # Members started together find each other (no stop_app/join_cluster round trips).
+        discovery = "cluster_formation.peer_discovery_backend = classic_config\n" + "".join(
+            f"cluster_formation.classic_config.nodes.{i + 1} = {name}\n"
+            for i, name in enumerate(names)) + (
+            "cluster_formation.randomized_startup_delay_range.min = 0\n"
+            "cluster_formation.randomized_startup_delay_range.max = 2\n")
+        self.members = [PrivateRabbitMQ(server_bin, ctl_bin, workdir / f"member{i}",
+                                        node=name, home=home, extra_config=discovery)
+                        for i, name in enumerate(names)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [member.url for member in self.members]
+
+    @property
+    def broker(self) -> str:
+        """Every member's URL, comma-separated: what ``--broker`` takes for a cluster."""
+        return ",".join(self.urls)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every member at once; join any that formed a cluster of its own to the
+        first (bounded)."""
+        for member in self.members:
+            member.launch()
+        for member in self.members:
+            member.wait_up(timeout)
+        first = self.members[0].node
+        clustered = self.running_nodes(via=0)
+        for member in self.members[1:]:
+            if member.node in clustered:
+                continue
+            for args in (("stop_app",), ("join_cluster", first), ("start_app",)):
+                done = member.ctl(*args, timeout=timeout)
+                if done.returncode != 0:
+                    raise AssertionError(f"rabbitmqctl {' '.join(args)} on {member.node} "
+                                         f"failed:\n{done.stdout}\n{done.stderr}")
+            member.wait_up(timeout)
+        wait_for(lambda: self.running_nodes() == {m.node for m in self.members}, timeout,
+                 "every member to show in the cluster status")
+
+    def running_nodes(self, via: int | None = None) -> set[str]:
+        """The members the cluster reports running, asked of one running member."""
+        asked = [m for m in self.members if m.running()] if via is None else [self.members[via]]
+        if not asked:
+            return set()
+        done = asked[0].ctl("cluster_status", "--formatter", "json", timeout=30)
+        if done.returncode != 0:
+            return set()
+        try:
+            return set(json.loads(done.stdout).get("running_nodes", []))
+        except ValueError:
+            return set()
+
+    def cleanup(self) -> None:
+        for member in self.members:
+            member.cleanup()
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [section for member in self.members for section in member.failure_logs()]
