@@ -92,7 +92,8 @@ class KombuClientChannel:
             self._requests.declare(channel=channel)
             queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
             self._consumer = Consumer(
-                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[]
+                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[],
+                on_decode_error=self._on_decode_error,
             )
             self._consumer.consume()
         except Exception as exc:
@@ -175,6 +176,12 @@ class KombuClientChannel:
         from orch.transports.kombu import _raw_body
 
         self._received.append(_raw_body(message))
+
+    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+        """A message kombu could not prepare (a ``compression`` header over bytes that do not
+        decompress): its bytes are judged like any reply's, never raised out of a call."""
+        log.debug("reply with properties kombu cannot decode (%s); checking its bytes", exc)
+        self._on_message(message)
 
     def receive(self, timeout: float) -> bytes | None:
         if not self._received:
