@@ -775,3 +775,71 @@ class PrivateRabbitMQCluster:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [section for member in self.members for section in member.failure_logs()]
+
+
+# --------------------------------------------------------------------------- Redis over TLS
+
+
+class PrivateTLSRedis:
+    """A throw-away ``redis-server`` that speaks only TLS on a free port of its own.
+
+    Its certificate is issued by the session CA (:func:`session_ca`) for ``localhost`` and
+    127.0.0.1, and it requires a client certificate of that CA: what an operator's
+    ``rediss://`` broker looks like. The URL is ``rediss://127.0.0.1:<port>/0``.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        from tls_rabbitmq import issue_server_certificate
+
+        redis_server = shutil.which("redis-server")
+        assert redis_server, "redis-server is not installed"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cert, key = self.workdir / "redis.pem", self.workdir / "redis.key"
+        ca = session_ca()
+        issue_server_certificate(ca, cert, key, "localhost", ["127.0.0.1"])
+        log = (self.workdir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [redis_server, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+             "--tls-ca-cert-file", str(ca / "ca.pem"), "--tls-auth-clients", "yes",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for(self._accepts, timeout, f"redis-server with TLS on port {self.port}")
+
+    def _accepts(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited:\n{self.log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self) -> str:
+        try:
+            return (self.workdir / "redis.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [(f"redis-server TLS :{self.port}", self.log_tail())]

@@ -91,6 +91,12 @@ def issue(ca_dir: Path, role: str, name: str) -> tuple[Path, Path]:
     return cert, cert.with_suffix(".key")
 
 
+def key_type_name(key: object) -> str:
+    from orch.security import pki
+
+    return pki.key_type_of(key)
+
+
 def issue_server_certificate(ca_dir: Path, cert_path: Path, key_path: Path, name: str,
                              addresses: list[str]) -> None:
     """A TLS server certificate for the broker, signed by the CA in ``ca_dir``.
@@ -125,7 +131,8 @@ def issue_server_certificate(ca_dir: Path, cert_path: Path, key_path: Path, name
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                        critical=False)
-        .sign(ca_key, hashes.SHA256())
+        # An Ed25519 CA (orch's default, the session CA) signs without a separate hash.
+        .sign(ca_key, None if key_type_name(ca_key) == "ed25519" else hashes.SHA256())
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
