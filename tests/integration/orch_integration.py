@@ -843,3 +843,76 @@ class PrivateTLSRedis:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"redis-server TLS :{self.port}", self.log_tail())]
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+class NetworkNamespace:
+    """A network namespace joined to this host by a veth pair: a host behind a link the test
+    can cut and heal (``ip netns``, as root).
+
+    The host side gets ``HOST_ADDRESS``, the namespace side ``INSIDE_ADDRESS`` (link-local
+    addresses on a /30 of their own: the only traffic is between this machine and a
+    namespace the test made). :meth:`cut` takes the host side of the link down, so packets
+    are dropped silently as in a real partition; :meth:`heal` brings it back.
+    """
+
+    HOST_ADDRESS = "169.254.213.1"
+    INSIDE_ADDRESS = "169.254.213.2"
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.name = f"orchit-{tag}"
+        self.host_link, self.inside_link = f"oh{tag}", f"oi{tag}"
+        self.created = False
+
+    @staticmethod
+    def available() -> str | None:
+        """None if this process can make namespaces, else why not."""
+        if shutil.which("ip") is None:
+            return "the ip command (iproute2) is not installed"
+        probe = f"orchprobe{uuid.uuid4().hex[:6]}"
+        done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode != 0:
+            return f"cannot create a network namespace: {done.stderr.strip()}"
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+        return None
+
+    def _ip(self, *args: str, inside: bool = False) -> None:
+        argv = ["ip", *(["-n", self.name] if inside else []), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+
+    def create(self) -> None:
+        self._ip("netns", "add", self.name)
+        self.created = True
+        self._ip("link", "add", self.host_link, "type", "veth", "peer", "name",
+                 self.inside_link)
+        self._ip("link", "set", self.inside_link, "netns", self.name)
+        self._ip("addr", "add", f"{self.HOST_ADDRESS}/30", "dev", self.host_link)
+        self._ip("link", "set", self.host_link, "up")
+        self._ip("link", "set", "lo", "up", inside=True)
+        self._ip("addr", "add", f"{self.INSIDE_ADDRESS}/30", "dev", self.inside_link,
+                 inside=True)
+        self._ip("link", "set", self.inside_link, "up", inside=True)
+
+    def prefix(self) -> list[str]:
+        """What to put before a command to run it inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.host_link, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.host_link, "up")
+
+    def cleanup(self) -> None:
+        """Delete the namespace (and with it the veth pair)."""
+        if self.created:
+            subprocess.run(["ip", "link", "del", self.host_link], capture_output=True,
+                           timeout=30)
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+            self.created = False
