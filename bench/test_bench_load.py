@@ -43,7 +43,8 @@ import json, logging, sys, time
 from orch.core.client import Client
 from orch.core.config import load_settings
 
-config, nodes_file, duration, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+config, nodes_file = sys.argv[1], sys.argv[2]
+duration, timeout = float(sys.argv[3]), float(sys.argv[4])
 nodes = open(nodes_file).read().split()
 duplicates = 0
 
