@@ -97,6 +97,7 @@ class KombuClientChannel:
             )
             self._consumer.consume()
         except Exception as exc:
+            log.debug("connecting to %s failed: %r", self._transport.display_url, exc)
             _close_quietly(conn)
             raise TransportError(
                 f"cannot reach the broker at {self._transport.display_url}: {exc}. "
@@ -112,12 +113,23 @@ class KombuClientChannel:
             _close_quietly(self._conn)
             self._conn = None
         started = time.monotonic()
-        try:
-            self._connect(FAILOVER_TIMEOUT)
-        except TransportError:
-            raise TransportError(
-                f"lost the broker connection to {self._transport.display_url}: {cause}; "
-                f"no broker of the list answered within {FAILOVER_TIMEOUT:g}s") from None
+        deadline = started + FAILOVER_TIMEOUT
+        delay = 0.05
+        while True:
+            # Right after a member died, the survivors may still hold the dead connection's
+            # exclusive reply queue (RESOURCE_LOCKED) for a moment: try again until the
+            # failover's time is up.
+            try:
+                self._connect(max(deadline - time.monotonic(), 0.5))
+                break
+            except TransportError:
+                if time.monotonic() + delay >= deadline:
+                    raise TransportError(
+                        f"lost the broker connection to {self._transport.display_url}: "
+                        f"{cause}; no broker of the list answered within "
+                        f"{FAILOVER_TIMEOUT:g}s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
         self.failovers += 1
         self.last_failover_seconds = time.monotonic() - started
         pending = self._unexpired()

@@ -770,8 +770,10 @@ class PrivateRabbitMQCluster:
             return set()
 
     def cleanup(self) -> None:
+        """Kill every member at once: the data is thrown away, so a graceful stop of each,
+        one after the other, would only cost time."""
         for member in self.members:
-            member.cleanup()
+            member.kill()
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [section for member in self.members for section in member.failure_logs()]

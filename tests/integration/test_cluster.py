@@ -45,6 +45,8 @@ class PingLog:
     failovers: int = 0
     partial: int = 0
     reconnect: float = 0.0
+    #: What the latest incomplete ping lacked, for the failure message.
+    last_partial: str = ""
 
 
 def _client(sim: SimProcess, broker: str | None = None) -> object:
@@ -71,6 +73,9 @@ def _check(result: object, identities: list[str], log: PingLog, elapsed: float) 
         log.complete.append(time.monotonic())
     else:
         log.partial += 1
+        log.last_partial = (f"{len(answered)} replied, {len(missing)} missing (e.g. "
+                            f"{sorted(missing)[:3]}), failed {len(result.failed)}, "
+                            f"error {result.error}")
 
 
 def _ping_loop(sim: SimProcess, identities: list[str], stop: threading.Event,
@@ -133,8 +138,14 @@ def test_member_dies_during_a_ping_of_500_nodes(
     killed = time.monotonic()
     cluster.members[victim].kill()
     try:
-        wait_for(lambda: any(t > killed for t in log.complete) and log.calls > calls_before,
-                 90, "a complete ping of all 500 nodes after the member died")
+        try:
+            wait_for(lambda: any(t > killed for t in log.complete)
+                     and log.calls > calls_before,
+                     90, "a complete ping of all 500 nodes after the member died")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {log.calls - calls_before} pings since, the last "
+                                 f"incomplete: {log.last_partial}; problems {log.problems}; "
+                                 f"sim output:\n" + "\n".join(sim.output[-30:])) from None
         failover = min(t for t in log.complete if t > killed) - killed
         # Traffic goes on through the survivors.
         wait_for(lambda: len([t for t in log.complete if t > killed]) >= 3, 60,
