@@ -209,3 +209,11 @@ def test_issued_certificates_are_kept_for_the_next_start(tmp_path: Path) -> None
     assert load_issued(cache, ca) == {}
     cache.write_text("not json")
     assert load_issued(cache, ca) == {}
+
+
+def test_every_password_of_a_broker_list_is_masked(tmp_path: Path) -> None:
+    """A cluster's comma-separated list: kombu masks only the first URL of such a string."""
+    urls = "amqp://u:secret1@mq1//,amqp://u:secret2@mq2//,amqp://u:secret3@mq3//"
+    shown = Simulation(SimConfig(nodes=1, broker=urls, state_dir=tmp_path)).display_url
+    assert "secret" not in shown
+    assert shown.count("amqp://u:**@") == 3
