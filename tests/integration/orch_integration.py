@@ -800,14 +800,14 @@ class PrivateTLSRedis:
         return f"rediss://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> None:
-        from tls_rabbitmq import issue_server_certificate
+        from tls_rabbitmq import issue
 
         redis_server = shutil.which("redis-server")
         assert redis_server, "redis-server is not installed"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cert, key = self.workdir / "redis.pem", self.workdir / "redis.key"
         ca = session_ca()
-        issue_server_certificate(ca, cert, key, "localhost", ["127.0.0.1"])
+        # `orch ca issue --server localhost`: names localhost, 127.0.0.1 and ::1.
+        cert, key = issue(ca, "server", "localhost")
         log = (self.workdir / "redis.log").open("ab")
         self.proc = subprocess.Popen(
             [redis_server, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
