@@ -4,8 +4,8 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
 
     {"agent": ..., "action": ..., "request_id": ...,
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
-     "expected": [...] | null, "missing": [...], "rejected": [...], "error": null | "...",
-     "cut_short": null | "...", "hint": null | "...",
+     "expected": [...] | null, "missing": [...], "rejected": [...], "unexpected": [...],
+     "error": null | "...", "cut_short": null | "...", "hint": null | "...",
      "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
@@ -55,6 +55,7 @@ def result_document(
         "expected": result.expected,
         "missing": result.missing,
         "rejected": result.rejected,
+        "unexpected": sorted(result.unexpected),
         "error": result.error,
         "cut_short": result.cut_short,
         "warnings": result.warnings,
@@ -156,6 +157,11 @@ def print_problems(result: CallResult) -> None:
         click.secho(f"\n{len(result.rejected)} reply(ies) rejected:", fg="red")
         for reason in result.rejected:
             click.echo(f"    {reason}")
+    if result.unexpected:
+        click.secho(f"\n{len(result.unexpected)} node(s) answered a request not addressed to "
+                    "them (not counted):", fg="red")
+        for name in sorted(result.unexpected):
+            click.echo(f"    {name}")
     if result.warnings:
         click.secho(f"\n{len(result.warnings)} reply(ies) do not match the DDL:", fg="yellow")
         for name, problems in sorted(result.warnings.items()):

@@ -362,10 +362,10 @@ class Client:
         if reply.request_id != request.id:
             return None  # a late reply to an earlier request on this channel (discovery)
         if not request.addresses(reply.sender):
-            reason = (f"reply from {reply.sender!r}, a node request {request.id} was not "
-                      "addressed to")
-            result.rejected.append(reason)
-            log.warning("rejected a %s", reason)
+            if reply.sender not in result.unexpected:
+                result.unexpected.append(reply.sender)
+            log.warning("not counted: a reply from %r, a node request %s was not addressed to",
+                        reply.sender, request.id)
             return None
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)

@@ -33,6 +33,10 @@ class CallResult:
     #: broadcast discovery before a call) was ended by its timeout while replies were still
     #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
     cut_short: str | None = None
+    #: Verified replies from nodes the request was not addressed to (a request captured and
+    #: re-published elsewhere, or a node answering what was not its own): their senders,
+    #: listed apart and never counted as results.
+    unexpected: list[str] = field(default_factory=list)
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)
@@ -61,7 +65,8 @@ class CallResult:
         nothing went wrong. A call that matched no node did not succeed, nor one whose
         discovery was cut short (nodes it never asked may exist)."""
         return (bool(self.replies) and not self.failed and not self.missing
-                and not self.rejected and self.error is None and self.cut_short is None)
+                and not self.rejected and not self.unexpected and self.error is None
+                and self.cut_short is None)
 
     def group_by(self, output: str) -> dict[str, list[str]]:
         """``{value: [identities]}`` of one output field over the OK replies."""

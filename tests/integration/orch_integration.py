@@ -603,6 +603,10 @@ class PrivateRabbitMQ:
     dist_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: HOME for the node and rabbitmqctl: where cluster members share an Erlang cookie.
+    home: Path | None = None
+    #: Lines added to the node's rabbitmq.conf (a cluster's peer discovery).
+    extra_config: str = ""
 
     @property
     def url(self) -> str:
@@ -624,11 +628,13 @@ class PrivateRabbitMQ:
         config = self.workdir / "rabbitmq.conf"
         config.write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "loopback_users = none\n"
+            "loopback_users = none\n" + self.extra_config
         )
         env_file = self.workdir / "rabbitmq-env.conf"
         env_file.write_text("")  # keep the system's rabbitmq-env.conf (node name, port) out
         env = dict(os.environ)
+        if self.home is not None:
+            env["HOME"] = str(self.home)
         env.update({
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -654,6 +660,11 @@ class PrivateRabbitMQ:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the node and wait (bounded) until it accepts AMQP connections."""
+        self.launch()
+        self.wait_up(timeout)
+
+    def launch(self) -> None:
+        """Start the node's process without waiting for it (see :meth:`wait_up`)."""
         assert not self.running(), "already running"
         env = self.environment()  # also creates the work directory
         with self.log_file.open("ab") as log:
@@ -663,6 +674,9 @@ class PrivateRabbitMQ:
                 start_new_session=True,  # its own process group, so cleanup reaches erl too
             )
         self.starts += 1
+
+    def wait_up(self, timeout: float = 60.0) -> None:
+        """Wait (bounded) until the launched node accepts AMQP connections."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
@@ -711,6 +725,10 @@ class PrivateRabbitMQ:
             self.stop(timeout=30)
         self._kill_group()
 
+    def kill(self) -> None:
+        """SIGKILL the whole node, as a crash or a pulled plug would."""
+        self._kill_group()
+
     def _kill_group(self) -> None:
         if self.proc is None:
             return
@@ -728,3 +746,218 @@ class PrivateRabbitMQ:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"rabbitmq {self.node}", self.log_tail())]
+
+
+class PrivateRabbitMQCluster:
+    """Throw-away RabbitMQ nodes on their own ports, clustered, sharing an Erlang cookie."""
+
+    def __init__(self, server_bin: str, ctl_bin: str, workdir: Path, size: int = 3) -> None:
+        home = workdir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        names = [f"orchit-{tag}-{i}@localhost" for i in range(size)]
+        # Members started together find each other (no stop_app/join_cluster round trips).
+        discovery = "cluster_formation.peer_discovery_backend = classic_config\n" + "".join(
+            f"cluster_formation.classic_config.nodes.{i + 1} = {name}\n"
+            for i, name in enumerate(names)) + (
+            "cluster_formation.randomized_startup_delay_range.min = 0\n"
+            "cluster_formation.randomized_startup_delay_range.max = 2\n")
+        self.members = [PrivateRabbitMQ(server_bin, ctl_bin, workdir / f"member{i}",
+                                        node=name, home=home, extra_config=discovery)
+                        for i, name in enumerate(names)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [member.url for member in self.members]
+
+    @property
+    def broker(self) -> str:
+        """Every member's URL, comma-separated: what ``--broker`` takes for a cluster."""
+        return ",".join(self.urls)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every member at once; join any that formed a cluster of its own to the
+        first (bounded)."""
+        for member in self.members:
+            member.launch()
+        for member in self.members:
+            member.wait_up(timeout)
+        first = self.members[0].node
+        clustered = self.running_nodes(via=0)
+        for member in self.members[1:]:
+            if member.node in clustered:
+                continue
+            for args in (("stop_app",), ("join_cluster", first), ("start_app",)):
+                done = member.ctl(*args, timeout=timeout)
+                if done.returncode != 0:
+                    raise AssertionError(f"rabbitmqctl {' '.join(args)} on {member.node} "
+                                         f"failed:\n{done.stdout}\n{done.stderr}")
+            member.wait_up(timeout)
+        wait_for(lambda: self.running_nodes() == {m.node for m in self.members}, timeout,
+                 "every member to show in the cluster status")
+
+    def running_nodes(self, via: int | None = None) -> set[str]:
+        """The members the cluster reports running, asked of one running member."""
+        asked = [m for m in self.members if m.running()] if via is None else [self.members[via]]
+        if not asked:
+            return set()
+        done = asked[0].ctl("cluster_status", "--formatter", "json", timeout=30)
+        if done.returncode != 0:
+            return set()
+        try:
+            return set(json.loads(done.stdout).get("running_nodes", []))
+        except ValueError:
+            return set()
+
+    def cleanup(self) -> None:
+        """Kill every member at once: the data is thrown away, so a graceful stop of each,
+        one after the other, would only cost time."""
+        for member in self.members:
+            member.kill()
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [section for member in self.members for section in member.failure_logs()]
+
+
+# --------------------------------------------------------------------------- Redis over TLS
+
+
+class PrivateTLSRedis:
+    """A throw-away ``redis-server`` that speaks only TLS on a free port of its own.
+
+    Its certificate is issued by the session CA (:func:`session_ca`) for ``localhost`` and
+    127.0.0.1, and it requires a client certificate of that CA: what an operator's
+    ``rediss://`` broker looks like. The URL is ``rediss://127.0.0.1:<port>/0``.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        from tls_rabbitmq import issue
+
+        redis_server = shutil.which("redis-server")
+        assert redis_server, "redis-server is not installed"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ca = session_ca()
+        # `orch ca issue --server localhost`: names localhost, 127.0.0.1 and ::1.
+        cert, key = issue(ca, "server", "localhost")
+        log = (self.workdir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [redis_server, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+             "--tls-ca-cert-file", str(ca / "ca.pem"), "--tls-auth-clients", "yes",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for(self._accepts, timeout, f"redis-server with TLS on port {self.port}")
+
+    def _accepts(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited:\n{self.log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self) -> str:
+        try:
+            return (self.workdir / "redis.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [(f"redis-server TLS :{self.port}", self.log_tail())]
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+class NetworkNamespace:
+    """A network namespace joined to this host by a veth pair: a host behind a link the test
+    can cut and heal (``ip netns``, as root).
+
+    The host side gets ``HOST_ADDRESS``, the namespace side ``INSIDE_ADDRESS`` (link-local
+    addresses on a /30 of their own: the only traffic is between this machine and a
+    namespace the test made). :meth:`cut` takes the host side of the link down, so packets
+    are dropped silently as in a real partition; :meth:`heal` brings it back.
+    """
+
+    HOST_ADDRESS = "169.254.213.1"
+    INSIDE_ADDRESS = "169.254.213.2"
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.name = f"orchit-{tag}"
+        self.host_link, self.inside_link = f"oh{tag}", f"oi{tag}"
+        self.created = False
+
+    @staticmethod
+    def available() -> str | None:
+        """None if this process can make namespaces, else why not."""
+        if shutil.which("ip") is None:
+            return "the ip command (iproute2) is not installed"
+        probe = f"orchprobe{uuid.uuid4().hex[:6]}"
+        done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode != 0:
+            return f"cannot create a network namespace: {done.stderr.strip()}"
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+        return None
+
+    def _ip(self, *args: str, inside: bool = False) -> None:
+        argv = ["ip", *(["-n", self.name] if inside else []), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+
+    def create(self) -> None:
+        self._ip("netns", "add", self.name)
+        self.created = True
+        self._ip("link", "add", self.host_link, "type", "veth", "peer", "name",
+                 self.inside_link)
+        self._ip("link", "set", self.inside_link, "netns", self.name)
+        self._ip("addr", "add", f"{self.HOST_ADDRESS}/30", "dev", self.host_link)
+        self._ip("link", "set", self.host_link, "up")
+        self._ip("link", "set", "lo", "up", inside=True)
+        self._ip("addr", "add", f"{self.INSIDE_ADDRESS}/30", "dev", self.inside_link,
+                 inside=True)
+        self._ip("link", "set", self.inside_link, "up", inside=True)
+
+    def prefix(self) -> list[str]:
+        """What to put before a command to run it inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.host_link, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.host_link, "up")
+
+    def cleanup(self) -> None:
+        """Delete the namespace (and with it the veth pair)."""
+        if self.created:
+            subprocess.run(["ip", "link", "del", self.host_link], capture_output=True,
+                           timeout=30)
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+            self.created = False
