@@ -685,3 +685,82 @@ class PrivateRabbitMQ:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"rabbitmq {self.node}", self.log_tail())]
+
+
+# --------------------------------------------------------------------------- orch api
+
+
+API_TOKEN = "it-app-token-0123456789abcdef"
+DENIED_TOKEN = "it-denied-token-0123456789abcdef"
+DENIED_CERTNAME = "it.denied"
+
+
+def api_tokens_file(directory: Path) -> Path:
+    """A tokens file: ``it-app`` signs as the session client, ``it-denied`` as a client
+    certificate that :func:`deny_policy` refuses some actions to."""
+    from orch.security import pki
+
+    ca = session_ca()
+    denied = ca / "issued" / "client" / f"{DENIED_CERTNAME}.pem"
+    if not denied.exists():
+        pki.issue(ca, DENIED_CERTNAME, pki.ROLE_CLIENT)
+    client = ca / "issued" / "client" / f"{CLIENT_CERTNAME}.pem"
+    path = directory / "tokens.yaml"
+    path.write_text(yaml.safe_dump({"tokens": [
+        {"name": "it-app", "token": API_TOKEN, "tls_cert": str(client),
+         "tls_key": str(client.with_suffix(".key"))},
+        {"name": "it-denied", "token": DENIED_TOKEN, "tls_cert": str(denied),
+         "tls_key": str(denied.with_suffix(".key"))},
+    ]}))
+    return path
+
+
+def deny_policy(directory: Path, actions: str = "get_fact daemon_stats") -> Path:
+    """A policy directory where ``cert=it.denied`` may not run rpcutil ``actions``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rpcutil.policy").write_text(
+        f"policy default allow\ndeny\tcert={DENIED_CERTNAME}\t{actions}\t*\t*\n")
+    return directory
+
+
+class ApiProcess:
+    """An ``orch api`` process for a fleet, on a free port, with its log file."""
+
+    def __init__(self, fleet: Fleet, workdir: Path, tokens: Path,
+                 extra: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = workdir / "orch-api.log"
+        argv = [*orch_argv(), "--log-level", "info", "api", "--listen",
+                f"127.0.0.1:{self.port}", "--tokens", str(tokens), *extra]
+        env = clean_environment({
+            **client_security(), "ORCH_BROKER": fleet.broker,
+            "ORCH_COLLECTIVE": fleet.collective,
+            "ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW)})
+        self._log = open(self.log_file, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        wait_for(self._listening, READY_TIMEOUT, f"orch api on port {self.port}")
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"orch api exited with {self.proc.returncode}:\n{self.log()}")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+        self._log.close()
+
+    def failure_logs(self) -> list[tuple[str, str]]:
+        return [("orch api", self.log())]
