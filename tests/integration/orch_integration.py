@@ -728,6 +728,7 @@ class ApiProcess:
 
     def __init__(self, fleet: Fleet, workdir: Path, tokens: Path,
                  extra: Sequence[str] = ()) -> None:
+        self.fleet = fleet
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = workdir / "orch-api.log"
@@ -764,3 +765,23 @@ class ApiProcess:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [("orch api", self.log())]
+
+
+@contextlib.contextmanager
+def api_fleet(workdir: Path, nodes: Iterable[NodeSpec] = DEFAULT_NODES) -> Iterator[ApiProcess]:
+    """``nodes`` on RabbitMQ, their policy denying some rpcutil actions to ``it.denied``
+    (:func:`deny_policy`), and an ``orch api`` with the two tokens of
+    :func:`api_tokens_file`; everything is stopped (and checked) on the way out."""
+    fleet = Fleet(BROKERS["rabbitmq"], new_collective("api"), workdir / "fleet",
+                  env={"ORCH_POLICY_DIR": str(deny_policy(workdir / "policies"))})
+    server = None
+    try:
+        fleet.add(nodes)
+        server = ApiProcess(fleet, workdir, api_tokens_file(workdir))
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        problems = fleet.stop()
+        purge_broker(fleet.broker, fleet.collective)
+        assert not problems, problems

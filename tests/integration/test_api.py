@@ -11,15 +11,10 @@ import httpx
 import pytest
 from orch_integration import (
     API_TOKEN,
-    BROKERS,
     DEFAULT_NODES,
     DENIED_TOKEN,
     ApiProcess,
-    Fleet,
-    api_tokens_file,
-    deny_policy,
-    new_collective,
-    purge_broker,
+    api_fleet,
 )
 
 pytest.importorskip("starlette")
@@ -31,21 +26,8 @@ ALL = sorted(spec.identity for spec in DEFAULT_NODES)
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
-    """Five daemons whose policy denies some rpcutil actions to ``it.denied``, and the API."""
-    workdir = tmp_path_factory.mktemp("api")
-    fleet = Fleet(BROKERS["rabbitmq"], new_collective("api"), workdir / "fleet",
-                  env={"ORCH_POLICY_DIR": str(deny_policy(workdir / "policies"))})
-    server = None
-    try:
-        fleet.add(DEFAULT_NODES)
-        server = ApiProcess(fleet, workdir, api_tokens_file(workdir))
+    with api_fleet(tmp_path_factory.mktemp("api")) as server:
         yield server
-    finally:
-        if server is not None:
-            server.stop()
-        problems = fleet.stop()
-        purge_broker(fleet.broker, fleet.collective)
-        assert not problems, problems
 
 
 @pytest.fixture
