@@ -46,10 +46,10 @@ class ApiToken:
     tls_key: str | None
 
     def matches(self, token: str) -> bool:
-        return hmac.compare_digest(self.digest, _digest(token))
+        return hmac.compare_digest(self.digest, digest(token))
 
 
-def _digest(token: str) -> bytes:
+def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
@@ -110,13 +110,13 @@ def _entry(item: Any, index: int, source: str, base: Path) -> ApiToken:
         if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
             raise ConfigError(f"{where} ({name}): 'token' must be a string of at least "
                               f"{MIN_TOKEN_LENGTH} characters")
-        digest = _digest(token)
+        hashed = digest(token)
     else:
         try:
-            digest = bytes.fromhex(str(item["token_sha256"]))
+            hashed = bytes.fromhex(str(item["token_sha256"]))
         except ValueError:
-            digest = b""
-        if len(digest) != 32:
+            hashed = b""
+        if len(hashed) != 32:
             raise ConfigError(f"{where} ({name}): 'token_sha256' must be 64 hex digits")
     paths = {}
     for key in ("tls_cert", "tls_key"):
@@ -126,4 +126,4 @@ def _entry(item: Any, index: int, source: str, base: Path) -> ApiToken:
         paths[key] = str(base / value) if value else None
     if (paths["tls_cert"] is None) != (paths["tls_key"] is None):
         raise ConfigError(f"{where} ({name}): give both 'tls_cert' and 'tls_key', or neither")
-    return ApiToken(name, digest, paths["tls_cert"], paths["tls_key"])
+    return ApiToken(name, hashed, paths["tls_cert"], paths["tls_key"])

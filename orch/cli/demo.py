@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -56,10 +57,14 @@ def run_cli(args: list[str]) -> int:
               help="Offer an orch> prompt afterwards (default: when stdin is a terminal).")
 @click.option("--serve", is_flag=True,
               help="After the tour, keep serving until Ctrl-C (for other shells).")
+@click.option("--api", "api_listen", metavar="HOST:PORT",
+              help="Also serve the HTTP API and web console there (needs orch[api]); "
+                   "keeps serving after the tour until Ctrl-C.")
 @click.option("--insecure", is_flag=True,
               help="Development only: run without certificates or signatures.")
 def demo(count: int, broker: str, workers: int | None, collective: str, seed: int,
-         tour: bool, interactive: bool | None, serve: bool, insecure: bool) -> None:
+         tour: bool, interactive: bool | None, serve: bool, insecure: bool,
+         api_listen: str | None) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
     Each simulated node is a real orch server instance (its own identity, certificate,
@@ -73,12 +78,12 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
         workers = 0 if broker.strip().startswith("memory:") else default_workers()
     with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
         _run_demo(count, broker, workers, collective, seed, tour, interactive, serve,
-                  Path(scratch), not insecure)
+                  Path(scratch), not insecure, api_listen)
 
 
 def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
               tour: bool, interactive: bool | None, serve: bool, scratch: Path,
-              secure: bool) -> None:
+              secure: bool, api_listen: str | None = None) -> None:
     from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
     from orch.sim import SimConfig, Simulation
@@ -105,6 +110,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 + (f", signed with a throw-away CA in {scratch / 'ca'}" if secure
                    else ", UNSIGNED"), bold=True)
     exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
+    stop_api = _start_api(api_listen, client_env) if api_listen else None
+    serve = serve or stop_api is not None
     try:
         if tour:
             for explanation, command in TOUR:
@@ -118,7 +125,27 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
     finally:
+        if stop_api is not None:
+            stop_api()
         simulation.stop()
+
+
+def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
+    """Start ``orch api`` in this process (the fleet may be on memory://); its stop."""
+    from orch.core.errors import OrchError
+
+    try:
+        from orch.api.demo import start_demo_api
+    except ImportError as exc:
+        raise click.UsageError(f"--api needs the api extra ({exc.name} is missing): "
+                               "pip install 'orch[api]'") from None
+    try:
+        api = start_demo_api(listen, client_env)
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.secho(f"orch demo: API and console on {api.url}/console/ — API token: {api.token}",
+                bold=True)
+    return api.stop
 
 
 def _prompt(broker: str, exports: str) -> None:
