@@ -25,6 +25,10 @@ from orch.core.client import CallResult
 from orch.core.errors import ArgumentError, OrchError
 from orch.core.protocol import Reply
 
+#: The longest ``timeout`` a run request may ask for, seconds. ``orch api`` waits for the
+#: calls still running when it stops, so this also bounds how long stopping can take.
+MAX_CALL_TIMEOUT = 600
+
 #: The longest a synchronous call (``?wait=true``) may wait for its job, seconds.
 MAX_SYNC_WAIT = 120.0
 
@@ -42,7 +46,7 @@ def run_body_schema(arguments: dict[str, Any] | None = None) -> dict[str, Any]:
             "nodes": {"type": "array", "maxItems": 10000,
                       "items": {"type": "string", "minLength": 1, "maxLength": 255}},
             "limit": {"type": "integer", "minimum": 1},
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CALL_TIMEOUT},
         },
     }
 
