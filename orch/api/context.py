@@ -53,7 +53,7 @@ class ApiContext:
 
     def filter(self, client: Client, terms: Mapping[str, Sequence[str]]) -> dict[str, list[Any]]:
         """A wire filter from CLI-syntax terms (``{"fact": ["role=web"], ...}``); 400 if bad."""
-        from orch.filters.builtin import build_filter
+        from orch.core.filterargs import build_filter
 
         if not any(terms.get(kind) for kind in FILTER_KINDS):
             return {}

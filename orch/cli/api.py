@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import click
 
 from orch.core.errors import OrchError
-from orch.core.hookspecs import hookimpl
+from orch.plugin import hookimpl
 
 
 @click.command()

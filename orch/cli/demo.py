@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -25,12 +24,15 @@ TOUR = (
 )
 
 
-def run_cli(args: list[str]) -> int:
-    """Run one ``orch`` command in this process; return its exit code."""
+def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
+    """Run one ``orch`` command in this process; return its exit code. ``environ`` holds
+    ``ORCH_*`` settings for it (the simulated fleet's), layered over the process's."""
+    from orch.cli.context import Invocation
     from orch.cli.main import cli
 
     try:
-        cli.main(args=args, prog_name="orch", standalone_mode=False)
+        cli.main(args=args, prog_name="orch", standalone_mode=False,
+                 obj=Invocation(environ=dict(environ or {})))
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:
@@ -70,7 +72,8 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
     Each simulated node is a real orch server instance (its own identity, certificate,
     facts, classes and counters) — the machinery of `orch sim`, served in this process
     on memory://. A throw-away CA signs every request and reply, as in production.
-    Simulated nodes host only agents that are safe to simulate (rpcutil).
+    Simulated nodes host only agents that offer a simulation (rpcutil, and plugins'
+    simulations such as orch-puppet's): nothing here acts on this machine.
     """
     from orch.sim.simulation import default_workers
 
@@ -99,8 +102,7 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     client_env = simulation.client_settings
-    for key, value in client_env.items():
-        os.environ[f"ORCH_{key.upper()}"] = value
+    tour_env = {f"ORCH_{key.upper()}": value for key, value in client_env.items()}
     try:
         simulation.start()
     except OrchError as exc:
@@ -118,9 +120,9 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 line = command.format(first=first)
                 click.secho(f"\n# {explanation}", fg="cyan")
                 click.secho(f"$ orch {line}", bold=True)
-                run_cli(shlex.split(line))
+                run_cli(shlex.split(line), tour_env)
         if interactive or (interactive is None and sys.stdin.isatty()):
-            _prompt(broker, exports)
+            _prompt(broker, exports, tour_env)
         elif serve:
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
@@ -148,7 +150,7 @@ def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
     return api.stop
 
 
-def _prompt(broker: str, exports: str) -> None:
+def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
     click.secho("\nYour turn: type any orch command (for example `find -C nginx` or "
                 "`rpc rpcutil --help`); `exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
@@ -173,7 +175,7 @@ def _prompt(broker: str, exports: str) -> None:
         if args and args[0] in ("demo", "server"):
             click.echo(f"`{args[0]}` is not available inside the demo prompt")
             continue
-        run_cli(args)
+        run_cli(args, environ)
 
 
 def _wait_forever() -> None:
