@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 from orch.api.app import create_app
 from orch.api.context import ApiContext, context_of, token_of
 from orch.api.tokens import TokenStore
-from orch.plugin import hookimpl
 from orch.core.plugins import PluginRegistry
+from orch.plugin import hookimpl
 
 TOKEN = "unit-test-token-0123456789"
 
