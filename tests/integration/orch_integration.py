@@ -785,3 +785,31 @@ def api_fleet(workdir: Path, nodes: Iterable[NodeSpec] = DEFAULT_NODES) -> Itera
         problems = fleet.stop()
         purge_broker(fleet.broker, fleet.collective)
         assert not problems, problems
+
+
+@contextlib.contextmanager
+def demo_api(workdir: Path, nodes: int) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """``orch demo -n NODES --api``: yields the API's URL, the token it printed and the
+    process; stopped with Ctrl-C (SIGINT) at the end if the test did not stop it."""
+    import re
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*orch_argv(), "demo", "-n", str(nodes), "--no-tour", "--no-interactive",
+         "--api", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=clean_environment({"ORCH_CACHE_DIR": str(workdir)}))
+    try:
+        pattern = re.compile(r"on (http://\S+)/console/ .*API token: (\S+)")
+        found = wait_for(lambda: pattern.search(proc.stdout.readline() if proc.stdout else ""),
+                         READY_TIMEOUT + nodes * 0.02, "the demo to print the API address")
+        yield found.group(1), found.group(2), proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()

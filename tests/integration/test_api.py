@@ -16,8 +16,6 @@ from orch_integration import (
     DENIED_TOKEN,
     ApiProcess,
     api_fleet,
-    orch_argv,
-    wait_for,
 )
 
 pytest.importorskip("starlette")
@@ -252,24 +250,11 @@ def test_openapi_document_is_valid_and_matches_the_routes(http: httpx.Client) ->
 
 def test_orch_demo_serves_the_api_and_console_and_prints_their_address(tmp_path: Path) -> None:
     """``orch demo --api`` on memory://: the printed token works, Ctrl-C stops it all."""
-    import re
     import signal
-    import subprocess
 
-    from orch_integration import READY_TIMEOUT, STOP_TIMEOUT, clean_environment, free_port
+    from orch_integration import STOP_TIMEOUT, demo_api
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [*orch_argv(), "demo", "-n", "12", "--no-tour", "--no-interactive",
-         "--api", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=clean_environment({"ORCH_CACHE_DIR": str(tmp_path)}))
-    try:
-        assert proc.stdout is not None
-        found = wait_for(lambda: re.search(r"on (http://\S+)/console/ .*API token: (\S+)",
-                                           proc.stdout.readline() if proc.stdout else ""),
-                         READY_TIMEOUT, "the demo to print the API address")
-        url, token = found.group(1), found.group(2)
-        assert url == f"http://127.0.0.1:{port}"
+    with demo_api(tmp_path, 12) as (url, token, proc):
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=30).json()[
             "total"] == 12
@@ -279,7 +264,3 @@ def test_orch_demo_serves_the_api_and_console_and_prints_their_address(tmp_path:
         assert httpx.get(f"{url}/console/", timeout=10).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=STOP_TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)

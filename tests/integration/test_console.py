@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import API_TOKEN, DEFAULT_NODES, DENIED_TOKEN, ApiProcess, api_fleet
+from orch_integration import (
+    API_TOKEN,
+    DEFAULT_NODES,
+    DENIED_TOKEN,
+    ApiProcess,
+    api_fleet,
+    demo_api,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
@@ -132,3 +139,31 @@ def test_a_denied_action_shows_the_denial(page: Any, api: ApiProcess) -> None:
     expect(page.locator("#results tbody tr")).to_have_count(2)
     expect(page.locator("#results tbody")).to_contain_text("denied")
     expect(page.locator("#run-done")).to_contain_text("0 OK, 2 failed")
+
+
+def test_nodes_are_paged_for_a_large_fleet(browser: Any, tmp_path: Path) -> None:
+    """250 nodes (``orch demo --api``): 100 a page, Next and Previous move through them."""
+    expect = playwright_api.expect
+    with demo_api(tmp_path, 250) as (url, token, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/console/#/nodes")
+            page.fill("#token", token)
+            page.click("#token-form button")
+            expect(page.locator("#page-info")).to_have_text("1 to 100 of 250")
+            expect(page.locator("#nodes-table tbody tr")).to_have_count(100)
+            expect(page.locator("#prev-page")).to_be_disabled()
+            page.click("#next-page")
+            expect(page.locator("#page-info")).to_have_text("101 to 200 of 250")
+            page.click("#next-page")
+            expect(page.locator("#page-info")).to_have_text("201 to 250 of 250")
+            expect(page.locator("#nodes-table tbody tr")).to_have_count(50)
+            expect(page.locator("#next-page")).to_be_disabled()
+            page.click("#prev-page")
+            expect(page.locator("#page-info")).to_have_text("101 to 200 of 250")
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_nodes_are_paged.png"), full_page=True)
+            context.close()

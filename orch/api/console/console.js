@@ -98,7 +98,7 @@ async function nodes() {
     }
     const last = Math.min(page.offset + page.nodes.length, page.total);
     $("nodes-summary").textContent = page.total + " matching node(s)";
-    $("page-info").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "";
+    $("page-info").textContent = page.total ? `${page.offset + 1} to ${last} of ${page.total}` : "";
     $("prev-page").disabled = page.offset === 0;
     $("next-page").disabled = last >= page.total;
   } catch (e) {
