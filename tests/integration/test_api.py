@@ -173,6 +173,16 @@ def test_run_synchronously_with_arguments_nodes_and_limit(http: httpx.Client) ->
     assert len(limited["result"]["replies"]) == 2
 
 
+def test_run_in_batches_streams_every_reply_as_one_job(http: httpx.Client) -> None:
+    started = http.post("/api/v1/run/rpcutil/ping", json={"batch": 2}, headers=AUTH).json()
+    events = sse_events(http, started["job"], AUTH)
+    assert events[0] == ("discovered", {"count": 5, "nodes": ALL})
+    assert sorted(data["sender"] for kind, data in events if kind == "reply") == ALL
+    document = http.get(f"/api/v1/jobs/{started['job']}", headers=AUTH).json()["result"]
+    assert document["expected"] == ALL and document["missing"] == []
+    assert len(document["replies"]) == 5
+
+
 def test_a_token_whose_certificate_the_policy_denies_gets_denied_replies(
         http: httpx.Client) -> None:
     response = http.post("/api/v1/run/rpcutil/get_fact?wait=true",

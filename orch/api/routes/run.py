@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from orch.api.batches import call_in_batches
 from orch.api.context import FILTER_KINDS, ApiContext, context_of, token_of
 from orch.api.errors import ApiError, read_json
 from orch.api.jobs import Job
@@ -46,6 +47,7 @@ def run_body_schema(arguments: dict[str, Any] | None = None) -> dict[str, Any]:
             "nodes": {"type": "array", "maxItems": 10000,
                       "items": {"type": "string", "minLength": 1, "maxLength": 255}},
             "limit": {"type": "integer", "minimum": 1},
+            "batch": {"type": "integer", "minimum": 1},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CALL_TIMEOUT},
         },
     }
@@ -102,9 +104,15 @@ def _call(context: ApiContext, token: ApiToken, agent: str, action: str,
             elif nodes is not None and limit is not None:
                 nodes = sorted(nodes)[:limit]
             try:
-                result = client.call(agent, action, arguments, filter=filter, nodes=nodes,
-                                     on_discovered=discovered, on_reply=replied,
-                                     timeout=body.get("timeout"))
+                if body.get("batch"):
+                    result = call_in_batches(
+                        client, agent, action, arguments, filter=filter, nodes=nodes,
+                        batch=body["batch"], on_discovered=discovered, on_reply=replied,
+                        timeout=body.get("timeout"))
+                else:
+                    result = client.call(agent, action, arguments, filter=filter,
+                                         nodes=nodes, on_discovered=discovered,
+                                         on_reply=replied, timeout=body.get("timeout"))
             except OrchError as exc:
                 raise RuntimeError(str(exc)) from None
             ddl = client.action_ddl(agent, action)
