@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 
 from orch.api.auth import BearerAuth
 from orch.api.context import ApiContext
@@ -29,6 +30,25 @@ from orch.api.routes import builtin_routes
 log = logging.getLogger(__name__)
 
 CONSOLE_DIR = Path(__file__).parent / "console"
+#: The console loads nothing from elsewhere, and the browser is told to enforce that.
+CONSOLE_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class ConsoleFiles(StaticFiles):
+    """The console's static files, with a strict Content-Security-Policy."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *CONSOLE_HEADERS]
+            await send(message)
+
+        await super().__call__(scope, receive, secured)
 
 
 def plugin_routes(context: ApiContext) -> list[BaseRoute]:
@@ -74,7 +94,7 @@ def create_app(context: ApiContext) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
         *builtin_routes(),
         *extra,
-        Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
+        Mount("/console", ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console"),
     ]
     handlers: dict[Any, Any] = {ApiError: api_error, HTTPException: http_error,
                                 Exception: crash}

@@ -271,6 +271,8 @@ def test_orch_demo_serves_the_api_and_console_and_prints_their_address(tmp_path:
         ran = httpx.post(f"{url}/api/v1/run/rpcutil/ping?wait=true", json={},
                          headers=headers, timeout=60).json()
         assert len(ran["result"]["replies"]) == 12
-        assert httpx.get(f"{url}/console/", timeout=10).status_code == 200
+        console = httpx.get(f"{url}/console/", timeout=10)
+        assert console.status_code == 200
+        assert "default-src 'self'" in console.headers["content-security-policy"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=STOP_TIMEOUT) == 0
