@@ -20,6 +20,8 @@ from orch_integration import (
 
 pytest.importorskip("starlette")
 
+pytestmark = pytest.mark.integration
+
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 DENIED = {"Authorization": f"Bearer {DENIED_TOKEN}"}
 ALL = sorted(spec.identity for spec in DEFAULT_NODES)

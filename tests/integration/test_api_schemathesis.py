@@ -20,6 +20,8 @@ from orch_integration import API_TOKEN, ApiProcess, api_fleet
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("starlette")
 
+pytestmark = pytest.mark.integration
+
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 

@@ -28,6 +28,8 @@ from orch_integration import (
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = os.environ.get("ORCH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("ORCH_TEST_ARTIFACTS", "build/test-artifacts")) / "console"
 #: How long the page may take to show what a test waits for (a call on the fleet included).
