@@ -727,11 +727,11 @@ class ApiProcess:
     """An ``orch api`` process for a fleet, on a free port, with its log file."""
 
     def __init__(self, fleet: Fleet, workdir: Path, tokens: Path,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (), scheme: str = "http") -> None:
         self.fleet = fleet
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = workdir / "orch-api.log"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.log_file = workdir / f"orch-api-{self.port}.log"
         argv = [*orch_argv(), "--log-level", "info", "api", "--listen",
                 f"127.0.0.1:{self.port}", "--tokens", str(tokens), *extra]
         env = clean_environment({

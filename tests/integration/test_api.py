@@ -258,6 +258,32 @@ def test_openapi_document_is_valid_and_matches_the_routes(http: httpx.Client) ->
                 method, path, response.status_code)
 
 
+# -- TLS for the listener ---------------------------------------------------------------------
+
+def test_the_listener_serves_https_when_given_a_certificate(api: ApiProcess,
+                                                            tmp_path: Path) -> None:
+    from orch_integration import api_tokens_file, session_ca
+
+    from orch.security import pki
+
+    ca = session_ca()
+    server = ca / "issued" / "server" / "localhost.pem"
+    if not server.exists():
+        pki.issue(ca, "localhost", pki.ROLE_SERVER)
+    secure = ApiProcess(api.fleet, tmp_path, api_tokens_file(tmp_path), scheme="https",
+                        extra=["--tls-listen-cert", str(server),
+                               "--tls-listen-key", str(server.with_suffix(".key"))])
+    try:
+        with httpx.Client(base_url=secure.url, verify=str(ca / "ca.pem"), timeout=60) as https:
+            agents = https.get("/api/v1/agents", headers=AUTH)
+            assert agents.status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(secure.url.replace("https:", "http:") + "/api/v1/agents", headers=AUTH,
+                      timeout=10)
+    finally:
+        secure.stop()
+
+
 # -- orch demo --api --------------------------------------------------------------------------
 
 def test_orch_demo_serves_the_api_and_console_and_prints_their_address(tmp_path: Path) -> None:
