@@ -262,6 +262,8 @@ def test_openapi_document_is_valid_and_matches_the_routes(http: httpx.Client) ->
 
 def test_the_listener_serves_https_when_given_a_certificate(api: ApiProcess,
                                                             tmp_path: Path) -> None:
+    import ssl
+
     from orch_integration import api_tokens_file, session_ca
 
     from orch.security import pki
@@ -274,7 +276,8 @@ def test_the_listener_serves_https_when_given_a_certificate(api: ApiProcess,
                         extra=["--tls-listen-cert", str(server),
                                "--tls-listen-key", str(server.with_suffix(".key"))])
     try:
-        with httpx.Client(base_url=secure.url, verify=str(ca / "ca.pem"), timeout=60) as https:
+        trust = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+        with httpx.Client(base_url=secure.url, verify=trust, timeout=60) as https:
             agents = https.get("/api/v1/agents", headers=AUTH)
             assert agents.status_code == 200
         with pytest.raises(httpx.HTTPError):
