@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -59,6 +59,9 @@ def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
               help="Offer an orch> prompt afterwards (default: when stdin is a terminal).")
 @click.option("--serve", is_flag=True,
               help="After the tour, keep serving until Ctrl-C (for other shells).")
+@click.option("--api", "api_listen", metavar="HOST:PORT",
+              help="Also serve the HTTP API and web console there (needs orch[api]); "
+                   "keeps serving after the tour until Ctrl-C.")
 @click.option("--insecure", is_flag=True,
               help="Development only: run without certificates or signatures.")
 @click.option("--config", "config_file", default=None, metavar="FILE",
@@ -66,7 +69,7 @@ def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
                    "select a plugin's simulated backend.")
 def demo(count: int, broker: str, workers: int | None, collective: str, seed: int,
          tour: bool, interactive: bool | None, serve: bool, insecure: bool,
-         config_file: str | None) -> None:
+         api_listen: str | None, config_file: str | None) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
     Each simulated node is a real orch server instance (its own identity, certificate,
@@ -87,12 +90,13 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
         workers = 0 if broker.strip().startswith("memory:") else default_workers()
     with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
         _run_demo(count, broker, workers, collective, seed, tour, interactive, serve,
-                  Path(scratch), not insecure, node_settings)
+                  Path(scratch), not insecure, api_listen, node_settings)
 
 
 def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
               tour: bool, interactive: bool | None, serve: bool, scratch: Path,
-              secure: bool, node_settings: dict[str, object] | None = None) -> None:
+              secure: bool, api_listen: str | None = None,
+              node_settings: dict[str, object] | None = None) -> None:
     from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
     from orch.sim import SimConfig, Simulation
@@ -119,6 +123,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 + (f", signed with a throw-away CA in {scratch / 'ca'}" if secure
                    else ", UNSIGNED"), bold=True)
     exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
+    stop_api = _start_api(api_listen, client_env) if api_listen else None
+    serve = serve or stop_api is not None
     try:
         if tour:
             for explanation, command in TOUR:
@@ -132,7 +138,27 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
     finally:
+        if stop_api is not None:
+            stop_api()
         simulation.stop()
+
+
+def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
+    """Start ``orch api`` in this process (the fleet may be on memory://); its stop."""
+    from orch.core.errors import OrchError
+
+    try:
+        from orch.api.demo import start_demo_api
+    except ImportError as exc:
+        raise click.UsageError(f"--api needs the api extra ({exc.name} is missing): "
+                               "pip install 'orch[api]'") from None
+    try:
+        api = start_demo_api(listen, client_env)
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.secho(f"orch demo: API and console on {api.url}/console/ — API token: {api.token}",
+                bold=True)
+    return api.stop
 
 
 def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:

@@ -238,3 +238,14 @@ def orch_cli_commands() -> Iterable[click.Command]:
     providing that name is imported) or lists them (``orch --help`` imports all). Two plugins
     claiming one command name is an error.
     """
+
+
+@hookspec
+def orch_api_routes() -> Iterable[Any]:
+    """Return Starlette routes to add to ``orch api`` (paths under ``/api/``).
+
+    A route's handler reads the caller's token with ``orch.api.context.token_of(request)``
+    and a client signing as that token with ``orch.api.context.context_of(request)
+    .client(token)``; the route is listed in ``/openapi.json`` with its docstring's first
+    line. Only called when the API runs, so a plugin may import Starlette lazily.
+    """

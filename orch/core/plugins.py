@@ -349,6 +349,10 @@ class PluginRegistry:
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
         return self._merged(self._call("orch_discovery_methods"), "discovery method")
 
+    def api_routes(self) -> list[Any]:
+        """Routes plugins add to ``orch api`` (Starlette routes)."""
+        return [route for result in self._call("orch_api_routes") for route in result]
+
     def cli_commands(self, name: str | None = None) -> list[click.Command]:
         """Every plugin command, or (loading less) at least those called ``name``.
 

@@ -38,6 +38,7 @@ PLUGINS = {
     "discovery": ("orch.discovery",),
     "commands": ("orch.cli.commands",),
     "plugin-commands": ("orch.cli.plugin",),
+    "api": ("orch.api", "orch.cli.api"),  # `orch api` is the HTTP API's command
 }
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
@@ -52,6 +53,8 @@ EXCEPTIONS = {
     ("orch.cli.plugin", "tools"),
     # The built-in command plugin contributes `orch server/demo/sim`, wired in orch.cli.
     ("orch.cli.commands", "cli"),
+    # `orch demo --api` serves the API in the demo's process (memory:// lives there).
+    ("orch.cli.demo", "api"),
 }
 
 
