@@ -685,3 +685,25 @@ class PrivateRabbitMQ:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"rabbitmq {self.node}", self.log_tail())]
+
+
+#: The PostgreSQL the machine runs (trust authentication, database ``test``).
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_schema(label: str = "inv") -> Iterator[str]:
+    """A connection URL whose every table lives in a fresh schema, dropped afterwards, so
+    tests (and concurrent test runs) sharing the one database never see each other's rows."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"it{SESSION_TOKEN}_{label}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
