@@ -134,6 +134,9 @@ def client_options(command: F) -> F:
                      help="Seconds to wait for replies (default: the action's timeout + 2)."),
         click.option("--discovery-timeout", type=float, metavar="SECONDS",
                      help="Longest time discovery may take (default 2)."),
+        click.option("--discovery-method", metavar="NAME",
+                     help="How to find nodes: auto (the inventory when configured and fresh, "
+                          "else broadcast), broadcast, inventory, or a plugin's method."),
         click.option("--json", "json_output", is_flag=True,
                      help="Print one JSON document instead of text."),
         click.option("-v", "--verbose", is_flag=True, help="More detail."),
@@ -147,6 +150,7 @@ def client_options(command: F) -> F:
                 "collective": kwargs.pop("collective"),
                 "timeout": kwargs.pop("timeout"),
                 "discovery_timeout": kwargs.pop("discovery_timeout"),
+                "discovery_method": kwargs.pop("discovery_method"),
                 **{key: kwargs.pop(key) for key in ("security", "tls_cert", "tls_key", "tls_ca")},
             },
             config_file=kwargs.pop("config_file"),

@@ -49,6 +49,7 @@ from orch.core.errors import (
     UnknownActionError,
 )
 from orch.core.filter import FilterBudget, FilterEngine
+from orch.core.inventory import CallObserver
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
 from orch.core.security import close_provider, verify_reply
@@ -158,6 +159,34 @@ class Client:
         return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
                             FilterBudget.from_settings(self.settings))
 
+    @functools.cached_property
+    def observers(self) -> list[CallObserver]:
+        """What plugins want told about each call (job history); loaded on first call."""
+        try:
+            return self.registry.call_observers(self.settings)
+        except Exception as exc:  # an observer's problem never stops a call
+            log.error("call observers not loaded: %s", exc)
+            return []
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("call observer %s failed in %s", type(observer).__name__, event)
+
+    def _observed(self, request: Request,
+                  on_reply: ReplyCallback | None) -> ReplyCallback | None:
+        if not self.observers:
+            return on_reply
+
+        def observe(reply: Reply, result: CallResult) -> None:
+            self._tell("replied", request, reply)
+            if on_reply is not None:
+                on_reply(reply, result)
+
+        return observe
+
     def __enter__(self) -> Client:
         return self
 
@@ -165,6 +194,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if "observers" in self.__dict__:
+            self._tell("close")
         if self._checked is not None:
             self._checked.close()
             self._checked = None
@@ -427,6 +458,7 @@ class Client:
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
         label: str = "the broadcast",
+        observe: bool = True,
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
@@ -435,10 +467,16 @@ class Client:
         :attr:`CallResult.cut_short` says so (``label`` names what was cut).
         """
         request = self.new_request(agent, action, data, filter)
+        if observe:
+            self._tell("sent", request, None)
+            on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
-        return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started, label=label)
+        result = self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+                              started=started, label=label)
+        if observe:
+            self._tell("finished", result)
+        return result
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
@@ -517,6 +555,8 @@ class Client:
         plus :data:`PER_NODE_ALLOWANCE` for each node (5 s for 10,000 nodes, 25 ms for 50).
         """
         request, payloads = self.addressed(request, nodes)
+        self._tell("sent", request, list(nodes))
+        on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         try:
             for targets, payload in payloads:
@@ -527,7 +567,9 @@ class Client:
             result.error = str(exc)
             return result
         wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
-        return self.collect(request, nodes, wait, on_reply=on_reply, started=started)
+        result = self.collect(request, nodes, wait, on_reply=on_reply, started=started)
+        self._tell("finished", result)
+        return result
 
     def ping(
         self,

@@ -191,7 +191,7 @@ def orch_server_services(settings: Settings) -> Iterable[ServerService]:
     """Return services to run beside ``orch server`` for as long as it runs.
 
     Each :class:`orch.core.inventory.ServerService` is started once the daemon's node is
-    built (``start(node, transport)``), told after every SIGHUP reload (``reloaded()``),
+    built (``start(node, transport, ready)``), told after every SIGHUP reload (``reloaded()``),
     and stopped before the transport closes (``stop()``). Registration is one. A service
     runs its own threads, must return from every call promptly, and must never raise
     into the daemon (what it raises is logged and the service dropped).

@@ -13,6 +13,7 @@ Nothing here knows a database: the built-in SQLite and PostgreSQL stores live in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -138,7 +139,8 @@ class InventoryStore(Protocol):
 class ServerService(Protocol):
     """Something that runs beside ``orch server`` (see ``orch_server_services``)."""
 
-    def start(self, node: Node, transport: Transport) -> None:
+    def start(self, node: Node, transport: Transport, ready: threading.Event) -> None:
+        """Begin (in threads of your own); ``ready`` is set whenever the daemon consumes."""
         ...
 
     def reloaded(self) -> None:

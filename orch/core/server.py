@@ -437,6 +437,9 @@ class Server:
             self.services,
         )
 
+        #: Plugins' services run beside the daemon (registration is one).
+        self.extras = registry.server_services(settings)
+
         if settings.policy_dir is None:
             log.warning("node=%s no policy_dir set: every authenticated caller may run "
                         "every action", settings.identity)
@@ -459,6 +462,7 @@ class Server:
         self.node.refresh(read_classes(self.settings.classes))
         if self.services.audit is not None:
             self.services.audit.reopen()
+        self._each_extra("reloaded")
         log.info("node=%s reloaded agents, facts and classes", self.node.identity)
 
     def run(self) -> None:
@@ -468,6 +472,7 @@ class Server:
         log.info("node=%s collective=%s agents=%s broker=%s starting",
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
+        self._each_extra("start", self.node, self.transport, self.ready)
         try:
             while not self.stop_event.is_set():
                 self._cycle.clear()
@@ -475,9 +480,20 @@ class Server:
                     break
                 self.transport.serve([self.node.binding()], self._cycle, self.ready)
         finally:
+            self._each_extra("stop")
             self.services.close()
             self.transport.close()
             log.info("node=%s stopped", self.node.identity)
+
+    def _each_extra(self, method: str, *args: object) -> None:
+        """Call ``method`` on every server service; one that raises is logged and dropped."""
+        for extra in list(self.extras):
+            try:
+                getattr(extra, method)(*args)
+            except Exception:
+                log.exception("node=%s server service %r failed in %s; dropped",
+                              self.node.identity, type(extra).__name__, method)
+                self.extras.remove(extra)
 
     def stop(self) -> None:
         self.stop_event.set()

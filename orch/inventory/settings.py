@@ -6,6 +6,7 @@ plugins:
     store: postgresql://orch@db.example.com/orch   # or sqlite:///var/lib/orch/inventory.db
     stale_after: 300          # seconds without a registration before a node is stale
     expire_after: 604800      # … before its record is deleted
+    registration: true        # servers publish registrations
     registration_interval: 300   # how often a server re-registers (0: only on change)
     job_history: true         # clients record every request and reply in the store
     job_retention: 2592000    # seconds a job is kept
@@ -31,6 +32,8 @@ class InventorySettings:
     store: str | None = None
     stale_after: float = 300.0
     expire_after: float = 7 * 86400.0
+    #: Whether ``orch server`` publishes registrations at all.
+    registration: bool = True
     registration_interval: float = 300.0
     #: Each interval is shortened by up to this fraction, at random, so a fleet restarted
     #: at once does not re-register in lock-step.

@@ -40,7 +40,9 @@ class SQLiteStore(SQLStore):
                 raise ConfigError(f"cannot create {directory} for the inventory: {exc}") \
                     from None
         try:
-            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
+            # One store is used by one thread at a time, but not always the one that opened it
+            # (the registry opens it, its writer thread uses it).
+            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
