@@ -100,6 +100,10 @@ class InventoryStore(Protocol):
         """Every node record, sorted by identity (of one collective when given)."""
         ...
 
+    def fresh(self, collective: str, since: float) -> bool:
+        """Whether any node of ``collective`` was seen at or after ``since``."""
+        ...
+
     def mark_stale(self, older_than: float) -> int:
         """Mark nodes last seen before ``older_than`` stale; return how many changed."""
         ...

@@ -20,6 +20,7 @@ from orch.core.discovery import Discovered
 from orch.core.errors import ConfigError
 from orch.core.filter import FilterSyntaxError, NodeView
 from orch.core.inventory import NodeRecord
+from orch.inventory.select import indexed_select
 from orch.inventory.settings import InventorySettings
 
 if TYPE_CHECKING:
@@ -58,9 +59,18 @@ def select(client: Client, records: Sequence[NodeRecord],
     return sorted(chosen)
 
 
-def _fresh(records: Sequence[NodeRecord], stale_after: float) -> bool:
-    cutoff = time.time() - stale_after
-    return any(record.last_seen >= cutoff for record in records)
+def discover_in(client: Client, store: InventoryStore, filter: Mapping[str, Sequence[Any]],
+                agent: str) -> list[str]:
+    """The non-stale nodes of the store ``filter`` selects among those hosting ``agent``:
+    by distinct value when the filter allows (:mod:`orch.inventory.select`), else node by
+    node."""
+    if filter:
+        client.filters.check(filter)
+    found = indexed_select(store, client.filters, client.settings.collective, filter, agent)
+    if found is not None:
+        return found
+    records = store.nodes(client.settings.collective, include_stale=False)
+    return select(client, records, filter, agent)
 
 
 class InventoryDiscovery:
@@ -74,10 +84,9 @@ class InventoryDiscovery:
             raise ConfigError("--discovery-method inventory needs a store: set "
                               "plugins.inventory.store in the config")
         try:
-            records = store.nodes(client.settings.collective, include_stale=False)
+            found = Discovered(discover_in(client, store, filter, agent))
         finally:
             store.close()
-        found = Discovered(select(client, records, filter, agent))
         log.info("discovery method=inventory nodes=%d seconds=%.4f", len(found),
                  time.monotonic() - started)
         return found
@@ -93,11 +102,12 @@ class AutoDiscovery:
         store = open_client_store(client)
         if store is not None:
             try:
-                records = store.nodes(client.settings.collective, include_stale=False)
+                fresh = store.fresh(client.settings.collective,
+                                    time.time() - settings.stale_after)
+                found = discover_in(client, store, filter, agent) if fresh else None
             finally:
                 store.close()
-            if _fresh(records, settings.stale_after):
-                found = select(client, records, filter, agent)
+            if found is not None:
                 log.info("discovery method=inventory (auto) nodes=%d seconds=%.4f",
                          len(found), time.monotonic() - started)
                 return found

@@ -9,7 +9,7 @@ store file can be inspected with any SQL shell.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from orch.core.inventory import JobRecord, NodeRecord, ReplyRecord
@@ -20,6 +20,23 @@ SCHEMA = (
         classes TEXT NOT NULL, agents TEXT NOT NULL, version TEXT NOT NULL,
         started DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
         stale INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (collective, identity))""",
+    # Every fact path, class and agent of every node, one row each: lets discovery evaluate
+    # a filter term once per distinct value instead of once per node (orch.inventory.select).
+    """CREATE TABLE IF NOT EXISTS orch_node_values (
+        collective TEXT NOT NULL, identity TEXT NOT NULL, kind TEXT NOT NULL,
+        name TEXT NOT NULL, value TEXT NOT NULL)""",
+    # Covering indexes: discovery reads identities from them without touching the rows.
+    """CREATE INDEX IF NOT EXISTS orch_node_values_lookup
+        ON orch_node_values (collective, kind, name, value, identity)""",
+    """CREATE INDEX IF NOT EXISTS orch_nodes_live
+        ON orch_nodes (collective, stale, identity, agents)""",
+    # Every value ever seen per fact path / for classes / agents (never shrinks: a value
+    # no node holds any more costs one evaluation and selects nobody).
+    """CREATE TABLE IF NOT EXISTS orch_distinct_values (
+        collective TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (collective, kind, name, value))""",
+    """CREATE INDEX IF NOT EXISTS orch_node_values_node
+        ON orch_node_values (collective, identity)""",
     """CREATE TABLE IF NOT EXISTS orch_jobs (
         request_id TEXT PRIMARY KEY, caller TEXT NOT NULL, collective TEXT NOT NULL,
         agent TEXT NOT NULL, action TEXT NOT NULL, data TEXT NOT NULL, filter TEXT NOT NULL,
@@ -40,6 +57,34 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def indexed_values(record: NodeRecord) -> list[tuple[str, str, str]]:
+    """``(kind, name, value)`` rows for ``record``: each fact path as filters resolve it
+    (JSON value), each class and each agent."""
+    rows = [("fact", path, _dumps(value)) for path, value in fact_paths(record.facts).items()]
+    rows += [("class", "", name) for name in record.classes]
+    rows += [("agent", "", name) for name in record.agents]
+    return rows
+
+
+def fact_paths(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Every dotted path into nested objects of ``facts``, with the value
+    :meth:`orch.core.filter.NodeView.fact` returns for it (a flat key with dots wins)."""
+    from orch.core.filter import NodeView
+
+    candidates: list[str] = []
+
+    def walk(mapping: Mapping[str, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            path = f"{prefix}{key}"
+            candidates.append(path)
+            if isinstance(value, Mapping):
+                walk(value, f"{path}.")
+
+    walk(facts, "")
+    view = NodeView("", facts)
+    return {path: view.fact(path) for path in dict.fromkeys(candidates)}
+
+
 class SQLStore:
     """An :class:`~orch.core.inventory.InventoryStore` over one DB-API connection.
 
@@ -52,9 +97,20 @@ class SQLStore:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        with self._transaction() as cursor:
-            for statement in SCHEMA:
-                cursor.execute(statement)
+        if not self._has_schema():
+            with self._transaction() as cursor:
+                for statement in SCHEMA:
+                    cursor.execute(statement)
+
+    def _has_schema(self) -> bool:
+        """Whether the tables exist: a read, so a command opening the store for discovery
+        never takes the write lock that creating them needs."""
+        try:
+            self._query("SELECT 1 FROM orch_replies WHERE 1 = 0")
+            self._query("SELECT 1 FROM orch_node_values WHERE 1 = 0")
+        except Exception:  # the driver's "no such table" (the transaction is rolled back)
+            return False
+        return True
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -84,8 +140,53 @@ class SQLStore:
             "last_seen = excluded.last_seen, stale = 0")
         rows = [(r.identity, r.collective, _dumps(dict(r.facts)), _dumps(list(r.classes)),
                  _dumps(list(r.agents)), r.version, r.started, r.last_seen) for r in records]
+        values = [(r.collective, r.identity, kind, name, value)
+                  for r in records for kind, name, value in indexed_values(r)]
         with self._transaction() as cursor:
             cursor.executemany(statement, rows)
+            cursor.executemany(self._sql("DELETE FROM orch_node_values WHERE collective = ? "
+                                         "AND identity = ?"),
+                               [(r.collective, r.identity) for r in records])
+            cursor.executemany(self._sql(
+                "INSERT INTO orch_node_values (collective, identity, kind, name, value) "
+                "VALUES (?, ?, ?, ?, ?)"), values)
+            cursor.executemany(self._sql(
+                "INSERT INTO orch_distinct_values (collective, kind, name, value) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                sorted({(c, kind, name, value) for c, _, kind, name, value in values}))
+
+    # -- indexed lookups (see orch.inventory.select) -----------------------------------
+
+    def identities(self, collective: str, agent: str | None = None) -> list[str]:
+        """The identities of the collective's non-stale nodes (hosting ``agent``)."""
+        rows = self._query("SELECT identity, agents FROM orch_nodes WHERE collective = ? "
+                           "AND stale = 0", (collective,))
+        if agent is None:
+            return [identity for identity, _ in rows]
+        quoted = _dumps(agent)  # agents is a JSON list of names: exact as a quoted string
+        return [identity for identity, agents in rows if quoted in agents]
+
+    def fresh(self, collective: str, since: float) -> bool:
+        return bool(self._query("SELECT 1 FROM orch_nodes WHERE collective = ? AND "
+                                "last_seen >= ? LIMIT 1", (collective, since)))
+
+    def distinct_values(self, collective: str, kind: str, name: str) -> list[str]:
+        """The distinct values (JSON text for facts) of ``kind``/``name`` in the collective."""
+        return [row[0] for row in self._query(
+            "SELECT value FROM orch_distinct_values WHERE collective = ? AND kind = ? "
+            "AND name = ?", (collective, kind, name))]
+
+    def holders(self, collective: str, kind: str, name: str,
+                values: Sequence[str]) -> set[str]:
+        """The identities having one of ``values`` for ``kind``/``name``."""
+        found: set[str] = set()
+        for start in range(0, len(values), 500):
+            chunk = list(values[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            found.update(row[0] for row in self._query(
+                "SELECT identity FROM orch_node_values WHERE collective = ? AND kind = ? "
+                f"AND name = ? AND value IN ({marks})", (collective, kind, name, *chunk)))
+        return found
 
     def nodes(self, collective: str | None = None, *,
               include_stale: bool = True) -> list[NodeRecord]:
@@ -112,6 +213,10 @@ class SQLStore:
 
     def expire(self, older_than: float) -> int:
         with self._transaction() as cursor:
+            cursor.execute(self._sql(
+                "DELETE FROM orch_node_values WHERE EXISTS (SELECT 1 FROM orch_nodes n "
+                "WHERE n.collective = orch_node_values.collective AND n.identity = "
+                "orch_node_values.identity AND n.last_seen < ?)"), (older_than,))
             cursor.execute(self._sql("DELETE FROM orch_nodes WHERE last_seen < ?"),
                            (older_than,))
             return int(cursor.rowcount)
