@@ -49,9 +49,11 @@ def indexed_select(store: Any, engine: FilterEngine, collective: str,
     everyone = set(store.identities(collective, agent))
     chosen = set(everyone)
     try:
-        for kind, terms in filter.items():
+        # Identities last, tested only on the nodes the other kinds left.
+        for kind, terms in sorted(filter.items(), key=lambda item: item[0] == "identity"):
             matches_any = engine.kinds[kind].match_any
-            sets = [_term(store, engine, collective, kind, term, everyone) for term in terms]
+            among = chosen if kind == "identity" else everyone
+            sets = [_term(store, engine, collective, kind, term, among) for term in terms]
             if not sets:
                 continue
             combined = set.union(*sets) if matches_any else set.intersection(*sets)

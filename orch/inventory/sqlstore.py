@@ -140,13 +140,14 @@ class SQLStore:
             "last_seen = excluded.last_seen, stale = 0")
         rows = [(r.identity, r.collective, _dumps(dict(r.facts)), _dumps(list(r.classes)),
                  _dumps(list(r.agents)), r.version, r.started, r.last_seen) for r in records]
+        changed = self._changed(records, rows)
         values = [(r.collective, r.identity, kind, name, value)
-                  for r in records for kind, name, value in indexed_values(r)]
+                  for r in changed for kind, name, value in indexed_values(r)]
         with self._transaction() as cursor:
             cursor.executemany(statement, rows)
             cursor.executemany(self._sql("DELETE FROM orch_node_values WHERE collective = ? "
                                          "AND identity = ?"),
-                               [(r.collective, r.identity) for r in records])
+                               [(r.collective, r.identity) for r in changed])
             cursor.executemany(self._sql(
                 "INSERT INTO orch_node_values (collective, identity, kind, name, value) "
                 "VALUES (?, ?, ?, ?, ?)"), values)
@@ -154,6 +155,25 @@ class SQLStore:
                 "INSERT INTO orch_distinct_values (collective, kind, name, value) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"),
                 sorted({(c, kind, name, value) for c, _, kind, name, value in values}))
+
+    def _changed(self, records: Sequence[NodeRecord],
+                 rows: Sequence[tuple[Any, ...]]) -> list[NodeRecord]:
+        """The records whose facts, classes or agents differ from what is stored: a node
+        re-registering unchanged (the common case) only moves its last-seen time."""
+        stored: dict[tuple[str, str], tuple[str, str, str]] = {}
+        by_collective: dict[str, list[str]] = {}
+        for record in records:
+            by_collective.setdefault(record.collective, []).append(record.identity)
+        for collective, names in by_collective.items():
+            for start in range(0, len(names), 500):
+                chunk = names[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for identity, facts, classes, agents in self._query(
+                        "SELECT identity, facts, classes, agents FROM orch_nodes WHERE "
+                        f"collective = ? AND identity IN ({marks})", (collective, *chunk)):
+                    stored[(collective, identity)] = (facts, classes, agents)
+        return [record for record, row in zip(records, rows, strict=True)
+                if stored.get((record.collective, record.identity)) != row[2:5]]
 
     # -- indexed lookups (see orch.inventory.select) -----------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -43,7 +44,7 @@ node_strategy = st.builds(
 )
 
 TERMS = {
-    "fact": ["role=web", "role!=web", "role=''", "cores>4", "cores<=8", "cores=8",
+    "fact": ["role=web", "role=moved", "role!=web", "role=''", "cores>4", "cores<=8", "cores=8",
              "os.family=Debian", "os.family=~/^Red/", "os.family!=Flat", "missing!=x",
              "missing=x", "tags.0=a",
              "role.x=1"],
@@ -69,6 +70,10 @@ def test_by_value_agrees_with_node_by_node(client: Client, nodes: list[NodeRecor
     store = SQLiteStore(":memory:")
     try:
         store.upsert_nodes(nodes)
+        # Re-registrations: half unchanged, half with new facts, classes and agents.
+        store.upsert_nodes([replace(n, facts={**n.facts, "role": "moved"}, classes=("base",),
+                                    agents=("rpcutil",)) if i % 2 else n
+                            for i, n in enumerate(nodes)])
         fast = indexed_select(store, client.filters, "orch", filter, agent)
         slow = select(client, store.nodes("orch", include_stale=False), filter, agent)
         if fast is not None:  # None: the filter needs node-by-node evaluation
