@@ -165,7 +165,9 @@ class Settings:
         0.2, _positive(float),
         "Client: discovery ends this long after the last reply arrived (seconds).")
     discovery_method: str = _setting(
-        "broadcast", _name, "Client: how to find nodes (a discovery plugin's name).")
+        "auto", _name,
+        "Client: how to find nodes (a discovery plugin's name); 'auto' uses the inventory "
+        "when a store is configured and fresh, else broadcast.")
     security: str = _setting(
         "x509", _name,
         "The security provider (a security plugin's name); 'insecure' disables signing.")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orch.core.discovery import Discovered
-from orch.core.errors import ConfigError
+from orch.core.errors import ConfigError, OrchError
 from orch.core.filter import FilterSyntaxError, NodeView
 from orch.core.inventory import NodeRecord
 from orch.inventory.select import indexed_select
@@ -99,7 +99,12 @@ class AutoDiscovery:
                  agent: str) -> list[str]:
         started = time.monotonic()
         settings = InventorySettings.from_settings(client.settings)
-        store = open_client_store(client)
+        found: list[str] | None = None
+        try:
+            store = open_client_store(client)
+        except OrchError as exc:  # an unreachable store must not stop the command
+            log.warning("inventory not used (%s); discovering by broadcast", exc)
+            store = None
         if store is not None:
             try:
                 fresh = store.fresh(client.settings.collective,
