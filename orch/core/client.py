@@ -95,6 +95,8 @@ class CallResult:
     #: broadcast discovery before a call) was ended by its timeout while replies were still
     #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
     cut_short: str | None = None
+    #: What discovery knew about nodes that did not answer: ``{identity: note}``.
+    notes: dict[str, str] = field(default_factory=dict)
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)
@@ -536,6 +538,13 @@ class Client:
         result = self.send_direct(request, nodes, wait, on_reply)
         result.discovery_seconds = discovery_seconds
         result.cut_short = cut_short
+        explain = getattr(nodes, "explain", None)
+        if result.missing and explain is not None:
+            try:
+                result.notes = dict(explain(result.missing))
+            except Exception as exc:  # a note is a courtesy; never fail the call for it
+                log.warning("could not say why %d node(s) were silent: %s",
+                            len(result.missing), exc)
         if ddl is not None:
             for name, reply in result.replies.items():
                 problems = ddl.check_reply(reply.data) if reply.ok else []

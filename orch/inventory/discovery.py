@@ -11,9 +11,10 @@ with when it was last seen.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orch.core.discovery import Discovered
@@ -73,6 +74,22 @@ def discover_in(client: Client, store: InventoryStore, filter: Mapping[str, Sequ
     return select(client, records, filter, agent)
 
 
+def _last_seen_notes(client: Client) -> Callable[[Sequence[str]], Mapping[str, str]]:
+    """Notes for silent nodes: when the inventory last heard from each."""
+    def explain(silent: Sequence[str]) -> Mapping[str, str]:
+        store = open_client_store(client)
+        if store is None or not hasattr(store, "last_seen"):
+            return {}
+        try:
+            seen = store.last_seen(client.settings.collective, silent)
+        finally:
+            store.close()
+        return {name: "last seen " + datetime.datetime.fromtimestamp(when).strftime(
+            "%Y-%m-%d %H:%M:%S") for name, when in seen.items()}
+
+    return explain
+
+
 class InventoryDiscovery:
     """Discovery from the store alone (a ConfigError when no store is configured)."""
 
@@ -84,7 +101,8 @@ class InventoryDiscovery:
             raise ConfigError("--discovery-method inventory needs a store: set "
                               "plugins.inventory.store in the config")
         try:
-            found = Discovered(discover_in(client, store, filter, agent))
+            found = Discovered(discover_in(client, store, filter, agent),
+                               explain=_last_seen_notes(client))
         finally:
             store.close()
         log.info("discovery method=inventory nodes=%d seconds=%.4f", len(found),
@@ -113,6 +131,7 @@ class AutoDiscovery:
             finally:
                 store.close()
             if found is not None:
+                found = Discovered(found, explain=_last_seen_notes(client))
                 log.info("discovery method=inventory (auto) nodes=%d seconds=%.4f",
                          len(found), time.monotonic() - started)
                 return found

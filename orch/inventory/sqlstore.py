@@ -186,6 +186,17 @@ class SQLStore:
         quoted = _dumps(agent)  # agents is a JSON list of names: exact as a quoted string
         return [identity for identity, agents in rows if quoted in agents]
 
+    def last_seen(self, collective: str, identities: Sequence[str]) -> dict[str, float]:
+        """When each of ``identities`` last registered (those the store knows)."""
+        seen: dict[str, float] = {}
+        for start in range(0, len(identities), 500):
+            chunk = list(identities[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            seen.update((identity, float(when)) for identity, when in self._query(
+                "SELECT identity, last_seen FROM orch_nodes WHERE collective = ? "
+                f"AND identity IN ({marks})", (collective, *chunk)))
+        return seen
+
     def fresh(self, collective: str, since: float) -> bool:
         return bool(self._query("SELECT 1 FROM orch_nodes WHERE collective = ? AND "
                                 "last_seen >= ? LIMIT 1", (collective, since)))

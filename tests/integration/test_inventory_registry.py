@@ -204,3 +204,14 @@ def test_registry_without_a_store_is_a_usage_error() -> None:
     assert result.returncode == 2 and "needs a store" in result.stderr, result.stderr
 
 
+
+
+def test_a_silent_node_the_inventory_names_is_reported_with_its_last_seen_time(
+        registered_fleet: tuple[Fleet, str, Path]) -> None:
+    fleet, _, config = registered_fleet
+    fleet.daemons["web2"].kill()
+    result = fleet.run_orch("rpc", "rpcutil", "ping", "-F", "role=web", "--timeout", "3",
+                            "--discovery-method", "inventory", env={"ORCH_CONFIG": str(config)})
+    assert result.rc == 1, result.describe()
+    assert "No response from 1 node(s)" in result.stdout, result.describe()
+    assert "web2 (last seen 20" in result.stdout, result.describe()
