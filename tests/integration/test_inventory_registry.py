@@ -215,3 +215,17 @@ def test_a_silent_node_the_inventory_names_is_reported_with_its_last_seen_time(
     assert result.rc == 1, result.describe()
     assert "No response from 1 node(s)" in result.stdout, result.describe()
     assert "web2 (last seen 20" in result.stdout, result.describe()
+
+
+def test_a_new_node_is_discoverable_from_the_inventory(
+        registered_fleet: tuple[Fleet, str, Path]) -> None:
+    """Presence only; how soon is measured in bench/test_bench_inventory.py."""
+    fleet, _, config = registered_fleet
+    fleet.add([NodeSpec("fresh1", {"role": "new"}, ("base",))])
+
+    def found() -> bool:
+        result = fleet.run_orch("find", "-F", "role=new", "--discovery-method", "inventory",
+                                "--json", env={"ORCH_CONFIG": str(config)})
+        return bool(result.rc == 0 and result.json()["nodes"] == ["fresh1"])
+
+    wait_for(found, READY_TIMEOUT, "fresh1 found by inventory discovery")
