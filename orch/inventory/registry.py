@@ -66,7 +66,9 @@ class Registry:
         self.transport = plugins.transport_for(settings)
         self.stop_event = threading.Event()
         self.ready = threading.Event()
-        self._queue: queue.Queue[bytes] = queue.Queue(QUEUE_LIMIT)
+        #: Raw registrations from the broker, or records already verified (seeding).
+        self._queue: queue.Queue[bytes | NodeRecord] = queue.Queue(QUEUE_LIMIT)
+        self._plugins = plugins
         self._writer = threading.Thread(target=self._write_loop, name="orch-registry-writer",
                                         daemon=True)
         self.stored = 0
@@ -104,8 +106,22 @@ class Registry:
             if self.stop_event.is_set() and self._queue.empty():
                 return
 
-    def _next_batch(self) -> list[bytes]:
-        batch: list[bytes] = []
+    def _seed(self) -> None:
+        """Once consuming, store what the live fleet says of itself (see seed.py)."""
+        from orch.inventory.seed import seed
+
+        while not self.ready.wait(0.5):
+            if self.stop_event.is_set():
+                return
+        for record in seed(self.settings, self._plugins):
+            try:
+                self._queue.put(record, timeout=DRAIN_TIMEOUT)
+            except queue.Full:
+                log.warning("seed: the registry is behind; the rest waits for registrations")
+                return
+
+    def _next_batch(self) -> list[bytes | NodeRecord]:
+        batch: list[bytes | NodeRecord] = []
         try:
             batch.append(self._queue.get(timeout=0.5))
         except queue.Empty:
@@ -118,9 +134,12 @@ class Registry:
                 break
         return batch
 
-    def _store(self, batch: list[bytes]) -> None:
+    def _store(self, batch: list[bytes | NodeRecord]) -> None:
         latest: dict[str, NodeRecord] = {}
         for raw in batch:
+            if isinstance(raw, NodeRecord):
+                latest[raw.identity] = raw
+                continue
             try:
                 record = registration.open_registration(
                     raw, self.security, self.settings.collective,
@@ -164,6 +183,8 @@ class Registry:
         binding = NodeBinding(self.settings.collective, self.identity,
                               (registration.ROUTE,), self.handle)
         self._writer.start()
+        if self.inventory.seed:
+            threading.Thread(target=self._seed, name="orch-registry-seed", daemon=True).start()
         log.info("registry=%s collective=%s store=%s broker=%s starting", self.identity,
                  self.settings.collective, str(self.inventory.store).split("://", 1)[0],
                  self.transport.display_url)

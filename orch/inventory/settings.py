@@ -8,6 +8,7 @@ plugins:
     expire_after: 604800      # … before its record is deleted
     registration: true        # servers publish registrations
     registration_interval: 300   # how often a server re-registers (0: only on change)
+    seed: true                # orch registry asks the live fleet once on start
     job_history: true         # clients record every request and reply in the store
     job_retention: 2592000    # seconds a job is kept
 ```
@@ -38,6 +39,8 @@ class InventorySettings:
     #: Each interval is shortened by up to this fraction, at random, so a fleet restarted
     #: at once does not re-register in lock-step.
     registration_jitter: float = 0.2
+    #: Whether ``orch registry`` asks the live fleet once on start (orch.inventory.seed).
+    seed: bool = True
     job_history: bool = True
     job_retention: float = 30 * 86400.0
 

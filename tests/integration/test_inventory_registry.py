@@ -229,3 +229,21 @@ def test_a_new_node_is_discoverable_from_the_inventory(
         return bool(result.rc == 0 and result.json()["nodes"] == ["fresh1"])
 
     wait_for(found, READY_TIMEOUT, "fresh1 found by inventory discovery")
+
+
+def test_a_registry_started_after_the_fleet_knows_it_at_once(
+        fleet_factory: FleetFactory, tmp_path: Path) -> None:
+    """The nodes registered before any registry listened (and re-register only every
+    300 s): the registry's seeding asks the live fleet when it starts."""
+    store = f"sqlite:///{tmp_path}/inventory.db"
+    config = inventory_config(tmp_path / "inventory.yaml", store)
+    fleet = fleet_factory(BROKER, DEFAULT_NODES[:3], label="seed",
+                          env={"ORCH_CONFIG": str(config)})
+    registry = RegistryDaemon(BROKER, fleet.collective, store, tmp_path).start()
+    try:
+        wait_for(lambda: sorted(stored(store)) == sorted(fleet.alive()), READY_TIMEOUT,
+                 "the fleet seeded into the store")
+        assert stored(store)["db1"]["facts"]["role"] == "db"
+    finally:
+        assert registry.stop() == 0, registry.log()
+    assert "seed: 3 node(s) from the live fleet" in registry.log(), registry.log()
