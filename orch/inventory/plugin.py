@@ -18,10 +18,16 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_server_services(settings: Settings) -> Iterable[ServerService]:
     from orch.inventory.publisher import RegistrationPublisher
+    from orch.inventory.replycopy import ReplyCopier
     from orch.inventory.settings import InventorySettings
 
     inventory = InventorySettings.from_settings(settings)
-    return [RegistrationPublisher(inventory)] if inventory.registration else []
+    services: list[ServerService] = []
+    if inventory.registration:
+        services.append(RegistrationPublisher(inventory))
+    if inventory.reply_copies:
+        services.append(ReplyCopier())
+    return services
 
 
 @hookimpl

@@ -58,16 +58,33 @@ def open_registration(raw: bytes, security: SecurityProvider, collective: str, *
 
     ``last_seen`` is the registry's own clock (``now``), never the node's.
     """
+    reply = open_reply(raw, security, max_bytes=max_bytes)
+    if not is_registration(reply):
+        raise ProtocolError(f"not a registration: {reply.agent}.{reply.action}")
+    return registration_record(reply, collective, clock_skew=clock_skew, now=now)
+
+
+def open_reply(raw: bytes, security: SecurityProvider, *, max_bytes: int) -> Reply:
+    """A signed reply envelope, size-checked, decoded and verified (its sender is the
+    identity its credential proves)."""
     if len(raw) > max_bytes:
-        raise ProtocolError(f"a registration of {len(raw)} bytes is over max_message_bytes "
+        raise ProtocolError(f"a message of {len(raw)} bytes is over max_message_bytes "
                             f"({max_bytes}); not read")
     envelope = Envelope.decode(raw)
     if envelope.kind != "reply":
-        raise ProtocolError(f"a registration must be a reply envelope, got {envelope.kind}")
+        raise ProtocolError(f"expected a reply envelope, got {envelope.kind}")
     reply = Reply.decode(envelope.body)
     verify_reply(security, envelope, reply.sender)
-    if (reply.agent, reply.action, reply.request_id) != (AGENT, ACTION, REQUEST_ID):
-        raise ProtocolError(f"not a registration: {reply.agent}.{reply.action}")
+    return reply
+
+
+def is_registration(reply: Reply) -> bool:
+    return (reply.agent, reply.action, reply.request_id) == (AGENT, ACTION, REQUEST_ID)
+
+
+def registration_record(reply: Reply, collective: str, *, clock_skew: float,
+                        now: float | None = None) -> NodeRecord:
+    """The node record of a verified registration (ProtocolError when stale or bad)."""
     now = time.time() if now is None else now
     if reply.time < now - MAX_AGE - clock_skew or reply.time > now + clock_skew:
         raise ProtocolError(f"registration from {reply.sender} made at {reply.time:.0f} is "

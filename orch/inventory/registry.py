@@ -27,11 +27,11 @@ from collections.abc import Callable
 
 from orch.core.config import Settings
 from orch.core.errors import ConfigError, OrchError
-from orch.core.inventory import InventoryStore, NodeRecord
+from orch.core.inventory import InventoryStore, NodeRecord, ReplyRecord
 from orch.core.plugins import PluginRegistry
 from orch.core.security import close_provider
 from orch.core.transport import NodeBinding
-from orch.inventory import registration
+from orch.inventory import registration, replycopy
 from orch.inventory.settings import InventorySettings
 
 log = logging.getLogger(__name__)
@@ -136,29 +136,38 @@ class Registry:
 
     def _store(self, batch: list[bytes | NodeRecord]) -> None:
         latest: dict[str, NodeRecord] = {}
+        replies: dict[str, list[ReplyRecord]] = {}
         for raw in batch:
             if isinstance(raw, NodeRecord):
                 latest[raw.identity] = raw
                 continue
             try:
-                record = registration.open_registration(
-                    raw, self.security, self.settings.collective,
-                    max_bytes=self.settings.max_message_bytes,
-                    clock_skew=self.settings.clock_skew)
+                reply = registration.open_reply(raw, self.security,
+                                                max_bytes=self.settings.max_message_bytes)
+                if registration.is_registration(reply):
+                    record = registration.registration_record(
+                        reply, self.settings.collective, clock_skew=self.settings.clock_skew)
+                    latest[record.identity] = record
+                elif self.inventory.job_history:
+                    replies.setdefault(reply.request_id, []).append(ReplyRecord(
+                        reply.sender, int(reply.statuscode), reply.statusmsg,
+                        dict(reply.data), time.time()))
             except OrchError as exc:
                 self.rejected += 1
-                log.warning("registration rejected: %s", exc)
-                continue
-            latest[record.identity] = record
-        if not latest:
-            return
+                log.warning("message rejected: %s", exc)
         try:
-            self.store.upsert_nodes(list(latest.values()))
+            if latest:
+                self.store.upsert_nodes(list(latest.values()))
+            for request_id, records in replies.items():
+                self.store.record_replies(request_id, records)
         except Exception as exc:  # a database outage must not end the registry
-            log.error("could not store %d registrations: %s", len(latest), exc)
+            log.error("could not store %d registrations and %d reply copies: %s",
+                      len(latest), sum(map(len, replies.values())), exc)
             return
         self.stored += len(latest)
-        log.debug("stored %d registrations", len(latest))
+        if latest or replies:
+            log.debug("stored %d registrations, %d reply copies", len(latest),
+                      sum(map(len, replies.values())))
 
     def sweep(self, now: float | None = None) -> None:
         """Mark stale, expire nodes and old jobs (errors logged, never raised)."""
@@ -181,7 +190,7 @@ class Registry:
         if threading.current_thread() is threading.main_thread():
             _on_signals(self.stop)
         binding = NodeBinding(self.settings.collective, self.identity,
-                              (registration.ROUTE,), self.handle)
+                              (registration.ROUTE, replycopy.ROUTE), self.handle)
         self._writer.start()
         if self.inventory.seed:
             threading.Thread(target=self._seed, name="orch-registry-seed", daemon=True).start()

@@ -8,6 +8,8 @@ plugins:
     expire_after: 604800      # … before its record is deleted
     registration: true        # servers publish registrations
     registration_interval: 300   # how often a server re-registers (0: only on change)
+    reply_copies: false       # servers copy replies to registries (job history survives
+                              # a killed client; doubles reply traffic)
     seed: true                # orch registry asks the live fleet once on start
     job_history: true         # clients record every request and reply in the store
     job_retention: 2592000    # seconds a job is kept
@@ -39,6 +41,8 @@ class InventorySettings:
     #: Each interval is shortened by up to this fraction, at random, so a fleet restarted
     #: at once does not re-register in lock-step.
     registration_jitter: float = 0.2
+    #: Whether servers publish a copy of each reply for registries (orch.inventory.replycopy).
+    reply_copies: bool = False
     #: Whether ``orch registry`` asks the live fleet once on start (orch.inventory.seed).
     seed: bool = True
     job_history: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from orch_integration import (
 )
 
 from orch.core.config import load_settings
-from orch.core.inventory import InventoryStore
+from orch.core.inventory import InventoryStore, JobRecord
 from orch.core.plugins import default_registry
 
 BROKER = BROKERS["rabbitmq"]
@@ -58,8 +58,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def registered_fleet(fleet_factory: FleetFactory, store_url: str,
                      tmp_path: Path) -> Iterator[tuple[Fleet, str, Path]]:
-    """The default fleet on RabbitMQ, registering into ``store_url`` through one registry."""
-    config = inventory_config(tmp_path / "inventory.yaml", store_url)
+    """The default fleet on RabbitMQ, registering into ``store_url`` through one registry
+    (and copying replies to it, for job history)."""
+    config = inventory_config(tmp_path / "inventory.yaml", store_url, reply_copies=True)
     fleet = fleet_factory(BROKER, [], label="inv", env={"ORCH_CONFIG": str(config)})
     registry = RegistryDaemon(BROKER, fleet.collective, store_url, tmp_path).start()
     try:
@@ -147,31 +148,44 @@ def test_jobs_are_recorded_listed_and_shown(registered_fleet: tuple[Fleet, str, 
 
 def test_a_job_survives_its_client_being_killed(
         registered_fleet: tuple[Fleet, str, Path]) -> None:
+    """The client records the job and web1's reply, is killed while web2 (stopped) has not
+    answered; web2 then answers to nobody, and the registry records its reply copy."""
     fleet, url, config = registered_fleet
     env = {**client_security(), "ORCH_CONFIG": str(config), "ORCH_BROKER": fleet.broker,
            "ORCH_COLLECTIVE": fleet.collective}
-    # ghost never answers, so the client waits its 60 s timeout: killed long before.
-    client = subprocess.Popen(
-        [*orch_argv(), "rpc", "rpcutil", "ping", "-I", "web1", "-I", "ghost", "--timeout", "60"],
-        env=clean_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web2 = fleet.daemons["web2"].proc
+    assert web2 is not None
+    web2.send_signal(signal.SIGSTOP)
     try:
-        def recorded() -> object:
-            store = open_store(url)
-            try:
-                jobs = [j for j in store.jobs() if j.action == "ping"]
-                return jobs if jobs and jobs[0].replies else None
-            finally:
-                store.close()
+        client = subprocess.Popen(
+            [*orch_argv(), "rpc", "rpcutil", "ping", "-I", "web1", "-I", "web2",
+             "--timeout", "60"],
+            env=clean_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def replied_by(*senders: str) -> Callable[[], list[JobRecord]]:
+                def check() -> list[JobRecord]:
+                    store = open_store(url)
+                    try:
+                        jobs = [j for j in store.jobs() if j.action == "ping"]
+                        got = {r.sender for r in jobs[0].replies} if jobs else set()
+                        return jobs if got >= set(senders) else []
+                    finally:
+                        store.close()
+                return check
 
-        wait_for(recorded, READY_TIMEOUT, "the job and web1's reply in the store")
+            wait_for(replied_by("web1"), READY_TIMEOUT, "the job and web1's reply stored")
+        finally:
+            client.kill()
+            client.wait(timeout=10)
     finally:
-        client.kill()
-        client.wait(timeout=10)
-    shown = fleet.run_orch("jobs", "show", recorded()[0].request_id, "--json",  # type: ignore[index]
+        web2.send_signal(signal.SIGCONT)
+    job = wait_for(replied_by("web1", "web2"), READY_TIMEOUT,
+                   "web2's late reply recorded by the registry")[0]
+    shown = fleet.run_orch("jobs", "show", job.request_id, "--json",
                            env={"ORCH_CONFIG": str(config)})
     document = shown.json()
-    assert [r["sender"] for r in document["replies"]] == ["web1"]
-    assert document["missing"] == ["ghost"]
+    assert [r["sender"] for r in document["replies"]] == ["web1", "web2"]
+    assert document["missing"] == []
     assert "stopped before it finished" in document["error"]
 
 
