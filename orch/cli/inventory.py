@@ -88,8 +88,11 @@ def registry(config_file: str | None, store: str | None, log_level: str | None,
 @store_option
 @click.option("--fact", "facts", multiple=True, metavar="NAME",
               help="Show this fact as a column (repeatable).")
+@click.option("--full", is_flag=True,
+              help="Every fact, class and agent of each node (what `orch inventory NODE` "
+                   "asks the node for), from the store.")
 @client_options
-def nodes(orch: ClientContext, store: str | None, facts: tuple[str, ...]) -> None:
+def nodes(orch: ClientContext, store: str | None, facts: tuple[str, ...], full: bool) -> None:
     """List the nodes the inventory knows (matching the filters), without asking them."""
     from orch.inventory.discovery import select
 
@@ -104,8 +107,15 @@ def nodes(orch: ClientContext, store: str | None, facts: tuple[str, ...]) -> Non
     if orch.json:
         output.print_json({"nodes": [
             {"identity": r.identity, "last_seen": r.last_seen, "stale": r.stale,
-             "version": r.version, "facts": {f: r.facts and _fact(r.facts, f) for f in facts}}
+             "version": r.version,
+             **({"facts": dict(r.facts), "classes": list(r.classes), "agents": list(r.agents),
+                 "started": r.started} if full else
+                {"facts": {f: _fact(r.facts, f) for f in facts}})}
             for r in rows]})
+        return
+    if full:
+        for r in rows:
+            _print_full(r)
         return
     now = time.time()
     header = ["identity", "last seen", "stale", *facts]
@@ -114,6 +124,22 @@ def nodes(orch: ClientContext, store: str | None, facts: tuple[str, ...]) -> Non
              for r in rows]
     _print_table(header, table)
     click.echo(f"\n{len(rows)} node(s)")
+
+
+def _print_full(record: Any) -> None:
+    click.echo(f"Inventory for {record.identity} (from the store, last seen "
+               f"{_when(record.last_seen)}{', STALE' if record.stale else ''}):\n")
+    click.echo(f"   orch version: {record.version}")
+    click.echo(f"   collective:   {record.collective}")
+    click.echo(f"   started:      {_when(record.started)}")
+    for title, items in (("Agents", record.agents), ("Classes", record.classes)):
+        click.echo(f"\n   {title}:")
+        for item in items or ["(none)"]:
+            click.echo(f"        {item}")
+    click.echo("\n   Facts:")
+    for key, value in sorted(output.flatten(record.facts).items()):
+        click.echo(f"        {key} => {value_text(value)}")
+    click.echo()
 
 
 def _fact(facts: Any, path: str) -> Any:

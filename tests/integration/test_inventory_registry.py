@@ -92,6 +92,10 @@ def test_nodes_register_on_start_and_again_when_facts_change(
     assert result.rc == 0, result.describe()
     assert [(n["identity"], n["facts"]) for n in result.json()["nodes"]] == \
         [("web1", {"datacenter": "ams"})]
+    full = fleet.run_orch("nodes", "-I", "db1", "--full", env={"ORCH_CONFIG": str(config)})
+    assert full.rc == 0, full.describe()
+    assert "Inventory for db1 (from the store" in full.stdout
+    assert "os.family => Debian" in full.stdout and "role::db" in full.stdout
 
 
 FILTERS = [
