@@ -6,7 +6,8 @@ own stores it (the job as soon as it is sent, replies in batches). If the store 
 queue absorbs it; if it is full, events are dropped and counted, never waited for. When
 the client closes, the writer gets :data:`FLUSH_TIMEOUT` seconds to store what is queued.
 A client killed after sending leaves its job recorded (it is written while replies are
-awaited) with the replies stored before it died.
+awaited) with the replies stored before it died. Arguments named in ``audit_redact`` are
+stored as ``"[redacted]"``, as in the audit log.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orch.core.audit import REDACTED
 from orch.core.inventory import InventoryStore, JobRecord, ReplyRecord
 
 if TYPE_CHECKING:
@@ -36,8 +38,10 @@ _STOP = ("stop",)
 class JobRecorder:
     """Records calls into the store ``open_store()`` returns (opened in the writer)."""
 
-    def __init__(self, open_store: Any) -> None:
+    def __init__(self, open_store: Any, redact: Iterable[str] = ()) -> None:
         self._open_store = open_store
+        #: Argument names whose values are stored as "[redacted]" (``audit_redact``).
+        self._redact = frozenset(redact)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -47,7 +51,10 @@ class JobRecorder:
 
     def sent(self, request: Request, expected: Sequence[str] | None) -> None:
         job = JobRecord(request.id, request.caller, request.collective, request.agent,
-                        request.action, dict(request.data), dict(request.filter),
+                        request.action,
+                        {k: (REDACTED if k in self._redact else v)
+                         for k, v in request.data.items()},
+                        dict(request.filter),
                         None if expected is None else tuple(expected), request.time)
         self._put(("job", job))
 

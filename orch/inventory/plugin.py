@@ -51,4 +51,4 @@ def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
     def open_store() -> InventoryStore:
         return default_registry().inventory_store(url, settings)
 
-    return [JobRecorder(open_store)]
+    return [JobRecorder(open_store, settings.audit_redact)]
