@@ -220,3 +220,6 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # A registry holds no file it could reopen, and its settings need a restart: SIGHUP
+    # (sent by log rotation and reload-minded service managers) must not end it.
+    signal.signal(signal.SIGHUP, lambda *_: None)
