@@ -7,6 +7,7 @@ the command then receives a :class:`ClientContext` as its ``orch`` argument.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,6 +161,8 @@ def client_options(command: F) -> F:
             json=kwargs.pop("json_output"),
             verbose=kwargs.pop("verbose"),
         )
+        if ctx.verbose:  # say which discovery method ran and how long it took
+            logging.getLogger("orch.discovery.timing").setLevel(logging.INFO)
         try:
             return command(orch=ctx, **kwargs)
         except OrchError as exc:

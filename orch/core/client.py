@@ -57,6 +57,8 @@ from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
 log = logging.getLogger(__name__)
+#: Which discovery method ran and how long it took (shown by the CLI's ``-v``).
+discovery_log = logging.getLogger("orch.discovery.timing")
 
 #: The longest a call waits, past its deadline, for replies it already received to be
 #: verified by the checker processes (a stuck checker must not hold the call).
@@ -494,7 +496,11 @@ class Client:
                 f"unknown discovery method {self.settings.discovery_method!r}; "
                 f"installed: {', '.join(sorted(methods))}"
             )
+        started = time.monotonic()
         found = method.discover(self, filter or {}, agent)
+        discovery_log.info("discovery: method %s found %d node(s) in %.1f ms",
+                           self.settings.discovery_method, len(found),
+                           (time.monotonic() - started) * 1000)
         return found if isinstance(found, Discovered) else Discovered(found)
 
     def call(

@@ -57,3 +57,9 @@ def test_job_history_redacts_what_the_audit_log_redacts(tmp_path: Path) -> None:
         opened.close()
     assert job.data == {"fact": "[redacted]"}
     assert [r.sender for r in job.replies] == ["n1"] and job.finished is not None
+
+
+def test_verbose_says_which_discovery_method_ran_and_how_long_it_took() -> None:
+    result = CliRunner().invoke(cli, ["find", "-v", "--discovery-method", "broadcast",
+                                      "--discovery-timeout", "0.3"], env=ENV)
+    assert "discovery: method broadcast found 0 node(s) in" in result.output, result.output
