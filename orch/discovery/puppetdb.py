@@ -23,11 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +34,8 @@ from orch.core.protocol import invalid_names
 from orch.discovery.pql import to_pql
 
 if TYPE_CHECKING:
+    import ssl
+
     from orch.core.client import Client
     from orch.core.discovery import DiscoveryMethod
 
@@ -53,6 +51,8 @@ class PuppetDBError(OrchError):
 
 
 def _tls_context(client: Client, section: Mapping[str, Any]) -> ssl.SSLContext:
+    import ssl
+
     settings = client.settings
     ca = section.get("ca") or settings.tls_ca
     context = ssl.create_default_context(cafile=ca)
@@ -68,6 +68,11 @@ def _tls_context(client: Client, section: Mapping[str, Any]) -> ssl.SSLContext:
 
 def query(client: Client, pql: str) -> list[str]:
     """The certnames PuppetDB returns for ``pql`` (checked), within discovery_timeout."""
+    # Imported here: every command lists the discovery methods, few use this one.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     section = client.settings.plugin("puppetdb")
     url = section.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
