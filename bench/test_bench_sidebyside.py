@@ -1,12 +1,12 @@
-"""orch against the real MCollective 2.12 with ActiveMQ, 50 nodes each (see sidebyside.py).
+"""orch against the real MCollective 2.12 (ActiveMQ) and Salt, 50 nodes each (sidebyside.py).
 
     python -m pytest bench/test_bench_sidebyside.py --benchmark-only -p no:cacheprovider -s
 
-It starts ActiveMQ (a JVM) and 50 ``mcollectived`` through the anchor's ``run.sh`` and takes
-several minutes, so a plain ``pytest bench`` skips it: name this file on the command line,
-or set ``ORCH_BENCH_SIDEBYSIDE=1``. The figures go to ``extra_info`` (and
-``--benchmark-json``) and to the terminal; the test fails only when a command failed or a
-reply count was wrong, never because of a figure.
+It starts ActiveMQ (a JVM) and 50 ``mcollectived``, and a salt-master with 50 minions,
+through the anchors' ``run.sh`` scripts and takes several minutes, so a plain ``pytest
+bench`` skips it: name this file on the command line, or set ``ORCH_BENCH_SIDEBYSIDE=1``.
+The figures go to ``extra_info`` (and ``--benchmark-json``) and to the terminal; the test
+fails only when a command failed or a reply count was wrong, never because of a figure.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _selected(config: pytest.Config) -> bool:
         "test_bench_sidebyside" in str(arg) for arg in config.args)
 
 
-@pytest.mark.benchmark(group="side-by-side-mcollective")
+@pytest.mark.benchmark(group="side-by-side-mcollective-salt")
 def test_side_by_side_with_mcollective(benchmark: BenchmarkFixture,
                                        request: pytest.FixtureRequest,
                                        capsys: pytest.CaptureFixture[str]) -> None:

@@ -172,6 +172,7 @@ class OrchFleet:
         settings: Mapping[str, Any] | None = None,
         pki: DemoPKI | None = None,
         collective: str | None = None,
+        simulated: bool = False,
     ) -> OrchFleet:
         """Start a fleet and return it once every node is consuming requests.
 
@@ -187,6 +188,9 @@ class OrchFleet:
         ``settings`` — further settings for the nodes and the client (``policy_dir``,
         ``timeout``, ``audit_log`` …).
         ``pki`` — the CA to use; a temporary one (removed by :meth:`stop`) when omitted.
+        ``simulated`` — host each agent's simulation (``Agent.simulation()``) instead of
+        the agent, as ``orch demo`` does, and leave out agents that offer none: the fleet
+        never acts on this machine (test a plugin's simulation, or code that drives one).
 
         Usable as a context manager, without pytest::
 
@@ -221,7 +225,8 @@ class OrchFleet:
             registry.agents_for(resolved)  # a missing agent fails here, before any thread
             client = Client(resolved, registry)
             try:
-                fleet = Fleet(resolved, specs, registry, security_for=pki.node_security)
+                fleet = Fleet(resolved, specs, registry, security_for=pki.node_security,
+                              simulated=simulated)
                 fleet.start()
             except BaseException:
                 client.close()
@@ -243,7 +248,7 @@ class OrchFleet:
     @property
     def agents(self) -> list[str]:
         """The agents every node of this fleet hosts."""
-        return sorted(self.registry.agents_for(self.settings))
+        return sorted(self.fleet.agents)
 
     def node(self, identity: str) -> Node:
         """The running :class:`orch.core.server.Node` (its ``statistics()``, ``view()`` …)."""
@@ -752,13 +757,14 @@ class FleetFactory:
         broker: str = "memory://",
         *,
         settings: Mapping[str, Any] | None = None,
+        simulated: bool = False,
     ) -> OrchFleet:
         """Start a fleet of its own collective, signed by the session's CA.
 
         See :meth:`OrchFleet.start` for the arguments. The fleet is stopped after the test.
         """
         fleet = OrchFleet.start(nodes, classes, agents, broker, settings=settings,
-                                pki=self.pki)
+                                pki=self.pki, simulated=simulated)
         self.fleets.append(fleet)
         return fleet
 

@@ -65,7 +65,8 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
     Each simulated node is a real orch server instance (its own identity, certificate,
     facts, classes and counters) — the machinery of `orch sim`, served in this process
     on memory://. A throw-away CA signs every request and reply, as in production.
-    Simulated nodes host only agents that are safe to simulate (rpcutil).
+    Simulated nodes host only agents that offer a simulation (rpcutil, and plugins'
+    simulations such as orch-puppet's): nothing here acts on this machine.
     """
     from orch.sim.simulation import default_workers
 

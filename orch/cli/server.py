@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from typing import TYPE_CHECKING
+
 import click
 
 from orch.cli.main import configure_logging
 from orch.core.errors import OrchError
+
+if TYPE_CHECKING:
+    from orch.core.config import Settings
 
 
 @click.command()
@@ -22,6 +29,8 @@ from orch.core.errors import OrchError
 @click.option("--tls-cert", metavar="FILE", help="Node certificate (PEM).")
 @click.option("--tls-key", metavar="FILE", help="Its private key (PEM).")
 @click.option("--tls-ca", metavar="FILE", help="CA certificate (PEM).")
+@click.option("--tls-crl", metavar="FILE",
+              help="Certificate revocation list (PEM), re-read on SIGHUP.")
 @click.option("--ssldir", metavar="DIR", help="Adopt a Puppet ssl directory instead.")
 @click.option("--policy-dir", metavar="DIR", help="Directory of <agent>.policy files.")
 @click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
@@ -31,17 +40,26 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
-    these flags. SIGHUP re-reads facts and classes. The daemon reconnects forever when the
-    broker goes away.
+    these flags. SIGHUP re-reads them, with agents, policies, facts, classes and the x509
+    credentials and CRL, without
+    dropping a request. SIGTERM stops taking requests and gives running actions up to
+    shutdown_timeout to reply. The daemon reconnects forever when the broker goes away.
     """
     from orch.core.config import load_settings
+    from orch.core.daemon import Server
     from orch.core.plugins import default_registry
-    from orch.core.server import Server
+
+    def reload_settings() -> Settings:
+        return load_settings(config_file, {**flags, "log_level": log_level})
 
     try:
-        settings = load_settings(config_file, {**flags, "log_level": log_level})
+        settings = reload_settings()
         configure_logging(settings.log_level)
-        daemon = Server(settings, default_registry())
+        daemon = Server(settings, default_registry(), reload_settings)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
-    daemon.run()
+    if not daemon.run():
+        # Actions abandoned at shutdown_timeout hold threads Python cannot stop, and the
+        # interpreter would wait for them at exit: their callers were already answered.
+        logging.shutdown()
+        os._exit(0)

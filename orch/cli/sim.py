@@ -66,17 +66,21 @@ class ProgressLine:
 @click.option("--start-timeout", type=float, default=None, metavar="SECONDS",
               help="Give up when the nodes are not all consuming by then "
                    "(default: 60 s plus 10 ms a node).")
+@click.option("--agents", "agents", default=None, metavar="NAME[,NAME]",
+              help="Host only these agents (rpcutil always); default: every installed "
+                   "agent that offers a simulation.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default=None, help="Logging threshold (default: warning).")
 def sim(count: int, broker: str, workers: int | None, collective: str, ca: str | None,
-        state_dir: Path | None, seed: int, start_timeout: float | None,
+        state_dir: Path | None, seed: int, start_timeout: float | None, agents: str | None,
         log_level: str | None) -> None:
     """Simulate N nodes, each a full orch server, until SIGTERM or Ctrl-C.
 
     Every node has its own queue on the broker, its own key and certificate from one CA,
     and facts from a realistic distribution; it verifies every request and signs every
-    reply. Nodes host only agents that are safe to simulate (rpcutil): nothing a request
-    asks for acts on this machine. The nodes are spread over worker processes.
+    reply. Nodes host only agents that offer a simulation (rpcutil, and plugins'
+    simulations such as orch-puppet's, which keep their state in memory): nothing a
+    request asks for acts on this machine. The nodes are spread over worker processes.
 
     The client settings are written to STATE_DIR/client.yaml; the command to use them is
     printed once every node is consuming.
@@ -100,7 +104,9 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
         config = SimConfig(nodes=count, broker=broker, state_dir=state,
                            collective=collective,
                            workers=default_workers() if workers is None else workers,
-                           seed=seed, ca_dir=ca_dir, start_timeout=start_timeout)
+                           seed=seed, ca_dir=ca_dir, start_timeout=start_timeout,
+                           agents=None if agents is None else tuple(
+                               a.strip() for a in agents.split(",") if a.strip()))
         if config.workers == 0:
             raise SimError("--workers must be at least 1 (orch demo serves a fleet in one "
                            "process)")

@@ -154,6 +154,19 @@ class Agent:
         self.node = node
 
     @classmethod
+    def simulation(cls) -> type[Agent] | None:
+        """The class a simulated node hosts in this agent's place, or None: no simulation.
+
+        Simulated nodes (``orch demo``, ``orch sim``, ``orch_fleet(simulated=True)``) share
+        one real machine, so they must never run an agent that acts on it. An agent that
+        does (runs commands, writes files) can still appear in a simulation by returning
+        here a class with the same :attr:`name` and DDL whose actions only change state
+        kept in memory per node — see "Simulated nodes" in docs/plugins.md. The default is
+        the agent itself when it is :attr:`simulation_safe`, else None (left out).
+        """
+        return cls if cls.simulation_safe else None
+
+    @classmethod
     def ddl(cls) -> AgentDDL:
         """The agent's DDL, loaded once per class."""
         return _load_class_ddl(cls)
@@ -177,6 +190,26 @@ class Agent:
         except Exception as exc:  # the agent's bug becomes the caller's error message
             reply.fail(f"{type(exc).__name__}: {exc}", Status.UNKNOWN_ERROR)
         return reply
+
+
+def simulated_agents(agents: Mapping[str, type[Agent]]) -> dict[str, type[Agent]]:
+    """Each agent's simulation (:meth:`Agent.simulation`), keyed by name; agents that offer
+    none are left out. A simulation must be ``simulation_safe`` and keep the agent's name,
+    or :class:`TypeError` says which plugin is wrong (a silent substitute would answer for
+    an agent the operator did not ask for)."""
+    out: dict[str, type[Agent]] = {}
+    for name, cls in agents.items():
+        simulated = cls.simulation()
+        if simulated is None:
+            continue
+        if not (isinstance(simulated, type) and issubclass(simulated, Agent)
+                and simulated.simulation_safe and simulated.name == name):
+            raise TypeError(
+                f"agent {name!r}: {cls.__qualname__}.simulation() must return None or an "
+                f"Agent subclass named {name!r} with simulation_safe = True, not "
+                f"{simulated!r}")
+        out[name] = simulated
+    return out
 
 
 def _class_actions(cls: type[Agent]) -> dict[str, ActionMethod]:

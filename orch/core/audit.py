@@ -34,11 +34,23 @@ class AuditLog:
         self._file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
     def reopen(self) -> None:
-        """Close and reopen the file (after rotation)."""
+        """Close and reopen the file (after rotation). The new file is opened first: if
+        that fails, the OSError is raised and records keep going to the old one."""
+        self.retarget(self.path, self.redact)
+
+    def retarget(self, path: str, redact: Iterable[str] = ()) -> None:
+        """Write to ``path`` with ``redact`` from now on (SIGHUP with a new audit_log).
+
+        The same object carries on, so a request that already holds it is recorded in the
+        new file instead of being lost; if the new file cannot be opened, nothing changes
+        and the OSError is raised.
+        """
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        new = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
         with self._lock:
             if self._file is not None:
                 self._file.close()
-            self._open()
+            self._file, self.path, self.redact = new, path, frozenset(redact)
 
     def close(self) -> None:
         with self._lock:
@@ -59,7 +71,7 @@ class AuditLog:
         action: str | None = None,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write one line. ``decision`` is allowed, denied, rejected or ignored."""
+        """Write one line. ``decision`` is allowed, denied, rejected, revoked or ignored."""
         entry = {
             "time": round(time.time(), 6),
             "node": node,

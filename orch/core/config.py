@@ -141,6 +141,14 @@ class Settings:
         dict, _plugin_sections,
         "Per-plugin settings: {plugin name: {key: value}}, read by each plugin.")
     workers: int = _setting(8, _positive(int), "Actions a server runs at the same time.")
+    max_actions: int = _setting(
+        64, _positive(int),
+        "Server: actions admitted at once, running or waiting for one of the workers; "
+        "beyond this a request is not run and gets a signed 'busy' reply (status 6).")
+    shutdown_timeout: float = _setting(
+        30.0, _non_negative,
+        "Server: on SIGTERM, how long running actions may take to finish and reply before "
+        "the daemon exits; those still running then get an 'aborted' reply (seconds).")
     action_timeout: float = _setting(
         60.0, _positive(float), "Deadline of an action whose DDL sets no timeout (seconds).")
     timeout: float | None = _setting(
@@ -177,6 +185,10 @@ class Settings:
         None, _optional_path, "The private key (PEM) of tls_cert.")
     tls_ca: str | None = _setting(
         None, _optional_path, "The CA certificate (PEM) that every peer must chain to.")
+    tls_crl: str | None = _setting(
+        None, _optional_path,
+        "x509: the certificate revocation list (PEM) peers are checked against, re-read on "
+        "SIGHUP; 'off' for none (default: none, or <ssldir>/crl.pem with ssldir).")
     ssldir: str | None = _setting(
         None, _optional_path,
         "A Puppet ssl directory to adopt: certs/ca.pem, certs/<identity>.pem, "

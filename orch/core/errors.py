@@ -23,6 +23,17 @@ class SecurityError(ProtocolError):
     """A message failed a security check (signature, certificate, time window, replay)."""
 
 
+class RevokedError(SecurityError):
+    """A message was signed with a revoked credential. Unlike other security failures the
+    signer is known, so a node audits it as ``revoked`` with the caller and fingerprint."""
+
+    def __init__(self, message: str, caller: str | None = None,
+                 fingerprint: str | None = None) -> None:
+        super().__init__(message)
+        self.caller = caller
+        self.fingerprint = fingerprint
+
+
 class TransportError(OrchError):
     """The broker could not be reached or went away; the message names the broker URL."""
 

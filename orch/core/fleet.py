@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from orch.core.agent import simulated_agents
 from orch.core.config import Settings
 from orch.core.errors import TransportError
 from orch.core.plugins import PluginRegistry, default_registry
@@ -52,20 +53,26 @@ class Fleet:
         security_for: Callable[[NodeSpec], SecurityProvider] | None = None,
         *,
         inline_actions: bool = False,
+        simulated: bool = False,
     ) -> None:
         """``security_for`` gives each node its own provider (its own certificate);
         without it they all share the one ``settings`` names. ``inline_actions`` evaluates
         each request's filter and runs its action in the consuming thread (no work queue,
         :class:`~orch.core.runner.InlineRunner`): only for fleets hosting nothing but
-        ``simulation_safe`` agents, which return at once."""
+        ``simulation_safe`` agents, which return at once. ``simulated`` hosts each agent's
+        simulation (:meth:`~orch.core.agent.Agent.simulation`) instead of the agent, and
+        leaves out agents that offer none: such nodes never act on this machine."""
         registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
         # One broadcast puts a request for every simulated node on the shared work queue at
-        # once: its backlog must hold at least that many, or the fleet drops its own work.
+        # once (and an action on the shared runner): both must hold at least that many, or
+        # the fleet drops its own work or answers "busy" to itself.
         backlog = max(settings.filter_backlog, 2 * len(specs))
         self.services = NodeServices.from_settings(
-            replace(settings, filter_backlog=backlog), registry, self.transport.send_reply)
+            replace(settings, filter_backlog=backlog,
+                    max_actions=max(settings.max_actions, 2 * len(specs))),
+            registry, self.transport.send_reply)
         if inline_actions:
             # Nothing to hand over to other threads: filters are bounded by their budget
             # and the actions only read the node's view, and each hand-off cost more.
@@ -75,6 +82,14 @@ class Fleet:
             self.services.runner.shutdown(0.1)
             self.services.runner = InlineRunner()
         agents = registry.agents_for(settings)
+        if simulated:
+            hosted = simulated_agents(agents)
+            if set(hosted) != set(agents):
+                log.info("simulated nodes leave out agent(s) without a simulation: %s",
+                         ", ".join(sorted(set(agents) - set(hosted))))
+            agents = hosted
+        #: The agent classes every node hosts (simulations, for a simulated fleet).
+        self.agents = agents
         self.nodes = [
             Node(spec.identity, settings.collective, agents, _facts_of(spec), spec.classes,
                  self.services, security_for(spec) if security_for else None)

@@ -158,7 +158,8 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
 
 @hookspec
 def orch_reload(settings: Settings) -> None:
-    """Called when ``orch server`` receives SIGHUP, before it re-reads agents and facts.
+    """Called when ``orch server`` receives SIGHUP, before it re-reads agents and facts;
+    ``settings`` are the freshly read ones (the configuration is re-read first).
 
     Drop whatever you cache about the outside world (an agents directory's contents, a fact
     cache) so the next ``orch_agents`` / ``orch_fact_sources`` call sees it afresh.

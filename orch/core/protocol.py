@@ -52,6 +52,9 @@ class Status(IntEnum):
     MISSING_DATA = 3
     INVALID_DATA = 4
     UNKNOWN_ERROR = 5
+    #: orch's own: the node is at its ``max_actions`` and did not run the action; the
+    #: caller may try again later. Not a code MCollective knows.
+    BUSY = 6
 
     @property
     def label(self) -> str:

@@ -23,10 +23,12 @@ R = TypeVar("R")
 
 
 class _Job(Generic[R]):
-    __slots__ = ("done", "lock", "on_result", "on_timeout")
+    __slots__ = ("done", "lock", "on_abandon", "on_result", "on_timeout")
 
-    def __init__(self, on_result: Callable[[R], None], on_timeout: Callable[[], None]) -> None:
+    def __init__(self, on_result: Callable[[R], None], on_timeout: Callable[[], None],
+                 on_abandon: Callable[[], None] | None = None) -> None:
         self.on_result, self.on_timeout = on_result, on_timeout
+        self.on_abandon = on_abandon or on_timeout
         self.lock = threading.Lock()
         self.done = False
 
@@ -40,10 +42,23 @@ class _Job(Generic[R]):
 
 
 class ActionRunner:
-    """Runs callables on ``workers`` threads; exactly one of result or timeout is reported."""
+    """Runs callables on ``workers`` threads; exactly one of result or timeout is reported.
 
-    def __init__(self, workers: int) -> None:
+    At most ``limit`` actions are admitted at once — running, or waiting for a worker —
+    so a flood of requests cannot queue without bound behind slow actions: :meth:`submit`
+    refuses the excess and the caller says "busy". An action whose deadline passed still
+    counts until its thread returns, because it still holds a worker.
+    """
+
+    #: Most actions admitted at once (None: no limit).
+    limit: int | None = None
+    #: True once :meth:`shutdown` began: nothing new is admitted.
+    closing = False
+
+    def __init__(self, workers: int, limit: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="orch-action")
+        self.limit = limit  # may be changed while running (SIGHUP)
+        self._jobs: set[_Job[Any]] = set()
         self._deadlines: list[tuple[float, int, _Job[Any]]] = []
         self._counter = itertools.count()
         self._cond = threading.Condition()
@@ -58,30 +73,53 @@ class ActionRunner:
         deadline: float,
         on_result: Callable[[R], None],
         on_timeout: Callable[[], None],
-    ) -> None:
-        """Run ``work``; call ``on_result`` with its value, or ``on_timeout`` at ``deadline``.
+        on_abandon: Callable[[], None] | None = None,
+    ) -> bool:
+        """Run ``work``; call ``on_result`` with its value, or ``on_timeout`` at ``deadline``
+        — or ``on_abandon`` (default: ``on_timeout``) if :meth:`shutdown` gives up on it.
 
-        ``work`` must not raise (wrap it); the callbacks run on a worker or the watcher.
+        Returns False, and runs nothing, when ``limit`` actions are already admitted or the
+        runner is shut down. ``work`` must not raise (wrap it); the callbacks run on a
+        worker or the watcher.
         """
-        job: _Job[R] = _Job(on_result, on_timeout)
+        job: _Job[R] = _Job(on_result, on_timeout, on_abandon)
+        with self._cond:  # before the pool may run it, so _run always finds it here
+            if self.limit is not None and len(self._jobs) >= self.limit:
+                return False
+            self._jobs.add(job)
+        try:
+            future = self._pool.submit(self._run, work, job)
+        except RuntimeError:  # shut down: a stopping daemon takes no new work
+            job.finish()
+            with self._cond:
+                self._jobs.discard(job)
+            return False
         with self._cond:
             entry: tuple[float, int, _Job[Any]] = (deadline, next(self._counter), job)
             heapq.heappush(self._deadlines, entry)
             if self._deadlines[0] is entry:  # the watcher sleeps until the earliest one
                 self._cond.notify()
-        future = self._pool.submit(self._run, work, job)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
+        return True
 
-    @staticmethod
-    def _run(work: Callable[[], R], job: _Job[R]) -> None:
+    def _run(self, work: Callable[[], R], job: _Job[R]) -> None:
         try:
-            result = work()
-        except Exception:  # work must not raise; if it does, say so instead of a silent hang
-            log.exception("action failed outside the agent's own error handling")
-            return
-        if job.finish():
-            job.on_result(result)
+            try:
+                result = work()
+            except Exception:  # work must not raise; say so instead of a silent hang
+                log.exception("action failed outside the agent's own error handling")
+                return
+            if job.finish():
+                job.on_result(result)
+        finally:
+            with self._cond:
+                self._jobs.discard(job)
+
+    def admitted(self) -> int:
+        """Actions admitted and not yet returned (running, or waiting for a worker)."""
+        with self._cond:
+            return len(self._jobs)
 
     def _watch(self) -> None:
         with self._cond:
@@ -101,16 +139,32 @@ class ActionRunner:
                 wait = self._deadlines[0][0] - now if self._deadlines else None
                 self._cond.wait(timeout=wait if wait is None else min(wait, 1.0))
 
-    def shutdown(self, wait: float = 5.0) -> None:
+    def shutdown(self, wait: float = 5.0) -> int:
         """Stop accepting work; wait up to ``wait`` seconds for submitted actions to finish
-        (their replies are still sent), then stop the deadline watcher."""
+        (their replies are still sent), then stop the deadline watcher.
+
+        Actions still running then are abandoned: their late result is discarded and their
+        ``on_abandon`` is called now, so each caller hears back. Returns how many were
+        abandoned (their threads may still be running: Python cannot stop them).
+        """
         started = time.monotonic()
-        self._pool.shutdown(wait=False)
+        self.closing = True
+        self._pool.shutdown(wait=False, cancel_futures=False)
         wait_for(list(self._running), timeout=wait)
         with self._cond:
             self._stopped = True
             self._cond.notify()
+            left = [job for job in self._jobs if not job.done]
+        abandoned = 0
+        for job in left:
+            if job.finish():
+                abandoned += 1
+                try:
+                    job.on_abandon()
+                except Exception:
+                    log.exception("timeout handler failed")
         self._watcher.join(timeout=max(wait - (time.monotonic() - started), 0.1))
+        return abandoned
 
 
 class WorkQueue:
@@ -174,13 +228,20 @@ class InlineRunner(ActionRunner):
         deadline: float,
         on_result: Callable[[R], None],
         on_timeout: Callable[[], None],
-    ) -> None:
+        on_abandon: Callable[[], None] | None = None,
+    ) -> bool:
         try:
             result = work()
         except Exception:  # the same rule as ActionRunner: work must not raise
             log.exception("action failed outside the agent's own error handling")
-            return
+            return True
         on_result(result)
+        return True
 
-    def shutdown(self, wait: float = 5.0) -> None:
+    def admitted(self) -> int:
+        """Nothing is ever waiting: each action finished before :meth:`submit` returned."""
+        return 0
+
+    def shutdown(self, wait: float = 5.0) -> int:
         """Nothing runs in the background."""
+        return 0

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orch.core.protocol import Envelope
+
+if TYPE_CHECKING:
+    from orch.core.config import Settings
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,12 @@ def close_provider(provider: SecurityProvider) -> None:
     close = getattr(provider, "close", None)
     if close is not None:
         close()
+
+
+def reload_provider(provider: SecurityProvider, settings: Settings) -> None:
+    """SIGHUP: let a provider re-read its credentials (x509: certificate, key, CA bundle and
+    CRL), if it can. It must swap them in whole, so that requests being handled meanwhile see
+    the old or the new ones, never a mix; on failure it raises and keeps the old ones."""
+    reload = getattr(provider, "reload", None)
+    if reload is not None:
+        reload(settings)

@@ -14,15 +14,14 @@ measured against its budget, and a request over budget is refused and audited un
 Requests are not kept in order once they leave the reading thread.
 
 Many nodes can share one :class:`NodeServices` (transport, runner, security, authorizer):
-that is how ``orch demo`` simulates a fleet in one process. :class:`Server` wires one node
-from :class:`~orch.core.config.Settings` and runs until stopped.
+that is how ``orch demo`` simulates a fleet in one process. The daemon that wires one node
+from settings and runs it until stopped is :class:`orch.core.daemon.Server`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -35,8 +34,7 @@ from orch.core.agent import ActionReply, ActionRequest, Agent
 from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
-from orch.core.errors import ArgumentError, OrchError, ProtocolError
-from orch.core.facts import collect_facts, read_classes
+from orch.core.errors import ArgumentError, ProtocolError, RevokedError
 from orch.core.filter import (
     FilterBudget,
     FilterBudgetError,
@@ -86,22 +84,15 @@ class NodeServices:
     def from_settings(
         cls, settings: Settings, registry: PluginRegistry, send: ReplySender
     ) -> NodeServices:
-        authorizers = registry.authorizers()
-        authorizer = None
-        if settings.authorization in authorizers:
-            authorizer = authorizers[settings.authorization](settings)
-        else:
-            log.warning("authorization plugin %r is not installed; every authenticated "
-                        "caller may run every action", settings.authorization)
         return cls(
             settings=settings,
             filters=FilterEngine(registry.filter_kinds(), registry.filter_functions(),
                                  FilterBudget.from_settings(settings)),
             security=registry.security_for(settings),
-            runner=ActionRunner(settings.workers),
+            runner=ActionRunner(settings.workers, settings.max_actions),
             validators=registry.validators(),
             send=send,
-            authorizer=authorizer,
+            authorizer=_authorizer(settings, registry),
             audit=AuditLog(settings.audit_log, settings.audit_redact)
             if settings.audit_log else None,
             default_timeout=settings.action_timeout,
@@ -111,12 +102,68 @@ class NodeServices:
             queue=WorkQueue(settings.filter_workers, settings.filter_backlog, "orch-filter"),
         )
 
-    def close(self) -> None:
+    def reconfigure(self, settings: Settings, registry: PluginRegistry) -> None:
+        """Take ``settings`` (SIGHUP) without stopping: each request in flight keeps the
+        objects it already holds, the next one sees the new ones.
+
+        What needs new threads or connections (``workers``, ``filter_workers``,
+        ``filter_backlog``, the transport and security provider) is not changed here; see
+        :data:`orch.core.daemon.RESTART_ONLY`.
+        """
+        # Everything that may fail is built before anything is replaced: a reload applies
+        # whole or not at all.
+        filters = FilterEngine(registry.filter_kinds(), registry.filter_functions(),
+                               FilterBudget.from_settings(settings))
+        validators = registry.validators()
+        authorizer = _authorizer(settings, registry)
+        self._reconfigure_audit(settings)
+        self.settings, self.filters, self.validators = settings, filters, validators
+        self.authorizer = authorizer
+        self.default_timeout = settings.action_timeout
+        self.clock_skew = settings.clock_skew
+        self.max_ttl = settings.max_ttl
+        self.max_message_bytes = settings.max_message_bytes
+        self.runner.limit = settings.max_actions
+
+    def _reconfigure_audit(self, settings: Settings) -> None:
+        """Reopen the audit log (after rotation), or move it to a new ``audit_log``."""
+        audit, path = self.audit, settings.audit_log
+        try:
+            if audit is None:
+                self.audit = AuditLog(path, settings.audit_redact) if path else None
+            elif path is None:
+                self.audit = None
+                audit.close()
+            elif (audit.path, audit.redact) == (path, frozenset(settings.audit_redact)):
+                audit.reopen()
+            else:
+                audit.retarget(path, settings.audit_redact)
+        except OSError as exc:
+            log.error("cannot open audit log %s (%s); still writing to %s", path,
+                      exc.strerror, audit.path if audit is not None else "none")
+
+    def close(self, wait: float = 5.0) -> int:
+        """Finish what was admitted within ``wait`` seconds in all, replying to each;
+        return how many actions were still running and were abandoned."""
+        deadline = time.monotonic() + wait
         if self.queue is not None:
-            self.queue.shutdown()  # first: its jobs hand actions to the runner
-        self.runner.shutdown()
+            self.queue.shutdown(wait)  # first: its jobs hand actions to the runner
+        abandoned = self.runner.shutdown(max(deadline - time.monotonic(), 0.0))
+        if abandoned:
+            log.warning("%d action(s) still running after %gs were abandoned (replied "
+                        "'aborted')", abandoned, wait)
         if self.audit is not None:
             self.audit.close()
+        return abandoned
+
+
+def _authorizer(settings: Settings, registry: PluginRegistry) -> Authorizer | None:
+    authorizers = registry.authorizers()
+    if settings.authorization in authorizers:
+        return authorizers[settings.authorization](settings)
+    log.warning("authorization plugin %r is not installed; every authenticated "
+                "caller may run every action", settings.authorization)
+    return None
 
 
 class Node:
@@ -159,7 +206,7 @@ class Node:
             counts = dict(self._stats)
             per_agent = dict(self._per_agent)
         keys = ("total", "passed", "filtered", "replies", "failed", "dropped", "ttlexpired",
-                "unauthorized")
+                "unauthorized", "busy")
         return {
             **{key: counts.get(key, 0) for key in keys},
             "agents": per_agent,
@@ -188,10 +235,14 @@ class Node:
             self.refresh()
         return changed
 
-    def refresh(self, classes: frozenset[str] | None = None) -> None:
-        """Re-read facts (and optionally replace classes); called at start and on SIGHUP."""
+    def refresh(self, classes: frozenset[str] | None = None,
+                facts: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        """Re-read facts (optionally from new sources, and with new classes); called at
+        start and on SIGHUP."""
         if classes is not None:
             self._classes = classes
+        if facts is not None:
+            self._load_facts = facts
         self._view = NodeView(
             identity=self.identity,
             facts=self._load_facts(),
@@ -249,8 +300,18 @@ class Node:
                 raise ProtocolError(f"expected a request, got a {envelope.kind}")
             verified = self.security.verify(envelope)
             request = Request.decode(envelope.body)
+        except RevokedError as exc:
+            self._count("dropped")
+            log.warning("node=%s request rejected: %s", self.identity, exc)
+            self._audit("revoked", str(exc), None, Verified(exc.caller, exc.fingerprint))
+            return
         except ProtocolError as exc:
             self._reject("dropped", str(exc))
+            return
+        except Exception as exc:  # a decoder bug: log it, drop the message, keep consuming
+            log.error("node=%s could not decode a message of %d bytes", self.identity,
+                      len(raw), exc_info=True)
+            self._reject("dropped", f"undecodable message ({type(exc).__name__})")
             return
         if not self._acceptable(request, verified):
             return
@@ -385,14 +446,27 @@ class Node:
                                           max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,
                   action_request.caller, request.agent, request.action)
-        self.services.runner.submit(
+        admitted = self.services.runner.submit(
             lambda: agent.run(action_request),
             deadline,
             on_result=lambda reply: self._reply_checked(request, ddl, reply),
             on_timeout=lambda: self._reply(
                 request, Status.ABORTED,
                 f"{request.agent}.{request.action} did not finish within {timeout:g}s"),
+            on_abandon=lambda: self._reply(
+                request, Status.ABORTED,
+                f"{request.agent}.{request.action} was still running when {self.identity} "
+                "shut down"),
         )
+        if not admitted:
+            runner = self.services.runner
+            reason = (f"busy: {self.identity} is shutting down" if runner.closing else
+                      f"busy: {self.identity} is already running its limit of "
+                      f"{runner.limit} actions (max_actions); try again later")
+            self._count("busy")
+            self._audit("rejected", reason, request, None)
+            log.warning("node=%s request=%s %s", self.identity, request.id, reason)
+            self._reply(request, Status.BUSY, reason)
 
     def _reply_checked(self, request: Request, ddl: AgentDDL, reply: ActionReply) -> None:
         """Send an action's reply, logging (not hiding) data that breaks the DDL."""
@@ -425,117 +499,11 @@ class Node:
                 log.exception("node=%s reply listener failed", self.identity)
 
 
-class Server:
-    """``orch server``: one node on one transport, until SIGTERM or SIGINT."""
+def __getattr__(name: str) -> Any:
+    """``orch.core.server.Server`` still works: the daemon moved to :mod:`orch.core.daemon`
+    (imported lazily, as it imports this module)."""
+    if name == "Server":
+        from orch.core.daemon import Server
 
-    def __init__(self, settings: Settings, registry: PluginRegistry) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.transport = registry.transport_for(settings)
-        self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
-        self.stop_event = threading.Event()
-        #: Ends one consuming cycle: set by stop(), or by reload() when agents changed.
-        self._cycle = threading.Event()
-        self.ready = threading.Event()
-        sources = registry.fact_sources(settings)
-        self.node = Node(
-            settings.identity,
-            settings.collective,
-            registry.agents_for(settings),
-            lambda: collect_facts(sources),
-            read_classes(settings.classes),
-            self.services,
-        )
-
-        #: Plugins' services run beside the daemon (registration is one).
-        self.extras = registry.server_services(settings)
-
-        if settings.policy_dir is None:
-            log.warning("node=%s no policy_dir set: every authenticated caller may run "
-                        "every action", settings.identity)
-
-    def reload(self) -> None:
-        """SIGHUP: rescan agents, re-read facts and classes, reopen the audit log.
-
-        When the set of agents changed, the consumer is rebuilt so broadcasts for new
-        agents arrive and those for removed ones stop.
-        """
-        self.registry.hook.orch_reload(settings=self.settings)
-        try:
-            agents = self.registry.agents_for(self.settings)
-        except OrchError as exc:
-            log.error("node=%s keeping the current agents: %s", self.node.identity, exc)
-            agents = None
-        if agents is not None and self.node.set_agents(agents, refresh=False):
-            log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
-            self._cycle.set()
-        self.node.refresh(read_classes(self.settings.classes))
-        if self.services.audit is not None:
-            self.services.audit.reopen()
-        self._each_extra("reloaded")
-        log.info("node=%s reloaded agents, facts and classes", self.node.identity)
-
-    def run(self) -> None:
-        """Serve until :meth:`stop` is called (or a signal arrives, in the main thread)."""
-        if threading.current_thread() is threading.main_thread():
-            self._install_signal_handlers()
-        log.info("node=%s collective=%s agents=%s broker=%s starting",
-                 self.node.identity, self.node.collective,
-                 ",".join(sorted(self.node.view().agents)), self.transport.display_url)
-        self._each_extra("start", self.node, self.transport, self.ready)
-        try:
-            while not self.stop_event.is_set():
-                self._cycle.clear()
-                if self.stop_event.is_set():
-                    break
-                self.transport.serve([self.node.binding()], self._cycle, self.ready)
-        finally:
-            self._each_extra("stop")
-            self.services.close()
-            self.transport.close()
-            log.info("node=%s stopped", self.node.identity)
-
-    def _each_extra(self, method: str, *args: object) -> None:
-        """Call ``method`` on every server service; one that raises is logged and dropped."""
-        for extra in list(self.extras):
-            try:
-                getattr(extra, method)(*args)
-            except Exception:
-                log.exception("node=%s server service %r failed in %s; dropped",
-                              self.node.identity, type(extra).__name__, method)
-                self.extras.remove(extra)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self._cycle.set()
-
-    def _install_signal_handlers(self) -> None:
-        """Signals only raise flags; a helper thread acts on them.
-
-        Python runs handlers in the main thread, between any two bytecodes of whatever it
-        was doing — here, handling a request while holding the audit log's lock. Doing the
-        work in the handler (reopening that log, setting an Event) can deadlock.
-        """
-        requested: dict[str, bool] = {"stop": False, "reload": False}
-
-        def flag(name: str) -> Callable[..., None]:
-            def handler(*_: object) -> None:
-                requested[name] = True
-
-            return handler
-
-        def act() -> None:
-            while not self.stop_event.wait(0.1):
-                if requested["stop"]:
-                    self.stop()
-                elif requested["reload"]:
-                    requested["reload"] = False
-                    try:
-                        self.reload()
-                    except Exception:  # keep serving whatever a reload hits
-                        log.exception("node=%s reload failed", self.node.identity)
-
-        signal.signal(signal.SIGTERM, flag("stop"))
-        signal.signal(signal.SIGINT, flag("stop"))
-        signal.signal(signal.SIGHUP, flag("reload"))
-        threading.Thread(target=act, name="orch-signals", daemon=True).start()
+        return Server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

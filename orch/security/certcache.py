@@ -107,14 +107,21 @@ class Entry:
 
 
 def scope_of(anchors_der: Iterable[bytes], client_certnames: Iterable[str],
-             revocation: str = "") -> str:
-    """The name of everything an entry's validity depends on besides the certificate."""
+             revocation: str = "", owner: str = "") -> str:
+    """The name of everything an entry's validity depends on besides the certificate.
+
+    ``owner`` names the key the file is authenticated with: a renewed certificate (a new
+    key) starts a file of its own instead of finding one it cannot authenticate and warning
+    about it; the old file is pruned once stale.
+    """
     digest = hashlib.sha256(f"orch-x509-trust-cache-{FORMAT}\n".encode())
     for der in sorted(hashlib.sha256(d).hexdigest() for d in anchors_der):
         digest.update(f"anchor {der}\n".encode())
     for pattern in client_certnames:
         digest.update(f"client {pattern}\n".encode())
     digest.update(f"revocation {revocation}\n".encode())
+    if owner:
+        digest.update(f"owner {owner}\n".encode())
     return digest.hexdigest()
 
 

@@ -37,28 +37,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orch.core.errors import SecurityError
+from orch.core.errors import RevokedError, SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
+from orch.security import peercerts
+from orch.security.peercerts import LRU as _LRU
+from orch.security.peercerts import CertInfo as _CertInfo
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
     from orch.security.certcache import Entry, TrustCache
-    from orch.security.pki import Credentials, Verifier
+    from orch.security.pki import Credentials, RevocationList
 
 # ``cryptography`` (through orch.security.pki) is imported when a provider is created, not
 # when the plugin is loaded: every ``orch`` command loads every plugin, most never sign.
@@ -71,55 +71,41 @@ DEFAULT_CACHE_SIZE = 20_000
 MAX_CERT_PEM = 16_384
 MAX_SIG_B64 = 4_096
 _NEEDED_ROLE = {"request": "client", "reply": "node"}
+#: Warn this many days before this process's own certificate expires (overridden by
+#: ``plugins: {x509: {expiry_warning_days: N}}``).
+DEFAULT_EXPIRY_WARNING_DAYS = 14.0
+#: While running, the own-expiry check is repeated at most this often (seconds).
+EXPIRY_CHECK_INTERVAL = 6 * 3600.0
 
 
-@dataclass(frozen=True)
-class _CertInfo:
-    """What the verifier learnt about one certificate PEM, or why it is unacceptable."""
+@dataclass
+class _State:
+    """Everything the provider derives from its credentials, CA bundle and CRL."""
 
-    name: str
-    error: str | None = None
-    role: str | None = None
-    fingerprint: str = ""
-    #: ``(signature, data) -> bool`` for the certificate's public key.
-    check: Verifier | None = None
-    not_before: float = 0.0
-    not_after: float = 0.0
-    #: The validity window of the CA that issued it (it must still be valid, too).
-    ca_name: str = ""
-    ca_not_before: float = 0.0
-    ca_not_after: float = 0.0
-    #: Serial number (hex), for the revocation check.
-    serial: str = ""
-    #: What the disk cache stores about it (only for a certificate that passed every check
-    #: and only when this provider has a disk cache).
-    entry: Entry | None = None
+    key: Any
+    certificate: Any
+    cert_pem: str
+    anchors: tuple[Any, ...]
+    #: SHA-256 of each anchor's DER → (name, not before, not after), for disk-cache entries.
+    anchor_info: dict[str, tuple[str, float, float]]
+    crl: RevocationList
+    revocation: str
+    cache: _LRU
+    disk: TrustCache | None
 
 
-class _LRU:
-    """A small thread-safe LRU map: bounded memory however many certificates a fleet uses."""
-
-    def __init__(self, size: int) -> None:
-        self._size = max(1, size)
-        self._data: OrderedDict[bytes, _CertInfo] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: bytes) -> _CertInfo | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: bytes, value: _CertInfo) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
+def _expiry_warning_days(value: Any) -> float:
+    """``plugins.x509.expiry_warning_days`` (default 14): how far ahead to warn."""
+    if value is None:
+        return DEFAULT_EXPIRY_WARNING_DAYS
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = -1.0
+    if not 0 <= days < 36500 or isinstance(value, bool):
+        raise SecurityError(f"plugins.x509.expiry_warning_days must be a number of days "
+                            f"(0 or more), not {value!r}")
+    return days
 
 
 def _stamp(when: float) -> str:
@@ -145,23 +131,14 @@ class X509Provider:
         cache_size: int = DEFAULT_CACHE_SIZE,
         cert_cache: str | os.PathLike[str] | None = None,
         ed25519_backend: str | None = None,
+        crl: str | os.PathLike[str] | None = None,
     ) -> None:
-        from cryptography.hazmat.primitives import serialization
-
         from orch.security import pki
 
         self._pki = pki
-        if credentials is None:
-            if settings is None:
-                raise SecurityError("the x509 provider needs settings or credentials")
-            credentials = pki.load_credentials(settings, clock_skew=clock_skew)
-        self._key = credentials.key
-        self._anchors = tuple(credentials.ca)
-        if not self._anchors:
-            raise SecurityError("the x509 provider needs at least one CA certificate")
-        self.certificate = credentials.certificate
-        self._cert_pem = credentials.certificate.public_bytes(
-            serialization.Encoding.PEM).decode("ascii")
+        if credentials is None and settings is None:
+            raise SecurityError("the x509 provider needs settings or credentials")
+        self._settings = settings
         if clock_skew is None:
             clock_skew = settings.clock_skew if settings is not None else 5.0
         self._skew = float(clock_skew)
@@ -169,28 +146,135 @@ class X509Provider:
             configured = getattr(settings, "client_certnames", None)
             client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
         self._client_certnames = tuple(client_certnames)
-        self._cache = _LRU(cache_size)
+        self._cache_size = cache_size
+        self._cert_cache_dir = cert_cache
+        self._crl_path = crl
+        plugin = settings.plugin("x509") if settings is not None else {}
         if ed25519_backend is None:
-            ed25519_backend = str((settings.plugin("x509") if settings is not None else {})
-                                  .get("ed25519", "auto"))
+            ed25519_backend = str(plugin.get("ed25519", "auto"))
         if ed25519_backend not in pki.ED25519_BACKENDS:
             raise SecurityError(f"plugins.x509.ed25519 must be one of "
                                 f"{', '.join(pki.ED25519_BACKENDS)}, not {ed25519_backend!r}")
         self._backend = ed25519_backend
+        self._expiry_warning = _expiry_warning_days(plugin.get("expiry_warning_days"))
+        self._next_expiry_check = 0.0
+        self._state = self._load(settings, credentials)
+        self._warn_identity_mismatch(settings)
+        self._check_own_expiry()
+
+    # Everything that depends on the credentials lives in one _State, replaced whole by
+    # reload(): a message being checked meanwhile sees the old or the new one, never a mix.
+
+    @property
+    def certificate(self) -> Any:
+        return self._state.certificate
+
+    @property
+    def revocation(self) -> str:
+        """The revocation list in force ("" without one): part of the disk cache's scope."""
+        return self._state.revocation
+
+    @property
+    def _key(self) -> Any:
+        return self._state.key
+
+    @property
+    def _anchors(self) -> tuple[Any, ...]:
+        return self._state.anchors
+
+    @property
+    def _cache(self) -> _LRU:
+        return self._state.cache
+
+    @property
+    def _disk(self) -> TrustCache | None:
+        return self._state.disk
+
+    def _load(self, settings: Settings | None, credentials: Credentials | None) -> _State:
+        """Read credentials, CA bundle and CRL (from settings unless given) into a _State."""
+        from cryptography.hazmat.primitives import serialization
+
+        pki = self._pki
+        if credentials is None:
+            assert settings is not None
+            credentials = pki.load_credentials(settings, clock_skew=self._skew)
+        anchors = tuple(credentials.ca)
+        if not anchors:
+            raise SecurityError("the x509 provider needs at least one CA certificate")
+        crl_path = self._crl_path
+        if crl_path is None and settings is not None:
+            crl_path = pki.resolve_crl_path(settings)
+        crl = pki.load_revocation(crl_path, anchors)
+        if crl.path:
+            log.info("x509: checking revocation against %s (%d revoked)", crl.path, len(crl))
+            own = pki.chains_to(credentials.certificate, anchors)
+            if own is not None and crl.is_revoked(pki.fingerprint(own),
+                                                  credentials.certificate.serial_number):
+                log.error("x509: this process's own certificate %r (serial %x) is revoked by "
+                          "%s: its peers refuse what it signs; issue a new one",
+                          pki.common_name(credentials.certificate),
+                          credentials.certificate.serial_number, crl.path)
         der = serialization.Encoding.DER
-        self._anchor_info = {
+        anchor_info = {
             hashlib.sha256(a.public_bytes(der)).hexdigest():
                 (pki.common_name(a) or a.subject.rfc4514_string(),
                  pki.not_before(a).timestamp(), pki.not_after(a).timestamp())
-            for a in self._anchors}
-        #: The revocation state certificates are checked against; part of the disk cache's
-        #: scope, so that a new CRL makes every certificate be checked anew.
-        self.revocation = self._revocation_state()
-        self._disk = self._trust_cache(settings, cert_cache)
-        self._warn_identity_mismatch(settings)
+            for a in anchors}
+        state = _State(
+            key=credentials.key, certificate=credentials.certificate,
+            cert_pem=credentials.certificate.public_bytes(
+                serialization.Encoding.PEM).decode("ascii"),
+            anchors=anchors, anchor_info=anchor_info, crl=crl, revocation="",
+            cache=_LRU(self._cache_size), disk=None)
+        state.revocation = self._revocation_state(crl)
+        state.disk = self._trust_cache(settings, self._cert_cache_dir, state)
+        return state
+
+    def reload(self, settings: Settings | None = None) -> None:
+        """SIGHUP: re-read certificate, key, CA bundle and CRL, then swap them in at once.
+
+        A failure (a half-copied file, a CRL of another CA) raises and leaves everything as
+        it was: the daemon keeps serving with its current credentials. Certificates learnt
+        so far are forgotten, so each one is checked again against the new CA and CRL.
+        """
+        settings = settings if settings is not None else self._settings
+        if settings is None:
+            raise SecurityError("this x509 provider was built from credentials, not settings; "
+                                "it has nothing to reload")
+        state = self._load(settings, None)
+        old, self._state = self._state, state
+        self._settings = settings
+        if old.disk is not None:
+            old.disk.flush()
+        self._next_expiry_check = 0.0
+        self._check_own_expiry()
+        log.info("x509: reloaded certificate %r (serial %x), %d CA certificate(s), CRL %s",
+                 self._pki.common_name(state.certificate),
+                 state.certificate.serial_number, len(state.anchors),
+                 state.crl.path or "none")
+
+    def _check_own_expiry(self) -> None:
+        """Warn in the log, ahead of time, that this process's own certificate expires.
+
+        Runs at start, on reload, and then at most every :data:`EXPIRY_CHECK_INTERVAL`
+        seconds from the message path, so a long-running daemon keeps warning daily-ish
+        until its certificate is renewed (and SIGHUP-ed in).
+        """
+        now = time.time()
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + EXPIRY_CHECK_INTERVAL
+        cert = self._state.certificate
+        left = self._pki.not_after(cert).timestamp() - time.time()
+        if left < self._expiry_warning * 86400:
+            log.warning("x509: this process's certificate %r (serial %x) expires at %s, in "
+                        "%.1f days; renew it (`orch ca renew NAME`) and send SIGHUP",
+                        self._pki.common_name(cert), cert.serial_number,
+                        _stamp(self._pki.not_after(cert).timestamp()), left / 86400)
 
     def _trust_cache(self, settings: Settings | None,
-                     directory: str | os.PathLike[str] | None) -> TrustCache | None:
+                     directory: str | os.PathLike[str] | None,
+                     state: _State) -> TrustCache | None:
         """The per-user disk cache: from ``cert_cache`` (explicit, else the setting).
 
         Providers built from credentials alone (tests, the demo) have none unless given a
@@ -207,12 +291,13 @@ class X509Provider:
             return None
         from cryptography.hazmat.primitives import serialization
 
-        scope = certcache.scope_of(
-            (a.public_bytes(serialization.Encoding.DER) for a in self._anchors),
-            self._client_certnames, self.revocation)
-        secret = self._key.private_bytes(serialization.Encoding.DER,
+        secret = state.key.private_bytes(serialization.Encoding.DER,
                                          serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
+        owner = hashlib.sha256(b"orch-x509-cache-owner\n" + secret).hexdigest()
+        scope = certcache.scope_of(
+            (a.public_bytes(serialization.Encoding.DER) for a in state.anchors),
+            self._client_certnames, state.revocation, owner)
         return certcache.TrustCache(Path(directory), scope, hashlib.sha256(secret).digest())
 
     def close(self) -> None:
@@ -253,8 +338,11 @@ class X509Provider:
             data = body.encode("utf-8")
         except UnicodeEncodeError:
             raise SecurityError(f"cannot sign a {kind}: its body is not valid text") from None
-        signature = self._pki.sign(self._key, data)
-        return {"cert": self._cert_pem, "sig": base64.b64encode(signature).decode("ascii")}
+        state = self._state
+        signature = self._pki.sign(state.key, data)
+        if time.time() >= self._next_expiry_check:
+            self._check_own_expiry()
+        return {"cert": state.cert_pem, "sig": base64.b64encode(signature).decode("ascii")}
 
     # -- verifying ----------------------------------------------------------------------
 
@@ -304,6 +392,8 @@ class X509Provider:
         info = self._certificate(pem)
         if info.error is not None:
             raise SecurityError(info.error)
+        if time.time() >= self._next_expiry_check:
+            self._check_own_expiry()
         now = time.time()
         self._check_dates(info, now)
         needed = _NEEDED_ROLE[kind]
@@ -311,7 +401,7 @@ class X509Provider:
             raise SecurityError(self._role_error(info, kind))
         revoked = self._revoked(info)
         if revoked is not None:
-            raise SecurityError(revoked)
+            raise RevokedError(revoked, f"cert={info.name}", info.fingerprint)
 
         try:
             signature = base64.b64decode(sig, validate=True)
@@ -332,18 +422,26 @@ class X509Provider:
                                     f"{info.name!r}; a node may only sign its own replies")
         return Verified(caller=f"cert={info.name}", fingerprint=info.fingerprint)
 
-    def _revocation_state(self) -> str:
-        """A name for the revocation list in force, "" without one: the hook for CRLs
-        (issue 17). Whatever identifies a CRL (its number, its digest) goes here."""
-        return ""
+    def _revocation_state(self, crl: RevocationList) -> str:
+        """A name for the revocation list in force ("" without one): its digest."""
+        return crl.state
 
     def _revoked(self, info: _CertInfo) -> str | None:
-        """Why ``info``'s certificate is revoked, or None: the hook for CRLs (issue 17).
+        """Why ``info``'s certificate is revoked, or None.
 
-        It runs for every message, whether the certificate came from a cache or not; a
-        provider that learns a new CRL must also report it through
-        :meth:`_revocation_state`, so that the disk cache's scope changes with it.
+        It runs for every message, whether the certificate came from a cache (memory or
+        disk) or not: a certificate verified yesterday and revoked today is refused today.
         """
+        crl = self._state.crl
+        if not crl.revoked or not info.serial:
+            return None
+        try:
+            serial = int(info.serial, 16)
+        except ValueError:
+            return f"certificate {info.name!r} has an unreadable serial number"
+        if crl.is_revoked(info.anchor, serial):
+            return (f"certificate {info.name!r} (serial {info.serial}) is revoked "
+                    f"(CRL {crl.path})")
         return None
 
     def _check_dates(self, info: _CertInfo, now: float) -> None:
@@ -369,6 +467,9 @@ class X509Provider:
             return f"certificate {info.name!r} is a client certificate and cannot sign {what}"
         if info.role == "ca":
             return f"certificate {info.name!r} is a CA certificate and cannot sign {what}"
+        if info.role == "server":
+            return (f"certificate {info.name!r} is a server (broker) certificate and cannot "
+                    f"sign {what}")
         return (f"certificate {info.name!r} has no orch role (node or client); it was not "
                 "issued by `orch ca issue` — issue a new one")
 
@@ -380,106 +481,31 @@ class X509Provider:
         """
         raw = pem.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(raw).digest()
-        info = self._cache.get(digest)
+        state = self._state
+        info = state.cache.get(digest)
         if info is None:
             info = self._from_disk(digest)
             if info is None:
                 info = self._inspect(raw)
-                if self._disk is not None and info.entry is not None:
-                    self._disk.put(digest.hex(), info.entry)
-            self._cache.put(digest, info)
+            if self._state is not state:  # reloaded meanwhile: judged by the old trust
+                return info               # for this message only, remembered nowhere
+            if state.disk is not None and info.entry is not None:
+                state.disk.put(digest.hex(), info.entry)
+            state.cache.put(digest, info)
         return info
 
     def _from_disk(self, digest: bytes) -> _CertInfo | None:
         """What an earlier process learnt about this certificate (see certcache), or None."""
-        if self._disk is None:
-            return None
-        entry = self._disk.get(digest.hex())
+        disk = self._disk
+        entry = disk.get(digest.hex()) if disk is not None else None
         if entry is None:
             return None
-        anchor = self._anchor_info.get(entry.anchor)
-        if anchor is None:  # cannot happen within one scope; never trust it if it does
-            return None
-        try:
-            check = self._entry_verifier(entry)
-        except (ValueError, TypeError):
-            return None
-        ca_name, ca_not_before, ca_not_after = anchor
-        return _CertInfo(
-            name=entry.name, role=entry.role, fingerprint=entry.fingerprint, check=check,
-            not_before=entry.not_before, not_after=entry.not_after, ca_name=ca_name,
-            ca_not_before=ca_not_before, ca_not_after=ca_not_after, serial=entry.serial)
-
-    def _entry_verifier(self, entry: Entry) -> Verifier:
-        from cryptography.hazmat.primitives import serialization
-
-        if entry.key_format == "ed25519":
-            return self._pki.ed25519_verifier(entry.public, self._backend)
-        if entry.key_format == "spki":
-            key = serialization.load_der_public_key(entry.public)
-            return self._pki.verifier_for(key, self._backend)
-        raise ValueError(f"unknown key format {entry.key_format!r}")
-
-    def _entry(self, cert: Any, anchor: Any, info: _CertInfo) -> Entry:
-        """The disk-cache form of a certificate that passed every certificate check."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
-        from orch.security.certcache import Entry
-
-        key = cert.public_key()
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key_format = "ed25519"
-            public = key.public_bytes(serialization.Encoding.Raw,
-                                      serialization.PublicFormat.Raw)
-        else:
-            key_format = "spki"
-            public = key.public_bytes(serialization.Encoding.DER,
-                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-        return Entry(name=info.name, role=info.role or "", fingerprint=info.fingerprint,
-                     key_format=key_format, public=public, not_before=info.not_before,
-                     not_after=info.not_after,
-                     anchor=hashlib.sha256(anchor.public_bytes(
-                         serialization.Encoding.DER)).hexdigest(),
-                     serial=info.serial)
+        return peercerts.from_entry(entry, self._state.anchor_info, self._backend)
 
     def _inspect(self, raw: bytes) -> _CertInfo:
-        try:
-            return self._inspect_certificate(raw)
-        except Exception as exc:  # malformed certificates surface in many ways; cache them all
-            return _CertInfo("?", error=f"signer certificate is malformed ({exc})")
-
-    def _inspect_certificate(self, raw: bytes) -> _CertInfo:
-        try:
-            cert = self._pki.x509.load_pem_x509_certificate(raw)
-        except ValueError:
-            return _CertInfo("?", error="signer certificate is not a valid PEM certificate")
-        name = self._pki.common_name(cert)
-        if not name:
-            return _CertInfo("?", error="signer certificate has no common name")
-        anchor = self._pki.chains_to(cert, self._anchors)
-        if anchor is None:
-            return _CertInfo(name, error=f"certificate for {name!r} is not issued by the "
-                                         "configured CA")
-        try:
-            role = self._pki.effective_role(cert, anchor, self._client_certnames)
-        except ValueError as exc:
-            return _CertInfo(name, error=f"certificate {name!r}: {exc}")
-        info = _CertInfo(
-            name=name,
-            role=role,
-            fingerprint=self._pki.fingerprint(cert),
-            check=self._pki.verifier_for(cert.public_key(), self._backend),
-            serial=format(cert.serial_number, "x"),
-            not_before=self._pki.not_before(cert).timestamp(),
-            not_after=self._pki.not_after(cert).timestamp(),
-            ca_name=self._pki.common_name(anchor) or anchor.subject.rfc4514_string(),
-            ca_not_before=self._pki.not_before(anchor).timestamp(),
-            ca_not_after=self._pki.not_after(anchor).timestamp(),
-        )
-        if self._disk is not None:
-            info = dataclasses.replace(info, entry=self._entry(cert, anchor, info))
-        return info
+        """Everything checked once per certificate (parse, chain, role), never raising."""
+        return peercerts.inspect(raw, self._state.anchors, self._client_certnames,
+                                 self._backend, with_entry=self._disk is not None)
 
 
 def _reply_sender(body: str) -> str:

@@ -87,6 +87,8 @@ class SimConfig:
     keep_certificates: bool = True
     #: Settings for every node besides those the simulation sets (policy_dir, audit_log …).
     extra_settings: dict[str, Any] = field(default_factory=dict)
+    #: The agents to host (rpcutil always); None: every installed agent with a simulation.
+    agents: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -161,6 +163,7 @@ class Simulation:
         self.client_settings = settings
         self._write_client_config()
         self._check_broker()
+        self.node_settings()  # an agent without a simulation is refused before any start
 
     def _prepare_state_dir(self) -> None:
         try:
@@ -205,8 +208,20 @@ class Simulation:
         from orch.sim.worker import simulated_agents
 
         values: dict[str, Any] = {**self.config.extra_settings, **self.client_settings}
-        agents = simulated_agents(default_registry(), load_settings(overrides=values,
-                                                                    environ={}))
+        settings = load_settings(overrides=values, environ={})
+        agents = simulated_agents(default_registry(), settings)
+        if self.config.agents is not None:
+            wanted = ["rpcutil", *(a for a in dict.fromkeys(self.config.agents)
+                                   if a != "rpcutil")]
+            unknown = [a for a in wanted if a not in agents]
+            if unknown:
+                raise SimError(f"agent(s) {', '.join(unknown)} cannot be simulated (not "
+                               "installed, or no simulation); simulated agents here: "
+                               f"{', '.join(agents)}")
+            agents = wanted
+        left_out = sorted(set(default_registry().agents(settings)) - set(agents))
+        if left_out:
+            log.info("simulated nodes leave out agent(s): %s", ", ".join(left_out))
         values["agents"] = agents
         return values
 

@@ -57,11 +57,12 @@ class WorkerPlan:
 
 
 def simulated_agents(registry: PluginRegistry, settings: Any) -> list[str]:
-    """The installed agents a simulated node may host: those that declare
-    ``simulation_safe`` — anything else could act on the machine the simulation runs on."""
-    installed = registry.agents(settings)
-    return sorted(name for name, cls in installed.items()
-                  if getattr(cls, "simulation_safe", False))
+    """The installed agents a simulated node may host: those that offer a simulation
+    (:meth:`~orch.core.agent.Agent.simulation`; ``simulation_safe`` agents are their own)
+    — anything else could act on the machine the simulation runs on."""
+    from orch.core.agent import simulated_agents as simulations
+
+    return sorted(simulations(registry.agents(settings)))
 
 
 def build_fleet(
@@ -71,6 +72,7 @@ def build_fleet(
     registry: PluginRegistry | None = None,
 ) -> Fleet:
     """A :class:`Fleet` of ``specs`` with the given settings, not started."""
+    from orch.core.agent import simulated_agents as simulated_agents_of
     from orch.core.config import load_settings
     from orch.core.fleet import Fleet
     from orch.core.plugins import default_registry
@@ -79,13 +81,18 @@ def build_fleet(
     registry = registry or default_registry()
     settings = load_settings(overrides=dict(settings_values), environ={})
     agents = registry.agents_for(settings)
-    unsafe = sorted(name for name, cls in agents.items()
-                    if not getattr(cls, "simulation_safe", False))
+    try:
+        hosted = simulated_agents_of(agents)
+    except TypeError as exc:
+        raise SimError(str(exc)) from None
+    unsafe = sorted(set(agents) - set(hosted))
     if unsafe:
-        raise SimError(f"agent(s) {', '.join(unsafe)} may act on this machine and cannot be "
-                       "hosted by simulated nodes")
-    # Every hosted agent only reads the node's view: run actions in the consuming thread.
-    return Fleet(settings, specs, registry, security_for=security_for, inline_actions=True)
+        raise SimError(f"agent(s) {', '.join(unsafe)} may act on this machine, offer no "
+                       "simulation and cannot be hosted by simulated nodes")
+    # Every hosted agent is a simulation that only touches memory and returns at once: run
+    # actions in the consuming thread.
+    return Fleet(settings, specs, registry, security_for=security_for, inline_actions=True,
+                 simulated=True)
 
 
 def issue_all(ca: SimCA, specs: Sequence[NodeSpec],

@@ -6,7 +6,8 @@ private RabbitMQ node that tests may stop and start.
 * ``run_orch`` — ``run_orch(*args, env=..., input=..., timeout=...)`` for that fleet;
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
-* ``private_rabbitmq`` — a started :class:`orch_integration.PrivateRabbitMQ`.
+* ``private_rabbitmq`` — a started :class:`orch_integration.PrivateRabbitMQ`;
+* ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
 On failure, the report gets one section per daemon with its log.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from install_support import CleanInstall, build_and_install
 from orch_integration import (
     BROKERS,
     DEFAULT_NODES,
@@ -85,6 +87,13 @@ def fleet_factory(tmp_path: Path) -> Iterator[FleetFactory]:
         yield factory
     finally:
         _finish(factory.fleets)
+
+
+@pytest.fixture(scope="session")
+def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
+    """The built wheels of orch and every contrib distribution, installed into a fresh
+    virtualenv at ``<root>/opt/orch`` (once per session: the build is the slow part)."""
+    return build_and_install(tmp_path_factory.mktemp("clean-install"))
 
 
 @pytest.fixture

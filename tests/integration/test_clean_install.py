@@ -11,130 +11,33 @@ RabbitMQ and Redis, ``orch demo`` on ``memory://``, ``orch plugins`` and ``orch 
 
 The daemons run signed with the session's CA, like the rest of the integration suite
 (:func:`orch_integration.node_security_flags`); the readiness probe is the shared in-process
-one, every command under test is the virtualenv's.
+one, every command under test is the virtualenv's. The build and install are the
+session's ``clean_install`` fixture (:mod:`install_support`), shared with
+``test_install_layout.py``.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
-from orch_integration import (
-    BROKERS,
-    CliResult,
-    FleetFactory,
-    NodeSpec,
-    clean_environment,
-    pip_build_options,
-)
+from install_support import CleanInstall, distributions
+from orch_integration import BROKERS, FleetFactory, NodeSpec
 
 from orch.cli.demo import TOUR
 from orch.transports.kombu import SCHEMES
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-#: Every distribution this repository ships: orch and each contrib/ plugin.
-DISTRIBUTIONS = {
-    "orch": REPO,
-    "orch-puppet": REPO / "contrib" / "orch-puppet",
-}
 #: The ``orch`` entry point each contrib distribution registers, and a command it adds.
 CONTRIB_PLUGINS = {"orch-puppet": ("puppet", "puppet")}
 #: Distributions only the test (or lint) extras bring; none may be in the clean install.
 TEST_ONLY = {"pytest", "pytest-benchmark", "hypothesis", "psutil", "ruff", "mypy"}
-INSTALL_TIMEOUT = 300.0
-RUN_TIMEOUT = 60.0
 NODE = NodeSpec("clean1", {"role": "clean", "os": {"family": "Debian"}}, ("base",))
-
-
-@dataclass(frozen=True)
-class CleanInstall:
-    """A virtualenv holding only the built wheels and what pip resolved for them."""
-
-    venv: Path
-
-    @property
-    def orch(self) -> list[str]:
-        """The installed console script, as a user runs it."""
-        return [str(self.venv / "bin" / "orch")]
-
-    def run(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
-        return _run([*self.orch, *args], env=env, cwd=self.venv)
-
-    def distributions(self) -> set[str]:
-        listed = _run([str(self.venv / "bin" / "python"), "-c",
-                       "import importlib.metadata as m, json; "
-                       "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"],
-                      cwd=self.venv)
-        assert listed.rc == 0, listed.describe()
-        return {name.lower() for name in json.loads(listed.stdout)}
-
-
-def _environment() -> dict[str, str]:
-    """No ORCH_*, PYTEST_*, PYTHONPATH or virtualenv of the outer run leaks into the venv."""
-    leaks = ("PYTEST_", "PYTHON", "VIRTUAL_ENV")
-    return {k: v for k, v in clean_environment().items() if not k.startswith(leaks)}
-
-
-def _run(args: list[str], *, cwd: Path, env: Mapping[str, str] | None = None,
-         timeout: float = RUN_TIMEOUT) -> CliResult:
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                              stdin=subprocess.DEVNULL, env={**_environment(), **(env or {})})
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{' '.join(args)} did not finish within {timeout:g}s"
-                             f"\nstdout: {exc.stdout!r}\nstderr: {exc.stderr!r}") from None
-    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
-
-
-def _copy_sources(destination: Path) -> dict[str, Path]:
-    """Each distribution's tree without caches, build output or the other distributions:
-    pip builds in place, and the checkout must stay untouched (and shareable by runs)."""
-    ignore = shutil.ignore_patterns(".git", "*.egg-info", "build", "dist", "__pycache__",
-                                    ".*_cache", ".hypothesis", ".benchmarks", ".tox",
-                                    ".venv", "contrib", "tests", "bench")
-    copies = {}
-    for name, source in DISTRIBUTIONS.items():
-        copies[name] = destination / name
-        shutil.copytree(source, copies[name], ignore=ignore)
-    return copies
-
-
-@pytest.fixture(scope="module")
-def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
-    """Build every wheel (no dependencies), then one ``pip install`` of all of them into a
-    new virtualenv: runtime requirements come from the package index, nothing else."""
-    root = tmp_path_factory.mktemp("clean-install")
-    sources = _copy_sources(root / "src")
-    wheels = root / "wheels"
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-input",
-                  "--disable-pip-version-check", *pip_build_options(), "--wheel-dir",
-                  str(wheels), *(str(path) for path in sources.values())],
-                 cwd=root, timeout=INSTALL_TIMEOUT)
-    assert built.rc == 0, built.describe()
-    venv = root / "venv"
-    created = _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
-    assert created.rc == 0, created.describe()
-    installed = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input",
-                      "--disable-pip-version-check", *map(str, sorted(wheels.glob("*.whl")))],
-                     cwd=root, timeout=INSTALL_TIMEOUT)
-    assert installed.rc == 0, installed.describe()
-    return CleanInstall(venv)
 
 
 def test_the_install_has_no_test_extras(clean_install: CleanInstall) -> None:
     """Otherwise this module would prove nothing the rest of the suite does not."""
     installed = clean_install.distributions()
-    assert {"orch", *DISTRIBUTIONS} <= installed
+    assert {"orch", *distributions()} <= installed
     assert not installed & TEST_ONLY, installed & TEST_ONLY
     version = clean_install.run("--version")
     assert version.rc == 0 and version.stdout.startswith("orch "), version.describe()

@@ -81,11 +81,19 @@ def test_rpc_get_fact_answers_from_the_simulated_facts(sim: SimProcess) -> None:
 
 
 def test_simulated_nodes_host_only_agents_safe_to_simulate(sim: SimProcess) -> None:
+    """rpcutil, and the installed agents that offer a simulation (orch-puppet's, when it
+    is installed): nothing that could act on this machine."""
+    from orch.core.config import load_settings
+    from orch.core.plugins import default_registry
+    from orch.sim.worker import simulated_agents
+
     name = node_specs(NODES)[0].identity
     result = _orch(sim, "rpc", "rpcutil", "agent_inventory", "-I", name, "--json")
     assert result.rc == 0, result.describe()
     (reply,) = result.json()["replies"]
-    assert [agent["agent"] for agent in reply["data"]["agents"]] == ["rpcutil"]
+    hosted = [agent["agent"] for agent in reply["data"]["agents"]]
+    assert "rpcutil" in hosted
+    assert hosted == simulated_agents(default_registry(), load_settings(environ={}))
 
 
 def test_sigterm_stops_every_worker(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ What the security tests need from a broker that an operator would run in product
   permissions on the vhost (``^orch\\.`` plus writing to ``amq.default``):
   :meth:`TLSRabbitMQ.add_external_user`.
 
-The broker's own certificate is issued by the test CA for ``localhost`` and ``127.0.0.1``
-(an IP subjectAltName, which ``orch ca issue`` cannot write; see
-:func:`issue_server_certificate`). The CA is RSA (``orch ca init --key-type rsa``) so that
+The broker's own certificate is the one docs/security.md tells an operator to make:
+``orch ca issue --server localhost``, which names ``localhost``, ``127.0.0.1`` and ``::1``
+and can sign neither requests nor replies. The CA is RSA (``orch ca init --key-type rsa``) so that
 every Erlang/OTP build can use it (some cannot use Ed25519 certificates for TLS). The TLS
 listener also listens on :data:`OTHER_ADDRESS`, a name the certificate does not carry.
 
@@ -53,6 +53,31 @@ ORCH_PERMISSIONS = (r"^orch\.", r"^(orch\..*|amq\.default)$", r"^orch\.")
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
+def identity_permissions(role: str, name: str,
+                         collectives: tuple[str, ...] = ("orch",)) -> tuple[str, str, str]:
+    """The per-identity RabbitMQ permissions (configure, write, read) docs/security.md
+    documents, for a ``node`` or ``client`` certificate named ``name``.
+
+    A node may declare, bind and read only its own queue ``orch.C.node.<name>`` (and bind it
+    to the requests exchange), and write replies to the default exchange; a client may
+    declare and read only reply queues ``orch.C.reply.<hex>`` (exclusive: no other
+    connection can read or delete one), and publish requests. So no node certificate can
+    consume, unbind, purge or delete another node's queue.
+    """
+    import re
+
+    group = "|".join(re.escape(c) for c in collectives)
+    prefix = rf"^orch\.({group})\."
+    if role == "node":
+        own = rf"node\.{re.escape(name)}"
+        return (rf"{prefix}(requests|{own})$", rf"^(amq\.default|orch\.({group})\.{own})$",
+                rf"{prefix}(requests|{own})$")
+    if role == "client":
+        return (rf"{prefix}(requests|reply\.[0-9a-f]+)$",
+                rf"^(amq\.default|orch\.({group})\.requests)$", rf"{prefix}reply\.[0-9a-f]+$")
+    raise ValueError(f"no permissions for role {role!r}")
+
+
 def rabbitmq_plugin_available(name: str = SSL_AUTH_PLUGIN) -> bool:
     """True if the installed RabbitMQ ships plugin ``name`` (its directory or .ez archive)."""
     patterns = [
@@ -84,54 +109,11 @@ def make_rsa_ca(directory: Path, name: str) -> Path:
 
 
 def issue(ca_dir: Path, role: str, name: str) -> tuple[Path, Path]:
-    """``orch ca issue --node|--client NAME``; returns (certificate, key)."""
+    """``orch ca issue --node|--client|--server NAME`` (once); returns (certificate, key)."""
     cert = ca_dir / "issued" / role / f"{name}.pem"
     if not cert.exists():
         _run_ca("issue", "--dir", str(ca_dir), f"--{role}", name)
     return cert, cert.with_suffix(".key")
-
-
-def issue_server_certificate(ca_dir: Path, cert_path: Path, key_path: Path, name: str,
-                             addresses: list[str]) -> None:
-    """A TLS server certificate for the broker, signed by the CA in ``ca_dir``.
-
-    ``orch ca issue`` writes DNS names only; a broker reached by IP address needs an IP
-    subjectAltName for clients that check the broker's name, so this one is made with the
-    CA's key directly (RSA 2048, serverAuth).
-    """
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    from orch.security import pki
-
-    ca_cert, ca_key = pki.load_ca(ca_dir)
-    key = pki.generate_key("rsa", 2048)
-    now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pki.private_key_pem(key))
-    cert_path.write_bytes(pki.certificate_pem(cert))
 
 
 def _run_ca(*args: str) -> None:
@@ -222,12 +204,9 @@ class TLSRabbitMQ(PrivateRabbitMQ):
         return tls_probe(self.port, self.ca_file, cert, key, timeout=2) is None
 
     def server_certificate(self) -> tuple[Path, Path]:
-        """The broker's certificate and key (made once): CN ``localhost``, subjectAltName
-        DNS:localhost and IP:127.0.0.1 — but not :data:`OTHER_ADDRESS`."""
-        cert, key = self.workdir / "broker.pem", self.workdir / "broker.key"
-        if not cert.exists():
-            issue_server_certificate(self.ca_dir, cert, key, BROKER_CERTNAME, ["127.0.0.1"])
-        return cert, key
+        """The broker's certificate and key (made once, by ``orch ca issue --server
+        localhost``): names localhost, 127.0.0.1 and ::1 — but not :data:`OTHER_ADDRESS`."""
+        return issue(self.ca_dir, "server", BROKER_CERTNAME)
 
     def add_external_user(self, name: str,
                           permissions: tuple[str, str, str] = ORCH_PERMISSIONS) -> None:

@@ -118,7 +118,7 @@ def test_issue_needs_exactly_one_of_node_and_client(ca_dir: Path) -> None:
     both = run("issue", "--dir", str(ca_dir), "--node", "a", "--client", "b")
     for result in (neither, both):
         assert result.exit_code == 2
-        assert "exactly one of --node NAME or --client NAME" in result.output
+        assert "exactly one of --node NAME, --client NAME or --server NAME" in result.output
 
 
 def test_issue_rejects_a_bad_name(ca_dir: Path) -> None:

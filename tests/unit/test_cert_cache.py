@@ -172,7 +172,7 @@ def test_a_revocation_change_invalidates_the_cache(
 ) -> None:
     cache = tmp_path / "cache"
     learn(alice, cache, reply(web1))
-    monkeypatch.setattr(X509Provider, "_revocation_state", lambda self: "crl 2")
+    monkeypatch.setattr(X509Provider, "_revocation_state", lambda self, crl: "crl 2")
     second = verifier(alice, cache)
     calls = count_inspections(second, monkeypatch)
     second.verify(reply(web1))
@@ -362,6 +362,7 @@ def test_settings_choose_the_cache_directory(alice: pki.Credentials, tmp_path: P
     chosen = X509Provider(base.with_values({"cert_cache": str(tmp_path / "c")}, "test"))
     assert chosen._disk is not None and chosen._disk.directory == tmp_path / "c"
     assert X509Provider(base.with_values({"cert_cache": "off"}, "test"))._disk is None
+    monkeypatch.delenv("ORCH_CACHE_DIR", raising=False)  # it would win over XDG_CACHE_HOME
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     default = X509Provider(base)
     assert default._disk is not None

@@ -811,3 +811,97 @@ def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
         hold.set()
         fleet.services.close()
         fleet.transport.close()
+
+
+def test_request_signed_with_a_revoked_certificate_is_audited_as_revoked(
+        sent: Sent, runner: ActionRunner, tmp_path: Path) -> None:
+    """The signer of a revoked request is known: the audit says who, with the fingerprint."""
+    from orch.core.errors import RevokedError
+    from orch.core.security import Verified
+
+    class Revoking(InsecureProvider):
+        def verify(self, envelope: Envelope) -> Verified:
+            raise RevokedError("certificate 'alice' (serial 1f) is revoked", "cert=alice",
+                               "ab" * 32)
+
+    audit = AuditLog(tmp_path / "audit.log")
+    node = make_node(sent, runner, audit=audit)
+    node.security = Revoking()
+    node.handle(raw(make_request()))
+    audit.close()
+    [line] = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    assert (line["decision"], line["caller"], line["fingerprint"]) == (
+        "revoked", "cert=alice", "ab" * 32)
+    assert "is revoked" in line["reason"]
+    assert sent.calls == [] and stats(node)["dropped"] == 1
+
+
+# --------------------------------------------------------------------- bounded actions
+
+
+@pytest.fixture
+def blocked() -> Iterator[None]:
+    """``echo.slow`` blocks until the test sets RELEASE (and is released at the end)."""
+    RELEASE.clear()
+    Echo.finished.clear()
+    yield
+    RELEASE.set()
+
+
+def test_requests_over_max_actions_get_a_busy_reply(sent: Sent, blocked: None) -> None:
+    """The limit counts admitted actions (running or waiting for a worker), not workers."""
+    runner = ActionRunner(workers=1, limit=2)
+    try:
+        node = make_node(sent, runner)
+        for _ in range(2):  # one running, one waiting for the single worker
+            node.handle(raw(make_request("echo", "slow")))
+        busy = ask(node, sent, make_request("echo", "slow"))
+        assert busy.statuscode is Status.BUSY
+        assert "max_actions" in busy.statusmsg and "2" in busy.statusmsg
+        assert stats(node)["busy"] == 1 and stats(node)["failed"] == 1
+        RELEASE.set()
+        done = sent.wait_for(3)
+        assert sorted(r.statuscode for r in done) == [Status.OK, Status.OK, Status.BUSY]
+        # The slots are free again: a new request runs.
+        assert ask(node, sent, make_request("rpcutil", "ping")).statuscode is Status.OK
+    finally:
+        RELEASE.set()
+        runner.shutdown(wait=1.0)
+
+
+def test_busy_reply_is_audited(tmp_path: Path, sent: Sent, blocked: None) -> None:
+    runner = ActionRunner(workers=1, limit=1)
+    audit = AuditLog(str(tmp_path / "audit.log"))
+    try:
+        node = make_node(sent, runner, audit=audit)
+        node.handle(raw(make_request("echo", "slow")))
+        request = make_request("echo", "slow")
+        assert ask(node, sent, request).statuscode is Status.BUSY
+        record = [r for r in audit_lines(tmp_path / "audit.log")
+                  if r["request_id"] == request.id][-1]
+        assert record["decision"] == "rejected" and record["reason"].startswith("busy:")
+    finally:
+        RELEASE.set()
+        runner.shutdown(wait=1.0)
+        audit.close()
+
+
+def test_shutdown_replies_to_finished_and_aborts_the_rest(sent: Sent, blocked: None) -> None:
+    """SIGTERM's path: what finishes within the wait replies normally; what is still
+    running gets 'aborted' at once, and its late result is never sent."""
+    runner = ActionRunner(workers=2, limit=4)
+    node = make_node(sent, runner)
+    node.handle(raw(make_request("echo", "echo", {"message": "quick"})))
+    assert sent.wait_for(1)[0].statuscode is Status.OK
+    node.handle(raw(make_request("echo", "slow")))
+    assert runner.shutdown(wait=0.0) == 1
+    replies = sent.wait_for(2)
+    assert replies[1].statuscode is Status.ABORTED
+    assert "still running when node1.example shut down" in replies[1].statusmsg
+    refused = make_request("rpcutil", "ping")
+    assert ask(node, sent, refused).statuscode is Status.BUSY
+    assert "shutting down" in sent.replies()[-1].statusmsg
+    RELEASE.set()
+    assert Echo.finished.wait(WAIT)
+    assert ask(node, sent, make_request("rpcutil", "ping")).statuscode is Status.BUSY
+    assert [r.statuscode for r in sent.replies()].count(Status.OK) == 1  # no late reply

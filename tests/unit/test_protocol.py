@@ -112,8 +112,9 @@ def test_envelope_security_defaults_to_empty() -> None:
 
 
 def test_status_labels() -> None:
-    assert [int(s) for s in Status] == [0, 1, 2, 3, 4, 5]
+    assert [int(s) for s in Status] == [0, 1, 2, 3, 4, 5, 6]
     assert Status.UNKNOWN_ACTION.label == "unknown action"
+    assert Status.BUSY.label == "busy"
     assert Status.OK.label == "ok"
 
 
@@ -286,7 +287,7 @@ def test_reply_wrong_types(field: str, value: Any) -> None:
         Reply.decode(dumps(valid_reply_dict(**{field: value})))
 
 
-@pytest.mark.parametrize("code", [-1, 6, 99, 1000])
+@pytest.mark.parametrize("code", [-1, 7, 99, 1000])
 def test_reply_unknown_statuscode(code: int) -> None:
     with pytest.raises(ProtocolError, match=f"unknown reply statuscode {code}"):
         Reply.decode(dumps(valid_reply_dict(statuscode=code)))

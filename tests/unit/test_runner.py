@@ -234,3 +234,70 @@ def test_shutdown_waits_for_running_actions() -> None:
     assert started.wait(WAIT)
     runner.shutdown(wait=3.0)
     assert outcomes.results == [("a", "finished")]
+
+
+# --------------------------------------------------------------------- admission limit
+
+
+def drained(runner: ActionRunner) -> bool:
+    """Wait (bounded) until every admitted action's thread has returned."""
+    deadline = time.monotonic() + WAIT
+    while runner.admitted() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return runner.admitted() == 0
+
+
+def test_limit_refuses_the_excess_and_frees_slots_as_actions_return() -> None:
+    runner = ActionRunner(workers=1, limit=2)
+    release = threading.Event()
+    outcomes = Outcomes()
+    try:
+        for key in ("a", "b"):  # one running, one waiting for the worker: both admitted
+            assert runner.submit(lambda: release.wait(WAIT), soon(WAIT),
+                                 outcomes.on_result(key), outcomes.on_timeout(key))
+        assert runner.admitted() == 2
+        assert not runner.submit(lambda: 1, soon(WAIT), outcomes.on_result("c"),
+                                 outcomes.on_timeout("c"))
+        runner.limit = 3  # SIGHUP may raise it while running
+        assert runner.submit(lambda: release.wait(WAIT), soon(WAIT),
+                             outcomes.on_result("d"), outcomes.on_timeout("d"))
+        release.set()
+        assert outcomes.wait_for(3)
+        assert sorted(key for key, _ in outcomes.results) == ["a", "b", "d"]
+        assert drained(runner)  # the slot is freed once the callback has returned
+    finally:
+        release.set()
+        runner.shutdown(wait=1.0)
+
+
+def test_a_timed_out_action_holds_its_slot_until_its_thread_returns() -> None:
+    runner = ActionRunner(workers=1, limit=1)
+    release = threading.Event()
+    outcomes = Outcomes()
+    try:
+        assert runner.submit(lambda: release.wait(WAIT), soon(0.01),
+                             outcomes.on_result("slow"), outcomes.on_timeout("slow"))
+        assert outcomes.wait_for(1)
+        assert outcomes.timeouts == ["slow"]
+        # The worker is still busy with it: admitting more would only queue behind it.
+        assert not runner.submit(lambda: 1, soon(WAIT), outcomes.on_result("next"),
+                                 outcomes.on_timeout("next"))
+    finally:
+        release.set()
+        runner.shutdown(wait=1.0)
+
+
+def test_shutdown_abandons_what_is_still_running_once() -> None:
+    runner = ActionRunner(workers=1, limit=4)
+    release = threading.Event()
+    outcomes = Outcomes()
+    abandoned: list[str] = []
+    assert runner.submit(lambda: release.wait(WAIT), soon(WAIT), outcomes.on_result("held"),
+                         outcomes.on_timeout("held"), on_abandon=lambda: abandoned.append("x"))
+    assert runner.shutdown(wait=0.0) == 1
+    assert abandoned == ["x"] and runner.closing
+    assert not runner.submit(lambda: 1, soon(WAIT), outcomes.on_result("late"),
+                             outcomes.on_timeout("late"))
+    release.set()
+    assert drained(runner)  # its thread returned (the barrier): its result was dropped
+    assert outcomes.results == [] and outcomes.timeouts == []

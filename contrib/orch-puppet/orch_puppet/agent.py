@@ -50,6 +50,14 @@ class PuppetState:
     daemon_pid: int | None
     lastrun: int
     now: float
+    outcome: state.RunOutcome = state.NEVER_RAN
+    installed: bool = True
+
+    @classmethod
+    def not_installed(cls, now: float) -> PuppetState:
+        """A node without a puppet command: nothing enabled, nothing running, never ran."""
+        return cls(enabled=False, disable_message="", applying=False, daemon_pid=None,
+                   lastrun=0, now=now, installed=False)
 
     @property
     def daemon_present(self) -> bool:
@@ -62,6 +70,8 @@ class PuppetState:
     @property
     def status(self) -> str:
         """applying > disabled > idling > stopped: a run in progress matters most."""
+        if not self.installed:
+            return state.NOT_INSTALLED
         if self.applying:
             return "applying"
         if not self.enabled:
@@ -79,22 +89,47 @@ class PuppetState:
             "status": self.status,
             "disable_message": self.disable_message,
             "message": state.status_message(self.status, self.lastrun, self.now,
-                                            self.disable_message),
+                                            self.disable_message, self.outcome),
+            "installed": self.installed,
+            "last_run_status": self.outcome.status,
+            "last_run_failure": self.outcome.failure,
         }
 
 
 def read_state(paths: PuppetPaths, started_by_us: bool = False) -> PuppetState:
     """Read the lock files, the pidfile and the summary once."""
+    if paths.puppet_bin is None:
+        return PuppetState.not_installed(time.time())
     message = state.read_disabled(paths["agent_disabled_lockfile"])
     lock_pid = state.live_puppet_pid(paths["agent_catalog_run_lockfile"])
+    summary = state.read_summary(paths["lastrunfile"])
     return PuppetState(
         enabled=message is None,
         disable_message=message or "",
         applying=lock_pid is not None or started_by_us,
         daemon_pid=state.live_puppet_pid(paths["pidfile"]),
-        lastrun=state.last_run(state.read_summary(paths["lastrunfile"])),
+        lastrun=state.last_run(summary),
         now=time.time(),
+        outcome=state.run_outcome(summary),
     )
+
+
+def check_can_run(current: PuppetState) -> None:
+    """Refuse a run, saying why, when Puppet is disabled or already applying."""
+    if not current.enabled:
+        raise ActionFailed(f"Puppet is disabled ({current.disable_message}); not starting a "
+                           "run: enable it first")
+    if current.applying:
+        raise ActionFailed("Puppet is already applying a catalog; not starting another run")
+
+
+def disable_message(request: ActionRequest) -> str:
+    """The lock's message: the request's, else who disabled Puppet and when."""
+    message = str(request.data.get("message") or "").strip() or (
+        f"Disabled via orch by {request.caller} at {time.strftime('%Y-%m-%d %H:%M')}")
+    if any(ord(ch) < 32 for ch in message):
+        raise ActionFailed("message cannot contain control characters", Status.INVALID_DATA)
+    return message
 
 
 class PuppetAgent(Agent):
@@ -102,6 +137,14 @@ class PuppetAgent(Agent):
 
     name = "puppet"
     ddl_file = "puppet.json"
+
+    @classmethod
+    def simulation(cls) -> type[Agent]:
+        """Simulated nodes (``orch demo``, ``orch sim``) host :class:`SimulatedPuppet`:
+        the same actions on Puppet state kept in memory, never this machine's Puppet."""
+        from orch_puppet.simulation import SimulatedPuppet
+
+        return SimulatedPuppet
 
     def __init__(self, node: NodeContext) -> None:
         super().__init__(node)
@@ -116,6 +159,13 @@ class PuppetAgent(Agent):
 
     def paths(self) -> PuppetPaths:
         return self.resolver.get()
+
+    def installed_paths(self) -> PuppetPaths:
+        """The paths, or the refusal of every action but ``status`` on a node without
+        Puppet: nothing is read, and no Puppet directory is ever created there."""
+        paths = self.resolver.get()
+        self._puppet(paths)
+        return paths
 
     def _classfile(self) -> Path | None:
         """The classes file the node reads: orch's ``classes`` setting, when set."""
@@ -155,16 +205,11 @@ class PuppetAgent(Agent):
             options = run_options({k: v for k, v in request.data.items() if v is not None})
         except InvalidInput as exc:
             raise ActionFailed(str(exc), Status.INVALID_DATA) from None
-        paths = self.paths()
+        paths = self.installed_paths()
         puppet = self._puppet(paths)
         with self._start_lock:  # two runonce requests at once start one run, not two
             current = read_state(paths, self.runs.alive())
-            if not current.enabled:
-                raise ActionFailed(f"Puppet is disabled ({current.disable_message}); not "
-                                   "starting a run: enable it first")
-            if current.applying:
-                raise ActionFailed("Puppet is already applying a catalog; not starting "
-                                   "another run")
+            check_can_run(current)
             initiated_at = int(time.time())
             if (current.daemon_pid is not None and current.idling and not options.custom
                     and not effective_splay(options, self.config)):
@@ -190,7 +235,7 @@ class PuppetAgent(Agent):
 
     @action
     def enable(self, request: ActionRequest, reply: ActionReply) -> None:
-        lock = self.paths()["agent_disabled_lockfile"]
+        lock = self.installed_paths()["agent_disabled_lockfile"]
         message = state.read_disabled(lock)
         if message is None:
             reply["enabled"] = True
@@ -208,17 +253,13 @@ class PuppetAgent(Agent):
 
     @action
     def disable(self, request: ActionRequest, reply: ActionReply) -> None:
-        lock = self.paths()["agent_disabled_lockfile"]
+        lock = self.installed_paths()["agent_disabled_lockfile"]
         current = state.read_disabled(lock)
         if current is not None:
             reply["enabled"] = False
             reply.fail(f"Could not disable Puppet: already disabled ({current})")
             return
-        message = str(request.data.get("message") or "").strip() or (
-            f"Disabled via orch by {request.caller} at {time.strftime('%Y-%m-%d %H:%M')}")
-        if any(ord(ch) < 32 for ch in message):
-            raise ActionFailed("message cannot contain control characters",
-                               Status.INVALID_DATA)
+        message = disable_message(request)
         try:
             state.write_disabled(lock, message)
         except OSError as exc:
@@ -231,7 +272,7 @@ class PuppetAgent(Agent):
 
     @action
     def last_run_summary(self, request: ActionRequest, reply: ActionReply) -> None:
-        paths = self.paths()
+        paths = self.installed_paths()
         summary = state.read_summary(paths["lastrunfile"])
         report = state.read_report(paths["lastrunreport"]) if summary else None
         types = state.type_distribution(paths["resourcefile"])
@@ -248,8 +289,7 @@ class PuppetAgent(Agent):
         allowed, why = self.config.allows_type(wanted.type)
         if not allowed:
             raise ActionFailed(why)
-        paths = self.paths()
-        self._puppet(paths)
+        paths = self.installed_paths()
         if not self.config.resource_allow_managed and \
                 wanted.ref in state.managed_resources(paths["resourcefile"]):
             raise ActionFailed(f"{wanted.ref} is managed by this node's Puppet catalog; "

@@ -20,6 +20,7 @@ from orch.cli.options import ClientContext, OrchCommandError, client_options
 from orch.core.client import CallResult, Client
 
 from orch_puppet.summary import Counts, FleetSummary
+from orch_puppet.validation import TYPE_RE, InvalidInput, run_options
 
 AGENT = "puppet"
 #: Seconds to wait for replies of quick actions when no --timeout is given (the agent's
@@ -28,13 +29,13 @@ QUICK_TIMEOUT = 10.0
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _exit(code: int) -> None:
+def exit_with(code: int) -> None:
     if code:
         sys.exit(code)
 
 
 @contextmanager
-def _client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
+def puppet_client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
     """A client whose reply timeout is :data:`QUICK_TIMEOUT` unless one was configured."""
     settings = orch.settings
     if quick and settings.timeout is None:
@@ -58,15 +59,22 @@ def _call(orch: ClientContext, client: Client, action: str,
     return result
 
 
-def _print_lines(result: CallResult, line: Any, verbose: bool) -> None:
-    """One line per node: ``line(data)`` for OK replies, the failure in red otherwise."""
+def _print_lines(result: CallResult, line: Any, verbose: bool,
+                 bad: Any = None) -> None:
+    """One line per node: ``line(data)`` for OK replies (red when ``bad(data)``: a failed
+    run, no Puppet), the failure in red otherwise."""
     width = max((len(name) for name in result.replies), default=0)
     for name in sorted(result.replies):
         reply = result.replies[name]
         if reply.ok:
-            click.echo(f"{name:<{width}}  {line(reply.data)}")
+            click.secho(f"{name:<{width}}  {line(reply.data)}",
+                        fg="red" if bad is not None and bad(reply.data) else None)
         else:
             click.secho(f"{name:<{width}}  {reply.statusmsg}", fg="red")
+
+
+def _status_bad(data: Mapping[str, Any]) -> bool:
+    return data.get("installed") is False or data.get("last_run_status") == "failed"
 
 
 def _count_lines(title: str, values: Mapping[str, int]) -> None:
@@ -92,7 +100,7 @@ def _finish(orch: ClientContext, result: CallResult) -> None:
     if not orch.json:
         click.echo()
         output.print_summary(result, orch.verbose)
-    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+    exit_with(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,13 +127,15 @@ def puppet() -> None:
 @client_options
 def status(orch: ClientContext) -> None:
     """Show whether Puppet is applying, idling, stopped or disabled, and its last run."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "status")
     if orch.json:
         output.print_json(output.result_document(result))
     else:
-        _print_lines(result, lambda d: d.get("message", ""), orch.verbose)
+        _print_lines(result, lambda d: d.get("message", ""), orch.verbose, _status_bad)
         _count_lines("Status", _tally(result, "status"))
+        _count_lines("Last Run", {("never ran" if k == "" else k): v for k, v in
+                                  _tally(result, "last_run_status").items()})
         _count_lines("Enabled", _tally(result, "enabled"))
         _count_lines("Applying", _tally(result, "applying"))
         _count_lines("Daemon Running", _tally(result, "daemon_present"))
@@ -136,7 +146,7 @@ def status(orch: ClientContext) -> None:
 @client_options
 def count(orch: ClientContext) -> None:
     """Count the nodes in each state (enabled, disabled, applying, stopped, idling)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "status")
     counts = Counts.of({n: r.data for n, r in result.replies.items() if r.ok})
     if orch.json:
@@ -148,7 +158,7 @@ def count(orch: ClientContext) -> None:
             click.echo(line)
         click.echo()
         output.print_problems(result)
-    _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+    exit_with(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
 @puppet.command()
@@ -158,7 +168,7 @@ def count(orch: ClientContext) -> None:
 @client_options
 def summary(orch: ClientContext, stale_after: float) -> None:
     """Fleet-wide Puppet health: states, stale nodes, failures, run-time distributions."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         statuses = _call(orch, client, "status")
         nodes = sorted(statuses.replies) if statuses.replies else []
         summaries = _call(orch, client, "last_run_summary", nodes=nodes) if nodes else None
@@ -174,10 +184,14 @@ def summary(orch: ClientContext, stale_after: float) -> None:
     else:
         for line in fleet.lines():
             click.echo(line)
-        if fleet.failed:
-            click.echo("\nNodes with failed resources in their last run:")
-            for name, failed in fleet.failed.items():
-                click.secho(f"   {name}: {failed}", fg="red")
+        if fleet.failed_runs:
+            click.echo("\nNodes whose last run failed:")
+            for name, why in fleet.failed_runs.items():
+                click.secho(f"   {name}: {why}", fg="red")
+        if fleet.not_installed:
+            click.echo("\nNodes without Puppet installed:")
+            for name in fleet.not_installed:
+                click.secho(f"   {name}", fg="red")
         if fleet.stale and orch.verbose:
             click.echo("\nStale nodes:")
             for name in fleet.stale:
@@ -186,7 +200,7 @@ def summary(orch: ClientContext, stale_after: float) -> None:
         output.print_problems(statuses)
         if problems:
             click.secho(f"No usable answer from: {', '.join(problems)}", fg="red")
-    _exit(EXIT_OK if statuses.replies and not problems else EXIT_FAILED)
+    exit_with(EXIT_OK if statuses.replies and not problems else EXIT_FAILED)
 
 
 # -- enable, disable ----------------------------------------------------------------------
@@ -196,7 +210,7 @@ def summary(orch: ClientContext, stale_after: float) -> None:
 @client_options
 def enable(orch: ClientContext) -> None:
     """Enable Puppet runs (removes Puppet's disable lock)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "enable")
     if orch.json:
         output.print_json(output.result_document(result))
@@ -205,12 +219,36 @@ def enable(orch: ClientContext) -> None:
     _finish(orch, result)
 
 
+def _disable_message(argument: str | None, option: str | None) -> str | None:
+    """MESSAGE, ``message=MESSAGE`` (mco's form) or ``--message``; stored without
+    ``message=``, checked here so that a bad one is a usage error, not a pattern."""
+    if argument is not None and option is not None:
+        raise click.UsageError("give the message once: as MESSAGE or with --message")
+    message = option if option is not None else argument
+    if message is not None and message.startswith("message="):
+        message = message[len("message="):]
+    if message is not None and any(ord(ch) < 32 for ch in message):
+        raise click.BadParameter("the message cannot contain control characters "
+                                 "(newlines, tabs)", param_hint="MESSAGE")
+    return message or None
+
+
 @puppet.command()
-@click.argument("message", required=False)
+@click.argument("message_argument", metavar="[MESSAGE]", required=False)
+@click.option("-m", "--message", "message_option", metavar="TEXT",
+              help="Why Puppet is disabled (also: a MESSAGE argument, or message=TEXT).")
 @client_options
-def disable(orch: ClientContext, message: str | None) -> None:
-    """Disable Puppet runs, with an optional MESSAGE saying why."""
-    with _client(orch) as client:
+def disable(orch: ClientContext, message_argument: str | None,
+            message_option: str | None) -> None:
+    """Disable Puppet runs, with an optional MESSAGE saying why.
+
+    \b
+    orch puppet disable "db upgrade" -I db1
+    orch puppet disable --message "db upgrade" -I db1
+    orch puppet disable message="db upgrade" -I db1     (mco's form)
+    """
+    message = _disable_message(message_argument, message_option)
+    with puppet_client(orch) as client:
         result = _call(orch, client, "disable", {"message": message} if message else {})
     if orch.json:
         output.print_json(output.result_document(result))
@@ -222,7 +260,7 @@ def disable(orch: ClientContext, message: str | None) -> None:
 # -- runonce ------------------------------------------------------------------------------
 
 
-def _run_options(command: Any) -> Any:
+def with_run_options(command: Any) -> Any:
     """The inputs of the runonce action, as options (shared by runonce and runall)."""
     for option in reversed([
         click.option("--noop/--no-noop", "noop", default=None,
@@ -233,13 +271,23 @@ def _run_options(command: Any) -> Any:
         click.option("--server", metavar="HOST[:PORT]", help="Puppet server to use."),
         click.option("--use-cached-catalog/--no-use-cached-catalog", default=None,
                      help="Apply the cached catalog instead of asking the server."),
+        click.option("--ignoreschedules", "--ignore-schedules", "ignoreschedules",
+                     is_flag=True, default=None,
+                     help="Apply resources their schedule would skip now."),
     ]):
         command = option(command)
     return command
 
 
-def _run_data(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
+def run_data(**values: Any) -> dict[str, Any]:
+    """The runonce inputs given, checked here first: a bad tag or server is a usage error
+    saying what Puppet accepts, never a validation pattern from the DDL."""
+    data = {key: value for key, value in values.items() if value is not None}
+    try:
+        run_options(data)
+    except InvalidInput as exc:
+        raise click.UsageError(str(exc)) from None
+    return data
 
 
 @puppet.command()
@@ -248,21 +296,27 @@ def _run_data(**values: Any) -> dict[str, Any]:
 @click.option("--splay/--no-splay", default=None, help="Sleep up to --splaylimit first.")
 @click.option("--splaylimit", type=click.IntRange(min=1), metavar="SECONDS",
               help="Longest splay.")
-@_run_options
+@with_run_options
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
               help="Send the request to N nodes at a time.")
 @click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
               metavar="SECONDS", help="Pause between batches.")
+@click.option("--wait", "wait", is_flag=True,
+              help="Wait for the runs to end; exit 1 if any failed (no catalog, failed "
+                   "resources).")
+@click.option("--wait-timeout", type=click.FloatRange(min=1), default=1800.0,
+              show_default=True, metavar="SECONDS", help="Longest --wait.")
 @client_options
-def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
-            **options: Any) -> None:
-    """Start one Puppet run on every matching node (returns at once).
+def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wait: bool,
+            wait_timeout: float, **options: Any) -> None:
+    """Start one Puppet run on every matching node (returns at once, unless --wait).
 
     A node whose agent is disabled or already applying refuses, and says so. With
-    --batch N the request goes to N nodes at a time, --batch-sleep apart.
+    --batch N the request goes to N nodes at a time, --batch-sleep apart. With --wait,
+    each started run is followed until it ends, and a failed run exits 1.
     """
-    data = _run_data(**options)
-    with _client(orch) as client:
+    data = run_data(**options)
+    with puppet_client(orch) as client:
         if batch_size is None:
             results = [_call(orch, client, "runonce", data)]
         else:
@@ -283,7 +337,18 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
                     click.echo(f"batch {index // batch_size + 1}: {', '.join(chunk)}")
                 results.append(_call(orch, client, "runonce", data, nodes=chunk))
             results[-1].cut_short = cut_short  # discovery missed nodes: said once, at the end
+    from orch_puppet.runall_cli import print_outcomes, wait_for_runs
+
     ok = all(r.succeeded for r in results)
+    if not orch.json:  # what was started first, then (with --wait) how each run ended
+        for result in results:
+            _print_lines(result, lambda d: d.get("summary", "") if orch.verbose
+                         else "started", orch.verbose)
+            click.echo()
+            output.print_summary(result, orch.verbose)
+    waited = wait_for_runs(orch, results, wait_timeout) if wait else None
+    if waited is not None:
+        ok = ok and waited.ok
     if orch.json:
         document = output.result_document(results[0]) if len(results) == 1 else {
             "batches": [output.result_document(r) for r in results],
@@ -292,14 +357,12 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float,
             "missing": sorted(n for r in results for n in r.missing),
             "cut_short": results[-1].cut_short,
         }
+        if waited is not None:
+            document["waited"] = waited.to_json()
         output.print_json(document)
-    else:
-        for result in results:
-            _print_lines(result, lambda d: d.get("summary", "") if orch.verbose
-                         else "started", orch.verbose)
-            click.echo()
-            output.print_summary(result, orch.verbose)
-    _exit(EXIT_OK if ok else EXIT_FAILED)
+    elif waited is not None:
+        print_outcomes(waited)
+    exit_with(EXIT_OK if ok else EXIT_FAILED)
 
 
 # -- last_run_summary ---------------------------------------------------------------------
@@ -309,6 +372,11 @@ def _summary_line(data: Mapping[str, Any]) -> str:
     if not data.get("lastrun"):
         return "never completed a run"
     since = data.get("since_lastrun")
+    if data.get("run_status") == "failed" and not data.get("total_resources"):
+        # No catalog: counts of 0 would read as a clean run.
+        return (f"run FAILED ({data.get('run_failure') or 'no catalog'}); took "
+                f"{data.get('total_time', 0):.1f}s"
+                f"{'' if since is None else f', {since}s ago'}")
     failed = data.get("failed_resources", 0)
     text = (f"{data.get('total_resources', 0)} resources, {data.get('changed_resources', 0)} "
             f"changed, {failed} failed, {data.get('out_of_sync_resources', 0)} out of sync; "
@@ -317,6 +385,8 @@ def _summary_line(data: Mapping[str, Any]) -> str:
             f"config {data.get('config_version') or '-'}")
     if data.get("cached_catalog_status") == "on_failure":
         text += " (CACHED catalog: the compile failed)"
+    if data.get("run_status") == "failed":
+        text = f"run FAILED ({data.get('run_failure') or 'see the logs'}): {text}"
     return text
 
 
@@ -324,12 +394,13 @@ def _summary_line(data: Mapping[str, Any]) -> str:
 @client_options
 def last_run_summary(orch: ClientContext) -> None:
     """Resource counts and timings of each node's last run (-v adds the run's logs)."""
-    with _client(orch) as client:
+    with puppet_client(orch) as client:
         result = _call(orch, client, "last_run_summary")
     if orch.json:
         output.print_json(output.result_document(result))
     else:
-        _print_lines(result, _summary_line, orch.verbose)
+        _print_lines(result, _summary_line, orch.verbose,
+                     lambda d: d.get("run_status") == "failed")
         if orch.verbose:
             for name in result.ok:
                 logs = result.replies[name].data.get("logs") or []
@@ -367,8 +438,12 @@ def resource(orch: ClientContext, type_name: str, name: str,
     default none) are applied; others are refused. Example:
     orch puppet resource service nginx ensure=running -C role::web
     """
-    data = {"type": type_name, "name": name, "properties": _properties(properties)}
-    with _client(orch, quick=False) as client:
+    if not TYPE_RE.match(type_name):
+        raise click.BadParameter(f"{type_name!r} is not a Puppet resource type (letters, "
+                                 "digits and _, starting with a letter; a module's type as "
+                                 "module::type)", param_hint="TYPE")
+    data = {"type": type_name.lower(), "name": name, "properties": _properties(properties)}
+    with puppet_client(orch, quick=False) as client:
         result = _call(orch, client, "resource", data)
     if orch.json:
         output.print_json(output.result_document(result))
@@ -382,87 +457,7 @@ def resource(orch: ClientContext, type_name: str, name: str,
     _finish(orch, result)
 
 
-# -- runall -------------------------------------------------------------------------------
+# runall lives in its own module (the scheduler's command line); registered here.
+from orch_puppet.runall_cli import runall  # noqa: E402
 
-
-@puppet.command()
-@click.argument("concurrency", type=click.IntRange(min=1))
-@_run_options
-@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=1.0,
-              show_default=True, metavar="SECONDS", help="Seconds between status polls.")
-@click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              metavar="SECONDS", help="A node silent this long is reported lost.")
-@click.option("--start-timeout", type=click.FloatRange(min=1), default=120.0,
-              show_default=True, metavar="SECONDS",
-              help="Give up on a started run that never shows up after this long.")
-@click.option("--max-time", type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Stop scheduling after this long (default: no limit).")
-@client_options
-def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_after: float,
-           start_timeout: float, max_time: float | None, **options: Any) -> None:
-    """Run Puppet on every matching node, at most CONCURRENCY runs at a time.
-
-    Polls the fleet's status and starts a new run as soon as one finishes; runs started
-    by a node's own daemon count too. Disabled nodes are skipped (and listed), a node that
-    stops answering is reported lost after --lost-after. Exit code 1 when any node did
-    not get its run, or a run had failed resources.
-    """
-    from orch_puppet.runall import OrchPuppetFleet, RunAll
-
-    with _client(orch) as client:
-        nodes = orch.known_nodes()
-        cut_short = None
-        if nodes is None:
-            nodes = client.discover(orch.filter, AGENT)
-            cut_short = nodes.cut_short
-        if not nodes:
-            raise OrchCommandError("No node matching the filter hosts the puppet agent")
-        if not orch.json:
-            click.echo(f"Running Puppet on {len(nodes)} node(s), at most {concurrency} at a "
-                       "time")
-
-        def show(event: Any) -> None:
-            if orch.json and not orch.verbose:
-                return
-            stream = sys.stderr if orch.json else sys.stdout
-            colour = {"failed": "red", "lost": "red", "unconfirmed": "yellow",
-                      "timeout": "red", "skipped_disabled": "yellow"}.get(event.kind)
-            # "Started a background Puppet run (PID n): puppet agent ..." -> up to the colon
-            message = event.message.split("): ", 1)[0] + ")" if event.kind == "started" \
-                and "): " in event.message else event.message
-            click.secho(f"[{event.at:7.1f}s] {event.kind:<16} {event.node}: {message}"
-                        f"  ({event.in_flight} in flight, {event.queued} queued)",
-                        fg=colour, file=stream)
-
-        scheduler = RunAll(OrchPuppetFleet(client, _run_data(**options)), nodes, concurrency,
-                           poll_interval=poll_interval, lost_after=lost_after,
-                           start_timeout=start_timeout, max_time=max_time, on_event=show)
-        report = scheduler.run()
-        finished = report.nodes("finished")
-        failed_resources: dict[str, int] = {}
-        if finished:
-            last = client.call(AGENT, "last_run_summary", {}, nodes=finished)
-            failed_resources = {n: int(r.data.get("failed_resources") or 0)
-                                for n, r in last.replies.items()
-                                if r.ok and r.data.get("failed_resources")}
-    if orch.json:
-        output.print_json({**report.to_json(), "failed_resources": failed_resources,
-                           "cut_short": cut_short})
-    else:
-        tally = report.tally()
-        click.echo(f"\nFinished in {report.elapsed:.1f}s: " + ", ".join(
-            f"{count} {outcome.replace('_', ' ')}" for outcome, count in tally.items()
-            if count))
-        click.echo(f"Most runs in flight at once: {report.max_in_flight} "
-                   f"(applying seen at once: {report.max_applying})")
-        for outcome in ("skipped_disabled", "failed", "lost", "unconfirmed", "timeout"):
-            names = report.nodes(outcome)
-            if names:
-                click.secho(f"{outcome.replace('_', ' ')}: {', '.join(names)}",
-                            fg="yellow" if outcome == "skipped_disabled" else "red")
-        if failed_resources:
-            click.secho("runs with failed resources: " + ", ".join(
-                f"{n} ({c})" for n, c in sorted(failed_resources.items())), fg="red")
-        if cut_short:
-            output.print_cut_short(cut_short)
-    _exit(EXIT_OK if report.ok and not failed_resources and not cut_short else EXIT_FAILED)
+puppet.add_command(runall)

@@ -29,8 +29,10 @@ from typing import Any, Protocol
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 
-#: Outcomes of a node, in the order the tally lists them.
-OUTCOMES = ("finished", "skipped_disabled", "failed", "lost", "unconfirmed", "timeout")
+#: Outcomes of a node, in the order the tally lists them. ``run_failed``: the run ended
+#: but failed (no catalog, failed resources); ``failed``: the node could not get a run.
+OUTCOMES = ("finished", "skipped_disabled", "run_failed", "failed", "lost", "unconfirmed",
+            "timeout")
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,22 @@ class NodeStatus:
     disable_message: str = ""
     #: Set when the node answered but its status action failed.
     error: str | None = None
+    installed: bool = True
+    #: Why the last run failed ("" when it did not, or never ran).
+    last_run_failure: str = ""
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> NodeStatus:
         lastrun = data.get("lastrun")
+        failure = str(data.get("last_run_failure") or "")
+        if not failure and data.get("last_run_status") == "failed":
+            failure = "the run failed"
         return cls(applying=bool(data.get("applying")),
                    enabled=bool(data.get("enabled", True)),
                    lastrun=int(lastrun) if isinstance(lastrun, int | float) else 0,
-                   disable_message=str(data.get("disable_message") or ""))
+                   disable_message=str(data.get("disable_message") or ""),
+                   installed=data.get("installed", True) is not False,
+                   last_run_failure=failure)
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,11 @@ class RealClock:
 
 @dataclass(frozen=True)
 class Event:
-    """Something happened to a node (``kind`` is an outcome, ``started`` or ``requeued``)."""
+    """Something happened to a node (``kind`` is an outcome, ``started`` or ``requeued``).
+
+    The counts are taken after the event and always add up: ``done + in_flight + queued
+    == total`` (in flight: runs started and not yet seen to end; queued: everything else
+    still to do, nodes applying on their own included)."""
 
     at: float
     kind: str
@@ -98,10 +112,17 @@ class Event:
     message: str
     in_flight: int
     queued: int
+    done: int = 0
+    total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"at": round(self.at, 3), "kind": self.kind, "node": self.node,
-                "message": self.message, "in_flight": self.in_flight, "queued": self.queued}
+                "message": self.message, "in_flight": self.in_flight, "queued": self.queued,
+                "done": self.done, "total": self.total}
+
+    def counts(self) -> str:
+        return (f"{self.done} done, {self.in_flight} in flight, {self.queued} queued "
+                f"of {self.total}")
 
 
 @dataclass(frozen=True)
@@ -160,7 +181,8 @@ class RunAllReport:
 
     @property
     def ok(self) -> bool:
-        """Every node got its run (disabled nodes skipped on purpose do not count against)."""
+        """Every node got a run that did not fail (disabled nodes skipped on purpose do not
+        count against)."""
         return all(o in ("finished", "skipped_disabled") for o in self.outcomes.values())
 
     def to_json(self) -> dict[str, Any]:
@@ -193,7 +215,10 @@ class RunAll:
         max_time: float | None = None,
         clock: Clock | None = None,
         on_event: Callable[[Event], None] | None = None,
+        started: Mapping[str, int | None] | None = None,
     ) -> None:
+        """``started``: nodes whose run was already started (``{node: initiated_at}``, from
+        their runonce replies), only watched until it ends — ``runonce --wait``."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.fleet = fleet
@@ -204,8 +229,12 @@ class RunAll:
         self.max_time = max_time
         self.clock = clock or RealClock()
         self.on_event = on_event
-        self._nodes = {name: _Node(name) for name in sorted(set(nodes))}
-        self._queue: deque[str] = deque(self._nodes)
+        self._nodes = {name: _Node(name) for name in sorted(set(nodes) | set(started or ()))}
+        for name, initiated_at in (started or {}).items():
+            self._nodes[name].state = RUNNING
+            self._nodes[name].initiated_at = initiated_at
+        self._queue: deque[str] = deque(n for n, node in self._nodes.items()
+                                        if node.state == QUEUED)
         self.report = RunAllReport(concurrency)
         self._began = 0.0
         #: Seconds spent inside fleet.runonce (kept out of scheduling_seconds).
@@ -216,9 +245,14 @@ class RunAll:
     def _running(self) -> set[str]:
         return {n.name for n in self._nodes.values() if n.state == RUNNING}
 
-    def _event(self, kind: str, node: str, message: str, in_flight: int) -> None:
-        event = Event(self.clock.monotonic() - self._began, kind, node, message, in_flight,
-                      len(self._queue))
+    def _event(self, kind: str, node: str, message: str, in_flight: int = 0) -> None:
+        """Record and report an event; the counts come from the nodes' states, so they add
+        up (``in_flight`` is accepted for callers' symmetry but not trusted)."""
+        done = sum(1 for n in self._nodes.values() if n.state == DONE)
+        running = sum(1 for n in self._nodes.values() if n.state == RUNNING)
+        total = len(self._nodes)
+        event = Event(self.clock.monotonic() - self._began, kind, node, message, running,
+                      total - done - running, done, total)
         self.report.events.append(event)
         if self.on_event is not None:
             self.on_event(event)
@@ -236,7 +270,7 @@ class RunAll:
         """Run to completion (bounded by lost_after, start_timeout and max_time)."""
         self._began = self.clock.monotonic()
         for node in self._nodes.values():
-            node.last_answer = self._began
+            node.last_answer = node.started = self._began
         while True:
             polled = sorted(n.name for n in self._nodes.values() if not n.gone)
             statuses = self.fleet.status(polled) if polled else {}
@@ -283,7 +317,10 @@ class RunAll:
                 node.seen_applying = True
                 continue
             newer = node.initiated_at is not None and status.lastrun > node.initiated_at
-            if node.seen_applying or newer:
+            if (node.seen_applying or newer) and status.last_run_failure:
+                self._finish(node, "run_failed", f"run FAILED: {status.last_run_failure}",
+                             len(applying | self._running()) - 1)
+            elif node.seen_applying or newer:
                 self._finish(node, "finished", "run finished",
                              len(applying | self._running()) - 1)
             elif now - node.started >= self.start_timeout:
@@ -291,22 +328,28 @@ class RunAll:
                              f"no run seen within {self.start_timeout:g}s of starting it",
                              len(applying | self._running()) - 1)
         in_flight = applying | self._running()
-        # Start runs into the free slots, in queue order.
-        to_start: list[str] = []
+        # Nodes that cannot get a run leave the queue at once, wherever they are in it: a
+        # disabled node is said to be skipped in the first poll, not when its turn comes.
         for name in list(self._queue):
-            if len(in_flight) + len(to_start) >= self.concurrency:
-                break
             status = statuses.get(name)
             if status is None:
                 continue  # not answering right now: keep it queued (lost_after decides)
             node = self._nodes[name]
             if status.error is not None:
                 self._finish(node, "failed", f"status failed: {status.error}", len(in_flight))
+            elif not status.installed:
+                self._finish(node, "failed", "puppet is not installed", len(in_flight))
             elif not status.enabled:
                 self._finish(node, "skipped_disabled",
                              f"disabled: {status.disable_message or 'no reason given'}",
                              len(in_flight))
-            elif not status.applying:
+        # Start runs into the free slots, in queue order.
+        to_start: list[str] = []
+        for name in list(self._queue):
+            if len(in_flight) + len(to_start) >= self.concurrency:
+                break
+            status = statuses.get(name)
+            if status is not None and not status.applying:
                 to_start.append(name)
         if to_start:
             for name in to_start:

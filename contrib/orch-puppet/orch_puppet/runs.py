@@ -73,6 +73,8 @@ def run_argv(puppet_bin: str, paths: PuppetPaths, options: RunOptions,
     if options.use_cached_catalog is not None:
         argv.append("--use_cached_catalog" if options.use_cached_catalog
                     else "--no-use_cached_catalog")
+    if options.ignoreschedules:
+        argv.append("--ignoreschedules")
     if not config.usecacheonfailure and not options.use_cached_catalog:
         argv.append("--no-usecacheonfailure")
     return argv

@@ -181,6 +181,72 @@ def last_run(summary: Mapping[str, Any]) -> int:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """How the last run ended: ``status`` is ``changed``, ``unchanged``, ``failed`` or ``""``
+    (never ran); ``failure`` says why a failed run failed, ``""`` otherwise."""
+
+    status: str
+    failure: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+#: The outcome of a node that never completed a run.
+NEVER_RAN = RunOutcome("")
+#: The log lines that say best why a run got no catalog, most telling first.
+_CATALOG_ERRORS = ("Could not retrieve catalog from remote server", "Could not retrieve catalog")
+MAX_FAILURE = 300
+
+
+def _first_error(report: Mapping[str, Any] | None) -> str:
+    if not report:
+        return ""
+    errors = [line["message"] for line in report_logs(report)
+              if line["level"] in ("err", "alert", "emerg", "crit")]
+    for prefix in _CATALOG_ERRORS:
+        for message in errors:
+            if message.startswith(prefix):
+                return message[:MAX_FAILURE]
+    return errors[0][:MAX_FAILURE] if errors else ""
+
+
+def run_outcome(summary: Mapping[str, Any],
+                report: Mapping[str, Any] | None = None) -> RunOutcome:
+    """The last run's outcome from ``last_run_summary.yaml`` (and the report when read).
+
+    The summary alone tells a failed run: a run that got no catalog (server unreachable,
+    compile failed) writes an empty ``version.config`` and zero counts, which would
+    otherwise read as "0 resources, 0 failed"; failed resources or restarts count too. The
+    report adds its own ``status``, the first error line, and ``cached_catalog_status:
+    on_failure`` (the compile failed and the previous catalog was applied).
+    """
+    if not summary:
+        return RunOutcome("")
+    resources = summary.get("resources")
+    version = summary.get("version")
+    reasons = []
+    if not isinstance(version, dict) or version.get("config") in (None, ""):
+        reasons.append("no catalog")
+    for key, what in (("failed", "failed resource"), ("failed_to_restart", "failed restart")):
+        count = _count(resources, key)
+        if count:
+            reasons.append(f"{count} {what}{'s' if count != 1 else ''}")
+    if report and report.get("cached_catalog_status") == "on_failure":
+        reasons.append("the compile failed and the cached catalog was applied")
+    report_status = str(report.get("status") or "") if report else ""
+    if reasons or report_status == "failed":
+        detail = _first_error(report)
+        reason = "; ".join(reasons) or "the report says failed"
+        return RunOutcome("failed", f"{reason}: {detail}" if detail else reason)
+    if report_status:
+        return RunOutcome(report_status)
+    changed = _count(resources, "changed") or _count(summary.get("changes"), "total")
+    return RunOutcome("changed" if changed else "unchanged")
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What ``last_run_summary`` reports, computed from the summary (and report)."""
 
@@ -195,6 +261,7 @@ class RunSummary:
         version = summary.get("version") or {}
         lastrun = last_run(summary)
         config = version.get("config") if isinstance(version, dict) else None
+        outcome = run_outcome(summary, report)
         data: dict[str, Any] = {
             "out_of_sync_resources": _count(resources, "out_of_sync"),
             "failed_resources": _count(resources, "failed"),
@@ -209,7 +276,8 @@ class RunSummary:
             "type_distribution": dict(types or {}),
             "summary": dict(summary),
             "logs": report_logs(report) if report else [],
-            "run_status": str(report.get("status", "")) if report else "",
+            "run_status": outcome.status,
+            "run_failure": outcome.failure,
             "cached_catalog_status": str(report.get("cached_catalog_status", ""))
             if report else "",
         }
@@ -284,13 +352,25 @@ def describe_age(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
-def status_message(status: str, lastrun: int, now: float, disable_message: str) -> str:
+def status_message(status: str, lastrun: int, now: float, disable_message: str,
+                   outcome: RunOutcome | None = None) -> str:
+    """mco's wording (``Currently idling; last completed run 2 minutes ago``), with a
+    failed last run said as such: a run without a catalog completed nothing."""
+    if status == NOT_INSTALLED:
+        return "Puppet is not installed on this node"
     text = f"Currently {status}"
     if status == "disabled" and disable_message:
         text += f" ({disable_message})"
+    if outcome is not None and outcome.failed and lastrun:
+        return (f"{text}; last run {describe_age(now - lastrun)} ago FAILED "
+                f"({outcome.failure})")
     if lastrun:
         return f"{text}; last completed run {describe_age(now - lastrun)} ago"
     return f"{text}; never completed a run"
+
+
+#: ``status`` of a node where no puppet command was found.
+NOT_INSTALLED = "not installed"
 
 
 def now() -> float:

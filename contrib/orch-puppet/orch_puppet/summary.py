@@ -85,6 +85,15 @@ class Distribution:
                 f"min: {human(min(self.values)):<7} max: {human(max(self.values))}")
 
 
+#: Distributions every completed run counts in; the others (resource counts, catalog
+#: retrieval) only count runs that got a catalog: a run without one has all-zero counts.
+RUN_KEYS = frozenset({"total_time", "since_lastrun"})
+
+
+def _had_catalog(data: Mapping[str, Any]) -> bool:
+    return not (data.get("run_status") == "failed" and not data.get("total_resources"))
+
+
 def _number(data: Mapping[str, Any], key: str) -> float | None:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -103,21 +112,29 @@ class Counts:
     stopped: int = 0
     idling: int = 0
     daemon_present: int = 0
+    #: Nodes with no puppet command: not Puppet nodes, counted apart from every state.
+    not_installed: int = 0
+    #: Nodes whose last run failed (no catalog, failed resources).
+    last_run_failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, statuses: Mapping[str, Mapping[str, Any]]) -> Counts:
         counts = cls()
         for data in statuses.values():
+            status = str(data.get("status", "unknown"))
+            counts.by_status[status] = counts.by_status.get(status, 0) + 1
+            if data.get("installed") is False:
+                counts.not_installed += 1
+                continue
             counts.total += 1
+            counts.last_run_failed += data.get("last_run_status") == "failed"
             counts.enabled += bool(data.get("enabled"))
             counts.disabled += not data.get("enabled")
             counts.applying += bool(data.get("applying"))
             counts.idling += bool(data.get("idling"))
             counts.daemon_present += bool(data.get("daemon_present"))
             counts.stopped += not data.get("daemon_present") and not data.get("applying")
-            status = str(data.get("status", "unknown"))
-            counts.by_status[status] = counts.by_status.get(status, 0) + 1
         return counts
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +142,7 @@ class Counts:
                 "applying": self.applying, "stopped": self.stopped, "idling": self.idling,
                 "daemon_present": self.daemon_present,
                 "daemon_absent": self.total - self.daemon_present,
+                "last_run_failed": self.last_run_failed, "not_installed": self.not_installed,
                 "by_status": dict(sorted(self.by_status.items()))}
 
     def lines(self) -> list[str]:
@@ -138,6 +156,9 @@ class Counts:
             ("Nodes with daemons started", self.daemon_present),
             ("Nodes without daemons started", self.total - self.daemon_present),
             ("Daemons started but idling", self.idling),
+            None,
+            ("Nodes whose last run failed", self.last_run_failed),
+            ("Nodes without Puppet installed", self.not_installed),
         ]
         width = max(len(r[0]) for r in rows if r is not None)
         out = [f"Total Puppet nodes: {self.total}", ""]
@@ -156,6 +177,9 @@ class FleetSummary:
     failed: dict[str, int]
     distributions: list[Distribution]
     nodes: int
+    #: ``{node: why}`` for nodes whose last run failed (no catalog, failed resources).
+    failed_runs: dict[str, str] = field(default_factory=dict)
+    not_installed: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, statuses: Mapping[str, Mapping[str, Any]],
@@ -165,8 +189,11 @@ class FleetSummary:
         Stale: the last run completed more than ``stale_after`` seconds ago (by the node's
         own clock), or never.
         """
-        stale, never = [], []
+        stale, never, missing = [], [], []
         for name, data in sorted(statuses.items()):
+            if data.get("installed") is False:
+                missing.append(name)
+                continue
             since = _number(data, "since_lastrun")
             if not data.get("lastrun") or since is None:
                 never.append(name)
@@ -179,10 +206,18 @@ class FleetSummary:
         distributions = []
         for key, label in DISTRIBUTIONS:
             values = tuple(v for data in summaries.values()
-                           if data.get("lastrun") and (v := _number(data, key)) is not None)
+                           if data.get("lastrun") and (key in RUN_KEYS or _had_catalog(data))
+                           and (v := _number(data, key)) is not None)
             distributions.append(Distribution(label, values))
+        failed_runs = {name: str(data.get("last_run_failure") or "failed")
+                       for name, data in statuses.items()
+                       if data.get("last_run_status") == "failed"}
+        for name, data in summaries.items():  # the report's reason is the better one
+            if data.get("run_status") == "failed":
+                failed_runs[name] = str(data.get("run_failure") or "failed")
         return cls(Counts.of(statuses), stale_after, stale, never, failed, distributions,
-                   len(set(statuses) | set(summaries)))
+                   len(set(statuses) | set(summaries)), dict(sorted(failed_runs.items())),
+                   missing)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,12 +227,15 @@ class FleetSummary:
             "stale": self.stale,
             "never_ran": self.never_ran,
             "failed_resources": self.failed,
+            "failed_runs": self.failed_runs,
+            "not_installed": self.not_installed,
             "distributions": {key: d.to_json() for (key, _), d in
                               zip(DISTRIBUTIONS, self.distributions, strict=True)},
         }
 
     def lines(self) -> list[str]:
         c = self.counts
+        no_catalog = sum("no catalog" in why for why in self.failed_runs.values())
         out = [
             f"Puppet summary for {self.nodes} node(s):",
             "",
@@ -205,10 +243,14 @@ class FleetSummary:
             f"idle: {c.total - c.applying}   daemons: {c.daemon_present}",
             f"   stale (no run for {human(self.stale_after)}s or never): {len(self.stale)}"
             + (f" ({len(self.never_ran)} never ran)" if self.never_ran else ""),
+            f"   failed last runs: {len(self.failed_runs)}"
+            + (f" ({no_catalog} without a catalog)" if no_catalog else ""),
             f"   failed resources in the last run: {sum(self.failed.values())} on "
             f"{len(self.failed)} node(s)",
-            "",
         ]
+        if self.not_installed:
+            out.append(f"   puppet not installed: {len(self.not_installed)}")
+        out.append("")
         width = max(len(d.label) for d in self.distributions)
         out += ["   " + d.line(width) for d in self.distributions]
         return out

@@ -23,7 +23,7 @@ HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])
                      r"(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
 SERVER_RE = re.compile(r"^([^:]+)(?::([0-9]{1,5}))?$")
 #: Resource type names, including defined types from modules (``apache::vhost``).
-TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(::[a-z][a-z0-9_]*)*$")
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(::[a-z][a-z0-9_]*)*$", re.IGNORECASE)
 PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_TITLE = 1024
 MAX_VALUE = 65536
@@ -75,13 +75,15 @@ class RunOptions:
     splay: bool | None = None
     splaylimit: int | None = None
     use_cached_catalog: bool | None = None
+    ignoreschedules: bool = False
 
     @property
     def custom(self) -> bool:
         """True when the run needs options a signalled daemon cannot take (splay is
         decided separately: it depends on the node's default too)."""
         return bool(self.noop is not None or self.tags or self.skip_tags or self.environment
-                    or self.server or self.use_cached_catalog is not None)
+                    or self.server or self.use_cached_catalog is not None
+                    or self.ignoreschedules)
 
 
 def _flag(data: Mapping[str, Any], name: str) -> bool | None:
@@ -96,7 +98,7 @@ def _flag(data: Mapping[str, Any], name: str) -> bool | None:
 def run_options(data: Mapping[str, Any]) -> RunOptions:
     """Check ``runonce``'s inputs; raise :class:`InvalidInput` naming the first bad one."""
     known = {"force", "noop", "tags", "skip_tags", "environment", "server", "splay",
-             "splaylimit", "use_cached_catalog"}
+             "splaylimit", "use_cached_catalog", "ignoreschedules"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidInput(f"unknown input(s) {', '.join(unknown)}")
@@ -121,6 +123,7 @@ def run_options(data: Mapping[str, Any]) -> RunOptions:
         splay=_flag(data, "splay"),
         splaylimit=splaylimit,
         use_cached_catalog=_flag(data, "use_cached_catalog"),
+        ignoreschedules=bool(_flag(data, "ignoreschedules")),
     )
 
 
@@ -149,7 +152,9 @@ def resource_request(data: Mapping[str, Any]) -> ResourceRequest:
     title = data.get("name")
     parameters = data.get("properties") or {}
     if not isinstance(type_name, str) or not TYPE_RE.match(type_name):
-        raise InvalidInput(f"type {type_name!r} is not a Puppet resource type name")
+        raise InvalidInput(f"type {type_name!r} is not a Puppet resource type name (letters, "
+                           "digits and _, starting with a letter; modules' types as "
+                           "module::type)")
     if not isinstance(title, str) or not title or len(title) > MAX_TITLE:
         raise InvalidInput(f"name must be a non-empty string of at most {MAX_TITLE} characters")
     if any(ord(ch) < 32 for ch in title):

@@ -67,6 +67,14 @@ summary = {
     "changes": {"total": 1},
     "events": {"failure": 0, "success": 1, "total": 1},
 }
+if os.path.exists(os.path.join(root, "fail_run")):
+    # What Puppet writes when it gets no catalog (server unreachable): no config
+    # version, every count 0, no config_retrieval time.
+    summary["version"]["config"] = None
+    summary["resources"] = {key: 0 for key in summary["resources"]}
+    summary["changes"] = {"total": 0}
+    summary["events"] = {"failure": 0, "success": 0, "total": 0}
+    del summary["time"]["config_retrieval"]
 with open(os.path.join(public, "last_run_summary.yaml"), "w") as out:
     json.dump(summary, out)  # JSON is YAML
 with open(os.path.join(state, "classes.txt"), "w") as out:
@@ -143,7 +151,8 @@ def summary_document(lastrun: int, *, total: int = 10, changed: int = 0, failed:
 def make_node(root: Path, identity: str, *, summary: dict[str, Any] | None = None,
               disabled: str | None = None, applying_pid: int | None = None,
               daemon_pid: int | None = None, classes: Iterable[str] = (),
-              resources: Iterable[str] = (), run_seconds: float | None = None) -> Path:
+              resources: Iterable[str] = (), run_seconds: float | None = None,
+              fail_runs: bool = False) -> Path:
     """Lay out one simulated node's Puppet state; return its directory."""
     node = root / identity
     state = node / "var" / "state"
@@ -164,6 +173,8 @@ def make_node(root: Path, identity: str, *, summary: dict[str, Any] | None = Non
         (state / "resources.txt").write_text("".join(f"{r}\n" for r in resources))
     if run_seconds is not None:
         (node / "run_seconds").write_text(str(run_seconds))
+    if fail_runs:
+        (node / "fail_run").write_text("no catalog\n")
     return node
 
 

@@ -381,3 +381,76 @@ report = true
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def throwaway_agent(root: Path, certname: str, port: int) -> AgentNode:
+    """A Puppet agent ready to run against ``127.0.0.1:port`` without ever having met a
+    server: its key, certificate, CA certificate and CRL come from a throw-away CA made
+    here (RSA 2048, valid two days). With nothing listening on ``port`` each run fails
+    the way an unreachable server makes it fail: no catalog, ``status: failed``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    node = AgentNode(certname, root / certname)
+    for sub in ("conf", "var", "public", "run", "log"):
+        (node.root / sub).mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    begin, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=2)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orch-puppet throw-away CA")])
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(begin).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(
+              digital_signature=False, content_commitment=False, key_encipherment=False,
+              data_encipherment=False, key_agreement=False, key_cert_sign=True,
+              crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, certname)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(begin).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(authority, critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_name)
+           .last_update(begin).next_update(end).add_extension(authority, critical=False)
+           .add_extension(x509.CRLNumber(1), critical=False).sign(ca_key, hashes.SHA256()))
+    ssl = node.root / "ssl"
+    for sub in ("certs", "private_keys", "public_keys"):
+        (ssl / sub).mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    (ssl / "certs" / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (ssl / "certs" / f"{certname}.pem").write_bytes(cert.public_bytes(pem))
+    (ssl / "crl.pem").write_bytes(crl.public_bytes(pem))
+    private = ssl / "private_keys" / f"{certname}.pem"
+    private.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    (ssl / "public_keys" / f"{certname}.pem").write_bytes(key.public_key().public_bytes(
+        pem, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (node.confdir / "puppet.conf").write_text(f"""\
+# agent {certname} of the orch-puppet integration tests: throw-away CA, no server
+[main]
+certname = {certname}
+server = 127.0.0.1
+serverport = {port}
+vardir = {node.root / 'var'}
+publicdir = {node.root / 'public'}
+ssldir = {ssl}
+rundir = {node.root / 'run'}
+logdir = {node.root / 'log'}
+
+[agent]
+report = true
+""")
+    return node

@@ -82,9 +82,11 @@ def test_runonce_returns_at_once_and_the_run_happens(sim: SimulatedFleet) -> Non
     assert int(before) <= data["initiated_at"] <= time.time()
     # The reply came back while the run is still going.
     assert ok(client.call("puppet", "status", nodes=["n1"]), "n1")["status"] == "applying"
-    wait_until(lambda: ok(client.call("puppet", "status", nodes=["n1"]), "n1")["lastrun"]
-               > data["initiated_at"], 20, "the run to finish")
-    assert ok(client.call("puppet", "status", nodes=["n1"]), "n1")["status"] == "stopped"
+    # The summary is written a moment before the process exits (and stops counting as
+    # applying): wait for both.
+    wait_until(lambda: (lambda d: d["lastrun"] > data["initiated_at"] and d["status"]
+                        == "stopped")(ok(client.call("puppet", "status", nodes=["n1"]), "n1")),
+               20, "the run to finish")
     (argv,) = argv_log(sim.root, "n1")
     assert argv[:3] == ["agent", "--confdir", str(sim.root / "n1" / "conf")]
     assert {"--onetime", "--no-daemonize", "--noop", "--no-splay",
@@ -290,11 +292,17 @@ def test_classes_follow_the_runs_orch_starts(sim: SimulatedFleet) -> None:
 
 @pytest.mark.plugin_settings(puppet_bin="/nonexistent/puppet")
 def test_a_node_without_puppet_says_so(sim: SimulatedFleet) -> None:
-    make_node(sim.root, "n1")
+    """Flagged "not installed" (never a healthy stopped node); every other action refuses
+    and creates nothing (disable used to create Puppet's state directory)."""
     client = sim.start(["n1"])
-    assert "puppet is not installed" in failed(
-        client.call("puppet", "runonce", {}, nodes=["n1"]), "n1")
-    assert ok(client.call("puppet", "status", nodes=["n1"]), "n1")["status"] == "stopped"
+    status = ok(client.call("puppet", "status", nodes=["n1"]), "n1")
+    assert status["status"] == "not installed" and status["installed"] is False
+    assert not status["enabled"] and status["message"] == "Puppet is not installed on this node"
+    for action, data in (("runonce", {}), ("disable", {"message": "x"}), ("enable", {}),
+                         ("last_run_summary", {})):
+        assert "puppet is not installed" in failed(
+            client.call("puppet", action, data, nodes=["n1"]), "n1"), action
+    assert not (sim.root / "n1").exists()
 
 
 def test_signed_requests_with_certificates(sim: SimulatedFleet, tmp_path: Path) -> None:

@@ -182,3 +182,114 @@ def test_runall_reports_a_node_that_disappears(sim: SimulatedFleet) -> None:
     lock = sim.root / "leaves" / "var" / "state" / "agent_catalog_run.lock"
     with contextlib.suppress(OSError, ValueError):  # end the orphaned 60 s fake run
         os.kill(int(lock.read_text()), signal.SIGTERM)
+
+
+# -- issue 8: failed runs, nodes without Puppet, mco habits ---------------------------------
+
+
+def failed_run_fleet(sim: SimulatedFleet) -> None:
+    """ok1 healthy; bad1 whose runs get no catalog and whose last run already failed."""
+    now = int(time.time())
+    make_node(sim.root, "ok1", summary=summary_document(now - 60, total=12), run_seconds=0.3)
+    failed = summary_document(now - 30, total=0)
+    failed["version"]["config"] = None
+    make_node(sim.root, "bad1", summary=failed, run_seconds=0.3, fail_runs=True)
+    sim.start(["ok1", "bad1"])
+
+
+def test_a_failed_run_shows_in_every_text_output(sim: SimulatedFleet) -> None:
+    failed_run_fleet(sim)
+    status = orch(sim, "status")
+    assert "bad1  Currently stopped; last run" in status.output
+    assert "FAILED (no catalog)" in status.output
+    assert "failed = 1" in status.output  # Summary of Last Run
+    count = orch(sim, "count")
+    assert "Nodes whose last run failed: 1" in count.output
+    assert as_json(orch(sim, "count", "--json"))["last_run_failed"] == 1
+    summary = orch(sim, "summary")
+    assert "failed last runs: 1 (1 without a catalog)" in summary.output
+    assert "bad1: no catalog" in summary.output
+    assert as_json(orch(sim, "summary", "--json"))["failed_runs"] == {"bad1": "no catalog"}
+    last = orch(sim, "last_run_summary", "-I", "bad1")
+    assert "run FAILED (no catalog)" in last.output
+    assert "0 resources, 0 changed, 0 failed" not in last.output
+
+
+def test_runall_and_runonce_wait_exit_1_on_a_failed_run(sim: SimulatedFleet) -> None:
+    failed_run_fleet(sim)
+    result = orch(sim, "runall", "2", "--poll-interval", "0.2")
+    assert result.exit_code == 1, result.output
+    assert "1 finished, 1 run failed" in result.output
+    assert "run_failed       bad1: run FAILED: no catalog" in result.output
+    document = as_json(orch(sim, "runall", "1", "--json", "--poll-interval", "0.2"))
+    assert document["nodes"]["run_failed"] == ["bad1"]
+    waited = orch(sim, "runonce", "--wait", "-I", "bad1", "-I", "ok1")
+    assert waited.exit_code == 1, waited.output
+    assert "1 finished, 1 run failed" in waited.output
+    good = orch(sim, "runonce", "--wait", "-I", "ok1")
+    assert good.exit_code == 0 and "1 finished" in good.output
+
+
+def test_a_node_without_puppet_is_flagged(sim: SimulatedFleet) -> None:
+    make_node(sim.root, "ok1", summary=summary_document(int(time.time()) - 60))
+    sim.settings = sim.settings.with_values({"plugins": {"puppet": {
+        **sim.settings.plugin("puppet"), "puppet_bin": "/nonexistent/puppet"}}}, "test")
+    sim.start(["none1"])
+    status = orch(sim, "status")
+    assert "none1  Puppet is not installed on this node" in status.output
+    count = as_json(orch(sim, "count", "--json"))
+    assert count["not_installed"] == 1 and count["total"] == 0 and count["enabled"] == 0
+    refused = orch(sim, "disable", "x", "-I", "none1")
+    assert refused.exit_code == 1 and "puppet is not installed" in refused.output
+    assert not (sim.root / "none1").exists()
+    runall = orch(sim, "runall", "1", "--poll-interval", "0.2")
+    assert runall.exit_code == 1 and "puppet is not installed" in runall.output
+
+
+def test_disable_message_habits(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    for args, node in ((["--message", "kernel 6.1"], "web1"),
+                       (["message=kernel 6.1"], "web2"), (["-m", "kernel 6.1"], "new1")):
+        result = orch(sim, "disable", *args, "-I", node)
+        assert result.exit_code == 0, result.output
+        lock = sim.root / node / "var" / "state" / "agent_disabled.lock"
+        assert json.loads(lock.read_text()) == {"disabled_message": "kernel 6.1"}
+    both = orch(sim, "disable", "a", "--message", "b", "-I", "web1")
+    assert both.exit_code == 2 and "give the message once" in both.output
+    bad = orch(sim, "disable", "two\nlines", "-I", "web1")
+    assert bad.exit_code == 2 and "control characters" in bad.output and "^[" not in bad.output
+
+
+def test_runonce_ignoreschedules_and_messages_without_patterns(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "runonce", "--ignoreschedules", "-I", "web1")
+    assert result.exit_code == 0, result.output
+    wait_until(lambda: argv_log(sim.root, "web1"), 10, "the run on web1")
+    assert "--ignoreschedules" in argv_log(sim.root, "web1")[0]
+    for args, words in ((["--tags", "bad tag!"], "Puppet tags"),
+                        (["--environment", "Prod-1"], "environment name"),
+                        (["--server", "host:99999"], "port")):
+        bad = orch(sim, "runonce", *args, "-I", "web2")
+        assert bad.exit_code == 2 and words in bad.output, bad.output
+        assert "^" not in bad.output and "$" not in bad.output
+
+
+def test_resource_types_in_any_case(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "resource", "File", "/tmp/x", "ensure=file", "-I", "web1")
+    # Accepted and sent as `file`; the node's settings then refuse the type, by name.
+    assert "resource type 'file' is not allowed" in result.output
+    bad = orch(sim, "resource", "File[x]", "/tmp/x", "-I", "web1")
+    assert bad.exit_code == 2 and "not a Puppet resource type" in bad.output
+    assert "^" not in bad.output
+
+
+def test_runall_rerun(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    result = orch(sim, "runall", "2", "--rerun", "1", "--passes", "2", "--poll-interval",
+                  "0.2", "-I", "web1")
+    assert result.exit_code == 0, result.output
+    assert "== pass 1 of 2" in result.output and "== pass 2 of 2" in result.output
+    assert len(argv_log(sim.root, "web1")) == 2
+    alone = orch(sim, "runall", "2", "--passes", "2")
+    assert alone.exit_code == 2 and "--passes goes with --rerun" in alone.output

@@ -8,9 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakepuppet import REAL_REPORT, REAL_SUMMARY, puppet_like_process, summary_document
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from orch.core.errors import ConfigError
 
 from orch_puppet import paths as paths_mod
@@ -275,9 +278,11 @@ def test_resource_inputs() -> None:
                                "properties": {"ensure": "file", "mode": "0644",
                                               "backup": False, "groups": ["a", "b"]}})
     assert wanted.type == "file" and wanted.ref == "file[/tmp/x y]"
+    # Types in any case, as Puppet writes them (File, Apache::Vhost): mco habit.
+    assert resource_request({"type": "Apache::Vhost", "name": "x"}).type == "apache::vhost"
     for bad, problem in [
         ({"type": "file;rm", "name": "x"}, "type"),
-        ({"type": "File", "name": "x"}, "type"),
+        ({"type": "1file", "name": "x"}, "type"),
         ({"type": "file", "name": ""}, "name"),
         ({"type": "file", "name": "a\nb"}, "control"),
         ({"type": "file", "name": "x", "properties": {"Ensure": "file"}}, "property name"),
@@ -374,3 +379,80 @@ def test_discovery_can_wait_for_the_first_action(tmp_path: Path) -> None:
     assert resolver.get()["statedir"] == Path("/lazy/state")
     assert (tmp_path / "argv").exists()
     paths_mod.forget_cache()
+
+
+# -- how a run ended (issue 8, item 14) ----------------------------------------------------
+
+
+def test_a_run_without_a_catalog_is_failed(tmp_path: Path) -> None:
+    """The summary Puppet 7.23 wrote for a run against an unreachable server (verified)."""
+    failed = summary_document(1796067582, total=0, config_retrieval=0)
+    failed["version"]["config"] = None
+    assert state.run_outcome(failed) == state.RunOutcome("failed", "no catalog")
+    report = {"status": "failed", "cached_catalog_status": "not_used", "logs": [
+        {"level": "warning", "message": "Unable to fetch my node definition"},
+        {"level": "err", "message": "Connection to https://127.0.0.1:1/puppet/v3 failed"},
+        {"level": "err", "message": "Could not retrieve catalog from remote server: No more "
+                                    "routes to puppet"},
+        {"level": "err", "message": "Could not retrieve catalog; skipping run"}]}
+    outcome = state.run_outcome(failed, report)
+    assert outcome.failure == ("no catalog: Could not retrieve catalog from remote server: "
+                               "No more routes to puppet")
+    data = state.RunSummary.build(failed, 1796067600, report).data
+    assert data["run_status"] == "failed" and data["run_failure"] == outcome.failure
+    assert state.status_message("stopped", 1796067582, 1796067600, "", outcome) == \
+        ("Currently stopped; last run 18 seconds ago FAILED (no catalog: Could not retrieve "
+         "catalog from remote server: No more routes to puppet)")
+
+
+def test_other_outcomes() -> None:
+    assert state.run_outcome({}) == state.NEVER_RAN
+    assert state.run_outcome(summary_document(5, changed=2)).status == "changed"
+    assert state.run_outcome(summary_document(5)).status == "unchanged"
+    assert state.run_outcome(summary_document(5, failed=1)) == \
+        state.RunOutcome("failed", "1 failed resource")
+    cached = state.run_outcome(summary_document(5), {"status": "unchanged",
+                                                     "cached_catalog_status": "on_failure"})
+    assert cached.failed and "cached catalog" in cached.failure
+    assert state.run_outcome(summary_document(5), {"status": "failed"}).failed
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=st.one_of(st.none(), st.just(""), st.integers(1, 2**31)),
+       failed=st.integers(0, 5), restart=st.integers(0, 3), changed=st.integers(0, 9),
+       status=st.sampled_from([None, "changed", "unchanged", "failed"]))
+def test_run_outcome_never_calls_a_failure_a_success(config: Any, failed: int, restart: int,
+                                                     changed: int, status: Any) -> None:
+    summary = summary_document(5, failed=failed, changed=changed)
+    summary["version"]["config"] = config
+    summary["resources"]["failed_to_restart"] = restart
+    report = {"status": status} if status else None
+    outcome = state.run_outcome(summary, report)
+    broken = not config or failed or restart or status == "failed"
+    assert outcome.failed == bool(broken)
+    assert bool(outcome.failure) == outcome.failed
+
+
+def test_fleet_views_count_failed_runs_and_missing_puppet_apart() -> None:
+    statuses = {
+        "ok": {"enabled": True, "lastrun": 10, "since_lastrun": 5, "status": "stopped",
+               "last_run_status": "changed", "installed": True},
+        "bad": {"enabled": True, "lastrun": 10, "since_lastrun": 5, "status": "stopped",
+                "last_run_status": "failed", "last_run_failure": "no catalog"},
+        "none": {"enabled": False, "lastrun": 0, "status": "not installed",
+                 "installed": False},
+    }
+    counts = Counts.of(statuses)
+    assert (counts.total, counts.enabled, counts.last_run_failed, counts.not_installed) == \
+        (2, 2, 1, 1)
+    summaries = {"ok": {"lastrun": 10, "total_resources": 40, "total_time": 3.0,
+                        "run_status": "changed"},
+                 "bad": {"lastrun": 10, "total_resources": 0, "total_time": 1.5,
+                         "run_status": "failed", "run_failure": "no catalog: unreachable"}}
+    fleet = FleetSummary.of(statuses, summaries, 3600)
+    assert fleet.failed_runs == {"bad": "no catalog: unreachable"}
+    assert fleet.not_installed == ["none"] and fleet.never_ran == []
+    by_label = {d.label: d.values for d in fleet.distributions}
+    assert by_label["Total resources"] == (40.0,)  # no catalog: not "0 resources"
+    assert by_label["Total run-time (s)"] == (3.0, 1.5)
+    assert "   failed last runs: 1 (1 without a catalog)" in fleet.lines()

@@ -47,6 +47,9 @@ class FakeNode:
     #: A run that never starts (puppet died before taking the lock).
     dud: bool = False
     runs_started: int = 0
+    #: Its runs fail (no catalog): what status says after one ended.
+    fails: str = ""
+    installed: bool = True
 
 
 @dataclass
@@ -86,7 +89,10 @@ class FakeFleet:
         return {name: NodeStatus(applying=name in self.applying(now),
                                  enabled=self.nodes[name].enabled,
                                  lastrun=self.nodes[name].lastrun,
-                                 disable_message=self.nodes[name].disable_message)
+                                 disable_message=self.nodes[name].disable_message,
+                                 installed=self.nodes[name].installed,
+                                 last_run_failure=self.nodes[name].fails
+                                 if self.nodes[name].lastrun else "")
                 for name in nodes if self.nodes[name].answers}
 
     def runonce(self, nodes: Sequence[str]) -> Mapping[str, StartResult]:
@@ -290,7 +296,64 @@ def test_invariants_hold_for_any_fleet(durations: list[float], concurrency: int,
     report = run(fleet, concurrency, poll_interval=poll).report
     assert fleet.max_concurrent <= concurrency
     assert report.tally()["finished"] == len(nodes)
+    assert all(e.done + e.in_flight + e.queued == e.total == len(nodes)
+               for e in report.events)
     assert all(node.runs_started == 1 for node in nodes.values())
     # Scheduling was not needlessly slow: it never sat with a free slot and a runnable node
     # for more than one poll interval (+ the run itself).
     assert report.elapsed <= sum(durations) + (len(durations) + 3) * (poll + 0.1) + 2
+
+
+def test_a_failed_run_is_not_finished() -> None:
+    """Issue 8, item 14: a run that got no catalog ends, and fails runall."""
+    clock = FakeClock()
+    fleet = fleet_of(clock, a=FakeNode(), b=FakeNode(fails="no catalog"))
+    report = run(fleet, 2).report
+    assert report.outcomes == {"a": "finished", "b": "run_failed"}
+    failed = next(e for e in report.events if e.node == "b" and e.kind == "run_failed")
+    assert failed.message == "run FAILED: no catalog"
+    assert not report.ok and report.tally()["run_failed"] == 1
+
+
+def test_a_node_without_puppet_fails_without_a_run() -> None:
+    clock = FakeClock()
+    fleet = fleet_of(clock, a=FakeNode(), b=FakeNode(installed=False))
+    report = run(fleet, 1).report
+    assert report.outcomes == {"a": "finished", "b": "failed"}
+    assert fleet.nodes["b"].runs_started == 0 and not report.ok
+
+
+def test_a_disabled_node_is_skipped_at_once() -> None:
+    """Not when its turn comes: in the first poll, even at the end of a long queue."""
+    clock = FakeClock()
+    nodes = {f"n{i}": FakeNode(duration=5) for i in range(4)}
+    nodes["z"] = FakeNode(enabled=False, disable_message="db upgrade")
+    report = run(fleet_of(clock, **nodes), 1).report
+    skipped = next(e for e in report.events if e.node == "z")
+    assert skipped.kind == "skipped_disabled" and skipped.at == 0
+    assert (skipped.done, skipped.in_flight, skipped.queued, skipped.total) == (1, 0, 4, 5)
+
+
+def test_progress_counts_add_up() -> None:
+    clock = FakeClock()
+    nodes = {f"n{i}": FakeNode(duration=1 + i) for i in range(5)}
+    nodes["off"] = FakeNode(enabled=False)
+    report = run(fleet_of(clock, **nodes), 2).report
+    assert all(e.done + e.in_flight + e.queued == e.total == 6 for e in report.events)
+    assert report.events[-1].done == 6
+    started = [e for e in report.events if e.kind == "started"]
+    assert started[0].counts() == "1 done, 1 in flight, 4 queued of 6"
+
+
+def test_already_started_runs_are_only_watched() -> None:
+    """runonce --wait: the runs were started by runonce; RunAll only waits for them."""
+    clock = FakeClock()
+    fleet = fleet_of(clock, a=FakeNode(duration=2), b=FakeNode(duration=3, fails="no catalog"))
+    for node in fleet.nodes.values():
+        node.run = (clock.now, clock.now + node.duration)
+    fleet.tick(clock.now)
+    scheduler = RunAll(fleet, [], 2, clock=clock, poll_interval=0.5,
+                       started={"a": int(clock.now), "b": int(clock.now)})
+    report = scheduler.run()
+    assert report.outcomes == {"a": "finished", "b": "run_failed"}
+    assert all(node.runs_started == 0 for node in fleet.nodes.values())

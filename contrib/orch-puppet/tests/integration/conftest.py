@@ -17,28 +17,23 @@ deleted at the end.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from puppet_fleet import (
     BROKER,
     NODES,
-    READY_TIMEOUT,
-    OrchNode,
+    UNREACHABLE,
     PuppetFleet,
     broker_problem,
     orch_executable,
     purge,
     run,
 )
-from puppet_stack import PuppetStack, puppet_installed
+from puppet_stack import PuppetStack, free_port, puppet_installed, throwaway_agent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,9 +59,11 @@ def puppet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetSta
         stack.stop()
 
 
-@pytest.fixture(scope="session")
-def puppet_fleet(puppet_stack: PuppetStack,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetFleet]:
+@contextlib.contextmanager
+def orch_fleet_for(stack: PuppetStack | None,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetFleet]:
+    """A CA, a client certificate and a collective of its own on the broker; every
+    ``orch server`` started in it is stopped, and its broker keys deleted, at the end."""
     problem = broker_problem(BROKER)
     if problem is not None:
         pytest.fail(f"broker {BROKER} is not reachable ({problem}); set "
@@ -76,47 +73,8 @@ def puppet_fleet(puppet_stack: PuppetStack,
     orch = orch_executable()
     run([*orch, "ca", "init", "--dir", str(ca_dir)])
     run([*orch, "ca", "issue", "--dir", str(ca_dir), "--client", "tester"])
-    fleet = PuppetFleet(puppet_stack, workdir, BROKER,
-                        f"pup{uuid.uuid4().hex[:10]}", ca_dir)
+    fleet = PuppetFleet(stack, workdir, BROKER, f"pup{uuid.uuid4().hex[:10]}", ca_dir)
     try:
-        for name in NODES:
-            agent = puppet_stack.add_agent(name)
-            run([*orch, "ca", "issue", "--dir", str(ca_dir), "--node", name])
-            config = workdir / f"{name}.yaml"
-            issued = ca_dir / "issued" / "node"
-            config.write_text(yaml.safe_dump({
-                "identity": name, "collective": fleet.collective, "broker": BROKER,
-                "security": "x509", "tls_cert": str(issued / f"{name}.pem"),
-                "tls_key": str(issued / f"{name}.key"), "tls_ca": str(ca_dir / "ca.pem"),
-                "classes": str(agent.classfile), "log_level": "info",
-                "plugins": {"puppet": {
-                    "confdir": str(agent.confdir),
-                    "resource_types_allow": ["file", "notify"],
-                    "facts_enabled": True, "facts_refresh_interval": 60,
-                }},
-            }))
-            node = OrchNode(name, agent, config, workdir / f"{name}.log")
-            with node.log.open("ab") as log:
-                node.proc = subprocess.Popen(
-                    [*orch, "server", "--config", str(config)], stdout=log,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
-                    start_new_session=True)
-            fleet.nodes[name] = node
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = set(NODES)
-        while pending:
-            dead = [n for n in pending if not fleet.nodes[n].running()]
-            assert not dead, f"orch server {dead} exited:\n{fleet.logs(dead[0])}"
-            result = fleet.orch("ping", "--json", *[a for n in sorted(pending)
-                                                    for a in ("-I", n)], timeout=30)
-            if result.rc in (0, 1) and result.stdout.strip():
-                pending -= {r["sender"] for r in result.json()["replies"]}
-            if pending and time.monotonic() > deadline:
-                raise AssertionError(f"orch servers {sorted(pending)} not answering:\n"
-                                     + "\n".join(fleet.logs(n) for n in pending))
-            if pending:
-                time.sleep(0.5)
         yield fleet
     finally:
         for node in fleet.nodes.values():
@@ -125,14 +83,42 @@ def puppet_fleet(puppet_stack: PuppetStack,
             purge(BROKER, fleet.collective)
 
 
+@pytest.fixture(scope="session")
+def puppet_fleet(puppet_stack: PuppetStack,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetFleet]:
+    with orch_fleet_for(puppet_stack, tmp_path_factory) as fleet:
+        for name in NODES:
+            agent = puppet_stack.add_agent(name)
+            fleet.start_node(name, agent, resource_types_allow=["file", "notify"],
+                             facts_enabled=True, facts_refresh_interval=60)
+        fleet.wait_answering(NODES)
+        yield fleet
+
+
+@pytest.fixture(scope="module")
+def unreachable_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetFleet]:
+    """Two real Puppet agents whose certificates come from a throw-away CA and whose
+    server does not exist (a closed port on 127.0.0.1): every run they make fails without
+    a catalog. No puppetserver is started."""
+    problem = puppet_installed()
+    if problem is not None:
+        pytest.skip(f"the real Puppet agent is not available: {problem}")
+    root = tmp_path_factory.mktemp("unreachable")
+    with orch_fleet_for(None, tmp_path_factory) as fleet:
+        for name in UNREACHABLE:
+            fleet.start_node(name, throwaway_agent(root, name, free_port()))
+        fleet.wait_answering(UNREACHABLE)
+        yield fleet
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Iterator[Any]:
     """Attach the orch servers', runs' and puppetserver's logs to a failed test."""
     report = yield
     if report.failed:
-        fleet = getattr(item, "funcargs", {}).get("puppet_fleet")
-        if fleet is not None:
-            for title, text in fleet.failure_logs():
+        for name in ("puppet_fleet", "unreachable_fleet"):
+            fleet = getattr(item, "funcargs", {}).get(name)
+            for title, text in fleet.failure_logs() if fleet is not None else ():
                 report.sections.append((f"log of {title}", text or "(empty)"))
     return report

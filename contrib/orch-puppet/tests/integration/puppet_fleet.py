@@ -11,14 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from puppet_stack import AgentNode, PuppetStack
 
 BROKER = os.environ.get("ORCH_PUPPET_TEST_BROKER", "redis://127.0.0.1:6379/0")
 NODES = ("p1.localhost", "p2.localhost", "p3.localhost", "p4.localhost")
+#: Agents with a throw-away CA and no server (``unreachable_fleet``): every run fails.
+UNREACHABLE = ("f1.localhost", "f2.localhost")
 CLI_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 
@@ -74,7 +78,8 @@ class OrchNode:
 class PuppetFleet:
     """The Puppet stack, its agents, the orch servers beside them and the client's CA."""
 
-    stack: PuppetStack
+    #: None for agents without a server (a throw-away CA, an unreachable server).
+    stack: PuppetStack | None
     workdir: Path
     broker: str
     collective: str
@@ -135,8 +140,50 @@ class PuppetFleet:
 
     def failure_logs(self) -> list[tuple[str, str]]:
         sections = [(name, self.logs(name)) for name in self.nodes]
-        sections.append(("puppetserver", self.stack.log_tail(60)))
+        if self.stack is not None:
+            sections.append(("puppetserver", self.stack.log_tail(60)))
         return sections
+
+    def start_node(self, name: str, agent: AgentNode, **puppet: Any) -> OrchNode:
+        """An ``orch server`` for ``name`` beside ``agent`` (its confdir), signing with a
+        certificate from the fleet's CA; ``puppet`` adds to ``plugins.puppet``."""
+        orch = orch_executable()
+        run([*orch, "ca", "issue", "--dir", str(self.ca_dir), "--node", name])
+        config = self.workdir / f"{name}.yaml"
+        issued = self.ca_dir / "issued" / "node"
+        config.write_text(yaml.safe_dump({
+            "identity": name, "collective": self.collective, "broker": self.broker,
+            "security": "x509", "tls_cert": str(issued / f"{name}.pem"),
+            "tls_key": str(issued / f"{name}.key"), "tls_ca": str(self.ca_dir / "ca.pem"),
+            "classes": str(agent.classfile), "log_level": "info",
+            "plugins": {"puppet": {"confdir": str(agent.confdir), **puppet}},
+        }))
+        node = OrchNode(name, agent, config, self.workdir / f"{name}.log")
+        with node.log.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [*orch, "server", "--config", str(config)], stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
+                start_new_session=True)
+        self.nodes[name] = node
+        return node
+
+    def wait_answering(self, names: Sequence[str], timeout: float = READY_TIMEOUT) -> None:
+        """Until every ``orch server`` in ``names`` answers a ping (bounded)."""
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            dead = [n for n in pending if not self.nodes[n].running()]
+            assert not dead, f"orch server {dead} exited:\n{self.logs(dead[0])}"
+            result = self.orch("ping", "--json", *[a for n in sorted(pending)
+                                                   for a in ("-I", n)], timeout=30)
+            if result.rc in (0, 1) and result.stdout.strip():
+                pending -= {r["sender"] for r in result.json()["replies"]}
+            if pending and time.monotonic() > deadline:
+                raise AssertionError(f"orch servers {sorted(pending)} not answering:\n"
+                                     + "\n".join(self.logs(n) for n in pending))
+            if pending:
+                time.sleep(0.5)
 
 
 def run(argv: list[str], timeout: float = 60) -> str:
