@@ -274,7 +274,7 @@ class OrchFleet:
         ``orch rpc ... -F role=web -C nginx`` would. Every kind must match; several terms of
         one kind must all match, except identities (any of them).
         """
-        from orch.filters.builtin import build_filter
+        from orch.core.filterargs import build_filter
 
         return build_filter(self.client.filters, fact=_strings(fact),
                             classes=_strings(cls), identities=_strings(identity),

@@ -358,7 +358,13 @@ def check(config_file: str | None, as_json: bool, **flags: str | None) -> None:
         raise _fail(exc) from None
     issuer = pki.chains_to(cert, anchors) or anchors[0]
     revoked = crl.is_revoked(pki.fingerprint(issuer), cert.serial_number)
-    patterns = getattr(settings, "client_certnames", None) or pki.DEFAULT_CLIENT_CERTNAMES
+    from orch.security.x509_settings import SECTION, X509Settings
+
+    try:
+        patterns = settings.section(SECTION, X509Settings).client_certnames
+    except OrchError as exc:
+        raise _fail(exc) from None
+    patterns = patterns or list(pki.DEFAULT_CLIENT_CERTNAMES)
     try:
         role = pki.effective_role(cert, issuer, patterns) or "none (not issued by orch ca)"
     except ValueError as exc:

@@ -54,10 +54,10 @@ def ping(orch: ClientContext) -> None:
 
 
 def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | None) -> None:
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
     from orch.ddl.help import action_help, agent_help
 
-    agents = default_registry().agents()
+    agents = cli_registry().agents()
     if agent is None:
         click.echo(orch_ctx.get_help())
         click.echo("\nInstalled agents: " + ", ".join(sorted(agents)))
@@ -77,24 +77,24 @@ def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | No
 
 
 def _complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
 
-    return [name for name in sorted(default_registry().agents()) if name.startswith(incomplete)]
+    return [name for name in sorted(cli_registry().agents()) if name.startswith(incomplete)]
 
 
 def _complete_action(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
 
-    cls = default_registry().agents().get(ctx.params.get("agent") or "")
+    cls = cli_registry().agents().get(ctx.params.get("agent") or "")
     actions = sorted(cls.ddl().actions) if cls else []
     return [name for name in actions if name.startswith(incomplete)]
 
 
 def _complete_argument(ctx: click.Context, param: click.Parameter,
                        incomplete: str) -> list[str]:
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
 
-    cls = default_registry().agents().get(ctx.params.get("agent") or "")
+    cls = cli_registry().agents().get(ctx.params.get("agent") or "")
     action = cls.ddl().action(ctx.params.get("action") or "") if cls else None
     names = [f"{name}=" for name in (action.inputs if action else {})]
     return [name for name in names if name.startswith(incomplete)]
@@ -258,10 +258,10 @@ def inventory(orch: ClientContext, node: str) -> None:
 def plugins(json_output: bool) -> None:
     """List installed plugins, their versions and the hooks each implements, then every
     broker URL scheme: the plugin serving it, what it needs installed, whether it is."""
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
     from orch.core.requirements import install_hint, transport_statuses
 
-    registry = default_registry()
+    registry = cli_registry()
     infos = sorted(registry.infos.values(), key=lambda i: i.name)
     statuses = transport_statuses(registry)
     if json_output:

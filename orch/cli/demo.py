@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -24,12 +24,15 @@ TOUR = (
 )
 
 
-def run_cli(args: list[str]) -> int:
-    """Run one ``orch`` command in this process; return its exit code."""
+def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
+    """Run one ``orch`` command in this process; return its exit code. ``environ`` holds
+    ``ORCH_*`` settings for it (the simulated fleet's), layered over the process's."""
+    from orch.cli.context import Invocation
     from orch.cli.main import cli
 
     try:
-        cli.main(args=args, prog_name="orch", standalone_mode=False)
+        cli.main(args=args, prog_name="orch", standalone_mode=False,
+                 obj=Invocation(environ=dict(environ or {})))
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:
@@ -95,8 +98,7 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     client_env = simulation.client_settings
-    for key, value in client_env.items():
-        os.environ[f"ORCH_{key.upper()}"] = value
+    tour_env = {f"ORCH_{key.upper()}": value for key, value in client_env.items()}
     try:
         simulation.start()
     except OrchError as exc:
@@ -112,9 +114,9 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 line = command.format(first=first)
                 click.secho(f"\n# {explanation}", fg="cyan")
                 click.secho(f"$ orch {line}", bold=True)
-                run_cli(shlex.split(line))
+                run_cli(shlex.split(line), tour_env)
         if interactive or (interactive is None and sys.stdin.isatty()):
-            _prompt(broker, exports)
+            _prompt(broker, exports, tour_env)
         elif serve:
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
@@ -122,7 +124,7 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
         simulation.stop()
 
 
-def _prompt(broker: str, exports: str) -> None:
+def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
     click.secho("\nYour turn: type any orch command (for example `find -C nginx` or "
                 "`rpc rpcutil --help`); `exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
@@ -147,7 +149,7 @@ def _prompt(broker: str, exports: str) -> None:
         if args and args[0] in ("demo", "server"):
             click.echo(f"`{args[0]}` is not available inside the demo prompt")
             continue
-        run_cli(args)
+        run_cli(args, environ)
 
 
 def _wait_forever() -> None:

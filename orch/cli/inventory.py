@@ -4,6 +4,7 @@ only; the work is in :mod:`orch.inventory`)."""
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +12,6 @@ from typing import Any
 import click
 
 from orch.cli import output
-from orch.cli.main import configure_logging
 from orch.cli.options import ClientContext, OrchCommandError, client_options
 from orch.core.config import Settings
 from orch.core.errors import OrchError
@@ -77,7 +77,8 @@ def registry(config_file: str | None, store: str | None, log_level: str | None,
     try:
         settings = _with_store(load_settings(config_file, {**flags, "log_level": log_level}),
                                store)
-        configure_logging(settings.log_level)
+        # The orch group set up the handler (and quieted kombu); set the daemon's level.
+        logging.getLogger().setLevel(settings.log_level.upper())
         daemon = Registry(settings, default_registry())
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None

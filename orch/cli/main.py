@@ -20,21 +20,23 @@ EXIT_USAGE = 2
 class PluginGroup(click.Group):
     """A group that adds every command returned by the ``orch_cli_commands`` hook."""
 
-    def _plugin_commands(self, name: str | None = None) -> dict[str, click.Command]:
-        from orch.core.plugins import default_registry
+    def _plugin_commands(self, ctx: click.Context,
+                         name: str | None = None) -> dict[str, click.Command]:
+        from orch.cli.context import registry as cli_registry
+        from orch.core.errors import PluginError
 
-        commands: dict[str, click.Command] = {}
-        for command in default_registry().cli_commands(name):
-            if command.name:
-                commands.setdefault(command.name, command)
-        return commands
+        try:
+            found = cli_registry(ctx).cli_commands(name)
+        except PluginError as exc:
+            raise click.UsageError(str(exc)) from None
+        return {command.name: command for command in found if command.name}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return (super().get_command(ctx, cmd_name)
-                or self._plugin_commands(cmd_name).get(cmd_name))
+                or self._plugin_commands(ctx, cmd_name).get(cmd_name))
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

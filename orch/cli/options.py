@@ -43,7 +43,9 @@ class ClientContext:
         from orch.core.config import load_settings
 
         if self._settings is None:
-            self._settings = load_settings(self.config_file, self.overrides)
+            from orch.cli.context import environ
+
+            self._settings = load_settings(self.config_file, self.overrides, environ())
         return self._settings
 
     def client(self) -> Client:
@@ -51,7 +53,9 @@ class ClientContext:
         from orch.core.client import Client
 
         if self._client is None:
-            self._client = Client(self.settings)
+            from orch.cli.context import registry
+
+            self._client = Client(self.settings, registry())
         return self._client
 
     def close(self) -> None:
@@ -64,7 +68,7 @@ class ClientContext:
         if self._filter is None and not any(self.filter_options.values()):
             self._filter = {}  # no options select every node: no filter plugin is needed
         if self._filter is None:
-            from orch.filters.builtin import build_filter
+            from orch.core.filterargs import build_filter
 
             opts = self.filter_options
             self._filter = build_filter(

@@ -75,9 +75,9 @@ def new(name: str, parent: Path, author: str | None, description: str | None,
 def _warn_if_installed(name: str) -> None:
     """An agent of that name already installed here would clash with the new one."""
     try:
-        from orch.core.plugins import default_registry
+        from orch.cli.context import registry as cli_registry
 
-        installed = default_registry().agents()
+        installed = cli_registry().agents()
     except OrchError:
         return
     if name in installed:
@@ -94,11 +94,11 @@ def doc(agent: str) -> None:
     The agent's description and metadata, then each action's usage, inputs, outputs and
     summaries — what `orch rpc AGENT ACTION --help` shows, for every action.
     """
-    from orch.core.plugins import default_registry
+    from orch.cli.context import registry as cli_registry
     from orch.ddl.help import action_help, agent_help
 
     try:
-        agents = default_registry().agents()
+        agents = cli_registry().agents()
         if agent not in agents:
             raise click.UsageError(f"no agent {agent!r} is installed here; installed: "
                                    f"{', '.join(sorted(agents)) or 'none'}")

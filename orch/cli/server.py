@@ -41,13 +41,13 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
     these flags. SIGHUP re-reads them, with agents, policies, facts, classes and the x509
-    credentials and CRL, without
-    dropping a request. SIGTERM stops taking requests and gives running actions up to
-    shutdown_timeout to reply. The daemon reconnects forever when the broker goes away.
+    credentials and CRL, without dropping a request. SIGTERM stops taking requests and gives
+    running actions up to shutdown_timeout to reply. The daemon reconnects forever when the
+    broker goes away.
     """
+    from orch.cli.context import registry as cli_registry
     from orch.core.config import load_settings
     from orch.core.daemon import Server
-    from orch.core.plugins import default_registry
 
     def reload_settings() -> Settings:
         return load_settings(config_file, {**flags, "log_level": log_level})
@@ -55,7 +55,7 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
     try:
         settings = reload_settings()
         configure_logging(settings.log_level)
-        daemon = Server(settings, default_registry(), reload_settings)
+        daemon = Server(settings, cli_registry(), reload_settings)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     if not daemon.run():

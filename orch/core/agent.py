@@ -2,8 +2,7 @@
 
 ::
 
-    from orch.core.agent import Agent, action
-    from orch.core.hookspecs import hookimpl
+    from orch.plugin import Agent, action, hookimpl
 
     class Hello(Agent):
         name = "hello"
@@ -60,7 +59,8 @@ class NodeContext(Protocol):
 
     @property
     def settings(self) -> Settings:
-        """The daemon's settings; read your plugin's section with ``settings.plugin(name)``."""
+        """The daemon's settings; read your plugin's declared section with
+        ``settings.section(name, YourSettings)``."""
         ...
 
     def refresh(self, classes: frozenset[str] | None = None) -> None:

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 #: Settings a SIGHUP cannot change: they are the process's identity, its connections,
 #: signing credentials or thread pools. A changed value is logged and ignored until restart.
 RESTART_ONLY = (
-    "identity", "collective", "broker", "heartbeat", "security", "cert_cache",
-    "client_certnames", "workers", "filter_workers", "filter_backlog", "log_level",
+    "identity", "collective", "broker", "heartbeat", "security", "workers",
+    "filter_workers", "filter_backlog", "log_level",
 )
 #: How often the signal thread looks at its flags and at readiness (seconds).
 POLL = 0.1
@@ -50,6 +50,7 @@ class Server:
         self.settings = settings
         self.registry = registry
         self._reload_settings = reload_settings
+        registry.check_settings(settings)  # a typo in any plugin section stops the start
         self.transport = registry.transport_for(settings)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
@@ -69,12 +70,6 @@ class Server:
         )
         #: Plugins' services run beside the daemon (registration is one).
         self.extras = registry.server_services(settings)
-        self._warn_unprotected(settings)
-
-    def _warn_unprotected(self, settings: Settings) -> None:
-        if settings.policy_dir is None:
-            log.warning("node=%s no policy_dir set: every authenticated caller may run "
-                        "every action", settings.identity)
 
     # -- SIGHUP ------------------------------------------------------------------------
 
@@ -88,7 +83,7 @@ class Server:
         those for removed ones stop.
         """
         settings = self._fresh_settings()
-        self.registry.hook.orch_reload(settings=settings)
+        self.registry.notify_reload(settings)
         try:
             agents = self.registry.agents_for(settings)
         except OrchError as exc:
@@ -105,7 +100,6 @@ class Server:
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()
         self.node.refresh(read_classes(settings.classes), lambda: collect_facts(sources))
-        self._warn_unprotected(settings)
         self._each_extra("reloaded")
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
@@ -115,6 +109,7 @@ class Server:
             return self.settings
         try:
             fresh = self._reload_settings()
+            self.registry.check_settings(fresh)
         except OrchError as exc:
             log.error("node=%s configuration not reloaded, keeping the current one: %s",
                       self.node.identity, exc)

@@ -12,10 +12,15 @@ A plugin is any importable object (usually a module) with functions decorated by
 The built-in transports, agents, filters, fact sources and commands are registered the same
 way, from orch's own ``setup.cfg``; a third-party plugin can do everything they do.
 
-All hooks here are *collecting* hooks: orch calls every implementation and merges the
-results, so a plugin only returns what it adds. Keep hook implementations cheap and free of
-side effects — they may be called by short-lived CLI commands; import heavy libraries inside
-the objects you return, not at module level.
+Every hook but one is *collecting*: orch calls every implementation and merges the results,
+so a plugin only returns what it adds; two plugins returning the same name is an error that
+names it. ``orch_reload`` is a *notification*: each implementation is called once, its
+return value ignored, and one that raises is logged without stopping the others. Keep hook
+implementations cheap and free of side effects — they may be called by short-lived CLI
+commands, and each docstring's "Called" line says when and how often; import heavy
+libraries inside the objects you return, not at module level. Hooks without arguments are
+also called once when the plugin index is (re)built (``orch`` then imports every plugin and
+records the names each returns), so they must return the same names every time.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from orch.core.markers import ENTRY_POINT_GROUP, PROJECT, hookimpl, hookspec
 
 if TYPE_CHECKING:
     import click
@@ -38,12 +43,9 @@ if TYPE_CHECKING:
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
+    from orch.ddl.aggregate import Aggregator
 
-PROJECT = "orch"
-ENTRY_POINT_GROUP = "orch"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["ENTRY_POINT_GROUP", "PROJECT", "hookimpl", "hookspec"]
 
 
 @hookspec
@@ -56,6 +58,10 @@ def orch_transports() -> Mapping[str, Callable[[list[str], Settings], Transport]
     connects lazily so that ``--help`` and argument errors never touch the network.
 
     Two plugins claiming the same scheme is a configuration error reported at start-up.
+
+    Called: by every command that connects (``orch server`` at start and for each
+    reply connection, each client command, ``orch demo``), once per lookup of a scheme; only
+    the plugin serving the broker URL's scheme is imported.
     """
 
 
@@ -72,6 +78,9 @@ def orch_transport_requirements() -> Mapping[str, Iterable[Requirement]]:
     (or an extra) — this hook tells the user what is missing, it does not install anything.
     Implementing it is optional; an ``ImportError`` raised by a factory is still reported
     cleanly, but then only the module's name is known.
+
+    Called: before a scheme's factory is first used in a process, and by ``orch
+    plugins``.
     """
 
 
@@ -81,6 +90,9 @@ def orch_security_providers() -> Mapping[str, Callable[[Settings], SecurityProvi
 
     The provider named by the ``security`` setting seals every outgoing message body and
     opens (verifies) every incoming one; see :class:`orch.core.security.SecurityProvider`.
+
+    Called: once when a process builds its security provider (server start, each
+    client command); only the provider named by ``security`` is imported.
     """
 
 
@@ -91,6 +103,9 @@ def orch_authorizers() -> Mapping[str, Callable[[Settings], Authorizer]]:
     The server uses the one named by the ``authorization`` setting to decide, for every
     authenticated request that passed its filter, whether the caller may run the action.
     See :class:`orch.core.authorization.Authorizer`.
+
+    Called: once when ``orch server`` (or a simulated fleet) starts; the factory is
+    called once per daemon.
     """
 
 
@@ -103,6 +118,8 @@ def orch_filter_kinds() -> Iterable[FilterKind]:
     (identities). A node that does not know a kind named in a request treats
     the filter as not matching and stays silent, so an old node never runs an action meant
     for a narrower set.
+
+    Called: when a filter engine is built — once when a server starts, once per client.
     """
 
 
@@ -114,6 +131,8 @@ def orch_filter_functions() -> Mapping[str, Callable[..., Any]]:
     :class:`orch.core.filter.NodeView` and ``args`` are the literal arguments written in
     the expression. The returned value is compared like a fact value, or used for its
     truth when written without an operator.
+
+    Called: when a filter engine is built — once when a server starts, once per client.
     """
 
 
@@ -125,6 +144,10 @@ def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
     The server instantiates every agent it is configured to host, once per node identity.
     ``settings`` lets a plugin find agents in configured places (``agents_dir``); an
     implementation that does not need it may omit the parameter.
+
+    Called: when ``orch server`` starts and after every SIGHUP (after ``orch_reload``),
+    and by client commands that need an agent's DDL (possibly several times per command):
+    cache what is expensive to find, and drop the cache in ``orch_reload``.
     """
 
 
@@ -135,15 +158,21 @@ def orch_validators() -> Mapping[str, Callable[[Any], bool]]:
     A DDL input whose ``validation`` is a lower-case word (``"validation": "shellsafe"``)
     names a validator; the predicate receives the (string) value and returns whether it is
     acceptable. Client and server both apply it before an action runs.
+
+    Called: once per registry (the merged result is cached) — once per server, once
+    per client that checks arguments.
     """
 
 
 @hookspec
-def orch_aggregate_functions() -> Mapping[str, Callable[..., Any]]:
+def orch_aggregate_functions() -> Mapping[str, Callable[..., Aggregator]]:
     """Return ``{name: factory}`` for DDL aggregate functions.
 
     ``factory(*args)`` receives the DDL's extra ``args`` and returns an
     :class:`orch.ddl.aggregate.Aggregator`, fed each OK reply's value of the output.
+
+    Called: when a client summarises a call's replies with the DDL's aggregates,
+    once per command.
     """
 
 
@@ -153,6 +182,9 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
 
     Facts from every source are merged, later sources overriding earlier ones key by key;
     the built-in facts come first and the configured fact files after them.
+
+    Called: when ``orch server`` starts and after every SIGHUP, in entry-point name
+    order; each source's ``facts()`` is then called whenever the node refreshes its facts.
     """
 
 
@@ -163,6 +195,8 @@ def orch_reload(settings: Settings) -> None:
 
     Drop whatever you cache about the outside world (an agents directory's contents, a fact
     cache) so the next ``orch_agents`` / ``orch_fact_sources`` call sees it afresh.
+
+    Called: once per SIGHUP received by ``orch server``, as a notification (see above).
     """
 
 
@@ -172,6 +206,24 @@ def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
 
     ``broadcast`` (ask the live fleet) is built in; an inventory or PuppetDB method can be
     added by a plugin and chosen with ``--discovery-method``.
+
+    Called: once per client command that discovers nodes.
+    """
+
+
+@hookspec
+def orch_settings() -> Mapping[str, type]:
+    """Return ``{section name: class}``: the settings sections this plugin declares.
+
+    The class is a frozen dataclass whose fields are made with :func:`orch.plugin.setting`
+    (default, converter, one-line description, optional top-level ``aliases``). orch reads
+    the section from ``plugins: {<name>: {…}}`` in the config file, ``ORCH_<NAME>_<KEY>`` in
+    the environment and the command line, checks it like its own settings (an unknown key
+    or a bad value is an error naming the key and its source, with a suggestion), and
+    documents it. Read it with ``settings.section(name, cls)``, which returns an instance of
+    ``cls``. Called once per process when a section or alias is first needed, and by
+    ``orch server`` at start to check every section. Two plugins declaring one section
+    name, or one alias, is a configuration error.
     """
 
 
@@ -218,4 +270,8 @@ def orch_cli_commands() -> Iterable[click.Command]:
     Use :func:`orch.cli.options.client_options` on a command to get the standard filter,
     broker, collective, ``--json`` and timeout options and a ready
     :class:`orch.core.client.Client`.
+
+    Called: on every ``orch`` invocation that looks up a command (only the plugin
+    providing that name is imported) or lists them (``orch --help`` imports all). Two plugins
+    claiming one command name is an error.
     """

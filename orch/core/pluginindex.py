@@ -48,7 +48,15 @@ KEYED_HOOKS: Mapping[str, Callable[[Any], Iterable[str]]] = {
     "orch_discovery_methods": lambda result: list(result or {}),
     "orch_inventory_stores": lambda result: list(result or {}),
     "orch_cli_commands": lambda result: [cmd.name for cmd in result or () if cmd.name],
+    "orch_settings": lambda result: _section_names(result),
 }
+
+
+def _section_names(result: Mapping[str, type] | None) -> list[str]:
+    """A settings declaration's names: its sections and their keys' top-level aliases."""
+    from orch.core.sections import aliases
+
+    return [*(result or {}), *(a for cls in (result or {}).values() for a in aliases(cls))]
 
 
 @dataclass(frozen=True)

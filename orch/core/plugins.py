@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
+    from orch.ddl.aggregate import Aggregator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -323,8 +324,28 @@ class PluginRegistry:
             self._validators = self._merged(self._call("orch_validators"), "validator")
         return self._validators
 
-    def aggregate_functions(self) -> dict[str, Callable[..., Any]]:
+    def aggregate_functions(self) -> dict[str, Callable[..., Aggregator]]:
         return self._merged(self._call("orch_aggregate_functions"), "aggregate function")
+
+    def notify_reload(self, settings: Settings) -> None:
+        """Tell every plugin implementing ``orch_reload`` that the daemon got SIGHUP.
+
+        A notification, not a collecting call: each implementation runs once, in load
+        order; what it returns is ignored, and one that raises is logged without keeping
+        the others from dropping their caches.
+        """
+        self._need("orch_reload")
+        names = sorted(set(self._entry_names))
+        rank = {name: (0, i) for i, name in enumerate(names)}
+        rank.update({name: (1, i) for i, name in enumerate(self._registered)
+                     if name not in rank})
+        impls = sorted(self._manager.hook.orch_reload.get_hookimpls(),
+                       key=lambda impl: rank.get(impl.plugin_name, (2, 0)))
+        for impl in impls:
+            try:
+                impl.function(*[{"settings": settings}[arg] for arg in impl.argnames])
+            except Exception:  # third-party code: log it, let the others reload
+                log.exception("plugin %s: orch_reload failed", impl.plugin_name)
 
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
         return self._merged(self._call("orch_discovery_methods"), "discovery method")
@@ -351,8 +372,60 @@ class PluginRegistry:
         return [observer for result in results for observer in result]
 
     def cli_commands(self, name: str | None = None) -> list[click.Command]:
-        """Every plugin command, or (loading less) at least those called ``name``."""
-        return [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
+        """Every plugin command, or (loading less) at least those called ``name``.
+
+        Two plugins claiming one command name is a :class:`PluginError`, like every other
+        conflict (it used to be the first one registered that won, silently)."""
+        commands = [cmd for result in self._call("orch_cli_commands", name) for cmd in result]
+        self._merged([{cmd.name: cmd} for cmd in commands if cmd.name], "command")
+        return commands
+
+    def settings_sections(self, key: str | None = None) -> dict[str, type]:
+        """``{section name: declaring class}`` of every plugin's ``orch_settings`` (or, loading
+        less, at least the plugin declaring the section or alias ``key``)."""
+        from orch.core import sections
+
+        merged = self._merged(self._call("orch_settings", key), "settings section")
+        owners: dict[str, str] = {}
+        for name, cls in merged.items():
+            sections.declared(cls)  # a TypeError for a class that is not a dataclass
+            for alias in sections.aliases(cls):
+                if alias in owners and owners[alias] != name:
+                    raise PluginError(
+                        f"the settings sections {owners[alias]!r} and {name!r} both claim the "
+                        f"top-level setting {alias!r}; uninstall one of them (see `orch plugins`)")
+                owners[alias] = name
+        return merged
+
+    def setting_aliases(self) -> dict[str, tuple[str, str]]:
+        """``{top-level alias: (section, key)}`` declared by every plugin."""
+        from orch.core import sections
+        from orch.core.config import Settings
+
+        core = set(Settings.documented())
+        found: dict[str, tuple[str, str]] = {}
+        for name, cls in self.settings_sections().items():
+            for alias, key in sections.aliases(cls).items():
+                if alias in core:
+                    raise PluginError(f"settings section {name!r} declares {alias!r} as an "
+                                      "alias, but it is one of orch's own settings")
+                found[alias] = (name, key)
+        return found
+
+    def setting_alias(self, alias: str) -> tuple[str, str] | None:
+        """The ``(section, key)`` that top-level ``alias`` stands for, or None."""
+        from orch.core import sections
+
+        for name, cls in self.settings_sections(alias).items():
+            if alias in sections.aliases(cls):
+                return name, sections.aliases(cls)[alias]
+        return None
+
+    def check_settings(self, settings: Settings) -> None:
+        """Check every declared section of ``settings`` now (a daemon does at start, so a
+        typo stops it instead of surfacing at the first request that reads the section)."""
+        for name, cls in self.settings_sections().items():
+            settings.section(name, cls)
 
     # -- choosing plugins by settings ---------------------------------------------------
 

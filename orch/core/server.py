@@ -221,7 +221,8 @@ class Node:
 
     @property
     def settings(self) -> Settings:
-        """The process's settings; plugins read their section with ``settings.plugin(name)``."""
+        """The process's settings; plugins read their declared section with
+        ``settings.section(name, cls)``."""
         return self.services.settings
 
     # -- lifecycle ---------------------------------------------------------------------

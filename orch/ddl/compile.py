@@ -17,6 +17,8 @@ Schema and Choria intend (Python's also matches before a final newline).
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,13 +106,30 @@ def _output_property(spec: OutputDDL) -> dict[str, Any]:
     return schema
 
 
-def _builtin_validators() -> Validators:
-    from orch.ddl.builtin import VALIDATORS
+def _installed_validators() -> Validators:
+    """The named validators the installed plugins provide, for callers that pass none (a
+    program checking arguments by hand). The server and client always pass their
+    registry's; the DDL compiler itself knows no plugin."""
+    from orch.core.plugins import default_registry
 
-    return VALIDATORS
+    return default_registry().validators()
 
 
-_cache: dict[tuple[int, int, str], Any] = {}
+#: Compiled validators, keyed by the identities of the action and the validators, least
+#: recently used first. Bounded, so the DDLs replaced by a SIGHUP rescan (and the
+#: validators of registries gone) are dropped once newer ones have been used; each entry
+#: holds its action and validators, so an id is never reused while its entry exists.
+_cache: OrderedDict[tuple[int, int, str], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 2048
+
+
+def _remember(key: tuple[int, int, str], entry: tuple[Any, ActionDDL, Validators]) -> None:
+    with _cache_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
 
 #: Keywords :class:`DirectChecker` checks exactly as jsonschema would, per property.
 _DIRECT_KEYWORDS = frozenset({"type", "enum", "maxLength", "pattern"})
@@ -227,12 +246,15 @@ def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
     """A compiled validator for ``action`` (cached on the action and validators):
     :class:`DirectChecker` when that suffices, else jsonschema's."""
     key = (id(action), id(validators), which)
-    compiled = _cache.get(key)
+    with _cache_lock:
+        compiled = _cache.get(key)
+        if compiled is not None:
+            _cache.move_to_end(key)
     if compiled is None:
         schema = input_schema(action) if which == "input" else output_schema(action)
         if DirectChecker.applies(schema):
             compiled = DirectChecker(schema)
-            _cache[key] = (compiled, action, validators)
+            _remember(key, (compiled, action, validators))
             return compiled
         from jsonschema import FormatChecker
 
@@ -240,7 +262,7 @@ def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
         for name, predicate in validators.items():
             checker.checks(name)(predicate)
         compiled = validator_class()(schema, format_checker=checker)
-        _cache[key] = (compiled, action, validators)  # keep both alive while cached
+        _remember(key, (compiled, action, validators))  # keeps both alive while cached
         return compiled
     return compiled[0]
 
@@ -251,7 +273,7 @@ def check_arguments(
     """Apply defaults and validate; raise ArgumentError (``kind`` missing/invalid)."""
     if not action.inputs and not data:  # nothing to check (ping): skip jsonschema
         return {}
-    validators = _builtin_validators() if validators is None else validators
+    validators = _installed_validators() if validators is None else validators
     checked = dict(data)
     for name, spec in action.inputs.items():
         if name not in checked and spec.default is not None:

@@ -15,7 +15,7 @@ Every term of a kind must match, except for ``identity`` where any one suffices.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
 from orch.core.filter import FilterCost, FilterEngine, FilterKind, FilterSyntaxError, NodeView
@@ -23,7 +23,6 @@ from orch.core.hookspecs import hookimpl
 from orch.filters.terms import (
     MISSING,
     fact_value,
-    find_operator,
     match_fact,
     match_name,
     parse_fact_term,
@@ -196,44 +195,3 @@ def orch_filter_functions() -> dict[str, Callable[..., Any]]:
 
 
 # --------------------------------------------------------------------------- CLI helper
-
-
-def build_filter(
-    engine: FilterEngine,
-    fact: Sequence[str] = (),
-    classes: Sequence[str] = (),
-    identities: Sequence[str] = (),
-    agents: Sequence[str] = (),
-    compound: Sequence[str] = (),
-    with_: Sequence[str] = (),
-) -> dict[str, list[Any]]:
-    """Turn the values of ``-F -C -I -A -S -W`` into a request's wire filter.
-
-    ``with_`` holds MCollective's combined ``-W "role=web webserver"`` values: each
-    whitespace-separated word containing an operator is a fact term, any other a class
-    (so a fact term under ``-W`` cannot have spaces around its operator). Kinds with no
-    terms are left out, so no options at all give ``{}``, which selects every node.
-    """
-    facts, classes_with = _split_with(with_)
-    typed = {
-        "fact": [*fact, *facts],
-        "class": [*classes, *classes_with],
-        "identity": list(identities),
-        "agent": list(agents),
-        "compound": list(compound),
-    }
-    wire = {
-        kind: [engine.parse(kind, text) for text in texts] for kind, texts in typed.items() if texts
-    }
-    engine.check(wire)
-    return wire
-
-
-def _split_with(values: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``-W`` values into (fact terms, classes)."""
-    facts: list[str] = []
-    classes: list[str] = []
-    for value in values:
-        for word in value.split():
-            (facts if find_operator(word) is not None else classes).append(word)
-    return facts, classes

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from orch.core import convert
 from orch.core.authorization import Decision
 from orch.core.errors import ConfigError
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
@@ -59,6 +60,7 @@ from orch.core.hookspecs import hookimpl
 from orch.core.patterns import PatternError, compile_pattern
 from orch.core.patterns import is_slashed as is_regex_pattern
 from orch.core.protocol import Request, valid_name
+from orch.core.sections import setting
 
 if TYPE_CHECKING:
     from orch.core.authorization import Authorizer
@@ -495,6 +497,33 @@ class _FileCache(Generic[T]):
         return _Loaded(signature, raw, value, None)
 
 
+# --------------------------------------------------------------------------- settings
+
+#: This plugin's settings section: ``plugins: {actionpolicy: {…}}``.
+SECTION = "actionpolicy"
+
+
+@dataclass(frozen=True)
+class ActionPolicySettings:
+    """Where the policy files are and what to decide without one. The keys were orch's own
+    settings before plugins declared theirs, so the old top-level names still work."""
+
+    policy_dir: str | None = setting(
+        None, convert.optional_path,
+        "Server: directory of `<agent>.policy` files, `default.policy` and `groups`. Without "
+        "it every request is allowed (warned at start).", aliases=("policy_dir",))
+    policy_default: str = setting(
+        "deny", convert.choice("allow", "deny"),
+        "Server: `allow` or `deny` for an agent with no policy file and no `default.policy`.",
+        aliases=("policy_default",))
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare the ``actionpolicy`` section."""
+    return {SECTION: ActionPolicySettings}
+
+
 # --------------------------------------------------------------------------- authorizer
 
 
@@ -510,8 +539,12 @@ class ActionPolicyAuthorizer:
     name = "actionpolicy"
 
     def __init__(self, settings: Settings) -> None:
-        self._dir = settings.policy_dir
-        self._policy_default = settings.policy_default
+        section = settings.section(SECTION, ActionPolicySettings)
+        self._dir = section.policy_dir
+        self._policy_default = section.policy_default
+        if self._dir is None:
+            log.warning("node=%s no policy_dir set: every authenticated caller may run "
+                        "every action", settings.identity)
         #: The server's filter engine, from the first request: policies parse with it.
         self._filters: FilterEngine | None = None
         self._policies: _FileCache[Policy] = _FileCache(

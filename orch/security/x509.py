@@ -54,6 +54,7 @@ from orch.core.security import SecurityProvider, Verified
 from orch.security import peercerts
 from orch.security.peercerts import LRU as _LRU
 from orch.security.peercerts import CertInfo as _CertInfo
+from orch.security.x509_settings import SECTION, X509Settings
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
@@ -71,9 +72,6 @@ DEFAULT_CACHE_SIZE = 20_000
 MAX_CERT_PEM = 16_384
 MAX_SIG_B64 = 4_096
 _NEEDED_ROLE = {"request": "client", "reply": "node"}
-#: Warn this many days before this process's own certificate expires (overridden by
-#: ``plugins: {x509: {expiry_warning_days: N}}``).
-DEFAULT_EXPIRY_WARNING_DAYS = 14.0
 #: While running, the own-expiry check is repeated at most this often (seconds).
 EXPIRY_CHECK_INTERVAL = 6 * 3600.0
 
@@ -92,20 +90,6 @@ class _State:
     revocation: str
     cache: _LRU
     disk: TrustCache | None
-
-
-def _expiry_warning_days(value: Any) -> float:
-    """``plugins.x509.expiry_warning_days`` (default 14): how far ahead to warn."""
-    if value is None:
-        return DEFAULT_EXPIRY_WARNING_DAYS
-    try:
-        days = float(value)
-    except (TypeError, ValueError):
-        days = -1.0
-    if not 0 <= days < 36500 or isinstance(value, bool):
-        raise SecurityError(f"plugins.x509.expiry_warning_days must be a number of days "
-                            f"(0 or more), not {value!r}")
-    return days
 
 
 def _stamp(when: float) -> str:
@@ -142,21 +126,21 @@ class X509Provider:
         if clock_skew is None:
             clock_skew = settings.clock_skew if settings is not None else 5.0
         self._skew = float(clock_skew)
+        section = settings.section(SECTION, X509Settings) if settings is not None else None
         if client_certnames is None:
-            configured = getattr(settings, "client_certnames", None)
+            configured = section.client_certnames if section is not None else None
             client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
         self._client_certnames = tuple(client_certnames)
         self._cache_size = cache_size
         self._cert_cache_dir = cert_cache
         self._crl_path = crl
-        plugin = settings.plugin("x509") if settings is not None else {}
         if ed25519_backend is None:
-            ed25519_backend = str(plugin.get("ed25519", "auto"))
+            ed25519_backend = section.ed25519 if section is not None else "auto"
         if ed25519_backend not in pki.ED25519_BACKENDS:
             raise SecurityError(f"plugins.x509.ed25519 must be one of "
                                 f"{', '.join(pki.ED25519_BACKENDS)}, not {ed25519_backend!r}")
         self._backend = ed25519_backend
-        self._expiry_warning = _expiry_warning_days(plugin.get("expiry_warning_days"))
+        self._expiry_warning = (section or X509Settings()).expiry_warning_days
         self._next_expiry_check = 0.0
         self._state = self._load(settings, credentials)
         self._warn_identity_mismatch(settings)
@@ -283,7 +267,7 @@ class X509Provider:
         from orch.security import certcache
 
         if directory is None and settings is not None:
-            configured = getattr(settings, "cert_cache", None)
+            configured = settings.section(SECTION, X509Settings).cert_cache
             if configured == "off":
                 return None
             directory = configured or certcache.default_directory()
@@ -518,6 +502,11 @@ def _reply_sender(body: str) -> str:
     if not isinstance(sender, str):
         raise SecurityError("reply body names no sender")
     return sender
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    return {SECTION: X509Settings}
 
 
 @hookimpl

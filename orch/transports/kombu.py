@@ -358,8 +358,8 @@ def _tls_options(url: str, settings: Settings | None) -> dict[str, Any]:
         return {}
     if settings is None:
         raise TransportError(f"{parts.scheme}:// needs tls_cert, tls_key and tls_ca settings")
+    from orch.core.credentials import resolve_credential_paths
     from orch.core.errors import ConfigError
-    from orch.security.pki import resolve_credential_paths
 
     try:
         paths = resolve_credential_paths(settings)

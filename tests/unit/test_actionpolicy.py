@@ -55,7 +55,8 @@ def write(directory: Path, name: str, *lines: str) -> Path:
 
 def authorizer(directory: Path | None, default: str = "deny") -> ActionPolicyAuthorizer:
     return ActionPolicyAuthorizer(
-        Settings(policy_dir=None if directory is None else str(directory), policy_default=default)
+        Settings().with_values({"policy_dir": None if directory is None else str(directory),
+                                "policy_default": default}, "test")
     )
 
 
@@ -555,7 +556,7 @@ def test_registered_through_the_authorizers_hook(policies: Path, engine: FilterE
     assert registry.register(actionpolicy, "actionpolicy")
     factory = registry.authorizers()["actionpolicy"]
     write(policies, "puppet.policy", "allow\tcert=alice\t*")
-    authz = factory(Settings(policy_dir=str(policies)))
+    authz = factory(Settings().with_values({"actionpolicy.policy_dir": str(policies)}, "test"))
     assert ask(authz, engine)[0]
 
 

@@ -398,12 +398,13 @@ def test_inventory_of_missing_node(fleet: Fleet) -> None:
 
 def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     collective = f"demo{uuid.uuid4().hex[:10]}"
-    # The demo exports ORCH_BROKER/ORCH_COLLECTIVE for its own commands; restore them after.
-    monkeypatch.setenv("ORCH_BROKER", "memory://")
-    monkeypatch.setenv("ORCH_COLLECTIVE", collective)
+    before = {k: v for k, v in os.environ.items() if k.startswith("ORCH_")}
     result = run("demo", "--no-interactive", "-n", "5", "--collective", collective,
                  env=environment(ORCH_COLLECTIVE=collective))
     assert result.exit_code == 0, result.output
+    # The tour's commands get the fleet's settings through the click context; the
+    # process's environment is left alone.
+    assert {k: v for k, v in os.environ.items() if k.startswith("ORCH_")} == before
     out = result.stdout
     specs = demo_specs(5, 7)
     first = specs[0].identity
@@ -448,7 +449,6 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     # inventory of the first node.
     assert f"Inventory for {first}:" in inventory
     assert re.search(rf"^\s+role => {specs[0].facts['role']}$", inventory, re.M)
-    assert os.environ["ORCH_COLLECTIVE"] == collective
 
 
 # --------------------------------------------------------------------- bounded filters

@@ -140,7 +140,7 @@ def test_discovery_with_filters(client: Client, filter: dict[str, Any],
 
 
 def test_discovery_uses_the_client_filter_engine(client: Client) -> None:
-    from orch.filters.builtin import build_filter
+    from orch.core.filterargs import build_filter
 
     wire = build_filter(client.filters, fact=["role=web"], classes=["nginx"],
                         compound=["cpus > 2"])

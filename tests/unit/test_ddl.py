@@ -1098,7 +1098,6 @@ def test_negation_is_only_for_boolean_inputs(tokens: list[str]) -> None:
 def cli_registry(registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch,
                  fleet: Fleet) -> Iterator[PluginRegistry]:
     """Make the CLI (in-process, via CliRunner) see the ``ddltest`` agent."""
-    monkeypatch.setattr(orch.core.plugins, "_default", registry)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield registry
@@ -1106,7 +1105,7 @@ def cli_registry(registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch,
     root.setLevel(level)
 
 
-def run_cli(settings: Settings, *args: str) -> Result:
+def run_cli(settings: Settings, registry: PluginRegistry, *args: str) -> Result:
     import os
 
     from orch.cli.main import cli
@@ -1115,21 +1114,21 @@ def run_cli(settings: Settings, *args: str) -> Result:
     env.update({"ORCH_BROKER": "memory://", "ORCH_COLLECTIVE": settings.collective,
                 "ORCH_SECURITY": "insecure", "ORCH_DISCOVERY_TIMEOUT": "0.6",
                 "ORCH_LOG_LEVEL": "error"})
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False, obj=registry)
 
 
 def test_cli_action_help(settings: Settings, cli_registry: PluginRegistry) -> None:
-    result = run_cli(settings, "rpc", "ddltest", "execute", "--help")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--help")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == action_help(DDLTEST, EXECUTE).strip()
-    result = run_cli(settings, "rpc", "ddltest", "--help")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "--help")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == agent_help(DDLTEST).strip()
 
 
 def test_cli_plugin_doc(settings: Settings, cli_registry: PluginRegistry) -> None:
     """``orch plugin doc AGENT``: the agent's help, then every action's, from the DDL."""
-    result = run_cli(settings, "plugin", "doc", "ddltest")
+    result = run_cli(settings, cli_registry, "plugin", "doc", "ddltest")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith(agent_help(DDLTEST))
@@ -1141,8 +1140,9 @@ def test_cli_plugin_doc(settings: Settings, cli_registry: PluginRegistry) -> Non
 
 def test_cli_option_style_arguments_reach_the_agent(settings: Settings,
                                                     cli_registry: PluginRegistry) -> None:
-    result = run_cli(settings, "rpc", "ddltest", "execute", "--command", "uptime", "--count", "3",
-                     "--loud", "--mode", "fast", "--tags", '["a"]', "-I", "n1", "--json")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--command", "uptime",
+                     "--count", "3", "--loud", "--mode", "fast", "--tags", '["a"]', "-I", "n1",
+                     "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     [reply] = document["replies"]
@@ -1157,10 +1157,11 @@ def test_cli_option_style_arguments_reach_the_agent(settings: Settings,
 def test_cli_refuses_invalid_arguments_before_sending(settings: Settings, fleet: Fleet,
                                                       cli_registry: PluginRegistry) -> None:
     before = received(fleet)
-    result = run_cli(settings, "rpc", "ddltest", "execute", "--command", "ls;id", "-I", "n1")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--command", "ls;id",
+                     "-I", "n1")
     assert result.exit_code == 2, result.output
     assert "argument 'command' is not a valid shellsafe value" in result.output
-    result = run_cli(settings, "rpc", "ddltest", "execute", "--no-loud", "-I", "n1")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--no-loud", "-I", "n1")
     assert result.exit_code == 2, result.output
     assert "argument 'command' is required" in result.output
     time.sleep(0.1)
@@ -1171,8 +1172,8 @@ def test_cli_refuses_invalid_arguments_before_sending(settings: Settings, fleet:
 def test_cli_shows_reply_warnings_and_summaries_in_json(settings: Settings,
                                                         cli_registry: PluginRegistry) -> None:
     reply = json.dumps({"status": "up", "enabled": True, "load": 1.5, "junk": 1})
-    result = run_cli(settings, "rpc", "ddltest", "report", "--reply", reply, "-I", "n1",
-                     "-I", "n2", "--json")
+    result = run_cli(settings, cli_registry, "rpc", "ddltest", "report", "--reply", reply,
+                     "-I", "n1", "-I", "n2", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["warnings"] == {"n1": ["undeclared output(s) junk"],

@@ -150,3 +150,27 @@ def test_a_changed_ddl_text_is_checked_again(ddl_cache: Path, tmp_path: Path) ->
     del broken["metadata"]["author"]
     with pytest.raises(DDLError, match="'author' is a required property"):
         load_ddl("broken.json", json.dumps(broken))
+
+
+def test_the_compiled_validator_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDLs replaced by a SIGHUP rescan must not stay alive in the cache forever."""
+    from orch.ddl import compile as ddl_compile
+    from orch.ddl.model import ActionDDL, InputDDL
+
+    monkeypatch.setattr(ddl_compile, "CACHE_SIZE", 8)
+    for n in range(50):
+        action = ActionDDL(f"a{n}", inputs={"x": InputDDL("x", type="string")})
+        assert action.check_arguments({"x": "y"}, {}) == {"x": "y"}
+    assert len(ddl_compile._cache) <= 8
+
+
+def test_the_ddl_compiler_imports_no_plugin() -> None:
+    import ast
+    from pathlib import Path
+
+    from orch.ddl import compile as ddl_compile
+
+    tree = ast.parse(Path(ddl_compile.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+    assert "orch.ddl.builtin" not in imported

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orch.core import filterargs
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
 from orch.filters import builtin, compound
 from orch.filters.compound import And, Call, ClassTest, FactTest, Not, Or
@@ -630,7 +631,7 @@ def test_unknown_kind(engine: FilterEngine) -> None:
 
 
 def test_build_filter(engine: FilterEngine) -> None:
-    assert builtin.build_filter(
+    assert filterargs.build_filter(
         engine,
         fact=["kernel=Linux"],
         classes=["webserver"],
@@ -652,24 +653,24 @@ def test_build_filter(engine: FilterEngine) -> None:
 
 
 def test_build_filter_omits_empty_kinds(engine: FilterEngine) -> None:
-    assert builtin.build_filter(engine) == {}
-    assert builtin.build_filter(engine, with_=["webserver /^nginx/"]) == {
+    assert filterargs.build_filter(engine) == {}
+    assert filterargs.build_filter(engine, with_=["webserver /^nginx/"]) == {
         "class": ["webserver", "/^nginx/"]
     }
-    assert builtin.build_filter(engine, with_=["kernel=~/^Lin/"]) == {
+    assert filterargs.build_filter(engine, with_=["kernel=~/^Lin/"]) == {
         "fact": [{"fact": "kernel", "operator": "=~", "value": "^Lin"}]
     }
 
 
 def test_build_filter_reports_bad_terms(engine: FilterEngine) -> None:
     with pytest.raises(FilterSyntaxError, match="has no operator"):
-        builtin.build_filter(engine, fact=["kernel"])
+        filterargs.build_filter(engine, fact=["kernel"])
     with pytest.raises(FilterSyntaxError, match="unbalanced parentheses"):
-        builtin.build_filter(engine, compound=["(a"])
+        filterargs.build_filter(engine, compound=["(a"])
 
 
 def test_build_filter_result_selects(engine: FilterEngine) -> None:
-    wire = builtin.build_filter(engine, with_=["kernel=Linux webserver"], agents=["puppet"])
+    wire = filterargs.build_filter(engine, with_=["kernel=Linux webserver"], agents=["puppet"])
     assert engine.matches(wire, NODE)
     assert not engine.matches(wire, NodeView("db1", {"kernel": "Linux"}))
 

@@ -21,6 +21,7 @@ from orch.core.filter import (
     FilterSyntaxError,
     NodeView,
 )
+from orch.core.filterargs import build_filter
 from orch.core.patterns import (
     MAX_PATTERN_LENGTH,
     PatternError,
@@ -28,7 +29,6 @@ from orch.core.patterns import (
     search,
 )
 from orch.core.plugins import default_registry
-from orch.filters.builtin import build_filter
 
 #: Patterns that take exponential (or huge polynomial) time in a backtracking engine on
 #: a subject such as ``"a" * 40 + "!"``, and are harmless under RE2.

@@ -25,7 +25,6 @@ import pytest
 from click.testing import CliRunner
 
 from orch.cli.main import cli
-from orch.core import plugins as plugins_module
 from orch.core.agent import Agent
 from orch.core.config import Settings
 from orch.core.errors import PluginError
@@ -413,9 +412,56 @@ def test_orch_plugins_json_lists_builtins() -> None:
 def test_orch_plugins_shows_broken_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = PluginRegistry.from_entry_points()
     registry._broken("ghost", "ghost-dist", "0.0.1", "cannot import ghost: boom")
-    monkeypatch.setattr(plugins_module, "_default", registry)
-    result = CliRunner().invoke(cli, ["plugins"])
+    result = CliRunner().invoke(cli, ["plugins"], obj=registry)
     assert result.exit_code == 0, result.output
     ghost = next(line for line in result.stdout.splitlines() if line.startswith("ghost"))
     assert "ghost-dist 0.0.1" in ghost
     assert "BROKEN: cannot import ghost: boom" in ghost
+
+
+# -- hook contract details (issue 9, item 7) -----------------------------------------------
+
+
+def _command_plugin(command_name: str) -> object:
+    import click as click_module
+
+    class CommandPlugin:
+        @hookimpl
+        def orch_cli_commands(self) -> list[click_module.Command]:
+            return [click_module.Command(command_name, callback=lambda: None)]
+
+    return CommandPlugin()
+
+
+def test_a_command_name_claimed_twice_is_an_error() -> None:
+    registry = PluginRegistry()
+    assert registry.register(_command_plugin("hello"), "one")
+    assert registry.register(_command_plugin("hello"), "two")
+    with pytest.raises(PluginError, match="two plugins provide the command 'hello'"):
+        registry.cli_commands()
+    result = CliRunner().invoke(cli, ["hello"], obj=registry)
+    assert result.exit_code == 2
+    assert "two plugins provide the command 'hello'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_orch_reload_is_a_notification() -> None:
+    calls: list[str] = []
+
+    class Broken:
+        @hookimpl
+        def orch_reload(self, settings: Settings) -> object:
+            calls.append("broken")
+            raise RuntimeError("boom")
+
+    class Fine:
+        @hookimpl
+        def orch_reload(self) -> object:
+            calls.append("fine")
+            return "ignored"
+
+    registry = PluginRegistry()
+    assert registry.register(Broken(), "broken")
+    assert registry.register(Fine(), "fine")
+    assert registry.notify_reload(Settings()) is None  # type: ignore[func-returns-value]
+    assert calls == ["broken", "fine"]

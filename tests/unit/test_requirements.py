@@ -25,7 +25,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orch.cli.main import cli
-from orch.core import plugins as plugins_module
 from orch.core import requirements
 from orch.core.config import Settings, load_settings
 from orch.core.errors import ConfigError, MissingRequirementError, PluginError
@@ -209,7 +208,6 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginRegistry]:
     """The process-wide registry with a transport plugin whose library is missing."""
     registry = registry_with(transport_plugin(
         "fakemq", [Requirement(ABSENT, "fakemq-client")], never_called))
-    monkeypatch.setattr(plugins_module, "_default", registry)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield registry
@@ -217,9 +215,9 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginRegistry]:
     root.setLevel(level)
 
 
-def invoke(*args: str) -> Result:
+def invoke(registry: PluginRegistry, *args: str) -> Result:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ORCH_")}
-    return CliRunner().invoke(cli, list(args), env=env)
+    return CliRunner().invoke(cli, list(args), env=env, obj=registry)
 
 
 def assert_usage_error(result: Result, *fragments: str) -> None:
@@ -234,13 +232,13 @@ def assert_usage_error(result: Result, *fragments: str) -> None:
 @pytest.mark.parametrize("command", [["ping"], ["rpc", "rpcutil", "ping"], ["find"]])
 def test_client_commands_exit_2_naming_scheme_and_package(
         fake_registry: PluginRegistry, command: list[str]) -> None:
-    result = invoke(*command, "--broker", "fakemq://mq", "--security", "insecure")
+    result = invoke(fake_registry, *command, "--broker", "fakemq://mq", "--security", "insecure")
     assert_usage_error(result, "Error: the fakemq:// transport (plugin fakemq) cannot load",
                        "pip install fakemq-client")
 
 
 def test_orch_plugins_lists_each_scheme_with_its_needs(fake_registry: PluginRegistry) -> None:
-    result = invoke("plugins")
+    result = invoke(fake_registry, "plugins")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "Transports (broker URL schemes):" in lines
@@ -255,7 +253,7 @@ def test_orch_plugins_lists_each_scheme_with_its_needs(fake_registry: PluginRegi
 
 
 def test_orch_plugins_json_has_transports_per_plugin(fake_registry: PluginRegistry) -> None:
-    result = invoke("plugins", "--json")
+    result = invoke(fake_registry, "plugins", "--json")
     assert result.exit_code == 0, result.output
     by_name = {entry["name"]: entry for entry in json.loads(result.output)}
     assert by_name["fakemq"]["transports"] == [{

@@ -19,8 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, NodeContext, action
-from orch.core.protocol import Status
+from orch.plugin import (
+    ActionFailed,
+    ActionReply,
+    ActionRequest,
+    Agent,
+    NodeContext,
+    Status,
+    action,
+)
 
 from orch_puppet import state
 from orch_puppet.config import PuppetPluginConfig, expand

@@ -15,9 +15,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from orch.cli import output
-from orch.cli.options import ClientContext, OrchCommandError, client_options
-from orch.core.client import CallResult, Client
+from orch.plugin import (
+    CallResult,
+    Client,
+    ClientContext,
+    OrchCommandError,
+    client_options,
+    output,
+)
 
 from orch_puppet.summary import Counts, FleetSummary
 from orch_puppet.validation import TYPE_RE, InvalidInput, run_options

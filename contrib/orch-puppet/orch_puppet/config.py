@@ -18,12 +18,11 @@ one process can host many simulated nodes, each with its own Puppet state direct
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from orch.core.errors import ConfigError
+from orch.plugin import Settings, convert, documented_settings, setting, setting_group
 
 SECTION = "puppet"
 
@@ -37,81 +36,23 @@ PATH_KEYS: tuple[str, ...] = (
 FACTS_COMMANDS = ("facter", "puppet")
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a positive number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a positive number") from None
-    if not 0 < number < float("inf"):
-        raise ValueError("expected a positive number")
-    return number
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected a positive whole number")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("expected a positive whole number") from None
-    if number <= 0:
-        raise ValueError("expected a positive whole number")
-    return number
-
-
-def _optional_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
-def _path(value: Any) -> str | None:
-    text = _optional_str(value)
-    if text in (None, ""):
-        return None
-    if "\0" in str(text):
-        raise ValueError("a path cannot contain NUL")
-    return text
-
-
 def _names(value: Any) -> tuple[str, ...]:
-    """A list of resource type names, or a comma-separated string of them."""
+    """Resource type names (a list, or a comma-separated string), lower-cased."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        items = [part.strip() for part in value]
-    else:
-        raise ValueError("expected a list of resource type names")
-    return tuple(item.lower() for item in items if item)
+    try:
+        items = convert.string_list(value)
+    except ValueError:
+        raise ValueError("expected a list of resource type names") from None
+    return tuple(item.strip().lower() for item in items if item.strip())
 
 
-def _choice(*options: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return str(value)
-
-    return convert
-
-
-def _key(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
-    return field(default=default, metadata={"convert": convert, "doc": doc})
+_key = setting
+_bool = convert.boolean
+_path = convert.optional_path
+_optional_str = convert.optional_string
+_positive_float = convert.positive(float)
+_choice = convert.choice
 
 
 @dataclass(frozen=True)
@@ -146,7 +87,7 @@ class PuppetPluginConfig:
     splay: bool = _key(
         False, _bool, "Default of runonce's splay input.")
     splaylimit: int | None = _key(
-        None, lambda v: None if v is None else _positive_int(v),
+        None, convert.optional(convert.positive(int)),
         "Default of runonce's splaylimit input (default: Puppet's splaylimit).")
     usecacheonfailure: bool = _key(
         False, _bool, "Let a run whose catalog compile fails apply the cached catalog (Puppet's "
@@ -170,43 +111,25 @@ class PuppetPluginConfig:
         300.0, _positive_float, "Seconds between background facter runs.")
     facts_timeout: float = _key(
         60.0, _positive_float, "Seconds one facter run may take before it is killed.")
-    paths: Mapping[str, str] = field(default_factory=dict)
+    paths: Mapping[str, str] = setting_group(
+        PATH_KEYS, _path, "Overrides of the Puppet paths orch-puppet reads or writes "
+        "(`vardir`, `statedir`, … — see docs/puppet.md); `{identity}` is expanded.")
 
     @classmethod
     def documented(cls) -> dict[str, str]:
         """``{key: description}`` of every key (path overrides excluded), for docs."""
-        return {f.name: f.metadata["doc"] for f in fields(cls) if "doc" in f.metadata}
+        return documented_settings(cls)
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> PuppetPluginConfig:
-        """Check ``section``; raise :class:`ConfigError` naming ``plugins.puppet.<key>``."""
-        known = {f.name: f for f in fields(cls) if "convert" in f.metadata}
-        values: dict[str, Any] = {}
-        paths: dict[str, str] = {}
-        for key, value in section.items():
-            where = f"plugins.{SECTION}.{key}"
-            if key in PATH_KEYS:
-                try:
-                    path = _path(value)
-                except ValueError as exc:
-                    raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
-                if path is not None:
-                    paths[key] = path
-                continue
-            if key not in known:
-                hint = difflib.get_close_matches(key, [*known, *PATH_KEYS], n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ConfigError(f"unknown setting {where}{suggestion}")
-            try:
-                values[key] = known[key].metadata["convert"](value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
-        return cls(**values, paths=paths)
+        """Check a raw ``plugins.puppet`` mapping (as orch does for the configured one)."""
+        return Settings().with_values({"plugins": {SECTION: dict(section)}}, "settings"
+                                      ).section(SECTION, cls)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PuppetPluginConfig:
-        """The section of orch ``settings`` (anything with ``plugin(name)``)."""
-        return cls.from_section(settings.plugin(SECTION))
+    def from_settings(cls, settings: Settings) -> PuppetPluginConfig:
+        """The checked section of orch ``settings``; ConfigError naming a bad key."""
+        return settings.section(SECTION, cls)
 
     def allows_type(self, type_name: str) -> tuple[bool, str]:
         """Whether the resource action may manage ``type_name``, and why not."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orch.core.errors import ConfigError
+from orch.plugin import ConfigError
 
 from orch_puppet.config import PuppetPluginConfig, expand
 from orch_puppet.paths import find_executable

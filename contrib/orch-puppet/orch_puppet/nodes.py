@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.core.facts import read_classes
+from orch.plugin import read_classes
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,22 @@ orch_puppet.plugin``). Each hook only builds objects; nothing runs until orch us
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from orch.core.hookspecs import hookimpl
+from orch.plugin import hookimpl
 
 if TYPE_CHECKING:
     import click
-    from orch.core.agent import Agent
-    from orch.core.config import Settings
-    from orch.core.facts import FactSource
+    from orch.plugin import Agent, FactSource, Settings
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare the ``plugins.puppet`` section (documented in docs/puppet.md)."""
+    from orch_puppet.config import SECTION, PuppetPluginConfig
+
+    return {SECTION: PuppetPluginConfig}
 
 
 @hookimpl

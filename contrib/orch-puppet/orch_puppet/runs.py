@@ -8,7 +8,6 @@ reaped by a thread that terminates it after ``max_run_time``; foreground command
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
+
+from orch.plugin import terminate_group
 
 from orch_puppet.config import PuppetPluginConfig
 from orch_puppet.paths import PuppetPaths
@@ -139,15 +140,7 @@ class BackgroundRuns:
         except subprocess.TimeoutExpired:
             log.error("puppet run pid=%d still going after %gs: terminating it", proc.pid,
                       max_run_time)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=TERMINATE_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=TERMINATE_GRACE)
+            terminate_group(proc, TERMINATE_GRACE)
         record.exit_code = proc.returncode
         record.finished = time.time()
         log.info("puppet run pid=%d exited %s after %.1fs", proc.pid, proc.returncode,

@@ -17,6 +17,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from orch.core import credentials
+from orch.core.credentials import CredentialPaths
 from orch.core.errors import ConfigError
 from orch.security.pki.certs import (
     EXPIRY_WARNING,
@@ -35,15 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class CredentialPaths(NamedTuple):
-    """The three files a process uses, and where the choice came from (for messages)."""
-
-    cert: Path
-    key: Path
-    ca: Path
-    source: str
-
-
 class Credentials(NamedTuple):
     """A process's certificate, its private key, and the trusted CA certificate(s).
 
@@ -56,48 +49,9 @@ class Credentials(NamedTuple):
     ca: tuple[x509.Certificate, ...]
 
 
-_SETUP_HINT = (
-    "set tls_cert, tls_key and tls_ca (--tls-cert/--tls-key/--tls-ca, ORCH_TLS_* or the "
-    "config file), or ssldir to adopt a Puppet CA; with orch's own CA run "
-    "`orch ca init --dir DIR` once, then `orch ca issue --dir DIR --node {identity}` for a "
-    "server or `orch ca issue --dir DIR --client NAME` for a user"
-)
-
-
 def resolve_credential_paths(settings: Settings) -> CredentialPaths:
-    """Which files to load: explicit ``tls_*`` settings win, each missing one comes from
-    ``ssldir`` (Puppet layout, certname = ``identity``) when that is set.
-
-    Raises ConfigError naming the setting that is missing.
-    """
-    identity = settings.identity
-    ssldir = Path(settings.ssldir) if settings.ssldir else None
-    puppet = {
-        "tls_cert": ssldir / "certs" / f"{identity}.pem",
-        "tls_key": ssldir / "private_keys" / f"{identity}.pem",
-        "tls_ca": ssldir / "certs" / "ca.pem",
-    } if ssldir else {}
-    chosen: dict[str, Path] = {}
-    missing: list[str] = []
-    for key in ("tls_cert", "tls_key", "tls_ca"):
-        explicit = getattr(settings, key)
-        if explicit:
-            chosen[key] = Path(explicit)
-        elif key in puppet:
-            chosen[key] = puppet[key]
-        else:
-            missing.append(key)
-    if missing:
-        raise ConfigError(f"security provider x509 needs {', '.join(missing)}: "
-                          + _SETUP_HINT.format(identity=identity))
-    explicit_keys = [k for k in ("tls_cert", "tls_key", "tls_ca") if getattr(settings, k)]
-    if ssldir is None:
-        source = "tls_cert/tls_key/tls_ca"
-    elif explicit_keys:
-        source = f"ssldir {ssldir} with {', '.join(explicit_keys)} overridden"
-    else:
-        source = f"Puppet ssldir {ssldir} (certname {identity})"
-    return CredentialPaths(chosen["tls_cert"], chosen["tls_key"], chosen["tls_ca"], source)
+    """:func:`orch.core.credentials.resolve_credential_paths`, with this provider's name."""
+    return credentials.resolve_credential_paths(settings, "security provider x509")
 
 
 def _read(path: Path, what: str, hint: str) -> bytes:
@@ -179,7 +133,7 @@ def load_credentials(settings: Settings, *, clock_skew: float | None = None) -> 
                      "`puppet agent -t` (or `puppet ssl bootstrap`) on this host, or set "
                      "identity to the Puppet certname (for a user, e.g. alice.mcollective)")
     else:
-        cert_hint = _SETUP_HINT.format(identity=identity)
+        cert_hint = credentials.SETUP_HINT.format(identity=identity)
     cert = load_certificate_file(paths.cert, "certificate (tls_cert)", cert_hint)
     key = load_private_key_file(paths.key, "private key (tls_key)", cert_hint)
     ca = load_ca_file(paths.ca, "CA certificate (tls_ca)",

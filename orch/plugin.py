@@ -1,0 +1,164 @@
+"""The public API for plugin authors: everything a plugin may import from orch, in one place.
+
+A plugin (built-in or third-party) imports :data:`hookimpl`, the contracts it implements and
+the helpers it uses from here; anything not listed is private to orch and may change. The
+names are resolved lazily (:pep:`562`), so ``from orch.plugin import hookimpl`` — the first
+line of every plugin module — imports pluggy and nothing else, and a plugin's cost at start-up
+is only what it uses.
+
+What is here, by purpose:
+
+* **Registering**: :data:`hookimpl`.
+* **Settings**: :func:`setting`, :func:`setting_group`, :func:`documented_settings`,
+  :mod:`convert` (the converters orch's own settings use), :class:`Settings`,
+  :class:`ConfigError`.
+* **Agents**: :class:`Agent`, :func:`action`, :class:`ActionRequest`, :class:`ActionReply`,
+  :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`.
+* **The other seams**: :class:`Transport`, :class:`ClientChannel`, :class:`NodeBinding`,
+  :class:`Requirement`, :class:`SecurityProvider`, :class:`Verified`, :class:`Authorizer`,
+  :class:`Decision`, :class:`FilterKind`, :class:`FilterEngine`, :class:`NodeView`,
+  :class:`FactSource`, :func:`read_classes`, :class:`DiscoveryMethod`,
+  :class:`Discovered`, :func:`resolve_credential_paths`.
+* **Child processes**: :func:`terminate_group`, :func:`signal_group` (stopping a command
+  and everything it started).
+* **Errors**: :class:`OrchError`, :class:`PluginError`, :class:`SecurityError`,
+  :class:`TransportError`, :class:`ProtocolError`.
+* **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
+  :class:`OrchCommandError`, :mod:`output` (printing results as orch's own commands do),
+  :class:`Client`, :class:`CallResult`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from orch.core.markers import hookimpl
+
+if TYPE_CHECKING:
+    from orch.cli import output
+    from orch.cli.options import ClientContext, OrchCommandError, client_options
+    from orch.core import convert
+    from orch.core.agent import (
+        ActionFailed,
+        ActionReply,
+        ActionRequest,
+        Agent,
+        NodeContext,
+        action,
+    )
+    from orch.core.authorization import Authorizer, Decision
+    from orch.core.client import CallResult, Client
+    from orch.core.config import Settings
+    from orch.core.credentials import CredentialPaths, resolve_credential_paths
+    from orch.core.discovery import Discovered, DiscoveryMethod
+    from orch.core.errors import (
+        ConfigError,
+        OrchError,
+        PluginError,
+        ProtocolError,
+        SecurityError,
+        TransportError,
+    )
+    from orch.core.facts import FactSource, read_classes
+    from orch.core.filter import FilterEngine, FilterKind, NodeView
+    from orch.core.processes import signal_group, terminate_group
+    from orch.core.protocol import Status
+    from orch.core.requirements import Requirement
+    from orch.core.sections import documented as documented_settings
+    from orch.core.sections import setting, setting_group
+    from orch.core.security import SecurityProvider, Verified
+    from orch.core.transport import ClientChannel, NodeBinding, Transport
+
+#: ``name: (module, attribute or None for the module itself)``.
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    "output": ("orch.cli.output", None),
+    "convert": ("orch.core.convert", None),
+    **{name: ("orch.cli.options", name)
+       for name in ("ClientContext", "OrchCommandError", "client_options")},
+    **{name: ("orch.core.agent", name)
+       for name in ("ActionFailed", "ActionReply", "ActionRequest", "Agent", "NodeContext",
+                    "action")},
+    **{name: ("orch.core.authorization", name) for name in ("Authorizer", "Decision")},
+    **{name: ("orch.core.client", name) for name in ("CallResult", "Client")},
+    "Settings": ("orch.core.config", "Settings"),
+    **{name: ("orch.core.credentials", name)
+       for name in ("CredentialPaths", "resolve_credential_paths")},
+    **{name: ("orch.core.discovery", name) for name in ("Discovered", "DiscoveryMethod")},
+    **{name: ("orch.core.errors", name)
+       for name in ("ConfigError", "OrchError", "PluginError", "ProtocolError",
+                    "SecurityError", "TransportError")},
+    **{name: ("orch.core.facts", name) for name in ("FactSource", "read_classes")},
+    **{name: ("orch.core.filter", name) for name in ("FilterEngine", "FilterKind", "NodeView")},
+    "Status": ("orch.core.protocol", "Status"),
+    **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
+    "Requirement": ("orch.core.requirements", "Requirement"),
+    **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
+    "documented_settings": ("orch.core.sections", "documented"),
+    **{name: ("orch.core.security", name) for name in ("SecurityProvider", "Verified")},
+    **{name: ("orch.core.transport", name)
+       for name in ("ClientChannel", "NodeBinding", "Transport")},
+}
+
+__all__ = [
+    "ActionFailed",
+    "ActionReply",
+    "ActionRequest",
+    "Agent",
+    "Authorizer",
+    "CallResult",
+    "Client",
+    "ClientChannel",
+    "ClientContext",
+    "ConfigError",
+    "CredentialPaths",
+    "Decision",
+    "Discovered",
+    "DiscoveryMethod",
+    "FactSource",
+    "FilterEngine",
+    "FilterKind",
+    "NodeBinding",
+    "NodeContext",
+    "NodeView",
+    "OrchCommandError",
+    "OrchError",
+    "PluginError",
+    "ProtocolError",
+    "Requirement",
+    "SecurityError",
+    "SecurityProvider",
+    "Settings",
+    "Status",
+    "Transport",
+    "TransportError",
+    "Verified",
+    "action",
+    "client_options",
+    "convert",
+    "documented_settings",
+    "hookimpl",
+    "output",
+    "read_classes",
+    "resolve_credential_paths",
+    "setting",
+    "setting_group",
+    "signal_group",
+    "terminate_group",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first use (PEP 562)."""
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'orch.plugin' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
