@@ -7,6 +7,7 @@ the command then receives a :class:`ClientContext` as its ``orch`` argument.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,6 +225,9 @@ def client_options(command: F) -> F:
                      type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Longest time discovery may take (default 2)."),
         *call_plan_options(),
+        click.option("--discovery-method", metavar="NAME",
+                     help="How to find nodes: auto (the inventory when configured and fresh, "
+                          "else broadcast), broadcast, inventory, or a plugin's method."),
         click.option("--json", "json_output", is_flag=True,
                      help="Print one JSON document instead of text."),
         click.option("--output-file", type=click.Path(dir_okay=False, writable=True),
@@ -243,6 +247,7 @@ def client_options(command: F) -> F:
                 "collective": kwargs.pop("collective"),
                 "timeout": kwargs.pop("timeout"),
                 "discovery_timeout": kwargs.pop("discovery_timeout"),
+                "discovery_method": kwargs.pop("discovery_method"),
                 **{key: kwargs.pop(key) for key in ("security", "tls_cert", "tls_key", "tls_ca")},
             },
             config_file=kwargs.pop("config_file"),
@@ -255,6 +260,8 @@ def client_options(command: F) -> F:
             plan=plan_from_options(kwargs),
             output_file=kwargs.pop("output_file"),
         )
+        if ctx.verbose:  # say which discovery method ran and how long it took
+            logging.getLogger("orch.discovery.timing").setLevel(logging.INFO)
         try:
             return command(orch=ctx, **kwargs)
         except OrchError as exc:

@@ -152,7 +152,8 @@ def print_problems(result: CallResult) -> None:
     if result.missing:
         click.secho(f"\nNo response from {len(result.missing)} node(s):", fg="red", bold=True)
         for name in result.missing:
-            click.echo(f"    {name}")
+            note = result.notes.get(name)
+            click.echo(f"    {name}" + (f" ({note})" if note else ""))
     if result.rejected:
         click.secho(f"\n{len(result.rejected)} reply(ies) rejected:", fg="red")
         for reason in result.rejected:

@@ -50,6 +50,7 @@ from orch.core.errors import (
     UnknownActionError,
 )
 from orch.core.filter import FilterEngine
+from orch.core.inventory import CallObserver
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name
 from orch.core.result import CallResult
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
     from orch.core.agent import Agent
 
 log = logging.getLogger(__name__)
+#: Which discovery method ran and how long it took (shown by the CLI's ``-v``).
+discovery_log = logging.getLogger("orch.discovery.timing")
 
 #: The longest a call waits, past its deadline, for replies it already received to be
 #: verified by the checker processes (a stuck checker must not hold the call).
@@ -115,6 +118,34 @@ class Client:
         up once per client: DDLs, timeouts and help all come from this one set."""
         return self.registry.agents(self.settings)
 
+    @functools.cached_property
+    def observers(self) -> list[CallObserver]:
+        """What plugins want told about each call (job history); loaded on first call."""
+        try:
+            return self.registry.call_observers(self.settings)
+        except Exception as exc:  # an observer's problem never stops a call
+            log.error("call observers not loaded: %s", exc)
+            return []
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("call observer %s failed in %s", type(observer).__name__, event)
+
+    def _observed(self, request: Request,
+                  on_reply: ReplyCallback | None) -> ReplyCallback | None:
+        if not self.observers:
+            return on_reply
+
+        def observe(reply: Reply, result: CallResult) -> None:
+            self._tell("replied", request, reply)
+            if on_reply is not None:
+                on_reply(reply, result)
+
+        return observe
+
     def __enter__(self) -> Client:
         return self
 
@@ -122,6 +153,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if "observers" in self.__dict__:
+            self._tell("close")
         if self._checked is not None:
             self._checked.close()
             self._checked = None
@@ -409,6 +442,7 @@ class Client:
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
         label: str = "the broadcast",
+        observe: bool = True,
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
@@ -417,6 +451,9 @@ class Client:
         :attr:`CallResult.cut_short` says so (``label`` names what was cut).
         """
         request = self.new_request(agent, action, data, filter)
+        if observe:
+            self._tell("sent", request, None)
+            on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
         return self._explain_silence(
@@ -437,7 +474,11 @@ class Client:
                 f"unknown discovery method {self.settings.discovery_method!r}; "
                 f"installed: {', '.join(sorted(methods))}"
             )
+        started = time.monotonic()
         found = method.discover(self, filter or {}, agent)
+        discovery_log.info("discovery: method %s found %d node(s) in %.1f ms",
+                           self.settings.discovery_method, len(found),
+                           (time.monotonic() - started) * 1000)
         return found if isinstance(found, Discovered) else Discovered(found)
 
     def call(
@@ -489,6 +530,13 @@ class Client:
             raise
         result.discovery_seconds = discovery_seconds
         result.cut_short = cut_short
+        explain = getattr(nodes, "explain", None)
+        if result.missing and explain is not None:
+            try:
+                result.notes = dict(explain(result.missing))
+            except Exception as exc:  # a note is a courtesy; never fail the call for it
+                log.warning("could not say why %d node(s) were silent: %s",
+                            len(result.missing), exc)
         if ddl is not None:
             for name, reply in result.replies.items():
                 problems = ddl.check_reply(reply.data) if reply.ok else []
@@ -508,6 +556,8 @@ class Client:
         plus :data:`PER_NODE_ALLOWANCE` for each node (5 s for 10,000 nodes, 25 ms for 50).
         """
         request, payloads = self.addressed(request, nodes)
+        self._tell("sent", request, list(nodes))
+        on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         try:
             for targets, payload in payloads:

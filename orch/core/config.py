@@ -178,9 +178,11 @@ class Settings:
         "longest gap between replies so far, if longer).",
         default_doc="`0.2`")
     discovery_method: str = _setting(
-        "broadcast", _name,
-        "Client: how to find nodes — the name of a discovery plugin.",
-        default_doc="`broadcast`")
+        "auto", _name,
+        "Client: how to find nodes — the name of a discovery plugin: `auto` (the inventory "
+        "when a store is configured and fresh, else `broadcast`), `broadcast`, `inventory`, "
+        "`puppetdb` (see [inventory.md](inventory.md)). Flag: `--discovery-method`.",
+        default_doc="`auto`")
     security: str = _setting(
         "x509", _name,
         "The security provider — the name of a security plugin. `x509` signs every request "

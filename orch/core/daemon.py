@@ -69,6 +69,8 @@ class Server:
             read_classes(settings.classes),
             self.services,
         )
+        #: Plugins' services run beside the daemon (registration is one).
+        self.extras = registry.server_services(settings)
 
     # -- SIGHUP ------------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class Server:
             self._cycle.set()
         self._facts.sources = list(sources)
         self.node.refresh(read_classes(settings.classes), self._facts)
+        self._each_extra("reloaded")
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
 
@@ -135,6 +138,7 @@ class Server:
         log.info("node=%s collective=%s agents=%s broker=%s starting",
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
+        self._each_extra("start", self.node, self.transport, self.ready)
         try:
             while not self.stop_event.is_set():
                 self._cycle.clear()
@@ -142,6 +146,7 @@ class Server:
                     break
                 self.transport.serve([self.node.binding()], self._cycle, self.ready)
         finally:
+            self._each_extra("stop")
             wait = self.settings.shutdown_timeout
             log.info("node=%s stopping: finishing %d admitted action(s), up to %gs",
                      self.node.identity, self.services.runner.admitted(), wait)
@@ -153,6 +158,16 @@ class Server:
     def stop(self) -> None:
         self.stop_event.set()
         self._cycle.set()
+
+    def _each_extra(self, method: str, *args: object) -> None:
+        """Call ``method`` on every server service; one that raises is logged and dropped."""
+        for extra in list(self.extras):
+            try:
+                getattr(extra, method)(*args)
+            except Exception:
+                log.exception("node=%s server service %r failed in %s; dropped",
+                              self.node.identity, type(extra).__name__, method)
+                self.extras.remove(extra)
 
     def _install_signal_handlers(self) -> None:
         """Signals only raise flags; a helper thread acts on them.

@@ -37,6 +37,8 @@ class CallResult:
     #: re-published elsewhere, or a node answering what was not its own): their senders,
     #: listed apart and never counted as results.
     unexpected: list[str] = field(default_factory=list)
+    #: What discovery knew about nodes that did not answer: ``{identity: note}``.
+    notes: dict[str, str] = field(default_factory=dict)
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
     #: They are still results; the mismatch is flagged, never silently passed.
     warnings: dict[str, list[str]] = field(default_factory=dict)

@@ -1089,3 +1089,74 @@ def demo_api(workdir: Path, nodes: int) -> Iterator[tuple[str, str, subprocess.P
                 proc.wait(timeout=STOP_TIMEOUT)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+#: The PostgreSQL the machine runs (trust authentication, database ``test``).
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_schema(label: str = "inv") -> Iterator[str]:
+    """A connection URL whose every table lives in a fresh schema, dropped afterwards, so
+    tests (and concurrent test runs) sharing the one database never see each other's rows."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"it{SESSION_TOKEN}_{label}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+class RegistryDaemon:
+    """One ``orch registry`` process writing a fleet's registrations into ``store``."""
+
+    def __init__(self, broker: str, collective: str, store: str, workdir: Path,
+                 name: str = "registry", config: Path | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_file = workdir / f"{name}.log"
+        self.argv = [*orch_argv(), "registry", "--broker", broker, "--collective", collective,
+                     "--store", store, "--log-level", "debug"]
+        self.env = {**client_security(), **({"ORCH_CONFIG": str(config)} if config else {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RegistryDaemon:
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL,
+                                         env=clean_environment(self.env))
+        proc = self.proc
+        wait_for(lambda: "consuming registrations" in self.log() or proc.poll() is not None,
+                 READY_TIMEOUT, "orch registry to start")
+        assert self.proc.poll() is None, self.log()
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        """SIGTERM and wait (SIGKILL past :data:`STOP_TIMEOUT`); the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(f"orch registry ignored SIGTERM:\n{self.log()}") from None
+
+
+def inventory_config(path: Path, store: str, **settings: Any) -> Path:
+    """A config file whose ``plugins.inventory`` section names ``store`` (and ``settings``)."""
+    path.write_text(yaml.safe_dump({"plugins": {"inventory": {"store": store, **settings}}}))
+    return path

@@ -39,6 +39,8 @@ PLUGINS = {
     "commands": ("orch.cli.commands",),
     "plugin-commands": ("orch.cli.plugin",),
     "api": ("orch.api", "orch.cli.api"),  # `orch api` is the HTTP API's command
+    # registration, stores, inventory discovery, job history; its commands are its own
+    "inventory": ("orch.inventory", "orch.cli.inventory"),
 }
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
