@@ -456,9 +456,12 @@ class Client:
             on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
-        return self._explain_silence(
+        result = self._explain_silence(
             self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
                          started=started, label=label))
+        if observe:
+            self._tell("finished", result)
+        return result
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
@@ -571,8 +574,10 @@ class Client:
             raise CallInterrupted(CallResult(request.agent, request.action, request.id,
                                              sorted(nodes))) from None
         wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
-        return self._explain_silence(
+        result = self._explain_silence(
             self.collect(request, nodes, wait, on_reply=on_reply, started=started))
+        self._tell("finished", result)
+        return result
 
     def ping(
         self,

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Settings a SIGHUP cannot change: they are the process's identity, its connections,
 #: signing credentials or thread pools. A changed value is logged and ignored until restart.
 RESTART_ONLY = (
-    "identity", "collective", "broker", "heartbeat", "security", "workers",
+    "identity", "collective", "broker", "heartbeat", "queue_expiry", "security", "workers",
     "filter_workers", "filter_backlog", "log_level",
 )
 #: How often the signal thread looks at its flags and at readiness (seconds).

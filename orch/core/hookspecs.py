@@ -236,6 +236,10 @@ def orch_inventory_stores() -> Mapping[str, Callable[[str, Settings], InventoryS
     creating its schema when missing; it raises :class:`~orch.core.errors.ConfigError`
     (with what to install or fix) when it cannot. Import the database driver inside the
     factory. Two plugins claiming one scheme is an error that names it.
+
+    Called when a process opens the inventory (``orch registry``, inventory discovery,
+    ``orch nodes``/``orch jobs``, job history), once per store it opens; only plugins
+    claiming the asked-for scheme are imported.
     """
 
 
@@ -248,6 +252,8 @@ def orch_server_services(settings: Settings) -> Iterable[ServerService]:
     and stopped before the transport closes (``stop()``). Registration is one. A service
     runs its own threads, must return from every call promptly, and must never raise
     into the daemon (what it raises is logged and the service dropped).
+
+    Called once per ``orch server`` start, after its settings were checked.
     """
 
 
@@ -260,6 +266,8 @@ def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
     ``finished(result)`` when collection ends. They are called on the client's reply path:
     hand the work to a thread of your own and return at once (job history does). What an
     observer raises is logged and ignored; it never fails a call.
+
+    Called once per :class:`~orch.core.client.Client`, at its first call.
     """
 
 
@@ -285,4 +293,6 @@ def orch_api_routes() -> Iterable[Any]:
     and a client signing as that token with ``orch.api.context.context_of(request)
     .client(token)``; the route is listed in ``/openapi.json`` with its docstring's first
     line. Only called when the API runs, so a plugin may import Starlette lazily.
+
+    Called once, when ``orch api`` (or ``orch demo --api``) builds its application.
     """
