@@ -380,10 +380,14 @@ def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> A
     name = str(error.absolute_path[0])
     spec = action.inputs[name]
     value = data[name]
+    # An operator reads what the input is, as its DDL describes it, not the regex behind it;
+    # only an input described by nothing gets its pattern quoted.
+    described = ": ".join(text.rstrip(".") for text in (spec.prompt, spec.description) if text)
     reasons = {
         "type": f"must be of type {spec.type}, got {value!r}",
         "maxLength": f"is longer than {spec.maxlength} characters",
-        "pattern": f"does not match {spec.validation}",
+        "pattern": (f"has an invalid value {value!r} ({described}; see the action's --help)"
+                    if described else f"does not match {spec.validation}"),
         "format": f"is not a valid {spec.validation} value",
         "enum": f"must be one of {', '.join(spec.values)}",
     }
