@@ -115,8 +115,8 @@ def test_the_real_agent_is_never_simulation_safe() -> None:
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"alow": ["x"]}, "unknown setting plugins.service.alow (did you mean 'allow'?)"),
-    ({"allow": ["bad name"]}, "plugins.service.allow: bad value"),
+    ({"alow": ["x"]}, "unknown setting 'plugins.service.alow' (did you mean 'allow'?)"),
+    ({"allow": ["bad name"]}, "bad value ['bad name'] for 'plugins.service.allow'"),
     ({"provider": "upstart"}, "expected one of auto, systemd, sysv, simulated"),
     ({"command_timeout": 0}, "expected a positive number"),
     ({"confirm_above": -1}, "expected a whole number"),
