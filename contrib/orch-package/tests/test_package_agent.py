@@ -179,3 +179,16 @@ def test_cli_bad_input_is_a_usage_error(package_fleet: Start, words: list[str],
     fleet = package_fleet({"n1": {}})
     result = run_cli(fleet, "package", *words)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_the_section_is_declared_to_orch_and_checked_at_start() -> None:
+    """``orch_settings`` declares ``plugins.package``: ``orch server``'s start-up check
+    (``check_settings``) refuses a typo before any package action runs."""
+    from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
+
+    registry = PluginRegistry.from_entry_points()
+    assert registry.settings_sections()["package"] is PackagePluginConfig
+    typo = Settings().with_values({"plugins": {"package": {"lock_wiat": 3}}}, "server.yaml")
+    with pytest.raises(ConfigError, match="did you mean 'lock_wait'"):
+        registry.check_settings(typo)
