@@ -1,8 +1,9 @@
 """``orch package NAME ACTION [VERSION]``, ``orch package count|md5|outdated``: the ``mco
 package`` workflow, added through ``orch_cli_commands``.
 
-Only wiring: who is addressed, the confirmation and the batches are
-:mod:`orch_package.fleetcall`; the summary is the fleet's version distribution
+Only wiring: who is addressed and how many at a time are orch's shared options (``--limit``,
+``-1``, ``--batch``, ``--batch-sleep``, applied by ``ClientContext.call``); the confirmation
+is :mod:`orch_package.fleetcall`; the summary is the fleet's version distribution
 ("1.24.0-1: 40 nodes, 1.22.1-1: 10 nodes (web-03, ...)"). Exit codes follow orch's: 0 when
 every addressed node did what was asked, 1 when any failed or stayed silent (or the operator
 said no), 2 for usage errors.
@@ -11,20 +12,12 @@ said no), 2 for usage errors.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import click
 
 from orch_package.config import DESTRUCTIVE, PackagePluginConfig
-from orch_package.fleetcall import (
-    BatchPlan,
-    call_in_batches,
-    groups,
-    needs_confirmation,
-    summary_line,
-    targets,
-)
+from orch_package.fleetcall import call_fleet, groups, needs_confirmation, summary_line
 from orch_package.names import NAME_HELP, VERSION_HELP, valid_name, valid_version
 from orch_package.orchapi import (
     CallResult,
@@ -73,15 +66,8 @@ def parse_words(words: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
 @click.argument("words", nargs=-1, required=True, metavar="NAME ACTION [VERSION]")
 @click.option("-y", "--yes", is_flag=True,
               help="Do not ask before uninstalling a package on many nodes.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
-              help="Send the request to N nodes at a time.")
-@click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              metavar="SECONDS", help="Pause between batches.")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N",
-              help="Address at most N of the matching nodes (the first N by name).")
 @client_options
-def package(orch: ClientContext, words: tuple[str, ...], yes: bool, batch_size: int | None,
-            batch_sleep: float, limit: int | None) -> None:
+def package(orch: ClientContext, words: tuple[str, ...], yes: bool) -> None:
     """Install, update, remove or inspect package NAME across the fleet.
 
     \b
@@ -95,46 +81,36 @@ def package(orch: ClientContext, words: tuple[str, ...], yes: bool, batch_size: 
     Nodes refuse install, update and uninstall unless their plugins.package.allow names
     the package (or says all); a node whose dpkg is locked answers busy. Uninstalling on
     more nodes than plugins.package.confirm_above (default 1) asks first; --yes does not.
-    Takes orch's filters (-F -C -I -A -W -S), --nodes, --json and the broker and security
-    options.
+    Takes orch's filters (-F -C -I -A -W -S), --nodes, --limit, -1, --batch, --batch-sleep,
+    --json and the broker and security options.
     """
     action, data = parse_words(words)
     config = PackagePluginConfig.from_settings(orch.settings)
     settings = orch.settings
     if action not in ("install", "update", "uninstall") and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch package")
+    destructive = action in DESTRUCTIVE
+
+    def ask(count: int) -> None:
+        if needs_confirmation(destructive, count, config.confirm_above, yes):
+            _confirm(f"{action} {data.get('package')} on {count} nodes?")
+
     with Client(settings) as client:
-        started = time.monotonic()
-        chosen = targets(orch, client, AGENT, limit)
-        discovery = time.monotonic() - started
-        if needs_confirmation(action in DESTRUCTIVE, len(chosen.nodes), config.confirm_above,
-                              yes):
-            _confirm(f"{action} {data.get('package')} on {len(chosen.nodes)} nodes?")
-        progress = output.Progress(enabled=not orch.json)
-        progress.expect(chosen.nodes)
-
-        def batch(number: int, nodes: list[str]) -> None:
-            if not orch.json:
-                click.echo(f"batch {number}: {len(nodes)} node(s)", err=True)
-
-        result = call_in_batches(client, AGENT, action, data, chosen.nodes,
-                                 BatchPlan(batch_size, batch_sleep, batch),
-                                 on_reply=progress.advance)
-        progress.done()
-    result.discovery_seconds = discovery
-    result.cut_short = chosen.cut_short
+        called = call_fleet(orch, client, AGENT, action, data,
+                            ask if destructive and not yes else None)
+    result = called.result
     key = {"count": "count", "md5": "md5", "outdated": "count"}.get(action, "ensure")
     distribution = groups(result, key)
-    if orch.json:
+    if orch.json or orch.output_file:
         document = output.result_document(result)
-        document["summary"] = {key: distribution, "left_out_by_limit": chosen.left_out}
-        output.print_json(document)
-    else:
+        document["summary"] = {key: distribution, "left_out_by_limit": called.left_out}
+        orch.emit_json(document)
+    if not orch.json:
         _print(result, action, orch.verbose)
         click.echo()
         _summarise(action, data, distribution, result)
-        if chosen.left_out:
-            click.echo(f"--limit left out {chosen.left_out} matching node(s)")
+        if called.left_out:
+            click.echo(f"--limit left out {called.left_out} matching node(s)")
         click.echo()
         output.print_summary(result, orch.verbose)
     if not result.succeeded:

@@ -1,16 +1,19 @@
-"""One action over the chosen nodes, in batches, with the safety questions the CLI asks.
+"""One action over the chosen nodes, with the safety question the CLI asks, and its summary.
 
-The library half of ``orch package``: who is addressed (``--nodes``/``-I`` names, else
-discovery of nodes hosting the agent; ``--limit`` keeps the first N), whether to ask before
-a destructive action, and the batches (``--batch N``, ``--batch-sleep``) merged into one
-:class:`CallResult` so the summary and ``--json`` read as one call.
+The library half of ``orch package``. Which nodes, how many and how many at a time are
+orch's shared options (``--nodes``/``-I`` names or discovery, ``--limit N|N%``, ``-1``,
+``--batch``, ``--batch-sleep``), applied by :meth:`ClientContext.call` like for every other
+command. This module adds only what is the plugin's own: before a destructive action it
+finds the nodes first, so that the operator is asked with the real count (after
+``--limit``) before anything is sent, and it says how many matching nodes ``--limit`` left
+out.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orch_package.orchapi import CallResult, Client, ClientContext, OrchCommandError
@@ -20,31 +23,10 @@ NAMES_SHOWN = 10
 
 
 @dataclass
-class Targets:
-    nodes: list[str]
-    #: Why discovery may have missed nodes (None: complete, or no discovery).
-    cut_short: str | None = None
-    #: How many nodes --limit left out.
+class FleetCall:
+    result: CallResult
+    #: How many matching nodes --limit left out (0 when no limit, or not known).
     left_out: int = 0
-
-
-def targets(orch: ClientContext, client: Client, agent: str, limit: int | None) -> Targets:
-    """The nodes to address: the known list, else discovery; at most ``limit`` of them."""
-    known = orch.known_nodes()
-    cut_short = None
-    if known is None:
-        discovered = client.discover(orch.filter, agent)
-        cut_short = discovered.cut_short
-        known = list(discovered)
-    nodes = sorted(known)
-    if not nodes:
-        raise OrchCommandError(f"No request sent: no node matching the filter hosts the "
-                               f"{agent} agent")
-    left_out = 0
-    if limit is not None and len(nodes) > limit:
-        left_out = len(nodes) - limit
-        nodes = nodes[:limit]
-    return Targets(nodes, cut_short, left_out)
 
 
 def needs_confirmation(destructive: bool, count: int, threshold: int, yes: bool) -> bool:
@@ -52,42 +34,42 @@ def needs_confirmation(destructive: bool, count: int, threshold: int, yes: bool)
     return destructive and not yes and count > threshold
 
 
-@dataclass
-class BatchPlan:
-    size: int | None = None
-    sleep: float = 0.0
-    on_batch: Callable[[int, list[str]], None] | None = field(default=None, repr=False)
+def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
+               data: Mapping[str, Any], ask: Callable[[int], None] | None = None) -> FleetCall:
+    """Call ``agent.action`` through ``orch.call`` (so the shared options apply).
+
+    ``ask(count)``, when given, is called with the number of nodes that will be addressed
+    before anything is sent, and stops the call by raising. When it is given or ``--limit``
+    is, the nodes are found here first (one discovery, the same nodes are then called).
+    """
+    nodes = orch.known_nodes()
+    limit = orch.plan.limit
+    discovered: tuple[float, str | None] | None = None
+    if nodes is None and (ask is not None or limit is not None):
+        started = time.monotonic()
+        found = client.discover(orch.filter, agent)
+        discovered = (time.monotonic() - started, found.cut_short)
+        nodes = sorted(found)
+    left_out = 0
+    if nodes is not None:
+        if not nodes:
+            raise _nobody(agent)
+        count = limit.size(len(nodes)) if limit is not None else len(nodes)
+        left_out = len(nodes) - count
+        if ask is not None:
+            ask(count)
+    result = orch.call(agent, action, dict(data), progress=orch.new_progress(), nodes=nodes,
+                       client=client)
+    if not result.expected:
+        raise _nobody(agent)
+    if discovered is not None:
+        result.discovery_seconds, result.cut_short = discovered
+    return FleetCall(result, left_out)
 
 
-def call_in_batches(client: Client, agent: str, action: str, data: Mapping[str, Any],
-                    nodes: Sequence[str], plan: BatchPlan,
-                    on_reply: Callable[..., None] | None = None) -> CallResult:
-    """Call ``nodes`` ``plan.size`` at a time; one :class:`CallResult` for all batches."""
-    size = plan.size or len(nodes)
-    merged: CallResult | None = None
-    for number, first in enumerate(range(0, len(nodes), size), 1):
-        if first and plan.sleep:
-            time.sleep(plan.sleep)
-        chunk = list(nodes[first:first + size])
-        if plan.on_batch is not None and plan.size is not None:
-            plan.on_batch(number, chunk)
-        result = client.call(agent, action, dict(data), nodes=chunk, on_reply=on_reply)
-        merged = result if merged is None else _merge(merged, result)
-        if result.error is not None:  # the broker went away: later batches cannot go
-            break
-    assert merged is not None, "nodes is never empty here"
-    merged.expected = list(nodes)
-    return merged
-
-
-def _merge(into: CallResult, more: CallResult) -> CallResult:
-    into.replies.update(more.replies)
-    into.rtt.update(more.rtt)
-    into.rejected.extend(more.rejected)
-    into.warnings.update(more.warnings)
-    into.elapsed += more.elapsed
-    into.error = into.error or more.error
-    return into
+def _nobody(agent: str) -> OrchCommandError:
+    return OrchCommandError(f"No request sent: no node matching the filter hosts the "
+                            f"{agent} agent")
 
 
 def groups(result: CallResult, key: str) -> dict[str, list[str]]:

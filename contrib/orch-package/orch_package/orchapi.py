@@ -24,23 +24,29 @@ if TYPE_CHECKING:
         ConfigError,
         NodeContext,
         OrchCommandError,
+        Settings,
         Status,
         action,
         client_options,
+        convert,
+        documented_settings,
         hookimpl,
         output,
+        setting,
     )
 
 #: ``{name: (module, attribute)}``; attribute None means the module itself.
 _WHERE: dict[str, tuple[str, str | None]] = {name: ("orch.plugin", name) for name in (
     "output", "ClientContext", "OrchCommandError", "client_options", "ActionFailed",
     "ActionReply", "ActionRequest", "Agent", "NodeContext", "action", "CallResult", "Client",
-    "ConfigError", "hookimpl", "Status")}
+    "ConfigError", "hookimpl", "Status", "Settings", "convert", "documented_settings",
+    "setting")}
 
 __all__ = [
     "ActionFailed", "ActionReply", "ActionRequest", "Agent", "CallResult", "Client",
-    "ClientContext", "ConfigError", "NodeContext", "OrchCommandError", "Status", "action",
-    "client_options", "hookimpl", "output",
+    "ClientContext", "ConfigError", "NodeContext", "OrchCommandError", "Settings", "Status",
+    "action", "client_options", "convert", "documented_settings", "hookimpl", "output",
+    "setting",
 ]
 
 

@@ -6,13 +6,21 @@ orch_package.plugin``). Hooks run in every ``orch`` command, so they only pick c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orch_package.orchapi import hookimpl
 
 if TYPE_CHECKING:
     import click
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare ``plugins.package``, so orch checks and documents it (docs/package.md)."""
+    from orch_package.config import SECTION, PackagePluginConfig
+
+    return {SECTION: PackagePluginConfig}
 
 
 @hookimpl

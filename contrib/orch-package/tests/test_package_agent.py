@@ -113,8 +113,8 @@ def test_the_real_agent_is_never_simulation_safe() -> None:
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"alow": ["x"]}, "unknown setting plugins.package.alow (did you mean 'allow'?)"),
-    ({"allow": ["bad name"]}, "plugins.package.allow: bad value"),
+    ({"alow": ["x"]}, "unknown setting 'plugins.package.alow' (did you mean 'allow'?)"),
+    ({"allow": ["bad name"]}, "bad value ['bad name'] for 'plugins.package.allow'"),
     ({"provider": "yum"}, "expected one of auto, apt, simulated"),
     ({"apt_options": ["-x"]}, "is not KEY=VALUE"),
     ({"lock_wait": "soon"}, "expected a positive number"),
@@ -141,17 +141,21 @@ def test_cli_version_distribution(package_fleet: Start) -> None:
 
 def test_cli_update_in_batches_and_uninstall_asks(package_fleet: Start) -> None:
     fleet = package_fleet(NODES, ["nginx"])
+    # orch's shared --batch (3, 3 and 2 nodes): one merged result, one summary
     updated = run_cli(fleet, "package", "openssl", "update", "--batch", "3",
                       "--batch-sleep", "0")
     assert updated.exit_code == 0, updated.output
     assert f"openssl: {NEWEST}: 8 nodes" in updated.output
-    assert "batch 3: 2 node(s)" in updated.output
+    assert "Finished processing 8 / 8 hosts" in updated.output
     refused = run_cli(fleet, "package", "nginx", "uninstall", input="n\n")
     assert refused.exit_code == 1 and "uninstall nginx on 8 nodes?" in refused.output
     document = json.loads(run_cli(fleet, "package", "nginx", "status", "--json").stdout)
     assert "absent" not in document["summary"]["ensure"]
+    limited = run_cli(fleet, "package", "nginx", "uninstall", "--limit", "25%", input="n\n")
+    assert limited.exit_code == 1 and "uninstall nginx on 2 nodes?" in limited.output
     agreed = run_cli(fleet, "package", "nginx", "uninstall", "--yes", "--limit", "2")
     assert agreed.exit_code == 0 and "nginx: absent: 2 nodes" in agreed.output
+    assert "--limit left out 6 matching node(s)" in agreed.output
 
 
 def test_cli_fleet_actions(package_fleet: Start) -> None:
@@ -175,3 +179,16 @@ def test_cli_bad_input_is_a_usage_error(package_fleet: Start, words: list[str],
     fleet = package_fleet({"n1": {}})
     result = run_cli(fleet, "package", *words)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_the_section_is_declared_to_orch_and_checked_at_start() -> None:
+    """``orch_settings`` declares ``plugins.package``: ``orch server``'s start-up check
+    (``check_settings``) refuses a typo before any package action runs."""
+    from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
+
+    registry = PluginRegistry.from_entry_points()
+    assert registry.settings_sections()["package"] is PackagePluginConfig
+    typo = Settings().with_values({"plugins": {"package": {"lock_wiat": 3}}}, "server.yaml")
+    with pytest.raises(ConfigError, match="did you mean 'lock_wait'"):
+        registry.check_settings(typo)

@@ -24,6 +24,7 @@ from orch.plugin import (
     output,
 )
 
+from orch_puppet.ddlsummary import ddl_summaries
 from orch_puppet.summary import Counts, FleetSummary
 from orch_puppet.validation import TYPE_RE, InvalidInput, run_options
 
@@ -88,23 +89,16 @@ def _status_bad(data: Mapping[str, Any]) -> bool:
     return data.get("installed") is False or data.get("last_run_status") == "failed"
 
 
-def _count_lines(title: str, values: Mapping[str, int]) -> None:
-    if not values:
-        return
-    click.echo(f"\nSummary of {title}:\n")
-    width = max(len(k) for k in values)
-    for key, count in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
-        click.echo(f"   {key:>{width}} = {count}")
-
-
-def _tally(result: CallResult, key: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for reply in result.replies.values():
-        if reply.ok:
-            value = reply.data.get(key)
-            label = str(value).lower() if isinstance(value, bool) else str(value)
-            out[label] = out.get(label, 0) + 1
-    return out
+def _print_with_summaries(orch: ClientContext, result: CallResult,
+                          summaries: Sequence[output.Summary]) -> None:
+    """The JSON document, or the replies' lines (already printed) followed by the DDL's
+    summaries and orch's closing lines, laid out as ``orch rpc`` lays them out."""
+    orch.emit_json(output.result_document(result, summaries))
+    if not orch.json:
+        click.echo()
+        output.print_summaries(summaries)
+        output.print_summary(result, orch.verbose)
+    exit_with(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
 def _finish(orch: ClientContext, result: CallResult) -> None:
@@ -137,20 +131,17 @@ def puppet() -> None:
 @puppet.command()
 @client_options
 def status(orch: ClientContext) -> None:
-    """Show whether Puppet is applying, idling, stopped or disabled, and its last run."""
+    """Show whether Puppet is applying, idling, stopped or disabled, and its last run.
+
+    One line per node (red for a failed last run or no Puppet), then the summaries the
+    agent's DDL declares, as `orch rpc puppet status` prints them.
+    """
     with puppet_client(orch) as client:
         result = _call(orch, client, "status")
-    if orch.json:
-        output.print_json(output.result_document(result))
-    else:
+        summaries = ddl_summaries(client, AGENT, "status", result)
+    if not orch.json:
         _print_lines(result, lambda d: d.get("message", ""), orch.verbose, _status_bad)
-        _count_lines("Status", _tally(result, "status"))
-        _count_lines("Last Run", {("never ran" if k == "" else k): v for k, v in
-                                  _tally(result, "last_run_status").items()})
-        _count_lines("Enabled", _tally(result, "enabled"))
-        _count_lines("Applying", _tally(result, "applying"))
-        _count_lines("Daemon Running", _tally(result, "daemon_present"))
-    _finish(orch, result)
+    _print_with_summaries(orch, result, summaries)
 
 
 @puppet.command()
@@ -455,16 +446,14 @@ def resource(orch: ClientContext, type_name: str, name: str,
     data = {"type": type_name.lower(), "name": name, "properties": _properties(properties)}
     with puppet_client(orch, quick=False) as client:
         result = _call(orch, client, "resource", data)
-    if orch.json:
-        output.print_json(output.result_document(result))
-    else:
+        summaries = ddl_summaries(client, AGENT, "resource", result)
+    if not orch.json:
         _print_lines(result, lambda d: "changed" if d.get("changed") else "no change",
                      orch.verbose)
         if orch.verbose:
             for node in result.ok:
                 click.echo(f"\n{node}:\n{result.replies[node].data.get('result', '')}")
-        _count_lines("Changed", _tally(result, "changed"))
-    _finish(orch, result)
+    _print_with_summaries(orch, result, summaries)
 
 
 # runall lives in its own module (the scheduler's command line); registered here.

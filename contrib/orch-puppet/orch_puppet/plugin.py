@@ -7,8 +7,8 @@ orch_puppet.plugin``). Each hook only builds objects; nothing runs until orch us
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from orch.plugin import hookimpl
 
@@ -44,6 +44,14 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
     from orch_puppet.nodes import REFRESHER
 
     return [FacterSource.from_config(config, settings.identity, REFRESHER.refresh_all)]
+
+
+@hookimpl
+def orch_aggregate_functions() -> Mapping[str, Callable[..., Any]]:
+    """``puppet_run_status``: the DDL's summary of ``last_run_status`` ("never ran" named)."""
+    from orch_puppet.aggregates import RunStatusSummary
+
+    return {"puppet_run_status": RunStatusSummary}
 
 
 @hookimpl

@@ -56,6 +56,30 @@ def test_status_text_and_json(sim: SimulatedFleet) -> None:
     assert reply["sender"] == "web1" and reply["data"]["status"] == "stopped"
 
 
+def _summaries(text: str) -> str:
+    """The "Summary of ..." blocks of a command's output (up to orch's closing lines)."""
+    start = text.index("Summary of ")
+    return text[start:text.index("Finished processing", start)]
+
+
+def test_status_prints_the_ddls_summaries_as_rpc_does(sim: SimulatedFleet) -> None:
+    small_fleet(sim)
+    plugin = orch(sim, "status")
+    rpc = CliRunner().invoke(cli, ["rpc", "puppet", "status", *sim.cli_args])
+    assert plugin.exit_code == rpc.exit_code == 0, (plugin.output, rpc.output)
+    assert _summaries(plugin.output) == _summaries(rpc.output)
+    assert "Summary of Enabled:\n\n    enabled = 3\n   disabled = 1\n" in plugin.output
+    assert "never ran = 1" in plugin.output  # not an empty label
+    assert "web2  Currently stopped; last run" in plugin.output  # the failed run, marked
+    documents = [as_json(orch(sim, "status", "--json")),
+                 json.loads(CliRunner().invoke(
+                     cli, ["rpc", "puppet", "status", "--json", *sim.cli_args]).stdout)]
+    assert documents[0]["aggregates"] == documents[1]["aggregates"]
+    assert {"function": "puppet_run_status", "output": "last_run_status",
+            "result": {"counts": {"changed": 1, "failed": 1, "never ran": 1,
+                                  "unchanged": 1}}} in documents[0]["aggregates"]
+
+
 def test_filters_from_the_core_apply(sim: SimulatedFleet) -> None:
     small_fleet(sim)
     document = as_json(orch(sim, "status", "--json", "-I", "/^web/"))

@@ -1,7 +1,8 @@
 """The ``plugins: {service: {...}}`` section of orch's configuration, checked once.
 
-Every key is declared with its type, default and description (the shape of orch's declared
-settings sections), so a typo is a start-up error naming the key::
+Declared to orch through the ``orch_settings`` hook (:mod:`orch_service.plugin`), so orch
+checks it like its own settings: a typo is an error naming the key and suggesting the right one, the
+environment can set a key (``ORCH_SERVICE_<KEY>``), and ``orch server`` checks it at start::
 
     plugins:
       service:
@@ -16,13 +17,12 @@ asks for confirmation); unknown keys are refused on both.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orch_service.names import NAME_HELP, valid_name
-from orch_service.orchapi import ConfigError
+from orch_service.orchapi import Settings, convert, documented_settings, setting
 
 #: The agent's DDL timeout: the server gives up on an action after this long.
 ACTION_TIMEOUT = 60.0
@@ -43,6 +43,16 @@ def _positive_float(value: Any) -> float:
         raise ValueError("expected a positive number") from None
     if not 0 < number < float("inf"):
         raise ValueError("expected a positive number")
+    return number
+
+
+def _command_timeout(value: Any) -> float:
+    """A positive number of seconds under the action's deadline, so that a command killed
+    for running too long still leaves time for a reply saying so."""
+    number = _positive_float(value)
+    if number >= ACTION_TIMEOUT:
+        raise ValueError(f"must be below the action's {ACTION_TIMEOUT:g} s deadline, so that "
+                         "the reply says what happened")
     return number
 
 
@@ -75,25 +85,16 @@ def _names(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _choice(*options: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return str(value)
-
-    return convert
+_optional_path = convert.optional_path
 
 
-def _optional_path(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or "\0" in value:
-        raise ValueError("expected a path")
-    return value
+def _init_dir(value: Any) -> str:
+    """A directory path; unset (``None``, ``""``) keeps the default, /etc/init.d."""
+    return convert.optional_path(value) or "/etc/init.d"
 
 
-def _key(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
-    return field(default=default, metadata={"convert": convert, "doc": doc})
+_key = setting
+_choice = convert.choice
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ServicePluginConfig:
         "(/run/systemd/system exists), else SysV init scripts through service(8); "
         "`simulated` keeps services in memory and never touches the machine.")
     command_timeout: float = _key(
-        50.0, _positive_float, "Seconds one systemctl or service(8) command may take (under "
+        50.0, _command_timeout, "Seconds one systemctl or service(8) command may take (under "
         "the agent's 60 s action deadline); a command still running then is killed and the "
         "action fails saying so.")
     confirm_above: int = _key(
@@ -121,41 +122,23 @@ class ServicePluginConfig:
     service_command: str | None = _key(
         None, _optional_path, "The service(8) command (default: found on PATH).")
     init_dir: str = _key(
-        "/etc/init.d", _optional_path, "Where the SysV init scripts are.")
+        "/etc/init.d", _init_dir, "Where the SysV init scripts are.")
 
     @classmethod
     def documented(cls) -> dict[str, str]:
         """``{key: description}`` of every key, for docs."""
-        return {f.name: f.metadata["doc"] for f in fields(cls)}
+        return documented_settings(cls)
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> ServicePluginConfig:
-        """Check ``section``; raise ``ConfigError`` naming ``plugins.service.<key>``."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in section.items():
-            where = f"plugins.{SECTION}.{key}"
-            if key not in known:
-                hint = difflib.get_close_matches(key, list(known), n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ConfigError(f"unknown setting {where}{suggestion}")
-            try:
-                values[key] = known[key].metadata["convert"](value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
-        if values.get("init_dir", "") is None:
-            values.pop("init_dir")
-        timeout = values.get("command_timeout")
-        if timeout is not None and timeout >= ACTION_TIMEOUT:
-            raise ConfigError(f"plugins.{SECTION}.command_timeout: bad value {timeout:g}: must "
-                              f"be below the action's {ACTION_TIMEOUT:g} s deadline, so that the "
-                              "reply says what happened")
-        return cls(**values)
+        """Check a raw ``plugins.service`` mapping as orch checks the configured one."""
+        return Settings().with_values({"plugins": {SECTION: dict(section)}}, "settings"
+                                      ).section(SECTION, cls)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ServicePluginConfig:
-        """The section of orch ``settings`` (anything with ``plugin(name)``)."""
-        return cls.from_section(settings.plugin(SECTION))
+    def from_settings(cls, settings: Settings) -> ServicePluginConfig:
+        """The checked section of orch ``settings``; ConfigError naming a bad key."""
+        return settings.section(SECTION, cls)
 
     def allows(self, service: str) -> tuple[bool, str]:
         """Whether the changing actions may act on ``service``, and why not."""

@@ -6,13 +6,21 @@ orch_service.plugin``). Hooks run in every ``orch`` command, so they only pick c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orch_service.orchapi import hookimpl
 
 if TYPE_CHECKING:
     import click
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare ``plugins.service``, so orch checks and documents it (docs/service.md)."""
+    from orch_service.config import SECTION, ServicePluginConfig
+
+    return {SECTION: ServicePluginConfig}
 
 
 @hookimpl

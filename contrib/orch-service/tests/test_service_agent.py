@@ -115,8 +115,8 @@ def test_the_real_agent_is_never_simulation_safe() -> None:
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"alow": ["x"]}, "unknown setting plugins.service.alow (did you mean 'allow'?)"),
-    ({"allow": ["bad name"]}, "plugins.service.allow: bad value"),
+    ({"alow": ["x"]}, "unknown setting 'plugins.service.alow' (did you mean 'allow'?)"),
+    ({"allow": ["bad name"]}, "bad value ['bad name'] for 'plugins.service.allow'"),
     ({"provider": "upstart"}, "expected one of auto, systemd, sysv, simulated"),
     ({"command_timeout": 0}, "expected a positive number"),
     ({"confirm_above": -1}, "expected a whole number"),
@@ -132,3 +132,18 @@ def test_the_deadline_the_settings_check_is_the_ddls() -> None:
     from orch_service.config import ACTION_TIMEOUT
 
     assert ServiceAgent.ddl().timeout == ACTION_TIMEOUT
+
+
+def test_the_section_is_declared_to_orch_and_checked_at_start() -> None:
+    """``orch_settings`` declares ``plugins.service``: ``orch server``'s start-up check
+    (``check_settings``) refuses a typo before any service action runs."""
+    from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
+
+    registry = PluginRegistry.from_entry_points()
+    assert registry.settings_sections()["service"] is ServicePluginConfig
+    typo = Settings().with_values({"plugins": {"service": {"confirm_abve": 3}}}, "server.yaml")
+    with pytest.raises(ConfigError, match="did you mean 'confirm_above'"):
+        registry.check_settings(typo)
+    registry.check_settings(Settings().with_values(
+        {"plugins": {"service": {"allow": "nginx,cron"}}}, "server.yaml"))

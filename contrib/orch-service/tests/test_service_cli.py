@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from orch.testing import OrchFleet
 from servicecli import run_cli
 
@@ -53,15 +54,55 @@ def test_confirm_above_is_configurable(service_fleet: Start, tmp_path: Path) -> 
     assert result.exit_code == 0 and "?" not in result.output
 
 
-def test_limit_and_batches(service_fleet: Start) -> None:
+def test_confirm_above_from_the_environment(service_fleet: Start,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = service_fleet(NODES, ["nginx"])
-    result = run_cli(fleet, "service", "nginx", "restart", "--limit", "4", "--batch", "2",
-                     "--batch-sleep", "0")
+    monkeypatch.setenv("ORCH_SERVICE_CONFIRM_ABOVE", "10")
+    result = run_cli(fleet, "service", "nginx", "stop")
+    assert result.exit_code == 0 and "?" not in result.output
+    monkeypatch.setenv("ORCH_SERVICE_CONFIRM_ABOVE", "many")
+    bad = run_cli(fleet, "service", "nginx", "stop")
+    assert bad.exit_code == 2 and "plugins.service.confirm_above" in bad.output
+
+
+def test_shared_limit_and_batches(service_fleet: Start) -> None:
+    fleet = service_fleet(NODES, ["nginx"])
+    # orch's shared --limit/--batch/--batch-sleep: the first 4 by name, 2 at a time
+    result = run_cli(fleet, "service", "nginx", "restart", "--limit", "4", "--limit-method",
+                     "first", "--batch", "2", "--batch-sleep", "0", "--json")
     assert result.exit_code == 0, result.output
-    assert "batch 1: 2 node(s)" in result.output and "batch 2: 2 node(s)" in result.output
-    assert "batch 3" not in result.output
-    assert "--limit left out 2 matching node(s)" in result.output
-    assert "Finished processing 4 / 4 hosts" in result.output
+    document = json.loads(result.stdout)
+    assert sorted(r["sender"] for r in document["replies"]) == [
+        "web-01", "web-02", "web-03", "web-04"]
+    assert document["summary"]["left_out_by_limit"] == 2
+    text = run_cli(fleet, "service", "nginx", "restart", "--limit", "50%", "--batch", "2")
+    assert text.exit_code == 0, text.output
+    assert "--limit left out 3 matching node(s)" in text.output
+    assert "Finished processing 3 / 3 hosts" in text.output
+
+
+def test_the_question_counts_the_nodes_limit_keeps(service_fleet: Start) -> None:
+    fleet = service_fleet(NODES, ["nginx"])
+    refused = run_cli(fleet, "service", "nginx", "stop", "-1", input="n\n")
+    assert refused.exit_code == 0 and "?" not in refused.output  # one node: not asked
+    asked = run_cli(fleet, "service", "nginx", "stop", "--limit", "3", input="n\n")
+    assert asked.exit_code == 1 and "stop nginx on 3 nodes?" in asked.output
+
+
+def test_the_shared_options_are_checked(service_fleet: Start) -> None:
+    fleet = service_fleet(NODES, ["nginx"])
+    for args in (["--limit", "0"], ["--limit", "x"], ["--batch", "0"], ["-1", "--limit", "2"]):
+        bad = run_cli(fleet, "service", "nginx", "status", *args)
+        assert bad.exit_code == 2, (args, bad.output)
+
+
+def test_a_typo_in_the_section_is_a_usage_error(service_fleet: Start, tmp_path: Path) -> None:
+    fleet = service_fleet(NODES, ["nginx"])
+    config = tmp_path / "client.yaml"
+    config.write_text("plugins:\n  service:\n    confirm_abve: 10\n")
+    result = run_cli(fleet, "service", "nginx", "stop", "--config", str(config))
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'confirm_above'?" in result.output
 
 
 def test_json_and_filters(service_fleet: Start) -> None:
