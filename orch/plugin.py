@@ -25,7 +25,9 @@ What is here, by purpose:
   :class:`TransportError`, :class:`ProtocolError`.
 * **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
   :class:`OrchCommandError`, :mod:`output` (printing results as orch's own commands do),
-  :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``).
+  :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``),
+  :func:`summarize` and :class:`Summary` (a DDL's aggregate summaries of a call, as
+  ``orch rpc`` computes them).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from orch.core.security import SecurityProvider, Verified
     from orch.core.timefmt import duration_text
     from orch.core.transport import ClientChannel, NodeBinding, Transport
+    from orch.ddl.aggregate import Summary, summarize
 
 #: ``name: (module, attribute or None for the module itself)``.
 _EXPORTS: dict[str, tuple[str, str | None]] = {
@@ -100,6 +103,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.transport", name)
        for name in ("ClientChannel", "NodeBinding", "Transport")},
     "duration_text": ("orch.core.timefmt", "duration_text"),
+    **{name: ("orch.ddl.aggregate", name) for name in ("Summary", "summarize")},
 }
 
 __all__ = [
@@ -132,6 +136,7 @@ __all__ = [
     "SecurityProvider",
     "Settings",
     "Status",
+    "Summary",
     "Transport",
     "TransportError",
     "Verified",
@@ -147,6 +152,7 @@ __all__ = [
     "setting",
     "setting_group",
     "signal_group",
+    "summarize",
     "terminate_group",
 ]
 
