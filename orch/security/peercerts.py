@@ -10,6 +10,7 @@ functions, so importing this module costs nothing to a command that never verifi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -155,7 +156,7 @@ def from_entry(entry: Entry, anchor_info: Mapping[str, tuple[str, float, float]]
     if anchor is None:  # cannot happen within one scope; never trust it if it does
         return None
     try:
-        check = _entry_verifier(entry, backend)
+        check = entry_verifier(entry, backend)
     except (ValueError, TypeError):
         return None
     ca_name, ca_not_before, ca_not_after = anchor
@@ -166,7 +167,15 @@ def from_entry(entry: Entry, anchor_info: Mapping[str, tuple[str, float, float]]
         anchor=entry.anchor)
 
 
-def _entry_verifier(entry: Entry, backend: str) -> Verifier:
+def entry_verifier(entry: Entry, backend: str) -> Verifier:
+    """The signature check for a cached certificate's key: libsodium for Ed25519 (no
+    ``cryptography`` needed), else :mod:`orch.security.pki` (RSA/ECDSA load it)."""
+    from orch.security import sodium
+
+    if entry.key_format == "ed25519" and backend != "cryptography" and sodium.available():
+        if len(entry.public) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        return functools.partial(sodium.verify, bytes(entry.public))
     from cryptography.hazmat.primitives import serialization
 
     from orch.security import pki
