@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 #: Settings a SIGHUP cannot change: they are the process's identity, its connections,
 #: signing credentials or thread pools. A changed value is logged and ignored until restart.
 RESTART_ONLY = (
-    "identity", "collective", "broker", "heartbeat", "security", "cert_cache",
-    "client_certnames", "workers", "filter_workers", "filter_backlog", "log_level",
+    "identity", "collective", "broker", "heartbeat", "security", "workers",
+    "filter_workers", "filter_backlog", "log_level",
 )
 #: How often the signal thread looks at its flags and at readiness (seconds).
 POLL = 0.1

@@ -8,6 +8,7 @@ plugins declared theirs, so the old top-level names still work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from orch.core import convert
 from orch.core.sections import setting
@@ -15,6 +16,19 @@ from orch.core.sections import setting
 SECTION = "x509"
 #: Where Ed25519 signatures are checked: libsodium when installed, or always cryptography.
 ED25519_BACKENDS = ("auto", "sodium", "cryptography")
+
+
+def _days(value: Any) -> float:
+    """A number of days, 0 or more and under a century."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number of days, 0 or more")
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of days, 0 or more") from None
+    if not 0 <= days < 36500:
+        raise ValueError("expected a number of days, 0 or more")
+    return days
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ class X509Settings:
         "Where Ed25519 signatures are checked: `auto` (libsodium through PyNaCl when "
         "installed, else cryptography), `sodium` or `cryptography`.")
     expiry_warning_days: float = setting(
-        14.0, convert.non_negative,
+        14.0, _days,
         "How many days before this process's own certificate expires it starts warning in its "
         "log (at start, on SIGHUP and every 6 hours). See "
         "[security.md](security.md#rotation-and-renewal).", default_doc="`14`")

@@ -37,7 +37,7 @@ def base(tmp_path: Path) -> Settings:
     facts = tmp_path / "facts.yaml"
     facts.write_text("role: one\n")
     return Settings(identity="n1", broker=["memory://"], security="insecure",
-                    facts=[str(facts)], policy_dir=str(tmp_path))
+                    facts=[str(facts)], plugins={"actionpolicy": {"policy_dir": str(tmp_path)}})
 
 
 def test_reload_takes_new_settings_and_facts(tmp_path: Path) -> None:

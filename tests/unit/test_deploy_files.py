@@ -68,7 +68,9 @@ def setting_lines() -> dict[str, tuple[bool, str, str]]:
 def test_server_yaml_loads() -> None:
     settings = load_settings(str(SERVER_YAML), environ={})
     assert settings.security == "x509" and settings.tls_key == "/etc/orch/ssl/node.key"
-    assert settings.policy_dir == "/etc/orch/policies"
+    from orch.security.actionpolicy import SECTION, ActionPolicySettings
+
+    assert settings.section(SECTION, ActionPolicySettings).policy_dir == "/etc/orch/policies"
     assert settings.audit_log == "/var/log/orch/audit.log"
 
 

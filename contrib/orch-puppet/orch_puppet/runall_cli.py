@@ -14,9 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from orch.cli import output
-from orch.cli.options import ClientContext, OrchCommandError, client_options
-from orch.core.client import CallResult, Client
+from orch.plugin import (
+    CallResult,
+    Client,
+    ClientContext,
+    OrchCommandError,
+    client_options,
+    output,
+)
 
 from orch_puppet.commands import (
     AGENT,

@@ -24,8 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, NodeContext, action
-from orch.core.protocol import Status
+from orch.plugin import (
+    ActionFailed,
+    ActionReply,
+    ActionRequest,
+    Agent,
+    NodeContext,
+    Status,
+    action,
+)
 
 from orch_puppet import state
 from orch_puppet.agent import PuppetState, check_can_run, disable_message
