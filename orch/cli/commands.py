@@ -307,8 +307,5 @@ def _scheme_json(status: Any) -> dict[str, Any]:
 
 @hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
-    from orch.cli.demo import demo
-    from orch.cli.server import server
-    from orch.cli.sim import sim
-
-    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim]
+    # server, demo and sim come from orch.cli.runners (so a daemon imports none of this).
+    return [ping, rpc, find, facts, inventory, plugins]
