@@ -168,6 +168,42 @@ def test_revoked_node_replies_are_rejected_by_the_client(
         result.rejected)
 
 
+def cryptography_mapped(pid: int) -> list[str]:
+    """The shared objects of ``cryptography`` (its Rust extension) mapped into ``pid``."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines()
+                   if "/cryptography/" in line and ".so" in line})
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_idle_node_with_ed25519_keys_never_imports_cryptography(
+        tls_lab: Lab, tls_broker: TLSRabbitMQ, crl_file: Path) -> None:
+    """A daemon reads its credentials and CRL, and checks a never-seen client certificate,
+    in short-lived child processes (orch.security.isolated): the daemon process itself signs
+    and verifies with libsodium and has not loaded cryptography — at start, after serving a
+    new client (cold cache), after a SIGHUP, and while refusing a revoked client."""
+    erin = tls_identity(tls_broker, "client", "lc-erin")
+    frank = tls_identity(tls_broker, "client", "lc-frank")
+    node = start_node(tls_lab, tls_broker, "lc-node5", erin, "lclean", crl_file, audit=False)
+    assert cryptography_mapped(node.pid) == []
+    for who in (erin, frank):  # frank's certificate is new to the node: a cache miss
+        env = as_environment({"broker": tls_broker.url, "collective": "lclean", **who})
+        result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", env=env)
+        assert result.rc == 0, result.describe()
+    assert cryptography_mapped(node.pid) == []
+
+    assert ca_cli(tls_broker.ca_dir, "revoke", "lc-frank").rc == 0
+    publish_crl(tls_broker.ca_dir, crl_file)
+    sighup_and_wait(node)
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", "--timeout", "3",
+                      env=env)
+    assert result.rc != 0 and json_result(result)["replies"] == [], result.describe()
+    erin_env = as_environment({"broker": tls_broker.url, "collective": "lclean", **erin})
+    result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", env=erin_env)
+    assert result.rc == 0, result.describe()
+    assert cryptography_mapped(node.pid) == []
+
+
 # --------------------------------------------------------------------------- broker name
 
 
