@@ -24,17 +24,18 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orch.core.errors import SecurityError
 from orch.security import peercerts
-from orch.security.peercerts import CertInfo
+from orch.security.peercerts import LRU, CertInfo
 from orch.security.revoked import RevocationList
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
+    from orch.security.certcache import TrustCache
     from orch.security.pki import Credentials
 
 
@@ -151,3 +152,40 @@ def with_check(info: CertInfo, backend: str) -> CertInfo:
     except (ValueError, TypeError):
         return CertInfo(info.name, error=f"certificate {info.name!r} has an unusable key")
     return dataclasses.replace(info, check=check)
+
+
+@dataclass
+class ProviderState:
+    """Everything the provider derives from its credentials, CA bundle and CRL.
+
+    ``own`` is plain data; ``key``, ``certificate`` and ``anchors`` are ``cryptography``
+    objects, None when the credentials were loaded in a child process (see
+    :mod:`orch.security.isolated`): then ``sign`` is libsodium's and never-seen peer
+    certificates are checked in a child as well.
+    """
+
+    own: Snapshot
+    sign: Callable[[bytes], bytes]
+    key: Any
+    certificate: Any
+    anchors: tuple[Any, ...] | None
+    cache: LRU
+    disk: TrustCache | None
+    #: The revocation list in force ("" without one): part of the disk cache's scope.
+    revocation: str = ""
+
+    @property
+    def isolated(self) -> bool:
+        return self.anchors is None
+
+    @property
+    def cert_pem(self) -> str:
+        return self.own.cert_pem
+
+    @property
+    def anchor_info(self) -> dict[str, tuple[str, float, float]]:
+        return self.own.anchor_info
+
+    @property
+    def crl(self) -> RevocationList:
+        return self.own.crl

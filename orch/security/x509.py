@@ -17,6 +17,11 @@ Ed25519 signatures are checked with libsodium (PyNaCl) when it is installed — 
 fast as ``cryptography``'s OpenSSL path — else with ``cryptography``; ``plugins: {x509:
 {ed25519: cryptography}}`` forces the latter (:func:`orch.security.pki.verifier_for`).
 
+In a daemon (:func:`orch.core.security.long_running`) with an Ed25519 key, ``cryptography``
+is used only in short-lived forked children: one reads the credentials and CRL (at start, on
+SIGHUP), one checks each never-seen certificate; the daemon signs and verifies with
+libsodium (:mod:`orch.security.isolated`). The checks and their order are the same.
+
 :meth:`X509Provider.verify` checks, in this order, and raises
 :class:`~orch.core.errors.SecurityError` (and nothing else, whatever the input) at the first
 failure:
@@ -44,7 +49,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +57,7 @@ from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
 from orch.security import forked, isolated, peercerts, sodium
+from orch.security.isolated import ProviderState as _State
 from orch.security.isolated import Snapshot
 from orch.security.peercerts import LRU as _LRU
 from orch.security.peercerts import CertInfo as _CertInfo
@@ -83,43 +88,6 @@ EXPIRY_CHECK_INTERVAL = 6 * 3600.0
 #: Seconds a child process may take to load the credentials / check one certificate.
 LOAD_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 20.0
-
-
-@dataclass
-class _State:
-    """Everything the provider derives from its credentials, CA bundle and CRL.
-
-    ``own`` is plain data; ``key``, ``certificate`` and ``anchors`` are ``cryptography``
-    objects, None when the credentials were loaded in a child process (see
-    :mod:`orch.security.isolated`): then ``sign`` is libsodium's and never-seen peer
-    certificates are checked in a child as well.
-    """
-
-    own: Snapshot
-    sign: Callable[[bytes], bytes]
-    key: Any
-    certificate: Any
-    anchors: tuple[Any, ...] | None
-    cache: _LRU
-    disk: TrustCache | None
-    #: The revocation list in force ("" without one): part of the disk cache's scope.
-    revocation: str = ""
-
-    @property
-    def isolated(self) -> bool:
-        return self.anchors is None
-
-    @property
-    def cert_pem(self) -> str:
-        return self.own.cert_pem
-
-    @property
-    def anchor_info(self) -> dict[str, tuple[str, float, float]]:
-        return self.own.anchor_info
-
-    @property
-    def crl(self) -> RevocationList:
-        return self.own.crl
 
 
 def _stamp(when: float) -> str:
