@@ -74,6 +74,50 @@ class LRU:
         return len(self._data)
 
 
+class SignatureMemo:
+    """Signatures already found valid in this process: ``(signer fingerprint, backend,
+    signature, data)`` of each, the last ``size`` of them, for bodies up to ``max_data`` bytes.
+
+    Why: a known-list request is signed once for many nodes (``split_targets``), and a
+    simulation serves hundreds of those nodes in one process, each verifying the very same
+    bytes — the Ed25519 check was an eighth of a simulated node's CPU per request. Whether
+    a signature is valid depends on nothing but the key (bound by the certificate's
+    fingerprint), the signature and the data, so one success serves every provider of the
+    process; each still runs every other check (chain, dates, role, revocation, sender) on
+    its own. Only successes are kept, whole (a hit compares every byte, not a hash).
+    """
+
+    def __init__(self, size: int = 1024, max_data: int = 16_384) -> None:
+        self._size = size
+        self._max_data = max_data
+        self._seen: OrderedDict[tuple[str, str, bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def valid(self, info: CertInfo, backend: str, signature: bytes, data: bytes) -> bool:
+        """``info.check(signature, data)``, answered from memory when seen before."""
+        check = info.check
+        if check is None:
+            return False
+        if len(data) > self._max_data or not info.fingerprint:
+            return check(signature, data)
+        key = (info.fingerprint, backend, signature, data)
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+        if not check(signature, data):
+            return False
+        with self._lock:
+            self._seen[key] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return True
+
+
+#: The memo every x509 provider of this process shares.
+SIGNATURES = SignatureMemo()
+
+
 def inspect(raw: bytes, anchors: Sequence[Any], client_certnames: Sequence[str],
             backend: str, *, with_entry: bool) -> CertInfo:
     """Parse ``raw`` (a PEM certificate), chain it to one of ``anchors`` and decide its role.

@@ -394,7 +394,7 @@ class X509Provider:
             data = envelope.body.encode("utf-8")
         except (UnicodeEncodeError, AttributeError):
             raise SecurityError(f"{kind} body is not valid text") from None
-        if info.check is None or not info.check(signature, data):
+        if not peercerts.SIGNATURES.valid(info, self._backend, signature, data):
             raise SecurityError(f"signature does not match the message ({kind} signed with "
                                 f"certificate {info.name!r})")
         if kind == "reply":

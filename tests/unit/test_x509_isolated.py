@@ -164,3 +164,28 @@ def test_isolated_load_failure_keeps_the_old_credentials(
     pki.issue(ca_dir, "alice", "client")
     alice = X509Provider(settings_for(ca_dir, "client", "alice"))
     assert alice.verify(reply_from(node)).caller == "cert=web1"
+
+
+def test_signature_memo_keeps_successes_only_and_compares_every_byte() -> None:
+    from orch.security.peercerts import CertInfo, SignatureMemo
+
+    calls: list[tuple[bytes, bytes]] = []
+
+    def check(signature: bytes, data: bytes) -> bool:
+        calls.append((signature, data))
+        return signature == b"good"
+
+    memo = SignatureMemo(size=2, max_data=100)
+    info = CertInfo("web1", check=check, fingerprint="f1")
+    assert memo.valid(info, "auto", b"good", b"body")
+    assert memo.valid(info, "auto", b"good", b"body")  # remembered
+    assert len(calls) == 1
+    assert not memo.valid(info, "auto", b"bad", b"body")
+    assert not memo.valid(info, "auto", b"bad", b"body")  # failures are checked each time
+    assert memo.valid(info, "auto", b"good", b"bodx")  # other data: checked
+    other = CertInfo("web2", check=lambda s, d: False, fingerprint="f2")
+    assert not memo.valid(other, "auto", b"good", b"body")  # another key never shares
+    assert not memo.valid(CertInfo("x", check=None, fingerprint="f1"), "auto", b"good", b"body")
+    assert memo.valid(info, "auto", b"good", b"b" * 101)  # too large to keep: checked
+    assert memo.valid(info, "auto", b"good", b"b" * 101)
+    assert calls[-2:] == [(b"good", b"b" * 101)] * 2
