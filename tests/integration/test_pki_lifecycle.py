@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import wait_for
+from orch_integration import node_security_flags, session_ca, wait_for
 from test_security import (
     Lab,
     SecurityDaemon,
@@ -30,6 +30,7 @@ from test_security import (
     lab,
     orch_cli,
     server_flags,
+    session_client,
     tls_broker,
     tls_ca,
     tls_identity,
@@ -177,29 +178,37 @@ def cryptography_mapped(pid: int) -> list[str]:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
 def test_idle_node_with_ed25519_keys_never_imports_cryptography(
-        tls_lab: Lab, tls_broker: TLSRabbitMQ, crl_file: Path) -> None:
+        lab: Lab, tmp_path: Path) -> None:
     """A daemon reads its credentials and CRL, and checks a never-seen client certificate,
     in short-lived child processes (orch.security.isolated): the daemon process itself signs
     and verifies with libsodium and has not loaded cryptography — at start, after serving a
-    new client (cold cache), after a SIGHUP, and while refusing a revoked client."""
-    erin = tls_identity(tls_broker, "client", "lc-erin")
-    frank = tls_identity(tls_broker, "client", "lc-frank")
-    node = start_node(tls_lab, tls_broker, "lc-node5", erin, "lclean", crl_file, audit=False)
+    new client (cold cache), after a SIGHUP, and while refusing a revoked client. (The TLS
+    lab's RSA certificates load cryptography in the daemon, as documented.)"""
+    ca_dir = session_ca()  # orch ca's default: Ed25519
+    erin, frank = session_client("it-lean-erin"), session_client("it-lean-frank")
+    assert ca_cli(ca_dir, "crl").rc == 0
+    crl_file = publish_crl(ca_dir, tmp_path / "fleet-crl.pem")
+    node = lab.start("it-lean-node", security_args=node_security_flags("it-lean-node"),
+                     ready_client=erin, env={"ORCH_TLS_CRL": str(crl_file)})
+    collective = node.collective
     assert cryptography_mapped(node.pid) == []
+
+    def ping(who: dict[str, str]) -> Any:
+        env = as_environment({"broker": node.broker, "collective": collective, **who})
+        return orch_cli("rpc", "rpcutil", "ping", "-I", "it-lean-node", "--json",
+                        "--timeout", "3", env=env)
+
     for who in (erin, frank):  # frank's certificate is new to the node: a cache miss
-        env = as_environment({"broker": tls_broker.url, "collective": "lclean", **who})
-        result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", env=env)
+        result = ping(who)
         assert result.rc == 0, result.describe()
     assert cryptography_mapped(node.pid) == []
 
-    assert ca_cli(tls_broker.ca_dir, "revoke", "lc-frank").rc == 0
-    publish_crl(tls_broker.ca_dir, crl_file)
+    assert ca_cli(ca_dir, "revoke", "it-lean-frank").rc == 0
+    publish_crl(ca_dir, crl_file)
     sighup_and_wait(node)
-    result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", "--timeout", "3",
-                      env=env)
+    result = ping(frank)
     assert result.rc != 0 and json_result(result)["replies"] == [], result.describe()
-    erin_env = as_environment({"broker": tls_broker.url, "collective": "lclean", **erin})
-    result = orch_cli("rpc", "rpcutil", "ping", "-I", "lc-node5", "--json", env=erin_env)
+    result = ping(erin)
     assert result.rc == 0, result.describe()
     assert cryptography_mapped(node.pid) == []
 
