@@ -123,7 +123,7 @@ class BenchPKI:
 
 
 def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
-    """Remove the collective's request exchange (orch leaves it; queues auto-delete).
+    """Remove the collective's request exchange (orch leaves it; queues expire on their own).
 
     Every session uses new collectives, so without this each run would leave transient
     exchanges on RabbitMQ until it restarts. Only AMQP brokers keep them.

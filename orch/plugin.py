@@ -25,7 +25,7 @@ What is here, by purpose:
   :class:`TransportError`, :class:`ProtocolError`.
 * **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
   :class:`OrchCommandError`, :mod:`output` (printing results as orch's own commands do),
-  :class:`Client`, :class:`CallResult`.
+  :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from orch.core.sections import documented as documented_settings
     from orch.core.sections import setting, setting_group
     from orch.core.security import SecurityProvider, Verified
+    from orch.core.timefmt import duration_text
     from orch.core.transport import ClientChannel, NodeBinding, Transport
 
 #: ``name: (module, attribute or None for the module itself)``.
@@ -98,6 +99,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.security", name) for name in ("SecurityProvider", "Verified")},
     **{name: ("orch.core.transport", name)
        for name in ("ClientChannel", "NodeBinding", "Transport")},
+    "duration_text": ("orch.core.timefmt", "duration_text"),
 }
 
 __all__ = [
@@ -137,6 +139,7 @@ __all__ = [
     "client_options",
     "convert",
     "documented_settings",
+    "duration_text",
     "hookimpl",
     "output",
     "read_classes",

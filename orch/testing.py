@@ -324,6 +324,43 @@ class OrchFleet:
             addressed = list(self.identities)
         return self.client.call(agent, action, data, filter=wire or None, nodes=addressed)
 
+    def cli_environment(self, **extra: str | None) -> dict[str, str | None]:
+        """``ORCH_*`` variables pointing the ``orch`` command at this fleet (others unset)."""
+        env: dict[str, str | None] = {k: None for k in os.environ
+                                      if k.startswith("ORCH_") and k != "ORCH_CACHE_DIR"}
+        keys = ("broker", "collective", "discovery_timeout", "discovery_window", "security",
+                "tls_cert", "tls_key", "tls_ca")
+        for key in keys:
+            value = getattr(self.settings, key)
+            if value is not None:
+                text = ",".join(value) if isinstance(value, list | tuple) else str(value)
+                env[f"ORCH_{key.upper()}"] = text
+        env["ORCH_LOG_LEVEL"] = "error"
+        env.update(extra)
+        return env
+
+    def run_cli(self, *args: str, input: str | None = None,
+                env: Mapping[str, str | None] | None = None) -> Any:
+        """Run ``orch ARGS`` in this process against this fleet (click's ``CliRunner``).
+
+        Returns click's ``Result`` (``exit_code``, ``stdout``, ``stderr``, ``output``): what
+        a plugin's command prints, and its exit code, tested without a broker. ``env``
+        adds or unsets (None) variables. Root logging is restored afterwards.
+        """
+        from click.testing import CliRunner
+
+        from orch.cli.main import cli
+
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            return CliRunner().invoke(cli, list(args), input=input,
+                                      env=self.cli_environment(**(env or {})),
+                                      catch_exceptions=False)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+
     def ping(self, filter: FilterArg | None = None) -> CallResult:
         """``rpcutil ping`` by broadcast, like ``orch ping``: who is alive and matches."""
         return self.client.ping(self._wire_filter(filter) or None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 
 import orch
 from orch.core.agent import ActionReply, ActionRequest, Agent, action
 from orch.core.hookspecs import hookimpl
+from orch.core.protocol import Status
 
 
 class Rpcutil(Agent):
@@ -39,7 +41,12 @@ class Rpcutil(Agent):
     @action
     def get_facts(self, request: ActionRequest, reply: ActionReply) -> None:
         view = self.node.view()
-        names = [n.strip() for n in request.data["facts"].split(",") if n.strip()]
+        # Commas or white space separate names: "os.name role" is two facts, never one
+        # odd key that silently answers null.
+        names = [name for name in re.split(r"[,\s]+", request.data["facts"]) if name]
+        if not names:
+            reply.fail("no fact names given: facts=os.name,role", Status.INVALID_DATA)
+            return
         reply["values"] = {name: view.fact(name) for name in names}
 
     @action

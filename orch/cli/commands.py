@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
 
 from orch.cli import output
-from orch.cli.options import ClientContext, OrchCommandError, client_options
+from orch.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ClientContext,
+    OrchCommandError,
+    client_options,
+)
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import value_text
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _exit(code: int) -> None:
@@ -30,133 +34,41 @@ def ping(orch: ClientContext) -> None:
     every listed node answered). Exit code 1 if nobody, or not every listed node, answered,
     or if the timeout ended the broadcast while replies were still arriving.
     """
-    progress = output.Progress(enabled=not orch.json)
+    progress = orch.new_progress()
     nodes = orch.known_nodes()
+    limit = orch.plan.limit
     if nodes is not None:
+        nodes = limit.apply(nodes) if limit is not None else nodes
         progress.expect(nodes)
-    result = orch.client().ping(orch.filter, nodes, on_reply=progress.advance)
-    progress.done()
-    if orch.json:
-        output.print_json(output.result_document(result))
-    else:
+    try:
+        result = orch.client().ping(orch.filter, nodes, on_reply=progress.advance)
+    finally:
+        progress.done()
+    if limit is not None and nodes is None:  # a broadcast: keep the chosen ones of who answered
+        kept = set(limit.apply(list(result.replies)))
+        result.replies = {n: r for n, r in result.replies.items() if n in kept}
+    orch.emit_json(output.result_document(result))
+    if not orch.json:
+        # The same truth as --json: a node that refused (its policy denies rpcutil, …)
+        # is a failure with its reason, not a round-trip time.
         for name in sorted(result.replies, key=lambda n: result.rtt[n]):
-            click.echo(f"{name:<40} time={result.rtt[name] * 1000:.2f} ms")
-        times = [t * 1000 for t in result.rtt.values()]
+            reply = result.replies[name]
+            if reply.ok:
+                click.echo(f"{name:<40} time={result.rtt[name] * 1000:.2f} ms")
+            else:
+                click.secho(f"{name:<40} {reply.statuscode.label}: {reply.statusmsg}",
+                            fg="red")
+        times = [result.rtt[name] * 1000 for name in result.ok]
         click.echo("\n---- ping statistics ----")
         if times:
             click.echo(f"{len(times)} replies max: {max(times):.2f} min: {min(times):.2f} "
                        f"avg: {sum(times) / len(times):.2f}")
-        else:
+        elif not result.replies:
             click.echo("No responses received")
+        if result.failed:
+            click.secho(f"{len(result.failed)} node(s) failed: {', '.join(result.failed)}",
+                        fg="red")
         output.print_problems(result)
-    _exit(EXIT_OK if result.replies and not result.missing and not result.error
-          and not result.cut_short else EXIT_FAILED)
-
-
-def _print_rpc_help(orch_ctx: click.Context, agent: str | None, action: str | None) -> None:
-    from orch.cli.context import registry as cli_registry
-    from orch.ddl.help import action_help, agent_help
-
-    agents = cli_registry().agents()
-    if agent is None:
-        click.echo(orch_ctx.get_help())
-        click.echo("\nInstalled agents: " + ", ".join(sorted(agents)))
-        return
-    if agent not in agents:
-        raise click.UsageError(f"no DDL for agent {agent!r} installed here; installed: "
-                               f"{', '.join(sorted(agents))}")
-    ddl = agents[agent].ddl()
-    if action is None:
-        click.echo(agent_help(ddl))
-        return
-    action_ddl = ddl.action(action)
-    if action_ddl is None:
-        raise click.UsageError(f"agent {agent!r} has no action {action!r}; its actions: "
-                               f"{', '.join(sorted(ddl.actions))}")
-    click.echo(action_help(ddl, action_ddl))
-
-
-def _complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from orch.cli.context import registry as cli_registry
-
-    return [name for name in sorted(cli_registry().agents()) if name.startswith(incomplete)]
-
-
-def _complete_action(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from orch.cli.context import registry as cli_registry
-
-    cls = cli_registry().agents().get(ctx.params.get("agent") or "")
-    actions = sorted(cls.ddl().actions) if cls else []
-    return [name for name in actions if name.startswith(incomplete)]
-
-
-def _complete_argument(ctx: click.Context, param: click.Parameter,
-                       incomplete: str) -> list[str]:
-    from orch.cli.context import registry as cli_registry
-
-    cls = cli_registry().agents().get(ctx.params.get("agent") or "")
-    action = cls.ddl().action(ctx.params.get("action") or "") if cls else None
-    names = [f"{name}=" for name in (action.inputs if action else {})]
-    return [name for name in names if name.startswith(incomplete)]
-
-
-@click.command(add_help_option=False, context_settings={"ignore_unknown_options": True})
-@click.argument("agent", required=False, shell_complete=_complete_agent)
-@click.argument("action", required=False, shell_complete=_complete_action)
-@click.argument("arguments", nargs=-1, type=click.UNPROCESSED,
-                shell_complete=_complete_argument)
-@click.option("--display", type=click.Choice(output.DISPLAY_CHOICES),
-              help="Which replies to show (default: the action's DDL display policy).")
-@click.option("-h", "--help", "show_help", is_flag=True,
-              help="Show this help, or the generated help of AGENT [ACTION].")
-@client_options
-@click.pass_context
-def rpc(ctx: click.Context, orch: ClientContext, agent: str | None, action: str | None,
-        arguments: tuple[str, ...], display: str | None, show_help: bool) -> None:
-    """Run AGENT's ACTION with ARGUMENTS on every matching node.
-
-    Arguments are name=value or --name value (a boolean input may be a bare --name).
-    Values are typed by the action's DDL (or, without one, read as JSON when they look
-    like numbers, booleans, lists or objects). The DDL's summaries follow the results.
-    Exit code 0 when every node answered OK, 1 when any failed or did not answer, 2 for
-    usage errors.
-    """
-    if show_help or agent is None or action is None:
-        _print_rpc_help(ctx, agent, action)
-        if not show_help:
-            raise click.UsageError("AGENT and ACTION are required")
-        return
-    from orch.ddl.arguments import parse_arguments
-
-    client = orch.client()
-    ddl = client.action_ddl(agent, action)
-    data = parse_arguments(arguments, ddl)
-    progress = output.Progress(enabled=not orch.json)
-
-    def show(reply: Any, result: Any) -> None:
-        progress.advance()
-
-    result = client.call(agent, action, data, filter=orch.filter, nodes=orch.known_nodes(),
-                         on_discovered=progress.expect, on_reply=show)
-    progress.done()
-    from orch.ddl.aggregate import summarize
-
-    summaries = (summarize(ddl, result.replies.values(), client.registry.aggregate_functions())
-                 if ddl is not None else [])
-    if orch.json:
-        output.print_json(output.result_document(result, summaries))
-    elif result.expected == []:
-        hint = "" if ddl is not None else (
-            f" (and agent {agent!r} is not installed here: is its name right?)")
-        raise OrchCommandError(
-            f"No request sent: no node matching the filter hosts agent {agent!r}{hint}")
-    else:
-        for name in sorted(result.replies):
-            reply = result.replies[name]
-            if output.should_display(reply, display, ddl):
-                output.print_reply(reply, ddl, orch.verbose)
-        output.print_summaries(summaries)
-        output.print_summary(result, orch.verbose)
     _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
 
 
@@ -166,8 +78,9 @@ def find(orch: ClientContext) -> None:
     """Print the identity of every matching node, one per line.
 
     Listed identities (-I names, --nodes) are pinged, so only nodes that answer are
-    printed. Exit code 1 when no node matched, or when discovery was cut off by its
-    timeout while replies were still arriving (the nodes found so far are printed).
+    printed. --limit/-1 pick among the nodes found. Exit code 1 when no node matched, or
+    when discovery was cut off by its timeout while replies were still arriving (the nodes
+    found so far are printed).
     """
     listed = orch.known_nodes()
     cut_short = None
@@ -176,13 +89,18 @@ def find(orch: ClientContext) -> None:
         nodes, cut_short = list(found), found.cut_short
     else:
         nodes = sorted(orch.client().ping(orch.filter, listed).replies)
-    if orch.json:
-        output.print_json({"nodes": nodes, "cut_short": cut_short})
-    else:
+    if orch.plan.limit is not None:
+        nodes = orch.plan.limit.apply(nodes)
+    orch.emit_json({"nodes": nodes, "cut_short": cut_short})
+    if not orch.json:
         for name in nodes:
             click.echo(name)
         if cut_short:
             output.print_cut_short(cut_short)
+        if not nodes and orch.client().sent_unsigned:
+            from orch.core.client import UNSIGNED_HINT
+
+            click.secho(f"Hint: {UNSIGNED_HINT}", fg="yellow", err=True)
     _exit(EXIT_OK if nodes and not cut_short else EXIT_FAILED)
 
 
@@ -194,19 +112,17 @@ def facts(orch: ClientContext, fact: str) -> None:
 
     FACT may be a dotted path into nested facts (os.family). -v lists the nodes of each value.
     """
-    result = orch.client().call("rpcutil", "get_fact", {"fact": fact}, filter=orch.filter,
-                                nodes=orch.known_nodes())
+    result = orch.call("rpcutil", "get_fact", {"fact": fact}, progress=orch.new_progress())
     groups = result.group_by("value")
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    if orch.json:
-        output.print_json({
-            "fact": fact,
-            "values": [{"value": result.replies[names[0]].data.get("value"),
-                        "count": len(names), "nodes": names} for _, names in ordered],
-            "failed": result.failed, "missing": result.missing, "error": result.error,
-            "cut_short": result.cut_short, "stats": output.stats_document(result),
-        })
-    else:
+    orch.emit_json({
+        "fact": fact,
+        "values": [{"value": result.replies[names[0]].data.get("value"),
+                    "count": len(names), "nodes": names} for _, names in ordered],
+        "failed": result.failed, "missing": result.missing, "error": result.error,
+        "cut_short": result.cut_short, "stats": output.stats_document(result),
+    })
+    if not orch.json:
         click.echo(f"Report for fact: {fact}\n")
         width = max((len(value) for value in groups), default=0)
         for value, names in ordered:
@@ -220,37 +136,73 @@ def facts(orch: ClientContext, fact: str) -> None:
 
 
 @click.command()
-@click.argument("node")
+@click.argument("nodes", nargs=-1)
+@click.option("--template", metavar="TEXT",
+              help="Print TEXT once per node, with {identity}, {version}, {collective}, "
+                   "{agents}, {classes} and {facts[role]}-style fields (mco's --script).")
 @client_options
-def inventory(orch: ClientContext, node: str) -> None:
-    """Show NODE's agents, facts, classes and daemon statistics."""
-    result = orch.client().call("rpcutil", "inventory", nodes=[node])
-    reply = result.replies.get(node)
-    if orch.json:
-        output.print_json(output.result_document(result))
-    elif reply is None:
-        raise OrchCommandError(f"no response from {node}" +
-                               (f": {result.error}" if result.error else ""))
-    elif not reply.ok:
-        raise OrchCommandError(f"{node}: {reply.statuscode.label}: {reply.statusmsg}")
-    else:
-        data = reply.data
-        click.echo(f"Inventory for {node}:\n")
-        click.echo(f"   orch version: {data.get('version')}")
-        click.echo(f"   collective:   {data.get('main_collective')}")
-        stats = data.get("stats", {})
-        click.echo(f"   uptime:       {stats.get('uptime', 0):.0f}s   requests: "
-                   f"{stats.get('total', 0)} total, {stats.get('replies', 0)} replied, "
-                   f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped")
-        for title, items in (("Agents", data.get("agents", [])),
-                             ("Classes", data.get("classes", []))):
-            click.echo(f"\n   {title}:")
-            for item in items or ["(none)"]:
-                click.echo(f"        {item}")
-        click.echo("\n   Facts:")
-        for key, value in sorted(output.flatten(data.get("facts", {})).items()):
-            click.echo(f"        {key} => {value_text(value)}")
+def inventory(orch: ClientContext, nodes: tuple[str, ...], template: str | None) -> None:
+    """Show the agents, facts, classes and daemon statistics of NODES, or of every node the
+    filters select (-F, -C, -I …); --json or --template for a machine form of the fleet."""
+    listed = orch.known_nodes()
+    targets = listed
+    if nodes and listed is None and orch.filter:
+        # Named nodes and a filter: only the named nodes the filter selects.
+        targets = sorted(set(nodes) & set(orch.client().discover(orch.filter)))
+    elif nodes:
+        targets = sorted(set(nodes) | set(listed or []))
+    result = orch.call("rpcutil", "inventory", nodes=targets, progress=orch.new_progress())
+    orch.emit_json(output.result_document(result))
+    if not orch.json:
+        if not result.replies:
+            who = (f"no response from {', '.join(result.missing)}" if result.missing
+                   else "no node matches the filter" if result.expected == []
+                   else "no node answered")
+            raise OrchCommandError(who + (f": {result.error}" if result.error else ""))
+        for name in sorted(result.replies):
+            reply = result.replies[name]
+            if not reply.ok:
+                click.secho(f"{name}: {reply.statuscode.label}: {reply.statusmsg}", fg="red")
+            elif template is not None:
+                click.echo(render_template(template, name, reply.data))
+            else:
+                print_inventory(name, reply.data)
+        if len(result.expected or []) > 1 or result.missing or result.failed:
+            output.print_summary(result, orch.verbose)
     _exit(EXIT_OK if result.succeeded else EXIT_FAILED)
+
+
+def render_template(template: str, name: str, data: Mapping[str, Any]) -> str:
+    """One node through ``--template`` (``str.format`` fields; a bad field is a usage error)."""
+    fields = {"identity": name, "version": data.get("version"),
+              "collective": data.get("main_collective"),
+              "agents": " ".join(data.get("agents", [])),
+              "classes": " ".join(data.get("classes", [])),
+              "facts": output.flatten(data.get("facts", {}))}
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise click.BadParameter(f"{template!r}: {exc!r} (fields: "
+                                 f"{', '.join(fields)})", param_hint="--template") from None
+
+
+def print_inventory(node: str, data: Mapping[str, Any]) -> None:
+    click.echo(f"Inventory for {node}:\n")
+    click.echo(f"   orch version: {data.get('version')}")
+    click.echo(f"   collective:   {data.get('main_collective')}")
+    stats = data.get("stats", {})
+    click.echo(f"   uptime:       {stats.get('uptime', 0):.0f}s   requests: "
+               f"{stats.get('total', 0)} total, {stats.get('replies', 0)} replied, "
+               f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped")
+    for title, items in (("Agents", data.get("agents", [])),
+                         ("Classes", data.get("classes", []))):
+        click.echo(f"\n   {title}:")
+        for item in items or ["(none)"]:
+            click.echo(f"        {item}")
+    click.echo("\n   Facts:")
+    for key, value in sorted(output.flatten(data.get("facts", {})).items()):
+        click.echo(f"        {key} => {value_text(value)}")
+    click.echo()
 
 
 @click.command()
@@ -308,4 +260,8 @@ def _scheme_json(status: Any) -> dict[str, Any]:
 @hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
     # server, demo and sim come from orch.cli.runners (so a daemon imports none of this).
-    return [ping, rpc, find, facts, inventory, plugins]
+    from orch.cli.completion import completion
+    from orch.cli.config import config
+    from orch.cli.rpc import rpc
+
+    return [ping, rpc, find, facts, inventory, plugins, config, completion]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -59,10 +59,17 @@ def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
               help="Offer an orch> prompt afterwards (default: when stdin is a terminal).")
 @click.option("--serve", is_flag=True,
               help="After the tour, keep serving until Ctrl-C (for other shells).")
+@click.option("--api", "api_listen", metavar="HOST:PORT",
+              help="Also serve the HTTP API and web console there (needs orch[api]); "
+                   "keeps serving after the tour until Ctrl-C.")
 @click.option("--insecure", is_flag=True,
               help="Development only: run without certificates or signatures.")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="YAML settings for every simulated node, e.g. plugin sections that "
+                   "select a plugin's simulated backend.")
 def demo(count: int, broker: str, workers: int | None, collective: str, seed: int,
-         tour: bool, interactive: bool | None, serve: bool, insecure: bool) -> None:
+         tour: bool, interactive: bool | None, serve: bool, insecure: bool,
+         api_listen: str | None, config_file: str | None) -> None:
     """Run a simulated fleet and walk through what orch does with it.
 
     Each simulated node is a real orch server instance (its own identity, certificate,
@@ -71,18 +78,25 @@ def demo(count: int, broker: str, workers: int | None, collective: str, seed: in
     Simulated nodes host only agents that offer a simulation (rpcutil, and plugins'
     simulations such as orch-puppet's): nothing here acts on this machine.
     """
+    from orch.core.config import read_config_file
+    from orch.core.errors import OrchError
     from orch.sim.simulation import default_workers
 
+    try:
+        node_settings = read_config_file(config_file) if config_file else {}
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
     if workers is None:
         workers = 0 if broker.strip().startswith("memory:") else default_workers()
     with tempfile.TemporaryDirectory(prefix="orch-demo-") as scratch:
         _run_demo(count, broker, workers, collective, seed, tour, interactive, serve,
-                  Path(scratch), not insecure)
+                  Path(scratch), not insecure, api_listen, node_settings)
 
 
 def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
               tour: bool, interactive: bool | None, serve: bool, scratch: Path,
-              secure: bool) -> None:
+              secure: bool, api_listen: str | None = None,
+              node_settings: dict[str, object] | None = None) -> None:
     from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
     from orch.sim import SimConfig, Simulation
@@ -92,7 +106,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
         simulation = Simulation(SimConfig(nodes=count, broker=broker, state_dir=scratch,
                                           collective=collective, workers=workers,
                                           seed=seed, secure=secure,
-                                          keep_certificates=False),
+                                          keep_certificates=False,
+                                          extra_settings=dict(node_settings or {})),
                                 ProgressLine(quiet_below=1000))
         simulation.prepare()
     except OrchError as exc:
@@ -108,6 +123,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 + (f", signed with a throw-away CA in {scratch / 'ca'}" if secure
                    else ", UNSIGNED"), bold=True)
     exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
+    stop_api = _start_api(api_listen, client_env) if api_listen else None
+    serve = serve or stop_api is not None
     try:
         if tour:
             for explanation, command in TOUR:
@@ -121,35 +138,39 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
     finally:
+        if stop_api is not None:
+            stop_api()
         simulation.stop()
 
 
+def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
+    """Start ``orch api`` in this process (the fleet may be on memory://); its stop."""
+    from orch.core.errors import OrchError
+
+    try:
+        from orch.api.demo import start_demo_api
+    except ImportError as exc:
+        raise click.UsageError(f"--api needs the api extra ({exc.name} is missing): "
+                               "pip install 'orch[api]'") from None
+    try:
+        api = start_demo_api(listen, client_env)
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.secho(f"orch demo: API and console on {api.url}/console/ — API token: {api.token}",
+                bold=True)
+    return api.stop
+
+
 def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
+    from orch.cli.main import cli
+    from orch.cli.prompt import run_prompt
+
     click.secho("\nYour turn: type any orch command (for example `find -C nginx` or "
-                "`rpc rpcutil --help`); `exit` or Ctrl-D leaves.", fg="green")
+                "`rpc rpcutil --help`); `help` lists them, Tab completes, Ctrl-C cancels, "
+                "`exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
         click.echo(f"Other shells can join: {exports} orch ping")
-    while True:
-        try:
-            line = input("orch> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            click.echo()
-            return
-        if line in ("exit", "quit"):
-            return
-        if not line:
-            continue
-        try:
-            args = shlex.split(line)
-        except ValueError as exc:
-            click.echo(f"cannot parse that line: {exc}")
-            continue
-        if args and args[0] == "orch":
-            args = args[1:]
-        if args and args[0] in ("demo", "server"):
-            click.echo(f"`{args[0]}` is not available inside the demo prompt")
-            continue
-        run_cli(args, environ)
+    run_prompt(cli, lambda args: run_cli(args, environ))
 
 
 def _wait_forever() -> None:

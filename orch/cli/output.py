@@ -4,8 +4,8 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
 
     {"agent": ..., "action": ..., "request_id": ...,
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
-     "expected": [...] | null, "missing": [...], "rejected": [...], "error": null | "...",
-     "cut_short": null | "...",
+     "expected": [...] | null, "missing": [...], "rejected": [...], "unexpected": [...],
+     "error": null | "...", "cut_short": null | "...", "hint": null | "...",
      "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
@@ -14,16 +14,21 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
+from orch.cli.progress import Progress
 from orch.core.client import CallResult
 from orch.core.protocol import Reply, value_text
 from orch.ddl.aggregate import Summary
 from orch.ddl.model import ActionDDL
+
+__all__ = ["DISPLAY_CHOICES", "Progress", "ReplyPrinter", "flatten", "json_text",
+           "print_interrupted", "print_json", "print_problems", "print_reply",
+           "print_summaries", "print_summary", "result_document", "should_display",
+           "stats_document"]
 
 DISPLAY_CHOICES = ("ok", "failed", "all")
 
@@ -50,17 +55,25 @@ def result_document(
         "expected": result.expected,
         "missing": result.missing,
         "rejected": result.rejected,
+        "unexpected": sorted(result.unexpected),
         "error": result.error,
         "cut_short": result.cut_short,
         "warnings": result.warnings,
+        "hint": result.hint,
         "aggregates": [summary.to_json() for summary in summaries],
         "stats": stats_document(result),
     }
 
 
 def print_summaries(summaries: Sequence[Summary]) -> None:
-    """The DDL's aggregate summaries, after the per-node results."""
+    """The DDL's aggregate summaries, after the per-node results.
+
+    A summary with no line (no OK reply carried the output) is left out rather than shown
+    as an empty header.
+    """
     for summary in summaries:
+        if not summary.lines:
+            continue
         click.secho(f"Summary of {summary.label}:", bold=True)
         click.echo()
         for line in summary.lines:
@@ -80,17 +93,25 @@ def stats_document(result: CallResult) -> dict[str, Any]:
     }
 
 
+def json_text(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=False, default=str)
+
+
 def print_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+    click.echo(json_text(document))
 
 
-def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
-    """One node's result: its name, then each output under its DDL label."""
+def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> bool:
+    """One node's result: its name, then each output under its DDL label.
+
+    Returns whether it ended with a blank line (a bare failure line does not, so that a
+    run of them stays compact; the caller separates the last from what follows).
+    """
     if not reply.ok:
         message = click.style(f"{reply.statuscode.label}: {reply.statusmsg}", fg="red")
         click.echo(f"{reply.sender:<40} {message}")
         if not verbose and not reply.data:
-            return
+            return False
     else:
         click.echo(reply.sender)
     outputs = ddl.outputs if ddl is not None else {}
@@ -100,6 +121,7 @@ def print_reply(reply: Reply, ddl: ActionDDL | None, verbose: bool) -> None:
         label = outputs[key].label if key in outputs else key
         click.echo(f"   {label:>{width}}: {value_text(value)}")
     click.echo()
+    return True
 
 
 def should_display(reply: Reply, display: str | None, ddl: ActionDDL | None) -> bool:
@@ -119,7 +141,10 @@ def print_summary(result: CallResult, verbose: bool = False) -> None:
         + (f" (discovery {result.discovery_seconds * 1000:.0f} ms)" if verbose else "")
     )
     if result.failed:
-        click.secho(f"Failed on {len(result.failed)}: {', '.join(result.failed)}", fg="red")
+        click.secho(f"\nFailed on {len(result.failed)} node(s):", fg="red", bold=True)
+        for name in result.failed:
+            reply = result.replies[name]
+            click.echo(f"    {name}: {reply.statuscode.label}: {reply.statusmsg}")
     print_problems(result)
 
 
@@ -127,11 +152,17 @@ def print_problems(result: CallResult) -> None:
     if result.missing:
         click.secho(f"\nNo response from {len(result.missing)} node(s):", fg="red", bold=True)
         for name in result.missing:
-            click.echo(f"    {name}")
+            note = result.notes.get(name)
+            click.echo(f"    {name}" + (f" ({note})" if note else ""))
     if result.rejected:
         click.secho(f"\n{len(result.rejected)} reply(ies) rejected:", fg="red")
         for reason in result.rejected:
             click.echo(f"    {reason}")
+    if result.unexpected:
+        click.secho(f"\n{len(result.unexpected)} node(s) answered a request not addressed to "
+                    "them (not counted):", fg="red")
+        for name in sorted(result.unexpected):
+            click.echo(f"    {name}")
     if result.warnings:
         click.secho(f"\n{len(result.warnings)} reply(ies) do not match the DDL:", fg="yellow")
         for name, problems in sorted(result.warnings.items()):
@@ -140,46 +171,13 @@ def print_problems(result: CallResult) -> None:
         click.secho(f"\nError: {result.error}", fg="red", bold=True)
     if result.cut_short:
         print_cut_short(result.cut_short)
+    if result.hint:
+        click.secho(f"\nHint: {result.hint}", fg="yellow", err=True)
 
 
 def print_cut_short(reason: str) -> None:
     """Say that the nodes shown are not all there are (on stderr, like other errors)."""
     click.secho(f"\nIncomplete: {reason}", fg="red", bold=True, err=True)
-
-
-class Progress:
-    """A one-line progress indicator on stderr, shown only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.total: int | None = None
-        self.count = 0
-
-    def expect(self, nodes: list[str]) -> None:
-        self.total = len(nodes)
-        self._draw()
-
-    def advance(self, *_: Any) -> None:
-        self.count += 1
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled:
-            return
-        if self.total:
-            filled = int(30 * self.count / self.total)
-            bar = "#" * filled + " " * (30 - filled)
-            text = f"\r [{bar}] {self.count} / {self.total}"
-        else:
-            text = f"\r {self.count} replies"
-        self.stream.write(text)
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
-            self.stream.flush()
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -192,3 +190,48 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def print_interrupted(result: CallResult) -> None:
+    """After Ctrl-C: who answered (their replies were shown as they came), who did not."""
+    expected = result.expected
+    answered = len(result.replies)
+    click.secho(f"\nInterrupted: {answered} of "
+                f"{len(expected) if expected is not None else answered} node(s) answered "
+                f"in {result.elapsed:.1f}s", fg="red", bold=True, err=True)
+    if result.failed:
+        click.secho(f"Failed on {len(result.failed)}: {', '.join(result.failed)}",
+                    fg="red", err=True)
+    if result.missing:
+        click.secho(f"Still awaited from {len(result.missing)} node(s):", fg="red", err=True)
+        for name in result.missing:
+            click.echo(f"    {name}", err=True)
+
+
+class ReplyPrinter:
+    """Prints each reply the moment it arrives, under the display policy (``--display``, else
+    the DDL's), clearing the progress line around it; the summary comes at the end."""
+
+    def __init__(self, ddl: ActionDDL | None, display: str | None, verbose: bool,
+                 progress: Progress | None = None) -> None:
+        self.ddl, self.display, self.verbose = ddl, display, verbose
+        self.progress = progress
+        self.printed = 0
+        #: The last reply printed ended without a blank line: one goes before the summary.
+        self.needs_gap = False
+
+    def __call__(self, reply: Reply, _result: CallResult) -> None:
+        if not should_display(reply, self.display, self.ddl):
+            return
+        if self.progress is not None:
+            with self.progress.printing():
+                self.needs_gap = not print_reply(reply, self.ddl, self.verbose)
+        else:
+            self.needs_gap = not print_reply(reply, self.ddl, self.verbose)
+        self.printed += 1
+
+    def finish(self) -> None:
+        """Separate the replies from the summaries that follow."""
+        if self.needs_gap:
+            click.echo()
+            self.needs_gap = False

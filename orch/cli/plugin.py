@@ -88,17 +88,23 @@ def _warn_if_installed(name: str) -> None:
 
 @plugin.command()
 @click.argument("agent")
-def doc(agent: str) -> None:
+@click.option("--config", "config_file", metavar="FILE",
+              help="Client config file (default: the client's search, see `orch config "
+                   "show`): its agents_dir adds external agents.")
+def doc(agent: str, config_file: str | None) -> None:
     """Print an installed AGENT's documentation, generated from its DDL.
 
     The agent's description and metadata, then each action's usage, inputs, outputs and
-    summaries — what `orch rpc AGENT ACTION --help` shows, for every action.
+    summaries — what `orch rpc AGENT ACTION --help` shows, for every action. External
+    agents (agents_dir) are included, as in calls.
     """
+    from orch.cli.context import environ
     from orch.cli.context import registry as cli_registry
+    from orch.core.clientconfig import load_client_settings
     from orch.ddl.help import action_help, agent_help
 
     try:
-        agents = cli_registry().agents()
+        agents = cli_registry().agents(load_client_settings(config_file, None, environ()))
         if agent not in agents:
             raise click.UsageError(f"no agent {agent!r} is installed here; installed: "
                                    f"{', '.join(sorted(agents)) or 'none'}")

@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 @click.option("--audit-log", metavar="FILE", help="JSON-lines audit log.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Logging threshold (default: info).")
-def server(config_file: str | None, log_level: str | None, **flags: str | None) -> None:
+@click.option("--pidfile", metavar="FILE",
+              help="Write the daemon's pid to FILE while it runs (refused if FILE names a "
+                   "running process).")
+def server(config_file: str | None, log_level: str | None, pidfile: str | None,
+           **flags: str | None) -> None:
     """Run the node daemon: serve this node's agents until SIGTERM or SIGINT.
 
     Settings come from defaults, then --config, then ORCH_* environment variables, then
@@ -58,7 +62,18 @@ def server(config_file: str | None, log_level: str | None, **flags: str | None) 
         daemon = Server(settings, cli_registry(), reload_settings)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
-    if not daemon.run():
+    from orch.core.pidfile import PidFile
+
+    try:
+        pid_file = PidFile(pidfile).__enter__() if pidfile is not None else None
+    except OrchError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        clean = daemon.run()
+    finally:
+        if pid_file is not None:
+            pid_file.__exit__(None, None, None)
+    if not clean:
         # Actions abandoned at shutdown_timeout hold threads Python cannot stop, and the
         # interpreter would wait for them at exit: their callers were already answered.
         logging.shutdown()

@@ -63,6 +63,10 @@ class ProgressLine:
               help="Where the CA, the client certificate and client.yaml go "
                    "(default: $XDG_STATE_HOME/orch/sim/COLLECTIVE).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Fact generator seed.")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="YAML settings for every simulated node, e.g. plugin sections that "
+                   "select a plugin's simulated backend (broker and security are the "
+                   "simulation's own).")
 @click.option("--start-timeout", type=float, default=None, metavar="SECONDS",
               help="Give up when the nodes are not all consuming by then "
                    "(default: 60 s plus 10 ms a node).")
@@ -72,8 +76,8 @@ class ProgressLine:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default=None, help="Logging threshold (default: warning).")
 def sim(count: int, broker: str, workers: int | None, collective: str, ca: str | None,
-        state_dir: Path | None, seed: int, start_timeout: float | None, agents: str | None,
-        log_level: str | None) -> None:
+        state_dir: Path | None, seed: int, config_file: str | None,
+        start_timeout: float | None, agents: str | None, log_level: str | None) -> None:
     """Simulate N nodes, each a full orch server, until SIGTERM or Ctrl-C.
 
     Every node has its own queue on the broker, its own key and certificate from one CA,
@@ -87,6 +91,7 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
     """
     import shutil
 
+    from orch.core.config import read_config_file
     from orch.core.errors import OrchError
     from orch.sim import SimConfig, SimError, Simulation
     from orch.sim.simulation import default_workers
@@ -101,7 +106,9 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
     elif ca is not None:
         ca_dir = Path(ca).expanduser()
     try:
+        extra = read_config_file(config_file) if config_file else {}
         config = SimConfig(nodes=count, broker=broker, state_dir=state,
+                           extra_settings=extra,
                            collective=collective,
                            workers=default_workers() if workers is None else workers,
                            seed=seed, ca_dir=ca_dir, start_timeout=start_timeout,

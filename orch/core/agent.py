@@ -149,6 +149,10 @@ class Agent:
     #: never touch the machine: only such agents are hosted by simulated nodes (``orch sim``,
     #: ``orch demo``), where a thousand "nodes" share the one real machine.
     simulation_safe: ClassVar[bool] = False
+    #: Seconds the server waits past the DDL timeout before answering for the agent. Agents
+    #: that enforce their own deadline (external agents kill their process group at the
+    #: timeout) set it, so that their more precise reply wins the race.
+    deadline_grace: ClassVar[float] = 0.0
 
     def __init__(self, node: NodeContext) -> None:
         self.node = node

@@ -34,8 +34,8 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from orch.core import protocol
 from orch.core.checkpool import CheckedReceiver
@@ -43,19 +43,27 @@ from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
     ArgumentError,
+    CallInterrupted,
     ConfigError,
     ProtocolError,
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterBudget, FilterEngine
+from orch.core.filter import FilterEngine
+from orch.core.inventory import CallObserver
 from orch.core.plugins import PluginRegistry, default_registry
-from orch.core.protocol import Envelope, Reply, Request, valid_name, value_text
+from orch.core.protocol import Envelope, Reply, Request, valid_name
+from orch.core.result import CallResult
 from orch.core.security import close_provider, verify_reply
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
+if TYPE_CHECKING:
+    from orch.core.agent import Agent
+
 log = logging.getLogger(__name__)
+#: Which discovery method ran and how long it took (shown by the CLI's ``-v``).
+discovery_log = logging.getLogger("orch.discovery.timing")
 
 #: The longest a call waits, past its deadline, for replies it already received to be
 #: verified by the checker processes (a stuck checker must not hold the call).
@@ -68,66 +76,11 @@ NETWORK_MARGIN = 2.0
 #: only the wait for silent nodes: a call returns the moment the last node answered.
 PER_NODE_ALLOWANCE = 0.0005
 CONNECT_TIMEOUT = 5.0
+UNSIGNED_HINT = ("no node answered an unsigned request: the fleet may require signed "
+                 "requests (set security: x509 with tls_cert, tls_key and tls_ca, or see "
+                 "`orch config show`)")
 
 ReplyCallback = Callable[[Reply, "CallResult"], None]
-
-
-@dataclass
-class CallResult:
-    """Everything one call produced: replies, silent nodes, rejected replies, timings."""
-
-    agent: str
-    action: str
-    request_id: str
-    #: The nodes expected to answer, or None when nobody knew in advance (a broadcast).
-    expected: list[str] | None
-    replies: dict[str, Reply] = field(default_factory=dict)
-    #: Seconds from publishing the request to receiving each node's reply.
-    rtt: dict[str, float] = field(default_factory=dict)
-    #: Replies that failed decoding or verification, with the reason (never shown as results).
-    rejected: list[str] = field(default_factory=list)
-    discovery_seconds: float = 0.0
-    elapsed: float = 0.0
-    #: Set when the broker failed mid-call; what was received before is kept.
-    error: str | None = None
-    #: Set when the nodes that answered are known to be incomplete: a broadcast (or the
-    #: broadcast discovery before a call) was ended by its timeout while replies were still
-    #: arriving. Says what was cut, at which timeout, how many answered and what to raise.
-    cut_short: str | None = None
-    #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.
-    #: They are still results; the mismatch is flagged, never silently passed.
-    warnings: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def missing(self) -> list[str]:
-        """Expected nodes that did not answer."""
-        if self.expected is None:
-            return []
-        return sorted(set(self.expected) - set(self.replies))
-
-    @property
-    def ok(self) -> list[str]:
-        return sorted(name for name, reply in self.replies.items() if reply.ok)
-
-    @property
-    def failed(self) -> list[str]:
-        return sorted(name for name, reply in self.replies.items() if not reply.ok)
-
-    @property
-    def succeeded(self) -> bool:
-        """True when at least one node answered, every expected node answered OK, and
-        nothing went wrong. A call that matched no node did not succeed, nor one whose
-        discovery was cut short (nodes it never asked may exist)."""
-        return (bool(self.replies) and not self.failed and not self.missing
-                and not self.rejected and self.error is None and self.cut_short is None)
-
-    def group_by(self, output: str) -> dict[str, list[str]]:
-        """``{value: [identities]}`` of one output field over the OK replies."""
-        groups: dict[str, list[str]] = {}
-        for name in self.ok:
-            value = self.replies[name].data.get(output)
-            groups.setdefault(value_text(value), []).append(name)
-        return groups
 
 
 class Client:
@@ -148,6 +101,8 @@ class Client:
         self.sender = socket.gethostname()
         self._channel: ClientChannel | None = None
         self._checked: CheckedReceiver[Reply] | None = None
+        #: Whether the last request sealed went out without any signature.
+        self._unsigned = False
         #: Processes verifying replies when they arrive faster than one core verifies
         #: (None: one per core, at most 4; 0 or 1: verify in the calling thread only).
         self.verify_workers: int | None = None
@@ -155,8 +110,41 @@ class Client:
     @functools.cached_property
     def filters(self) -> FilterEngine:
         """The filter kinds and functions plugins offer (loaded when first needed)."""
-        return FilterEngine(self.registry.filter_kinds(), self.registry.filter_functions(),
-                            FilterBudget.from_settings(self.settings))
+        return FilterEngine.for_registry(self.registry, self.settings)
+
+    @functools.cached_property
+    def agents(self) -> dict[str, type[Agent]]:
+        """The agents installed here for these settings (``agents_dir`` included), looked
+        up once per client: DDLs, timeouts and help all come from this one set."""
+        return self.registry.agents(self.settings)
+
+    @functools.cached_property
+    def observers(self) -> list[CallObserver]:
+        """What plugins want told about each call (job history); loaded on first call."""
+        try:
+            return self.registry.call_observers(self.settings)
+        except Exception as exc:  # an observer's problem never stops a call
+            log.error("call observers not loaded: %s", exc)
+            return []
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("call observer %s failed in %s", type(observer).__name__, event)
+
+    def _observed(self, request: Request,
+                  on_reply: ReplyCallback | None) -> ReplyCallback | None:
+        if not self.observers:
+            return on_reply
+
+        def observe(reply: Reply, result: CallResult) -> None:
+            self._tell("replied", request, reply)
+            if on_reply is not None:
+                on_reply(reply, result)
+
+        return observe
 
     def __enter__(self) -> Client:
         return self
@@ -165,6 +153,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if "observers" in self.__dict__:
+            self._tell("close")
         if self._checked is not None:
             self._checked.close()
             self._checked = None
@@ -185,7 +175,7 @@ class Client:
 
     def action_ddl(self, agent: str, action: str) -> ActionDDL | None:
         """The DDL of ``agent.action`` if the agent is installed here, else None."""
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         if cls is None:
             return None
         ddl = cls.ddl()
@@ -199,7 +189,7 @@ class Client:
     def call_timeout(self, agent: str) -> float:
         if self.settings.timeout is not None:
             return self.settings.timeout
-        cls = self.registry.agents(self.settings).get(agent)
+        cls = self.agents.get(agent)
         return (cls.ddl().timeout if cls else DEFAULT_TIMEOUT) + NETWORK_MARGIN
 
     # -- building blocks ---------------------------------------------------------------
@@ -222,7 +212,22 @@ class Client:
 
     def _sealed(self, request: Request) -> bytes:
         body = request.encode()
-        return Envelope("request", body, self.security.seal("request", body)).encode()
+        security = self.security.seal("request", body)
+        # A provider that adds nothing to the envelope does not sign (``insecure``): a fleet
+        # that requires signatures drops such requests without a word.
+        self._unsigned = not security
+        return Envelope("request", body, security).encode()
+
+    @property
+    def sent_unsigned(self) -> bool:
+        """Whether the last request this client sent (discovery included) went unsigned."""
+        return self._unsigned
+
+    def _explain_silence(self, result: CallResult) -> CallResult:
+        """Set :attr:`CallResult.hint` when nobody answered an unsigned request."""
+        if not result.replies and self._unsigned and result.expected != []:
+            result.hint = UNSIGNED_HINT
+        return result
 
     def addressed(
         self, request: Request, nodes: Sequence[str]
@@ -279,10 +284,22 @@ class Client:
                             sorted(expected) if expected is not None else None)
         pending = set(expected) if expected is not None else None
         deadline = now + timeout
+        try:
+            self._collect_loop(request, result, pending, deadline, quiet, on_reply, started,
+                               label, timeout)
+        except KeyboardInterrupt:
+            result.elapsed = time.monotonic() - started
+            raise CallInterrupted(result) from None
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _collect_loop(self, request: Request, result: CallResult, pending: set[str] | None,
+                      deadline: float, window: float | None, on_reply: ReplyCallback | None,
+                      started: float, label: str, timeout: float) -> None:
+        """The receive loop of :meth:`collect`, filling ``result`` in place."""
         credit = 0.0  # this client's own work on accepted replies, added to the deadline
         #: When the client was last free again after handling a reply (None: no reply yet).
         waiting_since: float | None = None
-        window = quiet
         backlog_waited = False
         while pending is None or pending:
             now = time.monotonic()
@@ -340,8 +357,6 @@ class Client:
             own_work = checking + (waiting_since - received)
             credit += own_work
             deadline += own_work
-        result.elapsed = time.monotonic() - started
-        return result
 
     @staticmethod
     def _cut_short(result: CallResult, label: str, timeout: float, credit: float) -> None:
@@ -380,10 +395,10 @@ class Client:
         if reply.request_id != request.id:
             return None  # a late reply to an earlier request on this channel (discovery)
         if not request.addresses(reply.sender):
-            reason = (f"reply from {reply.sender!r}, a node request {request.id} was not "
-                      "addressed to")
-            result.rejected.append(reason)
-            log.warning("rejected a %s", reason)
+            if reply.sender not in result.unexpected:
+                result.unexpected.append(reply.sender)
+            log.warning("not counted: a reply from %r, a node request %s was not addressed to",
+                        reply.sender, request.id)
             return None
         if reply.sender in result.replies:
             log.warning("duplicate reply from %s ignored", reply.sender)
@@ -427,6 +442,7 @@ class Client:
         quiet: float | None = None,
         on_reply: ReplyCallback | None = None,
         label: str = "the broadcast",
+        observe: bool = True,
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
@@ -435,10 +451,17 @@ class Client:
         :attr:`CallResult.cut_short` says so (``label`` names what was cut).
         """
         request = self.new_request(agent, action, data, filter)
+        if observe:
+            self._tell("sent", request, None)
+            on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
-        return self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
-                            started=started, label=label)
+        result = self._explain_silence(
+            self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+                         started=started, label=label))
+        if observe:
+            self._tell("finished", result)
+        return result
 
     def discover(
         self, filter: Mapping[str, Sequence[Any]] | None = None, agent: str = "rpcutil"
@@ -454,7 +477,11 @@ class Client:
                 f"unknown discovery method {self.settings.discovery_method!r}; "
                 f"installed: {', '.join(sorted(methods))}"
             )
+        started = time.monotonic()
         found = method.discover(self, filter or {}, agent)
+        discovery_log.info("discovery: method %s found %d node(s) in %.1f ms",
+                           self.settings.discovery_method, len(found),
+                           (time.monotonic() - started) * 1000)
         return found if isinstance(found, Discovered) else Discovered(found)
 
     def call(
@@ -492,12 +519,27 @@ class Client:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
         if not nodes:
+            # Discovery found nobody: if its request went unsigned, a signing fleet
+            # dropped it without a word — say so.
             return CallResult(agent, action, request.id, [],
-                              discovery_seconds=discovery_seconds)
+                              discovery_seconds=discovery_seconds,
+                              hint=UNSIGNED_HINT if self.sent_unsigned else None)
         wait = timeout if timeout is not None else self.call_timeout(agent)
-        result = self.send_direct(request, nodes, wait, on_reply)
+        try:
+            result = self.send_direct(request, nodes, wait, on_reply)
+        except CallInterrupted as exc:
+            exc.result.discovery_seconds = discovery_seconds
+            exc.result.cut_short = cut_short
+            raise
         result.discovery_seconds = discovery_seconds
         result.cut_short = cut_short
+        explain = getattr(nodes, "explain", None)
+        if result.missing and explain is not None:
+            try:
+                result.notes = dict(explain(result.missing))
+            except Exception as exc:  # a note is a courtesy; never fail the call for it
+                log.warning("could not say why %d node(s) were silent: %s",
+                            len(result.missing), exc)
         if ddl is not None:
             for name, reply in result.replies.items():
                 problems = ddl.check_reply(reply.data) if reply.ok else []
@@ -517,6 +559,8 @@ class Client:
         plus :data:`PER_NODE_ALLOWANCE` for each node (5 s for 10,000 nodes, 25 ms for 50).
         """
         request, payloads = self.addressed(request, nodes)
+        self._tell("sent", request, list(nodes))
+        on_reply = self._observed(request, on_reply)
         started = time.monotonic()
         try:
             for targets, payload in payloads:
@@ -526,8 +570,14 @@ class Client:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)
             return result
+        except KeyboardInterrupt:
+            raise CallInterrupted(CallResult(request.agent, request.action, request.id,
+                                             sorted(nodes))) from None
         wait = timeout + len(nodes) * PER_NODE_ALLOWANCE
-        return self.collect(request, nodes, wait, on_reply=on_reply, started=started)
+        result = self._explain_silence(
+            self.collect(request, nodes, wait, on_reply=on_reply, started=started))
+        self._tell("finished", result)
+        return result
 
     def ping(
         self,

@@ -89,6 +89,21 @@ class Settings:
         "every client wait has its own deadline, and a client idle between calls has nobody "
         "to send them. Ignored by `redis://` and `memory://`.",
         default_doc="`10`")
+    queue_expiry: float = _setting(
+        120.0, _positive(float),
+        "Server: how long (seconds) a node's queue outlives its consumer. A daemon whose "
+        "broker connection drops finds the requests sent meanwhile when it re-consumes within "
+        "this time, and answers those still inside their time-to-live (each request also "
+        "carries its TTL as a per-message expiration, so nothing stale is kept). A daemon "
+        "that *restarts* drops requests created before it started (replay protection). On "
+        "RabbitMQ this is the queue's `x-expires`: a node gone for good leaves nothing behind "
+        "after it. On Redis, where kombu has no such expiry, each daemon keeps a liveness key "
+        "per node and the daemons sweep the queues and bindings of nodes nobody keeps alive: "
+        "a node killed without a clean shutdown collects broadcasts for at most about twice "
+        "this. Changing it on a running fleet: the broker refuses to re-declare an existing "
+        "queue with another expiry until that queue is gone (stop the daemon for longer than "
+        "the old expiry, or delete its queue). See [brokers.md](brokers.md).",
+        default_doc="`120`")
     facts: list[str] = _setting(
         list, _split_list,
         "YAML or JSON fact files (`.json` is read as JSON) merged over the built-in facts, in "
@@ -163,9 +178,11 @@ class Settings:
         "longest gap between replies so far, if longer).",
         default_doc="`0.2`")
     discovery_method: str = _setting(
-        "broadcast", _name,
-        "Client: how to find nodes — the name of a discovery plugin.",
-        default_doc="`broadcast`")
+        "auto", _name,
+        "Client: how to find nodes — the name of a discovery plugin: `auto` (the inventory "
+        "when a store is configured and fresh, else `broadcast`), `broadcast`, `inventory`, "
+        "`puppetdb` (see [inventory.md](inventory.md)). Flag: `--discovery-method`.",
+        default_doc="`auto`")
     security: str = _setting(
         "x509", _name,
         "The security provider — the name of a security plugin. `x509` signs every request "

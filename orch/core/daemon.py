@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from orch.core import sdnotify
 from orch.core.config import Settings
 from orch.core.errors import OrchError
-from orch.core.facts import collect_facts, read_classes
+from orch.core.facts import FactLoader, read_classes
 from orch.core.plugins import PluginRegistry
 from orch.core.security import mark_long_running, reload_provider
 from orch.core.server import Node, NodeServices
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Settings a SIGHUP cannot change: they are the process's identity, its connections,
 #: signing credentials or thread pools. A changed value is logged and ignored until restart.
 RESTART_ONLY = (
-    "identity", "collective", "broker", "heartbeat", "security", "workers",
+    "identity", "collective", "broker", "heartbeat", "queue_expiry", "security", "workers",
     "filter_workers", "filter_backlog", "log_level",
 )
 #: How often the signal thread looks at its flags and at readiness (seconds).
@@ -60,15 +60,18 @@ class Server:
         self.ready = threading.Event()
         #: Actions abandoned at shutdown (their threads may still run): see :meth:`run`.
         self.abandoned = 0
-        sources = registry.fact_sources(settings)
+        #: Facts: the first load must succeed; a reload keeps the last good ones.
+        self._facts = FactLoader(registry.fact_sources(settings), f"node={settings.identity} ")
         self.node = Node(
             settings.identity,
             settings.collective,
             registry.agents_for(settings),
-            lambda: collect_facts(sources),
+            self._facts,
             read_classes(settings.classes),
             self.services,
         )
+        #: Plugins' services run beside the daemon (registration is one).
+        self.extras = registry.server_services(settings)
 
     # -- SIGHUP ------------------------------------------------------------------------
 
@@ -98,7 +101,9 @@ class Server:
         if agents is not None and self.node.set_agents(agents, refresh=False):
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()
-        self.node.refresh(read_classes(settings.classes), lambda: collect_facts(sources))
+        self._facts.sources = list(sources)
+        self.node.refresh(read_classes(settings.classes), self._facts)
+        self._each_extra("reloaded")
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
 
@@ -134,6 +139,7 @@ class Server:
         log.info("node=%s collective=%s agents=%s broker=%s starting",
                  self.node.identity, self.node.collective,
                  ",".join(sorted(self.node.view().agents)), self.transport.display_url)
+        self._each_extra("start", self.node, self.transport, self.ready)
         try:
             while not self.stop_event.is_set():
                 self._cycle.clear()
@@ -141,6 +147,7 @@ class Server:
                     break
                 self.transport.serve([self.node.binding()], self._cycle, self.ready)
         finally:
+            self._each_extra("stop")
             wait = self.settings.shutdown_timeout
             log.info("node=%s stopping: finishing %d admitted action(s), up to %gs",
                      self.node.identity, self.services.runner.admitted(), wait)
@@ -152,6 +159,16 @@ class Server:
     def stop(self) -> None:
         self.stop_event.set()
         self._cycle.set()
+
+    def _each_extra(self, method: str, *args: object) -> None:
+        """Call ``method`` on every server service; one that raises is logged and dropped."""
+        for extra in list(self.extras):
+            try:
+                getattr(extra, method)(*args)
+            except Exception:
+                log.exception("node=%s server service %r failed in %s; dropped",
+                              self.node.identity, type(extra).__name__, method)
+                self.extras.remove(extra)
 
     def _install_signal_handlers(self) -> None:
         """Signals only raise flags; a helper thread acts on them.

@@ -6,7 +6,7 @@ arrives, and name every node that stayed silent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -22,9 +22,14 @@ class Discovered(list[str]):
     fleet. Methods may return a plain list; the client wraps it.
     """
 
-    def __init__(self, nodes: Iterable[str] = (), cut_short: str | None = None) -> None:
+    def __init__(self, nodes: Iterable[str] = (), cut_short: str | None = None,
+                 explain: Callable[[Sequence[str]], Mapping[str, str]] | None = None) -> None:
         super().__init__(nodes)
         self.cut_short = cut_short
+        #: Given the nodes that did not answer, a short note on each the method knows
+        #: something about ("last seen 2026-11-30 19:50:01"); called only when some node
+        #: stayed silent, so it costs nothing when all answer.
+        self.explain = explain
 
 
 class DiscoveryMethod(Protocol):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orch.core.client import CallResult
+
 
 class OrchError(Exception):
     """Base class of every error orch raises on purpose."""
@@ -47,8 +52,28 @@ class UnknownActionError(OrchError):
 
 
 class ArgumentError(OrchError):
-    """Action arguments failed validation; the message names the argument."""
+    """Action arguments failed validation; the message names the argument.
+
+    ``kind`` is ``"missing"`` (a required input was not given) or ``"invalid"`` (anything
+    else): the server answers the first with MISSING_DATA and the second with INVALID_DATA.
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class MissingRequirementError(PluginError):
     """A plugin needs a library that is not installed; the message names the pip package."""
+
+
+class CallInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a call: :attr:`result` holds every reply received until then.
+
+    A :class:`KeyboardInterrupt`, so a program that does not look for it stops as before;
+    one that does (the CLI) shows what arrived and who is still missing.
+    """
+
+    def __init__(self, result: CallResult) -> None:
+        super().__init__(f"interrupted after {len(result.replies)} replies")
+        self.result = result

@@ -1,7 +1,11 @@
 """Facts: what a node knows about itself, gathered from fact-source plugins.
 
 Sources are merged in order, later ones overriding earlier ones key by key. A source that
-fails is logged and skipped, so one unreadable file never leaves a node without facts.
+fails is logged and skipped, so one plugin's trouble never leaves a node without facts —
+except a :class:`FactsError`: the operator's own fact file does not parse. Serving without
+those facts would make every filter on them silently miss the node, so the daemon refuses
+to start with it, and on SIGHUP :class:`FactLoader` keeps the last good facts and logs the
+error loudly.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+from orch.core.errors import OrchError
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +41,55 @@ class FactSource(Protocol):
 DEFAULT_PRIORITY = 50
 
 
+class FactsError(OrchError):
+    """Facts the operator wrote cannot be read (a fact file that does not parse); the
+    message names the file and the line. Raised by a source, it is never skipped."""
+
+
 def collect_facts(sources: Iterable[FactSource]) -> dict[str, Any]:
     """Merge the facts of every source, lowest ``priority`` first (later ones win).
 
-    Failures are logged with the source's name.
+    Failures are logged with the source's name; a :class:`FactsError` is raised.
     """
     facts: dict[str, Any] = {}
     ordered = sorted(sources, key=lambda source: getattr(source, "priority", DEFAULT_PRIORITY))
     for source in ordered:
         try:
             facts.update(source.load())
+        except FactsError:
+            raise
         except Exception as exc:  # a fact source is third-party code reading the outside world
             log.error("fact source %s failed: %s", source.name, exc)
     return facts
+
+
+class FactLoader:
+    """Loads facts for a node: the first load must succeed, later ones keep the last good.
+
+    The first call raises :class:`FactsError` (the daemon refuses to start, naming the file
+    and line). Afterwards — SIGHUP after an edit that broke the file — the error is logged
+    at error level and the last facts that did load are served on.
+    """
+
+    def __init__(self, sources: Iterable[FactSource], label: str = "") -> None:
+        self.sources = list(sources)
+        self.label = label
+        self.last_good: dict[str, Any] | None = None
+        #: The error of the latest load that failed and was replaced by the last good facts.
+        self.error: FactsError | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            facts = collect_facts(self.sources)
+        except FactsError as exc:
+            if self.last_good is None:
+                raise
+            self.error = exc
+            log.error("%sFACTS NOT RELOADED: %s; serving the last good facts until it is "
+                      "fixed (then send SIGHUP again)", self.label, exc)
+            return self.last_good
+        self.last_good, self.error = facts, None
+        return facts
 
 
 def read_classes(path: str | None) -> frozenset[str]:

@@ -28,6 +28,7 @@ from orch.core.errors import OrchError
 
 if TYPE_CHECKING:
     from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
 
 _MISSING = object()
 
@@ -154,6 +155,13 @@ class FilterEngine:
         self.functions = dict(functions or {})
         self.budget = budget or FilterBudget()
         self._clock = clock
+
+    @classmethod
+    def for_registry(cls, registry: PluginRegistry, settings: Settings) -> FilterEngine:
+        """The engine of the kinds and functions ``registry``'s plugins offer, budgeted by
+        ``settings``: what a client needs to parse and check a filter before connecting."""
+        return cls(registry.filter_kinds(), registry.filter_functions(),
+                   FilterBudget.from_settings(settings))
 
     def parse(self, kind: str, text: str) -> Any:
         """Parse one user-typed term of ``kind`` into its wire form."""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
+    from orch.core.inventory import CallObserver, InventoryStore, ServerService
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
@@ -227,6 +228,50 @@ def orch_settings() -> Mapping[str, type]:
 
 
 @hookspec
+def orch_inventory_stores() -> Mapping[str, Callable[[str, Settings], InventoryStore]]:
+    """Return ``{url_scheme: factory}`` for inventory stores (``sqlite``, ``postgresql`` …).
+
+    ``factory(url, settings)`` opens the store the ``store`` setting of the ``inventory``
+    plugin section names and returns an :class:`orch.core.inventory.InventoryStore`,
+    creating its schema when missing; it raises :class:`~orch.core.errors.ConfigError`
+    (with what to install or fix) when it cannot. Import the database driver inside the
+    factory. Two plugins claiming one scheme is an error that names it.
+
+    Called when a process opens the inventory (``orch registry``, inventory discovery,
+    ``orch nodes``/``orch jobs``, job history), once per store it opens; only plugins
+    claiming the asked-for scheme are imported.
+    """
+
+
+@hookspec
+def orch_server_services(settings: Settings) -> Iterable[ServerService]:
+    """Return services to run beside ``orch server`` for as long as it runs.
+
+    Each :class:`orch.core.inventory.ServerService` is started once the daemon's node is
+    built (``start(node, transport, ready)``), told after every SIGHUP reload (``reloaded()``),
+    and stopped before the transport closes (``stop()``). Registration is one. A service
+    runs its own threads, must return from every call promptly, and must never raise
+    into the daemon (what it raises is logged and the service dropped).
+
+    Called once per ``orch server`` start, after its settings were checked.
+    """
+
+
+@hookspec
+def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
+    """Return observers told about every request a :class:`~orch.core.client.Client` sends.
+
+    An :class:`orch.core.inventory.CallObserver` hears ``sent(request, expected)`` before
+    a request is published, ``replied(request, reply)`` for each accepted reply and
+    ``finished(result)`` when collection ends. They are called on the client's reply path:
+    hand the work to a thread of your own and return at once (job history does). What an
+    observer raises is logged and ignored; it never fails a call.
+
+    Called once per :class:`~orch.core.client.Client`, at its first call.
+    """
+
+
+@hookspec
 def orch_cli_commands() -> Iterable[click.Command]:
     """Return click commands (or groups) to add to the ``orch`` command line.
 
@@ -237,4 +282,17 @@ def orch_cli_commands() -> Iterable[click.Command]:
     Called: on every ``orch`` invocation that looks up a command (only the plugin
     providing that name is imported) or lists them (``orch --help`` imports all). Two plugins
     claiming one command name is an error.
+    """
+
+
+@hookspec
+def orch_api_routes() -> Iterable[Any]:
+    """Return Starlette routes to add to ``orch api`` (paths under ``/api/``).
+
+    A route's handler reads the caller's token with ``orch.api.context.token_of(request)``
+    and a client signing as that token with ``orch.api.context.context_of(request)
+    .client(token)``; the route is listed in ``/openapi.json`` with its docstring's first
+    line. Only called when the API runs, so a plugin may import Starlette lazily.
+
+    Called once, when ``orch api`` (or ``orch demo --api``) builds its application.
     """

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from orch.core.discovery import DiscoveryMethod
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
+    from orch.core.inventory import CallObserver, InventoryStore, ServerService
     from orch.core.pluginindex import EntryPointRecord, PluginHooks
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
@@ -348,6 +349,31 @@ class PluginRegistry:
 
     def discovery_methods(self) -> dict[str, DiscoveryMethod]:
         return self._merged(self._call("orch_discovery_methods"), "discovery method")
+
+    def api_routes(self) -> list[Any]:
+        """Routes plugins add to ``orch api`` (Starlette routes)."""
+        return [route for result in self._call("orch_api_routes") for route in result]
+
+    def inventory_stores(self) -> dict[str, Callable[[str, Settings], InventoryStore]]:
+        return self._merged(self._call("orch_inventory_stores"), "inventory store scheme")
+
+    def inventory_store(self, url: str, settings: Settings) -> InventoryStore:
+        """Open the inventory store ``url`` names, from whichever plugin claims its scheme."""
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        factory = self._merged(self._call("orch_inventory_stores", scheme),
+                               "inventory store scheme").get(scheme)
+        if factory is None:
+            raise ConfigError(f"no plugin provides inventory stores for {scheme}:// "
+                              f"(installed: {', '.join(sorted(self.inventory_stores()))})")
+        return factory(url, settings)
+
+    def server_services(self, settings: Settings) -> list[ServerService]:
+        results = self._in_load_order("orch_server_services", settings=settings)
+        return [service for result in results for service in result]
+
+    def call_observers(self, settings: Settings) -> list[CallObserver]:
+        results = self._in_load_order("orch_call_observers", settings=settings)
+        return [observer for result in results for observer in result]
 
     def cli_commands(self, name: str | None = None) -> list[click.Command]:
         """Every plugin command, or (loading less) at least those called ``name``.

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orch
@@ -75,6 +75,10 @@ class NodeServices:
     #: Where requests go after the cheap checks; None evaluates on the calling thread
     #: (unit tests drive :meth:`Node.handle` directly and expect the work done on return).
     queue: WorkQueue | None = None
+    #: Told ``(collective, payload)`` after each reply is sent (a server service may add
+    #: one: job history keeps copies). Called on the request path: queue and return; what
+    #: a listener raises is logged and ignored.
+    reply_listeners: list[Callable[[str, bytes], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(
@@ -408,8 +412,7 @@ class Node:
             try:
                 data = action_ddl.check_arguments(request.data, self.services.validators)
             except ArgumentError as exc:
-                status = Status.MISSING_DATA if getattr(exc, "kind", "") == "missing" \
-                    else Status.INVALID_DATA
+                status = Status.MISSING_DATA if exc.kind == "missing" else Status.INVALID_DATA
                 self._refuse(request, verified, status, str(exc))
                 return
         authorizer = self.services.authorizer
@@ -438,7 +441,7 @@ class Node:
         timeout = ddl.timeout or self.services.default_timeout
         # Agents that enforce their own deadline (external agents kill their process group at
         # the DDL timeout) get a little longer, so their more precise reply wins the race.
-        grace = float(getattr(agent, "deadline_grace", 0.0))
+        grace = agent.deadline_grace
         deadline = time.monotonic() + min(timeout + grace,
                                           max(request.expires_at() - time.time(), 0.01))
         log.debug("node=%s request=%s caller=%s running %s.%s", self.identity, request.id,
@@ -487,7 +490,13 @@ class Node:
         if status != Status.OK:
             self._count("failed")
         ttl = max(request.expires_at() - time.time(), 1.0)
-        self.services.send(self.collective, request.reply_to, envelope.encode(), ttl)
+        payload = envelope.encode()
+        self.services.send(self.collective, request.reply_to, payload, ttl)
+        for listener in self.services.reply_listeners:
+            try:
+                listener(self.collective, payload)
+            except Exception:
+                log.exception("node=%s reply listener failed", self.identity)
 
 
 def __getattr__(name: str) -> Any:

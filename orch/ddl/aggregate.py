@@ -55,13 +55,15 @@ class Summary:
 def summarize(
     action: ActionDDL, replies: Iterable[Reply], functions: Mapping[str, AggregateFactory]
 ) -> list[Summary]:
-    """Apply every aggregate of ``action`` to the OK ``replies``.
+    """Apply the aggregates of ``action`` to the OK ``replies``: one summary per output.
 
-    Summaries are optional extras: an unknown function or a bad argument is logged and that
-    summary left out, never failing the call whose results are already in.
+    Like Choria, which keys summaries by output, a later aggregate over an output replaces
+    an earlier one (a DDL listing two for one output printed two "Summary of" blocks with
+    the same title). Summaries are optional extras: an unknown function or a bad argument
+    is logged and that summary left out, never failing the call whose results are in.
     """
     ok = [reply for reply in replies if reply.ok]
-    summaries = []
+    summaries: dict[str, Summary] = {}
     for spec in action.aggregate:
         factory = functions.get(spec.function)
         if factory is None:
@@ -73,9 +75,9 @@ def summarize(
             for reply in ok:
                 aggregator.add(reply.data.get(spec.output))
             output = action.outputs.get(spec.output)
-            summaries.append(Summary(spec.function, spec.output,
-                                     output.label if output else spec.output,
-                                     aggregator.result(), tuple(aggregator.lines())))
+            summaries[spec.output] = Summary(spec.function, spec.output,
+                                             output.label if output else spec.output,
+                                             aggregator.result(), tuple(aggregator.lines()))
         except Exception as exc:  # a plugin's aggregate must not lose the call's results
             log.warning("aggregate %s(%s) failed: %s", spec.function, spec.output, exc)
-    return summaries
+    return list(summaries.values())

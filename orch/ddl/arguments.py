@@ -29,7 +29,17 @@ def parse_arguments(pairs: Iterable[str], ddl: ActionDDL | None = None) -> dict[
         if not sep or not key:
             raise ArgumentError(f"argument {pair!r} must look like name=value")
         input_type = ddl.inputs[key].type if ddl and key in ddl.inputs else None
-        arguments[key] = convert(key, text, input_type)
+        value = convert(key, text, input_type)
+        if key in arguments:
+            # Never keep only the last of several values silently: an ``array`` input
+            # collects them, any other says how to give several values.
+            if input_type != "array":
+                raise ArgumentError(
+                    f"argument {key!r} given more than once; it takes one value")
+            arguments[key] = [*arguments[key], *(value if isinstance(value, list)
+                                                 else [value])]
+            continue
+        arguments[key] = value
     return arguments
 
 

@@ -284,7 +284,11 @@ def check_arguments(
         if spec.named_validator in unknown_formats and name in checked:
             raise _error("invalid", f"argument {name!r} uses validator "
                          f"{spec.named_validator!r}, which is not installed here")
-    errors = list(_validator(action, validators, "input").iter_errors(checked))
+    # Defaults are the DDL author's, not the caller's: like Choria, never refuse a call
+    # because a default fails its own input's validation (the DDL load warned about it).
+    defaulted = {name for name in checked if name not in data}
+    errors = [error for error in _validator(action, validators, "input").iter_errors(checked)
+              if not (error.absolute_path and str(error.absolute_path[0]) in defaulted)]
     if errors:
         raise _explain(action, checked, errors)
     for name, spec in action.inputs.items():
@@ -376,10 +380,14 @@ def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> A
     name = str(error.absolute_path[0])
     spec = action.inputs[name]
     value = data[name]
+    # An operator reads what the input is, as its DDL describes it, not the regex behind it;
+    # only an input described by nothing gets its pattern quoted.
+    described = ": ".join(text.rstrip(".") for text in (spec.prompt, spec.description) if text)
     reasons = {
         "type": f"must be of type {spec.type}, got {value!r}",
         "maxLength": f"is longer than {spec.maxlength} characters",
-        "pattern": f"does not match {spec.validation}",
+        "pattern": (f"has an invalid value {value!r} ({described}; see the action's --help)"
+                    if described else f"does not match {spec.validation}"),
         "format": f"is not a valid {spec.validation} value",
         "enum": f"must be one of {', '.join(spec.values)}",
     }
@@ -387,6 +395,4 @@ def _explain(action: ActionDDL, data: Mapping[str, Any], errors: list[Any]) -> A
 
 
 def _error(kind: str, message: str) -> ArgumentError:
-    error = ArgumentError(message)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return ArgumentError(message, kind)

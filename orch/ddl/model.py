@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ NAMED_VALIDATOR = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: ``validators`` arguments map a validator name to a predicate over the value.
 Validators = Mapping[str, Callable[[Any], bool]]
+
+log = logging.getLogger(__name__)
 
 
 class DDLError(OrchError):
@@ -283,8 +286,9 @@ def _action(spec: Mapping[str, Any], where: str, check: bool = True) -> ActionDD
             from orch.ddl.compile import input_problem
 
             problem = input_problem(item, item.default, None)
-            if problem:
-                raise DDLError(f"{where}.input.{name}.default: {item.default!r} {problem}")
+            if problem:  # Choria never checks defaults: every DDL it loads, orch loads
+                log.warning("%s.input.%s.default: %r %s; the default is sent as it is when "
+                            "the input is not given", where, name, item.default, problem)
     return action
 
 

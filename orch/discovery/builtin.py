@@ -27,7 +27,7 @@ class BroadcastDiscovery:
         result = client.broadcast(
             "rpcutil", "ping", filter=filter, route_agent=agent,
             timeout=client.settings.discovery_timeout,
-            quiet=client.settings.discovery_window, label="discovery",
+            quiet=client.settings.discovery_window, label="discovery", observe=False,
         )
         cut_short = None
         if result.cut_short is not None:

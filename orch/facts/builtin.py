@@ -53,17 +53,32 @@ class FileFacts:
         return f"file {self.path}"
 
     def load(self) -> Mapping[str, Any]:
-        text = Path(self.path).read_text()
-        if self.path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
+        """The file's facts; :class:`FactsError` naming the file (and line) if it does not
+        parse or is not a mapping. A missing or unreadable file is an ordinary failure."""
+        from orch.core.facts import FactsError
 
-            data = yaml.safe_load(text)
+        text = Path(self.path).read_text()
+        try:
+            if self.path.endswith(".json"):
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except json.JSONDecodeError as exc:
+            raise FactsError(f"fact file {self.path}, line {exc.lineno} column {exc.colno}: "
+                             f"not valid JSON: {exc.msg}") from None
+        except Exception as exc:  # yaml.YAMLError; yaml is imported only for YAML files
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise FactsError(f"fact file {self.path}{where}: not valid YAML: {problem}"
+                             ) from None
         if data is None:
             return {}
         if not isinstance(data, dict):
-            raise ValueError("a fact file must hold a mapping of fact: value")
+            raise FactsError(f"fact file {self.path}: must hold a mapping of fact: value, "
+                             f"not a {type(data).__name__}")
         return data
 
 

@@ -140,10 +140,12 @@ class Simulation:
 
     @property
     def display_url(self) -> str:
-        """The broker URL with its password masked."""
+        """The broker URL(s) with every password masked (a cluster's list is comma-separated,
+        and kombu masks only the first URL of such a string)."""
         from kombu.utils.url import maybe_sanitize_url
 
-        return str(maybe_sanitize_url(self.config.broker))
+        return ",".join(str(maybe_sanitize_url(url.strip()))
+                        for url in self.config.broker.split(","))
 
     # -- preparing ----------------------------------------------------------------------
 

@@ -10,9 +10,19 @@ Topology, per collective ``C`` (identical on every kombu broker):
   ``orch.C.reply.<uuid>`` (the request's ``reply_to``): routing by queue name costs the same
   whatever the fleet's size, where a topic lookup is matched against every binding.
 
-Queues are transient and auto-deleted, and requests carry a per-message expiration, so a node
-that goes away leaves nothing behind on RabbitMQ. Redis and ``memory://`` have no message
-TTL; there the server drops requests older than their time-to-live before running them.
+A node's queue is transient but *not* auto-deleted: it outlives its consumer by
+``queue_expiry`` seconds (RabbitMQ's ``x-expires``), so a daemon whose connection drops for a
+moment finds the requests sent meanwhile when it re-consumes, and answers those still valid.
+Requests carry a per-message expiration, so nothing older than its time-to-live is kept, and
+a node that goes away for good leaves nothing behind once the expiry has passed. Redis and
+``memory://`` have no message TTL; there the server drops requests older than their
+time-to-live before running them, and on Redis the daemons sweep the queues of nodes nobody
+serves any more (:mod:`orch.transports.redis_liveness`).
+
+With several broker URLs (a RabbitMQ cluster), each process starts at a random member and
+moves round-robin to the next when one fails; daemons re-declare and re-consume their
+queues on the member they reach, clients their reply queue (see
+:mod:`orch.transports.kombu_client`).
 """
 
 from __future__ import annotations
@@ -20,16 +30,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orch.core.errors import TransportError
 from orch.core.hookspecs import hookimpl
 from orch.core.transport import ClientChannel, NodeBinding, RequestHandler, Transport
+from orch.transports.redis_liveness import RedisLiveness
 
 if TYPE_CHECKING:
     import kombu
@@ -51,6 +61,8 @@ HEARTBEAT = 10.0
 #: Heartbeats sent per negotiated interval (kombu's ``rate``): py-amqp sends one when
 #: nothing else went out for ``heartbeat / HEARTBEAT_RATE`` seconds.
 HEARTBEAT_RATE = 2
+#: Seconds a node's queue outlives its consumer when no settings are given.
+QUEUE_EXPIRY = 120.0
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2}
 
 
@@ -74,13 +86,17 @@ class KombuTransport:
     def __init__(self, urls: Sequence[str], settings: Settings | None = None) -> None:
         if not urls:
             raise TransportError("no broker URL given; set --broker or ORCH_BROKER")
-        self.urls = list(urls)
+        # Each process starts at a random member of a cluster, so daemons and clients spread
+        # over it, and goes round-robin from there when one fails.
+        start = random.randrange(len(urls))
+        self.urls = [*urls[start:], *urls[:start]]
         self._tls = _tls_options(self.urls[0], settings)
         self._reply_conn: kombu.Connection | None = None
         self._reply_channel: Any = None
         self._reply_lock = threading.Lock()
         self.heartbeat = settings.heartbeat if settings is not None else HEARTBEAT
-        self.display_url = ", ".join(_display(url) for url in self.urls)
+        self.queue_expiry = settings.queue_expiry if settings is not None else QUEUE_EXPIRY
+        self.display_url = ", ".join(_display(url) for url in urls)
 
     # -- connections -------------------------------------------------------------------
 
@@ -119,9 +135,10 @@ class KombuTransport:
         while not stop.is_set():
             conn = self.connection(heartbeat=self.heartbeat)
             try:
+                # Every member of the list is tried (twice) before this counts as a failure.
                 conn.ensure_connection(
-                    errback=_log_retry, max_retries=2, interval_start=0.2, interval_step=0.5,
-                    interval_max=1,
+                    errback=_log_retry, max_retries=2 * len(self.urls), interval_start=0.2,
+                    interval_step=0.5, interval_max=1,
                 )
                 self._consume(conn, bindings, stop, ready)
                 backoff.reset()
@@ -131,9 +148,13 @@ class KombuTransport:
                 if stop.is_set():
                     break
                 delay = backoff.next()
-                log.warning(
-                    "broker %s unavailable (%s); retrying in %.1fs", self.display_url, exc, delay
-                )
+                if credentials_refused(exc):
+                    log.error("broker %s refused the credentials (%s): check the user and "
+                              "password in the broker URL; retrying in %.1fs",
+                              self.display_url, exc, delay)
+                else:
+                    log.warning("broker %s unavailable (%s); retrying in %.1fs",
+                                self.display_url, exc, delay)
                 stop.wait(delay)
             finally:
                 _close_quietly(conn)
@@ -152,9 +173,10 @@ class KombuTransport:
         # after all of them, and a failure of any closes the channel and surfaces there.
         channels = [conn.channel() for _ in range(max(1, min(DECLARE_CHANNELS, len(bindings))))]
         exchanges: set[str] = set()
+        expiry = self.queue_expiry if _is_amqp(conn) else None
         for index, b in enumerate(bindings):
             channel = channels[index % len(channels)]
-            queue = _node_queue(b)(channel)
+            queue = _node_queue(b, expiry)(channel)
             for key in queue.bindings:
                 if key.exchange.name not in exchanges:  # once, and waited for
                     key.exchange(channels[0]).declare()
@@ -165,7 +187,13 @@ class KombuTransport:
             # A queue's name is unique on its channel, so it is the consumer tag.
             queue.consume(consumer_tag=queue.name, callback=_deliver_to(b.handler),
                           no_ack=True, nowait=index < len(bindings) - len(channels))
-        log.info("consuming for %d node(s) on %s", len(bindings), self.display_url)
+        liveness = None
+        if conn.transport.driver_type == "redis":
+            liveness = RedisLiveness(channels[0], bindings, self.queue_expiry,
+                                     lambda b: request_exchange_name(b.collective),
+                                     lambda b: node_queue_name(b.collective, b.identity))
+            liveness.tick()
+        log.info("consuming for %d node(s) on %s", len(bindings), _display(conn.as_uri()))
         if ready is not None:
             ready.set()
         # Heartbeats are checked on a clock of their own, after every drain: a drain that
@@ -181,6 +209,8 @@ class KombuTransport:
                 conn.heartbeat_check(rate=HEARTBEAT_RATE)
                 self._reply_heartbeat()
                 next_check = time.monotonic() + interval
+            if liveness is not None:
+                liveness.tick()
 
     def _reply_heartbeat(self) -> None:
         """Serve the reply connection's heartbeats from the consumer's thread.
@@ -243,6 +273,8 @@ class KombuTransport:
     # -- client side -------------------------------------------------------------------
 
     def open_client(self, collective: str, connect_timeout: float) -> ClientChannel:
+        from orch.transports.kombu_client import KombuClientChannel
+
         return KombuClientChannel(self, collective, connect_timeout)
 
     def close(self) -> None:
@@ -250,83 +282,6 @@ class KombuTransport:
             if self._reply_conn is not None:
                 _close_quietly(self._reply_conn)
                 self._reply_conn = None
-
-
-class KombuClientChannel:
-    """One client session: a private reply queue plus a producer on the same connection.
-
-    Its connection asks for no heartbeat, so the broker never expects one from it (RabbitMQ
-    disables them when the client asks for 0): every wait of a call has its own deadline,
-    so heartbeats would detect nothing a call does not, and a client idle between calls
-    (the demo's prompt, a program holding a Client) has no thread to send them.
-    """
-
-    def __init__(self, transport: KombuTransport, collective: str, connect_timeout: float):
-        from kombu import Consumer, Exchange, Producer, Queue
-
-        self._transport = transport
-        self._collective = collective
-        self.reply_to = f"{reply_queue_prefix(collective)}{uuid.uuid4().hex}"
-        self._requests = Exchange(request_exchange_name(collective), type="topic", durable=False)
-        self._received: deque[bytes] = deque()
-        self._conn = transport.connection()
-        try:
-            self._conn.ensure_connection(
-                max_retries=1, interval_start=0.2, timeout=connect_timeout
-            )
-            channel = self._conn.channel()
-            self._producer = Producer(channel)  # exchange given per publish
-            self._requests.declare(channel=channel)
-            queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
-            self._consumer = Consumer(
-                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[]
-            )
-            self._consumer.consume()
-        except Exception as exc:
-            _close_quietly(self._conn)
-            raise TransportError(
-                f"cannot reach the broker at {transport.display_url}: {exc}. "
-                "Check that it is running and that --broker (ORCH_BROKER) is right."
-            ) from None
-
-    def _on_message(self, message: Any) -> None:
-        self._received.append(_raw_body(message))
-
-    def _publish(self, routing_key: str, payload: bytes, ttl: float,
-                 exchange: Any = None) -> None:
-        try:
-            self._producer.publish(
-                payload, routing_key=routing_key, expiration=ttl,
-                exchange=self._requests if exchange is None else exchange,
-                content_type="application/json", content_encoding="utf-8", delivery_mode=1,
-            )
-        except Exception as exc:
-            raise TransportError(
-                f"publishing to {self._transport.display_url} failed: {exc}"
-            ) from None
-
-    def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
-        self._publish(f"agent.{agent}", payload, ttl)
-
-    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
-        # The default exchange routes by queue name: O(1) on every broker, where a topic
-        # lookup costs a match against every node's binding.
-        self._publish(node_queue_name(self._collective, identity), payload, ttl, exchange="")
-
-    def receive(self, timeout: float) -> bytes | None:
-        if not self._received:
-            try:
-                self._conn.drain_events(timeout=max(timeout, 0.0001))
-            except TimeoutError:
-                return None
-            except Exception as exc:
-                raise TransportError(
-                    f"lost the broker connection to {self._transport.display_url}: {exc}"
-                ) from None
-        return self._received.popleft() if self._received else None
-
-    def close(self) -> None:
-        _close_quietly(self._conn)
 
 
 class _Backoff:
@@ -399,7 +354,14 @@ def _display(url: str) -> str:
     return str(maybe_sanitize_url(url))
 
 
-def _node_queue(binding: NodeBinding) -> kombu.Queue:
+def _is_amqp(conn: kombu.Connection) -> bool:
+    return bool(conn.transport.driver_type == "amqp")
+
+
+def _node_queue(binding: NodeBinding, expiry: float | None = None) -> kombu.Queue:
+    """A node's queue; with ``expiry`` (AMQP) it outlives its consumer that long, where an
+    auto-deleted queue would vanish on the first dropped connection with every request in
+    it. Without it (Redis, memory) the queue is auto-deleted by kombu on a clean stop."""
     from kombu import Exchange, Queue
     from kombu import binding as kombu_binding
 
@@ -409,7 +371,8 @@ def _node_queue(binding: NodeBinding) -> kombu.Queue:
         node_queue_name(binding.collective, binding.identity),
         bindings=[kombu_binding(exchange, routing_key=key) for key in keys],
         durable=False,
-        auto_delete=True,
+        auto_delete=expiry is None,
+        expires=expiry,
     )
 
 
@@ -476,3 +439,32 @@ def orch_transport_requirements() -> Mapping[str, Sequence[Requirement]]:
     by_family = {"amqp": amqp, "amqps": amqp, "pyamqp": amqp,
                  "redis": redis, "rediss": redis, "memory": memory}
     return {scheme: by_family[scheme] for scheme in SCHEMES}
+
+
+#: What brokers answer to a wrong user or password: AMQP's ACCESS_REFUSED (403) and
+#: Redis's WRONGPASS / NOAUTH / "invalid password" errors.
+_REFUSAL_WORDS = ("ACCESS_REFUSED", "WRONGPASS", "NOAUTH", "invalid password",
+                  "invalid username-password", "Authentication required")
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """True when ``exc`` says the broker refused the credentials rather than being away."""
+    if getattr(exc, "code", None) == 403 or type(exc).__name__ in ("AccessRefused",
+                                                                   "AuthenticationError"):
+        return True
+    text = str(exc)
+    return any(word.lower() in text.lower() for word in _REFUSAL_WORDS)
+
+
+def connect_error(display_url: str, exc: BaseException) -> TransportError:
+    """The operator's message for a failed connection: refused credentials or no broker."""
+    if credentials_refused(exc):
+        return TransportError(
+            f"the broker at {display_url} refused the credentials: {str(exc).rstrip('.')}. "
+            "Check the user and "
+            "password in --broker (ORCH_BROKER), e.g. amqp://USER:PASSWORD@HOST:5672//, or, "
+            "logging in with a TLS client certificate, that the broker has a user of the "
+            "certificate's name")
+    return TransportError(
+        f"cannot reach the broker at {display_url}: {str(exc).rstrip('.')}. "
+        "Check that it is running and that --broker (ORCH_BROKER) is right.")

@@ -7,6 +7,7 @@ private RabbitMQ node that tests may stop and start.
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
 * ``private_rabbitmq`` — a started :class:`orch_integration.PrivateRabbitMQ`;
+* ``rabbitmq_cluster`` — a started three-node :class:`orch_integration.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
 On failure, the report gets one section per daemon with its log.
@@ -28,6 +29,7 @@ from orch_integration import (
     Fleet,
     FleetFactory,
     PrivateRabbitMQ,
+    PrivateRabbitMQCluster,
     new_collective,
     purge_broker,
     rabbitmq_tools,
@@ -109,6 +111,21 @@ def private_rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
         yield broker
     finally:
         broker.cleanup()
+
+
+@pytest.fixture
+def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
+    """Three RabbitMQ nodes of this test only, clustered; always cleaned up."""
+    tools = rabbitmq_tools()
+    if tools is None:
+        pytest.skip("rabbitmq-server / rabbitmqctl are not installed: cannot run a private "
+                    "RabbitMQ cluster")
+    cluster = PrivateRabbitMQCluster(tools[0], tools[1], tmp_path / "cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
 
 
 @pytest.hookimpl(wrapper=True)

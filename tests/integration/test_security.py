@@ -464,7 +464,8 @@ def test_broker_tls_certificate_without_rabbitmq_user_is_refused(
                           **x509_settings(cert, key, tls_broker.ca_file)})
     result = orch_cli("ping", env=env, timeout=30)
     assert result.rc == 1, result.describe()
-    assert "cannot reach the broker" in result.stderr, result.describe()
+    assert "refused the credentials" in result.stderr, result.describe()
+    assert "a user of the certificate's name" in result.stderr, result.describe()
     assert f"127.0.0.1:{tls_broker.port}" in result.stderr, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
     wait_for(lambda: "tls-nobody" in tls_broker.broker_log(), 10,

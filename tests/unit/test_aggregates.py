@@ -6,6 +6,7 @@ from ``tests/unit/ddl_samples/good/`` or are declared inline.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,15 @@ def result_of(function: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- summary
+
+
+def test_one_summary_per_output_as_choria_keys_them() -> None:
+    """Two aggregates over one output printed the summary twice; the later one wins."""
+    act = ActionDDL("act", outputs={"v": OutputDDL("v"), "w": OutputDDL("w")},
+                    aggregate=(AggregateDDL("summary", "v"), AggregateDDL("average", "w"),
+                               AggregateDDL("sum", "v")))
+    summaries = summarize(act, replies({"v": 1, "w": 2}, {"v": 3, "w": 4}), AGGREGATES)
+    assert [(s.output, s.function) for s in summaries] == [("v", "sum"), ("w", "average")]
 
 
 def test_summary_counts_each_value_most_common_first() -> None:
@@ -260,11 +270,17 @@ def test_every_builtin_over_the_sample_action() -> None:
         {"status": "stopped", "enabled": False, "load": 4.0},
         {"status": "running", "enabled": True, "load": "n/a"},
     ]
-    summaries = summarize(REPORT, replies(*data, failed=[{"status": "broken", "load": 99}]),
-                          AGGREGATES)
+    got = replies(*data, failed=[{"status": "broken", "load": 99}])
+    summaries = summarize(REPORT, got, AGGREGATES)
+    # One summary per output (Choria's rule): of average, sum and histogram over "load",
+    # the last declared is shown; each is checked on its own below.
+    assert [s.function for s in summaries] == ["summary", "boolean_summary", "histogram"]
     by_function = {s.function: s for s in summaries}
-    assert [s.function for s in summaries] == ["summary", "boolean_summary", "average", "sum",
-                                               "histogram"]
+    for spec in REPORT.aggregate:
+        if spec.output == "load":
+            [alone] = summarize(dataclasses.replace(REPORT, aggregate=(spec,)), got,
+                                AGGREGATES)
+            by_function[spec.function] = alone
     assert by_function["summary"].result == {"counts": {"running": 3, "stopped": 1}}
     assert by_function["summary"].label == "Status"
     assert by_function["boolean_summary"].result == {"counts": {"enabled": 3, "disabled": 1}}
@@ -342,12 +358,14 @@ def test_aggregate_function_from_a_plugin() -> None:
     assert registry.register(MaximumPlugin(), "maximum")
     functions = registry.aggregate_functions()
     assert set(AGGREGATES) | {"maximum"} <= set(functions)
-    act = ActionDDL("act", outputs={"load": OutputDDL("load", display_as="Load")},
-                    aggregate=(AggregateDDL("maximum", "load", ({"unit": "%"},)),
+    act = ActionDDL("act", outputs={"load": OutputDDL("load", display_as="Load"),
+                                    "peak": OutputDDL("peak", display_as="Peak")},
+                    aggregate=(AggregateDDL("maximum", "peak", ({"unit": "%"},)),
                                AggregateDDL("average", "load")))
-    summaries = summarize(act, replies({"load": 3}, {"load": 9.5}, {"load": "x"}), functions)
+    summaries = summarize(act, replies({"load": 3, "peak": 3}, {"load": 9.5, "peak": 9.5},
+                                       {"load": "x", "peak": "x"}), functions)
     assert [(s.function, s.label, dict(s.result), s.lines) for s in summaries] == [
-        ("maximum", "Load", {"value": 9.5}, ("maximum 9.5%",)),
+        ("maximum", "Peak", {"value": 9.5}, ("maximum 9.5%",)),
         ("average", "Load", {"value": 6.25, "count": 2, "skipped": 1},
          ("average 6.25 over 2 node(s)",)),
     ]

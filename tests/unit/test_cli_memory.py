@@ -38,7 +38,8 @@ SPECS = [
 ALL = ["db1", "web1", "web2"]
 COLLECTIVE = f"cli{uuid.uuid4().hex[:12]}"
 DOCUMENT_KEYS = {"agent", "action", "request_id", "replies", "expected", "missing", "rejected",
-                 "error", "cut_short", "warnings", "aggregates", "stats"}
+                 "unexpected", "error", "cut_short", "warnings", "aggregates", "stats",
+                 "hint"}
 REPLY_KEYS = {"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}
 STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_ms",
               "elapsed_ms"}
@@ -484,3 +485,9 @@ def test_filter_budget_is_a_setting(fleet: Fleet) -> None:
     assert "more than 1 (filter_max_terms)" in result.output
     result = run("find", "-F", "role=web", "-F", "env=prod")
     assert result.exit_code == 0 and result.stdout.split() == ["web1"]
+
+
+def test_demo_refuses_an_unreadable_config_file(tmp_path: Path) -> None:
+    result = run("demo", "--no-interactive", "--no-tour", "-n", "2", "--config",
+                 str(tmp_path / "missing.yaml"))
+    assert result.exit_code == 2 and "cannot read config file" in result.output

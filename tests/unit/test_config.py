@@ -42,7 +42,7 @@ def test_defaults() -> None:
     assert s.clock_skew == 5.0
     assert s.discovery_timeout == 2.0
     assert s.discovery_window == 0.2
-    assert s.discovery_method == "broadcast"
+    assert s.discovery_method == "auto"
     assert s.security == "x509"
     assert s.log_level == "info"
     assert s.identity and "." not in s.identity

@@ -127,18 +127,20 @@ def test_unit_is_hardened_and_waits_for_shutdown_timeout() -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [UNIT, DEPLOY / "systemd" / "orch-registry.service"],
+                         ids=lambda unit: unit.name)
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path, unit: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     # verify checks that ExecStart exists: point it at this environment's orch.
     orch = Path(sys.executable).parent / "orch"
-    copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace("/opt/orch/bin/orch", str(orch)))
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("/opt/orch/bin/orch", str(orch)))
     checked = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
                              timeout=60)
     problems = [line for line in (checked.stdout + checked.stderr).splitlines()
-                if UNIT.name in line]
+                if unit.name in line]
     assert checked.returncode == 0 and not problems, checked.stdout + checked.stderr
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ("orch.core", "orch.ddl.model", "orch.ddl.compile", "orch.ddl.arguments",
         "orch.ddl.help", "orch.ddl.aggregate", "orch.ddl", "orch.plugin",
         # the client-side helpers the facade exports for plugin commands
-        "orch.cli.options", "orch.cli.output", "orch.cli.context")
+        "orch.cli.options", "orch.cli.output", "orch.cli.context", "orch.cli.progress")
 
 #: Plugin units: a module may import its own unit, the core and nothing else.
 PLUGINS = {
@@ -39,6 +39,9 @@ PLUGINS = {
     "commands": ("orch.cli.commands",),
     "runners": ("orch.cli.runners",),
     "plugin-commands": ("orch.cli.plugin",),
+    "api": ("orch.api", "orch.cli.api"),  # `orch api` is the HTTP API's command
+    # registration, stores, inventory discovery, job history; its commands are its own
+    "inventory": ("orch.inventory", "orch.cli.inventory"),
 }
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
@@ -54,6 +57,8 @@ EXCEPTIONS = {
     # The built-in command plugins contribute commands wired in orch.cli (`orch
     # server/demo/sim` from `runners`, apart so that a daemon imports no client code).
     ("orch.cli.commands", "cli"), ("orch.cli.runners", "cli"),
+    # `orch demo --api` serves the API in the demo's process (memory:// lives there).
+    ("orch.cli.demo", "api"),
 }
 
 

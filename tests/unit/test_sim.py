@@ -211,3 +211,22 @@ def test_issued_certificates_are_kept_for_the_next_start(tmp_path: Path) -> None
     assert load_issued(cache, ca) == {}
     cache.write_text("not json")
     assert load_issued(cache, ca) == {}
+
+
+def test_orch_sim_refuses_a_bad_config_file(tmp_path: Path) -> None:
+    missing = _sim("--nodes", "5", "--broker", "amqp://127.0.0.1:1//", "--config",
+                   str(tmp_path / "none.yaml"), "--state-dir", str(tmp_path / "state"))
+    assert missing.exit_code == 2 and "cannot read config file" in missing.output
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    result = _sim("--nodes", "5", "--broker", "amqp://127.0.0.1:1//", "--config", str(listed),
+                  "--state-dir", str(tmp_path / "state"))
+    assert result.exit_code == 2 and "must be a mapping" in result.output
+
+
+def test_every_password_of_a_broker_list_is_masked(tmp_path: Path) -> None:
+    """A cluster's comma-separated list: kombu masks only the first URL of such a string."""
+    urls = "amqp://u:secret1@mq1//,amqp://u:secret2@mq2//,amqp://u:secret3@mq3//"
+    shown = Simulation(SimConfig(nodes=1, broker=urls, state_dir=tmp_path)).display_url
+    assert "secret" not in shown
+    assert shown.count("amqp://u:**@") == 3

@@ -52,12 +52,18 @@ def puppet_client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
 def _call(orch: ClientContext, client: Client, action: str,
           data: Mapping[str, Any] | None = None,
           nodes: Sequence[str] | None = None) -> CallResult:
-    """One call with a progress bar; ``nodes`` (else --nodes/-I, else discovery)."""
-    progress = output.Progress(enabled=not orch.json)
-    targets = list(nodes) if nodes is not None else orch.known_nodes()
-    result = client.call(AGENT, action, dict(data or {}), filter=orch.filter, nodes=targets,
-                         on_discovered=progress.expect, on_reply=progress.advance)
-    progress.done()
+    """One call with a progress line: to ``nodes`` when given (a batch runonce chose),
+    else through ``orch.call`` — so --limit, -1, --batch and --batch-sleep apply."""
+    progress = orch.new_progress()
+    if nodes is not None:
+        try:
+            result = client.call(AGENT, action, dict(data or {}), filter=orch.filter,
+                                 nodes=list(nodes), on_discovered=progress.expect,
+                                 on_reply=progress.advance)
+        finally:
+            progress.done()
+    else:
+        result = orch.call(AGENT, action, dict(data or {}), progress=progress, client=client)
     if result.expected == [] and not orch.json:
         raise OrchCommandError("No request sent: no node matching the filter hosts the "
                                "puppet agent")
@@ -302,18 +308,13 @@ def run_data(**values: Any) -> dict[str, Any]:
 @click.option("--splaylimit", type=click.IntRange(min=1), metavar="SECONDS",
               help="Longest splay.")
 @with_run_options
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), metavar="N",
-              help="Send the request to N nodes at a time.")
-@click.option("--batch-sleep", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              metavar="SECONDS", help="Pause between batches.")
 @click.option("--wait", "wait", is_flag=True,
               help="Wait for the runs to end; exit 1 if any failed (no catalog, failed "
                    "resources).")
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=1800.0,
               show_default=True, metavar="SECONDS", help="Longest --wait.")
 @client_options
-def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wait: bool,
-            wait_timeout: float, **options: Any) -> None:
+def runonce(orch: ClientContext, wait: bool, wait_timeout: float, **options: Any) -> None:
     """Start one Puppet run on every matching node (returns at once, unless --wait).
 
     A node whose agent is disabled or already applying refuses, and says so. With
@@ -321,6 +322,8 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wai
     each started run is followed until it ends, and a failed run exits 1.
     """
     data = run_data(**options)
+    # --batch and --batch-sleep are orch's options of every command (ClientContext.plan).
+    batch_size, batch_sleep = orch.plan.batch, orch.plan.batch_sleep
     with puppet_client(orch) as client:
         if batch_size is None:
             results = [_call(orch, client, "runonce", data)]
@@ -330,6 +333,8 @@ def runonce(orch: ClientContext, batch_size: int | None, batch_sleep: float, wai
             if nodes is None:
                 nodes = client.discover(orch.filter, AGENT)
                 cut_short = nodes.cut_short
+            if orch.plan.limit is not None:
+                nodes = orch.plan.limit.apply(nodes)
             if not nodes:
                 raise OrchCommandError("No request sent: no node matching the filter hosts "
                                        "the puppet agent")

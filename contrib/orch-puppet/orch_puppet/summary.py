@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch.plugin import duration_text
+
 BARS = "▁▂▃▄▅▆▇█"
 BUCKETS = 20
 
@@ -81,8 +83,10 @@ class Distribution:
     def line(self, width: int) -> str:
         if not self.values:
             return f"{self.label:>{width}}: no data"
+        # Seconds read as durations (1h30m), never as shortened numbers ("5.4ks").
+        text = duration_text if self.label.endswith("(s)") else human
         return (f"{self.label:>{width}}: {sparkline(self.counts):<{BUCKETS}}  "
-                f"min: {human(min(self.values)):<7} max: {human(max(self.values))}")
+                f"min: {text(min(self.values)):<7} max: {text(max(self.values))}")
 
 
 #: Distributions every completed run counts in; the others (resource counts, catalog
@@ -241,7 +245,8 @@ class FleetSummary:
             "",
             f"   enabled: {c.enabled}   disabled: {c.disabled}   applying: {c.applying}   "
             f"idle: {c.total - c.applying}   daemons: {c.daemon_present}",
-            f"   stale (no run for {human(self.stale_after)}s or never): {len(self.stale)}"
+            f"   stale (no run for {duration_text(self.stale_after)} or never): "
+            f"{len(self.stale)}"
             + (f" ({len(self.never_ran)} never ran)" if self.never_ran else ""),
             f"   failed last runs: {len(self.failed_runs)}"
             + (f" ({no_catalog} without a catalog)" if no_catalog else ""),

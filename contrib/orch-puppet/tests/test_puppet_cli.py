@@ -79,9 +79,9 @@ def test_summary(sim: SimulatedFleet) -> None:
     result = orch(sim, "summary", "--stale", "3600")
     assert result.exit_code == 0, result.output
     assert "Puppet summary for 4 node(s)" in result.output
-    assert "stale (no run for 3.6ks or never): 2 (1 never ran)" in result.output
+    assert "stale (no run for 1h or never): 2 (1 never ran)" in result.output
     assert "web2: 3" in result.output
-    assert "Total run-time (s):" in result.output and "max: 9.50" in result.output
+    assert "Total run-time (s):" in result.output and "max: 9.5s" in result.output
     document = as_json(orch(sim, "summary", "--json", "--stale", "3600"))
     assert document["stale"] == ["new1", "web2"] and document["never_ran"] == ["new1"]
     assert document["failed_resources"] == {"web2": 3}
@@ -293,3 +293,12 @@ def test_runall_rerun(sim: SimulatedFleet) -> None:
     assert len(argv_log(sim.root, "web1")) == 2
     alone = orch(sim, "runall", "2", "--passes", "2")
     assert alone.exit_code == 2 and "--passes goes with --rerun" in alone.output
+
+
+def test_puppet_commands_take_orchs_limit_option(sim: SimulatedFleet) -> None:
+    """--limit/-1 are options of every orch command, plugin commands included."""
+    small_fleet(sim)
+    document = as_json(orch(sim, "status", "--json", "--limit", "2", "--limit-method",
+                            "first"))
+    assert [r["sender"] for r in document["replies"]] == ["db1", "new1"]
+    assert len(as_json(orch(sim, "status", "--json", "-1"))["replies"]) == 1

@@ -1,0 +1,191 @@
+"""The ``plugins: {package: {...}}`` section of orch's configuration, checked once.
+
+Every key is declared with its type, default and description (the shape of orch's declared
+settings sections), so a typo is a start-up error naming the key::
+
+    plugins:
+      package:
+        allow: [openssl, nginx]     # or "all"; default: none, only the read-only actions
+        deny: [linux-image-amd64]   # never changed, whatever allow says
+        provider: auto              # auto, apt, simulated
+        command_timeout: 240        # seconds one apt-get may take (the action's is 300)
+        apt_options: ["Acquire::Retries=3"]   # passed to apt-get and apt-cache as -o
+        confirm_above: 1            # `orch package NAME uninstall` asks above this many nodes
+
+The section is read by the daemon (what the agent may do) and by the client (when the CLI
+asks for confirmation); unknown keys are refused on both.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from orch_package.names import NAME_HELP, valid_name
+from orch_package.orchapi import ConfigError
+
+#: The agent's DDL timeout: the server gives up on an action after this long.
+ACTION_TIMEOUT = 300.0
+SECTION = "package"
+PROVIDERS = ("auto", "apt", "simulated")
+#: Actions that change a node; every other action only reads.
+CHANGING = frozenset({"install", "uninstall", "update"})
+#: Actions the CLI asks about before sending to many nodes.
+DESTRUCTIVE = frozenset({"uninstall"})
+LOCK_FILES = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a positive number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a positive number") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a positive number")
+    return number
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected a whole number, 0 or more")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("expected a whole number, 0 or more") from None
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of package names (or ``all``), or a comma-separated string of them."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        items = [part.strip() for part in value]
+    else:
+        raise ValueError("expected a list of package names or 'all'")
+    names = tuple(item for item in items if item)
+    for name in names:
+        if name != "all" and not valid_name(name):
+            raise ValueError(f"{name!r} is not a package name ({NAME_HELP})")
+    return names
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of {what}")
+    if any("\0" in v or "\n" in v for v in value):
+        raise ValueError(f"expected a list of {what}, without NUL or newlines")
+    return tuple(value)
+
+
+def _options(value: Any) -> tuple[str, ...]:
+    options = _strings(value, "KEY=VALUE apt options")
+    for option in options:
+        if "=" not in option or option.startswith("-"):
+            raise ValueError(f"{option!r} is not KEY=VALUE")
+    return options
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    return _strings(value, "paths")
+
+
+def _key(default: Any, convert: Callable[[Any], Any], doc: str) -> Any:
+    return field(default=default, metadata={"convert": convert, "doc": doc})
+
+
+@dataclass(frozen=True)
+class PackagePluginConfig:
+    """The checked ``plugins.package`` section. Documented key by key in docs/package.md."""
+
+    allow: tuple[str, ...] = _key(
+        (), _names, "Packages the changing actions (install, uninstall, update) may act on; "
+        "`all` allows every package not denied. Default: none (only status, count, md5 and "
+        "outdated are answered).")
+    deny: tuple[str, ...] = _key(
+        (), _names, "Packages never changed, whatever `allow` says.")
+    provider: str = _key(
+        "auto", _choice(*PROVIDERS), "`auto` uses apt/dpkg when the node has dpkg; "
+        "`simulated` keeps packages in memory and never touches the machine. (rpm/dnf: "
+        "the provider interface is ready, the provider is not written yet.)")
+    command_timeout: float = _key(
+        240.0, _positive_float, "Seconds one apt-get or dpkg-query may take (under the "
+        "agent's 300 s action deadline); a command still running then is stopped and the "
+        "action fails saying what state the package is left in.")
+    lock_wait: float = _key(
+        10.0, _positive_float, "Seconds an action waits for another orch package action on "
+        "the same node before answering busy (the node runs one at a time).")
+    apt_options: tuple[str, ...] = _key(
+        (), _options, "apt configuration passed to apt-get and apt-cache as `-o KEY=VALUE` "
+        "(e.g. a private sources list).")
+    lock_files: tuple[str, ...] = _key(
+        LOCK_FILES, _paths, "dpkg's lock files: when another process holds one the changing "
+        "actions answer busy at once.")
+    confirm_above: int = _key(
+        1, _count, "Client side: `orch package NAME uninstall` asks for confirmation when it "
+        "would address more nodes than this (`--yes` skips the question).")
+
+    @classmethod
+    def documented(cls) -> dict[str, str]:
+        """``{key: description}`` of every key, for docs."""
+        return {f.name: f.metadata["doc"] for f in fields(cls)}
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> PackagePluginConfig:
+        """Check ``section``; raise ``ConfigError`` naming ``plugins.package.<key>``."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            where = f"plugins.{SECTION}.{key}"
+            if key not in known:
+                hint = difflib.get_close_matches(key, list(known), n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(f"unknown setting {where}{suggestion}")
+            try:
+                values[key] = known[key].metadata["convert"](value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: bad value {value!r}: {exc}") from None
+        timeout = values.get("command_timeout")
+        if timeout is not None and timeout >= ACTION_TIMEOUT:
+            raise ConfigError(f"plugins.{SECTION}.command_timeout: bad value {timeout:g}: must "
+                              f"be below the action's {ACTION_TIMEOUT:g} s deadline, so that the "
+                              "reply says what happened")
+        return cls(**values)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PackagePluginConfig:
+        """The section of orch ``settings`` (anything with ``plugin(name)``)."""
+        return cls.from_section(settings.plugin(SECTION))
+
+    def allows(self, package: str) -> tuple[bool, str]:
+        """Whether the changing actions may act on ``package``, and why not."""
+        base = package.split(":", 1)[0]
+        if base in self.deny or "all" in self.deny:
+            return False, (f"package {base!r} is denied on this node "
+                           f"(plugins.{SECTION}.deny)")
+        if base in self.allow or "all" in self.allow:
+            return True, ""
+        if not self.allow:
+            return False, (f"changing packages is not enabled on this node: add {base!r} "
+                           f"(or 'all') to plugins.{SECTION}.allow")
+        return False, (f"package {base!r} is not in plugins.{SECTION}.allow on this node "
+                       f"(allowed: {', '.join(self.allow)})")

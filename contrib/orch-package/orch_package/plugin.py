@@ -1,0 +1,40 @@
+"""orch-package's hook implementations: the only place orch looks.
+
+Registered in ``setup.cfg`` under the ``orch`` entry-point group (``service =
+orch_package.plugin``). Hooks run in every ``orch`` command, so they only pick classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from orch_package.orchapi import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+
+@hookimpl
+def orch_agents(settings: Any) -> Iterable[type[Any]]:
+    """The real agent, or its simulation when ``plugins.package.provider`` is ``simulated``.
+
+    The simulation declares ``simulation_safe``, so ``orch sim``/``orch demo`` fleets and
+    ``orch.testing`` fleets configured that way host it; the real agent never is.
+    """
+    from orch_package.config import PackagePluginConfig
+
+    if PackagePluginConfig.from_settings(settings).provider == "simulated":
+        from orch_package.agent import SimulatedPackageAgent
+
+        return [SimulatedPackageAgent]
+    from orch_package.agent import PackageAgent
+
+    return [PackageAgent]
+
+
+@hookimpl
+def orch_cli_commands() -> Iterable[click.Command]:
+    from orch_package.commands import package
+
+    return [package]

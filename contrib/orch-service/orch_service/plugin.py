@@ -1,0 +1,40 @@
+"""orch-service's hook implementations: the only place orch looks.
+
+Registered in ``setup.cfg`` under the ``orch`` entry-point group (``service =
+orch_service.plugin``). Hooks run in every ``orch`` command, so they only pick classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from orch_service.orchapi import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+
+@hookimpl
+def orch_agents(settings: Any) -> Iterable[type[Any]]:
+    """The real agent, or its simulation when ``plugins.service.provider`` is ``simulated``.
+
+    The simulation declares ``simulation_safe``, so ``orch sim``/``orch demo`` fleets and
+    ``orch.testing`` fleets configured that way host it; the real agent never is.
+    """
+    from orch_service.config import ServicePluginConfig
+
+    if ServicePluginConfig.from_settings(settings).provider == "simulated":
+        from orch_service.agent import SimulatedServiceAgent
+
+        return [SimulatedServiceAgent]
+    from orch_service.agent import ServiceAgent
+
+    return [ServiceAgent]
+
+
+@hookimpl
+def orch_cli_commands() -> Iterable[click.Command]:
+    from orch_service.commands import service
+
+    return [service]

@@ -1,0 +1,378 @@
+// The orch console: plain JavaScript over the orch API, no framework, no CDN.
+"use strict";
+
+const PAGE = 100;
+const state = { token: sessionStorage.getItem("orch-token") || "", offset: 0, filter: "" };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (cls) node.className = cls;
+  return node;
+}
+
+// A filter box in CLI syntax: a compound expression, or -W style words
+// ("role=web nginx": words with an operator are fact terms, others classes).
+function filterTerms(text) {
+  text = text.trim();
+  if (!text) return {};
+  if (/[()]|\b(and|or|not)\b/.test(text)) return { compound: [text] };
+  return { with: [text] };
+}
+
+function filterQuery(text) {
+  const params = new URLSearchParams();
+  for (const [kind, values] of Object.entries(filterTerms(text))) {
+    for (const v of values) params.append(kind, v);
+  }
+  return params;
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: "Bearer " + state.token }, options.headers || {});
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : response.statusText;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function show(view) {
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== "view-" + view;
+  }
+}
+
+// -- overview --------------------------------------------------------------------------
+async function overview() {
+  show("overview");
+  try {
+    const page = await api("/api/v1/nodes?limit=1");
+    $("node-count").textContent = page.total;
+  } catch (e) { $("node-count").textContent = e.message; }
+}
+
+async function distribution(event) {
+  event.preventDefault();
+  const body = $("dist-table").tBodies[0];
+  body.replaceChildren();
+  const fact = $("dist-fact").value;
+  try {
+    const doc = await api("/api/v1/run/rpcutil/get_fact?wait=true", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ arguments: { fact } }),
+    });
+    const counts = {};
+    for (const r of doc.result.replies) {
+      const v = r.data && r.data.value !== undefined ? JSON.stringify(r.data.value) : "(none)";
+      counts[v] = (counts[v] || 0) + 1;
+    }
+    for (const [value, n] of Object.entries(counts).sort((a, b) => b[1] - a[1])) {
+      const row = body.insertRow();
+      row.append(el("td", value), el("td", String(n)));
+    }
+  } catch (e) { body.insertRow().append(el("td", e.message, "error")); }
+}
+
+// -- nodes -----------------------------------------------------------------------------
+async function nodes() {
+  show("nodes");
+  $("filter").value = state.filter;
+  $("filter-error").textContent = "";
+  const params = filterQuery(state.filter);
+  params.set("offset", state.offset);
+  params.set("limit", PAGE);
+  const body = $("nodes-table").tBodies[0];
+  $("nodes-summary").textContent = "Searching…";
+  try {
+    const page = await api("/api/v1/nodes?" + params);
+    body.replaceChildren();
+    for (const name of page.nodes) {
+      const link = el("a", name);
+      link.href = "#/node/" + encodeURIComponent(name);
+      body.insertRow().insertCell().append(link);
+    }
+    const last = Math.min(page.offset + page.nodes.length, page.total);
+    $("nodes-summary").textContent = page.total + " matching node(s)";
+    $("page-info").textContent = page.total ? `${page.offset + 1} to ${last} of ${page.total}` : "";
+    $("prev-page").disabled = page.offset === 0;
+    $("next-page").disabled = last >= page.total;
+  } catch (e) {
+    body.replaceChildren();
+    $("nodes-summary").textContent = "";
+    $("filter-error").textContent = e.message;
+  }
+}
+
+function flatten(value, prefix, out) {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? prefix + "." + k : k, out);
+  } else {
+    out.push([prefix, typeof value === "string" ? value : JSON.stringify(value)]);
+  }
+  return out;
+}
+
+async function node(name) {
+  show("node");
+  $("node-name").textContent = name;
+  $("node-error").textContent = "";
+  for (const id of ["node-agents", "node-classes"]) $(id).replaceChildren();
+  const facts = $("node-facts").tBodies[0];
+  facts.replaceChildren();
+  try {
+    const data = await api("/api/v1/nodes/" + encodeURIComponent(name));
+    for (const a of data.agents) $("node-agents").append(el("li", a));
+    for (const c of data.classes) $("node-classes").append(el("li", c));
+    for (const [k, v] of flatten(data.facts, "", [])) {
+      const row = facts.insertRow();
+      row.append(el("th", k), el("td", v));
+      row.cells[0].scope = "row";
+    }
+  } catch (e) { $("node-error").textContent = e.message; }
+}
+
+// -- run -------------------------------------------------------------------------------
+let agents = {};
+
+async function runView() {
+  show("run");
+  if (Object.keys(agents).length) return;
+  try {
+    const list = await api("/api/v1/agents");
+    const select = $("run-agent");
+    select.replaceChildren();
+    for (const a of list.agents) {
+      agents[a.name] = null;
+      select.append(new Option(a.name, a.name));
+    }
+    await chooseAgent();
+  } catch (e) { $("run-error").textContent = e.message; }
+}
+
+async function chooseAgent() {
+  const name = $("run-agent").value;
+  if (!agents[name]) agents[name] = await api("/api/v1/agents/" + encodeURIComponent(name));
+  const select = $("run-action");
+  select.replaceChildren();
+  for (const action of Object.keys(agents[name].actions)) select.append(new Option(action, action));
+  chooseAction();
+}
+
+function chooseAction() {
+  const spec = agents[$("run-agent").value].actions[$("run-action").value];
+  $("action-description").textContent = spec.description;
+  const fields = $("run-inputs");
+  fields.replaceChildren(el("legend", "Arguments"));
+  const required = new Set(spec.input.required || []);
+  for (const [name, prop] of Object.entries(spec.input.properties || {})) {
+    const id = "arg-" + name;
+    const label = el("label", name + (required.has(name) ? " (required)" : ""));
+    label.htmlFor = id;
+    let input;
+    if (prop.enum) {
+      input = el("select");
+      if (!required.has(name)) input.append(new Option("", ""));
+      for (const v of prop.enum) input.append(new Option(v, v));
+    } else {
+      input = el("input");
+      const t = prop.type;
+      input.type = t === "boolean" ? "checkbox" : (t === "integer" || t === "number") ? "number" : "text";
+      if (t === "integer") input.step = "1";
+      if (t === "number") input.step = "any";
+      if (prop.maxLength) input.maxLength = prop.maxLength;
+    }
+    input.id = id;
+    input.dataset.arg = name;
+    input.dataset.type = prop.type || "string";
+    input.required = required.has(name);
+    const fallback = spec.defaults[name];
+    if (fallback !== undefined) {
+      if (input.type === "checkbox") input.checked = !!fallback; else input.value = fallback;
+    }
+    if (prop.description) input.title = prop.description;
+    fields.append(label, input);
+  }
+  fields.hidden = fields.children.length === 1;
+}
+
+function argumentsOf() {
+  const args = {};
+  for (const input of document.querySelectorAll("#run-inputs [data-arg]")) {
+    const type = input.dataset.type;
+    if (input.type === "checkbox") { args[input.dataset.arg] = input.checked; continue; }
+    if (input.value === "") {
+      if (input.required) throw new Error(input.dataset.arg + " is required");
+      continue;
+    }
+    if (type === "integer" || type === "number") {
+      const n = Number(input.value);
+      if (Number.isNaN(n) || (type === "integer" && !Number.isInteger(n))) {
+        throw new Error(input.dataset.arg + " must be " + (type === "integer" ? "an integer" : "a number"));
+      }
+      args[input.dataset.arg] = n;
+    } else {
+      args[input.dataset.arg] = input.value;
+    }
+  }
+  return args;
+}
+
+async function preview() {
+  try {
+    const page = await api("/api/v1/nodes?limit=1&" + filterQuery($("run-filter").value));
+    $("run-target").textContent = page.total + " node(s) match";
+  } catch (e) { $("run-target").textContent = e.message; }
+}
+
+// Rows are added once per animation frame, however fast replies arrive.
+function rowWriter(body) {
+  let pending = [];
+  let scheduled = false;
+  return function add(reply) {
+    pending.push(reply);
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      const fragment = document.createDocumentFragment();
+      for (const r of pending) {
+        const row = document.createElement("tr");
+        row.append(el("td", r.sender), el("td", r.status, r.statuscode === 0 ? "status-ok" : "status-failed"),
+                   el("td", r.statusmsg), el("td", JSON.stringify(r.data), "data"));
+        fragment.append(row);
+      }
+      body.append(fragment);
+      pending = [];
+      scheduled = false;
+    });
+  };
+}
+
+// Server-Sent Events over fetch(), so the bearer token goes in a header.
+async function stream(path, onEvent) {
+  const response = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+  if (!response.ok) throw new Error("event stream: " + response.status);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let kind = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) kind = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data && onEvent(kind, JSON.parse(data)) === false) { reader.cancel(); return; }
+    }
+  }
+}
+
+async function run(event) {
+  event.preventDefault();
+  $("run-error").textContent = "";
+  let args;
+  try { args = argumentsOf(); } catch (e) { $("run-error").textContent = e.message; return; }
+  const body = $("results").tBodies[0];
+  body.replaceChildren();
+  $("run-summary").replaceChildren();
+  const add = rowWriter(body);
+  const agent = $("run-agent").value;
+  const action = $("run-action").value;
+  let expected = null;
+  let got = 0;
+  const progress = () => { $("run-progress").textContent = `${got} of ${expected === null ? "?" : expected} replied`; };
+  try {
+    const job = await api(`/api/v1/run/${encodeURIComponent(agent)}/${encodeURIComponent(action)}`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ arguments: args, filter: filterTerms($("run-filter").value) }),
+    });
+    $("run-progress").textContent = "Job " + job.job + " started";
+    await stream(job.links.events, (kind, data) => {
+      if (kind === "discovered") { expected = data.count; progress(); }
+      if (kind === "reply") { got += 1; add(data); progress(); }
+      if (kind === "done") return false;
+      return true;
+    });
+    const doc = await api("/api/v1/jobs/" + job.job);
+    summary(doc);
+  } catch (e) { $("run-error").textContent = e.message; }
+}
+
+function summary(doc) {
+  const box = $("run-summary");
+  const result = doc.result;
+  if (!result) { box.append(el("p", "Job " + doc.state + ": " + (doc.error || ""), "error")); return; }
+  const ok = result.replies.filter((r) => r.statuscode === 0).length;
+  const done = el("p", `Done: ${result.replies.length} replied, ${ok} OK, ` +
+                       `${result.replies.length - ok} failed, ${result.missing.length} did not answer.`);
+  done.id = "run-done";
+  box.append(done);
+  for (const agg of result.aggregates || []) box.append(el("pre", JSON.stringify(agg, null, 1)));
+  if (result.missing.length) {
+    box.append(el("h3", "No answer from"));
+    const list = el("ul");
+    list.id = "missing";
+    for (const name of result.missing) list.append(el("li", name));
+    box.append(list);
+  }
+}
+
+// -- jobs ------------------------------------------------------------------------------
+async function jobs() {
+  show("jobs");
+  const body = $("jobs-table").tBodies[0];
+  body.replaceChildren();
+  try {
+    const list = await api("/api/v1/jobs");
+    for (const j of list.jobs) {
+      const row = body.insertRow();
+      row.append(el("td", j.id), el("td", j.agent + "." + j.action), el("td", j.state), el("td", String(j.replies)));
+    }
+  } catch (e) { body.insertRow().append(el("td", e.message, "error")); }
+}
+
+// -- routing ---------------------------------------------------------------------------
+function route() {
+  const hash = location.hash || "#/overview";
+  const [, view, arg] = hash.match(/^#\/([a-z]+)\/?(.*)$/) || [null, "overview", ""];
+  if (!state.token) { $("token-state").textContent = "Enter an API token"; }
+  if (view === "nodes") return nodes();
+  if (view === "node") return node(decodeURIComponent(arg));
+  if (view === "run") return runView();
+  if (view === "jobs") return jobs();
+  return overview();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token").value = state.token;
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("token").value;
+    sessionStorage.setItem("orch-token", state.token);
+    $("token-state").textContent = "Token set";
+    agents = {};
+    route();
+  });
+  $("filter-form").addEventListener("submit", (e) => {
+    e.preventDefault(); state.filter = $("filter").value; state.offset = 0; nodes();
+  });
+  $("prev-page").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); nodes(); });
+  $("next-page").addEventListener("click", () => { state.offset += PAGE; nodes(); });
+  $("dist-form").addEventListener("submit", distribution);
+  $("run-agent").addEventListener("change", chooseAgent);
+  $("run-action").addEventListener("change", chooseAction);
+  $("run-filter").addEventListener("change", preview);
+  $("run-form").addEventListener("submit", run);
+  window.addEventListener("hashchange", route);
+  route();
+});

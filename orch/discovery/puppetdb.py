@@ -1,0 +1,132 @@
+"""``puppetdb`` discovery: ask PuppetDB which nodes a filter selects.
+
+PuppetDB's query API (``GET /pdb/query/v4?query=<PQL>``) answers with a JSON array of
+``{"certname": …}``; the filter is translated by :mod:`orch.discovery.pql`. Settings, in
+the ``puppetdb`` plugin section::
+
+    plugins:
+      puppetdb:
+        url: https://puppetdb.example.com:8081   # required
+        # TLS with the client's own certificate (tls_cert / tls_key / tls_ca) by default;
+        # these override it for PuppetDB only:
+        cert: /etc/orch/puppetdb-client.pem
+        key: /etc/orch/puppetdb-client.key
+        ca: /etc/puppetlabs/puppet/ssl/certs/ca.pem
+
+The answer is bounded and checked: the request times out at ``discovery_timeout``, at most
+:data:`MAX_BYTES` are read, and every certname must be a valid orch identity; anything
+else is an :class:`~orch.core.errors.OrchError`
+(:class:`PuppetDBError`) saying what PuppetDB did, never a partial list passed off as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from orch.core.discovery import Discovered
+from orch.core.errors import ConfigError, OrchError
+from orch.core.hookspecs import hookimpl
+from orch.core.protocol import invalid_names
+from orch.discovery.pql import to_pql
+
+if TYPE_CHECKING:
+    import ssl
+
+    from orch.core.client import Client
+    from orch.core.discovery import DiscoveryMethod
+
+log = logging.getLogger(__name__)
+
+#: The most bytes read from one PuppetDB answer (about 500,000 certnames).
+MAX_BYTES = 32 * 1024 * 1024
+QUERY_PATH = "/pdb/query/v4"
+
+
+class PuppetDBError(OrchError):
+    """PuppetDB could not be asked, or its answer was not what its API documents."""
+
+
+def _tls_context(client: Client, section: Mapping[str, Any]) -> ssl.SSLContext:
+    import ssl
+
+    settings = client.settings
+    ca = section.get("ca") or settings.tls_ca
+    context = ssl.create_default_context(cafile=ca)
+    cert = section.get("cert") or settings.tls_cert
+    key = section.get("key") or settings.tls_key
+    if cert:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"puppetdb client certificate {cert}: {exc}") from None
+    return context
+
+
+def query(client: Client, pql: str) -> list[str]:
+    """The certnames PuppetDB returns for ``pql`` (checked), within discovery_timeout."""
+    # Imported here: every command lists the discovery methods, few use this one.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    section = client.settings.plugin("puppetdb")
+    url = section.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError("puppetdb discovery needs plugins.puppetdb.url "
+                          "(https://puppetdb:8081)")
+    target = f"{url.rstrip('/')}{QUERY_PATH}?{urllib.parse.urlencode({'query': pql})}"
+    context = _tls_context(client, section) if url.startswith("https://") else None
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=client.settings.discovery_timeout,
+                                    context=context) as response:
+            body = response.read(MAX_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2000).decode("utf-8", "replace").strip()
+        raise PuppetDBError(f"PuppetDB at {url} refused the query ({exc.code}): "
+                            f"{detail or exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PuppetDBError(f"PuppetDB at {url} not reachable: {reason}") from None
+    if len(body) > MAX_BYTES:
+        raise PuppetDBError(f"PuppetDB answered more than {MAX_BYTES} bytes; not read")
+    return _certnames(body, url)
+
+
+def _certnames(body: bytes, url: str) -> list[str]:
+    try:
+        rows = json.loads(body)
+    except ValueError:
+        raise PuppetDBError(f"PuppetDB at {url} answered something that is not JSON") \
+            from None
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("certname"), str) for row in rows):
+        raise PuppetDBError(f"PuppetDB at {url} answered JSON that is not a list of "
+                            "{\"certname\": …} objects")
+    names = sorted({row["certname"] for row in rows})
+    bad = invalid_names(names)
+    if bad:
+        raise PuppetDBError(f"PuppetDB named {bad[0]!r}, which is not a valid node identity "
+                            f"({len(bad)} invalid)")
+    return names
+
+
+class PuppetDBDiscovery:
+    def discover(self, client: Client, filter: Mapping[str, Sequence[Any]],
+                 agent: str) -> Discovered:
+        started = time.monotonic()
+        if filter:
+            client.filters.check(filter)
+        found = Discovered(query(client, to_pql(filter, agent)))
+        log.info("discovery method=puppetdb nodes=%d seconds=%.4f", len(found),
+                 time.monotonic() - started)
+        return found
+
+
+@hookimpl
+def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
+    return {"puppetdb": PuppetDBDiscovery()}

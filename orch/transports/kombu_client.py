@@ -1,0 +1,217 @@
+"""The client's side of the kombu transport: a reply queue, a producer, and failover.
+
+A client whose broker connection fails mid-call (the cluster member it used died) does not
+give up: it connects to the next URL of the list, declares its reply queue again under the
+same name (the signed requests name it as ``reply_to``), and publishes again every request
+of its calls still within their time-to-live. Sending a request twice is safe: a node that
+already ran it drops the copy as a replayed id (the replay cache is what makes a resend
+at-most-once), and a node that had not received it — its queue lived on the dead member —
+runs it now. The client counts one reply per node whatever arrives.
+
+What cannot be recovered is reported, not waited for: a reply that sat in the old reply
+queue is gone with it, and its node does not answer the copy, so it ends among the nodes
+that gave no response. A failover that finds no member within the connect timeout ends the
+call with an error naming the brokers, keeping the replies received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orch.core.errors import TransportError
+
+if TYPE_CHECKING:
+    import kombu
+
+    from orch.transports.kombu import KombuTransport
+
+log = logging.getLogger(__name__)
+
+#: The most publishes a client keeps for a resend after failover (the oldest go first).
+RESEND_LIMIT = 100_000
+#: The longest a failover inside :meth:`KombuClientChannel.receive` may take (seconds).
+FAILOVER_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """One publish, kept until its time-to-live ends so a failover can repeat it."""
+
+    expires: float  # time.monotonic()
+    exchange: str
+    routing_key: str
+    payload: bytes
+    ttl: float
+
+
+class KombuClientChannel:
+    """One client session: a private reply queue plus a producer on the same connection.
+
+    Its connection asks for no heartbeat, so the broker never expects one from it (RabbitMQ
+    disables them when the client asks for 0): every wait of a call has its own deadline,
+    so heartbeats would detect nothing a call does not, and a client idle between calls
+    (the demo's prompt, a program holding a Client) has no thread to send them.
+    """
+
+    def __init__(self, transport: KombuTransport, collective: str, connect_timeout: float):
+        from orch.transports.kombu import reply_queue_prefix, request_exchange_name
+
+        self._transport = transport
+        self._collective = collective
+        self.reply_to = f"{reply_queue_prefix(collective)}{uuid.uuid4().hex}"
+        self._exchange_name = request_exchange_name(collective)
+        self._received: deque[bytes] = deque()
+        self._sent: deque[_Sent] = deque()
+        #: How many times this channel moved to another broker connection.
+        self.failovers = 0
+        #: How long the latest failover took to reconnect (seconds).
+        self.last_failover_seconds = 0.0
+        self._conn: kombu.Connection | None = None
+        self._connect(connect_timeout)
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _connect(self, timeout: float) -> None:
+        from kombu import Consumer, Exchange, Producer, Queue
+
+        from orch.transports.kombu import _close_quietly
+
+        conn = self._transport.connection()
+        try:
+            conn.ensure_connection(max_retries=2 * len(self._transport.urls),
+                                   interval_start=0.2, timeout=timeout)
+            channel = conn.channel()
+            self._producer = Producer(channel)  # exchange given per publish
+            self._requests = Exchange(self._exchange_name, type="topic", durable=False)
+            self._requests.declare(channel=channel)
+            queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
+            self._consumer = Consumer(
+                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[],
+                on_decode_error=self._on_decode_error,
+            )
+            self._consumer.consume()
+        except Exception as exc:
+            log.debug("connecting to %s failed: %r", self._transport.display_url, exc)
+            _close_quietly(conn)
+            from orch.transports.kombu import connect_error
+
+            raise connect_error(self._transport.display_url, exc) from None
+        self._conn = conn
+
+    def _failover(self, cause: Exception) -> None:
+        """Reconnect (next member first), re-declare the reply queue, publish again."""
+        from orch.transports.kombu import _close_quietly
+
+        if self._conn is not None:
+            _close_quietly(self._conn)
+            self._conn = None
+        started = time.monotonic()
+        deadline = started + FAILOVER_TIMEOUT
+        delay = 0.05
+        while True:
+            # Right after a member died, the survivors may still hold the dead connection's
+            # exclusive reply queue (RESOURCE_LOCKED) for a moment: try again until the
+            # failover's time is up.
+            try:
+                self._connect(max(deadline - time.monotonic(), 0.5))
+                break
+            except TransportError:
+                if time.monotonic() + delay >= deadline:
+                    raise TransportError(
+                        f"lost the broker connection to {self._transport.display_url}: "
+                        f"{cause}; no broker of the list answered within "
+                        f"{FAILOVER_TIMEOUT:g}s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        self.failovers += 1
+        self.last_failover_seconds = time.monotonic() - started
+        pending = self._unexpired()
+        for sent in pending:
+            self._send(sent)
+        log.warning("broker connection lost (%s); reconnected to %s in %.2fs and published "
+                    "%d request(s) again", cause, self._where(), time.monotonic() - started,
+                    len(pending))
+
+    def _where(self) -> str:
+        from orch.transports.kombu import _display
+
+        return _display(self._conn.as_uri()) if self._conn is not None else "?"
+
+    def _unexpired(self) -> list[_Sent]:
+        now = time.monotonic()
+        return [sent for sent in self._sent if sent.expires > now]
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _send(self, sent: _Sent) -> None:
+        self._producer.publish(
+            sent.payload, routing_key=sent.routing_key, expiration=sent.ttl,
+            exchange=self._requests if sent.exchange else "",
+            content_type="application/json", content_encoding="utf-8", delivery_mode=1,
+        )
+
+    def _publish(self, exchange: str, routing_key: str, payload: bytes, ttl: float) -> None:
+        now = time.monotonic()
+        sent = _Sent(now + ttl, exchange, routing_key, payload, ttl)
+        while self._sent and (self._sent[0].expires <= now or len(self._sent) >= RESEND_LIMIT):
+            self._sent.popleft()
+        self._sent.append(sent)
+        try:
+            self._send(sent)
+        except Exception as exc:
+            # _failover publishes everything unexpired again, this request included.
+            try:
+                self._failover(exc)
+            except TransportError as lost:
+                raise TransportError(f"publishing failed: {lost}") from None
+
+    def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
+        self._publish(self._exchange_name, f"agent.{agent}", payload, ttl)
+
+    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
+        from orch.transports.kombu import node_queue_name
+
+        # The default exchange routes by queue name: O(1) on every broker, where a topic
+        # lookup costs a match against every node's binding.
+        self._publish("", node_queue_name(self._collective, identity), payload, ttl)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _on_message(self, message: Any) -> None:
+        from orch.transports.kombu import _raw_body
+
+        self._received.append(_raw_body(message))
+
+    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+        """A message kombu could not prepare (a ``compression`` header over bytes that do not
+        decompress): its bytes are judged like any reply's, never raised out of a call."""
+        log.debug("reply with properties kombu cannot decode (%s); checking its bytes", exc)
+        self._on_message(message)
+
+    def receive(self, timeout: float) -> bytes | None:
+        if not self._received:
+            if self._conn is None:
+                raise TransportError(f"not connected to {self._transport.display_url}")
+            try:
+                self._conn.drain_events(timeout=max(timeout, 0.0001))
+            except TimeoutError:
+                return None
+            except Exception as exc:
+                self._failover(exc)  # raises TransportError when no member answers
+                return None
+        return self._received.popleft() if self._received else None
+
+    def close(self) -> None:
+        from orch.transports.kombu import _close_quietly
+
+        self._sent.clear()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                _close_quietly(self._conn)
+            self._conn = None

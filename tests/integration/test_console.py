@@ -1,0 +1,171 @@
+"""The web console in real headless Chromium (Debian's package), driven by Playwright for
+Python, against ``orch api`` and ``orch server`` processes on RabbitMQ.
+
+Screenshots of each step are saved under ``$ORCH_TEST_ARTIFACTS/console`` (default
+``build/test-artifacts/console``) for people to look at. ``./run-tests`` installs Chromium
+when it is missing; without it these tests fail (they are not skipped: a console nobody
+tested in a browser is not tested).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from orch_integration import (
+    API_TOKEN,
+    DEFAULT_NODES,
+    DENIED_TOKEN,
+    ApiProcess,
+    api_fleet,
+    demo_api,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("starlette")
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("ORCH_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("ORCH_TEST_ARTIFACTS", "build/test-artifacts")) / "console"
+#: How long the page may take to show what a test waits for (a call on the fleet included).
+UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    with api_fleet(tmp_path_factory.mktemp("console")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (./run-tests does)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, api: ApiProcess, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield page
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+
+
+def sign_in(page: Any, api: ApiProcess, token: str = API_TOKEN, view: str = "overview"
+            ) -> None:
+    page.goto(f"{api.url}/console/#/{view}")
+    page.fill("#token", token)
+    page.click("#token-form button")
+
+
+def test_overview_counts_the_nodes(page: Any, api: ApiProcess) -> None:
+    sign_in(page, api)
+    expect = playwright_api.expect
+    expect(page.locator("#node-count")).to_have_text(str(len(DEFAULT_NODES)))
+    page.click("#dist-form button")
+    expect(page.locator("#dist-table tbody tr")).to_have_count(3)
+
+
+def test_filter_nodes_then_open_one(page: Any, api: ApiProcess) -> None:
+    expect = playwright_api.expect
+    sign_in(page, api, view="nodes")
+    expect(page.locator("#nodes-table tbody tr")).to_have_count(len(DEFAULT_NODES))
+    page.fill("#filter", "role=web")
+    page.click("#filter-form button")
+    expect(page.locator("#nodes-table tbody tr")).to_have_count(2)
+    expect(page.locator("#nodes-summary")).to_have_text("2 matching node(s)")
+    page.click("text=web2")
+    expect(page.locator("#node-name")).to_have_text("web2")
+    expect(page.locator("#node-classes")).to_contain_text("role::web")
+    expect(page.locator("#node-facts")).to_contain_text("RedHat")
+
+
+def test_a_bad_filter_is_shown_inline(page: Any, api: ApiProcess) -> None:
+    expect = playwright_api.expect
+    sign_in(page, api, view="nodes")
+    page.fill("#filter", "role=web and (")
+    page.click("#filter-form button")
+    expect(page.locator("#filter-error")).to_contain_text("bad filter")
+
+
+def test_run_ping_fills_the_results_table_live(page: Any, api: ApiProcess) -> None:
+    expect = playwright_api.expect
+    sign_in(page, api, view="run")
+    page.select_option("#run-agent", "rpcutil")
+    page.select_option("#run-action", "ping")
+    page.fill("#run-filter", "env=prod")
+    page.dispatch_event("#run-filter", "change")
+    expect(page.locator("#run-target")).to_have_text("3 node(s) match")
+    page.click("#run-button")
+    expect(page.locator("#results tbody tr")).to_have_count(3)
+    expect(page.locator("#run-done")).to_contain_text("3 replied, 3 OK")
+    expect(page.locator("#run-progress")).to_have_text("3 of 3 replied")
+
+
+def test_the_form_checks_required_arguments_before_sending(page: Any,
+                                                           api: ApiProcess) -> None:
+    expect = playwright_api.expect
+    sign_in(page, api, view="run")
+    page.select_option("#run-agent", "rpcutil")
+    page.select_option("#run-action", "get_fact")
+    page.click("#run-button")
+    expect(page.locator("#run-error")).to_have_text("fact is required")
+    expect(page.locator("#results tbody tr")).to_have_count(0)
+
+
+def test_a_denied_action_shows_the_denial(page: Any, api: ApiProcess) -> None:
+    expect = playwright_api.expect
+    sign_in(page, api, token=DENIED_TOKEN, view="run")
+    page.select_option("#run-agent", "rpcutil")
+    page.select_option("#run-action", "get_fact")
+    page.fill("#arg-fact", "role")
+    page.fill("#run-filter", "role=db")
+    page.click("#run-button")
+    expect(page.locator("#results tbody tr")).to_have_count(2)
+    expect(page.locator("#results tbody")).to_contain_text("denied")
+    expect(page.locator("#run-done")).to_contain_text("0 OK, 2 failed")
+
+
+def test_nodes_are_paged_for_a_large_fleet(browser: Any, tmp_path: Path) -> None:
+    """250 nodes (``orch demo --api``): 100 a page, Next and Previous move through them."""
+    expect = playwright_api.expect
+    with demo_api(tmp_path, 250) as (url, token, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/console/#/nodes")
+            page.fill("#token", token)
+            page.click("#token-form button")
+            expect(page.locator("#page-info")).to_have_text("1 to 100 of 250")
+            expect(page.locator("#nodes-table tbody tr")).to_have_count(100)
+            expect(page.locator("#prev-page")).to_be_disabled()
+            page.click("#next-page")
+            expect(page.locator("#page-info")).to_have_text("101 to 200 of 250")
+            page.click("#next-page")
+            expect(page.locator("#page-info")).to_have_text("201 to 250 of 250")
+            expect(page.locator("#nodes-table tbody tr")).to_have_count(50)
+            expect(page.locator("#next-page")).to_be_disabled()
+            page.click("#prev-page")
+            expect(page.locator("#page-info")).to_have_text("101 to 200 of 250")
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_nodes_are_paged.png"), full_page=True)
+            context.close()
