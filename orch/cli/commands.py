@@ -259,12 +259,9 @@ def _scheme_json(status: Any) -> dict[str, Any]:
 
 @hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
+    # server, demo and sim come from orch.cli.runners (so a daemon imports none of this).
     from orch.cli.completion import completion
     from orch.cli.config import config
-    from orch.cli.demo import demo
     from orch.cli.rpc import rpc
-    from orch.cli.server import server
-    from orch.cli.sim import sim
 
-    return [ping, rpc, find, facts, inventory, plugins, server, demo, sim, config,
-            completion]
+    return [ping, rpc, find, facts, inventory, plugins, config, completion]

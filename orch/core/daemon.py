@@ -19,7 +19,7 @@ from orch.core.config import Settings
 from orch.core.errors import OrchError
 from orch.core.facts import FactLoader, read_classes
 from orch.core.plugins import PluginRegistry
-from orch.core.security import reload_provider
+from orch.core.security import mark_long_running, reload_provider
 from orch.core.server import Node, NodeServices
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Server:
         self._reload_settings = reload_settings
         registry.check_settings(settings)  # a typo in any plugin section stops the start
         self.transport = registry.transport_for(settings)
+        mark_long_running()  # providers may keep a lean steady state (x509: no cryptography)
         self.services = NodeServices.from_settings(settings, registry, self.transport.send_reply)
         self.stop_event = threading.Event()
         #: Ends one consuming cycle: set by stop(), or by reload() when agents changed.

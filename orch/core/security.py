@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from orch.core.config import Settings
 
 
+_long_running = False
+
+
+def mark_long_running() -> None:
+    """Tell providers that this process is a daemon (``orch server`` calls it first).
+
+    A provider may then trade a little latency on rare events for a smaller steady state:
+    the x509 provider loads its credentials and checks never-seen certificates in a
+    short-lived child process, so the daemon itself never imports ``cryptography``
+    (:mod:`orch.security.isolated`). Any provider, built in or not, may read the hint.
+    """
+    global _long_running
+    _long_running = True
+
+
+def long_running() -> bool:
+    """True in a daemon (see :func:`mark_long_running`), False in a CLI run or a fleet."""
+    return _long_running
+
+
 @dataclass(frozen=True)
 class Verified:
     """Who a provider says sent a message, after checking it."""

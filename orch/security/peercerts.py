@@ -10,6 +10,7 @@ functions, so importing this module costs nothing to a command that never verifi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -71,6 +72,50 @@ class LRU:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class SignatureMemo:
+    """Signatures already found valid in this process: ``(signer fingerprint, backend,
+    signature, data)`` of each, the last ``size`` of them, for bodies up to ``max_data`` bytes.
+
+    Why: a known-list request is signed once for many nodes (``split_targets``), and a
+    simulation serves hundreds of those nodes in one process, each verifying the very same
+    bytes — the Ed25519 check was an eighth of a simulated node's CPU per request. Whether
+    a signature is valid depends on nothing but the key (bound by the certificate's
+    fingerprint), the signature and the data, so one success serves every provider of the
+    process; each still runs every other check (chain, dates, role, revocation, sender) on
+    its own. Only successes are kept, whole (a hit compares every byte, not a hash).
+    """
+
+    def __init__(self, size: int = 1024, max_data: int = 16_384) -> None:
+        self._size = size
+        self._max_data = max_data
+        self._seen: OrderedDict[tuple[str, str, bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def valid(self, info: CertInfo, backend: str, signature: bytes, data: bytes) -> bool:
+        """``info.check(signature, data)``, answered from memory when seen before."""
+        check = info.check
+        if check is None:
+            return False
+        if len(data) > self._max_data or not info.fingerprint:
+            return check(signature, data)
+        key = (info.fingerprint, backend, signature, data)
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+        if not check(signature, data):
+            return False
+        with self._lock:
+            self._seen[key] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return True
+
+
+#: The memo every x509 provider of this process shares.
+SIGNATURES = SignatureMemo()
 
 
 def inspect(raw: bytes, anchors: Sequence[Any], client_certnames: Sequence[str],
@@ -155,7 +200,7 @@ def from_entry(entry: Entry, anchor_info: Mapping[str, tuple[str, float, float]]
     if anchor is None:  # cannot happen within one scope; never trust it if it does
         return None
     try:
-        check = _entry_verifier(entry, backend)
+        check = entry_verifier(entry, backend)
     except (ValueError, TypeError):
         return None
     ca_name, ca_not_before, ca_not_after = anchor
@@ -166,7 +211,15 @@ def from_entry(entry: Entry, anchor_info: Mapping[str, tuple[str, float, float]]
         anchor=entry.anchor)
 
 
-def _entry_verifier(entry: Entry, backend: str) -> Verifier:
+def entry_verifier(entry: Entry, backend: str) -> Verifier:
+    """The signature check for a cached certificate's key: libsodium for Ed25519 (no
+    ``cryptography`` needed), else :mod:`orch.security.pki` (RSA/ECDSA load it)."""
+    from orch.security import sodium
+
+    if entry.key_format == "ed25519" and backend != "cryptography" and sodium.available():
+        if len(entry.public) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        return functools.partial(sodium.verify, bytes(entry.public))
     from cryptography.hazmat.primitives import serialization
 
     from orch.security import pki

@@ -17,6 +17,11 @@ Ed25519 signatures are checked with libsodium (PyNaCl) when it is installed — 
 fast as ``cryptography``'s OpenSSL path — else with ``cryptography``; ``plugins: {x509:
 {ed25519: cryptography}}`` forces the latter (:func:`orch.security.pki.verifier_for`).
 
+In a daemon (:func:`orch.core.security.long_running`) with an Ed25519 key, ``cryptography``
+is used only in short-lived forked children: one reads the credentials and CRL (at start, on
+SIGHUP), one checks each never-seen certificate; the daemon signs and verifies with
+libsodium (:mod:`orch.security.isolated`). The checks and their order are the same.
+
 :meth:`X509Provider.verify` checks, in this order, and raises
 :class:`~orch.core.errors.SecurityError` (and nothing else, whatever the input) at the first
 failure:
@@ -37,13 +42,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +56,9 @@ from orch.core.errors import RevokedError, SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
-from orch.security import peercerts
+from orch.security import forked, isolated, peercerts, sodium
+from orch.security.isolated import ProviderState as _State
+from orch.security.isolated import Snapshot
 from orch.security.peercerts import LRU as _LRU
 from orch.security.peercerts import CertInfo as _CertInfo
 from orch.security.x509_settings import SECTION, X509Settings
@@ -59,10 +66,12 @@ from orch.security.x509_settings import SECTION, X509Settings
 if TYPE_CHECKING:
     from orch.core.config import Settings
     from orch.security.certcache import Entry, TrustCache
-    from orch.security.pki import Credentials, RevocationList
+    from orch.security.pki import Credentials
+    from orch.security.revoked import RevocationList
 
 # ``cryptography`` (through orch.security.pki) is imported when a provider is created, not
-# when the plugin is loaded: every ``orch`` command loads every plugin, most never sign.
+# when the plugin is loaded: every ``orch`` command loads every plugin, most never sign. In a
+# daemon with an Ed25519 key it is imported only in short-lived children (isolated.py).
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +81,13 @@ DEFAULT_CACHE_SIZE = 20_000
 MAX_CERT_PEM = 16_384
 MAX_SIG_B64 = 4_096
 _NEEDED_ROLE = {"request": "client", "reply": "node"}
+#: Client certificate names of a CA not made by ``orch ca`` (pki.DEFAULT_CLIENT_CERTNAMES).
+DEFAULT_CLIENT_CERTNAMES = ("*.mcollective",)
 #: While running, the own-expiry check is repeated at most this often (seconds).
 EXPIRY_CHECK_INTERVAL = 6 * 3600.0
-
-
-@dataclass
-class _State:
-    """Everything the provider derives from its credentials, CA bundle and CRL."""
-
-    key: Any
-    certificate: Any
-    cert_pem: str
-    anchors: tuple[Any, ...]
-    #: SHA-256 of each anchor's DER → (name, not before, not after), for disk-cache entries.
-    anchor_info: dict[str, tuple[str, float, float]]
-    crl: RevocationList
-    revocation: str
-    cache: _LRU
-    disk: TrustCache | None
+#: Seconds a child process may take to load the credentials / check one certificate.
+LOAD_TIMEOUT = 60.0
+INSPECT_TIMEOUT = 20.0
 
 
 def _stamp(when: float) -> str:
@@ -117,9 +115,9 @@ class X509Provider:
         ed25519_backend: str | None = None,
         crl: str | os.PathLike[str] | None = None,
     ) -> None:
-        from orch.security import pki
+        from orch.core.security import long_running
+        from orch.security.x509_settings import ED25519_BACKENDS
 
-        self._pki = pki
         if credentials is None and settings is None:
             raise SecurityError("the x509 provider needs settings or credentials")
         self._settings = settings
@@ -129,17 +127,20 @@ class X509Provider:
         section = settings.section(SECTION, X509Settings) if settings is not None else None
         if client_certnames is None:
             configured = section.client_certnames if section is not None else None
-            client_certnames = configured or pki.DEFAULT_CLIENT_CERTNAMES
+            client_certnames = configured or DEFAULT_CLIENT_CERTNAMES
         self._client_certnames = tuple(client_certnames)
         self._cache_size = cache_size
         self._cert_cache_dir = cert_cache
         self._crl_path = crl
         if ed25519_backend is None:
             ed25519_backend = section.ed25519 if section is not None else "auto"
-        if ed25519_backend not in pki.ED25519_BACKENDS:
+        if ed25519_backend not in ED25519_BACKENDS:
             raise SecurityError(f"plugins.x509.ed25519 must be one of "
-                                f"{', '.join(pki.ED25519_BACKENDS)}, not {ed25519_backend!r}")
+                                f"{', '.join(ED25519_BACKENDS)}, not {ed25519_backend!r}")
         self._backend = ed25519_backend
+        # A daemon keeps cryptography out of its own memory when it can (isolated.py).
+        self._isolate = (long_running() and credentials is None and forked.available()
+                         and ed25519_backend != "cryptography" and sodium.available())
         self._expiry_warning = (section or X509Settings()).expiry_warning_days
         self._next_expiry_check = 0.0
         self._state = self._load(settings, credentials)
@@ -151,7 +152,18 @@ class X509Provider:
 
     @property
     def certificate(self) -> Any:
-        return self._state.certificate
+        """This process's certificate (``cryptography``; parsed on demand when isolated)."""
+        state = self._state
+        if state.certificate is None:
+            from cryptography import x509
+
+            state.certificate = x509.load_pem_x509_certificate(state.cert_pem.encode())
+        return state.certificate
+
+    @property
+    def isolated(self) -> bool:
+        """True when ``cryptography`` is used only in child processes (see isolated.py)."""
+        return self._state.isolated
 
     @property
     def revocation(self) -> str:
@@ -164,7 +176,12 @@ class X509Provider:
 
     @property
     def _anchors(self) -> tuple[Any, ...]:
-        return self._state.anchors
+        state = self._state
+        if state.anchors is None:
+            from cryptography import x509
+
+            return tuple(x509.load_der_x509_certificate(d) for d in state.own.anchors_der)
+        return state.anchors
 
     @property
     def _cache(self) -> _LRU:
@@ -175,42 +192,39 @@ class X509Provider:
         return self._state.disk
 
     def _load(self, settings: Settings | None, credentials: Credentials | None) -> _State:
-        """Read credentials, CA bundle and CRL (from settings unless given) into a _State."""
-        from cryptography.hazmat.primitives import serialization
+        """Read credentials, CA bundle and CRL (from settings unless given) into a _State.
 
-        pki = self._pki
-        if credentials is None:
-            assert settings is not None
-            credentials = pki.load_credentials(settings, clock_skew=self._skew)
-        anchors = tuple(credentials.ca)
-        if not anchors:
-            raise SecurityError("the x509 provider needs at least one CA certificate")
-        crl_path = self._crl_path
-        if crl_path is None and settings is not None:
-            crl_path = pki.resolve_crl_path(settings)
-        crl = pki.load_revocation(crl_path, anchors)
-        if crl.path:
-            log.info("x509: checking revocation against %s (%d revoked)", crl.path, len(crl))
-            own = pki.chains_to(credentials.certificate, anchors)
-            if own is not None and crl.is_revoked(pki.fingerprint(own),
-                                                  credentials.certificate.serial_number):
-                log.error("x509: this process's own certificate %r (serial %x) is revoked by "
-                          "%s: its peers refuse what it signs; issue a new one",
-                          pki.common_name(credentials.certificate),
-                          credentials.certificate.serial_number, crl.path)
-        der = serialization.Encoding.DER
-        anchor_info = {
-            hashlib.sha256(a.public_bytes(der)).hexdigest():
-                (pki.common_name(a) or a.subject.rfc4514_string(),
-                 pki.not_before(a).timestamp(), pki.not_after(a).timestamp())
-            for a in anchors}
-        state = _State(
-            key=credentials.key, certificate=credentials.certificate,
-            cert_pem=credentials.certificate.public_bytes(
-                serialization.Encoding.PEM).decode("ascii"),
-            anchors=anchors, anchor_info=anchor_info, crl=crl, revocation="",
-            cache=_LRU(self._cache_size), disk=None)
-        state.revocation = self._revocation_state(crl)
+        In a daemon (see ``_isolate``) they are read in a forked child; if the key turns out
+        not to be Ed25519 they are read again here, with ``cryptography`` in this process.
+        """
+        if self._isolate and settings is not None and credentials is None:
+            try:
+                own = forked.run(isolated.snapshot, settings, self._crl_path, self._skew,
+                                 self._client_certnames, timeout=LOAD_TIMEOUT)
+            except forked.ForkError as exc:
+                raise SecurityError(f"x509: could not load the credentials ({exc})") from None
+            if own.seed is not None:
+                return self._state_of(own, sodium.signer(own.seed)[0], None, None, None,
+                                      settings)
+        own, credentials = isolated.derive(settings, credentials, self._crl_path, self._skew,
+                                           self._client_certnames)
+        from orch.security import pki
+
+        key = credentials.key
+        sign: Callable[[bytes], bytes] = functools.partial(pki.sign, key)
+        if own.seed is not None and self._backend != "cryptography" and sodium.available():
+            sign = sodium.signer(own.seed)[0]  # the same bytes, about 30 % cheaper
+        return self._state_of(own, sign, key, credentials.certificate,
+                              tuple(credentials.ca), settings)
+
+    def _state_of(self, own: Snapshot, sign: Callable[[bytes], bytes], key: Any,
+                  certificate: Any, anchors: tuple[Any, ...] | None,
+                  settings: Settings | None) -> _State:
+        for level, message in own.notes:
+            log.log(level, "%s", message)
+        state = _State(own=own, sign=sign, key=key, certificate=certificate, anchors=anchors,
+                       cache=_LRU(self._cache_size), disk=None,
+                       revocation=self._revocation_state(own.crl))
         state.disk = self._trust_cache(settings, self._cert_cache_dir, state)
         return state
 
@@ -233,8 +247,7 @@ class X509Provider:
         self._next_expiry_check = 0.0
         self._check_own_expiry()
         log.info("x509: reloaded certificate %r (serial %x), %d CA certificate(s), CRL %s",
-                 self._pki.common_name(state.certificate),
-                 state.certificate.serial_number, len(state.anchors),
+                 state.own.name, state.own.serial, len(state.own.anchors_der),
                  state.crl.path or "none")
 
     def _check_own_expiry(self) -> None:
@@ -248,13 +261,12 @@ class X509Provider:
         if now < self._next_expiry_check:
             return
         self._next_expiry_check = now + EXPIRY_CHECK_INTERVAL
-        cert = self._state.certificate
-        left = self._pki.not_after(cert).timestamp() - time.time()
+        own = self._state.own
+        left = own.not_after - time.time()
         if left < self._expiry_warning * 86400:
             log.warning("x509: this process's certificate %r (serial %x) expires at %s, in "
                         "%.1f days; renew it (`orch ca renew NAME`) and send SIGHUP",
-                        self._pki.common_name(cert), cert.serial_number,
-                        _stamp(self._pki.not_after(cert).timestamp()), left / 86400)
+                        own.name, own.serial, _stamp(own.not_after), left / 86400)
 
     def _trust_cache(self, settings: Settings | None,
                      directory: str | os.PathLike[str] | None,
@@ -273,16 +285,11 @@ class X509Provider:
             directory = configured or certcache.default_directory()
         if directory is None or str(directory) == "off":
             return None
-        from cryptography.hazmat.primitives import serialization
-
-        secret = state.key.private_bytes(serialization.Encoding.DER,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption())
+        secret = state.own.cache_secret
         owner = hashlib.sha256(b"orch-x509-cache-owner\n" + secret).hexdigest()
-        scope = certcache.scope_of(
-            (a.public_bytes(serialization.Encoding.DER) for a in state.anchors),
-            self._client_certnames, state.revocation, owner)
-        return certcache.TrustCache(Path(directory), scope, hashlib.sha256(secret).digest())
+        scope = certcache.scope_of(state.own.anchors_der, self._client_certnames,
+                                   state.revocation, owner)
+        return certcache.TrustCache(Path(directory), scope, secret)
 
     def close(self) -> None:
         """Write the certificates learnt by this process to the disk cache (if any)."""
@@ -303,13 +310,8 @@ class X509Provider:
         """A node whose identity is not its certificate's name has every reply rejected."""
         if settings is None:
             return
-        own = self._pki.common_name(self.certificate)
-        try:
-            role = self._pki.effective_role(self.certificate, self._anchors[0],
-                                            self._client_certnames)
-        except ValueError:
-            return
-        if role == self._pki.ROLE_NODE and own != settings.identity:
+        own = self._state.own.name
+        if self._state.own.role == "node" and own != settings.identity:
             log.warning("identity %r differs from the name of this node's certificate %r: "
                         "clients will reject its replies; set identity: %s",
                         settings.identity, own, own)
@@ -323,7 +325,7 @@ class X509Provider:
         except UnicodeEncodeError:
             raise SecurityError(f"cannot sign a {kind}: its body is not valid text") from None
         state = self._state
-        signature = self._pki.sign(state.key, data)
+        signature = state.sign(data)
         if time.time() >= self._next_expiry_check:
             self._check_own_expiry()
         return {"cert": state.cert_pem, "sig": base64.b64encode(signature).decode("ascii")}
@@ -395,7 +397,7 @@ class X509Provider:
             data = envelope.body.encode("utf-8")
         except (UnicodeEncodeError, AttributeError):
             raise SecurityError(f"{kind} body is not valid text") from None
-        if info.check is None or not info.check(signature, data):
+        if not peercerts.SIGNATURES.valid(info, self._backend, signature, data):
             raise SecurityError(f"signature does not match the message ({kind} signed with "
                                 f"certificate {info.name!r})")
         if kind == "reply":
@@ -487,8 +489,20 @@ class X509Provider:
         return peercerts.from_entry(entry, self._state.anchor_info, self._backend)
 
     def _inspect(self, raw: bytes) -> _CertInfo:
-        """Everything checked once per certificate (parse, chain, role), never raising."""
-        return peercerts.inspect(raw, self._state.anchors, self._client_certnames,
+        """Everything checked once per certificate (parse, chain, role), never raising —
+        except when the child process that checks it for an isolated provider fails: then
+        SecurityError, and nothing is cached (the next message tries again)."""
+        state = self._state
+        if state.anchors is None:
+            try:
+                info = forked.run(isolated.inspect_peer, raw, state.own.anchors_der,
+                                  self._client_certnames, timeout=INSPECT_TIMEOUT)
+            except forked.ForkError as exc:
+                log.error("x509: could not check a certificate in a child process: %s", exc)
+                raise SecurityError(f"message rejected: its certificate could not be "
+                                    f"checked ({exc})") from None
+            return isolated.with_check(info, self._backend)
+        return peercerts.inspect(raw, state.anchors, self._client_certnames,
                                  self._backend, with_entry=self._disk is not None)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import wait_for
+from orch_integration import node_security_flags, session_ca, wait_for
 from test_security import (
     Lab,
     SecurityDaemon,
@@ -30,6 +30,7 @@ from test_security import (
     lab,
     orch_cli,
     server_flags,
+    session_client,
     tls_broker,
     tls_ca,
     tls_identity,
@@ -166,6 +167,50 @@ def test_revoked_node_replies_are_rejected_by_the_client(
     assert sorted(result.replies) == ["lc-node4"], result
     assert any("lc-node3" in reason and "revoked" in reason for reason in result.rejected), (
         result.rejected)
+
+
+def cryptography_mapped(pid: int) -> list[str]:
+    """The shared objects of ``cryptography`` (its Rust extension) mapped into ``pid``."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines()
+                   if "/cryptography/" in line and ".so" in line})
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_idle_node_with_ed25519_keys_never_imports_cryptography(
+        lab: Lab, tmp_path: Path) -> None:
+    """A daemon reads its credentials and CRL, and checks a never-seen client certificate,
+    in short-lived child processes (orch.security.isolated): the daemon process itself signs
+    and verifies with libsodium and has not loaded cryptography — at start, after serving a
+    new client (cold cache), after a SIGHUP, and while refusing a revoked client. (The TLS
+    lab's RSA certificates load cryptography in the daemon, as documented.)"""
+    ca_dir = session_ca()  # orch ca's default: Ed25519
+    erin, frank = session_client("it-lean-erin"), session_client("it-lean-frank")
+    assert ca_cli(ca_dir, "crl").rc == 0
+    crl_file = publish_crl(ca_dir, tmp_path / "fleet-crl.pem")
+    node = lab.start("it-lean-node", security_args=node_security_flags("it-lean-node"),
+                     ready_client=erin, env={"ORCH_TLS_CRL": str(crl_file)})
+    collective = node.collective
+    assert cryptography_mapped(node.pid) == []
+
+    def ping(who: dict[str, str]) -> Any:
+        env = as_environment({"broker": node.broker, "collective": collective, **who})
+        return orch_cli("rpc", "rpcutil", "ping", "-I", "it-lean-node", "--json",
+                        "--timeout", "3", env=env)
+
+    for who in (erin, frank):  # frank's certificate is new to the node: a cache miss
+        result = ping(who)
+        assert result.rc == 0, result.describe()
+    assert cryptography_mapped(node.pid) == []
+
+    assert ca_cli(ca_dir, "revoke", "it-lean-frank").rc == 0
+    publish_crl(ca_dir, crl_file)
+    sighup_and_wait(node)
+    result = ping(frank)
+    assert result.rc != 0 and json_result(result)["replies"] == [], result.describe()
+    result = ping(erin)
+    assert result.rc == 0, result.describe()
+    assert cryptography_mapped(node.pid) == []
 
 
 # --------------------------------------------------------------------------- broker name

@@ -37,6 +37,7 @@ PLUGINS = {
     "facts": ("orch.facts",),
     "discovery": ("orch.discovery",),
     "commands": ("orch.cli.commands",),
+    "runners": ("orch.cli.runners",),
     "plugin-commands": ("orch.cli.plugin",),
     "api": ("orch.api", "orch.cli.api"),  # `orch api` is the HTTP API's command
     # registration, stores, inventory discovery, job history; its commands are its own
@@ -53,8 +54,9 @@ EXCEPTIONS = {
     ("orch.demo", "security"), ("orch.sim.pki", "security"), ("orch.testing", "security"),
     # `orch plugin new` writes a plugin skeleton from the author kit (orch.scaffold).
     ("orch.cli.plugin", "tools"),
-    # The built-in command plugin contributes `orch server/demo/sim`, wired in orch.cli.
-    ("orch.cli.commands", "cli"),
+    # The built-in command plugins contribute commands wired in orch.cli (`orch
+    # server/demo/sim` from `runners`, apart so that a daemon imports no client code).
+    ("orch.cli.commands", "cli"), ("orch.cli.runners", "cli"),
     # `orch demo --api` serves the API in the demo's process (memory:// lives there).
     ("orch.cli.demo", "api"),
 }

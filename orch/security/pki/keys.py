@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from orch.core.errors import OrchError
+from orch.security import sodium
 
 log = logging.getLogger(__name__)
 
@@ -96,50 +97,15 @@ def verify_signature(public_key: Any, signature: bytes, data: bytes) -> bool:
 #: Signature checks run through :func:`verifier_for`; ``"auto"`` prefers libsodium (PyNaCl)
 #: for Ed25519 when it is installed, ``"cryptography"`` never uses it.
 ED25519_BACKENDS = ("auto", "sodium", "cryptography")
-_sodium: Any = None  # (ffi, lib) once loaded, False when unavailable
 
 
 def _load_sodium() -> Any:
-    """PyNaCl's compiled libsodium binding, checked once, or False when unusable.
-
-    The cffi module itself (``nacl._sodium``) is used rather than ``nacl.bindings``: it
-    imports in 0.4 ms where the wrappers take 4 ms, and a CLI run pays imports on every start.
-    A known signature must verify and a damaged one must not before it is trusted.
-    """
-    global _sodium
-    if _sodium is None:
-        try:
-            from nacl._sodium import ffi, lib  # type: ignore[import-not-found,unused-ignore]
-
-            if lib.sodium_init() < 0:
-                raise RuntimeError("sodium_init failed")
-            key = ed25519.Ed25519PrivateKey.generate()
-            raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                serialization.PublicFormat.Raw)
-            good = key.sign(b"orch")
-            bad = bytes([good[0] ^ 1]) + good[1:]
-            _sodium = (ffi, lib)
-            if not _sodium_verify(raw, good, b"orch") or _sodium_verify(raw, bad, b"orch"):
-                raise RuntimeError("libsodium self-test failed")
-        except Exception as exc:  # not installed, or a broken build: cryptography does it
-            log.debug("libsodium unavailable for Ed25519 (%s); using cryptography", exc)
-            _sodium = False
-    return _sodium
+    """libsodium, checked once (see :mod:`orch.security.sodium`), or False when unusable."""
+    return sodium.load()
 
 
 def _sodium_verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
-    """libsodium's ``crypto_sign_open`` over ``signature || data`` (it releases the GIL).
-
-    The length check is essential: ``crypto_sign_open`` takes the first 64 bytes of what it
-    is given as the signature, so a shorter signature would borrow bytes of the message.
-    """
-    if len(signature) != 64 or len(public_key) != 32:
-        return False
-    ffi, lib = _sodium
-    signed = signature + data
-    out = ffi.new("unsigned char[]", len(signed))
-    out_len = ffi.new("unsigned long long *")
-    return bool(lib.crypto_sign_open(out, out_len, signed, len(signed), public_key) == 0)
+    return sodium.verify(public_key, signature, data)
 
 
 Verifier = Callable[[bytes, bytes], bool]
@@ -161,7 +127,7 @@ def verifier_for(public_key: Any, backend: str = "auto") -> Verifier:
         if _load_sodium():
             raw = public_key.public_bytes(serialization.Encoding.Raw,
                                           serialization.PublicFormat.Raw)
-            return functools.partial(_sodium_verify, raw)
+            return functools.partial(sodium.verify, raw)
         if backend == "sodium":
             raise ValueError("the sodium Ed25519 backend needs PyNaCl (pip install pynacl)")
     return functools.partial(verify_signature, public_key)
@@ -172,5 +138,5 @@ def ed25519_verifier(raw: bytes, backend: str = "auto") -> Verifier:
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
     if backend != "cryptography" and _load_sodium():
-        return functools.partial(_sodium_verify, bytes(raw))
+        return functools.partial(sodium.verify, bytes(raw))
     return verifier_for(ed25519.Ed25519PublicKey.from_public_bytes(raw), backend)

@@ -18,8 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from orch.core.errors import ConfigError
 from orch.security.pki.certs import format_time, signing_hash, utc_now
 from orch.security.pki.keys import SigningKey
+from orch.security.revoked import RevocationList
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +84,6 @@ def parse_crls(data: bytes, where: str) -> list[x509.CertificateRevocationList]:
         return [x509.load_der_x509_crl(data)]
     except ValueError as exc:
         raise ConfigError(f"CRL (tls_crl) {where} is not a PEM or DER CRL: {exc}") from None
-
-
-@dataclass(frozen=True)
-class RevocationList:
-    """The serials revoked by each trusted CA, and a name for this state (its digest)."""
-
-    #: SHA-256 (hex) of a CA certificate's DER → the serial numbers it revoked.
-    revoked: Mapping[str, frozenset[int]] = field(default_factory=dict)
-    #: "" without a CRL; else ``crl:<sha256 of the file>``: part of the certificate cache's
-    #: scope, so a new CRL makes every cached certificate be checked anew.
-    state: str = ""
-    path: str = ""
-
-    def is_revoked(self, anchor: str, serial: int) -> bool:
-        return serial in self.revoked.get(anchor, frozenset())
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.revoked.values())
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
