@@ -1285,7 +1285,7 @@ def _hostile_requests() -> list[tuple[str, str, dict[str, Any], dict[str, list[A
     requests.append(("rpcutil", "ping", {}, {"class": [f"/{HOSTILE[0]}/"] * 500},
                      "filter over budget: "))
     requests.append(("ddlbomb", "echo", {"message": LONG + "!"}, {},
-                     "argument 'message' does not match ^(a+)+$"))
+                     "argument 'message' has an invalid value"))
     return requests
 
 
