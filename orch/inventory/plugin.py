@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 
 
 @hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare the ``inventory`` section."""
+    from orch.inventory.settings import SECTION, InventorySettings
+
+    return {SECTION: InventorySettings}
+
+
+@hookimpl
 def orch_server_services(settings: Settings) -> Iterable[ServerService]:
     from orch.inventory.publisher import RegistrationPublisher
     from orch.inventory.replycopy import ReplyCopier

@@ -15,68 +15,79 @@ plugins:
     job_retention: 2592000    # seconds a job is kept
 ```
 
-A wrong type or a negative duration is a :class:`~orch.core.errors.ConfigError` naming the
-key, so a typo is reported when a command starts, not as a stack trace later.
+The section is declared through ``orch_settings`` (:func:`orch.inventory.plugin.orch_settings`),
+so orch checks it like its own settings: an unknown key gets "did you mean", a wrong type or
+a negative duration is a :class:`~orch.core.errors.ConfigError` naming the key and where it
+came from, and ``ORCH_INVENTORY_<KEY>`` works; ``orch server`` checks it at start.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from orch.core import convert
 from orch.core.config import Settings
-from orch.core.errors import ConfigError
+from orch.core.sections import setting
 
 SECTION = "inventory"
 
 
+def _store_url(value: Any) -> str | None:
+    """A store URL (``sqlite:///…``, ``postgresql://…``) or nothing."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or "://" not in value:
+        raise ValueError("expected a store URL such as sqlite:///var/lib/orch/inventory.db")
+    return value
+
+
+def _fraction(value: Any) -> float:
+    """0 or more and below 1."""
+    number = convert.non_negative(value)
+    if number >= 1:
+        raise ValueError("expected a fraction, 0 or more and below 1")
+    return number
+
+
 @dataclass(frozen=True)
 class InventorySettings:
-    store: str | None = None
-    stale_after: float = 300.0
-    expire_after: float = 7 * 86400.0
-    #: Whether ``orch server`` publishes registrations at all.
-    registration: bool = True
-    registration_interval: float = 300.0
-    #: Each interval is shortened by up to this fraction, at random, so a fleet restarted
-    #: at once does not re-register in lock-step.
-    registration_jitter: float = 0.2
-    #: Whether servers publish a copy of each reply for registries (orch.inventory.replycopy).
-    reply_copies: bool = False
-    #: Whether ``orch registry`` asks the live fleet once on start (orch.inventory.seed).
-    seed: bool = True
-    job_history: bool = True
-    job_retention: float = 30 * 86400.0
+    """``plugins: {inventory: {…}}``."""
+
+    store: str | None = setting(
+        None, _store_url,
+        "The inventory store: `sqlite:///PATH` or `postgresql://USER@HOST/DB` (the "
+        "`orch[postgresql]` extra). Without it there is no registration store, inventory "
+        "discovery or job history. See [inventory.md](inventory.md).", default_doc="none")
+    stale_after: float = setting(
+        300.0, convert.non_negative,
+        "Seconds without a registration before a node is stale (`auto` discovery then asks "
+        "the fleet).")
+    expire_after: float = setting(
+        7 * 86400.0, convert.non_negative,
+        "Seconds without a registration before a node's record is deleted.")
+    registration: bool = setting(
+        True, convert.boolean, "Whether `orch server` publishes registrations at all.")
+    registration_interval: float = setting(
+        300.0, convert.non_negative,
+        "How often (seconds) a server re-registers; 0: only when its facts, classes or "
+        "agents change.")
+    registration_jitter: float = setting(
+        0.2, _fraction,
+        "Each interval is shortened by up to this fraction, at random, so a fleet restarted "
+        "at once does not re-register in lock-step.")
+    reply_copies: bool = setting(
+        False, convert.boolean,
+        "Servers copy each reply to the registries, so the job history survives a killed "
+        "client (doubles reply traffic).")
+    seed: bool = setting(
+        True, convert.boolean, "Whether `orch registry` asks the live fleet once on start.")
+    job_history: bool = setting(
+        True, convert.boolean, "Whether clients record every request and reply in the store.")
+    job_retention: float = setting(
+        30 * 86400.0, convert.non_negative, "Seconds a job is kept in the history.")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InventorySettings:
-        section: dict[str, Any] = settings.plugin(SECTION)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"plugins.{SECTION}: unknown setting(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for key, value in section.items():
-            values[key] = _convert(key, value, getattr(cls, key))
-        if values.get("registration_jitter", 0.0) >= 1.0:
-            raise ConfigError(f"plugins.{SECTION}.registration_jitter must be below 1")
-        return cls(**values)
-
-
-def _convert(key: str, value: Any, default: Any) -> Any:
-    where = f"plugins.{SECTION}.{key}"
-    if key == "store":
-        if value is None:
-            return None
-        if not isinstance(value, str) or "://" not in value:
-            raise ConfigError(f"{where} must be a store URL such as "
-                              f"sqlite:///var/lib/orch/inventory.db, got {value!r}")
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{where} must be a number of seconds (0 or more), got {value!r}")
-    return float(value)
+        """The checked section (see :meth:`orch.core.config.Settings.section`)."""
+        return settings.section(SECTION, cls)

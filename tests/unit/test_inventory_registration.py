@@ -115,11 +115,11 @@ def test_whatever_arrives_is_refused_with_an_orch_error(raw: bytes) -> None:
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"stor": "x"}, "unknown setting"),
-    ({"store": "no-scheme"}, "must be a store URL"),
+    ({"stor": "x"}, "unknown setting 'plugins.inventory.stor' .did you mean 'store'"),
+    ({"store": "no-scheme"}, "plugins.inventory.store.*expected a store URL"),
     ({"stale_after": -1}, "number of seconds"),
     ({"stale_after": "soon"}, "number of seconds"),
-    ({"job_history": "yes"}, "true or false"),
+    ({"job_history": "maybe"}, "plugins.inventory.job_history"),
     ({"registration_jitter": 1.5}, "below 1"),
 ])
 def test_inventory_settings_name_the_bad_key(section: dict[str, Any], message: str) -> None:
