@@ -843,11 +843,10 @@ def test_an_action_may_be_called_run(runner: ActionRunner) -> None:
         return
     sent = Sent()
     node = make_node(runner, sent, VALIDATORS, {"shell": Shell})
-    started = time.monotonic()
     reply = ask(node, sent, "run", {"command": "uptime"}, agent="shell")
+    # OK with the action's data, not "did not finish within 1s": the action itself ran.
     assert (reply.statuscode, reply.statusmsg, dict(reply.data)) == (
         Status.OK, "OK", {"stdout": "ran uptime"})
-    assert time.monotonic() - started < 0.9
 
 
 # ----------------------------------------------------------------- replies against outputs

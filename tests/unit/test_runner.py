@@ -90,14 +90,17 @@ def test_slow_job_times_out_once_and_late_result_is_discarded() -> None:
             release.wait(WAIT)
             return "late"
 
+        fired_at: list[float] = []
+
         def on_timeout() -> None:
+            fired_at.append(time.monotonic())
             timeout_threads.append(threading.current_thread().name)
             outcomes.on_timeout("slow")()
 
-        started = time.monotonic()
-        runner.submit(slow, soon(0.1), outcomes.on_result("slow"), on_timeout)
+        deadline = soon(0.1)
+        runner.submit(slow, deadline, outcomes.on_result("slow"), on_timeout)
         assert outcomes.wait_for(1)
-        assert 0.09 <= time.monotonic() - started < 2.0
+        assert fired_at[0] >= deadline  # never before its deadline (ordering, not a timing)
         assert outcomes.timeouts == ["slow"]
         assert timeout_threads == ["orch-deadlines"]
 
@@ -196,9 +199,7 @@ def test_shutdown_stops_the_watcher() -> None:
     runner = ActionRunner(workers=2)
     watcher = runner._watcher
     assert watcher.is_alive()
-    started = time.monotonic()
     runner.shutdown(wait=2.0)
-    assert time.monotonic() - started < 1.5
     assert not watcher.is_alive()
 
 
