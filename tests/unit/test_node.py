@@ -323,12 +323,12 @@ def test_wrong_collective_is_dropped(node: Node, sent: Sent) -> None:
     assert stats(node)["dropped"] == 1
 
 
-def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
+def test_replayed_request_is_dropped(node: Node, sent: Sent, runner: ActionRunner) -> None:
     payload = raw(make_request())
     node.handle(payload)
     sent.wait_for(1)
     node.handle(payload)
-    time.sleep(0.05)
+    runner.shutdown(wait=WAIT)  # barrier: every action submitted so far has replied
     assert len(sent.calls) == 1
     assert stats(node)["dropped"] == 1
 
@@ -337,8 +337,8 @@ def test_replayed_request_is_dropped(node: Node, sent: Sent) -> None:
     ("ttl", "NaN"), ("ttl", "Infinity"), ("ttl", "1e999"), ("ttl", "-1e999"),
     ("ttl", "1e12"), ("time", "1e999"), ("time", "-1e999"), ("time", "1e308"),
 ])
-def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, field: str,
-                                                number: str) -> None:
+def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, runner: ActionRunner,
+                                                field: str, number: str) -> None:
     """Python's json reads ``NaN``/``Infinity``, and ``1e999`` overflows to infinity. With
     an infinite ``time`` or ``ttl`` the expiry is NaN or infinite: the request never expires
     and the replay cache never matches it, so the same bytes would be served again and
@@ -351,7 +351,7 @@ def test_request_with_non_finite_ttl_is_dropped(node: Node, sent: Sent, field: s
     payload = Envelope("request", body, {}).encode()
     node.handle(payload)
     node.handle(payload)
-    time.sleep(0.1)
+    runner.shutdown(wait=WAIT)  # barrier: every action submitted so far has replied
     assert sent.calls == []
     assert stats(node)["dropped"] == 2
 
