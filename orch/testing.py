@@ -62,9 +62,9 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pytest
 
@@ -92,9 +92,12 @@ __all__ = [
     "orch_client",
     "orch_fleet",
     "orch_pki",
+    "wait_until",
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The nodes of a fleet started without ``nodes``: two web servers and a database server
 #: in two environments, with Puppet-like classes, so filters have something to choose.
@@ -754,6 +757,26 @@ def data_by_node(result: CallResult, *, ok_only: bool = True) -> dict[str, dict[
     """
     return {name: dict(reply.data) for name, reply in sorted(result.replies.items())
             if reply.ok or not ok_only}
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str,
+               interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    For what a test cannot be told about (a process's log line, a file appearing): fails
+    with ``AssertionError("timed out after Ns waiting for <what>")`` after ``timeout``
+    seconds, so every wait is bounded and says what it was for. Never use it (or a sleep)
+    to prove that something did *not* happen: send a follow-up request and wait for its
+    reply instead — everything sent before it has then been handled.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -30,6 +30,8 @@ from typing import IO, Any
 
 import yaml
 
+from orch.testing import wait_until
+
 BROKERS: dict[str, str] = {
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
     "redis": "redis://127.0.0.1:6379/0",
@@ -46,20 +48,6 @@ CLI_TIMEOUT = 60.0
 #: daemons share a small machine with other test runs; 0.5 s keeps a briefly descheduled
 #: daemon from being "not found".
 DISCOVERY_WINDOW = 0.5
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -796,7 +784,7 @@ class PrivateRabbitMQCluster:
                     raise AssertionError(f"rabbitmqctl {' '.join(args)} on {member.node} "
                                          f"failed:\n{done.stdout}\n{done.stderr}")
             member.wait_up(timeout)
-        wait_for(lambda: self.running_nodes() == {m.node for m in self.members}, timeout,
+        wait_until(lambda: self.running_nodes() == {m.node for m in self.members}, timeout,
                  "every member to show in the cluster status")
 
     def running_nodes(self, via: int | None = None) -> set[str]:
@@ -859,7 +847,7 @@ class PrivateTLSRedis:
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        wait_for(self._accepts, timeout, f"redis-server with TLS on port {self.port}")
+        wait_until(self._accepts, timeout, f"redis-server with TLS on port {self.port}")
 
     def _accepts(self) -> bool:
         assert self.proc is not None
@@ -1017,7 +1005,7 @@ class ApiProcess:
         self._log = open(self.log_file, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
-        wait_for(self._listening, READY_TIMEOUT, f"orch api on port {self.port}")
+        wait_until(self._listening, READY_TIMEOUT, f"orch api on port {self.port}")
 
     def _listening(self) -> bool:
         if self.proc.poll() is not None:
@@ -1076,7 +1064,7 @@ def demo_api(workdir: Path, nodes: int) -> Iterator[tuple[str, str, subprocess.P
         text=True, env=clean_environment({"ORCH_CACHE_DIR": str(workdir)}))
     try:
         pattern = re.compile(r"on (http://\S+)/console/ .*API token: (\S+)")
-        found = wait_for(lambda: pattern.search(proc.stdout.readline() if proc.stdout else ""),
+        found = wait_until(lambda: pattern.search(proc.stdout.readline() if proc.stdout else ""),
                          READY_TIMEOUT + nodes * 0.02, "the demo to print the API address")
         yield found.group(1), found.group(2), proc
     finally:
@@ -1131,7 +1119,7 @@ class RegistryDaemon:
                                          stdin=subprocess.DEVNULL,
                                          env=clean_environment(self.env))
         proc = self.proc
-        wait_for(lambda: "consuming registrations" in self.log() or proc.poll() is not None,
+        wait_until(lambda: "consuming registrations" in self.log() or proc.poll() is not None,
                  READY_TIMEOUT, "orch registry to start")
         assert self.proc.poll() is None, self.log()
         return self

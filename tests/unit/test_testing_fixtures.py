@@ -31,6 +31,7 @@ from orch.testing import (
     data_by_node,
     describe_result,
     node_specs,
+    wait_until,
 )
 
 pytest_plugins = ["orch.testing"]
@@ -392,3 +393,16 @@ def test_fleets_stop_after_the_test(orch_fleet: FleetFactory) -> None:
     assert orch_fleet.fleets == []
     assert fleet.stopped
     fleet.stop()  # a second stop is harmless
+
+
+# ----------------------------------------------------------------------------- waiting
+
+
+def test_wait_until_returns_the_first_truthy_value() -> None:
+    answers = iter([None, 0, "", "ready"])
+    assert wait_until(lambda: next(answers), 5, "the answer", interval=0) == "ready"
+
+
+def test_wait_until_fails_naming_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"timed out after 0s waiting for the moon"):
+        wait_until(lambda: False, 0, "the moon")

@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 from click.testing import CliRunner, Result
-from fakepuppet import argv_log, make_node, summary_document, wait_until
+from fakepuppet import argv_log, make_node, summary_document
 from orch.cli.main import cli
 from orch.core.fleet import NodeSpec
+from orch.testing import wait_until
 from simfleet import SimulatedFleet
 
 

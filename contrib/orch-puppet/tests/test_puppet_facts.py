@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakepuppet import wait_until
 from orch.core.client import Client
 from orch.core.config import load_settings
 from orch.core.errors import ConfigError
 from orch.core.facts import collect_facts
 from orch.core.server import Node, NodeServices
+from orch.testing import wait_until
 
 from orch_puppet.config import PuppetPluginConfig
 from orch_puppet.facts import FacterSource, facts_argv, run_facter
