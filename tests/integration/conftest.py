@@ -31,21 +31,10 @@ from orch_integration import (
     PrivateRabbitMQ,
     PrivateRabbitMQCluster,
     new_collective,
-    purge_broker,
     rabbitmq_tools,
 )
 
-
-def _reachable(url: str) -> str | None:
-    """None if ``url``'s broker accepts a connection, else why not."""
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+from orch.testing import broker_problem, purge_collective
 
 
 def _finish(fleets: Sequence[Fleet]) -> None:
@@ -55,7 +44,7 @@ def _finish(fleets: Sequence[Fleet]) -> None:
         for problem in fleet.stop():
             problems.append(f"{problem}\n{fleet.logs([problem.split()[0]])}")
         with contextlib.suppress(Exception):  # the broker may be down (outage tests)
-            purge_broker(fleet.broker, fleet.collective)
+            purge_collective(fleet.broker, fleet.collective)
     assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
 
 
@@ -65,7 +54,7 @@ def fleet(request: pytest.FixtureRequest,
     """Five daemons with different facts and classes, on the parametrized broker."""
     name = request.param
     url = BROKERS[name]
-    problem = _reachable(url)
+    problem = broker_problem(url)
     if problem is not None:
         pytest.fail(f"{name} broker {url} is not reachable: {problem}")
     fleet = Fleet(url, new_collective(name), tmp_path_factory.mktemp(f"fleet-{name}"))

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import yaml
 
-from orch.testing import wait_until
+from orch.testing import purge_collective, wait_until
 
 BROKERS: dict[str, str] = {
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
@@ -532,27 +532,6 @@ def new_collective(label: str) -> str:
     return f"it{SESSION_TOKEN}-{label}-{uuid.uuid4().hex[:6]}"
 
 
-def purge_broker(broker: str, collective: str) -> None:
-    """Remove what a collective left on the broker (exchanges on RabbitMQ, keys on Redis)."""
-    if broker.startswith("redis"):
-        import redis
-
-        client = redis.Redis.from_url(broker)
-        try:
-            keys = list(client.scan_iter(match=f"*{collective}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-        return
-    from kombu import Connection
-
-    from orch.transports.kombu import request_exchange_name
-
-    with Connection(broker, connect_timeout=5) as conn:
-        conn.channel().exchange_delete(request_exchange_name(collective))
-
-
 # --------------------------------------------------------------------------- RabbitMQ
 
 
@@ -1047,7 +1026,7 @@ def api_fleet(workdir: Path, nodes: Iterable[NodeSpec] = DEFAULT_NODES) -> Itera
         if server is not None:
             server.stop()
         problems = fleet.stop()
-        purge_broker(fleet.broker, fleet.collective)
+        purge_collective(fleet.broker, fleet.collective)
         assert not problems, problems
 
 

@@ -43,10 +43,10 @@ from orch_integration import (
     clean_environment,
     new_collective,
     pip_build_options,
-    purge_broker,
 )
 
 from orch.cli.plugin import plugin
+from orch.testing import broker_problem, purge_collective
 
 pytestmark = pytest.mark.integration
 
@@ -320,21 +320,10 @@ class Node:
         return [(f"{self.collective} {self.identity}", self.log())]
 
 
-def _broker_problem(url: str) -> str | None:
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 @pytest.fixture
 def rabbitmq_node(plugin_env: PluginEnv, tmp_path: Path) -> Iterator[Node]:
     """A started ``orch server`` of the venv on RabbitMQ, secured with ``orch ca`` certs."""
-    problem = _broker_problem(RABBITMQ)
+    problem = broker_problem(RABBITMQ)
     if problem is not None:
         pytest.fail(f"RabbitMQ {RABBITMQ} is not reachable: {problem}")
     node = Node(plugin_env, "demo-node-1", new_collective("scaffold"), tmp_path / "ca",
@@ -354,7 +343,7 @@ def rabbitmq_node(plugin_env: PluginEnv, tmp_path: Path) -> Iterator[Node]:
     finally:
         problem = node.stop()
         with contextlib.suppress(Exception):
-            purge_broker(RABBITMQ, node.collective)
+            purge_collective(RABBITMQ, node.collective)
     assert problem is None, f"{problem}\n{node.log()}"
 
 

@@ -43,7 +43,6 @@ from orch_integration import (
     new_collective,
     node_security_flags,
     orch_argv,
-    purge_broker,
     rabbitmq_tools,
     session_ca,
 )
@@ -55,7 +54,7 @@ from tls_rabbitmq import (
     tls_rabbitmq_unavailable,
 )
 
-from orch.testing import wait_until
+from orch.testing import purge_collective, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -184,7 +183,7 @@ class Lab:
         for broker, collective in self._collectives:
             if broker == PLAIN_BROKER:
                 with contextlib.suppress(Exception):
-                    purge_broker(broker, collective)
+                    purge_collective(broker, collective)
         assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
 
     def failure_logs(self) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from orch.testing import (
     OrchFleet,
     assert_all_failed,
     assert_all_ok,
+    broker_problem,
     data_by_node,
     describe_result,
     node_specs,
@@ -406,3 +408,15 @@ def test_wait_until_returns_the_first_truthy_value() -> None:
 def test_wait_until_fails_naming_what_it_waited_for() -> None:
     with pytest.raises(AssertionError, match=r"timed out after 0s waiting for the moon"):
         wait_until(lambda: False, 0, "the moon")
+
+
+def test_broker_problem_is_none_for_a_broker_that_answers() -> None:
+    assert broker_problem("memory://") is None
+
+
+def test_broker_problem_says_why_a_broker_cannot_be_used() -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        problem = broker_problem(f"amqp://guest:guest@127.0.0.1:{port}//", timeout=1)
+    assert problem is not None and problem.strip()
