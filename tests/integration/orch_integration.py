@@ -376,36 +376,12 @@ class Fleet:
     def wait_ready(self, identities: Sequence[str] | None = None,
                    timeout: float = READY_TIMEOUT) -> None:
         """Poll with direct pings until each of ``identities`` answered (bounded)."""
-        from orch.core.client import Client
-        from orch.core.config import load_settings
-        from orch.core.errors import OrchError
-
-        pending = set(identities if identities is not None else self.alive())
-        settings = load_settings(None, {
-            "broker": self.broker, "collective": self.collective, "discovery_timeout": 1.0,
-            **client_security_settings(),
-        }, environ={})
-        deadline = time.monotonic() + timeout
-        last_error = ""
-        while pending:
-            dead = [i for i in pending if not self.daemons[i].running()]
-            if dead:
-                raise AssertionError(
-                    f"orch server {', '.join(dead)} exited while starting:\n"
-                    + self.logs(dead))
-            if time.monotonic() >= deadline:
-                raise AssertionError(
-                    f"orch server {', '.join(sorted(pending))} not answering pings after "
-                    f"{timeout:g}s (last error: {last_error or 'none'}):\n"
-                    + self.logs(sorted(pending)))
-            try:
-                with Client(settings) as client:
-                    result = client.ping(nodes=sorted(pending))
-                pending -= set(result.replies)
-                last_error = result.error or last_error
-            except OrchError as exc:  # the broker is not reachable (yet)
-                last_error = str(exc)
-                time.sleep(0.2)
+        wait_answering(
+            {"broker": self.broker, "collective": self.collective,
+             **client_security_settings()},
+            identities if identities is not None else self.alive(),
+            running=lambda identity: self.daemons[identity].running(),
+            logs=self.logs, timeout=timeout)
 
     def stop(self) -> list[str]:
         """SIGTERM every daemon (in parallel); return a list of problems, empty if none."""
@@ -526,6 +502,44 @@ def stop_process(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) 
 def identity_args(identities: Iterable[str]) -> list[str]:
     """``-I a -I b …``"""
     return [arg for name in identities for arg in ("-I", name)]
+
+
+def wait_answering(client_settings: Mapping[str, Any], identities: Iterable[str], *,
+                   running: Callable[[str], bool], logs: Callable[[Sequence[str]], str],
+                   timeout: float = READY_TIMEOUT) -> None:
+    """Ping ``identities`` directly until each answered (any status), bounded by
+    ``timeout``; fail at once, with ``logs`` of the dead, if one is no longer ``running``.
+
+    The one readiness check of every suite that starts ``orch server`` processes: a node
+    that answers a direct ping has subscribed, so requests sent after it are not lost.
+    """
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.core.errors import OrchError
+
+    pending = set(identities)
+    settings = load_settings(None, {**client_settings, "discovery_timeout": 1.0},
+                             environ={})
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while pending:
+        dead = sorted(i for i in pending if not running(i))
+        if dead:
+            raise AssertionError(
+                f"orch server {', '.join(dead)} exited while starting:\n" + logs(dead))
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"orch server {', '.join(sorted(pending))} not answering pings after "
+                f"{timeout:g}s (last error: {last_error or 'none'}):\n"
+                + logs(sorted(pending)))
+        try:
+            with Client(settings) as client:
+                result = client.ping(nodes=sorted(pending))
+            pending -= set(result.replies)
+            last_error = result.error or last_error
+        except OrchError as exc:  # the broker is not reachable (yet)
+            last_error = str(exc)
+            time.sleep(0.2)
 
 
 def new_collective(label: str) -> str:

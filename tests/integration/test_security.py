@@ -46,6 +46,9 @@ from orch_integration import (
     rabbitmq_tools,
     session_ca,
 )
+from orch_integration import (
+    wait_answering as wait_answering_as,
+)
 from tls_rabbitmq import (
     TLSRabbitMQ,
     issue,
@@ -200,28 +203,10 @@ def log_tail(daemon: Daemon, lines: int = 40) -> str:
 def wait_answering(daemon: SecurityDaemon, client: Credentials,
                    timeout: float = READY_TIMEOUT) -> None:
     """Poll with direct pings from ``client`` until ``daemon`` answers (any status)."""
-    from orch.core.client import Client
-    from orch.core.config import load_settings
-    from orch.core.errors import OrchError
-
-    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
-                                    "discovery_timeout": 1.0, **client}, environ={})
-    deadline = time.monotonic() + timeout
-    last_error = "none"
-    while True:
-        if not daemon.running():
-            raise AssertionError(f"orch server {daemon.identity} exited while starting:\n"
-                                 f"{log_tail(daemon)}")
-        try:
-            with Client(settings) as orch_client:
-                if daemon.identity in orch_client.ping(nodes=[daemon.identity]).replies:
-                    return
-        except OrchError as exc:
-            last_error = str(exc)
-            time.sleep(0.2)
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"orch server {daemon.identity} not answering after "
-                                 f"{timeout:g}s (last error: {last_error}):\n{log_tail(daemon)}")
+    wait_answering_as(
+        {"broker": daemon.broker, "collective": daemon.collective, **client},
+        [daemon.identity], running=lambda _: daemon.running(),
+        logs=lambda _: log_tail(daemon), timeout=timeout)
 
 
 def audit_records(path: Path, start: int = 0) -> list[dict[str, Any]]:
