@@ -6,8 +6,8 @@ private RabbitMQ node that tests may stop and start.
 * ``run_orch`` — ``run_orch(*args, env=..., input=..., timeout=...)`` for that fleet;
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
-* ``private_rabbitmq`` — a started :class:`orch_integration.PrivateRabbitMQ`;
-* ``rabbitmq_cluster`` — a started three-node :class:`orch_integration.PrivateRabbitMQCluster`;
+* ``private_rabbitmq`` — a started :class:`private_brokers.PrivateRabbitMQ`;
+* ``rabbitmq_cluster`` — a started three-node :class:`private_brokers.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
 On failure, the report gets one section per daemon with its log.
@@ -22,17 +22,8 @@ from typing import Any
 
 import pytest
 from install_support import CleanInstall, build_and_install
-from orch_integration import (
-    BROKERS,
-    DEFAULT_NODES,
-    CliResult,
-    Fleet,
-    FleetFactory,
-    PrivateRabbitMQ,
-    PrivateRabbitMQCluster,
-    new_collective,
-    rabbitmq_tools,
-)
+from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
+from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, rabbitmq_tools
 
 from orch.testing import broker_problem, purge_collective
 

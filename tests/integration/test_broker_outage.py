@@ -14,12 +14,12 @@ from orch_integration import (
     DEFAULT_NODES,
     Fleet,
     FleetFactory,
-    PrivateRabbitMQ,
     clean_environment,
     client_security,
     identity_args,
     orch_argv,
 )
+from private_brokers import PrivateRabbitMQ
 
 from orch.testing import wait_until
 

@@ -16,12 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from orch_integration import (
-    PrivateRabbitMQCluster,
-    clean_environment,
-    new_collective,
-    orch_argv,
-)
+from orch_integration import clean_environment, new_collective, orch_argv
+from private_brokers import PrivateRabbitMQCluster
 
 from orch.sim.facts import node_specs
 from orch.testing import SimProcess, wait_until

@@ -15,13 +15,13 @@ from orch_integration import (
     DEFAULT_NODES,
     FleetFactory,
     NodeSpec,
-    PrivateRabbitMQ,
     clean_environment,
     client_security,
     client_security_settings,
     identity_args,
     orch_argv,
 )
+from private_brokers import PrivateRabbitMQ
 
 from orch.testing import wait_until
 from orch.transports.kombu import node_queue_name, request_exchange_name

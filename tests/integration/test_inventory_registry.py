@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from api_support import RegistryDaemon, inventory_config, postgres_schema
 from orch_integration import (
     BROKERS,
     DEFAULT_NODES,
@@ -17,12 +18,9 @@ from orch_integration import (
     Fleet,
     FleetFactory,
     NodeSpec,
-    RegistryDaemon,
     clean_environment,
     client_security,
-    inventory_config,
     orch_argv,
-    postgres_schema,
 )
 
 from orch.core.config import load_settings

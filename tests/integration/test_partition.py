@@ -10,16 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orch_integration import (
-    DEFAULT_NODES,
-    Daemon,
-    FleetFactory,
-    NetworkNamespace,
-    PrivateRabbitMQ,
-    identity_args,
-    orch_argv,
-    rabbitmq_tools,
-)
+from orch_integration import DEFAULT_NODES, Daemon, FleetFactory, identity_args, orch_argv
+from private_brokers import NetworkNamespace, PrivateRabbitMQ, rabbitmq_tools
 
 from orch.testing import wait_until
 

@@ -37,18 +37,17 @@ from orch_integration import (
     CliResult,
     Daemon,
     NodeSpec,
-    PrivateRabbitMQ,
     clean_environment,
     client_security_settings,
     new_collective,
     node_security_flags,
     orch_argv,
-    rabbitmq_tools,
     session_ca,
 )
 from orch_integration import (
     wait_answering as wait_answering_as,
 )
+from private_brokers import PrivateRabbitMQ, rabbitmq_tools
 from tls_rabbitmq import (
     TLSRabbitMQ,
     issue,
