@@ -62,9 +62,9 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pytest
 
@@ -86,15 +86,20 @@ __all__ = [
     "SimProcess",
     "assert_all_failed",
     "assert_all_ok",
+    "broker_problem",
     "data_by_node",
     "describe_result",
     "node_specs",
     "orch_client",
     "orch_fleet",
     "orch_pki",
+    "purge_collective",
+    "wait_until",
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The nodes of a fleet started without ``nodes``: two web servers and a database server
 #: in two environments, with Puppet-like classes, so filters have something to choose.
@@ -754,6 +759,71 @@ def data_by_node(result: CallResult, *, ok_only: bool = True) -> dict[str, dict[
     """
     return {name: dict(reply.data) for name, reply in sorted(result.replies.items())
             if reply.ok or not ok_only}
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str,
+               interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    For what a test cannot be told about (a process's log line, a file appearing): fails
+    with ``AssertionError("timed out after Ns waiting for <what>")`` after ``timeout``
+    seconds, so every wait is bounded and says what it was for. Never use it (or a sleep)
+    to prove that something did *not* happen: send a follow-up request and wait for its
+    reply instead — everything sent before it has then been handled.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------- brokers
+
+
+def broker_problem(url: str, timeout: float = 3.0) -> str | None:
+    """None if the broker at ``url`` (RabbitMQ or Redis) accepts a connection, else why not.
+
+    For integration suites that need a real broker: fail (or skip) with this reason up
+    front instead of every test timing out on its own.
+    """
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # any reason the broker cannot be used is the answer
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def purge_collective(broker: str, collective: str) -> None:
+    """Remove what ``collective`` left on a real broker: its request exchange on RabbitMQ
+    (queues expire on their own), every key naming it on Redis.
+
+    Test sessions use new collectives; without this each run would leave exchanges (or
+    keys) behind until the broker restarts. Errors are the caller's to suppress.
+    """
+    if broker.startswith(("redis", "rediss")):
+        import redis
+
+        client = redis.Redis.from_url(broker)
+        try:
+            keys = list(client.scan_iter(match=f"*{collective}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+        return
+    from kombu import Connection
+
+    from orch.transports.kombu import request_exchange_name
+
+    with Connection(broker, connect_timeout=5) as conn:
+        conn.channel().exchange_delete(request_exchange_name(collective))
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -6,8 +6,8 @@ private RabbitMQ node that tests may stop and start.
 * ``run_orch`` — ``run_orch(*args, env=..., input=..., timeout=...)`` for that fleet;
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
-* ``private_rabbitmq`` — a started :class:`orch_integration.PrivateRabbitMQ`;
-* ``rabbitmq_cluster`` — a started three-node :class:`orch_integration.PrivateRabbitMQCluster`;
+* ``private_rabbitmq`` — a started :class:`private_brokers.PrivateRabbitMQ`;
+* ``rabbitmq_cluster`` — a started three-node :class:`private_brokers.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
 On failure, the report gets one section per daemon with its log.
@@ -22,30 +22,10 @@ from typing import Any
 
 import pytest
 from install_support import CleanInstall, build_and_install
-from orch_integration import (
-    BROKERS,
-    DEFAULT_NODES,
-    CliResult,
-    Fleet,
-    FleetFactory,
-    PrivateRabbitMQ,
-    PrivateRabbitMQCluster,
-    new_collective,
-    purge_broker,
-    rabbitmq_tools,
-)
+from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
+from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, rabbitmq_tools
 
-
-def _reachable(url: str) -> str | None:
-    """None if ``url``'s broker accepts a connection, else why not."""
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+from orch.testing import broker_problem, purge_collective
 
 
 def _finish(fleets: Sequence[Fleet]) -> None:
@@ -55,7 +35,7 @@ def _finish(fleets: Sequence[Fleet]) -> None:
         for problem in fleet.stop():
             problems.append(f"{problem}\n{fleet.logs([problem.split()[0]])}")
         with contextlib.suppress(Exception):  # the broker may be down (outage tests)
-            purge_broker(fleet.broker, fleet.collective)
+            purge_collective(fleet.broker, fleet.collective)
     assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
 
 
@@ -65,7 +45,7 @@ def fleet(request: pytest.FixtureRequest,
     """Five daemons with different facts and classes, on the parametrized broker."""
     name = request.param
     url = BROKERS[name]
-    problem = _reachable(url)
+    problem = broker_problem(url)
     if problem is not None:
         pytest.fail(f"{name} broker {url} is not reachable: {problem}")
     fleet = Fleet(url, new_collective(name), tmp_path_factory.mktemp(f"fleet-{name}"))

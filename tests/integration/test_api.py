@@ -10,13 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from orch_integration import (
-    API_TOKEN,
-    DEFAULT_NODES,
-    DENIED_TOKEN,
-    ApiProcess,
-    api_fleet,
-)
+from api_support import API_TOKEN, DENIED_TOKEN, ApiProcess, api_fleet
+from orch_integration import DEFAULT_NODES
 
 pytest.importorskip("starlette")
 
@@ -264,7 +259,8 @@ def test_the_listener_serves_https_when_given_a_certificate(api: ApiProcess,
                                                             tmp_path: Path) -> None:
     import ssl
 
-    from orch_integration import api_tokens_file, session_ca
+    from api_support import api_tokens_file
+    from orch_integration import session_ca
 
     from orch.security import pki
 
@@ -293,7 +289,8 @@ def test_orch_demo_serves_the_api_and_console_and_prints_their_address(tmp_path:
     """``orch demo --api`` on memory://: the printed token works, Ctrl-C stops it all."""
     import signal
 
-    from orch_integration import STOP_TIMEOUT, demo_api
+    from api_support import demo_api
+    from orch_integration import STOP_TIMEOUT
 
     with demo_api(tmp_path, 12) as (url, token, proc):
         headers = {"Authorization": f"Bearer {token}"}

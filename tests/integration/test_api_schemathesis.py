@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from orch_integration import API_TOKEN, ApiProcess, api_fleet
+from api_support import API_TOKEN, ApiProcess, api_fleet
 
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("starlette")

@@ -14,13 +14,14 @@ from orch_integration import (
     DEFAULT_NODES,
     Fleet,
     FleetFactory,
-    PrivateRabbitMQ,
     clean_environment,
     client_security,
     identity_args,
     orch_argv,
-    wait_for,
 )
+from private_brokers import PrivateRabbitMQ
+
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def test_daemons_serve_again_after_broker_restart(
     consuming = {name: d.log().count("consuming for") for name, d in fleet.daemons.items()}
 
     broker.stop()
-    wait_for(lambda: all("unavailable" in d.log() for d in fleet.daemons.values()), 30,
+    wait_until(lambda: all("unavailable" in d.log() for d in fleet.daemons.values()), 30,
              "every daemon to notice that the broker is gone")
 
     # A client while the broker is down: a prompt, clear failure that names the broker.
@@ -63,13 +64,13 @@ def test_daemons_serve_again_after_broker_restart(
     assert all(d.running() for d in fleet.daemons.values()), "a daemon died with the broker"
 
     broker.start()
-    wait_for(lambda: all(d.log().count("consuming for") > consuming[name]
+    wait_until(lambda: all(d.log().count("consuming for") > consuming[name]
                          for name, d in fleet.daemons.items()),
              RECOVERY_TIMEOUT, "every daemon to consume again after the broker restart")
     # Consuming again: the very first request must be answered (no reply lost on a stale
     # reply connection).
     first_ok, first_report = ping_all(fleet)
-    wait_for(lambda: ping_all(fleet)[0], RECOVERY_TIMEOUT,
+    wait_until(lambda: ping_all(fleet)[0], RECOVERY_TIMEOUT,
              "the daemons to answer pings again after the broker restart")
     assert first_ok, ("the first ping after the daemons reconnected was not answered by "
                       "every node (later pings were):\n" + first_report)
@@ -100,7 +101,7 @@ def test_client_loses_broker_mid_call(
                                           "ORCH_COLLECTIVE": fleet.collective}),
     )
     try:
-        wait_for(lambda: all(fleet.daemons[n].log().count(marker) > seen[n] for n in names),
+        wait_until(lambda: all(fleet.daemons[n].log().count(marker) > seen[n] for n in names),
                  20, "both daemons to run the ping")
         # The replies leave right after the action ran; let them reach the client. (Nothing
         # observable marks their arrival: the client prints only at the end.)

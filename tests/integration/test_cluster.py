@@ -16,16 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from orch_integration import (
-    PrivateRabbitMQCluster,
-    clean_environment,
-    new_collective,
-    orch_argv,
-    wait_for,
-)
+from orch_integration import clean_environment, new_collective, orch_argv
+from private_brokers import PrivateRabbitMQCluster
 
 from orch.sim.facts import node_specs
-from orch.testing import SimProcess
+from orch.testing import SimProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +122,7 @@ def test_member_dies_during_a_ping_of_500_nodes(
     loop.start()
     assert opened.wait(30), "the ping loop did not connect"
     assert not log.problems, log.problems
-    wait_for(lambda: log.complete, 60, "a first complete ping of every simulated node")
+    wait_until(lambda: log.complete, 60, "a first complete ping of every simulated node")
 
     # The member the pinging client is connected to dies: its reply queue dies with it.
     client = holder[0]
@@ -139,7 +134,7 @@ def test_member_dies_during_a_ping_of_500_nodes(
     cluster.members[victim].kill()
     try:
         try:
-            wait_for(lambda: any(t > killed for t in log.complete)
+            wait_until(lambda: any(t > killed for t in log.complete)
                      and log.calls > calls_before,
                      90, "a complete ping of all 500 nodes after the member died")
         except AssertionError as exc:
@@ -148,7 +143,7 @@ def test_member_dies_during_a_ping_of_500_nodes(
                                  f"sim output:\n" + "\n".join(sim.output[-30:])) from None
         failover = min(t for t in log.complete if t > killed) - killed
         # Traffic goes on through the survivors.
-        wait_for(lambda: len([t for t in log.complete if t > killed]) >= 3, 60,
+        wait_until(lambda: len([t for t in log.complete if t > killed]) >= 3, 60,
                  "three complete pings after the failover")
     finally:
         stop.set()
@@ -160,7 +155,7 @@ def test_member_dies_during_a_ping_of_500_nodes(
     # The member comes back and rejoins; a client that knows only it reaches everyone.
     restarted = time.monotonic()
     cluster.members[victim].start()
-    wait_for(lambda: cluster.running_nodes() == {m.node for m in cluster.members}, 60,
+    wait_until(lambda: cluster.running_nodes() == {m.node for m in cluster.members}, 60,
              "the restarted member to rejoin the cluster")
     rejoined = time.monotonic() - restarted
     only = _client(sim, cluster.members[victim].url)

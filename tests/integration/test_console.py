@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import (
-    API_TOKEN,
-    DEFAULT_NODES,
-    DENIED_TOKEN,
-    ApiProcess,
-    api_fleet,
-    demo_api,
-)
+from api_support import API_TOKEN, DENIED_TOKEN, ApiProcess, api_fleet, demo_api
+from orch_integration import DEFAULT_NODES
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")

@@ -34,8 +34,9 @@ from orch_integration import (
     FleetFactory,
     NodeSpec,
     client_security_settings,
-    wait_for,
 )
+
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -105,17 +106,17 @@ def test_sighup_under_a_call_loop_loses_nothing_and_reloads(
     try:
         for number in range(1, RELOADS + 1):
             seen = loop.answered
-            wait_for(lambda seen=seen: loop.answered > seen, READY_TIMEOUT,  # type: ignore[misc]
+            wait_until(lambda seen=seen: loop.answered > seen, READY_TIMEOUT,  # type: ignore[misc]
                      "the call loop to get a reply")
             if number == RELOADS:  # the last reload changes what a reload may change
                 daemon.facts_file.write_text(yaml.safe_dump({"role": "after"}))
                 daemon.classes_file.write_text("base\nreloaded\n")
                 write_config(config, policy_dir=str(tmp_path / "strict"))
             os.kill(daemon.pid, signal.SIGHUP)
-            wait_for(lambda n=number: log_count(daemon, "reloaded settings") >= n,  # type: ignore[misc]
+            wait_until(lambda n=number: log_count(daemon, "reloaded settings") >= n,  # type: ignore[misc]
                      READY_TIMEOUT, f"reload {number} to be logged")
         seen = loop.answered
-        wait_for(lambda: loop.answered > seen, READY_TIMEOUT, "a reply after the last reload")
+        wait_until(lambda: loop.answered > seen, READY_TIMEOUT, "a reply after the last reload")
     finally:
         loop.halt.set()
         loop.join(STOP_TIMEOUT)
@@ -135,7 +136,7 @@ def test_sighup_under_a_call_loop_loses_nothing_and_reloads(
     # A config broken on disk: reported, nothing changes, the daemon keeps answering.
     config.write_text("policy_dir: [not, a, path\n")
     os.kill(daemon.pid, signal.SIGHUP)
-    wait_for(lambda: "configuration not reloaded" in daemon.log(), READY_TIMEOUT,
+    wait_until(lambda: "configuration not reloaded" in daemon.log(), READY_TIMEOUT,
              "the broken config to be reported")
     with client(fleet.broker, fleet.collective) as c:
         still = c.call("rpcutil", "inventory", nodes=[NODE.identity])
@@ -194,7 +195,7 @@ class Holder:
 
         self.thread = threading.Thread(target=call, daemon=True)
         self.thread.start()
-        wait_for(lambda: "running holder.hold" in daemon.log(), READY_TIMEOUT,
+        wait_until(lambda: "running holder.hold" in daemon.log(), READY_TIMEOUT,
                  "the holding action to start")
 
     def finish(self) -> Any:
@@ -225,7 +226,7 @@ def test_sigterm_lets_a_running_action_finish_and_reply(fleet_factory: FleetFact
     daemon = holding_fleet(fleet_factory, holder, "term-finish", ORCH_SHUTDOWN_TIMEOUT="30")
     holder.start(daemon)
     daemon.terminate()
-    wait_for(lambda: "stopping: finishing 1 admitted action(s), up to 30s" in daemon.log(),
+    wait_until(lambda: "stopping: finishing 1 admitted action(s), up to 30s" in daemon.log(),
              READY_TIMEOUT, "the daemon to start stopping")
     result = holder.finish()  # released only now: it finishes after SIGTERM
     daemon.wait_stopped()

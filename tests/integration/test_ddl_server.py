@@ -33,6 +33,7 @@ from orch.core.hookspecs import hookimpl
 from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.ddl.model import AgentDDL, load_ddl
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -294,9 +295,7 @@ def test_reply_that_breaks_the_ddl_is_flagged_by_client_and_daemon(
     def logged() -> bool:
         return "ddltest.report reply does not match its DDL" in ddl_server.log()
 
-    deadline = time.monotonic() + 5
-    while not logged() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(logged, 5, "the node to log the reply's DDL mismatch")
     line = next(x for x in ddl_server.log().splitlines() if "does not match its DDL" in x)
     assert f"node={IDENTITY}" in line and "debug_dump" in line and "output 'load'" in line
 

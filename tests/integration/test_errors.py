@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from orch_integration import free_port, run_orch
+from orch_integration import run_orch
+from private_brokers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,15 +15,15 @@ from orch_integration import (
     DEFAULT_NODES,
     FleetFactory,
     NodeSpec,
-    PrivateRabbitMQ,
     clean_environment,
     client_security,
     client_security_settings,
     identity_args,
     orch_argv,
-    wait_for,
 )
+from private_brokers import PrivateRabbitMQ
 
+from orch.testing import wait_until
 from orch.transports.kombu import node_queue_name, request_exchange_name
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_node_queue_survives_a_dropped_connection(
     try:
         closed = broker.ctl("close_all_connections", "fault injection")
         assert closed.returncode == 0, closed.stderr
-        wait_for(lambda: _queues(broker).get(queue) == (0, 0), 20,
+        wait_until(lambda: _queues(broker).get(queue) == (0, 0), 20,
                  "the node queue to be left, empty, without a consumer")
         with _client(broker.url, fleet.collective) as client:
             assert isinstance(client, Client)
@@ -73,7 +73,7 @@ def test_node_queue_survives_a_dropped_connection(
             for targets, payload in payloads:
                 for identity in targets:
                     client.channel.direct(identity, payload, request.ttl)
-            wait_for(lambda: _queues(broker).get(queue) == (1, 0), 20,
+            wait_until(lambda: _queues(broker).get(queue) == (1, 0), 20,
                      "the request to wait in the queue of the disconnected daemon")
             os.kill(daemon.pid, signal.SIGCONT)
             result = client.collect(request, [daemon.identity], 30, started=started)
@@ -82,7 +82,7 @@ def test_node_queue_survives_a_dropped_connection(
     assert set(result.replies) == {daemon.identity}, (result.missing, result.error,
                                                       daemon.log())
     assert result.replies[daemon.identity].ok
-    wait_for(lambda: daemon.log().count("consuming for") > consuming, 10,
+    wait_until(lambda: daemon.log().count("consuming for") > consuming, 10,
              "the daemon to log its reconnect")
     print(f"\nqueued request answered {time.monotonic() - started:.2f}s after it was "
           "sent to a disconnected daemon")
@@ -110,7 +110,7 @@ def test_redis_sweeps_the_queue_of_a_killed_node(fleet_factory: FleetFactory) ->
         assert bound(), "the killed node's binding should still be there right after"
         killed = time.monotonic()
         # Broadcasts go on while nobody serves the victim; it must stop collecting them.
-        wait_for(lambda: fleet.run_orch("ping", timeout=30).rc == 0 and not bound(),
+        wait_until(lambda: fleet.run_orch("ping", timeout=30).rc == 0 and not bound(),
                  10 * expiry + 30, "the killed node's binding to be swept")
         swept_after = time.monotonic() - killed
         for _ in range(3):
@@ -143,7 +143,7 @@ def test_nodes_killed_during_a_call_are_reported_missing(
                                "ORCH_COLLECTIVE": fleet.collective}))
     try:
         # The others' replies come first: the call is under way when the victims die.
-        wait_for(lambda: all("running rpcutil.ping" in d.log() or d in victims
+        wait_until(lambda: all("running rpcutil.ping" in d.log() or d in victims
                              for d in fleet.daemons.values()) or proc.poll() is not None,
                  20, "the live daemons to run the ping", interval=0.05)
         for victim in victims:

@@ -13,12 +13,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from orch_integration import (
-    DEFAULT_NODES,
-    FleetFactory,
-    PrivateRabbitMQ,
-    client_security_settings,
-)
+from orch_integration import DEFAULT_NODES, FleetFactory, client_security_settings
+from private_brokers import PrivateRabbitMQ
 
 pytestmark = pytest.mark.integration
 

@@ -28,6 +28,7 @@ from orch_integration import (
     client_security_settings,
 )
 
+from orch.testing import wait_until
 from orch.transports.kombu import node_queue_name, request_exchange_name
 
 pytestmark = pytest.mark.integration
@@ -164,9 +165,7 @@ def test_hostile_messages_everywhere_while_a_workload_runs(hostile_fleet: Fleet)
     worker = threading.Thread(target=_workload, args=(fleet, stop, problems, calls, holder),
                               daemon=True)
     worker.start()
-    deadline = time.monotonic() + 30
-    while not holder and time.monotonic() < deadline and worker.is_alive():
-        time.sleep(0.05)
+    wait_until(lambda: holder or not worker.is_alive(), 30, "the workload's first client")
     assert holder, problems
     hostile = Hostile(fleet, holder[0])
     started = time.monotonic()

@@ -33,10 +33,11 @@ from orch_integration import (
     READY_TIMEOUT,
     STOP_TIMEOUT,
     new_collective,
-    purge_broker,
     run_orch,
     session_ca,
 )
+
+from orch.testing import purge_collective
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +200,7 @@ def test_daemon_and_client_from_the_installed_entry_points(
         if proc.poll() is None:
             proc.kill()
             proc.wait(STOP_TIMEOUT)
-        purge_broker(broker, collective)
+        purge_collective(broker, collective)
     text = log_file.read_text()
     assert "Traceback" not in text and f"node={IDENTITY} stopped" in text, text
     assert os.stat(layout.cache).st_mode & 0o077 == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from api_support import RegistryDaemon, inventory_config, postgres_schema
 from orch_integration import (
     BROKERS,
     DEFAULT_NODES,
@@ -17,18 +18,15 @@ from orch_integration import (
     Fleet,
     FleetFactory,
     NodeSpec,
-    RegistryDaemon,
     clean_environment,
     client_security,
-    inventory_config,
     orch_argv,
-    postgres_schema,
-    wait_for,
 )
 
 from orch.core.config import load_settings
 from orch.core.inventory import InventoryStore, JobRecord
 from orch.core.plugins import default_registry
+from orch.testing import wait_until
 
 BROKER = BROKERS["rabbitmq"]
 
@@ -65,7 +63,7 @@ def registered_fleet(fleet_factory: FleetFactory, store_url: str,
     registry = RegistryDaemon(BROKER, fleet.collective, store_url, tmp_path).start()
     try:
         fleet.add(DEFAULT_NODES)
-        wait_for(lambda: len(stored(store_url)) == len(DEFAULT_NODES), READY_TIMEOUT,
+        wait_until(lambda: len(stored(store_url)) == len(DEFAULT_NODES), READY_TIMEOUT,
                  "every node registered")
         yield fleet, store_url, config
     finally:
@@ -84,7 +82,7 @@ def test_nodes_register_on_start_and_again_when_facts_change(
     daemon.facts_file.write_text(yaml.safe_dump({**fleet.spec("web1").facts, "role": "edge"}))
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: stored(url)["web1"]["facts"]["role"] == "edge", READY_TIMEOUT,
+    wait_until(lambda: stored(url)["web1"]["facts"]["role"] == "edge", READY_TIMEOUT,
              "web1's new facts in the store")
 
     result = fleet.run_orch("nodes", "-F", "role=edge", "--fact", "datacenter", "--json",
@@ -177,13 +175,13 @@ def test_a_job_survives_its_client_being_killed(
                         store.close()
                 return check
 
-            wait_for(replied_by("web1"), READY_TIMEOUT, "the job and web1's reply stored")
+            wait_until(replied_by("web1"), READY_TIMEOUT, "the job and web1's reply stored")
         finally:
             client.kill()
             client.wait(timeout=10)
     finally:
         web2.send_signal(signal.SIGCONT)
-    job = wait_for(replied_by("web1", "web2"), READY_TIMEOUT,
+    job = wait_until(replied_by("web1", "web2"), READY_TIMEOUT,
                    "web2's late reply recorded by the registry")[0]
     shown = fleet.run_orch("jobs", "show", job.request_id, "--json",
                            env={"ORCH_CONFIG": str(config)})
@@ -202,10 +200,10 @@ def test_two_registries_share_one_postgresql(fleet_factory: FleetFactory,
         second = RegistryDaemon(BROKER, fleet.collective, url, tmp_path, "second").start()
         try:
             fleet.add(DEFAULT_NODES[:2])
-            wait_for(lambda: len(stored(url)) == 2, READY_TIMEOUT, "two nodes registered")
+            wait_until(lambda: len(stored(url)) == 2, READY_TIMEOUT, "two nodes registered")
             assert first.stop() == 0, first.log()
             fleet.add([NodeSpec("late1", {"role": "late"}, ("base",))])
-            wait_for(lambda: "late1" in stored(url), READY_TIMEOUT,
+            wait_until(lambda: "late1" in stored(url), READY_TIMEOUT,
                      "a node registered through the remaining registry")
             assert "stored" in second.log()
         finally:
@@ -246,7 +244,7 @@ def test_a_new_node_is_discoverable_from_the_inventory(
                                 "--json", env={"ORCH_CONFIG": str(config)})
         return bool(result.rc == 0 and result.json()["nodes"] == ["fresh1"])
 
-    wait_for(found, READY_TIMEOUT, "fresh1 found by inventory discovery")
+    wait_until(found, READY_TIMEOUT, "fresh1 found by inventory discovery")
 
 
 def test_a_registry_started_after_the_fleet_knows_it_at_once(
@@ -259,7 +257,7 @@ def test_a_registry_started_after_the_fleet_knows_it_at_once(
                           env={"ORCH_CONFIG": str(config)})
     registry = RegistryDaemon(BROKER, fleet.collective, store, tmp_path).start()
     try:
-        wait_for(lambda: sorted(stored(store)) == sorted(fleet.alive()), READY_TIMEOUT,
+        wait_until(lambda: sorted(stored(store)) == sorted(fleet.alive()), READY_TIMEOUT,
                  "the fleet seeded into the store")
         assert stored(store)["db1"]["facts"]["role"] == "db"
     finally:

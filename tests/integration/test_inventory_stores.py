@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orch_integration import postgres_schema
+from api_support import postgres_schema
 
 from orch.core.config import load_settings
 from orch.core.errors import ConfigError

@@ -16,12 +16,11 @@ from orch_integration import (
     clean_environment,
     new_collective,
     orch_argv,
-    purge_broker,
     run_orch,
 )
 
 from orch.sim.facts import node_specs
-from orch.testing import SimProcess
+from orch.testing import SimProcess, purge_collective
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
         yield process
     finally:
         problems = process.stop()
-        purge_broker(BROKERS["rabbitmq"], collective)
+        purge_collective(BROKERS["rabbitmq"], collective)
     assert problems == []
 
 
@@ -106,7 +105,7 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
         assert process.stop() == []  # SIGTERM; no worker outlives the simulation
         assert process.process.returncode == 0
     finally:
-        purge_broker(BROKERS["rabbitmq"], collective)
+        purge_collective(BROKERS["rabbitmq"], collective)
 
 
 def test_unreachable_broker_is_a_usage_error(tmp_path: Path) -> None:

@@ -10,17 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orch_integration import (
-    DEFAULT_NODES,
-    Daemon,
-    FleetFactory,
-    NetworkNamespace,
-    PrivateRabbitMQ,
-    identity_args,
-    orch_argv,
-    rabbitmq_tools,
-    wait_for,
-)
+from orch_integration import DEFAULT_NODES, Daemon, FleetFactory, identity_args, orch_argv
+from private_brokers import NetworkNamespace, PrivateRabbitMQ, rabbitmq_tools
+
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +80,7 @@ def test_partitioned_nodes_are_missing_then_answer_after_the_heal(
         assert sorted(r["sender"] for r in document["replies"]) == outside
         assert result.elapsed < TIMEOUT + 10, f"the call took {result.elapsed:.1f}s"
         # The daemons behind the cut notice it by their heartbeats.
-        wait_for(lambda: all("unavailable" in fleet.daemons[n].log() for n in behind),
+        wait_until(lambda: all("unavailable" in fleet.daemons[n].log() for n in behind),
                  6 * HEARTBEAT + 20, "the partitioned daemons to notice the cut")
     finally:
         namespace.heal()
@@ -98,7 +91,7 @@ def test_partitioned_nodes_are_missing_then_answer_after_the_heal(
                               "--timeout", str(TIMEOUT), timeout=60)
         return ping.rc == 0 and sorted(r["sender"] for r in ping.json()["replies"]) == everyone
 
-    wait_for(all_answer, 60, "the partitioned daemons to answer again after the heal",
+    wait_until(all_answer, 60, "the partitioned daemons to answer again after the heal",
              interval=0.2)
     again = time.monotonic() - healed
     for name in everyone:

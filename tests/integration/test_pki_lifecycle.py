@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import node_security_flags, session_ca, wait_for
+from orch_integration import node_security_flags, session_ca
 from test_security import (
     Lab,
     SecurityDaemon,
@@ -38,6 +38,8 @@ from test_security import (
     x509_settings,
 )
 from tls_rabbitmq import TLSRabbitMQ, identity_permissions, issue
+
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 #: test_security's fixtures, used here by name (one TLS broker for this module).
@@ -62,7 +64,7 @@ def sighup_and_wait(daemon: SecurityDaemon, what: str = "x509: reloaded certific
     """SIGHUP the daemon and wait (bounded) for the log line that says it reloaded."""
     before = daemon.log().count(what)
     os.kill(daemon.pid, signal.SIGHUP)
-    wait_for(lambda: daemon.log().count(what) > before, 15, f"{daemon.identity} to reload")
+    wait_until(lambda: daemon.log().count(what) > before, 15, f"{daemon.identity} to reload")
 
 
 def client_settings(broker: TLSRabbitMQ, collective: str, credentials: dict[str, str],
@@ -118,7 +120,7 @@ def test_revoked_client_is_refused_by_every_node_and_cut_at_the_broker(
     fingerprint = next(c["fingerprint"] for c in ca_cli(
         tls_broker.ca_dir, "list", "--json").json() if c["name"] == "lc-carol")
     for daemon in nodes:
-        record = wait_for(lambda d=daemon: next(
+        record = wait_until(lambda d=daemon: next(
             (r for r in audit_records(d.audit_file, starts[d.identity])
              if r["decision"] == "revoked"), None), 15, f"{daemon.identity}'s revoked audit")
         assert record["caller"] == "cert=lc-carol", record
@@ -147,7 +149,7 @@ def test_revoked_client_is_refused_by_every_node_and_cut_at_the_broker(
                 return True
             return False
 
-        wait_for(cut, 15, "the broker to close the revoked client's open connection")
+        wait_until(cut, 15, "the broker to close the revoked client's open connection")
     result = orch_cli("ping", "--timeout", "1", env=env, timeout=30)
     # The broker user is gone: the broker refuses the certificate's login.
     assert result.rc != 0 and "refused the credentials" in result.stderr, result.describe()
@@ -264,7 +266,7 @@ def test_node_certificate_rotated_with_sighup_while_calls_run(
     worker = threading.Thread(target=loop, name="call-loop")
     worker.start()
     try:
-        wait_for(lambda: len(outcomes) >= 5 or errors, 30, "calls before the rotation")
+        wait_until(lambda: len(outcomes) >= 5 or errors, 30, "calls before the rotation")
         renewed = ca_cli(tls_broker.ca_dir, "renew", "lc-rot")
         assert renewed.rc == 0, renewed.describe()
         new_serial = next(c["serial"] for c in ca_cli(
@@ -274,7 +276,7 @@ def test_node_certificate_rotated_with_sighup_while_calls_run(
         assert any(f"serial {new_serial}" in line for line in daemon.log().splitlines()
                    if "reloaded certificate" in line), daemon.log()
         count = len(outcomes)
-        wait_for(lambda: len(outcomes) >= count + 5 or errors, 30, "calls after the rotation")
+        wait_until(lambda: len(outcomes) >= count + 5 or errors, 30, "calls after the rotation")
     finally:
         stop.set()
         worker.join(60)

@@ -8,12 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orch_integration import (
-    DEFAULT_NODES,
-    FleetFactory,
-    PrivateTLSRedis,
-    identity_args,
-)
+from orch_integration import DEFAULT_NODES, FleetFactory, identity_args
+from private_brokers import PrivateTLSRedis
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from orch_integration import (
     NodeSpec,
     client_security_settings,
     identity_args,
-    wait_for,
 )
 
 from orch.core.protocol import PROTOCOL_VERSION
+from orch.testing import wait_until
 from orch.transports.kombu import node_queue_name
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ def test_sighup_reloads_facts_and_classes(fleet_factory: FleetFactory, broker: s
         rc, stdout, _ = fleet.run_orch("find", "-F", "role=new", "-C", "after")
         return rc == 0 and stdout.split() == ["reloader"]
 
-    wait_for(reloaded, 20, "the daemon to serve its new facts after SIGHUP")
+    wait_until(reloaded, 20, "the daemon to serve its new facts after SIGHUP")
     assert daemon.running()
     rc, stdout, _ = fleet.run_orch("find", "-C", "before", "--discovery-timeout", "1")
     assert (rc, stdout.strip()) == (1, "")

@@ -43,10 +43,11 @@ from orch_integration import (
     clean_environment,
     new_collective,
     pip_build_options,
-    purge_broker,
+    wait_answering,
 )
 
 from orch.cli.plugin import plugin
+from orch.testing import broker_problem, purge_collective
 
 pytestmark = pytest.mark.integration
 
@@ -266,30 +267,9 @@ class Node:
 
     def wait_ready(self, client_settings: Mapping[str, Any]) -> None:
         """Ping the node directly until it answers (bounded), failing early if it exits."""
-        from orch.core.client import Client
-        from orch.core.config import load_settings
-        from orch.core.errors import OrchError
-
-        settings = load_settings(overrides={**client_settings, "discovery_timeout": 1.0},
-                                 environ={})
-        deadline = time.monotonic() + READY_TIMEOUT
-        last_error = "none"
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"orch server exited with {self.proc.returncode} while "
-                                     f"starting:\n{self.log()}")
-            try:
-                with Client(settings) as client:
-                    if client.ping(nodes=[self.identity]).replies:
-                        return
-            except OrchError as exc:  # the broker is not reachable (yet)
-                last_error = str(exc)
-                time.sleep(0.2)
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"orch server not answering pings after "
-                                     f"{READY_TIMEOUT:g}s (last error: {last_error}):\n"
-                                     f"{self.log()}")
+        wait_answering(client_settings, [self.identity],
+                       running=lambda _: self.proc is not None and self.proc.poll() is None,
+                       logs=lambda _: self.log(), timeout=READY_TIMEOUT)
 
     def stop(self) -> str | None:
         """SIGTERM, then SIGKILL past the timeout; returns a problem or None."""
@@ -320,21 +300,10 @@ class Node:
         return [(f"{self.collective} {self.identity}", self.log())]
 
 
-def _broker_problem(url: str) -> str | None:
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 @pytest.fixture
 def rabbitmq_node(plugin_env: PluginEnv, tmp_path: Path) -> Iterator[Node]:
     """A started ``orch server`` of the venv on RabbitMQ, secured with ``orch ca`` certs."""
-    problem = _broker_problem(RABBITMQ)
+    problem = broker_problem(RABBITMQ)
     if problem is not None:
         pytest.fail(f"RabbitMQ {RABBITMQ} is not reachable: {problem}")
     node = Node(plugin_env, "demo-node-1", new_collective("scaffold"), tmp_path / "ca",
@@ -354,7 +323,7 @@ def rabbitmq_node(plugin_env: PluginEnv, tmp_path: Path) -> Iterator[Node]:
     finally:
         problem = node.stop()
         with contextlib.suppress(Exception):
-            purge_broker(RABBITMQ, node.collective)
+            purge_collective(RABBITMQ, node.collective)
     assert problem is None, f"{problem}\n{node.log()}"
 
 

@@ -37,17 +37,17 @@ from orch_integration import (
     CliResult,
     Daemon,
     NodeSpec,
-    PrivateRabbitMQ,
     clean_environment,
     client_security_settings,
     new_collective,
     node_security_flags,
     orch_argv,
-    purge_broker,
-    rabbitmq_tools,
     session_ca,
-    wait_for,
 )
+from orch_integration import (
+    wait_answering as wait_answering_as,
+)
+from private_brokers import PrivateRabbitMQ, rabbitmq_tools
 from tls_rabbitmq import (
     TLSRabbitMQ,
     issue,
@@ -55,6 +55,8 @@ from tls_rabbitmq import (
     tls_probe,
     tls_rabbitmq_unavailable,
 )
+
+from orch.testing import purge_collective, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +185,7 @@ class Lab:
         for broker, collective in self._collectives:
             if broker == PLAIN_BROKER:
                 with contextlib.suppress(Exception):
-                    purge_broker(broker, collective)
+                    purge_collective(broker, collective)
         assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
 
     def failure_logs(self) -> list[tuple[str, str]]:
@@ -200,28 +202,10 @@ def log_tail(daemon: Daemon, lines: int = 40) -> str:
 def wait_answering(daemon: SecurityDaemon, client: Credentials,
                    timeout: float = READY_TIMEOUT) -> None:
     """Poll with direct pings from ``client`` until ``daemon`` answers (any status)."""
-    from orch.core.client import Client
-    from orch.core.config import load_settings
-    from orch.core.errors import OrchError
-
-    settings = load_settings(None, {"broker": daemon.broker, "collective": daemon.collective,
-                                    "discovery_timeout": 1.0, **client}, environ={})
-    deadline = time.monotonic() + timeout
-    last_error = "none"
-    while True:
-        if not daemon.running():
-            raise AssertionError(f"orch server {daemon.identity} exited while starting:\n"
-                                 f"{log_tail(daemon)}")
-        try:
-            with Client(settings) as orch_client:
-                if daemon.identity in orch_client.ping(nodes=[daemon.identity]).replies:
-                    return
-        except OrchError as exc:
-            last_error = str(exc)
-            time.sleep(0.2)
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"orch server {daemon.identity} not answering after "
-                                 f"{timeout:g}s (last error: {last_error}):\n{log_tail(daemon)}")
+    wait_answering_as(
+        {"broker": daemon.broker, "collective": daemon.collective, **client},
+        [daemon.identity], running=lambda _: daemon.running(),
+        logs=lambda _: log_tail(daemon), timeout=timeout)
 
 
 def audit_records(path: Path, start: int = 0) -> list[dict[str, Any]]:
@@ -241,7 +225,7 @@ def wait_audit(path: Path, predicate: Callable[[dict[str, Any]], bool], what: st
     def find() -> dict[str, Any] | None:
         return next((r for r in audit_records(path, start) if predicate(r)), None)
 
-    record: dict[str, Any] = wait_for(find, timeout, what)
+    record: dict[str, Any] = wait_until(find, timeout, what)
     return record
 
 
@@ -374,7 +358,7 @@ def test_broker_tls_refuses_connection_without_client_certificate(
         kombu_connect(tls_broker.url, {"ca_certs": str(tls_broker.ca_file),
                                        "cert_reqs": ssl.CERT_REQUIRED})
     # The broker says why, once per attempt.
-    wait_for(lambda: refusals() >= before + 2, 10,
+    wait_until(lambda: refusals() >= before + 2, 10,
              "RabbitMQ to log 'Certificate required' for both attempts")
 
     # There is no plain AMQP listener: the only way in is TLS.
@@ -439,7 +423,7 @@ def test_broker_tls_refuses_certificate_from_another_ca(
                                        "ca_certs": str(tls_broker.ca_file),
                                        "cert_reqs": ssl.CERT_REQUIRED})
     assert tls_probe(tls_broker.port, tls_broker.ca_file, cert, key) is not None
-    wait_for(lambda: tls_broker.broker_log().count("Unknown CA") >= before + 2, 10,
+    wait_until(lambda: tls_broker.broker_log().count("Unknown CA") >= before + 2, 10,
              "RabbitMQ to log 'Unknown CA' for both attempts")
 
     # The orch client: its tls_ca holds both CAs, so it starts and trusts the broker; the
@@ -468,7 +452,7 @@ def test_broker_tls_certificate_without_rabbitmq_user_is_refused(
     assert "a user of the certificate's name" in result.stderr, result.describe()
     assert f"127.0.0.1:{tls_broker.port}" in result.stderr, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
-    wait_for(lambda: "tls-nobody" in tls_broker.broker_log(), 10,
+    wait_until(lambda: "tls-nobody" in tls_broker.broker_log(), 10,
              "RabbitMQ to log the refused login of tls-nobody")
 
 
@@ -1040,7 +1024,7 @@ def test_audit_log_records_redacts_and_reopens_on_sighup(lab: Lab, tmp_path: Pat
     rotated = audit.with_name("audit.log.1")
     audit.rename(rotated)
     os.kill(daemon.pid, signal.SIGHUP)
-    wait_for(audit.exists, 10, "the daemon to reopen the audit log after SIGHUP")
+    wait_until(audit.exists, 10, "the daemon to reopen the audit log after SIGHUP")
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600
     after = orch_cli("rpc", "rpcutil", "ping", "-I", daemon.identity, "--json",
                      env=ping_env(daemon, alice))
@@ -1099,7 +1083,7 @@ def test_audit_log_sighup_while_requests_arrive(lab: Lab,
         daemon.broker, daemon.collective, daemon.identity, stop)), daemon=True)
     flood.start()
     try:
-        wait_for(lambda: daemon.audit_file.stat().st_size > 10_000, 20,
+        wait_until(lambda: daemon.audit_file.stat().st_size > 10_000, 20,
                  "the daemon to audit the flood of requests")
         deadline = time.monotonic() + 4.0
         while time.monotonic() < deadline and daemon.running():
@@ -1234,7 +1218,7 @@ def test_puppet_ssldir_with_rsa_keys(lab: Lab, tmp_path: Path) -> None:
     result = orch_cli("ping", "-I", node, "--json", "--timeout", str(SILENCE_TIMEOUT),
                       env=ping_env(daemon, impostor))
     assert_not_answered(result, node)
-    wait_for(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
+    wait_until(lambda: f"certificate '{other_node}' is a node certificate" in daemon.log(), 10,
              "the daemon to log the rejected node certificate")
 
 

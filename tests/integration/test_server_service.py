@@ -14,8 +14,9 @@ from orch_integration import (
     clean_environment,
     new_collective,
     orch_argv,
-    wait_for,
 )
+
+from orch.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_pidfile_readiness_and_systemd_notification(tmp_path: Path) -> None:
         message = listener.recv(4096).decode()
         assert "READY=1" in message
         assert pidfile.read_text().strip() == str(daemon.pid)
-        wait_for(lambda: "node=svc1 ready" in daemon.log(), 10, "the ready log line")
+        wait_until(lambda: "node=svc1 ready" in daemon.log(), 10, "the ready log line")
         second = subprocess.run(
             [*orch_argv(), "server", "--identity", "svc2", "--broker", BROKERS["rabbitmq"],
              "--security", "insecure", "--pidfile", str(pidfile)],

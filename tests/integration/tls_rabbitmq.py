@@ -17,7 +17,7 @@ and can sign neither requests nor replies. The CA is RSA (``orch ca init --key-t
 every Erlang/OTP build can use it (some cannot use Ed25519 certificates for TLS). The TLS
 listener also listens on :data:`OTHER_ADDRESS`, a name the certificate does not carry.
 
-The node reuses :class:`orch_integration.PrivateRabbitMQ`'s way of running RabbitMQ as the
+The node reuses :class:`private_brokers.PrivateRabbitMQ`'s way of running RabbitMQ as the
 current user with its own node name, ports, data and log directories, and its bounded,
 polling start and process-group cleanup.
 """
@@ -34,7 +34,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from orch_integration import PrivateRabbitMQ, orch_argv, rabbitmq_tools
+from orch_integration import orch_argv
+from private_brokers import PrivateRabbitMQ, rabbitmq_tools
 
 #: The plugin that provides the EXTERNAL (certificate) login mechanism.
 SSL_AUTH_PLUGIN = "rabbitmq_auth_mechanism_ssl"

@@ -6,7 +6,6 @@ import functools
 import json
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,15 +101,33 @@ def test_ping_finds_every_node(client: Client) -> None:
     assert result.error is None
     assert all(reply.ok and "pong" in reply.data for reply in result.replies.values())
     assert set(result.rtt) == set(ALL)
-    # A broadcast ends once replies stop coming, not at the discovery timeout.
-    assert result.elapsed < client.settings.discovery_timeout
+
+
+def test_a_broadcast_ends_when_replies_stop_not_at_its_timeout(settings: Settings,
+                                                               fleet: Fleet) -> None:
+    # With an hour-long discovery timeout, returning at all proves the quiet window ended
+    # collection; how long the window took is bench/'s business.
+    with Client(settings.with_values({"discovery_timeout": 3600.0}, "test")) as client:
+        result = client.ping()
+    assert sorted(result.replies) == ALL and result.cut_short is None
+    assert result.elapsed < 3600.0
 
 
 def test_ping_known_nodes_returns_when_all_answered(client: Client) -> None:
     result = client.ping(nodes=["web1", "db1"])
     assert sorted(result.replies) == ["db1", "web1"]
     assert result.expected == ["db1", "web1"]
-    assert result.elapsed < client.settings.discovery_timeout * 0.5
+
+
+def test_known_nodes_are_not_waited_for_once_all_answered(settings: Settings,
+                                                          fleet: Fleet) -> None:
+    # An hour-long timeout: the call returns because every expected node answered.
+    with Client(settings.with_values({"discovery_timeout": 3600.0, "timeout": 3600.0},
+                                     "test")) as client:
+        result = client.ping(nodes=["web1", "db1"])
+        called = client.call("rpcutil", "ping", nodes=["web1", "db1"])
+    assert sorted(result.replies) == ["db1", "web1"] and result.elapsed < 3600.0
+    assert sorted(called.replies) == ["db1", "web1"] and called.elapsed < 3600.0
 
 
 def test_ping_with_filter(client: Client) -> None:
@@ -153,14 +170,10 @@ def test_discovery_uses_the_client_filter_engine(client: Client) -> None:
 def test_call_with_known_nodes_returns_as_soon_as_all_replied(client: Client) -> None:
     timeout = client.call_timeout("rpcutil")
     assert timeout == 4.0
-    started = time.monotonic()
     result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=["web1", "db1"])
-    elapsed = time.monotonic() - started
     assert sorted(result.replies) == ["db1", "web1"]
     assert result.succeeded
-    assert elapsed < timeout * 0.5
-    assert result.elapsed < timeout * 0.5
-    assert result.discovery_seconds == 0.0 or result.discovery_seconds < 0.1
+    assert result.discovery_seconds == 0.0  # a known list is addressed: no discovery ran
     assert result.replies["db1"].data == {"fact": "role", "value": "db"}
 
 
@@ -178,7 +191,6 @@ def test_call_with_discovery(client: Client) -> None:
     assert result.expected == ["cache1", "db1", "web1"]
     assert sorted(seen) == ["cache1", "db1", "web1"]
     assert result.succeeded
-    assert result.discovery_seconds > 0
     assert {n: r.data["value"] for n, r in result.replies.items()} == {
         "cache1": "Debian", "db1": "RedHat", "web1": "Debian"}
 
@@ -192,14 +204,12 @@ def test_call_matching_nothing_sends_nothing(client: Client, fleet: Fleet) -> No
 
 def test_unknown_identity_is_reported_missing(settings: Settings, fleet: Fleet) -> None:
     with Client(settings.with_values({"timeout": 0.5}, "test")) as client:
-        started = time.monotonic()
         result = client.call("rpcutil", "ping", nodes=["web1", "ghost"])
-        elapsed = time.monotonic() - started
     assert sorted(result.replies) == ["web1"]
     assert result.expected == ["ghost", "web1"]
     assert result.missing == ["ghost"]
     assert not result.succeeded
-    assert 0.45 <= elapsed < 2.0
+    assert result.elapsed >= 0.5  # it waited out the timeout for the silent node
 
 
 def test_failed_replies_are_kept_apart(client: Client) -> None:

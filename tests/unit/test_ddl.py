@@ -14,8 +14,6 @@ import json
 import logging
 import re
 import threading
-import time
-import timeit
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -619,6 +617,15 @@ def received(fleet: Fleet) -> int:
     return sum(node.statistics()["total"] for node in fleet.nodes)
 
 
+def after_barrier(client: Client, fleet: Fleet) -> int:
+    """:func:`received` once a broadcast ping and a direct ping to :data:`NODES` were
+    answered, less those two: every request sent before them (by either path) has then
+    been handled, so a count unchanged by then is one that will not change."""
+    assert sorted(client.ping().replies) == sorted(node.identity for node in fleet.nodes)
+    assert sorted(client.call("rpcutil", "ping", nodes=NODES).replies) == NODES
+    return received(fleet) - len(fleet.nodes) - len(NODES)
+
+
 def bypass(client: Client, agent: str, action_name: str, data: Mapping[str, Any],
            nodes: list[str]) -> dict[str, Reply]:
     """A hand-built request sent on the client's channel: no client-side DDL check."""
@@ -648,8 +655,7 @@ def test_client_refuses_before_sending(client: Client, fleet: Fleet, data: dict[
         client.call("ddltest", "execute", data, nodes=nodes)
     assert message in str(caught.value)
     assert error_kind(caught.value) == kind
-    time.sleep(0.1)
-    assert received(fleet) == before, "a request (or a discovery ping) was sent"
+    assert after_barrier(client, fleet) == before, "a request (or a discovery ping) was sent"
     assert DDLTestAgent.runs == []
 
 
@@ -849,11 +855,10 @@ def test_an_action_may_be_called_run(runner: ActionRunner) -> None:
         return
     sent = Sent()
     node = make_node(runner, sent, VALIDATORS, {"shell": Shell})
-    started = time.monotonic()
     reply = ask(node, sent, "run", {"command": "uptime"}, agent="shell")
+    # OK with the action's data, not "did not finish within 1s": the action itself ran.
     assert (reply.statuscode, reply.statusmsg, dict(reply.data)) == (
         Status.OK, "OK", {"stdout": "ran uptime"})
-    assert time.monotonic() - started < 0.9
 
 
 # ----------------------------------------------------------------- replies against outputs
@@ -1160,7 +1165,8 @@ def test_cli_option_style_arguments_reach_the_agent(settings: Settings,
 
 
 def test_cli_refuses_invalid_arguments_before_sending(settings: Settings, fleet: Fleet,
-                                                      cli_registry: PluginRegistry) -> None:
+                                                      cli_registry: PluginRegistry,
+                                                      client: Client) -> None:
     before = received(fleet)
     result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--command", "ls;id",
                      "-I", "n1")
@@ -1169,8 +1175,7 @@ def test_cli_refuses_invalid_arguments_before_sending(settings: Settings, fleet:
     result = run_cli(settings, cli_registry, "rpc", "ddltest", "execute", "--no-loud", "-I", "n1")
     assert result.exit_code == 2, result.output
     assert "argument 'command' is required" in result.output
-    time.sleep(0.1)
-    assert received(fleet) == before
+    assert after_barrier(client, fleet) == before
     assert DDLTestAgent.runs == []
 
 
@@ -1195,22 +1200,24 @@ def test_cli_shows_reply_warnings_and_summaries_in_json(settings: Settings,
 # =========================================================================== cost
 
 
-def test_validation_cost_per_request(capsys: pytest.CaptureFixture[str]) -> None:
-    """check_arguments on rpcutil get_fact with a warm cache: one compiled-validator call.
+def test_validation_compiles_each_action_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_arguments on rpcutil get_fact with a warm cache builds no schema: the compiled
+    validator is reused. (What a request costs is measured in bench/test_bench_security.py;
+    a cache that stopped working shows here as a schema built per call.)"""
+    from orch.ddl import compile as ddl_compile
 
-    The bound is generous (the measured cost is around 10 µs); it catches a cache that
-    stopped working (compiling a schema per request costs ~50 µs or more)."""
     registry = default_registry()
     get_fact = registry.agents()["rpcutil"].ddl().actions["get_fact"]
     validators = registry.validators()
     data = {"fact": "os.family"}
     get_fact.check_arguments(data, validators)
-    number = 2000
-    best = min(timeit.repeat(lambda: get_fact.check_arguments(data, validators),
-                             number=number, repeat=5)) / number
-    with capsys.disabled():
-        print(f"\nDDL check_arguments(rpcutil.get_fact), warm cache: {best * 1e6:.1f} µs")
-    assert best < 1e-3
+    built: list[str] = []
+    schema = ddl_compile.input_schema
+    monkeypatch.setattr(ddl_compile, "input_schema",
+                        lambda action: built.append(action.name) or schema(action))
+    for _ in range(100):
+        get_fact.check_arguments(data, validators)
+    assert built == []
 
 
 @pytest.mark.parametrize("pattern", [r"^(a+)+$", r"^(a|aa)+$", r"^(\w+\s?)*$", r"^(.+)+X$"])

@@ -1,9 +1,11 @@
 """Collection ends when replies stop — measured against the fleet's own pace — and says so
 when a timeout ended it instead; deadlines start once publishing is over.
 
-A scripted fleet stands in for the broker so the moments replies arrive are exact. No test
-here asserts how long anything took: each checks which replies were kept and what the
-result (or the command line) says about them.
+A scripted fleet stands in for the broker so the moments replies arrive are exact, and a
+virtual clock stands in for ``time`` in the client (and its reply checker): every "sleep"
+advances it at once, so the scripted moments are exact however loaded the machine is. No
+test here asserts how long anything took: each checks which replies were kept and what
+the result (or the command line) says about them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import itertools
 import json
 import logging
 import os
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,9 +23,42 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orch.cli.main import cli
+from orch.core import checkpool
+from orch.core import client as client_module
 from orch.core.client import PER_NODE_ALLOWANCE, CallResult, Client
 from orch.core.config import load_settings
 from orch.core.protocol import Envelope, Reply, Request, Status
+
+
+class VirtualClock:
+    """``time`` as the client sees it: ``sleep`` moves ``monotonic`` on, and nothing else does.
+
+    Installed in place of the ``time`` module of :mod:`orch.core.client` and
+    :mod:`orch.core.checkpool`; the scripted fleet and the tests' slow callbacks sleep on it
+    too, so "0.3 s of work" is exactly 0.3 s of this clock and no real time passes.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+CLOCK = VirtualClock()
+
+
+@pytest.fixture(autouse=True)
+def virtual_time(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    monkeypatch.setattr(client_module, "time", CLOCK)
+    monkeypatch.setattr(checkpool, "time", CLOCK)
+    return CLOCK
 
 
 class ScriptedFleet:
@@ -56,25 +90,25 @@ class ScriptedFleet:
                                    Envelope("reply", reply.encode()).encode()))
 
     def broadcast(self, agent: str, payload: bytes, ttl: float) -> None:
-        now = time.monotonic()
+        now = CLOCK.monotonic()
         for index, offset in enumerate(self.offsets):
             self._answer(payload, f"node{index}", now + offset)
 
     def direct(self, identity: str, payload: bytes, ttl: float) -> None:
-        time.sleep(self.publish_cost)
+        CLOCK.sleep(self.publish_cost)
         if identity not in self.silent:
-            self._answer(payload, identity, time.monotonic())
+            self._answer(payload, identity, CLOCK.monotonic())
 
     def receive(self, timeout: float) -> bytes | None:
         if self.delivered == self.stall_after:
             self.stall_after = None
-            time.sleep(max(timeout, 0) + self.stall)
+            CLOCK.sleep(max(timeout, 0) + self.stall)
             return None
-        now = time.monotonic()
+        now = CLOCK.monotonic()
         if not self._due or self._due[0][0] > now + timeout:
-            time.sleep(max(timeout, 0))
+            CLOCK.sleep(max(timeout, 0))
             return None
-        time.sleep(max(self._due[0][0] - now, 0))
+        CLOCK.sleep(max(self._due[0][0] - now, 0))
         self.delivered += 1
         return heapq.heappop(self._due)[2]
 
@@ -93,6 +127,7 @@ def client() -> Iterator[Client]:
         "broker": "memory://", "collective": f"w{uuid.uuid4().hex[:8]}",
         "security": "insecure"}, environ={})
     with Client(settings) as client:
+        client.verify_workers = 0  # checked in this process, on the virtual clock
         yield client
 
 
@@ -135,7 +170,7 @@ def test_a_client_busy_with_a_reply_is_not_silence(client: Client) -> None:
 
     def busy(reply: Reply, result: CallResult) -> None:
         if len(result.replies) == 1:
-            time.sleep(0.3)
+            CLOCK.sleep(0.3)
 
     result = client.broadcast("rpcutil", "ping", timeout=5.0, quiet=0.2, on_reply=busy)
     assert len(result.replies) == 10 and result.cut_short is None
@@ -212,7 +247,7 @@ def test_time_spent_verifying_replies_is_not_counted_against_the_fleet(
     verify = client.security.verify
 
     def slow_verify(envelope: Envelope) -> Any:
-        time.sleep(0.05)
+        CLOCK.sleep(0.05)
         return verify(envelope)
 
     monkeypatch.setattr(client.security, "verify", slow_verify)
@@ -254,6 +289,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedFleet]]:
 
     def channel(self: Client) -> ScriptedFleet:
         if id(self) not in channels:
+            self.verify_workers = 0  # checked in this process, on the virtual clock
             channels[id(self)] = fleets.pop(0)
         return channels[id(self)]
 

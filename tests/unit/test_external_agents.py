@@ -38,8 +38,6 @@ from orch.core.plugins import PluginRegistry
 from orch.core.protocol import Status
 
 FIXTURES = Path(__file__).resolve().parent / "external_agents"
-#: Generous bounds for behavioural timing checks (loaded CI machines are slow).
-SLACK = 3.0
 
 ACTIVATE = f"""\
 if [ "$CHORIA_EXTERNAL_PROTOCOL" = {PROTOCOL_ACTIVATION} ]; then
@@ -330,9 +328,8 @@ def test_activation_failure_is_refused_with_stderr(tmp_path: Path) -> None:
 
 def test_activation_timeout_is_refused(tmp_path: Path) -> None:
     write_agent(tmp_path, "slowstart", "sleep 30\n", activation=False)
-    started = time.monotonic()
     _, refusals = load(tmp_path, settings=make_settings(tmp_path, activation_timeout=0.5))
-    assert time.monotonic() - started < 0.5 + SLACK
+    # The refusal names the timeout: the 30 s script was not waited for.
     assert "activation check timed out" in refusal_for(refusals, "slowstart").reason
 
 
@@ -420,12 +417,9 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     write_agent(tmp_path / "agents", "hang", f"echo $$ > {pidfile}\nsleep {marker} &\nwait\n",
                 timeout=1)
     agent = load_one(tmp_path / "agents", "hang")
-    started = time.monotonic()
     reply = call(agent, "run")
-    elapsed = time.monotonic() - started
     assert reply.statuscode == Status.ABORTED
     assert "timed out after 1s" in reply.statusmsg
-    assert 1.0 <= elapsed < 1.0 + SLACK
     pgid = int(pidfile.read_text())
     assert wait_until_gone(pgid, f"sleep {marker}") == []
 
@@ -436,11 +430,9 @@ def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) ->
     write_agent(tmp_path / "agents", "stubborn",
                 f"trap '' TERM\necho $$ > {pidfile}\nsleep {marker} &\nwait\n", timeout=1)
     agent = load_one(tmp_path / "agents", "stubborn")
-    started = time.monotonic()
     reply = call(agent, "run")
-    elapsed = time.monotonic() - started
     assert reply.statuscode == Status.ABORTED and "timed out" in reply.statusmsg
-    assert 1.3 <= elapsed < 1.3 + SLACK  # timeout + kill_grace (0.3 s)
+    # Only SIGKILL (after kill_grace) ends a group that ignores SIGTERM.
     assert wait_until_gone(int(pidfile.read_text()), f"sleep {marker}") == []
 
 
@@ -508,11 +500,10 @@ def test_runaway_reply_writer_is_stopped_early(tmp_path: Path) -> None:
     write_agent(tmp_path, "runaway", """\
 while :; do printf '%01000d' 0; done > "$CHORIA_EXTERNAL_REPLY"
 """, timeout=30)
-    started = time.monotonic()
     reply = call(load_one(tmp_path, "runaway"), "run")
-    assert time.monotonic() - started < 10  # long before the 30 s timeout
+    # Stopped for its size, so long before the 30 s timeout (which would say "timed out").
     assert reply.statuscode == Status.ABORTED
-    assert "output too large" in reply.statusmsg
+    assert "output too large" in reply.statusmsg and "timed out" not in reply.statusmsg
 
 
 def test_huge_stdout_and_stderr_are_truncated_not_fatal(
@@ -522,9 +513,8 @@ head -c 5000000 /dev/zero | tr '\\0' 'y'
 head -c 5000000 /dev/zero | tr '\\0' 'z' >&2
 """ + OK_REPLY)
     caplog.set_level(logging.INFO, logger="orch.agents.external")
-    started = time.monotonic()
     reply = call(load_one(tmp_path, "chatty"), "run")
-    assert time.monotonic() - started < 5 + SLACK  # pipes drained, never blocked
+    # OK, not "timed out": the pipes were drained while the agent ran, never blocked.
     assert reply.statuscode == Status.OK, reply.statusmsg
     assert reply.data == {"done": True}
     truncations = [r.getMessage() for r in caplog.records if "more bytes not logged" in
@@ -599,19 +589,27 @@ def test_stderr_goes_to_the_daemon_log(agents_dir: Path,
 
 
 def test_parallel_calls_run_side_by_side(tmp_path: Path) -> None:
-    write_agent(tmp_path, "slow", "sleep 1\n" + OK_REPLY)
+    # Each call checks in, then waits (bounded) until all ten have: calls run one after
+    # another would leave the first waiting alone until it gives up and fails.
+    present = tmp_path / "present"
+    present.mkdir()
+    write_agent(tmp_path, "slow", f"""\
+touch {present}/$$
+n=0
+while [ "$(ls {present} | wc -l)" -lt 10 ]; do
+    n=$((n + 1)); [ $n -gt 400 ] && exit 1
+    sleep 0.05
+done
+""" + OK_REPLY, timeout=30)
     agent = load_one(tmp_path, "slow")
     replies: list[ActionReply] = []
     threads = [threading.Thread(target=lambda: replies.append(call(agent, "run")))
                for _ in range(10)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
-    elapsed = time.monotonic() - started
+        thread.join(60)
     assert [r.statuscode for r in replies] == [Status.OK] * 10
-    assert elapsed < 1.0 + SLACK  # ten 1 s calls one after another would take 10 s
 
 
 # ----------------------------------------------------------------------------- plugin hook
@@ -673,7 +671,7 @@ def registry_with_external() -> PluginRegistry:
 
 
 def test_end_to_end_through_fleet_and_client(agents_dir: Path) -> None:
-    write_agent(agents_dir, "stuck", "sleep 30\n", timeout=1)
+    write_agent(agents_dir, "stuck", "sleep 30\n", timeout=3)
     settings = load_settings(overrides={
         "broker": "memory://", "collective": f"ext{uuid.uuid4().hex[:12]}",
         "agents_dir": [str(agents_dir)], "security": "insecure",
@@ -697,10 +695,10 @@ def test_end_to_end_through_fleet_and_client(agents_dir: Path) -> None:
             client.send_direct(client.new_request("stuck", "run"), ["ext-node"], 8)))
         with Client(settings, registry) as other:
             thread.start()
-            time.sleep(0.2)
-            started = time.monotonic()
+            time.sleep(0.2)  # pacing only: let the stuck request reach the node first
             assert other.ping(nodes=["ext-node"]).ok == ["ext-node"]
-            assert time.monotonic() - started < 1.0
+            # Answered while the stuck call was still waiting for its 3 s timeout.
+            assert not stuck
         thread.join(10)
         [stuck_result] = stuck
         stuck_reply = stuck_result.replies["ext-node"]

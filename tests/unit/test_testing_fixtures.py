@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from orch.testing import (
     OrchFleet,
     assert_all_failed,
     assert_all_ok,
+    broker_problem,
     data_by_node,
     describe_result,
     node_specs,
+    wait_until,
 )
 
 pytest_plugins = ["orch.testing"]
@@ -392,3 +395,28 @@ def test_fleets_stop_after_the_test(orch_fleet: FleetFactory) -> None:
     assert orch_fleet.fleets == []
     assert fleet.stopped
     fleet.stop()  # a second stop is harmless
+
+
+# ----------------------------------------------------------------------------- waiting
+
+
+def test_wait_until_returns_the_first_truthy_value() -> None:
+    answers = iter([None, 0, "", "ready"])
+    assert wait_until(lambda: next(answers), 5, "the answer", interval=0) == "ready"
+
+
+def test_wait_until_fails_naming_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"timed out after 0s waiting for the moon"):
+        wait_until(lambda: False, 0, "the moon")
+
+
+def test_broker_problem_is_none_for_a_broker_that_answers() -> None:
+    assert broker_problem("memory://") is None
+
+
+def test_broker_problem_says_why_a_broker_cannot_be_used() -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        problem = broker_problem(f"amqp://guest:guest@127.0.0.1:{port}//", timeout=1)
+    assert problem is not None and problem.strip()

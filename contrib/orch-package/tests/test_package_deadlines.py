@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from orch.testing import FleetFactory, OrchFleet
+from orch.testing import FleetFactory, OrchFleet, wait_until
 
 from orch_package import agent as agent_module
 from orch_package.config import PackagePluginConfig
@@ -57,10 +56,7 @@ def test_a_second_operation_on_the_node_answers_busy(
     worker = threading.Thread(target=lambda: first.append(
         fleet.call("package", "install", package=PACKAGE)))
     worker.start()
-    deadline = time.monotonic() + 20
-    while not marker.exists():  # the first install's apt-get is running
-        assert time.monotonic() < deadline, "the first install never started apt-get"
-        time.sleep(0.05)
+    wait_until(marker.exists, 20, "the first install to start apt-get")
     other = fleet.client_for("second.caller")  # a client is used by one thread at a time
     second = other.call("package", "uninstall", {"package": PACKAGE}, nodes=["n1"])
     assert second.failed == ["n1"]

@@ -186,17 +186,6 @@ def argv_log(root: Path, identity: str) -> list[list[str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -20,11 +20,11 @@ from fakepuppet import (
     make_node,
     puppet_like_process,
     summary_document,
-    wait_until,
 )
 from orch.core.client import CallResult, Client
 from orch.core.fleet import NodeSpec
 from orch.core.protocol import Status
+from orch.testing import wait_until
 from simfleet import SimulatedFleet
 
 

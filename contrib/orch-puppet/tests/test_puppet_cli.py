@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 from click.testing import CliRunner, Result
-from fakepuppet import argv_log, make_node, summary_document, wait_until
+from fakepuppet import argv_log, make_node, summary_document
 from orch.cli.main import cli
 from orch.core.fleet import NodeSpec
+from orch.testing import wait_until
 from simfleet import SimulatedFleet
 
 
@@ -193,14 +194,12 @@ def test_runall_reports_a_node_that_disappears(sim: SimulatedFleet) -> None:
         stopped.set()
 
     threading.Thread(target=stop_when_running, daemon=True).start()
-    started = time.monotonic()
     result = orch(sim, "runall", "2", "--json", "--poll-interval", "0.2", "--lost-after", "2",
                   "--timeout", "1", "-I", "stays", "-I", "leaves")
     assert stopped.is_set()
     document = as_json(result)
     assert document["nodes"]["lost"] == ["leaves"] and document["nodes"]["finished"] == ["stays"]
     assert result.exit_code == 1
-    assert time.monotonic() - started < 30
     lost = next(e for e in document["events"] if e["kind"] == "lost")
     assert "its run's end was never seen" in lost["message"]
     lock = sim.root / "leaves" / "var" / "state" / "agent_catalog_run.lock"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orch
 import pytest
+from orch.testing import purge_collective
 
 SUPPORT = Path(orch.__file__).resolve().parent.parent / "tests" / "integration"
 if (SUPPORT / "orch_integration.py").is_file() and str(SUPPORT) not in sys.path:
@@ -28,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def server_fleets(tmp_path: Path) -> Iterator[object]:
     """An ``orch_integration.FleetFactory``; every daemon stopped, the broker purged."""
     try:
-        from orch_integration import FleetFactory, purge_broker
+        from orch_integration import FleetFactory
     except ImportError:
         pytest.skip("orch's integration support module is not available (not a checkout)")
     factory = FleetFactory(tmp_path)
@@ -39,5 +40,5 @@ def server_fleets(tmp_path: Path) -> Iterator[object]:
         for fleet in factory.fleets:
             problems += fleet.stop()
             with contextlib.suppress(Exception):
-                purge_broker(fleet.broker, fleet.collective)
+                purge_collective(fleet.broker, fleet.collective)
         assert not problems, problems

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from orch.testing import broker_problem, purge_collective
 from puppet_fleet import (
     BROKER,
     NODES,
     UNREACHABLE,
     PuppetFleet,
-    broker_problem,
     orch_executable,
-    purge,
     run,
 )
 from puppet_stack import PuppetStack, free_port, puppet_installed, throwaway_agent
@@ -80,7 +79,7 @@ def orch_fleet_for(stack: PuppetStack | None,
         for node in fleet.nodes.values():
             node.stop()
         with contextlib.suppress(Exception):
-            purge(BROKER, fleet.collective)
+            purge_collective(BROKER, fleet.collective)
 
 
 @pytest.fixture(scope="session")

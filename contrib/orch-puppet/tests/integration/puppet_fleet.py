@@ -193,27 +193,3 @@ def run(argv: list[str], timeout: float = 60) -> str:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n"
                            f"{proc.stderr}")
     return proc.stdout
-
-
-def broker_problem(url: str) -> str | None:
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # any reason the broker cannot be used
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def purge(broker: str, collective: str) -> None:
-    if broker.startswith("redis"):
-        import redis
-
-        client = redis.Redis.from_url(broker)
-        try:
-            keys = list(client.scan_iter(match=f"*{collective}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()

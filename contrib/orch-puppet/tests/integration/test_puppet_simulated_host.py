@@ -23,8 +23,8 @@ from typing import Any
 
 import psutil
 import pytest
-from orch.testing import SimProcess
-from puppet_fleet import BROKER, CliResult, broker_problem, orch_executable, purge
+from orch.testing import SimProcess, broker_problem, purge_collective
+from puppet_fleet import BROKER, CliResult, orch_executable
 
 PUPPETISH = ("puppet", "facter", "ruby")
 SERVING = re.compile(r"In another shell: (.*) orch ping")
@@ -104,7 +104,7 @@ def test_orch_sim_runs_simulated_puppet_only(shims: tuple[dict[str, str], Path],
         assert puppet_processes(sim.process.pid) == []
     finally:
         problems = sim.stop()
-        purge(BROKER, collective)
+        purge_collective(BROKER, collective)
     assert problems == []
     assert not log.exists(), log.read_text()
 
@@ -146,5 +146,5 @@ def test_orch_demo_runs_simulated_puppet_only(shims: tuple[dict[str, str], Path]
         except subprocess.TimeoutExpired:
             demo.kill()
             demo.wait(10)
-        purge(BROKER, collective)
+        purge_collective(BROKER, collective)
     assert not log.exists(), log.read_text()
