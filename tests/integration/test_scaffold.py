@@ -224,8 +224,11 @@ def test_generated_documentation(plugin_env: PluginEnv) -> None:
     helped = plugin_env.orch("rpc", AGENT, "echo", "--help")
     assert helped.rc == 0, helped.describe()
     assert f"Usage: orch rpc {AGENT} echo message=VALUE" in helped.stdout
-    # `plugin doc` shows every action's help exactly as `rpc AGENT ACTION --help` does.
-    assert helped.stdout.strip() in doc.stdout
+    # `plugin doc` shows every action's DDL help exactly as `rpc AGENT ACTION --help` does;
+    # `rpc … --help` then adds the command line's own rendering of the inputs as options.
+    generated, options = helped.stdout.split("\nInput options (or name=VALUE):\n")
+    assert generated.strip() in doc.stdout
+    assert "--message" in options
 
     unknown = plugin_env.orch("plugin", "doc", "nosuchagent")
     assert unknown.rc == 2
