@@ -169,3 +169,44 @@ def test_nodes_are_paged_for_a_large_fleet(browser: Any, tmp_path: Path) -> None
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_nodes_are_paged.png"), full_page=True)
             context.close()
+
+
+def test_overview_lists_stale_nodes_and_the_node_page_says_when_seen(
+        browser: Any, tmp_path: Path) -> None:
+    """With an inventory store (SQLite): the overview counts and lists stale nodes; a stale
+    node's page shows its recorded facts and when it was last seen."""
+    import time
+
+    import yaml
+
+    from orch.core.config import load_settings
+    from orch.core.inventory import NodeRecord
+    from orch.core.plugins import default_registry
+
+    expect = playwright_api.expect
+    url = f"sqlite:///{tmp_path / 'inventory.db'}"
+    config = tmp_path / "orch.yaml"
+    config.write_text(yaml.safe_dump({"discovery_method": "broadcast",
+                                      "plugins": {"inventory": {"store": url}}}))
+    with api_fleet(tmp_path, DEFAULT_NODES[:1], config=config) as api:
+        store = default_registry().inventory_store(url, load_settings(overrides={}))
+        try:
+            store.upsert_nodes([NodeRecord("gone1", api.fleet.collective, {"role": "db"},
+                                           (), ("rpcutil",), "1.0", 0.0,
+                                           time.time() - 3600)])
+        finally:
+            store.close()
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            sign_in(page, api)
+            expect(page.locator("#stale-count")).to_have_text("1")
+            expect(page.locator("#stale-table tbody tr")).to_have_count(1)
+            page.click("#stale-table a")
+            expect(page.locator("#node-seen")).to_contain_text("(stale)", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#node-facts")).to_contain_text("db")
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_stale_nodes.png"), full_page=True)
+            context.close()
