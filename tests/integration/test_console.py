@@ -210,3 +210,37 @@ def test_overview_lists_stale_nodes_and_the_node_page_says_when_seen(
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_stale_nodes.png"), full_page=True)
             context.close()
+
+
+def test_puppet_view_counts_the_simulated_fleet_and_runs_all(browser: Any,
+                                                             tmp_path: Path) -> None:
+    """``orch demo --api`` hosts orch-puppet's simulation (``Agent.simulation()``): the
+    Puppet view shows the fleet's counts from orch-puppet's route and runs Puppet on every
+    node, a limited number at a time."""
+    pytest.importorskip("orch_puppet")
+    expect = playwright_api.expect
+    with demo_api(tmp_path, 12) as (url, token, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/console/#/puppet")
+            page.fill("#token", token)
+            page.click("#token-form button")
+            expect(page.locator("#puppet-link")).to_be_visible()
+            counts = page.locator("#puppet-counts tbody")
+            expect(counts.locator("tr")).to_have_count(7, timeout=UI_TIMEOUT_MS)
+            enabled = int(counts.locator("tr[data-state=enabled] td").inner_text())
+            disabled = int(counts.locator("tr[data-state=disabled] td").inner_text())
+            assert enabled + disabled == 12
+            page.fill("#runall-concurrency", "4")
+            page.click("#runall-button")
+            expect(page.locator("#runall-progress")).to_contain_text(
+                "of 12", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#runall-progress")).to_contain_text(
+                "done", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#runall-button")).to_be_enabled()
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_puppet_view.png"), full_page=True)
+            context.close()

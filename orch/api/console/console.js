@@ -378,6 +378,7 @@ function route() {
   if (view === "node") return node(decodeURIComponent(arg));
   if (view === "run") return runView();
   if (view === "jobs") return jobs();
+  if (view === "puppet" && window.orchPuppetView) return window.orchPuppetView();
   return overview();
 }
 
