@@ -236,10 +236,17 @@ def test_puppet_view_counts_the_simulated_fleet_and_runs_all(browser: Any,
             page.fill("#runall-concurrency", "4")
             page.click("#runall-button")
             expect(page.locator("#runall-progress")).to_contain_text(
-                "of 12", timeout=UI_TIMEOUT_MS)
+                "at most 4 at a time", timeout=UI_TIMEOUT_MS)
             expect(page.locator("#runall-progress")).to_contain_text(
-                "done", timeout=UI_TIMEOUT_MS)
+                "Done in", timeout=UI_TIMEOUT_MS)
             expect(page.locator("#runall-button")).to_be_enabled()
+            progress = page.locator("#runall-progress").inner_text()
+            tally = dict(part.rsplit(": ", 1) for part in progress.split(" — ")[1].split(", "))
+            assert sum(map(int, tally.values())) == 12, progress  # every node accounted for
+            assert int(tally.get("skipped disabled", 0)) == disabled, progress
+            assert set(tally) <= {"finished", "run failed", "skipped disabled"}, progress
+            in_flight = int(progress.split("at most ")[1].split(" ")[0])
+            assert in_flight <= 4, progress
         finally:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_puppet_view.png"), full_page=True)

@@ -1,6 +1,6 @@
 // The Puppet view: shown only when the API has orch-puppet's summary route.
-// It reads GET /api/v1/puppet/summary and runs `puppet runonce` on every Puppet node
-// through the ordinary run endpoint, `batch` nodes at a time (one job).
+// It reads GET /api/v1/puppet/summary and runs Puppet everywhere through
+// POST /api/v1/puppet/runall (orch-puppet's runall scheduler).
 "use strict";
 
 const PUPPET_SUMMARY = "/api/v1/puppet/summary";
@@ -28,31 +28,22 @@ async function puppetView() {
   } catch (e) { $("puppet-error").textContent = e.message; }
 }
 
+// orch-puppet's runall scheduler (POST /api/v1/puppet/runall): at most N runs in
+// flight, a new one started as one ends; the request answers when every node is done.
 async function runAll(event) {
   event.preventDefault();
-  const batch = parseInt($("runall-concurrency").value, 10);
-  if (!(batch >= 1)) { $("runall-progress").textContent = "Concurrency must be 1 or more"; return; }
+  const concurrency = parseInt($("runall-concurrency").value, 10);
+  if (!(concurrency >= 1)) { $("runall-progress").textContent = "Concurrency must be 1 or more"; return; }
   $("runall-button").disabled = true;
-  let replies = 0, failed = 0, expected = "?";
-  const progress = () => { $("runall-progress").textContent =
-    `Started ${replies} of ${expected}` + (failed ? `, ${failed} failed` : ""); };
+  $("runall-progress").textContent = `Running Puppet on every node, at most ${concurrency} at a time…`;
   try {
-    const job = await api("/api/v1/run/puppet/runonce", {
+    const report = await api("/api/v1/puppet/runall", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ filter: { agent: ["puppet"] }, batch: batch }),
+      body: JSON.stringify({ concurrency: concurrency }),
     });
-    progress();
-    await stream(job.links.events, (kind, data) => {
-      if (kind === "discovered") expected = data.count;
-      else if (kind === "reply") { replies += 1; if (data.statuscode !== 0) failed += 1; }
-      else if (kind === "done") {
-        progress();
-        $("runall-progress").textContent += data.error ? " — " + data.error : " — done";
-        return false;
-      }
-      progress();
-      return true;
-    });
+    const parts = Object.entries(report.tally).filter(([, n]) => n).map(([k, n]) => `${k.replace(/_/g, " ")}: ${n}`);
+    $("runall-progress").textContent = `Done in ${report.elapsed_s} s, at most ${report.max_in_flight} at a time — ` + parts.join(", ");
+    puppetView();
   } catch (e) { $("runall-progress").textContent = e.message; }
   finally { $("runall-button").disabled = false; }
 }
