@@ -233,6 +233,7 @@ def test_puppet_view_counts_the_simulated_fleet_and_runs_all(browser: Any,
             enabled = int(counts.locator("tr[data-state=enabled] td").inner_text())
             disabled = int(counts.locator("tr[data-state=disabled] td").inner_text())
             assert enabled + disabled == 12
+            assert counts.locator("tr[data-state=failed_resources] td").inner_text().isdigit()
             page.fill("#runall-concurrency", "4")
             page.click("#runall-button")
             expect(page.locator("#runall-progress")).to_contain_text(

@@ -54,7 +54,7 @@ def fleet_summary(client: Client, stale_after: float) -> dict[str, Any]:
                    "applying": counts.applying, "idle": counts.total - counts.applying,
                    "stale": len(fleet.stale)},
         "failed_last_runs": len(fleet.failed_runs),
-        "failed_resources": sum(fleet.failed.values()),
+        "failed_resources_total": sum(fleet.failed.values()),
         "aggregates": [s.to_json() for s in ddl_summaries(client, AGENT, "status", statuses)],
         **fleet.to_json(),
         "unreachable_or_failed": problems,

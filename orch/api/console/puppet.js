@@ -18,7 +18,7 @@ async function puppetView() {
     const s = await api(PUPPET_SUMMARY);
     const rows = PUPPET_ROWS.map(([key, label]) => [key, label, s.states[key]]);
     rows.push(["failed_last_runs", "Failed last runs", s.failed_last_runs]);
-    rows.push(["failed_resources", "Failed resources (last runs)", s.failed_resources]);
+    rows.push(["failed_resources", "Failed resources (last runs)", s.failed_resources_total]);
     for (const [key, label, count] of rows) {
       const row = body.insertRow();
       row.dataset.state = key;
