@@ -238,8 +238,9 @@ def test_puppet_view_counts_the_simulated_fleet_and_runs_all(browser: Any,
             page.click("#runall-button")
             expect(page.locator("#runall-progress")).to_contain_text(
                 "at most 4 at a time", timeout=UI_TIMEOUT_MS)
+            # runall waits for every run to end: allow for a loaded machine
             expect(page.locator("#runall-progress")).to_contain_text(
-                "Done in", timeout=UI_TIMEOUT_MS)
+                "Done in", timeout=3 * UI_TIMEOUT_MS)
             expect(page.locator("#runall-button")).to_be_enabled()
             progress = page.locator("#runall-progress").inner_text()
             tally = dict(part.rsplit(": ", 1) for part in progress.split(" — ")[1].split(", "))
