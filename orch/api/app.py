@@ -7,6 +7,7 @@ responses for Server-Sent Events and no ORM or template engine the API does not 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orch.api.auth import BearerAuth
 from orch.api.context import ApiContext
@@ -49,6 +50,25 @@ class ConsoleFiles(StaticFiles):
             await send(message)
 
         await super().__call__(scope, receive, secured)
+
+
+class CallerClient:
+    """Puts ``scope["orch.client"]``: a callable making a client that signs as the caller.
+
+    Why: a contrib plugin imports only ``orch.plugin``, never ``orch.api``; its route
+    handlers get the caller's client from the request scope instead
+    (``request.scope["orch.client"]()``, a context manager like any
+    :class:`~orch.core.client.Client`).
+    """
+
+    def __init__(self, app: ASGIApp, context: ApiContext) -> None:
+        self.app, self.context = app, context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = scope.get("orch_token")
+        if token is not None:
+            scope["orch.client"] = functools.partial(self.context.client, token)
+        await self.app(scope, receive, send)
 
 
 def plugin_routes(context: ApiContext) -> list[BaseRoute]:
@@ -99,7 +119,8 @@ def create_app(context: ApiContext) -> Starlette:
     handlers: dict[Any, Any] = {ApiError: api_error, HTTPException: http_error,
                                 Exception: crash}
     app = Starlette(routes=routes, exception_handlers=handlers,
-                    middleware=[Middleware(BearerAuth, tokens=context.tokens)],
+                    middleware=[Middleware(BearerAuth, tokens=context.tokens),
+                                Middleware(CallerClient, context=context)],
                     lifespan=_lifespan(context))
     app.state.orch = context
     return app

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from orch.api.errors import MAX_BODY, ApiError
+from orch.api.history import Inventory
 from orch.api.jobs import JobStore
 from orch.api.tokens import ApiToken, TokenStore
 from orch.core.client import Client
@@ -38,6 +39,11 @@ class ApiContext:
     registry: PluginRegistry = field(default_factory=default_registry)
     jobs: JobStore = field(default_factory=JobStore)
     max_body: int = MAX_BODY
+
+    @property
+    def inventory(self) -> Inventory | None:
+        """The configured inventory store (job history, last seen), None without one."""
+        return Inventory.configured(self.settings, self.registry)
 
     def client(self, token: ApiToken) -> Client:
         """A client signing with ``token``'s certificate (the API's own when it has none)."""

@@ -6,9 +6,9 @@ ordinary :meth:`orch.core.client.Client.call` in a worker thread; its callbacks 
 (``discovered``, ``reply``, ``done``) to the job, and each listener (an SSE stream) is woken
 through its own event loop — the worker thread never touches asyncio objects directly.
 
-Jobs are kept in memory, the most recent :data:`KEEP_JOBS` of them: the job history of the
-inventory work (a separate store) is not on this branch's base, so nothing survives a
-restart yet.
+Jobs are kept in memory, the most recent :data:`KEEP_JOBS` of them; when an inventory store
+is configured the routes add the store's job history (:mod:`orch.api.history`), which
+survives a restart and holds the CLI's jobs too.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class Job:
     document: dict[str, Any] | None = None
     error: str | None = None
     finished: float | None = None
+    #: "api" (started by this process) or "history" (read from the inventory store).
+    source: str = "api"
+    #: Who made the call, as recorded (``api=TOKEN``, ``user=alice``).
+    caller: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(
         default_factory=list, repr=False)
@@ -77,7 +81,8 @@ class Job:
         return {"id": self.id, "token": self.token, "agent": self.agent,
                 "action": self.action, "state": self.state, "created": self.created,
                 "finished": self.finished, "replies": replies, "error": self.error,
-                "request": self.request}
+                "request": self.request, "source": self.source,
+                "caller": self.caller or f"api={self.token}"}
 
     # -- producing (worker thread) ----------------------------------------------------------
 

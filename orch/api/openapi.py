@@ -63,12 +63,19 @@ def _builtin_paths() -> dict[str, Any]:
             "parameters": [_path_param("agent")],
             "responses": {"200": _response("the DDL"), **_errors(404)}}},
         "/api/v1/jobs": {"get": {
-            "summary": "Recent jobs of this token",
-            "responses": {"200": _response("jobs"), **_errors()}}},
+            "summary": "Recent jobs of this token, and the inventory's job history",
+            "parameters": [{"name": "limit", "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+            "responses": {"200": _response("jobs"), **_errors(400, 502)}}},
+        "/api/v1/inventory": {"get": {
+            "summary": "Stale nodes and when each was last seen (needs an inventory store)",
+            "parameters": [{"name": "limit", "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}],
+            "responses": {"200": _response("counts and stale nodes"), **_errors(400, 502)}}},
         "/api/v1/jobs/{job}": {"get": {
             "summary": "One job and, once done, its final document",
             "parameters": [_path_param("job")],
-            "responses": {"200": _response("the job"), **_errors(404)}}},
+            "responses": {"200": _response("the job"), **_errors(404, 502)}}},
         "/api/v1/jobs/{job}/events": {"get": {
             "summary": "The job's events (discovered, reply, done) as Server-Sent Events",
             "parameters": [_path_param("job")],
@@ -100,7 +107,9 @@ def _plugin_path(route: Route) -> dict[str, Any]:
     doc = inspect.getdoc(route.endpoint) or route.path
     params = [_path_param(name) for name in route.param_convertors]
     return {method.lower(): {"summary": doc.splitlines()[0], "parameters": params,
-                             "responses": {"200": _response("result"), **_errors()}}
+                             # a plugin's handler answers the API's JSON errors too
+                             "responses": {"200": _response("result"),
+                                           **_errors(400, 403, 404, 413, 422, 502)}}
             for method in sorted((route.methods or {"GET"}) - {"HEAD"})}
 
 

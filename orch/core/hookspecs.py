@@ -289,10 +289,11 @@ def orch_cli_commands() -> Iterable[click.Command]:
 def orch_api_routes() -> Iterable[Any]:
     """Return Starlette routes to add to ``orch api`` (paths under ``/api/``).
 
-    A route's handler reads the caller's token with ``orch.api.context.token_of(request)``
-    and a client signing as that token with ``orch.api.context.context_of(request)
-    .client(token)``; the route is listed in ``/openapi.json`` with its docstring's first
-    line. Only called when the API runs, so a plugin may import Starlette lazily.
+    A route's handler gets a client signing as the caller's token with
+    ``request.scope["orch.client"]()`` (so a contrib plugin needs no import from
+    ``orch.api``; built-in code may use ``orch.api.context``); the route is listed in
+    ``/openapi.json`` with its docstring's first line. Only called when the API runs, so a
+    plugin may import Starlette lazily.
 
     Called once, when ``orch api`` (or ``orch demo --api``) builds its application.
     """

@@ -75,7 +75,8 @@ class ApiProcess:
     """An ``orch api`` process for a fleet, on a free port, with its log file."""
 
     def __init__(self, fleet: Fleet, workdir: Path, tokens: Path,
-                 extra: Sequence[str] = (), scheme: str = "http") -> None:
+                 extra: Sequence[str] = (), scheme: str = "http",
+                 config: Path | None = None) -> None:
         self.fleet = fleet
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
@@ -85,7 +86,8 @@ class ApiProcess:
         env = clean_environment({
             **client_security(), "ORCH_BROKER": fleet.broker,
             "ORCH_COLLECTIVE": fleet.collective,
-            "ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW)})
+            "ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW),
+            **({"ORCH_CONFIG": str(config)} if config else {})})
         self._log = open(self.log_file, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
@@ -116,16 +118,18 @@ class ApiProcess:
 
 
 @contextlib.contextmanager
-def api_fleet(workdir: Path, nodes: Iterable[NodeSpec] = DEFAULT_NODES) -> Iterator[ApiProcess]:
+def api_fleet(workdir: Path, nodes: Iterable[NodeSpec] = DEFAULT_NODES,
+              config: Path | None = None) -> Iterator[ApiProcess]:
     """``nodes`` on RabbitMQ, their policy denying some rpcutil actions to ``it.denied``
     (:func:`deny_policy`), and an ``orch api`` with the two tokens of
-    :func:`api_tokens_file`; everything is stopped (and checked) on the way out."""
+    :func:`api_tokens_file` (and the config file ``config``, if given); everything is
+    stopped (and checked) on the way out."""
     fleet = Fleet(BROKERS["rabbitmq"], new_collective("api"), workdir / "fleet",
                   env={"ORCH_POLICY_DIR": str(deny_policy(workdir / "policies"))})
     server = None
     try:
         fleet.add(nodes)
-        server = ApiProcess(fleet, workdir, api_tokens_file(workdir))
+        server = ApiProcess(fleet, workdir, api_tokens_file(workdir), config=config)
         yield server
     finally:
         if server is not None:

@@ -163,3 +163,87 @@ def test_nodes_are_paged_for_a_large_fleet(browser: Any, tmp_path: Path) -> None
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_nodes_are_paged.png"), full_page=True)
             context.close()
+
+
+def test_overview_lists_stale_nodes_and_the_node_page_says_when_seen(
+        browser: Any, tmp_path: Path) -> None:
+    """With an inventory store (SQLite): the overview counts and lists stale nodes; a stale
+    node's page shows its recorded facts and when it was last seen."""
+    import time
+
+    import yaml
+
+    from orch.core.config import load_settings
+    from orch.core.inventory import NodeRecord
+    from orch.core.plugins import default_registry
+
+    expect = playwright_api.expect
+    url = f"sqlite:///{tmp_path / 'inventory.db'}"
+    config = tmp_path / "orch.yaml"
+    config.write_text(yaml.safe_dump({"discovery_method": "broadcast",
+                                      "plugins": {"inventory": {"store": url}}}))
+    with api_fleet(tmp_path, DEFAULT_NODES[:1], config=config) as api:
+        store = default_registry().inventory_store(url, load_settings(overrides={}))
+        try:
+            store.upsert_nodes([NodeRecord("gone1", api.fleet.collective, {"role": "db"},
+                                           (), ("rpcutil",), "1.0", 0.0,
+                                           time.time() - 3600)])
+        finally:
+            store.close()
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            sign_in(page, api)
+            expect(page.locator("#stale-count")).to_have_text("1")
+            expect(page.locator("#stale-table tbody tr")).to_have_count(1)
+            page.click("#stale-table a")
+            expect(page.locator("#node-seen")).to_contain_text("(stale)", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#node-facts")).to_contain_text("db")
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_stale_nodes.png"), full_page=True)
+            context.close()
+
+
+def test_puppet_view_counts_the_simulated_fleet_and_runs_all(browser: Any,
+                                                             tmp_path: Path) -> None:
+    """``orch demo --api`` hosts orch-puppet's simulation (``Agent.simulation()``): the
+    Puppet view shows the fleet's counts from orch-puppet's route and runs Puppet on every
+    node, a limited number at a time."""
+    pytest.importorskip("orch_puppet")
+    expect = playwright_api.expect
+    with demo_api(tmp_path, 12) as (url, token, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/console/#/puppet")
+            page.fill("#token", token)
+            page.click("#token-form button")
+            expect(page.locator("#puppet-link")).to_be_visible()
+            counts = page.locator("#puppet-counts tbody")
+            expect(counts.locator("tr")).to_have_count(7, timeout=UI_TIMEOUT_MS)
+            enabled = int(counts.locator("tr[data-state=enabled] td").inner_text())
+            disabled = int(counts.locator("tr[data-state=disabled] td").inner_text())
+            assert enabled + disabled == 12
+            assert counts.locator("tr[data-state=failed_resources] td").inner_text().isdigit()
+            page.fill("#runall-concurrency", "4")
+            page.click("#runall-button")
+            expect(page.locator("#runall-progress")).to_contain_text(
+                "at most 4 at a time", timeout=UI_TIMEOUT_MS)
+            # runall waits for every run to end: allow for a loaded machine
+            expect(page.locator("#runall-progress")).to_contain_text(
+                "Done in", timeout=3 * UI_TIMEOUT_MS)
+            expect(page.locator("#runall-button")).to_be_enabled()
+            progress = page.locator("#runall-progress").inner_text()
+            tally = dict(part.rsplit(": ", 1) for part in progress.split(" — ")[1].split(", "))
+            assert sum(map(int, tally.values())) == 12, progress  # every node accounted for
+            assert int(tally.get("skipped disabled", 0)) == disabled, progress
+            assert set(tally) <= {"finished", "run failed", "skipped disabled"}, progress
+            in_flight = int(progress.split("at most ")[1].split(" ")[0])
+            assert in_flight <= 4, progress
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_puppet_view.png"), full_page=True)
+            context.close()

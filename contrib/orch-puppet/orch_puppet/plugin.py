@@ -59,3 +59,11 @@ def orch_cli_commands() -> Iterable[click.Command]:
     from orch_puppet.commands import puppet
 
     return [puppet]
+
+
+@hookimpl
+def orch_api_routes() -> Iterable[Any]:
+    """``GET /api/v1/puppet/summary`` for ``orch api`` (imports Starlette only then)."""
+    from orch_puppet.api import routes
+
+    return routes()

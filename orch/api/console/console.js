@@ -54,6 +54,29 @@ async function overview() {
     const page = await api("/api/v1/nodes?limit=1");
     $("node-count").textContent = page.total;
   } catch (e) { $("node-count").textContent = e.message; }
+  staleNodes();
+}
+
+function when(epoch) { return new Date(epoch * 1000).toLocaleString(); }
+
+// Stale nodes come from the inventory store; without one the section stays hidden.
+async function staleNodes() {
+  let inv = null;
+  try { inv = await api("/api/v1/inventory"); } catch (e) { inv = null; }
+  $("stale-section").hidden = !(inv && inv.configured);
+  if (!inv || !inv.configured) return;
+  $("stale-after").textContent = inv.stale_after;
+  $("stale-count").textContent = inv.stale;
+  $("registered-count").textContent = inv.nodes;
+  const body = $("stale-table").tBodies[0];
+  body.replaceChildren();
+  for (const n of inv.stale_nodes) {
+    const row = body.insertRow();
+    const link = el("a", n.identity);
+    link.href = "#/node/" + encodeURIComponent(n.identity);
+    row.append(el("td"), el("td", when(n.last_seen)));
+    row.cells[0].append(link);
+  }
 }
 
 async function distribution(event) {
@@ -121,11 +144,16 @@ async function node(name) {
   show("node");
   $("node-name").textContent = name;
   $("node-error").textContent = "";
+  $("node-seen").textContent = "";
   for (const id of ["node-agents", "node-classes"]) $(id).replaceChildren();
   const facts = $("node-facts").tBodies[0];
   facts.replaceChildren();
   try {
     const data = await api("/api/v1/nodes/" + encodeURIComponent(name));
+    if (data.registered) {
+      $("node-seen").textContent = "Last seen " + when(data.last_seen) +
+        (data.stale ? " (stale)" : "") + (data.answered ? "" : "; did not answer: recorded facts");
+    }
     for (const a of data.agents) $("node-agents").append(el("li", a));
     for (const c of data.classes) $("node-classes").append(el("li", c));
     for (const [k, v] of flatten(data.facts, "", [])) {
@@ -350,6 +378,7 @@ function route() {
   if (view === "node") return node(decodeURIComponent(arg));
   if (view === "run") return runView();
   if (view === "jobs") return jobs();
+  if (view === "puppet" && window.orchPuppetView) return window.orchPuppetView();
   return overview();
 }
 

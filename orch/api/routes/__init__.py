@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from orch.api.routes import agents, jobs, nodes, run
+from orch.api.routes import agents, inventory, jobs, nodes, run
 
 
 def builtin_routes() -> list[BaseRoute]:
-    return [*nodes.routes, *agents.routes, *run.routes, *jobs.routes]
+    return [*nodes.routes, *agents.routes, *run.routes, *jobs.routes,
+            *inventory.routes]

@@ -1,41 +1,72 @@
 """``/api/v1/jobs``: recent jobs, one job's document, and its replies as Server-Sent Events.
 
-Each application sees its own jobs only (the token that started them). The event stream
-replays from the start (or from ``Last-Event-ID``), so a listener that connects after the
-job began still sees every reply.
+Two sources combine: the jobs this API process started (in memory, the latest 200), and,
+when an inventory store is configured, the store's job history — the CLI's jobs and the
+API's own, surviving a restart. Each application sees the jobs it started (its token) and
+the jobs people and programs made outside the API; never another token's. A job in both
+sources is listed once, from memory (it has live events). The event stream replays from the
+start (or from ``Last-Event-ID``), so a listener that connects after the job began still
+sees every reply; a history job's stream is its recorded replies and ``done``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from orch.api.context import context_of, token_of
+from orch.api.context import context_of, int_param, token_of
 from orch.api.errors import ApiError
+from orch.api.history import HISTORY_LIMIT, history_job, visible
 from orch.api.jobs import Job
 from orch.api.routes.run import job_document
+from orch.core.inventory import InventoryStore
 
 
-def _job(request: Request) -> Job:
+async def _job(request: Request) -> Job:
     context, token = context_of(request), token_of(request)
-    job = context.jobs.get(request.path_params["job"])
-    if job is None or job.token != token.name:
-        raise ApiError(404, f"no job {request.path_params['job']!r}")
-    return job
+    job_id = request.path_params["job"]
+    job = context.jobs.get(job_id)
+    if job is not None and job.token == token.name:
+        return job
+    inventory = context.inventory
+    if job is None and inventory is not None and 0 < len(job_id) <= 255:
+        def read(store: InventoryStore) -> Job | None:
+            record = store.job(job_id)
+            if record is None or record.request_id != job_id:  # no prefixes here
+                return None
+            return history_job(record) if visible(record, token.name) else None
+
+        found = await run_in_threadpool(inventory.read, read)
+        if found is not None:
+            return found
+    raise ApiError(404, f"no job {job_id!r}")
 
 
 async def list_jobs(request: Request) -> JSONResponse:
     context, token = context_of(request), token_of(request)
-    return JSONResponse({"jobs": [job.summary() for job in context.jobs.recent()
-                                  if job.token == token.name]})
+    limit = int_param(request, "limit", HISTORY_LIMIT, 1, HISTORY_LIMIT)
+    mine = [job for job in context.jobs.recent() if job.token == token.name]
+    summaries: list[dict[str, Any]] = [job.summary() for job in mine]
+    inventory = context.inventory
+    if inventory is not None:
+        known = {job.id for job in mine} | {
+            str(job.document.get("request_id")) for job in mine if job.document}
+        records = await run_in_threadpool(inventory.read, lambda store: store.jobs(limit))
+        summaries += [history_job(record).summary() for record in records
+                      if visible(record, token.name) and record.request_id not in known]
+        summaries.sort(key=lambda summary: summary["created"], reverse=True)
+    return JSONResponse({"jobs": summaries[:max(limit, len(mine))],
+                         "history": inventory is not None})
 
 
 async def show_job(request: Request) -> JSONResponse:
-    job = _job(request)
+    job = await _job(request)
     document = job_document(job)
     if job.document is None:  # still running: the replies so far
         document["replies_so_far"] = [data for kind, data in list(job.events)
@@ -44,7 +75,7 @@ async def show_job(request: Request) -> JSONResponse:
 
 
 async def job_events(request: Request) -> StreamingResponse:
-    job = _job(request)
+    job = await _job(request)
     last = request.headers.get("last-event-id", "")
     start = int(last) + 1 if last.isdigit() else 0
 

@@ -1,8 +1,10 @@
 """``/api/v1/nodes``: find nodes with the CLI's filter language, and look at one node.
 
 Nodes are found by the configured discovery method (broadcast by default), so the list is the
-live fleet; an inventory-backed discovery method, once installed and chosen with the
-``discovery_method`` setting, makes it instant without any change here.
+live fleet; an inventory-backed discovery method (``discovery_method: auto`` with a store)
+makes it instant without any change here. One node is asked directly; with an inventory
+store configured, ``last_seen`` and ``stale`` come from its last registration, and a node
+that does not answer but is in the store is shown as recorded (``answered: false``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from orch.api.context import MAX_PAGE, context_of, int_param, query_filter, toke
 from orch.api.errors import ApiError
 from orch.core import protocol
 from orch.core.errors import OrchError
+from orch.core.inventory import InventoryStore
 
 
 async def list_nodes(request: Request) -> JSONResponse:
@@ -44,21 +47,45 @@ async def show_node(request: Request) -> JSONResponse:
     if protocol.invalid_names([identity]):
         raise ApiError(400, f"{identity!r} is not a valid node identity")
 
+    store = context.inventory
+    collective = context.settings.collective
+
+    def recorded() -> dict[str, Any] | None:
+        if store is None:
+            return None
+
+        def read(opened: InventoryStore) -> dict[str, Any] | None:
+            for node in opened.nodes(collective):
+                if node.identity == identity:
+                    return {"identity": identity, "facts": dict(node.facts),
+                            "classes": list(node.classes), "agents": list(node.agents),
+                            "version": node.version, "collective": node.collective,
+                            "last_seen": node.last_seen, "stale": store.is_stale(node)}
+            return None
+
+        return store.read(read)
+
     def inventory() -> dict[str, Any]:
         with context.client(token) as client:
             result = client.call("rpcutil", "inventory", nodes=[identity])
         reply = result.replies.get(identity)
         if reply is None:
+            known = recorded()
+            if known is not None:
+                return {**known, "answered": False, "registered": True}
             raise ApiError(404, f"no reply from node {identity!r}"
                            + (f": {result.error}" if result.error else ""))
         if not reply.ok:
             raise ApiError(403 if "denied" in reply.statusmsg else 502,
                            f"{identity}: {reply.statuscode.label}: {reply.statusmsg}")
         data = reply.data
+        known = recorded()
         return {"identity": identity, "facts": data.get("facts", {}),
                 "classes": data.get("classes", []), "agents": data.get("agents", []),
                 "version": data.get("version"), "collective": data.get("main_collective"),
-                "last_seen": time.time()}
+                "last_seen": known["last_seen"] if known else time.time(),
+                "stale": known["stale"] if known else False, "answered": True,
+                "registered": known is not None}
 
     return JSONResponse(await run_in_threadpool(_bounded, inventory))
 
