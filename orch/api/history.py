@@ -46,14 +46,16 @@ class Inventory:
 
     @classmethod
     def configured(cls, settings: Settings, registry: PluginRegistry) -> Inventory | None:
-        section: dict[str, Any] = settings.plugin(SECTION)
-        url = section.get("store")
-        if not isinstance(url, str) or "://" not in url:
+        """The store the ``inventory`` section names, read through its declaration (the
+        registry knows the section's class, so the API imports no plugin), or None."""
+        declared = registry.settings_sections().get(SECTION)
+        if declared is None:  # the inventory plugin is not installed
             return None
-        stale = section.get("stale_after", STALE_AFTER)
-        if isinstance(stale, bool) or not isinstance(stale, int | float) or stale < 0:
-            stale = STALE_AFTER
-        return cls(url, float(stale), settings, registry)
+        section: object = settings.section(SECTION, declared)
+        url = getattr(section, "store", None)
+        if not url:
+            return None
+        return cls(url, float(getattr(section, "stale_after", STALE_AFTER)), settings, registry)
 
     def read(self, work: Callable[[InventoryStore], T]) -> T:
         """``work(store)`` on a freshly opened store; a store error is a 502."""
