@@ -51,10 +51,10 @@ TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.scaffold")
 #: Allowed exceptions, each with its reason.
 EXCEPTIONS = {
     # Simulated nodes sign with real x509 keys from a throw-away CA, like real nodes.
-    ("orch.demo", "security"), ("orch.sim.pki", "security"), ("orch.testing", "security"),
+    ("orch.demo", "security"), ("orch.sim.pki", "security"), ("orch.testing.fleet", "security"),
     # orch.testing.purge_collective removes the request exchange the kombu transport
     # leaves on RabbitMQ after an integration test; only the transport knows its name.
-    ("orch.testing", "kombu"),
+    ("orch.testing.brokers", "kombu"),
     # `orch plugin new` writes a plugin skeleton from the author kit (orch.scaffold).
     ("orch.cli.plugin", "tools"),
     # The built-in command plugins contribute commands wired in orch.cli (`orch
