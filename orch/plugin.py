@@ -27,7 +27,9 @@ What is here, by purpose:
   :class:`OrchCommandError`, :mod:`output` (printing results as orch's own commands do),
   :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``),
   :func:`summarize` and :class:`Summary` (a DDL's aggregate summaries of a call, as
-  ``orch rpc`` computes them).
+  ``orch rpc`` computes them), :func:`call_fleet`, :class:`FleetCall` and
+  :func:`needs_confirmation` (one action over the fleet, asking first with the real node
+  count); ``output.groups`` and ``output.summary_line`` print the fleet-wide view.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from orch.core.markers import hookimpl
 
 if TYPE_CHECKING:
     from orch.cli import output
+    from orch.cli.fleetcall import FleetCall, call_fleet, needs_confirmation
     from orch.cli.options import ClientContext, OrchCommandError, client_options
     from orch.core import convert
     from orch.core.agent import (
@@ -78,6 +81,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "output": ("orch.cli.output", None),
     "convert": ("orch.core.convert", None),
+    **{name: ("orch.cli.fleetcall", name)
+       for name in ("FleetCall", "call_fleet", "needs_confirmation")},
     **{name: ("orch.cli.options", name)
        for name in ("ClientContext", "OrchCommandError", "client_options")},
     **{name: ("orch.core.agent", name)
@@ -124,6 +129,7 @@ __all__ = [
     "FactSource",
     "FilterEngine",
     "FilterKind",
+    "FleetCall",
     "NodeBinding",
     "NodeContext",
     "NodeView",
@@ -141,11 +147,13 @@ __all__ = [
     "TransportError",
     "Verified",
     "action",
+    "call_fleet",
     "client_options",
     "convert",
     "documented_settings",
     "duration_text",
     "hookimpl",
+    "needs_confirmation",
     "output",
     "read_classes",
     "resolve_credential_paths",

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ("orch.core", "orch.ddl.model", "orch.ddl.compile", "orch.ddl.arguments",
         "orch.ddl.help", "orch.ddl.aggregate", "orch.ddl", "orch.plugin",
         # the client-side helpers the facade exports for plugin commands
-        "orch.cli.options", "orch.cli.output", "orch.cli.context", "orch.cli.progress")
+        "orch.cli.options", "orch.cli.output", "orch.cli.context", "orch.cli.progress",
+        "orch.cli.fleetcall")
 
 #: Plugin units: a module may import its own unit, the core and nothing else.
 PLUGINS = {

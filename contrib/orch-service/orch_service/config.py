@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orch.plugin import Settings, convert, documented_settings, setting
+
 from orch_service.names import NAME_HELP, valid_name
-from orch_service.orchapi import Settings, convert, documented_settings, setting
 
 #: The agent's DDL timeout: the server gives up on an action after this long.
 ACTION_TIMEOUT = 60.0
