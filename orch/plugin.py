@@ -10,8 +10,9 @@ What is here, by purpose:
 
 * **Registering**: :data:`hookimpl`.
 * **Settings**: :func:`setting`, :func:`setting_group`, :func:`documented_settings`,
-  :mod:`convert` (the converters orch's own settings use), :class:`Settings`,
-  :class:`ConfigError`.
+  :mod:`convert` (the converters orch's own settings use, and ``names_or_all`` for a
+  plugin's allow/deny lists), :func:`allow_decision` (what those lists let a changing
+  action touch, and why not), :class:`Settings`, :class:`ConfigError`.
 * **Agents**: :class:`Agent`, :func:`action`, :class:`ActionRequest`, :class:`ActionReply`,
   :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`.
 * **The other seams**: :class:`Transport`, :class:`ClientChannel`, :class:`NodeBinding`,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         NodeContext,
         action,
     )
+    from orch.core.allowlist import allow_decision
     from orch.core.authorization import Authorizer, Decision
     from orch.core.client import CallResult, Client
     from orch.core.config import Settings
@@ -100,6 +102,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.facts", name) for name in ("FactSource", "read_classes")},
     **{name: ("orch.core.filter", name) for name in ("FilterEngine", "FilterKind", "NodeView")},
     "Status": ("orch.core.protocol", "Status"),
+    "allow_decision": ("orch.core.allowlist", "allow_decision"),
     **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
     "Requirement": ("orch.core.requirements", "Requirement"),
     **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
@@ -147,6 +150,7 @@ __all__ = [
     "TransportError",
     "Verified",
     "action",
+    "allow_decision",
     "call_fleet",
     "client_options",
     "convert",
