@@ -21,7 +21,8 @@ What is here, by purpose:
   :class:`FactSource`, :func:`read_classes`, :class:`DiscoveryMethod`,
   :class:`Discovered`, :func:`resolve_credential_paths`.
 * **Child processes**: :func:`terminate_group`, :func:`signal_group` (stopping a command
-  and everything it started).
+  and everything it started), :func:`run_command`, :class:`CommandResult`,
+  :class:`CommandError` (one system command for an agent: argv, deadline, bounded output).
 * **Errors**: :class:`OrchError`, :class:`PluginError`, :class:`SecurityError`,
   :class:`TransportError`, :class:`ProtocolError`.
 * **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from orch.core.allowlist import allow_decision
     from orch.core.authorization import Authorizer, Decision
     from orch.core.client import CallResult, Client
+    from orch.core.command import CommandError, CommandResult, run_command
     from orch.core.config import Settings
     from orch.core.credentials import CredentialPaths, resolve_credential_paths
     from orch.core.discovery import Discovered, DiscoveryMethod
@@ -93,6 +95,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.authorization", name) for name in ("Authorizer", "Decision")},
     **{name: ("orch.core.client", name) for name in ("CallResult", "Client")},
     "Settings": ("orch.core.config", "Settings"),
+    **{name: ("orch.core.command", name)
+       for name in ("CommandError", "CommandResult", "run_command")},
     **{name: ("orch.core.credentials", name)
        for name in ("CredentialPaths", "resolve_credential_paths")},
     **{name: ("orch.core.discovery", name) for name in ("Discovered", "DiscoveryMethod")},
@@ -124,6 +128,8 @@ __all__ = [
     "Client",
     "ClientChannel",
     "ClientContext",
+    "CommandError",
+    "CommandResult",
     "ConfigError",
     "CredentialPaths",
     "Decision",
@@ -161,6 +167,7 @@ __all__ = [
     "output",
     "read_classes",
     "resolve_credential_paths",
+    "run_command",
     "setting",
     "setting_group",
     "signal_group",

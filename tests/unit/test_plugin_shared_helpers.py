@@ -63,3 +63,28 @@ def test_summary_line_names_the_odd_ones_out() -> None:
     many = {"a": ["x"] * 20, "b": [f"n{i}" for i in range(12)]}
     assert output.summary_line(many).endswith("n9 and 2 more)")
     assert output.summary_line(grouped, False, " nodes") == "running: 48 nodes, stopped: 2 nodes"
+
+
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
+
+
+def test_run_command_keeps_the_tail_of_the_output() -> None:
+    from orch.plugin import run_command
+
+    result = run_command(["sh", "-c", "printf 'head-'; printf 'x%.0s' $(seq 50); exit 3"], 10,
+                         environment=ENV, limit=10)
+    assert (result.returncode, result.output, result.ok) == (3, "x" * 10, False)
+
+
+def test_run_command_stops_a_command_past_its_deadline() -> None:
+    from orch.plugin import run_command
+
+    result = run_command(["sleep", "30"], 0.2, environment=ENV)
+    assert result.timed_out and not result.ok
+
+
+def test_run_command_that_cannot_start_says_so() -> None:
+    from orch.plugin import CommandError, run_command
+
+    with pytest.raises(CommandError, match="cannot run /nonexistent/tool"):
+        run_command(["/nonexistent/tool"], 1, environment=ENV)
