@@ -30,8 +30,9 @@ What is here, by purpose:
   :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``),
   :func:`summarize` and :class:`Summary` (a DDL's aggregate summaries of a call, as
   ``orch rpc`` computes them), :func:`call_fleet`, :class:`FleetCall` and
-  :func:`needs_confirmation` (one action over the fleet, asking first with the real node
-  count); ``output.groups`` and ``output.summary_line`` print the fleet-wide view.
+  :func:`needs_confirmation`, :func:`ask_above`, :func:`confirm` (one action over the
+  fleet, asking first with the real node count); ``output.groups``,
+  ``output.summary_line`` and ``output.changed_line`` print the fleet-wide view.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ from orch.core.markers import hookimpl
 
 if TYPE_CHECKING:
     from orch.cli import output
-    from orch.cli.fleetcall import FleetCall, call_fleet, needs_confirmation
+    from orch.cli.fleetcall import (
+        FleetCall,
+        ask_above,
+        call_fleet,
+        confirm,
+        needs_confirmation,
+    )
     from orch.cli.options import ClientContext, OrchCommandError, client_options
     from orch.core import convert
     from orch.core.agent import (
@@ -86,7 +93,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "output": ("orch.cli.output", None),
     "convert": ("orch.core.convert", None),
     **{name: ("orch.cli.fleetcall", name)
-       for name in ("FleetCall", "call_fleet", "needs_confirmation")},
+       for name in ("FleetCall", "ask_above", "call_fleet", "confirm", "needs_confirmation")},
     **{name: ("orch.cli.options", name)
        for name in ("ClientContext", "OrchCommandError", "client_options")},
     **{name: ("orch.core.agent", name)
@@ -157,8 +164,10 @@ __all__ = [
     "Verified",
     "action",
     "allow_decision",
+    "ask_above",
     "call_fleet",
     "client_options",
+    "confirm",
     "convert",
     "documented_settings",
     "duration_text",

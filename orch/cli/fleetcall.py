@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import click
+
 from orch.cli.options import ClientContext, OrchCommandError
 from orch.core.client import CallResult, Client
 
-__all__ = ["FleetCall", "call_fleet", "needs_confirmation"]
+__all__ = ["FleetCall", "ask_above", "call_fleet", "confirm", "needs_confirmation"]
 
 
 @dataclass
@@ -34,6 +36,27 @@ class FleetCall:
 def needs_confirmation(destructive: bool, count: int, threshold: int, yes: bool) -> bool:
     """Ask before a destructive action on more than ``threshold`` nodes, unless ``yes``."""
     return destructive and not yes and count > threshold
+
+
+def confirm(question: str) -> None:
+    """Ask ``question`` on the terminal; no answer (no terminal, end of input) is a no, which
+    stops the command with a message saying how to skip the question."""
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        agreed = False
+    if not agreed:
+        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
+
+
+def ask_above(threshold: int, question: Callable[[int], str]) -> Callable[[int], None]:
+    """The ``ask`` of :func:`call_fleet` for "ask above N nodes": :func:`confirm` with
+    ``question(count)`` when more than ``threshold`` nodes will be addressed."""
+    def ask(count: int) -> None:
+        if count > threshold:
+            confirm(question(count))
+
+    return ask
 
 
 def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,

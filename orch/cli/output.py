@@ -25,10 +25,26 @@ from orch.core.protocol import Reply, value_text
 from orch.ddl.aggregate import Summary
 from orch.ddl.model import ActionDDL
 
-__all__ = ["DISPLAY_CHOICES", "NAMES_SHOWN", "Progress", "ReplyPrinter", "flatten", "groups",
-           "json_text", "print_interrupted", "print_json", "print_problems", "print_reply",
-           "print_summaries", "print_summary", "result_document", "should_display",
-           "stats_document", "summary_line"]
+__all__ = [
+    "DISPLAY_CHOICES",
+    "NAMES_SHOWN",
+    "Progress",
+    "ReplyPrinter",
+    "changed_line",
+    "flatten",
+    "groups",
+    "json_text",
+    "print_interrupted",
+    "print_json",
+    "print_problems",
+    "print_reply",
+    "print_summaries",
+    "print_summary",
+    "result_document",
+    "should_display",
+    "stats_document",
+    "summary_line",
+]
 
 DISPLAY_CHOICES = ("ok", "failed", "all")
 
@@ -271,3 +287,10 @@ def summary_line(grouped: Mapping[str, list[str]], name_all_but_largest: bool = 
             text += f" ({shown}{more})"
         parts.append(text)
     return ", ".join(parts)
+
+
+def changed_line(result: CallResult) -> str:
+    """``changed: 3, unchanged: 47`` from the replies' boolean ``changed`` output."""
+    changed = groups(result, "changed")
+    return (f"changed: {len(changed.get('True', []))}, unchanged: "
+            f"{len(changed.get('False', []))}")

@@ -19,10 +19,9 @@ from orch.plugin import (
     CallResult,
     Client,
     ClientContext,
-    OrchCommandError,
+    ask_above,
     call_fleet,
     client_options,
-    needs_confirmation,
     output,
 )
 
@@ -90,15 +89,12 @@ def package(orch: ClientContext, words: tuple[str, ...], yes: bool) -> None:
     settings = orch.settings
     if action not in ("install", "update", "uninstall") and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch package")
-    destructive = action in DESTRUCTIVE
-
-    def ask(count: int) -> None:
-        if needs_confirmation(destructive, count, config.confirm_above, yes):
-            _confirm(f"{action} {data.get('package')} on {count} nodes?")
-
+    ask = None
+    if action in DESTRUCTIVE and not yes:
+        ask = ask_above(config.confirm_above,
+                        lambda count: f"{action} {data.get('package')} on {count} nodes?")
     with Client(settings) as client:
-        called = call_fleet(orch, client, AGENT, action, data,
-                            ask if destructive and not yes else None)
+        called = call_fleet(orch, client, AGENT, action, data, ask)
     result = called.result
     key = {"count": "count", "md5": "md5", "outdated": "count"}.get(action, "ensure")
     distribution = output.groups(result, key)
@@ -135,22 +131,10 @@ def _summarise(action: str, data: dict[str, Any], distribution: dict[str, list[s
     else:
         click.echo(f"{data['package']}: {output.summary_line(distribution, unit=' nodes')}")
         if action != "status":
-            changed = output.groups(result, "changed")
-            click.echo(f"changed: {len(changed.get('True', []))}, unchanged: "
-                       f"{len(changed.get('False', []))}")
+            click.echo(output.changed_line(result))
             busy = output.groups(result, "busy").get("True", [])
             if busy:
                 click.secho(f"busy (try again): {', '.join(busy)}", fg="yellow")
-
-
-def _confirm(question: str) -> None:
-    """Ask on the terminal; no answer (no terminal, end of input) is a no."""
-    try:
-        agreed = click.confirm(question, default=False, err=True)
-    except click.Abort:
-        agreed = False
-    if not agreed:
-        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
 
 
 def _print(result: CallResult, action: str, verbose: bool) -> None:

@@ -17,10 +17,9 @@ from orch.plugin import (
     CallResult,
     Client,
     ClientContext,
-    OrchCommandError,
+    ask_above,
     call_fleet,
     client_options,
-    needs_confirmation,
     output,
 )
 
@@ -63,15 +62,11 @@ def service(orch: ClientContext, name: str, action: str, yes: bool) -> None:
     settings = orch.settings
     if action == "status" and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch service")
-    destructive = action in DESTRUCTIVE
-
-    def ask(count: int) -> None:
-        if needs_confirmation(destructive, count, config.confirm_above, yes):
-            _confirm(f"{action} {name} on {count} nodes?")
-
+    ask = None
+    if action in DESTRUCTIVE and not yes:
+        ask = ask_above(config.confirm_above, lambda count: f"{action} {name} on {count} nodes?")
     with Client(settings) as client:
-        called = call_fleet(orch, client, AGENT, action, {"service": name},
-                            ask if destructive and not yes else None)
+        called = call_fleet(orch, client, AGENT, action, {"service": name}, ask)
     result = called.result
     states = output.groups(result, "status")
     if orch.json or orch.output_file:
@@ -82,25 +77,13 @@ def service(orch: ClientContext, name: str, action: str, yes: bool) -> None:
         _print(result, action, orch.verbose)
         click.echo(f"\n{name}: {output.summary_line(states) or 'no status reported'}")
         if action != "status":
-            changed = output.groups(result, "changed")
-            click.echo(f"changed: {len(changed.get('True', []))}, unchanged: "
-                       f"{len(changed.get('False', []))}")
+            click.echo(output.changed_line(result))
         if called.left_out:
             click.echo(f"--limit left out {called.left_out} matching node(s)")
         click.echo()
         output.print_summary(result, orch.verbose)
     if not result.succeeded:
         sys.exit(1)
-
-
-def _confirm(question: str) -> None:
-    """Ask on the terminal; no answer (no terminal, end of input) is a no."""
-    try:
-        agreed = click.confirm(question, default=False, err=True)
-    except click.Abort:
-        agreed = False
-    if not agreed:
-        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
 
 
 def _print(result: CallResult, action: str, verbose: bool) -> None:
