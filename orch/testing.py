@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 
+from orch.installcheck import check_fresh_install
+
 if TYPE_CHECKING:
     from orch.core.agent import Agent
     from orch.core.client import CallResult, Client
@@ -86,6 +88,7 @@ __all__ = [
     "SimProcess",
     "assert_all_failed",
     "assert_all_ok",
+    "check_fresh_install",
     "data_by_node",
     "describe_result",
     "node_specs",

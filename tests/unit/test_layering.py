@@ -47,7 +47,7 @@ PLUGINS = {
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
 CLI = ("orch.cli",)
-TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.scaffold")
+TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.installcheck", "orch.scaffold")
 
 #: Allowed exceptions, each with its reason.
 EXCEPTIONS = {
