@@ -10,8 +10,9 @@ What is here, by purpose:
 
 * **Registering**: :data:`hookimpl`.
 * **Settings**: :func:`setting`, :func:`setting_group`, :func:`documented_settings`,
-  :mod:`convert` (the converters orch's own settings use), :class:`Settings`,
-  :class:`ConfigError`.
+  :mod:`convert` (the converters orch's own settings use, and ``names_or_all`` for a
+  plugin's allow/deny lists), :func:`allow_decision` (what those lists let a changing
+  action touch, and why not), :class:`Settings`, :class:`ConfigError`.
 * **Agents**: :class:`Agent`, :func:`action`, :class:`ActionRequest`, :class:`ActionReply`,
   :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`.
 * **The other seams**: :class:`Transport`, :class:`ClientChannel`, :class:`NodeBinding`,
@@ -20,14 +21,18 @@ What is here, by purpose:
   :class:`FactSource`, :func:`read_classes`, :class:`DiscoveryMethod`,
   :class:`Discovered`, :func:`resolve_credential_paths`.
 * **Child processes**: :func:`terminate_group`, :func:`signal_group` (stopping a command
-  and everything it started).
+  and everything it started), :func:`run_command`, :class:`CommandResult`,
+  :class:`CommandError` (one system command for an agent: argv, deadline, bounded output).
 * **Errors**: :class:`OrchError`, :class:`PluginError`, :class:`SecurityError`,
   :class:`TransportError`, :class:`ProtocolError`.
 * **Commands** (``orch_cli_commands``): :func:`client_options`, :class:`ClientContext`,
   :class:`OrchCommandError`, :mod:`output` (printing results as orch's own commands do),
   :class:`Client`, :class:`CallResult`, :func:`duration_text` (seconds as ``1h30m``),
   :func:`summarize` and :class:`Summary` (a DDL's aggregate summaries of a call, as
-  ``orch rpc`` computes them).
+  ``orch rpc`` computes them), :func:`call_fleet`, :class:`FleetCall` and
+  :func:`needs_confirmation`, :func:`ask_above`, :func:`confirm` (one action over the
+  fleet, asking first with the real node count); ``output.groups``,
+  ``output.summary_line`` and ``output.changed_line`` print the fleet-wide view.
 """
 
 from __future__ import annotations
@@ -39,6 +44,13 @@ from orch.core.markers import hookimpl
 
 if TYPE_CHECKING:
     from orch.cli import output
+    from orch.cli.fleetcall import (
+        FleetCall,
+        ask_above,
+        call_fleet,
+        confirm,
+        needs_confirmation,
+    )
     from orch.cli.options import ClientContext, OrchCommandError, client_options
     from orch.core import convert
     from orch.core.agent import (
@@ -49,8 +61,10 @@ if TYPE_CHECKING:
         NodeContext,
         action,
     )
+    from orch.core.allowlist import allow_decision
     from orch.core.authorization import Authorizer, Decision
     from orch.core.client import CallResult, Client
+    from orch.core.command import CommandError, CommandResult, run_command
     from orch.core.config import Settings
     from orch.core.credentials import CredentialPaths, resolve_credential_paths
     from orch.core.discovery import Discovered, DiscoveryMethod
@@ -78,6 +92,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "output": ("orch.cli.output", None),
     "convert": ("orch.core.convert", None),
+    **{name: ("orch.cli.fleetcall", name)
+       for name in ("FleetCall", "ask_above", "call_fleet", "confirm", "needs_confirmation")},
     **{name: ("orch.cli.options", name)
        for name in ("ClientContext", "OrchCommandError", "client_options")},
     **{name: ("orch.core.agent", name)
@@ -86,6 +102,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.authorization", name) for name in ("Authorizer", "Decision")},
     **{name: ("orch.core.client", name) for name in ("CallResult", "Client")},
     "Settings": ("orch.core.config", "Settings"),
+    **{name: ("orch.core.command", name)
+       for name in ("CommandError", "CommandResult", "run_command")},
     **{name: ("orch.core.credentials", name)
        for name in ("CredentialPaths", "resolve_credential_paths")},
     **{name: ("orch.core.discovery", name) for name in ("Discovered", "DiscoveryMethod")},
@@ -95,6 +113,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     **{name: ("orch.core.facts", name) for name in ("FactSource", "read_classes")},
     **{name: ("orch.core.filter", name) for name in ("FilterEngine", "FilterKind", "NodeView")},
     "Status": ("orch.core.protocol", "Status"),
+    "allow_decision": ("orch.core.allowlist", "allow_decision"),
     **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
     "Requirement": ("orch.core.requirements", "Requirement"),
     **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
@@ -116,6 +135,8 @@ __all__ = [
     "Client",
     "ClientChannel",
     "ClientContext",
+    "CommandError",
+    "CommandResult",
     "ConfigError",
     "CredentialPaths",
     "Decision",
@@ -124,6 +145,7 @@ __all__ = [
     "FactSource",
     "FilterEngine",
     "FilterKind",
+    "FleetCall",
     "NodeBinding",
     "NodeContext",
     "NodeView",
@@ -141,14 +163,20 @@ __all__ = [
     "TransportError",
     "Verified",
     "action",
+    "allow_decision",
+    "ask_above",
+    "call_fleet",
     "client_options",
+    "confirm",
     "convert",
     "documented_settings",
     "duration_text",
     "hookimpl",
+    "needs_confirmation",
     "output",
     "read_classes",
     "resolve_credential_paths",
+    "run_command",
     "setting",
     "setting_group",
     "signal_group",

@@ -25,10 +25,26 @@ from orch.core.protocol import Reply, value_text
 from orch.ddl.aggregate import Summary
 from orch.ddl.model import ActionDDL
 
-__all__ = ["DISPLAY_CHOICES", "Progress", "ReplyPrinter", "flatten", "json_text",
-           "print_interrupted", "print_json", "print_problems", "print_reply",
-           "print_summaries", "print_summary", "result_document", "should_display",
-           "stats_document"]
+__all__ = [
+    "DISPLAY_CHOICES",
+    "NAMES_SHOWN",
+    "Progress",
+    "ReplyPrinter",
+    "changed_line",
+    "flatten",
+    "groups",
+    "json_text",
+    "print_interrupted",
+    "print_json",
+    "print_problems",
+    "print_reply",
+    "print_summaries",
+    "print_summary",
+    "result_document",
+    "should_display",
+    "stats_document",
+    "summary_line",
+]
 
 DISPLAY_CHOICES = ("ok", "failed", "all")
 
@@ -235,3 +251,46 @@ class ReplyPrinter:
         if self.needs_gap:
             click.echo()
             self.needs_gap = False
+
+
+#: Names listed after a count before the list is cut ("... and 12 more").
+NAMES_SHOWN = 10
+
+
+def groups(result: CallResult, key: str) -> dict[str, list[str]]:
+    """``{value: [nodes]}`` of one output over every reply that carries it, failed or not.
+
+    The fleet-wide view a plugin command prints ("running: 48, stopped: 2") is built from
+    this and :func:`summary_line`.
+    """
+    out: dict[str, list[str]] = {}
+    for name, reply in sorted(result.replies.items()):
+        value = reply.data.get(key)
+        if value in (None, ""):
+            continue
+        out.setdefault(str(value), []).append(name)
+    return out
+
+
+def summary_line(grouped: Mapping[str, list[str]], name_all_but_largest: bool = True,
+                 unit: str = "") -> str:
+    """``running: 48, stopped: 2 (web-07, web-19)``: largest group first; the others name
+    their nodes (up to :data:`NAMES_SHOWN`), since the odd ones out are what an operator
+    looks for."""
+    ordered = sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    parts = []
+    for index, (value, names) in enumerate(ordered):
+        text = f"{value}: {len(names)}{unit}"
+        if name_all_but_largest and index > 0:
+            shown = ", ".join(names[:NAMES_SHOWN])
+            more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+            text += f" ({shown}{more})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def changed_line(result: CallResult) -> str:
+    """``changed: 3, unchanged: 47`` from the replies' boolean ``changed`` output."""
+    changed = groups(result, "changed")
+    return (f"changed: {len(changed.get('True', []))}, unchanged: "
+            f"{len(changed.get('False', []))}")

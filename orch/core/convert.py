@@ -118,3 +118,67 @@ def choice(*options: str) -> Callable[[Any], str]:
         return str(value)
 
     return convert
+
+
+def positive_number(value: Any) -> float:
+    """A positive, finite number (YAML number or text); booleans refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a positive number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a positive number") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a positive number")
+    return number
+
+
+def seconds_below(deadline: float) -> Callable[[Any], float]:
+    """A converter to positive seconds under ``deadline`` (an action's DDL timeout), so that a
+    command killed for running too long still leaves time for a reply saying so."""
+    def convert(value: Any) -> float:
+        number = positive_number(value)
+        if number >= deadline:
+            raise ValueError(f"must be below the action's {deadline:g} s deadline, so that "
+                             "the reply says what happened")
+        return number
+
+    return convert
+
+
+def count(value: Any) -> int:
+    """A whole number, 0 or more (a node count such as "ask above N nodes")."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected a whole number, 0 or more")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("expected a whole number, 0 or more") from None
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def names_or_all(what: str, valid: Callable[[str], bool],
+                 help_text: str) -> Callable[[Any], tuple[str, ...]]:
+    """A converter to an allow/deny list: names ``valid`` accepts, or the word ``all``, as a
+    YAML list or one comma-separated string; unset is the empty tuple (nothing allowed).
+
+    ``what`` names one item in errors ("service name"), ``help_text`` says what it may be.
+    """
+    def convert(value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            items = [part.strip() for part in value.split(",")]
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            items = [part.strip() for part in value]
+        else:
+            raise ValueError(f"expected a list of {what}s or 'all'")
+        names = tuple(item for item in items if item)
+        for item in names:
+            if item != "all" and not valid(item):
+                raise ValueError(f"{item!r} is not a {what} ({help_text})")
+        return names
+
+    return convert

@@ -50,6 +50,7 @@ before pytest loads it as a plugin (``pytest_plugins = ["orch.testing"]``).
 
 from __future__ import annotations
 
+from orch.installcheck import check_fresh_install
 from orch.testing.assertions import (
     assert_all_failed,
     assert_all_ok,
@@ -77,6 +78,7 @@ __all__ = [
     "assert_all_failed",
     "assert_all_ok",
     "broker_problem",
+    "check_fresh_install",
     "data_by_node",
     "describe_result",
     "node_specs",

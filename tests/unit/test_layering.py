@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ("orch.core", "orch.ddl.model", "orch.ddl.compile", "orch.ddl.arguments",
         "orch.ddl.help", "orch.ddl.aggregate", "orch.ddl", "orch.plugin",
         # the client-side helpers the facade exports for plugin commands
-        "orch.cli.options", "orch.cli.output", "orch.cli.context", "orch.cli.progress")
+        "orch.cli.options", "orch.cli.output", "orch.cli.context", "orch.cli.progress",
+        "orch.cli.fleetcall")
 
 #: Plugin units: a module may import its own unit, the core and nothing else.
 PLUGINS = {
@@ -46,7 +47,7 @@ PLUGINS = {
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
 CLI = ("orch.cli",)
-TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.scaffold")
+TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.installcheck", "orch.scaffold")
 
 #: Allowed exceptions, each with its reason.
 EXCEPTIONS = {

@@ -18,10 +18,7 @@ import logging
 import threading
 from typing import ClassVar
 
-from orch_package.commands_run import CommandError
-from orch_package.config import PackagePluginConfig
-from orch_package.lock import LOCK_MESSAGES, NODE_LOCK, Busy, one_at_a_time
-from orch_package.orchapi import (
+from orch.plugin import (
     ActionFailed,
     ActionReply,
     ActionRequest,
@@ -29,6 +26,10 @@ from orch_package.orchapi import (
     NodeContext,
     action,
 )
+
+from orch_package.commands_run import CommandError
+from orch_package.config import PackagePluginConfig
+from orch_package.lock import LOCK_MESSAGES, NODE_LOCK, Busy, one_at_a_time
 from orch_package.providers import PackageProvider, PackageState, ProviderError, choose
 from orch_package.simulated import SimulatedProvider
 

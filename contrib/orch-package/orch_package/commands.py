@@ -3,7 +3,7 @@ package`` workflow, added through ``orch_cli_commands``.
 
 Only wiring: who is addressed and how many at a time are orch's shared options (``--limit``,
 ``-1``, ``--batch``, ``--batch-sleep``, applied by ``ClientContext.call``); the confirmation
-is :mod:`orch_package.fleetcall`; the summary is the fleet's version distribution
+is orch's :func:`~orch.plugin.call_fleet`; the summary is the fleet's version distribution
 ("1.24.0-1: 40 nodes, 1.22.1-1: 10 nodes (web-03, ...)"). Exit codes follow orch's: 0 when
 every addressed node did what was asked, 1 when any failed or stayed silent (or the operator
 said no), 2 for usage errors.
@@ -15,18 +15,18 @@ import sys
 from typing import Any
 
 import click
-
-from orch_package.config import DESTRUCTIVE, PackagePluginConfig
-from orch_package.fleetcall import call_fleet, groups, needs_confirmation, summary_line
-from orch_package.names import NAME_HELP, VERSION_HELP, valid_name, valid_version
-from orch_package.orchapi import (
+from orch.plugin import (
     CallResult,
     Client,
     ClientContext,
-    OrchCommandError,
+    ask_above,
+    call_fleet,
     client_options,
     output,
 )
+
+from orch_package.config import DESTRUCTIVE, PackagePluginConfig
+from orch_package.names import NAME_HELP, VERSION_HELP, valid_name, valid_version
 
 AGENT = "package"
 PACKAGE_ACTIONS = ("status", "install", "update", "uninstall", "outdated")
@@ -89,18 +89,15 @@ def package(orch: ClientContext, words: tuple[str, ...], yes: bool) -> None:
     settings = orch.settings
     if action not in ("install", "update", "uninstall") and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch package")
-    destructive = action in DESTRUCTIVE
-
-    def ask(count: int) -> None:
-        if needs_confirmation(destructive, count, config.confirm_above, yes):
-            _confirm(f"{action} {data.get('package')} on {count} nodes?")
-
+    ask = None
+    if action in DESTRUCTIVE and not yes:
+        ask = ask_above(config.confirm_above,
+                        lambda count: f"{action} {data.get('package')} on {count} nodes?")
     with Client(settings) as client:
-        called = call_fleet(orch, client, AGENT, action, data,
-                            ask if destructive and not yes else None)
+        called = call_fleet(orch, client, AGENT, action, data, ask)
     result = called.result
     key = {"count": "count", "md5": "md5", "outdated": "count"}.get(action, "ensure")
-    distribution = groups(result, key)
+    distribution = output.groups(result, key)
     if orch.json or orch.output_file:
         document = output.result_document(result)
         document["summary"] = {key: distribution, "left_out_by_limit": called.left_out}
@@ -122,34 +119,22 @@ def _summarise(action: str, data: dict[str, Any], distribution: dict[str, list[s
     if action == "md5":
         sets = len(distribution)
         click.echo(f"{sets} different package set(s): "
-                   f"{summary_line(distribution, unit=' nodes')}")
+                   f"{output.summary_line(distribution, unit=' nodes')}")
     elif action == "count":
-        click.echo(f"installed packages: {summary_line(distribution, False, ' nodes')}")
+        click.echo(f"installed packages: {output.summary_line(distribution, False, ' nodes')}")
     elif action == "outdated":
         behind = sorted(n for v, names in distribution.items() if v != "0" for n in names)
-        candidates = groups(result, "candidate") if data else {}
+        candidates = output.groups(result, "candidate") if data else {}
         click.echo(f"outdated on {len(behind)} node(s), up to date on "
                    f"{len(distribution.get('0', []))}"
                    + (f"; candidate {', '.join(candidates)}" if candidates else ""))
     else:
-        click.echo(f"{data['package']}: {summary_line(distribution, unit=' nodes')}")
+        click.echo(f"{data['package']}: {output.summary_line(distribution, unit=' nodes')}")
         if action != "status":
-            changed = groups(result, "changed")
-            click.echo(f"changed: {len(changed.get('True', []))}, unchanged: "
-                       f"{len(changed.get('False', []))}")
-            busy = groups(result, "busy").get("True", [])
+            click.echo(output.changed_line(result))
+            busy = output.groups(result, "busy").get("True", [])
             if busy:
                 click.secho(f"busy (try again): {', '.join(busy)}", fg="yellow")
-
-
-def _confirm(question: str) -> None:
-    """Ask on the terminal; no answer (no terminal, end of input) is a no."""
-    try:
-        agreed = click.confirm(question, default=False, err=True)
-    except click.Abort:
-        agreed = False
-    if not agreed:
-        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
 
 
 def _print(result: CallResult, action: str, verbose: bool) -> None:

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orch.plugin import Settings, allow_decision, convert, documented_settings, setting
+
 from orch_package.names import NAME_HELP, valid_name
-from orch_package.orchapi import Settings, convert, documented_settings, setting
 
 #: The agent's DDL timeout: the server gives up on an action after this long.
 ACTION_TIMEOUT = 300.0
@@ -35,57 +36,6 @@ CHANGING = frozenset({"install", "uninstall", "update"})
 #: Actions the CLI asks about before sending to many nodes.
 DESTRUCTIVE = frozenset({"uninstall"})
 LOCK_FILES = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
-
-
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected a positive number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected a positive number") from None
-    if not 0 < number < float("inf"):
-        raise ValueError("expected a positive number")
-    return number
-
-
-def _command_timeout(value: Any) -> float:
-    """A positive number of seconds under the action's deadline, so that a command killed
-    for running too long still leaves time for a reply saying so."""
-    number = _positive_float(value)
-    if number >= ACTION_TIMEOUT:
-        raise ValueError(f"must be below the action's {ACTION_TIMEOUT:g} s deadline, so that "
-                         "the reply says what happened")
-    return number
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected a whole number, 0 or more")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("expected a whole number, 0 or more") from None
-    if number < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return number
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    """A list of package names (or ``all``), or a comma-separated string of them."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        items = [part.strip() for part in value]
-    else:
-        raise ValueError("expected a list of package names or 'all'")
-    names = tuple(item for item in items if item)
-    for name in names:
-        if name != "all" and not valid_name(name):
-            raise ValueError(f"{name!r} is not a package name ({NAME_HELP})")
-    return names
 
 
 
@@ -111,6 +61,10 @@ def _paths(value: Any) -> tuple[str, ...]:
     return _strings(value, "paths")
 
 
+_positive_float = convert.positive_number
+_command_timeout = convert.seconds_below(ACTION_TIMEOUT)
+_count = convert.count
+_names = convert.names_or_all("package name", valid_name, NAME_HELP)
 _key = setting
 _choice = convert.choice
 
@@ -164,14 +118,5 @@ class PackagePluginConfig:
 
     def allows(self, package: str) -> tuple[bool, str]:
         """Whether the changing actions may act on ``package``, and why not."""
-        base = package.split(":", 1)[0]
-        if base in self.deny or "all" in self.deny:
-            return False, (f"package {base!r} is denied on this node "
-                           f"(plugins.{SECTION}.deny)")
-        if base in self.allow or "all" in self.allow:
-            return True, ""
-        if not self.allow:
-            return False, (f"changing packages is not enabled on this node: add {base!r} "
-                           f"(or 'all') to plugins.{SECTION}.allow")
-        return False, (f"package {base!r} is not in plugins.{SECTION}.allow on this node "
-                       f"(allowed: {', '.join(self.allow)})")
+        return allow_decision(package.split(":", 1)[0], self.allow, self.deny, noun="package",
+                              setting=f"plugins.{SECTION}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from orch_package.orchapi import hookimpl
+from orch.plugin import hookimpl
 
 if TYPE_CHECKING:
     import click

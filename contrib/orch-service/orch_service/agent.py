@@ -16,9 +16,7 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from orch_service.commands_run import CommandError
-from orch_service.config import ServicePluginConfig
-from orch_service.orchapi import (
+from orch.plugin import (
     ActionFailed,
     ActionReply,
     ActionRequest,
@@ -27,6 +25,9 @@ from orch_service.orchapi import (
     Status,
     action,
 )
+
+from orch_service.commands_run import CommandError
+from orch_service.config import ServicePluginConfig
 from orch_service.providers import (
     EXPECTED,
     RUNNING,

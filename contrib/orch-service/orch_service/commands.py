@@ -1,8 +1,9 @@
 """``orch service NAME ACTION``: the ``mco service`` workflow, added through ``orch_cli_commands``.
 
 Only wiring: who is addressed and how many at a time are orch's shared options (``--limit``,
-``-1``, ``--batch``, ``--batch-sleep``, applied by ``ClientContext.call``); the confirmation
-is :mod:`orch_service.fleetcall`; the summary is "running: 48, stopped: 2 (web-07, web-19)".
+``-1``, ``--batch``, ``--batch-sleep``, applied by ``ClientContext.call``); the
+confirmation is orch's :func:`~orch.plugin.call_fleet`; the summary is "running: 48,
+stopped: 2 (web-07, web-19)".
 Exit codes follow orch's: 0 when every addressed node did what was asked, 1 when any failed
 or stayed silent (or the operator said no), 2 for usage errors.
 """
@@ -12,17 +13,17 @@ from __future__ import annotations
 import sys
 
 import click
-
-from orch_service.config import DESTRUCTIVE, ServicePluginConfig
-from orch_service.fleetcall import call_fleet, groups, needs_confirmation, summary_line
-from orch_service.orchapi import (
+from orch.plugin import (
     CallResult,
     Client,
     ClientContext,
-    OrchCommandError,
+    ask_above,
+    call_fleet,
     client_options,
     output,
 )
+
+from orch_service.config import DESTRUCTIVE, ServicePluginConfig
 
 AGENT = "service"
 ACTIONS = ("status", "start", "stop", "restart", "reload")
@@ -61,44 +62,28 @@ def service(orch: ClientContext, name: str, action: str, yes: bool) -> None:
     settings = orch.settings
     if action == "status" and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch service")
-    destructive = action in DESTRUCTIVE
-
-    def ask(count: int) -> None:
-        if needs_confirmation(destructive, count, config.confirm_above, yes):
-            _confirm(f"{action} {name} on {count} nodes?")
-
+    ask = None
+    if action in DESTRUCTIVE and not yes:
+        ask = ask_above(config.confirm_above, lambda count: f"{action} {name} on {count} nodes?")
     with Client(settings) as client:
-        called = call_fleet(orch, client, AGENT, action, {"service": name},
-                            ask if destructive and not yes else None)
+        called = call_fleet(orch, client, AGENT, action, {"service": name}, ask)
     result = called.result
-    states = groups(result, "status")
+    states = output.groups(result, "status")
     if orch.json or orch.output_file:
         document = output.result_document(result)
         document["summary"] = {"status": states, "left_out_by_limit": called.left_out}
         orch.emit_json(document)
     if not orch.json:
         _print(result, action, orch.verbose)
-        click.echo(f"\n{name}: {summary_line(states) or 'no status reported'}")
+        click.echo(f"\n{name}: {output.summary_line(states) or 'no status reported'}")
         if action != "status":
-            changed = groups(result, "changed")
-            click.echo(f"changed: {len(changed.get('True', []))}, unchanged: "
-                       f"{len(changed.get('False', []))}")
+            click.echo(output.changed_line(result))
         if called.left_out:
             click.echo(f"--limit left out {called.left_out} matching node(s)")
         click.echo()
         output.print_summary(result, orch.verbose)
     if not result.succeeded:
         sys.exit(1)
-
-
-def _confirm(question: str) -> None:
-    """Ask on the terminal; no answer (no terminal, end of input) is a no."""
-    try:
-        agreed = click.confirm(question, default=False, err=True)
-    except click.Abort:
-        agreed = False
-    if not agreed:
-        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
 
 
 def _print(result: CallResult, action: str, verbose: bool) -> None:

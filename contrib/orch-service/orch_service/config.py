@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orch.plugin import Settings, allow_decision, convert, documented_settings, setting
+
 from orch_service.names import NAME_HELP, valid_name
-from orch_service.orchapi import Settings, convert, documented_settings, setting
 
 #: The agent's DDL timeout: the server gives up on an action after this long.
 ACTION_TIMEOUT = 60.0
@@ -34,57 +35,6 @@ CHANGING = frozenset({"start", "stop", "restart", "reload"})
 DESTRUCTIVE = frozenset({"stop"})
 
 
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected a positive number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected a positive number") from None
-    if not 0 < number < float("inf"):
-        raise ValueError("expected a positive number")
-    return number
-
-
-def _command_timeout(value: Any) -> float:
-    """A positive number of seconds under the action's deadline, so that a command killed
-    for running too long still leaves time for a reply saying so."""
-    number = _positive_float(value)
-    if number >= ACTION_TIMEOUT:
-        raise ValueError(f"must be below the action's {ACTION_TIMEOUT:g} s deadline, so that "
-                         "the reply says what happened")
-    return number
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected a whole number, 0 or more")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("expected a whole number, 0 or more") from None
-    if number < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return number
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    """A list of service names (or ``all``), or a comma-separated string of them."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        items = [part.strip() for part in value]
-    else:
-        raise ValueError("expected a list of service names or 'all'")
-    names = tuple(item for item in items if item)
-    for name in names:
-        if name != "all" and not valid_name(name):
-            raise ValueError(f"{name!r} is not a service name ({NAME_HELP})")
-    return names
-
-
 _optional_path = convert.optional_path
 
 
@@ -93,6 +43,9 @@ def _init_dir(value: Any) -> str:
     return convert.optional_path(value) or "/etc/init.d"
 
 
+_command_timeout = convert.seconds_below(ACTION_TIMEOUT)
+_count = convert.count
+_names = convert.names_or_all("service name", valid_name, NAME_HELP)
 _key = setting
 _choice = convert.choice
 
@@ -142,13 +95,5 @@ class ServicePluginConfig:
 
     def allows(self, service: str) -> tuple[bool, str]:
         """Whether the changing actions may act on ``service``, and why not."""
-        if service in self.deny or "all" in self.deny:
-            return False, (f"service {service!r} is denied on this node "
-                           f"(plugins.{SECTION}.deny)")
-        if service in self.allow or "all" in self.allow:
-            return True, ""
-        if not self.allow:
-            return False, (f"changing services is not enabled on this node: add {service!r} "
-                           f"(or 'all') to plugins.{SECTION}.allow")
-        return False, (f"service {service!r} is not in plugins.{SECTION}.allow on this node "
-                       f"(allowed: {', '.join(self.allow)})")
+        return allow_decision(service, self.allow, self.deny, noun="service",
+                              setting=f"plugins.{SECTION}")

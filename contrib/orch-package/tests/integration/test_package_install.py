@@ -1,62 +1,21 @@
 """Installing orch-package into a fresh virtualenv beside orch adds the agent and the
-``orch package``command; uninstalling removes them. Nothing but entry points connects the
-two distributions."""
+``orch package`` command; uninstalling removes them. Nothing but entry points connects the
+two distributions (orch.testing.check_fresh_install does the work)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import venv
 from pathlib import Path
 
-import orch
+from orch.testing import check_fresh_install
 
 import orch_package
 
-ORCH_ROOT = Path(orch.__file__).resolve().parent.parent
-PLUGIN_ROOT = Path(orch_package.__file__).resolve().parent.parent
-
-
-def run(*argv: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run in a neutral directory with no PYTHONPATH: only the venv's own packages."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("ORCH_")}
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd="/", env=env)
-
 
 def test_install_and_uninstall_in_a_fresh_virtualenv(tmp_path: Path) -> None:
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
-    python, pip, orch_bin = (env_dir / "bin" / name for name in ("python", "pip", "orch"))
-    assert run(python, "-c", "import orch_package").returncode != 0  # really fresh
-
-    installed = run(pip, "install", "-q", "-e", ORCH_ROOT)
-    assert installed.returncode == 0, installed.stderr
-    assert run(orch_bin, "package", "--help").returncode == 2
-
-    # A regular (non-editable) install from a copy: the DDL must ship as package data.
-    source = tmp_path / "orch-package"
-    shutil.copytree(PLUGIN_ROOT, source, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tests", "bench"))
-    installed = run(pip, "install", "-q", source)
-    assert installed.returncode == 0, installed.stderr
-    plugins = run(orch_bin, "plugins")
-    line = next(ln for ln in plugins.stdout.splitlines() if ln.startswith("package"))
-    assert "orch-package" in line and "orch_agents" in line and "orch_cli_commands" in line
-    commands = run(orch_bin, "package", "--help")
-    assert commands.returncode == 0 and "install" in commands.stdout
-    ddl_help = run(orch_bin, "rpc", "package", "install", "--help")
-    assert ddl_help.returncode == 0 and "package" in ddl_help.stdout, ddl_help.stdout
-    shipped = run(python, "-c", "import orch_package.agent as a; "
-                  "print(a._PackageActions.ddl().name, 'site-packages' in a.__file__)")
-    assert shipped.stdout.split() == ["package", "True"], shipped.stderr
-
-    removed = run(pip, "uninstall", "-y", "-q", "orch-package")
-    assert removed.returncode == 0, removed.stderr
-    assert "orch-package" not in run(orch_bin, "plugins").stdout
-    gone = run(orch_bin, "package", "status")
-    assert gone.returncode == 2 and "No such command 'package'" in gone.stderr
-    no_agent = run(orch_bin, "rpc", "package", "status", "--help")
-    assert no_agent.returncode == 2
+    check_fresh_install(
+        tmp_path, Path(orch_package.__file__).resolve().parent.parent,
+        distribution="orch-package", module="orch_package", command="package",
+        help_words=("install",), rpc_help=("package", "install", "package"),
+        shipped=("import orch_package.agent as a; "
+                 "print(a._PackageActions.ddl().name, 'site-packages' in a.__file__)",
+                 ["package", "True"]))

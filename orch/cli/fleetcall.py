@@ -1,12 +1,12 @@
-"""One action over the chosen nodes, with the safety question the CLI asks, and its summary.
+"""One action over the chosen nodes, asking the operator first with the real node count.
 
-The library half of ``orch package``. Which nodes, how many and how many at a time are
-orch's shared options (``--nodes``/``-I`` names or discovery, ``--limit N|N%``, ``-1``,
-``--batch``, ``--batch-sleep``), applied by :meth:`ClientContext.call` like for every other
-command. This module adds only what is the plugin's own: before a destructive action it
-finds the nodes first, so that the operator is asked with the real count (after
-``--limit``) before anything is sent, and it says how many matching nodes ``--limit`` left
-out.
+Which nodes, how many and how many at a time are orch's shared options (``--nodes``/``-I``
+names or discovery, ``--limit N|N%``, ``-1``, ``--batch``, ``--batch-sleep``), applied by
+:meth:`ClientContext.call` like for every other command. A command whose action is
+destructive needs one thing more before anything is sent: the number of nodes that will be
+addressed (after ``--limit``), so that "stop nginx on 240 nodes?" is asked with the true
+count, and afterwards how many matching nodes ``--limit`` left out. orch-service and
+orch-package both need exactly that, so it lives here rather than copied in each plugin.
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orch_package.orchapi import CallResult, Client, ClientContext, OrchCommandError
+import click
 
-#: Names listed after a count before the list is cut ("... and 12 more").
-NAMES_SHOWN = 10
+from orch.cli.options import ClientContext, OrchCommandError
+from orch.core.client import CallResult, Client
+
+__all__ = ["FleetCall", "ask_above", "call_fleet", "confirm", "needs_confirmation"]
 
 
 @dataclass
 class FleetCall:
+    """What :func:`call_fleet` returns: the call's result and what ``--limit`` left out."""
+
     result: CallResult
     #: How many matching nodes --limit left out (0 when no limit, or not known).
     left_out: int = 0
@@ -34,6 +38,27 @@ def needs_confirmation(destructive: bool, count: int, threshold: int, yes: bool)
     return destructive and not yes and count > threshold
 
 
+def confirm(question: str) -> None:
+    """Ask ``question`` on the terminal; no answer (no terminal, end of input) is a no, which
+    stops the command with a message saying how to skip the question."""
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        agreed = False
+    if not agreed:
+        raise OrchCommandError("nothing done: not confirmed (pass --yes to skip the question)")
+
+
+def ask_above(threshold: int, question: Callable[[int], str]) -> Callable[[int], None]:
+    """The ``ask`` of :func:`call_fleet` for "ask above N nodes": :func:`confirm` with
+    ``question(count)`` when more than ``threshold`` nodes will be addressed."""
+    def ask(count: int) -> None:
+        if count > threshold:
+            confirm(question(count))
+
+    return ask
+
+
 def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
                data: Mapping[str, Any], ask: Callable[[int], None] | None = None) -> FleetCall:
     """Call ``agent.action`` through ``orch.call`` (so the shared options apply).
@@ -41,6 +66,7 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
     ``ask(count)``, when given, is called with the number of nodes that will be addressed
     before anything is sent, and stops the call by raising. When it is given or ``--limit``
     is, the nodes are found here first (one discovery, the same nodes are then called).
+    No node hosting the agent is an :class:`OrchCommandError` saying so, not an empty result.
     """
     nodes = orch.known_nodes()
     limit = orch.plan.limit
@@ -70,30 +96,3 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
 def _nobody(agent: str) -> OrchCommandError:
     return OrchCommandError(f"No request sent: no node matching the filter hosts the "
                             f"{agent} agent")
-
-
-def groups(result: CallResult, key: str) -> dict[str, list[str]]:
-    """``{value: [nodes]}`` of one output over every reply that carries it, failed or not."""
-    out: dict[str, list[str]] = {}
-    for name, reply in sorted(result.replies.items()):
-        value = reply.data.get(key)
-        if value in (None, ""):
-            continue
-        out.setdefault(str(value), []).append(name)
-    return out
-
-
-def summary_line(grouped: Mapping[str, list[str]], name_all_but_largest: bool = True,
-                 unit: str = "") -> str:
-    """``running: 48, stopped: 2 (web-07, web-19)``: largest group first; the others name
-    their nodes (up to :data:`NAMES_SHOWN`)."""
-    ordered = sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    parts = []
-    for index, (value, names) in enumerate(ordered):
-        text = f"{value}: {len(names)}{unit}"
-        if name_all_but_largest and index > 0:
-            shown = ", ".join(names[:NAMES_SHOWN])
-            more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
-            text += f" ({shown}{more})"
-        parts.append(text)
-    return ", ".join(parts)
