@@ -20,11 +20,9 @@ from typing import Any, TypeVar
 
 from orch.api.errors import ApiError
 from orch.api.jobs import Job
-from orch.core.client import CallResult
 from orch.core.config import Settings
-from orch.core.inventory import InventoryStore, JobRecord, NodeRecord
+from orch.core.inventory import InventoryStore, JobRecord, NodeRecord, job_result
 from orch.core.plugins import PluginRegistry
-from orch.core.protocol import Reply, Status
 
 SECTION = "inventory"
 #: The most history jobs ``GET /api/v1/jobs`` reads from the store.
@@ -91,7 +89,7 @@ def history_job(record: JobRecord) -> Job:
     """A recorded job as a finished :class:`Job`: same summary, document and events."""
     from orch.cli.output import result_document
 
-    result = _call_result(record)
+    result = job_result(record)
     document = result_document(result)
     replies = [reply for reply in document["replies"]]
     events: list[tuple[str, dict[str, Any]]] = []
@@ -110,23 +108,3 @@ def history_job(record: JobRecord) -> Job:
               caller=record.caller)
     job.done_event.set()
     return job
-
-
-def _call_result(record: JobRecord) -> CallResult:
-    """The :class:`CallResult` the recording client had (as ``orch jobs show`` rebuilds it)."""
-    result = CallResult(record.agent, record.action, record.request_id,
-                        None if record.expected is None else sorted(record.expected))
-    for reply in record.replies:
-        try:
-            status = Status(reply.statuscode)
-        except ValueError:
-            status = Status.UNKNOWN_ERROR
-        result.replies[reply.sender] = Reply(record.request_id, reply.sender, record.agent,
-                                             record.action, status, reply.statusmsg,
-                                             dict(reply.data), reply.received)
-        result.rtt[reply.sender] = max(reply.received - record.sent, 0.0)
-    if record.finished is not None:
-        result.elapsed = max(record.finished - record.sent, 0.0)
-    else:
-        result.error = "the client stopped before it finished collecting (killed?)"
-    return result

@@ -212,7 +212,7 @@ def _job_summary(job: Any) -> dict[str, Any]:
 @click.pass_obj
 def show(settings: Settings, request_id: str, json_output: bool) -> None:
     """Print job ID's results as the original command did (ID may be a unique prefix)."""
-    from orch.inventory.jobs import job_result
+    from orch.core.inventory import job_result
 
     inventory = _opened(settings)
     try:

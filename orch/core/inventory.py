@@ -169,3 +169,27 @@ class CallObserver(Protocol):
     def close(self) -> None:
         """Flush what is queued (bounded in time) and stop the observer's threads."""
         ...
+
+
+def job_result(job: JobRecord) -> CallResult:
+    """A recorded job as the :class:`~orch.core.client.CallResult` its command printed
+    (``orch jobs show`` and ``orch api`` both rebuild it here)."""
+    from orch.core.client import CallResult
+    from orch.core.protocol import Reply, Status
+
+    result = CallResult(job.agent, job.action, job.request_id,
+                        None if job.expected is None else sorted(job.expected))
+    for record in job.replies:
+        try:
+            status = Status(record.statuscode)
+        except ValueError:
+            status = Status.UNKNOWN_ERROR
+        result.replies[record.sender] = Reply(job.request_id, record.sender, job.agent,
+                                              job.action, status, record.statusmsg,
+                                              dict(record.data), record.received)
+        result.rtt[record.sender] = max(record.received - job.sent, 0.0)
+    if job.finished is not None:
+        result.elapsed = max(job.finished - job.sent, 0.0)
+    else:
+        result.error = "the client stopped before it finished collecting (killed?)"
+    return result
