@@ -23,7 +23,13 @@ thread, exactly as without a pool. ``carry`` lets a worker hand back what it lea
 x509 provider's newly verified certificates) so that the caller can keep it (its disk cache).
 
 The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per hand-over and
-``MAX_IN_FLIGHT`` hand-overs outstanding) and stopped by :meth:`CheckedReceiver.close`.
+``MAX_IN_FLIGHT`` hand-overs outstanding) and stopped by :meth:`CheckedReceiver.close`. A
+hand-over unanswered after ``BATCH_TIMEOUT`` (a worker that died or hangs) ends the pool: its
+messages, and every later one, are checked in the calling thread, so nothing is lost and no
+wait outlives its bound.
+
+Forking is only safe where no other thread holds a lock the check needs: a caller in a
+process with threads of its own (a daemon, a web server) passes ``workers=0``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -51,6 +58,10 @@ MAX_BATCH = 64
 MAX_IN_FLIGHT = 16
 #: Seconds :meth:`CheckedReceiver.close` waits for the workers to end.
 STOP_TIMEOUT = 5.0
+#: Seconds a hand-over may stay unanswered before its checker is presumed dead or stuck (a
+#: batch takes milliseconds). ``multiprocessing.Pool`` never completes the task of a worker
+#: that died, so without this bound one lost worker would hold every later reply forever.
+BATCH_TIMEOUT = 10.0
 
 #: ``(take, keep)``: ``take()`` runs in a worker after each batch and returns what it learnt;
 #: ``keep(value)`` receives it in the calling process.
@@ -97,11 +108,13 @@ def _check_batch(raws: list[bytes]) -> tuple[list[Any], Any]:
 
 
 class _Batch:
-    __slots__ = ("raws", "result")
+    __slots__ = ("due", "raws", "result")
 
     def __init__(self, raws: list[bytes], result: Any) -> None:
         self.raws = raws
         self.result = result  # a multiprocessing AsyncResult
+        #: When an unanswered hand-over means its checker is lost (monotonic seconds).
+        self.due = time.monotonic() + BATCH_TIMEOUT
 
 
 class CheckedReceiver(Generic[T]):
@@ -230,13 +243,17 @@ class CheckedReceiver(Generic[T]):
     def _wait_oldest(self, timeout: float) -> bool:
         """Wait for the oldest batch; the wait is the checkers' work, so it is counted in
         :attr:`check_seconds` too."""
-        result = self._in_flight[0].result
+        oldest = self._in_flight[0]
         began = time.monotonic()
-        result.wait(timeout)
+        oldest.result.wait(max(min(timeout, oldest.due - began), 0.0))
         self.check_seconds += time.monotonic() - began
-        return bool(result.ready())
+        return bool(oldest.result.ready())
 
     def _harvest(self) -> None:
+        if (self._in_flight and not self._in_flight[0].result.ready()
+                and time.monotonic() >= self._in_flight[0].due):
+            self._abandon_pool()
+            return
         while self._in_flight and self._in_flight[0].result.ready():
             batch = self._in_flight.popleft()
             try:
@@ -248,6 +265,34 @@ class CheckedReceiver(Generic[T]):
             if learnt is not None and self._carry is not None:
                 self._carry[1](learnt)
             self._ready.extend(zip(batch.raws, outcomes, strict=True))
+
+    def _abandon_pool(self) -> None:
+        """The oldest hand-over went unanswered past its bound: stop using the pool.
+
+        Its messages and every later unanswered one are checked here instead, in arrival
+        order (answers already back are kept); the workers are stopped in the background, as
+        a stuck worker could hold up a pool's orderly end.
+        """
+        log.error("a reply checker process did not answer within %.0f s; checking the "
+                  "remaining replies in this process", BATCH_TIMEOUT)
+        batches, self._in_flight = list(self._in_flight), deque()
+        for batch in batches:
+            outcomes = None
+            if batch.result.ready():
+                try:
+                    outcomes, learnt = batch.result.get(0)
+                    if learnt is not None and self._carry is not None:
+                        self._carry[1](learnt)
+                except Exception:
+                    outcomes = None
+            if outcomes is None:
+                outcomes = [self._checked(raw) for raw in batch.raws]
+            self._ready.extend(zip(batch.raws, outcomes, strict=True))
+        self._workers = 0
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=pool.terminate, name="orch-checkers-stop",
+                             daemon=True).start()
 
     def _start_pool(self) -> bool:
         if self._pool is not None:

@@ -48,6 +48,9 @@ def seed(settings: Settings, plugins: PluginRegistry) -> list[NodeRecord]:
     """Every node that answers ``rpcutil inventory`` now, as records (empty on failure)."""
     try:
         with Client(settings, plugins, caller=None) as client:
+            # The registry has threads of its own (broker, writer): forking reply checkers
+            # beside them is unsafe (see orch.core.checkpool), so replies are checked here.
+            client.verify_workers = 0
             result = client.broadcast(
                 "rpcutil", "inventory", timeout=settings.discovery_timeout,
                 quiet=settings.discovery_window, label="the registry's seeding",

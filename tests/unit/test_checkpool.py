@@ -9,6 +9,7 @@ from collections import deque
 
 import pytest
 
+from orch.core import checkpool
 from orch.core.checkpool import MAX_BATCH, CheckedReceiver
 from orch.core.errors import ProtocolError, TransportError
 
@@ -144,3 +145,29 @@ def test_what_workers_learn_is_carried_back_to_the_caller() -> None:
     # they checked the rest and handed every one of them back.
     assert learnt == messages[:1]
     assert set(seen) == set(messages)
+
+
+@pytest.mark.parametrize("fault", ["hangs", "dies"])
+def test_a_lost_checker_costs_its_bound_not_the_replies(
+        monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """multiprocessing.Pool never completes the task of a worker that died, and a worker
+    that hangs never answers: past BATCH_TIMEOUT the pool is dropped and every message is
+    still handed back, in order, checked by the caller instead."""
+    monkeypatch.setattr(checkpool, "BATCH_TIMEOUT", 0.5)
+    parent = os.getpid()
+
+    def faulty(raw: bytes) -> tuple[bytes, int]:
+        if raw == b"fault" and os.getpid() != parent:
+            if fault == "dies":
+                os._exit(1)
+            threading.Event().wait()  # stuck for good: only the pool's end stops it
+        return check(raw)
+
+    messages = [b"first", b"fault", *[f"m{i}".encode() for i in range(3 * MAX_BATCH)]]
+    receiver = CheckedReceiver(FakeChannel(messages), faulty, workers=2)
+    out = drain(receiver)
+    assert not receiver.pooled
+    receiver.close()
+    assert [raw for raw, _ in out] == messages
+    assert out[1][1] == (b"fault", parent)
+    assert all(isinstance(o, tuple) and o[0] == raw for raw, o in out)
