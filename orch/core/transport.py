@@ -78,6 +78,17 @@ class Transport(Protocol):
         """Publish one reply. Safe to call from any thread."""
         ...
 
+    def publish(self, collective: str, agent: str, payload: bytes, ttl: float) -> None:
+        """Publish one message from the daemon's side to every queue bound for ``agent``
+        in ``collective`` (what a client's broadcast reaches), over the connection replies
+        use: a server service (registration, reply copies) costs the broker no connection
+        of its own. Safe to call from any thread.
+
+        Raises :class:`~orch.core.errors.TransportError` when the message could not be
+        published (the broker is away), so the caller can retry later.
+        """
+        ...
+
     def open_client(self, collective: str, connect_timeout: float) -> ClientChannel:
         """Connect and create a private reply destination.
 

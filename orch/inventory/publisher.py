@@ -5,8 +5,10 @@ inventory can already answer), again whenever the node's facts, classes or agent
 (SIGHUP, or an agent calling ``node.refresh()``; the view is compared every
 :data:`CHECK_INTERVAL` seconds, which costs an identity test), and on a jittered interval
 so a registry can tell a live node from a gone one. It publishes from a thread of its own
-on a broker session of its own, so the request path never waits for it; a broker that
-is away only delays the next registration (retried with backoff, every wait bounded).
+through :meth:`~orch.core.transport.Transport.publish`, over the connection the daemon's
+replies use — a node costs the broker no connection for registering — so the request
+path never waits for it; a broker that is away only delays the next registration
+(retried with backoff, every wait bounded).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from orch.inventory.settings import InventorySettings
 if TYPE_CHECKING:
     from orch.core.filter import NodeView
     from orch.core.server import Node
-    from orch.core.transport import ClientChannel, Transport
+    from orch.core.transport import Transport
 
 log = logging.getLogger(__name__)
 
 #: How often the node's view is checked for a change (seconds).
 CHECK_INTERVAL = 0.5
-CONNECT_TIMEOUT = 5.0
+#: How long stopping waits for a publish in progress (seconds; a publish connects with a
+#: 5 s timeout, retried once).
+JOIN_TIMEOUT = 12.0
 #: The longest wait between attempts while the broker is unreachable (seconds).
 MAX_BACKOFF = 30.0
 #: Registrations expire on the broker after this long if no registry takes them.
@@ -45,7 +49,6 @@ class RegistrationPublisher:
         self._stop = threading.Event()
         self._poke = threading.Event()
         self._thread: threading.Thread | None = None
-        self._channel: ClientChannel | None = None
         #: Registrations published so far (for tests and the log).
         self.published = 0
 
@@ -61,7 +64,7 @@ class RegistrationPublisher:
         self._stop.set()
         self._poke.set()
         if self._thread is not None:
-            self._thread.join(timeout=CONNECT_TIMEOUT + 1)
+            self._thread.join(timeout=JOIN_TIMEOUT)
 
     def _next_interval(self) -> float:
         interval = self.settings.registration_interval
@@ -77,40 +80,31 @@ class RegistrationPublisher:
         published: dict[str, Any] | None = None
         due = time.monotonic()
         retry_at, backoff = 0.0, 1.0
-        try:
-            while not self._stop.is_set():
-                current = node.view()
-                data = published
-                if current is not view:
-                    view = current
-                    data = registration.registration_data(
-                        node.identity, node.collective, current.facts, current.classes,
-                        current.agents, node.statistics()["starttime"])
-                now = time.monotonic()
-                if (data != published or now >= due) and now >= retry_at:
-                    assert data is not None
-                    if self._publish(node, transport, data):
-                        published, retry_at, backoff = data, 0.0, 1.0
-                        due = now + self._next_interval()
-                    else:
-                        retry_at, backoff = now + backoff, min(backoff * 2, MAX_BACKOFF)
-                self._poke.wait(min(CHECK_INTERVAL, max(due - time.monotonic(), 0.0)))
-                self._poke.clear()
-        finally:
-            if self._channel is not None:
-                self._channel.close()
+        while not self._stop.is_set():
+            current = node.view()
+            data = published
+            if current is not view:
+                view = current
+                data = registration.registration_data(
+                    node.identity, node.collective, current.facts, current.classes,
+                    current.agents, node.statistics()["starttime"])
+            now = time.monotonic()
+            if (data != published or now >= due) and now >= retry_at:
+                assert data is not None
+                if self._publish(node, transport, data):
+                    published, retry_at, backoff = data, 0.0, 1.0
+                    due = now + self._next_interval()
+                else:
+                    retry_at, backoff = now + backoff, min(backoff * 2, MAX_BACKOFF)
+            self._poke.wait(min(CHECK_INTERVAL, max(due - time.monotonic(), 0.0)))
+            self._poke.clear()
 
     def _publish(self, node: Node, transport: Transport, data: dict[str, Any]) -> bool:
         try:
-            if self._channel is None:
-                self._channel = transport.open_client(node.collective, CONNECT_TIMEOUT)
-            self._channel.broadcast(registration.ROUTE,
-                                    registration.seal(data, node.security), TTL)
+            transport.publish(node.collective, registration.ROUTE,
+                              registration.seal(data, node.security), TTL)
         except OrchError as exc:
             log.warning("node=%s registration not published: %s", node.identity, exc)
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
             return False
         self.published += 1
         log.info("node=%s registered (%d)", node.identity, self.published)

@@ -8,8 +8,9 @@ record into the job history (verified like any reply). It doubles the reply traf
 broker, which is why it is off by default.
 
 The request path only puts the payload on a bounded queue (:data:`QUEUE_LIMIT`; beyond
-it copies are dropped and counted); a thread of this service publishes them on a broker
-session of its own.
+it copies are dropped and counted); a thread of this service publishes them through
+:meth:`~orch.core.transport.Transport.publish`, over the connection the replies themselves
+use (no broker connection of its own).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from orch.core.errors import OrchError
 
 if TYPE_CHECKING:
     from orch.core.server import Node
-    from orch.core.transport import ClientChannel, Transport
+    from orch.core.transport import Transport
 
 log = logging.getLogger(__name__)
 
 ROUTE = "orch_job_replies"
 QUEUE_LIMIT = 10_000
-CONNECT_TIMEOUT = 5.0
+#: How long stopping waits to queue its end and for the thread (seconds).
+STOP_TIMEOUT = 5.0
+JOIN_TIMEOUT = 12.0
 #: Copies expire on the broker after this long if no registry takes them (seconds).
 TTL = 600.0
 
@@ -54,9 +57,9 @@ class ReplyCopier:
 
     def stop(self) -> None:
         with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=CONNECT_TIMEOUT)
+            self._queue.put(None, timeout=STOP_TIMEOUT)
         if self._thread is not None:
-            self._thread.join(timeout=CONNECT_TIMEOUT + 1)
+            self._thread.join(timeout=JOIN_TIMEOUT)
 
     def _copy(self, collective: str, payload: bytes) -> None:
         try:
@@ -67,21 +70,9 @@ class ReplyCopier:
                 log.warning("reply copies: %d dropped (registry path behind)", self.dropped)
 
     def _run(self, transport: Transport) -> None:
-        channels: dict[str, ClientChannel] = {}
-        try:
-            while (item := self._queue.get()) is not None:
-                collective, payload = item
-                try:
-                    channel = channels.get(collective)
-                    if channel is None:
-                        channel = channels[collective] = transport.open_client(
-                            collective, CONNECT_TIMEOUT)
-                    channel.broadcast(ROUTE, payload, TTL)
-                except OrchError as exc:
-                    log.warning("reply copy not published: %s", exc)
-                    dead = channels.pop(collective, None)
-                    if dead is not None:
-                        dead.close()
-        finally:
-            for channel in channels.values():
-                channel.close()
+        while (item := self._queue.get()) is not None:
+            collective, payload = item
+            try:
+                transport.publish(collective, ROUTE, payload, TTL)
+            except OrchError as exc:
+                log.warning("reply copy not published: %s", exc)

@@ -94,6 +94,8 @@ class KombuTransport:
         self._reply_conn: kombu.Connection | None = None
         self._reply_channel: Any = None
         self._reply_lock = threading.Lock()
+        #: Exchanges declared on the reply connection (for :meth:`publish`).
+        self._reply_exchanges: set[str] = set()
         self.heartbeat = settings.heartbeat if settings is not None else HEARTBEAT
         self.queue_expiry = settings.queue_expiry if settings is not None else QUEUE_EXPIRY
         self.display_url = ", ".join(_display(url) for url in urls)
@@ -243,32 +245,56 @@ class KombuTransport:
             log.warning("reply to %r refused: not a reply queue of collective %s",
                         reply_to, collective)
             return
+        error = self._publish_on_reply_connection("", reply_to, payload, ttl)
+        if error is not None:
+            log.error("reply to %s lost, broker %s: %s", reply_to, self.display_url, error)
+
+    def publish(self, collective: str, agent: str, payload: bytes, ttl: float) -> None:
+        """A broadcast from the daemon (registration, reply copies) over its reply
+        connection: no connection, channel or reply queue of its own, and the heartbeats
+        the consumer's thread already serves on that connection."""
+        error = self._publish_on_reply_connection(request_exchange_name(collective),
+                                                  f"agent.{agent}", payload, ttl)
+        if error is not None:
+            raise TransportError(f"publishing {agent} to broker {self.display_url} "
+                                 f"failed: {error}")
+
+    def _publish_on_reply_connection(self, exchange: str, routing_key: str, payload: bytes,
+                                     ttl: float) -> Exception | None:
+        """Publish on the reply connection (opened on first use), with one reconnect and
+        retry on error; the error of the second attempt, or None once published."""
         # kombu's Producer works out serializer, compression, headers and retries for every
         # message (50-60 µs a reply here, against 31-37 µs straight to the channel): a
-        # reply needs none of that, so it goes to the channel as it is, with one reconnect
-        # and retry on error.
+        # reply needs none of that, so it goes to the channel as it is.
         properties = {"delivery_mode": 1, "expiration": str(max(int(ttl * 1000), 1))}
+        error: Exception | None = None
         with self._reply_lock:
-            for attempt in (1, 2):
+            for _attempt in (1, 2):
                 if self._reply_conn is None:
                     self._reply_conn = self.connection(heartbeat=self.heartbeat)
                     self._reply_channel = None
+                    self._reply_exchanges = set()
                 conn = self._reply_conn
                 try:
                     if self._reply_channel is None:  # kombu checks the connection on
                         self._reply_channel = conn.default_channel  # every access
                     channel = self._reply_channel
+                    if exchange and exchange not in self._reply_exchanges:
+                        # Declared once per connection (as the consumers declare it): an
+                        # AMQP publish to a missing exchange would close the channel.
+                        _request_exchange(exchange)(channel).declare()
+                        self._reply_exchanges.add(exchange)
                     message = channel.prepare_message(payload, None, "application/json",
                                                       "utf-8", None, dict(properties))
-                    # The default exchange routes by queue name: O(1) on every broker.
-                    channel.basic_publish(message, exchange="", routing_key=reply_to)
-                    return
+                    # Replies go through the default exchange, which routes by queue name:
+                    # O(1) on every broker.
+                    channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+                    return None
                 except Exception as exc:
                     _close_quietly(conn)
                     self._reply_conn = None
-                    if attempt == 2:
-                        log.error("reply to %s lost, broker %s: %s", reply_to,
-                                  self.display_url, exc)
+                    error = exc
+        return error
 
     # -- client side -------------------------------------------------------------------
 
@@ -358,14 +384,21 @@ def _is_amqp(conn: kombu.Connection) -> bool:
     return bool(conn.transport.driver_type == "amqp")
 
 
+def _request_exchange(name: str) -> kombu.Exchange:
+    """A collective's request exchange, declared alike by every side that uses it."""
+    from kombu import Exchange
+
+    return Exchange(name, type="topic", durable=False)
+
+
 def _node_queue(binding: NodeBinding, expiry: float | None = None) -> kombu.Queue:
     """A node's queue; with ``expiry`` (AMQP) it outlives its consumer that long, where an
     auto-deleted queue would vanish on the first dropped connection with every request in
     it. Without it (Redis, memory) the queue is auto-deleted by kombu on a clean stop."""
-    from kombu import Exchange, Queue
+    from kombu import Queue
     from kombu import binding as kombu_binding
 
-    exchange = Exchange(request_exchange_name(binding.collective), type="topic", durable=False)
+    exchange = _request_exchange(request_exchange_name(binding.collective))
     keys = [f"agent.{agent}" for agent in binding.agents]
     return Queue(
         node_queue_name(binding.collective, binding.identity),

@@ -118,6 +118,19 @@ class PrivateRabbitMQ:
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         )
 
+    def connections(self) -> dict[str, float]:
+        """``{connection pid: negotiated heartbeat timeout}`` of every AMQP connection: on
+        a node of its own a test can tell exactly which connections its processes hold."""
+        listed = self.ctl("list_connections", "pid", "timeout", "--no-table-headers",
+                          "--quiet")
+        assert listed.returncode == 0, listed.stderr
+        found = {}
+        for line in listed.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                found[parts[0]] = float(parts[1])
+        return found
+
     def start(self, timeout: float = 60.0) -> None:
         """Start the node and wait (bounded) until it accepts AMQP connections."""
         self.launch()

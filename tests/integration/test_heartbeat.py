@@ -26,18 +26,6 @@ INTERVALS = 5
 PACE = 0.05
 
 
-def connections(broker: PrivateRabbitMQ) -> dict[str, float]:
-    """``{connection pid: negotiated heartbeat timeout}`` of every AMQP connection."""
-    listed = broker.ctl("list_connections", "pid", "timeout", "--no-table-headers", "--quiet")
-    assert listed.returncode == 0, listed.stderr
-    found = {}
-    for line in listed.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            found[parts[0]] = float(parts[1])
-    return found
-
-
 def test_a_steadily_busy_daemon_keeps_its_connections(
     private_rabbitmq: PrivateRabbitMQ, fleet_factory: FleetFactory
 ) -> None:
@@ -46,10 +34,7 @@ def test_a_steadily_busy_daemon_keeps_its_connections(
 
     broker = private_rabbitmq
     fleet = fleet_factory(broker.url, DEFAULT_NODES[:1], label="heartbeat",
-                          env={"ORCH_HEARTBEAT": str(HEARTBEAT),
-                               # Registration publishes over a client channel of its
-                               # own (no heartbeat): not what this test counts.
-                               "ORCH_INVENTORY_REGISTRATION": "false"})
+                          env={"ORCH_HEARTBEAT": str(HEARTBEAT)})
     (identity,) = fleet.alive()
     daemon = fleet.daemons[identity]
     settings = load_settings(None, {"broker": broker.url, "collective": fleet.collective,
@@ -58,10 +43,11 @@ def test_a_steadily_busy_daemon_keeps_its_connections(
     with Client(settings) as client:
         # The readiness ping opened the daemon's reply connection; this one opens ours.
         assert client.ping(nodes=[identity]).replies
-        before = connections(broker)
+        before = broker.connections()
         daemon_connections = {pid for pid, timeout in before.items() if timeout == HEARTBEAT}
         # The daemon's request consumer and its reply publisher both asked for HEARTBEAT;
-        # this client asked for none, and the broker agreed to both.
+        # this client asked for none, and the broker agreed to both. The daemon registers
+        # (on by default) over its reply connection: no third connection.
         assert len(daemon_connections) == 2, before
         assert sorted(before.values()).count(0) == 1, before
 
@@ -77,7 +63,7 @@ def test_a_steadily_busy_daemon_keeps_its_connections(
         result = client.ping(nodes=[identity])
         sent += 1
         answered += identity in result.replies
-        after = connections(broker)
+        after = broker.connections()
 
     assert sent > INTERVALS * HEARTBEAT / (PACE + 0.5), f"only {sent} requests were sent"
     assert answered == sent, f"{sent - answered} of {sent} requests were not answered"

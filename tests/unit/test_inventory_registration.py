@@ -153,3 +153,83 @@ def test_a_registry_needs_a_store() -> None:
                              environ={})
     with pytest.raises(ConfigError, match="needs a store"):
         Registry(settings, default_registry())
+
+
+class _Node:
+    """What the registration publisher reads of a node."""
+
+    def __init__(self, security: Any) -> None:
+        from types import SimpleNamespace
+
+        self.identity, self.collective, self.security = "web1", "regpub", security
+        self._view = SimpleNamespace(facts={"role": "web"}, classes=frozenset({"base"}),
+                                     agents=frozenset({"rpcutil"}))
+
+    def view(self) -> Any:
+        return self._view
+
+    def statistics(self) -> dict[str, Any]:
+        return {"starttime": 100.0}
+
+
+@pytest.mark.parametrize("service", ["registration", "reply copies"])
+def test_server_services_publish_over_the_daemons_connection(
+        monkeypatch: pytest.MonkeyPatch, service: str) -> None:
+    """Registration and reply copies go out through ``Transport.publish`` (the daemon's
+    reply connection): neither opens a client channel — a connection and a reply queue
+    per node — of its own."""
+    import queue
+    import threading
+    import uuid
+
+    from orch.core.transport import NodeBinding
+    from orch.inventory.publisher import RegistrationPublisher
+    from orch.inventory.replycopy import ROUTE as COPY_ROUTE
+    from orch.inventory.replycopy import ReplyCopier
+    from orch.transports.kombu import KombuTransport
+
+    def no_client(*_: Any) -> None:
+        raise AssertionError("a server service opened a client channel")
+
+    monkeypatch.setattr(KombuTransport, "open_client", no_client)
+    url = f"memory://regpub-{uuid.uuid4().hex[:8]}/"
+    settings = load_settings(overrides={"broker": url, "security": "insecure"})
+    node = _Node(default_registry().security_for(settings))
+    received: queue.Queue[bytes] = queue.Queue()
+    route = registration.ROUTE if service == "registration" else COPY_ROUTE
+    registry_side, server_side = KombuTransport([url]), KombuTransport([url])
+    stop, ready = threading.Event(), threading.Event()
+    consumer = threading.Thread(target=registry_side.serve, daemon=True, args=(
+        [NodeBinding(node.collective, "registry-1", (route,), received.put)], stop, ready))
+    consumer.start()
+    try:
+        assert ready.wait(10)
+        if service == "registration":
+            publisher = RegistrationPublisher(InventorySettings())
+            publisher.start(node, server_side, ready)  # type: ignore[arg-type]
+            try:
+                record = opened_insecure(received.get(timeout=10), node.security)
+            finally:
+                publisher.stop()
+            assert (record.identity, record.facts) == ("web1", {"role": "web"})
+            assert publisher.published >= 1
+        else:
+            copier = ReplyCopier()
+            listeners: list[Any] = []
+            copier.start(type("N", (), {"services": type("S", (), {  # type: ignore[arg-type]
+                "reply_listeners": listeners})})(), server_side, ready)
+            try:
+                listeners[0](node.collective, b'{"a copy": 1}')
+                assert received.get(timeout=10) == b'{"a copy": 1}'
+            finally:
+                copier.stop()
+    finally:
+        stop.set()
+        consumer.join(10)
+        server_side.close()
+        registry_side.close()
+
+
+def opened_insecure(raw: bytes, verifier: Any) -> NodeRecord:
+    return registration.open_registration(raw, verifier, "regpub", max_bytes=1 << 20,
+                                          clock_skew=5)
