@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -140,10 +141,18 @@ def facts(orch: ClientContext, fact: str) -> None:
 @click.option("--template", metavar="TEXT",
               help="Print TEXT once per node, with {identity}, {version}, {collective}, "
                    "{agents}, {classes} and {facts[role]}-style fields (mco's --script).")
+@click.option("--from-inventory", is_flag=True,
+              help="Read what the nodes last registered from the inventory store instead of "
+                   "asking them (stale nodes included and marked; no daemon statistics).")
 @client_options
-def inventory(orch: ClientContext, nodes: tuple[str, ...], template: str | None) -> None:
+def inventory(orch: ClientContext, nodes: tuple[str, ...], template: str | None,
+              from_inventory: bool) -> None:
     """Show the agents, facts, classes and daemon statistics of NODES, or of every node the
-    filters select (-F, -C, -I …); --json or --template for a machine form of the fleet."""
+    filters select (-F, -C, -I …); --json or --template for a machine form of the fleet.
+    --from-inventory answers from the inventory store without sending anything."""
+    if from_inventory:
+        _inventory_from_store(orch, nodes, template)
+        return
     listed = orch.known_nodes()
     targets = listed
     if nodes and listed is None and orch.filter:
@@ -186,14 +195,87 @@ def render_template(template: str, name: str, data: Mapping[str, Any]) -> str:
                                  f"{', '.join(fields)})", param_hint="--template") from None
 
 
-def print_inventory(node: str, data: Mapping[str, Any]) -> None:
-    click.echo(f"Inventory for {node}:\n")
+def _inventory_from_store(orch: ClientContext, nodes: tuple[str, ...],
+                          template: str | None) -> None:
+    """``orch inventory --from-inventory``: the nodes as the store has them, through the
+    discovery method that reads it (:class:`orch.core.inventory.InventoryReader`), each
+    with where it came from and how old it is."""
+    import time
+
+    from orch.core.errors import ConfigError
+
+    client = orch.client()
+    reader = client.registry.discovery_methods().get("inventory")
+    if reader is None or not hasattr(reader, "records"):
+        raise click.UsageError("--from-inventory needs the inventory plugin (no discovery "
+                               "method 'inventory' that reads a store is installed)")
+    listed = orch.known_nodes()
+    if listed is not None:  # plain names (-I NAME, --nodes): those, whatever else is named
+        filter: Mapping[str, Any] = {}
+        named: list[str] | None = sorted(set(nodes) | set(listed))
+    else:  # a filter, and of what it selects the NODES named
+        filter, named = orch.filter, sorted(set(nodes)) if nodes else None
+    try:
+        records = reader.records(client, filter, named)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    now = time.time()
+    found = {r.identity for r in records}
+    absent = [name for name in named or () if name not in found]
+    orch.emit_json({
+        "source": "inventory",
+        "nodes": [{"identity": r.identity, "last_seen": r.last_seen,
+                   "age_seconds": round(max(now - r.last_seen, 0.0), 3), "stale": r.stale,
+                   "data": _record_data(r)} for r in records],
+        "missing": absent,
+    })
+    if not orch.json:
+        for record in records:
+            data = _record_data(record)
+            if template is not None:
+                click.echo(render_template(template, record.identity, data))
+            else:
+                print_inventory(record.identity, data, _stored_note(record, now))
+        if absent:
+            click.secho(f"\nNot in the inventory: {', '.join(absent)}", fg="red", bold=True)
+        if not records:
+            raise OrchCommandError("no node of the inventory matches the filter"
+                                   if not absent else "no named node is in the inventory")
+    _exit(EXIT_OK if records and not absent else EXIT_FAILED)
+
+
+def _record_data(record: Any) -> dict[str, Any]:
+    """A stored node in the shape of ``rpcutil inventory``'s reply (without ``stats``,
+    which only the live daemon knows), so ``--template`` and readers of ``data`` work on
+    both."""
+    return {"agents": sorted(record.agents), "facts": dict(record.facts),
+            "classes": sorted(record.classes), "version": record.version,
+            "main_collective": record.collective, "collectives": [record.collective],
+            "started": record.started}
+
+
+def _stored_note(record: Any, now: float) -> str:
+    from orch.core.timefmt import duration_text
+
+    when = datetime.datetime.fromtimestamp(record.last_seen).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"from the inventory store, registered {when}, "
+            f"{duration_text(max(now - record.last_seen, 0.0))} ago"
+            + (", STALE: the node has not registered since" if record.stale else ""))
+
+
+def print_inventory(node: str, data: Mapping[str, Any], source: str | None = None) -> None:
+    """One node's inventory; ``source`` says where it came from when not the node itself."""
+    click.echo(f"Inventory for {node}" + (f" ({source})" if source else "") + ":\n")
     click.echo(f"   orch version: {data.get('version')}")
     click.echo(f"   collective:   {data.get('main_collective')}")
-    stats = data.get("stats", {})
-    click.echo(f"   uptime:       {stats.get('uptime', 0):.0f}s   requests: "
-               f"{stats.get('total', 0)} total, {stats.get('replies', 0)} replied, "
-               f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped")
+    if "stats" in data:
+        stats = data["stats"]
+        click.echo(f"   uptime:       {stats.get('uptime', 0):.0f}s   requests: "
+                   f"{stats.get('total', 0)} total, {stats.get('replies', 0)} replied, "
+                   f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped")
+    elif data.get("started"):
+        started = datetime.datetime.fromtimestamp(data["started"])
+        click.echo(f"   started:      {started.strftime('%Y-%m-%d %H:%M:%S')}")
     for title, items in (("Agents", data.get("agents", [])),
                          ("Classes", data.get("classes", []))):
         click.echo(f"\n   {title}:")

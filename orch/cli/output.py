@@ -6,6 +6,7 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
      "expected": [...] | null, "missing": [...], "rejected": [...], "unexpected": [...],
      "error": null | "...", "cut_short": null | "...", "hint": null | "...",
+     "notes": {missing sender: "last seen ..."},
      "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
@@ -76,6 +77,9 @@ def result_document(
         "cut_short": result.cut_short,
         "warnings": result.warnings,
         "hint": result.hint,
+        # What discovery knew of each silent node (the inventory: when it last registered),
+        # as the text output prints beside the name.
+        "notes": dict(sorted(result.notes.items())),
         "aggregates": [summary.to_json() for summary in summaries],
         "stats": stats_document(result),
     }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from orch.core.client import CallResult
+    from orch.core.client import CallResult, Client
     from orch.core.protocol import Reply, Request
     from orch.core.server import Node
     from orch.core.transport import Transport
@@ -151,6 +151,21 @@ class ServerService(Protocol):
         ...
 
     def stop(self) -> None:
+        ...
+
+
+class InventoryReader(Protocol):
+    """A discovery method that can also hand out what its store holds of each node, so a
+    command can show a node without asking it (``orch inventory --from-inventory``). The
+    built-in ``inventory`` discovery method is one; a command finds it with
+    ``client.registry.discovery_methods()`` and checks for :meth:`records`."""
+
+    def records(self, client: Client, filter: Mapping[str, Sequence[Any]],
+                identities: Sequence[str] | None) -> list[NodeRecord]:
+        """The stored nodes of the client's collective, stale ones included (and marked):
+        those ``filter`` selects, and of those the ``identities`` named (all, for None),
+        sorted by identity. Raises :class:`~orch.core.errors.ConfigError` when no store
+        is configured."""
         ...
 
 

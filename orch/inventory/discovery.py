@@ -109,6 +109,24 @@ class InventoryDiscovery:
                  time.monotonic() - started)
         return found
 
+    def records(self, client: Client, filter: Mapping[str, Sequence[Any]],
+                identities: Sequence[str] | None) -> list[NodeRecord]:
+        """What the store holds of the nodes ``filter`` and ``identities`` name, stale
+        ones included (``orch inventory --from-inventory``; see
+        :class:`orch.core.inventory.InventoryReader`)."""
+        store = open_client_store(client)
+        if store is None:
+            raise ConfigError("--from-inventory needs a store: set plugins.inventory.store "
+                              "in the config")
+        try:
+            records = store.nodes(client.settings.collective)
+        finally:
+            store.close()
+        chosen = set(select(client, records, filter, None))
+        if identities is not None:
+            chosen &= set(identities)
+        return sorted((r for r in records if r.identity in chosen), key=lambda r: r.identity)
+
 
 class AutoDiscovery:
     """The inventory when configured and fresh, else broadcast."""

@@ -231,6 +231,14 @@ def test_a_silent_node_the_inventory_names_is_reported_with_its_last_seen_time(
     assert result.rc == 1, result.describe()
     assert "No response from 1 node(s)" in result.stdout, result.describe()
     assert "web2 (last seen 20" in result.stdout, result.describe()
+    # --json carries the same note (issue 12).
+    result = fleet.run_orch("rpc", "rpcutil", "ping", "-F", "role=web", "--timeout", "3",
+                            "--discovery-method", "inventory", "--json",
+                            env={"ORCH_CONFIG": str(config)})
+    document = result.json()
+    assert document["missing"] == ["web2"], result.describe()
+    assert document["notes"]["web2"].startswith("last seen 20"), result.describe()
+    assert set(document["notes"]) == {"web2"}, result.describe()
 
 
 def test_a_new_node_is_discoverable_from_the_inventory(
@@ -263,3 +271,23 @@ def test_a_registry_started_after_the_fleet_knows_it_at_once(
     finally:
         assert registry.stop() == 0, registry.log()
     assert "seed: 3 node(s) from the live fleet" in registry.log(), registry.log()
+
+
+def test_orch_inventory_reads_the_store_without_asking_the_node(
+        registered_fleet: tuple[Fleet, str, Path]) -> None:
+    """``orch inventory --from-inventory``: a node that is gone is still described, as it
+    last registered, with where that came from and how old it is."""
+    fleet, _, config = registered_fleet
+    fleet.daemons["db1"].kill()
+    env = {"ORCH_CONFIG": str(config)}
+    result = fleet.run_orch("inventory", "--from-inventory", "db1", env=env)
+    assert result.rc == 0, result.describe()
+    assert "Inventory for db1 (from the inventory store, registered 20" in result.stdout, (
+        result.describe())
+    assert "postgresql" in result.stdout and "role => db" in result.stdout, result.describe()
+    document = fleet.run_orch("inventory", "--from-inventory", "-F", "role=db", "--json",
+                              env=env).json()
+    assert document["source"] == "inventory", document
+    (node,) = document["nodes"]
+    assert node["identity"] == "db1" and node["data"]["facts"]["role"] == "db", document
+    assert node["age_seconds"] >= 0 and node["stale"] is False, document

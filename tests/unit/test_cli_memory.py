@@ -39,7 +39,7 @@ ALL = ["db1", "web1", "web2"]
 COLLECTIVE = f"cli{uuid.uuid4().hex[:12]}"
 DOCUMENT_KEYS = {"agent", "action", "request_id", "replies", "expected", "missing", "rejected",
                  "unexpected", "error", "cut_short", "warnings", "aggregates", "stats",
-                 "hint"}
+                 "hint", "notes"}
 REPLY_KEYS = {"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}
 STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_ms",
               "elapsed_ms"}
