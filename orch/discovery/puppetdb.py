@@ -13,6 +13,10 @@ the ``puppetdb`` plugin section::
         key: /etc/orch/puppetdb-client.key
         ca: /etc/puppetlabs/puppet/ssl/certs/ca.pem
 
+The section is declared through ``orch_settings`` (:class:`PuppetDBSettings`), so orch
+checks it like its own settings: an unknown key gets "did you mean", a wrong type is a
+:class:`~orch.core.errors.ConfigError` naming the key, and ``ORCH_PUPPETDB_URL`` works.
+
 The answer is bounded and checked: the request times out at ``discovery_timeout``, at most
 :data:`MAX_BYTES` are read, and every certname must be a valid orch identity; anything
 else is an :class:`~orch.core.errors.OrchError`
@@ -25,18 +29,22 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orch.core import convert
 from orch.core.discovery import Discovered
 from orch.core.errors import ConfigError, OrchError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import invalid_names
+from orch.core.sections import setting
 from orch.discovery.pql import to_pql
 
 if TYPE_CHECKING:
     import ssl
 
     from orch.core.client import Client
+    from orch.core.config import Settings
     from orch.core.discovery import DiscoveryMethod
 
 log = logging.getLogger(__name__)
@@ -46,18 +54,58 @@ MAX_BYTES = 32 * 1024 * 1024
 QUERY_PATH = "/pdb/query/v4"
 
 
+SECTION = "puppetdb"
+
+
 class PuppetDBError(OrchError):
     """PuppetDB could not be asked, or its answer was not what its API documents."""
 
 
-def _tls_context(client: Client, section: Mapping[str, Any]) -> ssl.SSLContext:
+def _http_url(value: Any) -> str | None:
+    """An ``http://`` or ``https://`` URL, or nothing."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL such as "
+                         "https://puppetdb.example.com:8081")
+    return value
+
+
+@dataclass(frozen=True)
+class PuppetDBSettings:
+    """``plugins: {puppetdb: {…}}``."""
+
+    url: str | None = setting(
+        None, _http_url,
+        "PuppetDB's address for `--discovery-method puppetdb`, e.g. "
+        "`https://puppetdb.example.com:8081`. See [inventory.md](inventory.md#puppetdb-discovery).",
+        default_doc="none")
+    cert: str | None = setting(
+        None, convert.optional_path,
+        "Client certificate (PEM) for PuppetDB's HTTPS, instead of `tls_cert`.",
+        default_doc="`tls_cert`")
+    key: str | None = setting(
+        None, convert.optional_path,
+        "Its private key (PEM), instead of `tls_key`.", default_doc="`tls_key`")
+    ca: str | None = setting(
+        None, convert.optional_path,
+        "CA bundle (PEM) PuppetDB's certificate is checked against, instead of `tls_ca`.",
+        default_doc="`tls_ca`")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PuppetDBSettings:
+        """The checked section (see :meth:`orch.core.config.Settings.section`)."""
+        return settings.section(SECTION, cls)
+
+
+def _tls_context(client: Client, section: PuppetDBSettings) -> ssl.SSLContext:
     import ssl
 
     settings = client.settings
-    ca = section.get("ca") or settings.tls_ca
+    ca = section.ca or settings.tls_ca
     context = ssl.create_default_context(cafile=ca)
-    cert = section.get("cert") or settings.tls_cert
-    key = section.get("key") or settings.tls_key
+    cert = section.cert or settings.tls_cert
+    key = section.key or settings.tls_key
     if cert:
         try:
             context.load_cert_chain(cert, key)
@@ -73,9 +121,9 @@ def query(client: Client, pql: str) -> list[str]:
     import urllib.parse
     import urllib.request
 
-    section = client.settings.plugin("puppetdb")
-    url = section.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    section = PuppetDBSettings.from_settings(client.settings)
+    url = section.url
+    if url is None:
         raise ConfigError("puppetdb discovery needs plugins.puppetdb.url "
                           "(https://puppetdb:8081)")
     target = f"{url.rstrip('/')}{QUERY_PATH}?{urllib.parse.urlencode({'query': pql})}"
@@ -125,6 +173,12 @@ class PuppetDBDiscovery:
         log.info("discovery method=puppetdb nodes=%d seconds=%.4f", len(found),
                  time.monotonic() - started)
         return found
+
+
+@hookimpl
+def orch_settings() -> Mapping[str, type]:
+    """Declare the ``puppetdb`` section."""
+    return {SECTION: PuppetDBSettings}
 
 
 @hookimpl
