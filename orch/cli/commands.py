@@ -221,7 +221,9 @@ def _inventory_from_store(orch: ClientContext, nodes: tuple[str, ...],
         raise click.UsageError(str(exc)) from None
     now = time.time()
     found = {r.identity for r in records}
-    absent = [name for name in named or () if name not in found]
+    # With a filter, a named node it does not select is left out (as when asking the
+    # nodes); without one, a named node the store does not hold is reported.
+    absent = [] if filter else [name for name in named or () if name not in found]
     orch.emit_json({
         "source": "inventory",
         "nodes": [{"identity": r.identity, "last_seen": r.last_seen,

@@ -285,9 +285,13 @@ def test_orch_inventory_reads_the_store_without_asking_the_node(
     assert "Inventory for db1 (from the inventory store, registered 20" in result.stdout, (
         result.describe())
     assert "postgresql" in result.stdout and "role => db" in result.stdout, result.describe()
-    document = fleet.run_orch("inventory", "--from-inventory", "-F", "role=db", "--json",
-                              env=env).json()
+    # Named nodes and a filter: the named nodes the filter selects (as without the flag).
+    listed = fleet.run_orch("inventory", "--from-inventory", "db1", "web1", "-F", "role=db",
+                            "--json", env=env)
+    assert listed.rc == 0, listed.describe()
+    document = listed.json()
     assert document["source"] == "inventory", document
     (node,) = document["nodes"]
     assert node["identity"] == "db1" and node["data"]["facts"]["role"] == "db", document
     assert node["age_seconds"] >= 0 and node["stale"] is False, document
+    assert document["missing"] == [], document

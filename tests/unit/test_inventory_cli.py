@@ -131,6 +131,12 @@ def test_inventory_from_the_store_names_what_it_does_not_hold(tmp_path: Path) ->
     assert result.exit_code == 1, result.output
     assert "Inventory for web1" in result.output
     assert "Not in the inventory: gone1" in result.output
+    # With a filter, named nodes it does not select are left out, not missing.
+    chosen = CliRunner().invoke(cli, ["inventory", "--from-inventory", "web1", "db1",
+                                      "-F", "role=db", "--json"], env=env)
+    assert chosen.exit_code == 0, chosen.output
+    parsed = json.loads(chosen.output)
+    assert [n["identity"] for n in parsed["nodes"]] == ["db1"] and parsed["missing"] == []
     nothing = CliRunner().invoke(cli, ["inventory", "--from-inventory", "-F", "role=none"],
                                  env=env)
     assert nothing.exit_code == 1 and "no node of the inventory matches" in nothing.output
