@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from api_support import RegistryDaemon, inventory_config
-from orch_integration import DEFAULT_NODES, READY_TIMEOUT, FleetFactory
+from orch_integration import BROKERS, DEFAULT_NODES, READY_TIMEOUT, FleetFactory
 from private_brokers import PrivateRabbitMQ
 
 from orch.core.config import load_settings
@@ -69,6 +69,24 @@ def test_a_registering_daemon_holds_no_connection_for_it(
         # as a third connection, without heartbeat.
         wait_until(lambda: daemons() == [HEARTBEAT, HEARTBEAT], READY_TIMEOUT,
                    "the daemon to hold its two connections only")
+        assert "registration not published" not in daemon.log(), daemon.log()
+    finally:
+        assert registry.stop() == 0, registry.log()
+
+
+def test_registrations_reach_a_registry_over_redis(fleet_factory: FleetFactory,
+                                                   tmp_path: Path) -> None:
+    """The same publish path on a virtual transport (kombu's Redis): the request exchange is
+    declared on the reply connection before the first registration."""
+    store = f"sqlite:///{tmp_path}/inventory.db"
+    config = inventory_config(tmp_path / "registry.yaml", store, seed=False)
+    fleet = fleet_factory(BROKERS["redis"], [], label="regredis")
+    registry = RegistryDaemon(BROKERS["redis"], fleet.collective, store, tmp_path,
+                              config=config).start()
+    try:
+        (daemon,) = fleet.add(DEFAULT_NODES[:1])
+        wait_until(lambda: registrations_seen(store, daemon.spec.identity) is not None,
+                   READY_TIMEOUT, "the node's registration stored")
         assert "registration not published" not in daemon.log(), daemon.log()
     finally:
         assert registry.stop() == 0, registry.log()
