@@ -1,8 +1,9 @@
 """``puppetdb`` discovery against a STAND-IN PuppetDB: a small HTTP server speaking the
 documented query API (``GET /pdb/query/v4?query=<PQL>`` answering a JSON array of
-``{"certname": …}``). A real PuppetDB (Debian's ``puppetdb`` fed by a real puppetserver)
-is not run here; the stand-in answers canned results for the PQL it is asked, so these
-tests pin the PQL orch sends, the HTTP exchange and every way an answer can be bad."""
+``{"certname": …}``). The stand-in answers canned results for the PQL it is asked, so
+these tests pin the PQL orch sends, the HTTP exchange and every way an answer can be bad.
+A real PuppetDB (Debian's ``puppetdb``, fed by a real puppetserver, over HTTPS) answers
+the same queries in ``contrib/orch-puppet/tests/integration/test_puppetdb_real.py``."""
 
 from __future__ import annotations
 
