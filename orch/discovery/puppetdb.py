@@ -79,10 +79,12 @@ def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
         return PuppetDBError(f"PuppetDB at {url}: its certificate is not trusted ("
                              f"{reason.verify_message}; CA {ca}); set plugins.puppetdb.ca "
                              "(or tls_ca) to the CA that signed it (Puppet's CA)")
-    if isinstance(reason, ssl.SSLError) and context is not None:
+    alert = reason.reason if isinstance(reason, ssl.SSLError) else None
+    if alert and "ALERT" in alert and context is not None:
+        # The server's TLS alert (bad/unknown/required certificate): the client's
+        # certificate is the one thing the client can change.
         cert = section.get("cert") or settings.tls_cert
         sent = f"client certificate {cert}" if cert else "no client certificate"
-        alert = reason.reason or str(reason)
         return PuppetDBError(f"PuppetDB at {url} refused the TLS handshake ({alert}); it "
                              f"needs a client certificate signed by its CA, this client "
                              f"sent {sent} (plugins.puppetdb.cert/key, or tls_cert/tls_key)")

@@ -12,8 +12,9 @@
 * ``puppetdb`` (session) — a private PuppetDB from Debian's ``puppetdb`` package on
   127.0.0.1 (own port, config and logs; HTTPS with the puppetserver's CA; a database of its
   own on the shared PostgreSQL, dropped at the end), and ``puppet_stack``'s server
-  reloaded to store facts and catalogs in it. Skipped, with the reason, when PuppetDB or
-  PostgreSQL is not there.
+  reloaded to store facts and catalogs in it (so agent runs of any test after it store
+  there too; ``test_puppetdb_real.py`` sorts after the other files here). Skipped, with the
+  reason, when PuppetDB or PostgreSQL is not there.
 
 Everything started here is stopped by PID; the broker keys of the test's collective are
 deleted at the end.

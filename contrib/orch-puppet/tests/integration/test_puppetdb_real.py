@@ -53,10 +53,18 @@ class Finder:
         return path
 
     def find(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*orch_executable(), "find", "--discovery-method", "puppetdb",
-             "--config", str(config or self.config("default")), *args],
+        """``--log-level info``: orch logs how long the PuppetDB query took (the figure
+        docs/inventory.md gives); it is logged here, never asserted."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [*orch_executable(), "--log-level", "info", "find", "--discovery-method",
+             "puppetdb", "--config", str(config or self.config("default")), *args],
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        took = [line.split("seconds=")[-1] for line in result.stderr.splitlines()
+                if "discovery method=puppetdb" in line]
+        log.info("orch find %s: exit %d in %.2f s (query %s s)", " ".join(args),
+                 result.returncode, time.monotonic() - started, took[0] if took else "-")
+        return result
 
     def found(self, *args: str) -> list[str]:
         result = self.find(*args)
