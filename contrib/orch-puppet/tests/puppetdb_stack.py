@@ -79,6 +79,7 @@ class PuppetDB:
     proc: subprocess.Popen[bytes] | None = None
     ready_after: float = 0.0
     database_created: bool = False
+    _started: float = 0.0
 
     @property
     def url(self) -> str:
@@ -142,7 +143,13 @@ ssl-ca-cert = {self.stack.cacert}
 """)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Create the database, start PuppetDB, wait (bounded) until it answers a query."""
+        """:meth:`launch`, then :meth:`wait_ready`."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Create the database and start the PuppetDB JVM, without waiting for it (the
+        caller may reload the puppetserver meanwhile: it does not contact PuppetDB then)."""
         _sql(f'CREATE DATABASE "{self.database}"')
         self.database_created = True
         # PuppetDB refuses to start without pg_trgm; only a superuser may create it.
@@ -162,18 +169,24 @@ ssl-ca-cert = {self.stack.cacert}
                 "--restart-file", str(restart_file)]
         env = {"HOME": str(self.root), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                "LANG": "C.UTF-8"}
-        started = time.monotonic()
+        self._started = time.monotonic()
         with self.console_log.open("ab") as console:
             self.proc = subprocess.Popen(
                 argv, cwd=str(self.root), env=env, stdout=console, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, restore_signals=True)
-        deadline = started + timeout
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait (bounded, from the launch) until trapperkeeper says all services are up
+        and PuppetDB answers a query; stop it and raise RuntimeError otherwise."""
+        assert self.proc is not None, "launch() first"
+        restart_file = self.root / "run" / "restart"
+        deadline = self._started + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"puppetdb exited ({self.proc.returncode}) during "
                                    f"start-up:\n{self.log_tail()}")
             if restart_file.read_text().strip() == "1" and self._answers():
-                self.ready_after = time.monotonic() - started
+                self.ready_after = time.monotonic() - self._started
                 return
             if time.monotonic() >= deadline:
                 self.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +77,13 @@ class Finder:
 def finder(puppet_stack: PuppetStack, puppetdb: PuppetDB,
            tmp_path_factory: pytest.TempPathFactory) -> Finder:
     # orch's client certificate: one more certname signed by the puppetserver's CA (no
-    # agent run, so PuppetDB knows nothing of it).
+    # agent run, so PuppetDB knows nothing of it), made while the agents run.
     started = time.monotonic()
-    feed(puppet_stack, puppetdb, NODES)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        bootstrapped = pool.submit(puppet_stack.add_agent, CLIENT)
+        feed(puppet_stack, puppetdb, NODES)
+        client = bootstrapped.result(timeout=180)
     log.info("3 agent runs stored in PuppetDB in %.1f s", time.monotonic() - started)
-    client = puppet_stack.add_agent(CLIENT)
     ssl = client.root / "ssl"
     tls = {"tls_cert": str(ssl / "certs" / f"{client.certname}.pem"),
            "tls_key": str(ssl / "private_keys" / f"{client.certname}.pem"),
