@@ -114,6 +114,31 @@ def _tls_context(client: Client, section: PuppetDBSettings) -> ssl.SSLContext:
     return context
 
 
+def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
+                 section: Mapping[str, Any], client: Client) -> PuppetDBError:
+    """Say what went wrong in words an operator can act on: a TLS failure names the
+    certificate (or its absence) and the CA involved, since PuppetDB answers a client
+    certificate it does not trust with a bare TLS alert."""
+    import ssl
+
+    settings = client.settings
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        ca = section.get("ca") or settings.tls_ca or "the system's CAs"
+        return PuppetDBError(f"PuppetDB at {url}: its certificate is not trusted ("
+                             f"{reason.verify_message}; CA {ca}); set plugins.puppetdb.ca "
+                             "(or tls_ca) to the CA that signed it (Puppet's CA)")
+    alert = reason.reason if isinstance(reason, ssl.SSLError) else None
+    if alert and "ALERT" in alert and context is not None:
+        # The server's TLS alert (bad/unknown/required certificate): the client's
+        # certificate is the one thing the client can change.
+        cert = section.get("cert") or settings.tls_cert
+        sent = f"client certificate {cert}" if cert else "no client certificate"
+        return PuppetDBError(f"PuppetDB at {url} refused the TLS handshake ({alert}); it "
+                             f"needs a client certificate signed by its CA, this client "
+                             f"sent {sent} (plugins.puppetdb.cert/key, or tls_cert/tls_key)")
+    return PuppetDBError(f"PuppetDB at {url} not reachable: {reason}")
+
+
 def query(client: Client, pql: str) -> list[str]:
     """The certnames PuppetDB returns for ``pql`` (checked), within discovery_timeout."""
     # Imported here: every command lists the discovery methods, few use this one.
@@ -138,8 +163,10 @@ def query(client: Client, pql: str) -> list[str]:
         raise PuppetDBError(f"PuppetDB at {url} refused the query ({exc.code}): "
                             f"{detail or exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise PuppetDBError(f"PuppetDB at {url} not reachable: {reason}") from None
+        # A TLS alert after the handshake (TLS 1.3: the server refusing the client's
+        # certificate) is a bare ssl.SSLError, whose own .reason is only the alert name.
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise _unreachable(url, reason, context, section, client) from None
     if len(body) > MAX_BYTES:
         raise PuppetDBError(f"PuppetDB answered more than {MAX_BYTES} bytes; not read")
     return _certnames(body, url)

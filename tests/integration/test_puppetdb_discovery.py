@@ -1,8 +1,9 @@
 """``puppetdb`` discovery against a STAND-IN PuppetDB: a small HTTP server speaking the
 documented query API (``GET /pdb/query/v4?query=<PQL>`` answering a JSON array of
-``{"certname": …}``). A real PuppetDB (Debian's ``puppetdb`` fed by a real puppetserver)
-is not run here; the stand-in answers canned results for the PQL it is asked, so these
-tests pin the PQL orch sends, the HTTP exchange and every way an answer can be bad."""
+``{"certname": …}``). The stand-in answers canned results for the PQL it is asked, so
+these tests pin the PQL orch sends, the HTTP exchange and every way an answer can be bad.
+A real PuppetDB (Debian's ``puppetdb``, fed by a real puppetserver, over HTTPS) answers
+the same queries in ``contrib/orch-puppet/tests/integration/test_puppetdb_real.py``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from orch.core.config import load_settings
 from orch.core.errors import ConfigError, OrchError
 from orch.core.filter import FilterSyntaxError
 from orch.discovery.pql import to_pql
-from orch.discovery.puppetdb import PuppetDBDiscovery
+from orch.discovery.puppetdb import PuppetDBDiscovery, PuppetDBError
 
 
 class StandIn(ThreadingHTTPServer):
@@ -147,3 +149,66 @@ def test_an_unreachable_or_unconfigured_puppetdb_is_a_clear_error() -> None:
         PuppetDBDiscovery().discover(client, {}, "rpcutil")
     with client_for(None) as client, pytest.raises(ConfigError, match=r"plugins\.puppetdb\.url"):
         PuppetDBDiscovery().discover(client, {}, "rpcutil")
+
+
+@pytest.fixture
+def tls_puppetdb(tmp_path: Path) -> Iterator[tuple[StandIn, dict[str, str], Path]]:
+    """The stand-in over HTTPS, requiring a client certificate from its CA, as PuppetDB
+    does; yields it, settings with a client certificate it accepts, and a CA directory."""
+    import ssl
+
+    from orch.security import pki
+
+    ca = pki.init_ca(tmp_path / "ca", common_name="stand-in CA")
+    server = pki.issue(tmp_path / "ca", "localhost", pki.ROLE_SERVER, sans=["DNS:localhost"])
+    client = pki.issue(tmp_path / "ca", "alice", pki.ROLE_CLIENT)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca.cert_path)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(server.cert_path, server.key_path)
+    standin = StandIn()
+    standin.socket = context.wrap_socket(standin.socket, server_side=True)
+    thread = threading.Thread(target=standin.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield standin, {"cert": client.cert_path,
+                        "key": str(client.key_path), "ca": ca.cert_path}, tmp_path
+    finally:
+        standin.shutdown()
+        standin.server_close()
+        thread.join(timeout=5)
+
+
+def tls_client(url: str, section: dict[str, str]) -> Client:
+    return Client(load_settings(overrides={
+        "broker": "memory://", "security": "insecure", "discovery_timeout": 5.0,
+        "plugins": {"puppetdb": {"url": url, **section}}}, environ={}))
+
+
+def test_https_with_a_client_certificate(
+        tls_puppetdb: tuple[StandIn, dict[str, str], Path]) -> None:
+    standin, section, _ = tls_puppetdb
+    url = f"https://localhost:{standin.server_address[1]}"
+    standin.answers[to_pql({}, "rpcutil")] = (200, b'[{"certname": "web1"}]')
+    with tls_client(url, section) as client:
+        assert PuppetDBDiscovery().discover(client, {}, "rpcutil") == ["web1"]
+
+
+def test_tls_failures_say_which_certificate(
+        tls_puppetdb: tuple[StandIn, dict[str, str], Path]) -> None:
+    from orch.security import pki
+
+    standin, section, tmp_path = tls_puppetdb
+    url = f"https://localhost:{standin.server_address[1]}"
+    other = pki.init_ca(tmp_path / "other", common_name="another CA")
+    stranger = pki.issue(tmp_path / "other", "mallory", pki.ROLE_CLIENT)
+    cases = [
+        ({"ca": section["ca"]}, "refused the TLS handshake .*sent no client certificate"),
+        ({**section, "cert": stranger.cert_path, "key": str(stranger.key_path)},
+         f"refused the TLS handshake .*sent client certificate {stranger.cert_path}"),
+        ({**section, "ca": other.cert_path},
+         f"its certificate is not trusted .*CA {other.cert_path}"),
+    ]
+    for settings, message in cases:
+        with tls_client(url, settings) as client, pytest.raises(PuppetDBError, match=message):
+            PuppetDBDiscovery().discover(client, {}, "rpcutil")
+    assert standin.queries == []

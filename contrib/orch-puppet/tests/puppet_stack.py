@@ -268,6 +268,28 @@ ca_ttl = 5y
                                    f"{self.log_tail()}")
             time.sleep(0.5)
 
+    def reload(self, timeout: float = 180.0) -> None:
+        """SIGHUP: trapperkeeper restarts its apps, so a new JRuby instance reads the
+        changed ``puppet.conf`` / ``routes.yaml``; wait (bounded) until it is ready again.
+        Trapperkeeper increments the restart file's counter when the apps are up: it is
+        reset to 0 first, as the package's ``ExecReload`` does."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError("puppetserver is not running")
+        restart_file = self.server_dir / "run" / "restart"
+        restart_file.write_text("0")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"puppetserver exited ({self.proc.returncode}) during "
+                                   f"the reload:\n{self.log_tail()}")
+            if restart_file.read_text().strip() == "1" and self.status() == "running":
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"puppetserver not ready {timeout:g}s after SIGHUP:\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.5)
+
     def status(self) -> str | None:
         """``/status/v1/simple`` over TLS checked against the stack's CA, or None."""
         if not self.cacert.exists():
@@ -355,14 +377,16 @@ report = true
             raise RuntimeError(f"puppet ssl bootstrap for {node.certname} failed "
                                f"({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
-    def run_agent(self, node: AgentNode, *extra: str,
-                  timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
-        """One foreground ``puppet agent --onetime`` run (fixtures use it to prime state)."""
+    def run_agent(self, node: AgentNode, *extra: str, timeout: float = 180.0,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """One foreground ``puppet agent --onetime`` run (fixtures use it to prime state);
+        ``env`` adds to the environment (``FACTER_<name>`` gives the node a custom fact)."""
         return subprocess.run(
             ["puppet", "agent", "--confdir", str(node.confdir), "--onetime",
              "--no-daemonize", "--no-usecacheonfailure", "--detailed-exitcodes",
              "--color=false", "--verbose", *extra],
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None,
         )
 
     def compiled_for(self, certname: str) -> int:

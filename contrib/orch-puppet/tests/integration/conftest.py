@@ -9,6 +9,12 @@
   an ``orch server`` process whose ``plugins.puppet.confdir`` points at that agent, signing
   with an x509 certificate from ``orch ca`` on a real broker (Redis by default).
 * ``fleet.orch(...)`` runs the ``orch`` CLI as a subprocess with the client certificate.
+* ``puppetdb`` (session) — a private PuppetDB from Debian's ``puppetdb`` package on
+  127.0.0.1 (own port, config and logs; HTTPS with the puppetserver's CA; a database of its
+  own on the shared PostgreSQL, dropped at the end), and ``puppet_stack``'s server
+  reloaded to store facts and catalogs in it (so agent runs of any test after it store
+  there too; ``test_puppetdb_real.py`` sorts after the other files here). Skipped, with the
+  reason, when PuppetDB or PostgreSQL is not there.
 
 Everything started here is stopped by PID; the broker keys of the test's collective are
 deleted at the end.
@@ -17,6 +23,8 @@ deleted at the end.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +41,9 @@ from puppet_fleet import (
     run,
 )
 from puppet_stack import PuppetStack, free_port, puppet_installed, throwaway_agent
+from puppetdb_stack import PuppetDB, connect_puppetserver, postgres_problem, puppetdb_installed
+
+log = logging.getLogger(__name__)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,6 +67,30 @@ def puppet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetSta
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def puppetdb(puppet_stack: PuppetStack,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetDB]:
+    problem = puppetdb_installed() or postgres_problem()
+    if problem is not None:
+        pytest.skip(f"a real PuppetDB cannot run here: {problem}")
+    pdb = PuppetDB(tmp_path_factory.mktemp("puppetdb"), puppet_stack)
+    try:
+        try:
+            # The puppetserver reload overlaps PuppetDB's start (both take a while).
+            pdb.launch()
+            started = time.monotonic()
+            connect_puppetserver(puppet_stack, pdb)
+            reloaded = time.monotonic() - started
+            pdb.wait_ready()
+            log.info("PuppetDB ready in %.1f s; puppetserver reloaded for it in %.1f s "
+                     "meanwhile", pdb.ready_after, reloaded)
+        except RuntimeError as exc:
+            pytest.fail(f"PuppetDB did not start: {exc}")
+        yield pdb
+    finally:
+        pdb.stop()
 
 
 @contextlib.contextmanager
