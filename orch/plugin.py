@@ -9,7 +9,8 @@ is only what it uses.
 What is here, by purpose:
 
 * **Registering**: :data:`hookimpl`.
-* **Settings**: :func:`setting`, :func:`setting_group`, :func:`documented_settings`,
+* **Settings**: :class:`PluginSection` (the base of a section class), :func:`setting`,
+  :func:`setting_group`, :func:`documented_settings`,
   :mod:`convert` (the converters orch's own settings use, and ``names_or_all`` for a
   plugin's allow/deny lists), :func:`allow_decision` (what those lists let a changing
   action touch, and why not), :class:`Settings`, :class:`ConfigError`.
@@ -81,8 +82,8 @@ if TYPE_CHECKING:
     from orch.core.processes import signal_group, terminate_group
     from orch.core.protocol import Status
     from orch.core.requirements import Requirement
+    from orch.core.sections import PluginSection, setting, setting_group
     from orch.core.sections import documented as documented_settings
-    from orch.core.sections import setting, setting_group
     from orch.core.security import SecurityProvider, Verified
     from orch.core.timefmt import duration_text
     from orch.core.transport import ClientChannel, NodeBinding, Transport
@@ -116,7 +117,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "allow_decision": ("orch.core.allowlist", "allow_decision"),
     **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
     "Requirement": ("orch.core.requirements", "Requirement"),
-    **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
+    **{name: ("orch.core.sections", name)
+       for name in ("PluginSection", "setting", "setting_group")},
     "documented_settings": ("orch.core.sections", "documented"),
     **{name: ("orch.core.security", name) for name in ("SecurityProvider", "Verified")},
     **{name: ("orch.core.transport", name)
@@ -152,6 +154,7 @@ __all__ = [
     "OrchCommandError",
     "OrchError",
     "PluginError",
+    "PluginSection",
     "ProtocolError",
     "Requirement",
     "SecurityError",

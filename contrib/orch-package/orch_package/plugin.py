@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_settings() -> Mapping[str, type]:
     """Declare ``plugins.package``, so orch checks and documents it (docs/package.md)."""
-    from orch_package.config import SECTION, PackagePluginConfig
+    from orch_package.config import PackagePluginConfig
 
-    return {SECTION: PackagePluginConfig}
+    return PackagePluginConfig.declaration()
 
 
 @hookimpl

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_settings() -> Mapping[str, type]:
     """Declare ``plugins.service``, so orch checks and documents it (docs/service.md)."""
-    from orch_service.config import SECTION, ServicePluginConfig
+    from orch_service.config import ServicePluginConfig
 
-    return {SECTION: ServicePluginConfig}
+    return ServicePluginConfig.declaration()
 
 
 @hookimpl
