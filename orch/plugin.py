@@ -15,7 +15,8 @@ What is here, by purpose:
   plugin's allow/deny lists), :func:`allow_decision` (what those lists let a changing
   action touch, and why not), :class:`Settings`, :class:`ConfigError`.
 * **Agents**: :class:`Agent`, :func:`action`, :class:`ActionRequest`, :class:`ActionReply`,
-  :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`.
+  :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`, :func:`agent_or_simulation`
+  (the ``orch_agents`` answer of an agent whose settings can ask for its simulation).
 * **The other seams**: :class:`Transport`, :class:`ClientChannel`, :class:`NodeBinding`,
   :class:`Requirement`, :class:`SecurityProvider`, :class:`Verified`, :class:`Authorizer`,
   :class:`Decision`, :class:`FilterKind`, :class:`FilterEngine`, :class:`NodeView`,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         Agent,
         NodeContext,
         action,
+        agent_or_simulation,
     )
     from orch.core.allowlist import allow_decision
     from orch.core.authorization import Authorizer, Decision
@@ -99,7 +101,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
        for name in ("ClientContext", "OrchCommandError", "client_options")},
     **{name: ("orch.core.agent", name)
        for name in ("ActionFailed", "ActionReply", "ActionRequest", "Agent", "NodeContext",
-                    "action")},
+                    "action", "agent_or_simulation")},
     **{name: ("orch.core.authorization", name) for name in ("Authorizer", "Decision")},
     **{name: ("orch.core.client", name) for name in ("CallResult", "Client")},
     "Settings": ("orch.core.config", "Settings"),
@@ -166,6 +168,7 @@ __all__ = [
     "TransportError",
     "Verified",
     "action",
+    "agent_or_simulation",
     "allow_decision",
     "ask_above",
     "call_fleet",
