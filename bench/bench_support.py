@@ -123,21 +123,19 @@ class BenchPKI:
 
 
 def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
-    """Remove the collective's request exchange (orch leaves it; queues expire on their own).
+    """Remove what the collective left on the broker (:func:`orch.testing.purge_collective`).
 
     Every session uses new collectives, so without this each run would leave transient
-    exchanges on RabbitMQ until it restarts. Only AMQP brokers keep them.
+    exchanges (or Redis keys) behind until the broker restarts. A failure only warns:
+    cleanup must not hide the benchmark's own result.
     """
-    if not broker.startswith(("amqp", "pyamqp")):
-        return
-    import kombu
-
-    from orch.transports.kombu import request_exchange_name
+    if not broker.startswith(("amqp", "pyamqp", "redis", "rediss")):
+        return  # memory:// lives and dies with the process
+    from orch.testing import purge_collective
 
     try:
-        with kombu.Connection(broker, connect_timeout=5) as conn:
-            conn.channel().exchange_delete(request_exchange_name(collective))
-    except Exception as exc:  # cleanup must not hide the benchmark's own result
+        purge_collective(broker, collective)
+    except Exception as exc:
         print(f"warning: could not delete {collective}'s exchanges: {exc}", file=sys.stderr)
 
 

@@ -9,12 +9,14 @@ is only what it uses.
 What is here, by purpose:
 
 * **Registering**: :data:`hookimpl`.
-* **Settings**: :func:`setting`, :func:`setting_group`, :func:`documented_settings`,
+* **Settings**: :class:`PluginSection` (the base of a section class), :func:`setting`,
+  :func:`setting_group`, :func:`documented_settings`,
   :mod:`convert` (the converters orch's own settings use, and ``names_or_all`` for a
   plugin's allow/deny lists), :func:`allow_decision` (what those lists let a changing
   action touch, and why not), :class:`Settings`, :class:`ConfigError`.
 * **Agents**: :class:`Agent`, :func:`action`, :class:`ActionRequest`, :class:`ActionReply`,
-  :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`.
+  :class:`ActionFailed`, :class:`NodeContext`, :class:`Status`, :func:`agent_or_simulation`
+  (the ``orch_agents`` answer of an agent whose settings can ask for its simulation).
 * **The other seams**: :class:`Transport`, :class:`ClientChannel`, :class:`NodeBinding`,
   :class:`Requirement`, :class:`SecurityProvider`, :class:`Verified`, :class:`Authorizer`,
   :class:`Decision`, :class:`FilterKind`, :class:`FilterEngine`, :class:`NodeView`,
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         Agent,
         NodeContext,
         action,
+        agent_or_simulation,
     )
     from orch.core.allowlist import allow_decision
     from orch.core.authorization import Authorizer, Decision
@@ -81,8 +84,8 @@ if TYPE_CHECKING:
     from orch.core.processes import signal_group, terminate_group
     from orch.core.protocol import Status
     from orch.core.requirements import Requirement
+    from orch.core.sections import PluginSection, setting, setting_group
     from orch.core.sections import documented as documented_settings
-    from orch.core.sections import setting, setting_group
     from orch.core.security import SecurityProvider, Verified
     from orch.core.timefmt import duration_text
     from orch.core.transport import ClientChannel, NodeBinding, Transport
@@ -98,7 +101,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
        for name in ("ClientContext", "OrchCommandError", "client_options")},
     **{name: ("orch.core.agent", name)
        for name in ("ActionFailed", "ActionReply", "ActionRequest", "Agent", "NodeContext",
-                    "action")},
+                    "action", "agent_or_simulation")},
     **{name: ("orch.core.authorization", name) for name in ("Authorizer", "Decision")},
     **{name: ("orch.core.client", name) for name in ("CallResult", "Client")},
     "Settings": ("orch.core.config", "Settings"),
@@ -116,7 +119,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "allow_decision": ("orch.core.allowlist", "allow_decision"),
     **{name: ("orch.core.processes", name) for name in ("signal_group", "terminate_group")},
     "Requirement": ("orch.core.requirements", "Requirement"),
-    **{name: ("orch.core.sections", name) for name in ("setting", "setting_group")},
+    **{name: ("orch.core.sections", name)
+       for name in ("PluginSection", "setting", "setting_group")},
     "documented_settings": ("orch.core.sections", "documented"),
     **{name: ("orch.core.security", name) for name in ("SecurityProvider", "Verified")},
     **{name: ("orch.core.transport", name)
@@ -152,6 +156,7 @@ __all__ = [
     "OrchCommandError",
     "OrchError",
     "PluginError",
+    "PluginSection",
     "ProtocolError",
     "Requirement",
     "SecurityError",
@@ -163,6 +168,7 @@ __all__ = [
     "TransportError",
     "Verified",
     "action",
+    "agent_or_simulation",
     "allow_decision",
     "ask_above",
     "call_fleet",

@@ -237,3 +237,22 @@ def _load_class_ddl(cls: type[Agent]) -> AgentDDL:
             cached = load_ddl(Path(inspect.getfile(cls)).parent / cls.ddl_file)
         cls._orch_ddl = cached  # type: ignore[attr-defined]
     return cached
+
+
+def agent_or_simulation(agent: type[Agent], simulated: bool) -> list[type[Agent]]:
+    """What an ``orch_agents`` hook returns for an agent whose settings can ask for its
+    simulation (orch-service's and orch-package's ``provider: simulated``): ``[agent]``, or
+    ``[agent.simulation()]`` when ``simulated``.
+
+    One rule for both ways of simulating: a daemon configured to simulate hosts the class
+    ``orch demo`` and simulated test fleets host. An agent without a simulation is an error
+    here rather than a daemon that silently acts on its machine.
+    """
+    if not simulated:
+        return [agent]
+    simulation = agent.simulation()
+    if simulation is None:
+        from orch.core.errors import PluginError
+
+        raise PluginError(f"agent {agent.name!r} has no simulation to host")
+    return [simulation]

@@ -24,11 +24,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, field, fields, is_dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from orch.core.errors import ConfigError
 
+if TYPE_CHECKING:
+    from orch.core.config import Settings
+
 T = TypeVar("T")
+S = TypeVar("S", bound="PluginSection")
 ENV_PREFIX = "ORCH_"
 
 
@@ -141,3 +145,45 @@ def check(section: str, cls: type[T], values: Mapping[str, Any],
         else:
             kwargs[key] = converted
     return cls(**kwargs, **collected)
+
+
+class PluginSection:
+    """The base of a plugin's section class: what every section offers besides its keys.
+
+    Subclass it with a frozen dataclass of :func:`setting` fields and name the section::
+
+        @dataclass(frozen=True)
+        class ServicePluginConfig(PluginSection):
+            section_name = "service"
+            allow: tuple[str, ...] = setting((), convert.names_or_all(...), "...")
+
+    and return :meth:`declaration` from the ``orch_settings`` hook. Each plugin used to
+    write these class methods itself, the same way.
+    """
+
+    #: The section's name under ``plugins:`` (``ORCH_<NAME>_<KEY>`` in the environment).
+    section_name: ClassVar[str]
+
+    @classmethod
+    def declaration(cls) -> dict[str, type]:
+        """``{section name: class}``, what the ``orch_settings`` hook returns."""
+        return {cls.section_name: cls}
+
+    @classmethod
+    def documented(cls) -> dict[str, str]:
+        """``{key: description}`` of every declared key (groups excluded), for docs."""
+        return documented(cls)
+
+    @classmethod
+    def from_section(cls: type[S], section: Mapping[str, Any]) -> S:
+        """Check a raw ``plugins.<name>`` mapping as orch checks the configured one (for
+        tests and tools that hold a section without a whole configuration)."""
+        from orch.core.config import Settings
+
+        return Settings().with_values({"plugins": {cls.section_name: dict(section)}},
+                                      "settings").section(cls.section_name, cls)
+
+    @classmethod
+    def from_settings(cls: type[S], settings: Settings) -> S:
+        """The checked section of orch ``settings``; ConfigError naming a bad key."""
+        return settings.section(cls.section_name, cls)

@@ -39,6 +39,12 @@ The fixtures:
     The :class:`orch.core.client.Client` of a fleet of :data:`DEFAULT_NODES`.
 ``orch_pki``
     The session's throw-away CA (:class:`orch.demo.DemoPKI`).
+``orch_servers``
+    A factory of fleets of real ``orch server`` processes on a real broker:
+    ``orch_servers(broker_url, nodes=SERVER_NODES, label="own", log_level="info",
+    env=None)`` returns a :class:`ServerFleet` whose daemons all answer; after the test
+    each gets SIGTERM and must obey (:mod:`orch.testing.servers`). A failed test's report
+    carries every daemon's log.
 
 Outside pytest, :meth:`OrchFleet.start` gives the same fleet as a context manager.
 
@@ -65,15 +71,33 @@ from orch.testing.fixtures import (
     orch_client,
     orch_fleet,
     orch_pki,
+    orch_servers,
+    pytest_runtest_makereport,  # noqa: F401 (the plugin's hook: daemon logs on failure)
 )
 from orch.testing.fleet import DEFAULT_CLASSES, DEFAULT_NODES, OrchFleet, node_specs
+from orch.testing.servers import (
+    SERVER_NODES,
+    CliResult,
+    ServerDaemon,
+    ServerFleet,
+    ServerFleetFactory,
+    ServerNode,
+    run_orch,
+    stop_fleets,
+)
 from orch.testing.sim import SimProcess
 
 __all__ = [
     "DEFAULT_CLASSES",
     "DEFAULT_NODES",
+    "SERVER_NODES",
+    "CliResult",
     "FleetFactory",
     "OrchFleet",
+    "ServerDaemon",
+    "ServerFleet",
+    "ServerFleetFactory",
+    "ServerNode",
     "SimProcess",
     "assert_all_failed",
     "assert_all_ok",
@@ -85,6 +109,9 @@ __all__ = [
     "orch_client",
     "orch_fleet",
     "orch_pki",
+    "orch_servers",
     "purge_collective",
+    "run_orch",
+    "stop_fleets",
     "wait_until",
 ]

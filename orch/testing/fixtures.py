@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from orch.demo import DemoPKI
 
 from orch.testing.fleet import STOP_TIMEOUT, ClassesArg, NodesArg, OrchFleet
+from orch.testing.servers import ServerFleetFactory
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +113,40 @@ def orch_client(orch_fleet: FleetFactory) -> Client:
     """The client of a fleet of :data:`DEFAULT_NODES` (web1, web2, db1) hosting every
     installed agent."""
     return orch_fleet().client
+
+
+@pytest.fixture
+def orch_servers(tmp_path: Path) -> Iterator[ServerFleetFactory]:
+    """Start fleets of real ``orch server`` processes on a broker:
+    ``orch_servers("amqp://guest:guest@127.0.0.1:5672//", nodes).run_orch("ping")``.
+
+    Each call starts a :class:`~orch.testing.servers.ServerFleet` in a collective of its
+    own and waits until every daemon answers. After the test every daemon gets SIGTERM,
+    the collective is purged from the broker, and the test fails if a daemon ignored the
+    signal or exited with an error. A failed test's report carries each daemon's log.
+    """
+    factory = ServerFleetFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the logs of a failed test's fixtures to its report: every fixture value with
+    a ``failure_logs()`` method (``orch_servers``, its fleets, private brokers) gives
+    ``(title, text)`` sections — a daemon's log is what explains its failure."""
+    report = yield
+    if report.failed:
+        funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+        seen: set[int] = set()  # a fixture that returns another's value is one source
+        for value in funcargs.values():
+            logs = getattr(value, "failure_logs", None)
+            if callable(logs) and id(value) not in seen:
+                seen.add(id(value))
+                for title, text in logs():
+                    report.sections.append((f"log of {title}", text or "(empty)"))
+    return report

@@ -10,33 +10,21 @@ private RabbitMQ node that tests may stop and start.
 * ``rabbitmq_cluster`` — a started three-node :class:`private_brokers.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
-On failure, the report gets one section per daemon with its log.
+On failure, the report gets one section per daemon with its log (the ``orch.testing``
+plugin's hook reads every fixture value's ``failure_logs()``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from install_support import CleanInstall, build_and_install
 from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
 from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, rabbitmq_tools
 
-from orch.testing import broker_problem, purge_collective
-
-
-def _finish(fleets: Sequence[Fleet]) -> None:
-    """Stop the daemons, purge the broker, and fail if any daemon did not stop cleanly."""
-    problems: list[str] = []
-    for fleet in fleets:
-        for problem in fleet.stop():
-            problems.append(f"{problem}\n{fleet.logs([problem.split()[0]])}")
-        with contextlib.suppress(Exception):  # the broker may be down (outage tests)
-            purge_collective(fleet.broker, fleet.collective)
-    assert not problems, "orch server shutdown problems:\n" + "\n".join(problems)
+from orch.testing import broker_problem, stop_fleets
 
 
 @pytest.fixture(scope="session", params=sorted(BROKERS), ids=sorted(BROKERS))
@@ -53,7 +41,7 @@ def fleet(request: pytest.FixtureRequest,
         fleet.add(DEFAULT_NODES)
         yield fleet
     finally:
-        _finish([fleet])
+        stop_fleets([fleet])
 
 
 @pytest.fixture
@@ -63,12 +51,10 @@ def run_orch(fleet: Fleet) -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def fleet_factory(tmp_path: Path) -> Iterator[FleetFactory]:
-    factory = FleetFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        _finish(factory.fleets)
+def fleet_factory(orch_servers: FleetFactory) -> FleetFactory:
+    """This suite's name for :func:`orch.testing.orch_servers` (stopped and checked after
+    the test, the broker purged, the daemons' logs on a failed test's report)."""
+    return orch_servers
 
 
 @pytest.fixture(scope="session")
@@ -106,19 +92,3 @@ def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
         yield cluster
     finally:
         cluster.cleanup()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach every daemon's (and the private broker's) log to a failed test's report."""
-    report = yield
-    if report.failed:
-        funcargs: dict[str, Any] = getattr(item, "funcargs", {})
-        for value in funcargs.values():
-            logs = getattr(value, "failure_logs", None)
-            if callable(logs):
-                for title, text in logs():
-                    report.sections.append((f"log of {title}", text or "(empty)"))
-    return report

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import tempfile
-import threading
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orch.core import protocol
 from orch.core.client import CallResult, Client
-from orch.core.config import Settings, load_settings
+from orch.core.config import Settings
 from orch.core.errors import ArgumentError, UnknownActionError
 from orch.core.fleet import Fleet, NodeSpec
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.demo import DemoPKI
+from orch.testing import FleetFactory, OrchFleet
 
 SPECS = [
     NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}, "cpus": 4},
@@ -38,45 +34,23 @@ def fact(name: str, value: Any, operator: str = "==") -> dict[str, Any]:
     return {"fact": name, "operator": operator, "value": value}
 
 
-@functools.cache
-def pki() -> DemoPKI:
-    """A throw-away CA: fleets and clients here run signed, as in production."""
-    return DemoPKI.create(Path(tempfile.mkdtemp(prefix="orch-client-test-")) / "ca")
-
-
-def memory_settings(**overrides: Any) -> Settings:
-    values = {"broker": "memory://", "collective": f"c{uuid.uuid4().hex[:12]}",
-              "discovery_timeout": 0.6, "discovery_window": 0.2, **pki().client_settings,
-              # Host only rpcutil, whatever other agent plugins are installed here.
-              "agents": ["rpcutil"], **overrides}
-    return load_settings(overrides=values, environ={})
-
-
-#: Fleets being stopped. ``Fleet.stop`` waits for the serving loop's current drain slice
-#: (0.5 s); every test has its own collective, so they are stopped in the background.
-_stopping: list[threading.Thread] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _join_stopping_fleets() -> Iterator[None]:
-    yield
-    for thread in _stopping:
-        thread.join(15)
+@pytest.fixture
+def memory_fleet(orch_fleet: FleetFactory) -> OrchFleet:
+    """The test's fleet (``orch.testing``: its own collective, signed, stopped after the
+    test), hosting only rpcutil whatever other agent plugins are installed here."""
+    return orch_fleet(SPECS, agents=["rpcutil"], settings={
+        "timeout": 4.0, "discovery_timeout": 0.6, "discovery_window": 0.2})
 
 
 @pytest.fixture
-def settings() -> Settings:
-    """Settings for one test: its own collective on the process-wide memory:// broker."""
-    return memory_settings(timeout=4.0)
+def settings(memory_fleet: OrchFleet) -> Settings:
+    """The client settings of the test's fleet: its collective on the memory:// broker."""
+    return memory_fleet.settings
 
 
 @pytest.fixture
-def fleet(settings: Settings) -> Iterator[Fleet]:
-    fleet = Fleet(settings, SPECS, security_for=pki().node_security).start()
-    yield fleet
-    thread = threading.Thread(target=fleet.stop, name="stop-fleet", daemon=True)
-    thread.start()
-    _stopping.append(thread)
+def fleet(memory_fleet: OrchFleet) -> Fleet:
+    return memory_fleet.fleet
 
 
 @pytest.fixture
@@ -355,13 +329,13 @@ def test_invalid_identity_refused_before_anything_is_sent(client: Client,
 
 
 def test_reply_from_a_node_the_request_was_not_addressed_to_is_rejected(
-    client: Client, fleet: Fleet
+    client: Client, fleet: Fleet, orch_pki: DemoPKI
 ) -> None:
     """A correctly signed reply from web2 to a request sent to web1 only: rejected and
     reported, never counted as a result."""
     request = client.new_request("rpcutil", "ping")
     body = Reply(request.id, "web2", "rpcutil", "ping", Status.OK, "OK", {}).encode()
-    web2 = pki().node_security(SPECS[1])
+    web2 = orch_pki.node_security(SPECS[1])
     fleet.transport.send_reply(client.settings.collective, client.channel.reply_to,
                                Envelope("reply", body, web2.seal("reply", body)).encode(), 10)
     result = client.send_direct(request, ["web1"], 4.0)
@@ -383,11 +357,10 @@ def test_reply_of_the_old_protocol_is_rejected_with_the_version(client: Client,
                                "nodes it is addressed to)"]
 
 
-def test_reply_over_max_message_bytes_is_rejected_unread(fleet: Fleet) -> None:
+def test_reply_over_max_message_bytes_is_rejected_unread(settings: Settings,
+                                                         fleet: Fleet) -> None:
     """A huge message on the reply queue is refused on its size alone; the call goes on."""
-    settings = memory_settings(timeout=4.0, collective=fleet.settings.collective,
-                               max_message_bytes=2048)
-    with Client(settings) as client:
+    with Client(settings.with_values({"max_message_bytes": 2048}, "test")) as client:
         request = client.new_request("rpcutil", "ping")
         huge = b"{" + b" " * 4096 + b"}"
         fleet.transport.send_reply(client.settings.collective, client.channel.reply_to,

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 
 from orch.cli.main import cli
 from orch.core.client import Client
-from orch.core.config import load_settings
-from orch.core.fleet import Fleet, NodeSpec
 from orch.core.plugins import default_registry
+from orch.testing import FleetFactory
 
 ENV = {"ORCH_BROKER": "memory://", "ORCH_SECURITY": "insecure", "ORCH_CONFIG": ""}
 
@@ -43,15 +42,15 @@ def test_an_unknown_job_says_how_to_find_one(tmp_path: Path) -> None:
     assert listed.exit_code == 0 and '"jobs": []' in listed.output
 
 
-def test_job_history_redacts_what_the_audit_log_redacts(tmp_path: Path) -> None:
+def test_job_history_redacts_what_the_audit_log_redacts(tmp_path: Path,
+                                                        orch_fleet: FleetFactory) -> None:
     store = f"sqlite:///{tmp_path}/inventory.db"
-    settings = load_settings(overrides={
-        "broker": "memory://", "security": "insecure", "collective": "redact",
-        "audit_redact": ["fact"], "plugins": {"inventory": {"store": store}}}, environ={})
-    with Fleet(settings, [NodeSpec("n1", {"role": "web"})]), Client(settings) as client:
+    fleet = orch_fleet({"n1": {"role": "web"}}, settings={
+        "audit_redact": ["fact"], "plugins": {"inventory": {"store": store}}})
+    with Client(fleet.settings) as client:
         result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=["n1"])
         assert result.ok == ["n1"]
-    opened = default_registry().inventory_store(store, settings)
+    opened = default_registry().inventory_store(store, fleet.settings)
     try:
         job = opened.jobs()[0]
     finally:

@@ -56,6 +56,8 @@ EXCEPTIONS = {
     # orch.testing.purge_collective removes the request exchange the kombu transport
     # leaves on RabbitMQ after an integration test; only the transport knows its name.
     ("orch.testing.brokers", "kombu"),
+    # orch.testing.servers runs real daemons signed like production, by a throw-away CA.
+    ("orch.testing.servers", "security"),
     # `orch plugin new` writes a plugin skeleton from the author kit (orch.scaffold).
     ("orch.cli.plugin", "tools"),
     # The built-in command plugins contribute commands wired in orch.cli (`orch

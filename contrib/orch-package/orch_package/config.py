@@ -19,11 +19,10 @@ asks for confirmation); unknown keys are refused on both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orch.plugin import Settings, allow_decision, convert, documented_settings, setting
+from orch.plugin import PluginSection, allow_decision, convert, setting
 
 from orch_package.names import NAME_HELP, valid_name
 
@@ -70,8 +69,10 @@ _choice = convert.choice
 
 
 @dataclass(frozen=True)
-class PackagePluginConfig:
+class PackagePluginConfig(PluginSection):
     """The checked ``plugins.package`` section. Documented key by key in docs/package.md."""
+
+    section_name = SECTION
 
     allow: tuple[str, ...] = _key(
         (), _names, "Packages the changing actions (install, uninstall, update) may act on; "
@@ -99,22 +100,6 @@ class PackagePluginConfig:
     confirm_above: int = _key(
         1, _count, "Client side: `orch package NAME uninstall` asks for confirmation when it "
         "would address more nodes than this (`--yes` skips the question).")
-
-    @classmethod
-    def documented(cls) -> dict[str, str]:
-        """``{key: description}`` of every key, for docs."""
-        return documented_settings(cls)
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> PackagePluginConfig:
-        """Check a raw ``plugins.package`` mapping as orch checks the configured one."""
-        return Settings().with_values({"plugins": {SECTION: dict(section)}}, "settings"
-                                      ).section(SECTION, cls)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PackagePluginConfig:
-        """The checked section of orch ``settings``; ConfigError naming a bad key."""
-        return settings.section(SECTION, cls)
 
     def allows(self, package: str) -> tuple[bool, str]:
         """Whether the changing actions may act on ``package``, and why not."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from orch.plugin import hookimpl
+from orch.plugin import agent_or_simulation, hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -18,27 +18,20 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_settings() -> Mapping[str, type]:
     """Declare ``plugins.package``, so orch checks and documents it (docs/package.md)."""
-    from orch_package.config import SECTION, PackagePluginConfig
+    from orch_package.config import PackagePluginConfig
 
-    return {SECTION: PackagePluginConfig}
+    return PackagePluginConfig.declaration()
 
 
 @hookimpl
 def orch_agents(settings: Any) -> Iterable[type[Any]]:
-    """The real agent, or its simulation when ``plugins.package.provider`` is ``simulated``.
-
-    The simulation declares ``simulation_safe``, so ``orch sim``/``orch demo`` fleets and
-    ``orch.testing`` fleets configured that way host it; the real agent never is.
-    """
+    """The real agent, or its simulation (``PackageAgent.simulation()``, what ``orch sim`` and
+    ``orch demo`` host) when ``plugins.package.provider`` is ``simulated``."""
+    from orch_package.agent import PackageAgent
     from orch_package.config import PackagePluginConfig
 
-    if PackagePluginConfig.from_settings(settings).provider == "simulated":
-        from orch_package.agent import SimulatedPackageAgent
-
-        return [SimulatedPackageAgent]
-    from orch_package.agent import PackageAgent
-
-    return [PackageAgent]
+    simulated = PackagePluginConfig.from_settings(settings).provider == "simulated"
+    return agent_or_simulation(PackageAgent, simulated)
 
 
 @hookimpl

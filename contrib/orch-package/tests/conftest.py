@@ -1,5 +1,5 @@
 """Shared fixtures of orch-package's tests: simulated fleets (orch.testing) hosting the
-simulated package agent, and where the CLI helper lives."""
+simulated package agent (their CLI runs through ``OrchFleet.run_cli``)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from orch.core.errors import ArgumentError, ConfigError
 from orch.testing import OrchFleet, assert_all_ok, data_by_node
-from packagecli import run_cli
 
 from orch_package.agent import PackageAgent, SimulatedPackageAgent
 from orch_package.config import PackagePluginConfig
@@ -133,7 +132,7 @@ def test_cli_version_distribution(package_fleet: Start) -> None:
     fleet = package_fleet(NODES, ["nginx"])
     fleet.call("package", "install", package="nginx", version="1.22.1-9",
                nodes=["web-03", "web-07"])
-    result = run_cli(fleet, "package", "nginx", "status")
+    result = fleet.run_cli("package", "nginx", "status")
     assert result.exit_code == 0, result.output
     line = next(ln for ln in result.output.splitlines() if ln.startswith("nginx: "))
     assert "1.22.1-9: 2 nodes (web-03, web-07)" in line or line.startswith("nginx: 1.22.1-9")
@@ -142,29 +141,29 @@ def test_cli_version_distribution(package_fleet: Start) -> None:
 def test_cli_update_in_batches_and_uninstall_asks(package_fleet: Start) -> None:
     fleet = package_fleet(NODES, ["nginx"])
     # orch's shared --batch (3, 3 and 2 nodes): one merged result, one summary
-    updated = run_cli(fleet, "package", "openssl", "update", "--batch", "3",
-                      "--batch-sleep", "0")
+    updated = fleet.run_cli("package", "openssl", "update", "--batch", "3",
+                            "--batch-sleep", "0")
     assert updated.exit_code == 0, updated.output
     assert f"openssl: {NEWEST}: 8 nodes" in updated.output
     assert "Finished processing 8 / 8 hosts" in updated.output
-    refused = run_cli(fleet, "package", "nginx", "uninstall", input="n\n")
+    refused = fleet.run_cli("package", "nginx", "uninstall", input="n\n")
     assert refused.exit_code == 1 and "uninstall nginx on 8 nodes?" in refused.output
-    document = json.loads(run_cli(fleet, "package", "nginx", "status", "--json").stdout)
+    document = json.loads(fleet.run_cli("package", "nginx", "status", "--json").stdout)
     assert "absent" not in document["summary"]["ensure"]
-    limited = run_cli(fleet, "package", "nginx", "uninstall", "--limit", "25%", input="n\n")
+    limited = fleet.run_cli("package", "nginx", "uninstall", "--limit", "25%", input="n\n")
     assert limited.exit_code == 1 and "uninstall nginx on 2 nodes?" in limited.output
-    agreed = run_cli(fleet, "package", "nginx", "uninstall", "--yes", "--limit", "2")
+    agreed = fleet.run_cli("package", "nginx", "uninstall", "--yes", "--limit", "2")
     assert agreed.exit_code == 0 and "nginx: absent: 2 nodes" in agreed.output
     assert "--limit left out 6 matching node(s)" in agreed.output
 
 
 def test_cli_fleet_actions(package_fleet: Start) -> None:
     fleet = package_fleet(NODES, ["nginx"])
-    md5 = run_cli(fleet, "package", "md5")
+    md5 = fleet.run_cli("package", "md5")
     assert md5.exit_code == 0 and "different package set(s)" in md5.output
-    outdated = run_cli(fleet, "package", "openssl", "outdated")
+    outdated = fleet.run_cli("package", "openssl", "outdated")
     assert outdated.exit_code == 0 and "outdated on" in outdated.output
-    assert run_cli(fleet, "package", "count").exit_code == 0
+    assert fleet.run_cli("package", "count").exit_code == 0
 
 
 @pytest.mark.parametrize(("words", "message"), [
@@ -177,7 +176,7 @@ def test_cli_fleet_actions(package_fleet: Start) -> None:
 def test_cli_bad_input_is_a_usage_error(package_fleet: Start, words: list[str],
                                         message: str) -> None:
     fleet = package_fleet({"n1": {}})
-    result = run_cli(fleet, "package", *words)
+    result = fleet.run_cli("package", *words)
     assert result.exit_code == 2 and message in result.output, result.output
 
 

@@ -42,7 +42,13 @@ from orch_puppet.runs import (
     run_argv,
     signal_daemon,
 )
-from orch_puppet.validation import InvalidInput, resource_request, run_options
+from orch_puppet.validation import (
+    InvalidInput,
+    ResourceRequest,
+    RunOptions,
+    resource_request,
+    run_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +136,28 @@ def check_can_run(current: PuppetState) -> None:
         raise ActionFailed("Puppet is already applying a catalog; not starting another run")
 
 
+def requested_options(request: ActionRequest) -> RunOptions:
+    """runonce's options; INVALID_DATA naming the bad one (real and simulated nodes refuse
+    alike, before anything runs)."""
+    try:
+        return run_options({k: v for k, v in request.data.items() if v is not None})
+    except InvalidInput as exc:
+        raise ActionFailed(str(exc), Status.INVALID_DATA) from None
+
+
+def allowed_resource(request: ActionRequest, config: PuppetPluginConfig) -> ResourceRequest:
+    """The resource ``resource`` is asked to manage, once its inputs are valid
+    (INVALID_DATA otherwise) and the section allows its type (a failure saying why)."""
+    try:
+        wanted = resource_request(request.data)
+    except InvalidInput as exc:
+        raise ActionFailed(str(exc), Status.INVALID_DATA) from None
+    allowed, why = config.allows_type(wanted.type)
+    if not allowed:
+        raise ActionFailed(why)
+    return wanted
+
+
 def disable_message(request: ActionRequest) -> str:
     """The lock's message: the request's, else who disabled Puppet and when."""
     message = str(request.data.get("message") or "").strip() or (
@@ -208,10 +236,7 @@ class PuppetAgent(Agent):
 
     @action
     def runonce(self, request: ActionRequest, reply: ActionReply) -> None:
-        try:
-            options = run_options({k: v for k, v in request.data.items() if v is not None})
-        except InvalidInput as exc:
-            raise ActionFailed(str(exc), Status.INVALID_DATA) from None
+        options = requested_options(request)
         paths = self.installed_paths()
         puppet = self._puppet(paths)
         with self._start_lock:  # two runonce requests at once start one run, not two
@@ -289,13 +314,7 @@ class PuppetAgent(Agent):
 
     @action
     def resource(self, request: ActionRequest, reply: ActionReply) -> None:
-        try:
-            wanted = resource_request(request.data)
-        except InvalidInput as exc:
-            raise ActionFailed(str(exc), Status.INVALID_DATA) from None
-        allowed, why = self.config.allows_type(wanted.type)
-        if not allowed:
-            raise ActionFailed(why)
+        wanted = allowed_resource(request, self.config)
         paths = self.installed_paths()
         if not self.config.resource_allow_managed and \
                 wanted.ref in state.managed_resources(paths["resourcefile"]):

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orch.plugin import Settings, convert, documented_settings, setting, setting_group
+from orch.plugin import PluginSection, convert, setting, setting_group
 
 SECTION = "puppet"
 
@@ -56,8 +56,10 @@ _choice = convert.choice
 
 
 @dataclass(frozen=True)
-class PuppetPluginConfig:
+class PuppetPluginConfig(PluginSection):
     """The checked ``plugins.puppet`` section. Documented key by key in docs/puppet.md."""
+
+    section_name = SECTION
 
     puppet_bin: str | None = _key(
         None, _path, "The puppet command (default: `puppet` on PATH, then Puppet's AIO "
@@ -114,22 +116,6 @@ class PuppetPluginConfig:
     paths: Mapping[str, str] = setting_group(
         PATH_KEYS, _path, "Overrides of the Puppet paths orch-puppet reads or writes "
         "(`vardir`, `statedir`, … — see docs/puppet.md); `{identity}` is expanded.")
-
-    @classmethod
-    def documented(cls) -> dict[str, str]:
-        """``{key: description}`` of every key (path overrides excluded), for docs."""
-        return documented_settings(cls)
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> PuppetPluginConfig:
-        """Check a raw ``plugins.puppet`` mapping (as orch does for the configured one)."""
-        return Settings().with_values({"plugins": {SECTION: dict(section)}}, "settings"
-                                      ).section(SECTION, cls)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PuppetPluginConfig:
-        """The checked section of orch ``settings``; ConfigError naming a bad key."""
-        return settings.section(SECTION, cls)
 
     def allows_type(self, type_name: str) -> tuple[bool, str]:
         """Whether the resource action may manage ``type_name``, and why not."""

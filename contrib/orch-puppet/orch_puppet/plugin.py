@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_settings() -> Mapping[str, type]:
     """Declare the ``plugins.puppet`` section (documented in docs/puppet.md)."""
-    from orch_puppet.config import SECTION, PuppetPluginConfig
+    from orch_puppet.config import PuppetPluginConfig
 
-    return {SECTION: PuppetPluginConfig}
+    return PuppetPluginConfig.declaration()
 
 
 @hookimpl

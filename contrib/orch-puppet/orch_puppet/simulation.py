@@ -25,21 +25,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from orch.plugin import (
-    ActionFailed,
     ActionReply,
     ActionRequest,
     Agent,
     NodeContext,
-    Status,
     action,
 )
 
 from orch_puppet import state
-from orch_puppet.agent import PuppetState, check_can_run, disable_message
+from orch_puppet.agent import (
+    PuppetState,
+    allowed_resource,
+    check_can_run,
+    disable_message,
+    requested_options,
+)
 from orch_puppet.config import PuppetPluginConfig
 from orch_puppet.paths import DEBIAN_LAYOUT, PuppetPaths, default_paths
 from orch_puppet.runs import effective_splay, run_argv
-from orch_puppet.validation import InvalidInput, RunOptions, resource_request, run_options
+from orch_puppet.validation import RunOptions
 
 #: Seconds between a simulated daemon's runs (Puppet's default runinterval).
 RUNINTERVAL = 1800.0
@@ -241,10 +245,7 @@ class SimulatedPuppet(Agent):
 
     @action
     def runonce(self, request: ActionRequest, reply: ActionReply) -> None:
-        try:
-            options = run_options({k: v for k, v in request.data.items() if v is not None})
-        except InvalidInput as exc:
-            raise ActionFailed(str(exc), Status.INVALID_DATA) from None
+        options = requested_options(request)
         now = clock()
         with self._lock:
             sim = self._node(now)
@@ -301,13 +302,7 @@ class SimulatedPuppet(Agent):
 
     @action
     def resource(self, request: ActionRequest, reply: ActionReply) -> None:
-        try:
-            wanted = resource_request(request.data)
-        except InvalidInput as exc:
-            raise ActionFailed(str(exc), Status.INVALID_DATA) from None
-        allowed, why = self.config.allows_type(wanted.type)
-        if not allowed:
-            raise ActionFailed(why)
+        wanted = allowed_resource(request, self.config)
         body = "".join(f"\n  {key} => {value!r}," for key, value in
                        sorted(wanted.parameters.items()))
         reply["result"] = f"{wanted.type} {{ '{wanted.title}':{body}\n}}"

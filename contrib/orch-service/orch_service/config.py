@@ -17,11 +17,10 @@ asks for confirmation); unknown keys are refused on both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orch.plugin import Settings, allow_decision, convert, documented_settings, setting
+from orch.plugin import PluginSection, allow_decision, convert, setting
 
 from orch_service.names import NAME_HELP, valid_name
 
@@ -51,8 +50,10 @@ _choice = convert.choice
 
 
 @dataclass(frozen=True)
-class ServicePluginConfig:
+class ServicePluginConfig(PluginSection):
     """The checked ``plugins.service`` section. Documented key by key in docs/service.md."""
+
+    section_name = SECTION
 
     allow: tuple[str, ...] = _key(
         (), _names, "Services the changing actions (start, stop, restart, reload) may act on; "
@@ -76,22 +77,6 @@ class ServicePluginConfig:
         None, _optional_path, "The service(8) command (default: found on PATH).")
     init_dir: str = _key(
         "/etc/init.d", _init_dir, "Where the SysV init scripts are.")
-
-    @classmethod
-    def documented(cls) -> dict[str, str]:
-        """``{key: description}`` of every key, for docs."""
-        return documented_settings(cls)
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> ServicePluginConfig:
-        """Check a raw ``plugins.service`` mapping as orch checks the configured one."""
-        return Settings().with_values({"plugins": {SECTION: dict(section)}}, "settings"
-                                      ).section(SECTION, cls)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServicePluginConfig:
-        """The checked section of orch ``settings``; ConfigError naming a bad key."""
-        return settings.section(SECTION, cls)
 
     def allows(self, service: str) -> tuple[bool, str]:
         """Whether the changing actions may act on ``service``, and why not."""

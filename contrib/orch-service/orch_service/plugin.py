@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from orch.plugin import hookimpl
+from orch.plugin import agent_or_simulation, hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -18,27 +18,20 @@ if TYPE_CHECKING:
 @hookimpl
 def orch_settings() -> Mapping[str, type]:
     """Declare ``plugins.service``, so orch checks and documents it (docs/service.md)."""
-    from orch_service.config import SECTION, ServicePluginConfig
+    from orch_service.config import ServicePluginConfig
 
-    return {SECTION: ServicePluginConfig}
+    return ServicePluginConfig.declaration()
 
 
 @hookimpl
 def orch_agents(settings: Any) -> Iterable[type[Any]]:
-    """The real agent, or its simulation when ``plugins.service.provider`` is ``simulated``.
-
-    The simulation declares ``simulation_safe``, so ``orch sim``/``orch demo`` fleets and
-    ``orch.testing`` fleets configured that way host it; the real agent never is.
-    """
+    """The real agent, or its simulation (``ServiceAgent.simulation()``, what ``orch sim`` and
+    ``orch demo`` host) when ``plugins.service.provider`` is ``simulated``."""
+    from orch_service.agent import ServiceAgent
     from orch_service.config import ServicePluginConfig
 
-    if ServicePluginConfig.from_settings(settings).provider == "simulated":
-        from orch_service.agent import SimulatedServiceAgent
-
-        return [SimulatedServiceAgent]
-    from orch_service.agent import ServiceAgent
-
-    return [ServiceAgent]
+    simulated = ServicePluginConfig.from_settings(settings).provider == "simulated"
+    return agent_or_simulation(ServiceAgent, simulated)
 
 
 @hookimpl

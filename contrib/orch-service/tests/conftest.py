@@ -1,5 +1,5 @@
 """Shared fixtures of orch-service's tests: simulated fleets (orch.testing) hosting the
-simulated service agent, and where the CLI helper lives."""
+simulated service agent (their CLI runs through ``OrchFleet.run_cli``)."""
 
 from __future__ import annotations
 

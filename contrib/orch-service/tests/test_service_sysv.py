@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from orch.testing import FleetFactory, assert_all_ok
 
 from orch_service.config import ServicePluginConfig
 from orch_service.providers import SysVProvider, choose
@@ -111,11 +112,8 @@ def test_a_daemon_holding_stdout_does_not_hang_the_action(tmp_path: Path) -> Non
 
 
 def test_the_agent_on_a_real_node_drives_service8(init_script: tuple[str, Path],
-                                                   orch_fleet: object) -> None:
+                                                   orch_fleet: FleetFactory) -> None:
     """The real agent (not the simulation) in a one-node fleet: restart, stop, status."""
-    from orch.testing import FleetFactory, assert_all_ok
-
-    assert isinstance(orch_fleet, FleetFactory)
     name, _ = init_script
     fleet = orch_fleet({"n1": {}}, agents=["service"], settings={
         "plugins": {"service": {"provider": "sysv", "allow": [name]}}})
@@ -133,11 +131,8 @@ def test_the_agent_on_a_real_node_drives_service8(init_script: tuple[str, Path],
     assert unknown.failed == ["n1"]
 
 
-def test_a_command_past_its_deadline_is_killed_and_reported(orch_fleet: object,
+def test_a_command_past_its_deadline_is_killed_and_reported(orch_fleet: FleetFactory,
                                                             tmp_path: Path) -> None:
-    from orch.testing import FleetFactory
-
-    assert isinstance(orch_fleet, FleetFactory)
     name = f"orch-test-{uuid.uuid4().hex[:10]}"
     script = Path("/etc/init.d") / name
     script.write_text('#!/bin/sh\n[ "$1" = status ] && exit 3\nexec sleep 30\n')

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import yaml
+from orch.testing import ServerFleetFactory, ServerNode
 
 from orch_package.simulated import latest
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def test_version_distribution_update_and_uninstall(server_fleets: Any,
+def test_version_distribution_update_and_uninstall(orch_servers: ServerFleetFactory,
                                                    tmp_path: Path) -> None:
-    from orch_integration import NodeSpec
-
     config = tmp_path / "server.yaml"
     config.write_text(yaml.safe_dump({"plugins": {"package": {
         "provider": "simulated", "allow": ["nginx"]}}}))
-    nodes = [NodeSpec(f"web{i}", {"role": "web"}, ("nginx",)) for i in range(1, 5)]
-    fleet = server_fleets(BROKER, nodes, label="pkg", env={"ORCH_CONFIG": str(config)})
+    nodes = [ServerNode(f"web{i}", {"role": "web"}, ("nginx",)) for i in range(1, 5)]
+    fleet = orch_servers(BROKER, nodes, label="pkg", env={"ORCH_CONFIG": str(config)})
 
     pinned = fleet.run_orch("package", "nginx", "install", "1.22.1-9", "-I", "web1", "-I",
                             "web3")

@@ -17,7 +17,8 @@
   reason, when PuppetDB or PostgreSQL is not there.
 
 Everything started here is stopped by PID; the broker keys of the test's collective are
-deleted at the end.
+deleted at the end. A failed test's report carries the fleet's logs (the ``orch.testing``
+plugin reads every fixture's ``failure_logs()``).
 """
 
 from __future__ import annotations
@@ -28,16 +29,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from orch.testing import broker_problem, purge_collective
+from orch.testing.servers import orch_argv
 from puppet_fleet import (
     BROKER,
     NODES,
     UNREACHABLE,
     PuppetFleet,
-    orch_executable,
     run,
 )
 from puppet_stack import PuppetStack, free_port, puppet_installed, throwaway_agent
@@ -104,7 +104,7 @@ def orch_fleet_for(stack: PuppetStack | None,
                     "ORCH_PUPPET_TEST_BROKER or start it (the project's run-tests does)")
     workdir = tmp_path_factory.mktemp("orch")
     ca_dir = workdir / "ca"
-    orch = orch_executable()
+    orch = orch_argv()
     run([*orch, "ca", "init", "--dir", str(ca_dir)])
     run([*orch, "ca", "issue", "--dir", str(ca_dir), "--client", "tester"])
     fleet = PuppetFleet(stack, workdir, BROKER, f"pup{uuid.uuid4().hex[:10]}", ca_dir)
@@ -143,16 +143,3 @@ def unreachable_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pupp
             fleet.start_node(name, throwaway_agent(root, name, free_port()))
         fleet.wait_answering(UNREACHABLE)
         yield fleet
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                              call: pytest.CallInfo[None]) -> Iterator[Any]:
-    """Attach the orch servers', runs' and puppetserver's logs to a failed test."""
-    report = yield
-    if report.failed:
-        for name in ("puppet_fleet", "unreachable_fleet"):
-            fleet = getattr(item, "funcargs", {}).get(name)
-            for title, text in fleet.failure_logs() if fleet is not None else ():
-                report.sections.append((f"log of {title}", text or "(empty)"))
-    return report

@@ -4,12 +4,9 @@ and the ``orch`` CLI run as an operator runs it (see ``conftest.py`` for the fix
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from orch.testing import CliResult
+from orch.testing.servers import orch_argv, wait_answering
 from puppet_stack import AgentNode, PuppetStack
 
 BROKER = os.environ.get("ORCH_PUPPET_TEST_BROKER", "redis://127.0.0.1:6379/0")
@@ -25,31 +24,6 @@ NODES = ("p1.localhost", "p2.localhost", "p3.localhost", "p4.localhost")
 UNREACHABLE = ("f1.localhost", "f2.localhost")
 CLI_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
-
-
-def orch_executable() -> list[str]:
-    script = Path(sys.executable).parent / "orch"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("orch")
-    return [found] if found else [sys.executable, "-c",
-                                  "from orch.cli.main import main; main()"]
-
-
-@dataclass(frozen=True)
-class CliResult:
-    rc: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.stdout)
-        except ValueError:
-            raise AssertionError(f"not JSON:\n{self.describe()}") from None
-
-    def describe(self) -> str:
-        return f"exit {self.rc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
 @dataclass
@@ -86,22 +60,25 @@ class PuppetFleet:
     ca_dir: Path
     nodes: dict[str, OrchNode] = field(default_factory=dict)
 
-    def client_env(self) -> dict[str, str]:
+    def client_settings(self) -> dict[str, str]:
+        """The client's settings: this fleet's collective, signed with the client
+        certificate of the fleet's CA."""
         client = self.ca_dir / "issued" / "client"
+        return {"broker": self.broker, "collective": self.collective, "security": "x509",
+                "tls_cert": str(client / "tester.pem"), "tls_key": str(client / "tester.key"),
+                "tls_ca": str(self.ca_dir / "ca.pem")}
+
+    def client_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        env.update({
-            "ORCH_BROKER": self.broker, "ORCH_COLLECTIVE": self.collective,
-            "ORCH_SECURITY": "x509", "ORCH_TLS_CERT": str(client / "tester.pem"),
-            "ORCH_TLS_KEY": str(client / "tester.key"),
-            "ORCH_TLS_CA": str(self.ca_dir / "ca.pem"),
-            "ORCH_DISCOVERY_WINDOW": "0.5",
-        })
+        env.update({f"ORCH_{key.upper()}": value
+                    for key, value in self.client_settings().items()})
+        env["ORCH_DISCOVERY_WINDOW"] = "0.5"
         return env
 
     def orch(self, *args: str, timeout: float = CLI_TIMEOUT) -> CliResult:
         """Run the ``orch`` CLI as an operator would (signed with the client certificate)."""
         try:
-            proc = subprocess.run([*orch_executable(), *args], env=self.client_env(),
+            proc = subprocess.run([*orch_argv(), *args], env=self.client_env(),
                                   capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
@@ -147,7 +124,7 @@ class PuppetFleet:
     def start_node(self, name: str, agent: AgentNode, **puppet: Any) -> OrchNode:
         """An ``orch server`` for ``name`` beside ``agent`` (its confdir), signing with a
         certificate from the fleet's CA; ``puppet`` adds to ``plugins.puppet``."""
-        orch = orch_executable()
+        orch = orch_argv()
         run([*orch, "ca", "issue", "--dir", str(self.ca_dir), "--node", name])
         config = self.workdir / f"{name}.yaml"
         issued = self.ca_dir / "issued" / "node"
@@ -169,21 +146,12 @@ class PuppetFleet:
         return node
 
     def wait_answering(self, names: Sequence[str], timeout: float = READY_TIMEOUT) -> None:
-        """Until every ``orch server`` in ``names`` answers a ping (bounded)."""
-        deadline = time.monotonic() + timeout
-        pending = set(names)
-        while pending:
-            dead = [n for n in pending if not self.nodes[n].running()]
-            assert not dead, f"orch server {dead} exited:\n{self.logs(dead[0])}"
-            result = self.orch("ping", "--json", *[a for n in sorted(pending)
-                                                   for a in ("-I", n)], timeout=30)
-            if result.rc in (0, 1) and result.stdout.strip():
-                pending -= {r["sender"] for r in result.json()["replies"]}
-            if pending and time.monotonic() > deadline:
-                raise AssertionError(f"orch servers {sorted(pending)} not answering:\n"
-                                     + "\n".join(self.logs(n) for n in pending))
-            if pending:
-                time.sleep(0.5)
+        """Until every ``orch server`` in ``names`` answers a ping (bounded): the readiness
+        check of :mod:`orch.testing.servers`, signed as this fleet's client."""
+        wait_answering(self.client_settings(), names,
+                       running=lambda name: self.nodes[name].running(),
+                       logs=lambda dead: "\n".join(self.logs(name) for name in dead),
+                       timeout=timeout)
 
 
 def run(argv: list[str], timeout: float = 60) -> str:

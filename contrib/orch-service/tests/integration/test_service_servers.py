@@ -10,26 +10,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import yaml
+from orch.testing import ServerFleet, ServerFleetFactory, ServerNode
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def start(server_fleets: Any, tmp_path: Path) -> Any:
-    from orch_integration import NodeSpec
-
+def start(orch_servers: ServerFleetFactory, tmp_path: Path) -> ServerFleet:
     config = tmp_path / "server.yaml"
     config.write_text(yaml.safe_dump({"plugins": {"service": {
         "provider": "simulated", "allow": ["nginx", "cron"]}}}))
-    nodes = [NodeSpec(f"web{i}", {"role": "web"}, ("nginx", "role::web")) for i in range(1, 5)]
-    nodes.append(NodeSpec("db1", {"role": "db"}, ("postgresql", "role::db")))
-    return server_fleets(BROKER, nodes, label="svc", env={"ORCH_CONFIG": str(config)})
+    nodes = [ServerNode(f"web{i}", {"role": "web"}, ("nginx", "role::web")) for i in range(1, 5)]
+    nodes.append(ServerNode("db1", {"role": "db"}, ("postgresql", "role::db")))
+    return orch_servers(BROKER, nodes, label="svc", env={"ORCH_CONFIG": str(config)})
 
 
-def test_status_restart_and_stop_summaries(server_fleets: Any, tmp_path: Path) -> None:
-    fleet = start(server_fleets, tmp_path)
+def test_status_restart_and_stop_summaries(orch_servers: ServerFleetFactory,
+                                           tmp_path: Path) -> None:
+    fleet = start(orch_servers, tmp_path)
     stopped = fleet.run_orch("service", "nginx", "stop", "-I", "web2", "-I", "web4",
                              "--yes")
     assert stopped.rc == 0, stopped.describe()
