@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from orch.core.errors import OrchError
@@ -118,8 +118,7 @@ def serve(daemon: Server, pid_file: PidFile | None) -> None:
         os._exit(0)
 
 
-def run_plain(args: Sequence[str],
-              exit: Callable[[int], object] = sys.exit) -> None:  # noqa: A002
+def run_plain(args: Sequence[str]) -> None:
     """Run ``orch server ARGS`` and exit, or return when click must handle ``args``."""
     from orch.core.plugins import default_registry
 
@@ -139,4 +138,4 @@ def run_plain(args: Sequence[str],
     except OrchError:
         return  # click's run reports it, in click's words
     serve(daemon, pid_file)
-    exit(0)
+    sys.exit(0)  # as click's standalone mode ends a command that returned
