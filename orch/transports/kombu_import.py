@@ -72,6 +72,8 @@ def prepare() -> None:
     _prepared = True
     if "importlib.metadata" not in sys.modules:
         _lazy_module("importlib.metadata")
-    import kombu.utils.compat
-
+    try:
+        import kombu.utils.compat
+    except ImportError:
+        return  # kombu or amqp is missing: the transport's requirement check names it
     kombu.utils.compat.entrypoints = cached_entrypoints
