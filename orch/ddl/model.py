@@ -139,11 +139,17 @@ class AgentDDL:
 def meta_schema() -> dict[str, Any]:
     """orch's JSON Schema for DDL files (shipped as ``orch/ddl/schema/agent.json``).
 
-    ``importlib.resources`` is imported here, not with the module: a daemon that never checks
-    a DDL against the meta-schema saves its import graph (about 0.9 MB, issue 13)."""
-    from importlib import resources
+    Read from beside this module when orch is installed as files (always, with pip), through
+    ``importlib.resources`` only otherwise (a zip): the daemon digests the meta-schema on its
+    first request, and ``importlib.resources`` with its readers (``zipfile``…) is about 1 MB
+    of an idle daemon's memory (issue 13)."""
+    beside = Path(__file__).with_name("schema") / "agent.json"
+    if beside.is_file():
+        text = beside.read_text(encoding="utf-8")
+    else:
+        from importlib import resources
 
-    text = resources.files("orch.ddl").joinpath("schema/agent.json").read_text()
+        text = resources.files("orch.ddl").joinpath("schema/agent.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
