@@ -1,7 +1,12 @@
-"""The ``orch`` entry point: a click group whose commands come from plugins.
+"""The ``orch`` entry point: ``orch server`` straight to the daemon, every other command
+through the click group in :mod:`orch.cli.group`.
 
-Commands are looked up lazily, so ``orch --version`` and ``orch --help`` stay fast and a
-broken plugin only affects the commands it provides.
+Why two paths: an idle daemon is measured in megabytes (issue 13), and click with the
+modules it pulls in is about 1 MB of it. The daemon's options are parsed here by
+:mod:`orch.cli.serve` only when they are plain (known options with valid values, no help);
+anything else — ``--help``, a typo, a bad value, a settings error — goes through the click
+command, so help and error messages are exactly click's. ``cli`` and ``PluginGroup`` are
+still importable from here.
 """
 
 from __future__ import annotations
@@ -10,51 +15,7 @@ import logging
 import sys
 from typing import Any
 
-import click
-
-import orch
-
 EXIT_USAGE = 2
-
-
-class PluginGroup(click.Group):
-    """A group that adds every command returned by the ``orch_cli_commands`` hook."""
-
-    def _plugin_commands(self, ctx: click.Context,
-                         name: str | None = None) -> dict[str, click.Command]:
-        from orch.cli.context import registry as cli_registry
-        from orch.core.errors import PluginError
-
-        try:
-            found = cli_registry(ctx).cli_commands(name)
-        except PluginError as exc:
-            raise click.UsageError(str(exc)) from None
-        return {command.name: command for command in found if command.name}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return (super().get_command(ctx, cmd_name)
-                or self._plugin_commands(ctx, cmd_name).get(cmd_name))
-
-
-@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(orch.__version__, prog_name="orch", message="%(prog)s %(version)s")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default=None, envvar="ORCH_LOG_LEVEL",
-              help="Logging threshold for messages on stderr (default: warning).")
-def cli(log_level: str | None) -> None:
-    """orch: choose nodes with a filter, run an action on all of them at once,
-    get every reply back.
-
-    \b
-    Try it without a broker:   orch demo
-    Find nodes:                orch find -F role=web
-    Run an action:             orch rpc rpcutil get_fact fact=os.family -C role::db
-    Help for one action:       orch rpc AGENT ACTION --help
-    """
-    configure_logging(log_level or "warning")
 
 
 def configure_logging(level: str) -> None:
@@ -70,5 +31,21 @@ def configure_logging(level: str) -> None:
         logging.getLogger("amqp").setLevel(logging.ERROR)
 
 
+def __getattr__(name: str) -> Any:
+    """``cli`` and ``PluginGroup`` live in :mod:`orch.cli.group` (imported on first use)."""
+    if name in ("cli", "PluginGroup"):
+        from orch.cli import group
+
+        return getattr(group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: list[str] | None = None) -> Any:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["server"]:
+        from orch.cli import serve
+
+        serve.run_plain(args[1:])  # returns only when click must handle these arguments
+    from orch.cli.group import cli
+
     return cli.main(args=argv, prog_name="orch")

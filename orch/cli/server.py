@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-from typing import TYPE_CHECKING
-
 import click
 
-from orch.cli.main import configure_logging
 from orch.core.errors import OrchError
-
-if TYPE_CHECKING:
-    from orch.core.config import Settings
 
 
 @click.command()
@@ -50,31 +42,10 @@ def server(config_file: str | None, log_level: str | None, pidfile: str | None,
     broker goes away.
     """
     from orch.cli.context import registry as cli_registry
-    from orch.core.config import load_settings
-    from orch.core.daemon import Server
-
-    def reload_settings() -> Settings:
-        return load_settings(config_file, {**flags, "log_level": log_level})
+    from orch.cli.serve import serve, start
 
     try:
-        settings = reload_settings()
-        configure_logging(settings.log_level)
-        daemon = Server(settings, cli_registry(), reload_settings)
+        daemon, pid_file = start(cli_registry(), config_file, log_level, pidfile, flags)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
-    from orch.core.pidfile import PidFile
-
-    try:
-        pid_file = PidFile(pidfile).__enter__() if pidfile is not None else None
-    except OrchError as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        clean = daemon.run()
-    finally:
-        if pid_file is not None:
-            pid_file.__exit__(None, None, None)
-    if not clean:
-        # Actions abandoned at shutdown_timeout hold threads Python cannot stop, and the
-        # interpreter would wait for them at exit: their callers were already answered.
-        logging.shutdown()
-        os._exit(0)
+    serve(daemon, pid_file)

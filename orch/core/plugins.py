@@ -186,6 +186,27 @@ class PluginRegistry:
                     wanted.append(name)
         self._load(wanted)
 
+    def index_providers(self, hook: str, key: str) -> list[str] | None:
+        """The entry points that provide ``key`` through ``hook`` by the cached index,
+        without importing any plugin (``orch server``'s click-free start asks who provides
+        ``server``); None when the index cannot tell: none is cached, it proved stale, a
+        plugin is broken or its names are unknown, or a plugin was registered by hand."""
+        if self._index is None or self._stale:
+            return None
+        if any(name not in self._index for name in self._registered):
+            return None
+        found = []
+        for name, provided in self._index.items():
+            if provided is None:
+                return None
+            if hook in provided:
+                keys = provided[hook]
+                if keys is None:
+                    return None
+                if key in keys:
+                    found.append(name)
+        return sorted(found)
+
     def _in_load_order(self, hook: str, **kwargs: Any) -> list[Any]:
         """``hook``'s results in the order an eager load registers plugins: entry points by
         name, then plugins registered by hand in their order (pluggy's own order follows

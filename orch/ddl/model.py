@@ -25,7 +25,6 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +137,19 @@ class AgentDDL:
 
 @functools.cache
 def meta_schema() -> dict[str, Any]:
-    """orch's JSON Schema for DDL files (shipped as ``orch/ddl/schema/agent.json``)."""
-    text = resources.files("orch.ddl").joinpath("schema/agent.json").read_text()
+    """orch's JSON Schema for DDL files (shipped as ``orch/ddl/schema/agent.json``).
+
+    Read from beside this module when orch is installed as files (always, with pip), through
+    ``importlib.resources`` only otherwise (a zip): the daemon digests the meta-schema on its
+    first request, and ``importlib.resources`` with its readers (``zipfile``…) is about 1 MB
+    of an idle daemon's memory (issue 13)."""
+    beside = Path(__file__).with_name("schema") / "agent.json"
+    if beside.is_file():
+        text = beside.read_text(encoding="utf-8")
+    else:
+        from importlib import resources
+
+        text = resources.files("orch.ddl").joinpath("schema/agent.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 

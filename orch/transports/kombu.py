@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from orch.core.errors import TransportError
 from orch.core.hookspecs import hookimpl
 from orch.core.transport import ClientChannel, NodeBinding, RequestHandler, Transport
+from orch.transports.kombu_import import prepare as prepare_kombu_import
 from orch.transports.redis_liveness import RedisLiveness
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from orch.core.requirements import Requirement
 
 log = logging.getLogger(__name__)
+
+prepare_kombu_import()  # before anything imports kombu: no importlib.metadata (issue 13)
 
 SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 #: Polling interval for virtual transports that poll (memory); kombu's default is 1 s.

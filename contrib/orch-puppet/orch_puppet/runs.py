@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,7 +164,12 @@ class ResourceError(Exception):
 
 
 def ral_script() -> Path:
-    """The Ruby helper shipped with this package."""
+    """The Ruby helper shipped with this package.
+
+    ``importlib.resources`` is imported here: every daemon imports this module, and an idle
+    one then saves that import graph (about 0.9 MB RSS, orch issue 13)."""
+    from importlib import resources
+
     return Path(str(resources.files("orch_puppet").joinpath("ral_apply.rb")))
 
 
