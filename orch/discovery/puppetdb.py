@@ -115,7 +115,7 @@ def _tls_context(client: Client, section: PuppetDBSettings) -> ssl.SSLContext:
 
 
 def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
-                 section: Mapping[str, Any], client: Client) -> PuppetDBError:
+                 section: PuppetDBSettings, client: Client) -> PuppetDBError:
     """Say what went wrong in words an operator can act on: a TLS failure names the
     certificate (or its absence) and the CA involved, since PuppetDB answers a client
     certificate it does not trust with a bare TLS alert."""
@@ -123,7 +123,7 @@ def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
 
     settings = client.settings
     if isinstance(reason, ssl.SSLCertVerificationError):
-        ca = section.get("ca") or settings.tls_ca or "the system's CAs"
+        ca = section.ca or settings.tls_ca or "the system's CAs"
         return PuppetDBError(f"PuppetDB at {url}: its certificate is not trusted ("
                              f"{reason.verify_message}; CA {ca}); set plugins.puppetdb.ca "
                              "(or tls_ca) to the CA that signed it (Puppet's CA)")
@@ -131,7 +131,7 @@ def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
     if alert and "ALERT" in alert and context is not None:
         # The server's TLS alert (bad/unknown/required certificate): the client's
         # certificate is the one thing the client can change.
-        cert = section.get("cert") or settings.tls_cert
+        cert = section.cert or settings.tls_cert
         sent = f"client certificate {cert}" if cert else "no client certificate"
         return PuppetDBError(f"PuppetDB at {url} refused the TLS handshake ({alert}); it "
                              f"needs a client certificate signed by its CA, this client "

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from orch.cli.main import cli
 from orch.core.client import Client
+from orch.core.config import load_settings
 from orch.core.plugins import default_registry
 from orch.testing import FleetFactory
 
