@@ -24,7 +24,8 @@ from typing import Any
 import psutil
 import pytest
 from orch.testing import SimProcess, broker_problem, purge_collective
-from puppet_fleet import BROKER, CliResult, orch_executable
+from orch.testing.servers import orch_argv
+from puppet_fleet import BROKER, CliResult
 
 PUPPETISH = ("puppet", "facter", "ruby")
 SERVING = re.compile(r"In another shell: (.*) orch ping")
@@ -50,7 +51,7 @@ def shims(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 
 def orch(env: dict[str, str], *args: str) -> CliResult:
-    proc = subprocess.run([*orch_executable(), *args], capture_output=True, text=True,
+    proc = subprocess.run([*orch_argv(), *args], capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL, env=env)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -96,7 +97,7 @@ def test_orch_sim_runs_simulated_puppet_only(shims: tuple[dict[str, str], Path],
                                              tmp_path: Path) -> None:
     env, log = shims
     collective = f"simpup{uuid.uuid4().hex[:8]}"
-    sim = SimProcess.start(orch_executable(), 6, BROKER, tmp_path / "state", "--workers",
+    sim = SimProcess.start(orch_argv(), 6, BROKER, tmp_path / "state", "--workers",
                            "1", "--collective", collective, env=env)
     try:
         client = {**env, "ORCH_CONFIG": str(sim.client_config)}
@@ -113,7 +114,7 @@ def test_orch_demo_runs_simulated_puppet_only(shims: tuple[dict[str, str], Path]
     env, log = shims
     collective = f"demopup{uuid.uuid4().hex[:8]}"
     demo = subprocess.Popen(
-        [*orch_executable(), "demo", "--nodes", "6", "--broker", BROKER, "--workers", "0",
+        [*orch_argv(), "demo", "--nodes", "6", "--broker", BROKER, "--workers", "0",
          "--collective", collective, "--no-tour", "--no-interactive", "--serve"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env=env)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from puppet_fleet import orch_executable, run
+from orch.testing.servers import orch_argv
+from puppet_fleet import run
 from puppet_stack import PuppetStack, free_port
 from puppetdb_stack import FedNode, PuppetDB, feed
 
@@ -58,7 +59,7 @@ class Finder:
         docs/inventory.md gives); it is logged here, never asserted."""
         started = time.monotonic()
         result = subprocess.run(
-            [*orch_executable(), "--log-level", "info", "find", "--discovery-method",
+            [*orch_argv(), "--log-level", "info", "find", "--discovery-method",
              "puppetdb", "--config", str(config or self.config("default")), *args],
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         took = [line.split("seconds=")[-1] for line in result.stderr.splitlines()
@@ -144,7 +145,7 @@ def assert_clear_error(result: subprocess.CompletedProcess[str], *words: str) ->
 
 def test_client_certificate_from_another_ca_is_refused(
         finder: Finder, tmp_path: Path) -> None:
-    orch = orch_executable()
+    orch = orch_argv()
     run([*orch, "ca", "init", "--dir", str(tmp_path / "ca")])
     run([*orch, "ca", "issue", "--dir", str(tmp_path / "ca"), "--client", "stranger"])
     issued = tmp_path / "ca" / "issued" / "client"
@@ -167,7 +168,7 @@ def test_missing_client_certificate_is_refused(finder: Finder) -> None:
 
 
 def test_server_certificate_from_another_ca_is_refused(finder: Finder, tmp_path: Path) -> None:
-    orch = orch_executable()
+    orch = orch_argv()
     run([*orch, "ca", "init", "--dir", str(tmp_path / "ca")])
     result = finder.find("-F", "role=web", config=finder.config(
         "otherca", puppetdb={"ca": str(tmp_path / "ca" / "ca.pem")}))
