@@ -57,10 +57,10 @@ class ClientContext:
         from orch.core.clientconfig import load_client_settings
 
         if self._settings is None:
-            from orch.cli.context import environ
+            from orch.cli.context import environ, registry
 
             self._settings = load_client_settings(self.config_file, self.overrides,
-                                                  environ())
+                                                  environ(), registry())
         return self._settings
 
     def client(self) -> Client:
@@ -170,7 +170,8 @@ def installed_agents(config_file: str | None = None) -> dict[str, Any]:
     from orch.core.clientconfig import load_client_settings
 
     try:
-        return dict(registry().agents(load_client_settings(config_file, None, environ())))
+        return dict(registry().agents(load_client_settings(config_file, None, environ(),
+                                                           registry())))
     except OrchError:
         return {}
 

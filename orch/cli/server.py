@@ -54,12 +54,14 @@ def server(config_file: str | None, log_level: str | None, pidfile: str | None,
     from orch.core.daemon import Server
 
     def reload_settings() -> Settings:
-        return load_settings(config_file, {**flags, "log_level": log_level})
+        return load_settings(config_file, {**flags, "log_level": log_level},
+                             registry=registry)
 
+    registry = cli_registry()
     try:
         settings = reload_settings()
         configure_logging(settings.log_level)
-        daemon = Server(settings, cli_registry(), reload_settings)
+        daemon = Server(settings, registry, reload_settings)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     from orch.core.pidfile import PidFile

@@ -84,7 +84,12 @@ ReplyCallback = Callable[[Reply, "CallResult"], None]
 
 
 class Client:
-    """A connection to one collective, used for any number of calls."""
+    """A connection to one collective, used for any number of calls.
+
+    ``registry`` is the plugins the client uses. Given none, it uses the installed ones
+    (:func:`~orch.core.plugins.default_registry`): a convenience for an application
+    or script that starts here; library code and plugins pass the registry they were given.
+    """
 
     def __init__(
         self,
@@ -94,7 +99,7 @@ class Client:
         caller: str | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or default_registry()
+        self.registry = registry if registry is not None else default_registry()
         self.security = self.registry.security_for(settings)
         self.transport = self.registry.transport_for(settings)
         self.caller = caller or f"user={getpass.getuser()}"

@@ -41,7 +41,6 @@ is never more permissive than the allow it could have been.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -143,31 +142,23 @@ class Policy:
 # --------------------------------------------------------------------------- parsing
 
 
-@functools.cache
-def _default_engine() -> FilterEngine:
-    """The installed filter kinds, for parsing a policy outside a server (tests, tools)."""
-    from orch.core.plugins import default_registry
-
-    registry = default_registry()
-    return FilterEngine(registry.filter_kinds(), registry.filter_functions())
-
-
 def _has_operator(token: str) -> bool:
     """True when ``token`` holds a comparison: every operator has ``=``, ``<`` or ``>``."""
     return any(char in "=<>" for char in token)
 
 
 def parse_policy(
-    text: str, source: str = "<policy>", filters: FilterEngine | None = None
+    text: str, source: str, filters: FilterEngine
 ) -> Policy:
     """Parse the text of a policy file; raise :class:`PolicyError` for anything malformed.
 
     ``source`` names the file in error messages; ``filters`` parses the fact, compound and
-    class fields (default: the installed filter kinds). Any input whatsoever either parses
+    class fields: the server's engine (a tool outside a server builds one from its
+    registry, ``FilterEngine.for_registry``). Any input whatsoever either parses
     or raises :class:`PolicyError` (a property test holds this), so a server can load files
     written by anyone without guarding against other exceptions.
     """
-    engine = filters or _default_engine()
+    engine = filters
     if not isinstance(text, str):
         raise PolicyError(source, 1, f"a policy must be text, got {type(text).__name__}")
     default: bool | None = None
@@ -548,7 +539,7 @@ class ActionPolicyAuthorizer:
         #: The server's filter engine, from the first request: policies parse with it.
         self._filters: FilterEngine | None = None
         self._policies: _FileCache[Policy] = _FileCache(
-            lambda text, path: parse_policy(text, path, self._filters), "policy")
+            self._parse, "policy")
         self._groups: _FileCache[dict[str, frozenset[str]]] = _FileCache(
             parse_groups, "groups file"
         )
@@ -559,6 +550,11 @@ class ActionPolicyAuthorizer:
                 "policy_dir %s is not a directory: no policy file will be found, so every "
                 "request gets policy_default=%s", self._dir, self._policy_default,
             )
+
+    def _parse(self, text: str, path: str) -> Policy:
+        if self._filters is None:  # _decide sets it before any file is read
+            raise PolicyError(path, 1, "no filter engine to parse the policy with")
+        return parse_policy(text, path, self._filters)
 
     def authorize(
         self, request: Request, caller: str, node: NodeView, filters: FilterEngine

@@ -18,6 +18,7 @@ from orch.core.client import CallResult, Client
 from orch.core.config import Settings, load_settings
 from orch.core.errors import ArgumentError, UnknownActionError
 from orch.core.fleet import Fleet, NodeSpec
+from orch.core.plugins import default_registry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.demo import DemoPKI
 
@@ -72,7 +73,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def fleet(settings: Settings) -> Iterator[Fleet]:
-    fleet = Fleet(settings, SPECS, security_for=pki().node_security).start()
+    fleet = Fleet(settings, SPECS, default_registry(), security_for=pki().node_security).start()
     yield fleet
     thread = threading.Thread(target=fleet.stop, name="stop-fleet", daemon=True)
     thread.start()

@@ -47,7 +47,8 @@ def test_job_history_redacts_what_the_audit_log_redacts(tmp_path: Path) -> None:
     settings = load_settings(overrides={
         "broker": "memory://", "security": "insecure", "collective": "redact",
         "audit_redact": ["fact"], "plugins": {"inventory": {"store": store}}}, environ={})
-    with Fleet(settings, [NodeSpec("n1", {"role": "web"})]), Client(settings) as client:
+    with Fleet(settings, [NodeSpec("n1", {"role": "web"})],
+               default_registry()), Client(settings) as client:
         result = client.call("rpcutil", "get_fact", {"fact": "role"}, nodes=["n1"])
         assert result.ok == ["n1"]
     opened = default_registry().inventory_store(store, settings)
