@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from orch.ddl import compile as ddl_compile
 from orch.ddl import model
-from orch.ddl.model import ActionDDL, DDLError, InputDDL, OutputDDL, load_ddl
 from orch.ddl.builtin import VALIDATORS
+from orch.ddl.model import ActionDDL, DDLError, InputDDL, OutputDDL, load_ddl
 
 TYPES = ["string", "integer", "number", "float", "boolean", "hash", "array", "any"]
 NAMES = st.sampled_from(["a", "b", "c", "d"])
