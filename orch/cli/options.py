@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help must not pay for them
     from orch.core.batch import CallPlan
     from orch.core.client import CallResult, Client, ReplyCallback
     from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
 
 #: Exit codes (docs/cli.md): 0 every targeted node answered OK, 1 a node failed or did not
 #: answer (or nothing matched, or the broker failed), 2 usage error, 130 interrupted.
@@ -72,6 +73,14 @@ class ClientContext:
 
             self._client = Client(self.settings, registry())
         return self._client
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The plugins of this invocation (the click context's): what a plugin command
+        passes to a :class:`~orch.core.client.Client` it builds itself."""
+        from orch.cli.context import registry
+
+        return registry()
 
     def close(self) -> None:
         if self._client is not None:
