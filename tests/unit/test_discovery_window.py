@@ -35,8 +35,9 @@ class VirtualClock:
     """``time`` as the client sees it: ``sleep`` moves ``monotonic`` on, and nothing else does.
 
     Installed in place of the ``time`` module of :mod:`orch.core.client`,
-    :mod:`orch.core.collect` and :mod:`orch.core.checkpool`; the scripted fleet and the tests' slow callbacks sleep on it
-    too, so "0.3 s of work" is exactly 0.3 s of this clock and no real time passes.
+    :mod:`orch.core.collect` and :mod:`orch.core.checkpool`; the scripted fleet and the
+    tests' slow callbacks sleep on it too, so "0.3 s of work" is exactly 0.3 s of this
+    clock and no real time passes.
     """
 
     def __init__(self) -> None:
