@@ -24,6 +24,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from orch.core.client import CallResult, Client
 from orch.core.fleet import Fleet, NodeSpec
+from orch.core.plugins import default_registry
 from orch.core.security import SecurityProvider
 from orch.demo import demo_specs
 
@@ -56,7 +57,7 @@ def fleet1000(request: pytest.FixtureRequest,
         settings = client_settings(new_collective(), broker)
         security_for = None
     started = time.monotonic()
-    fleet = Fleet(settings, specs, security_for=security_for).start(timeout=120)
+    fleet = Fleet(settings, specs, default_registry(), security_for=security_for).start(timeout=120)
     start_seconds = time.monotonic() - started
     client = Client(settings)
     try:

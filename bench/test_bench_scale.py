@@ -38,6 +38,7 @@ import pytest
 from bench_support import AMQP_URL, IdleGate, base_env, delete_exchanges, new_collective
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from orch.core.plugins import default_registry
 from orch.sim.facts import node_specs
 from orch.testing import SimProcess
 
@@ -185,7 +186,8 @@ def test_node_request_cpu(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
                 "agents": ["rpcutil"]}
     specs = node_specs(nodes)
     providers = issue_all(ca, specs)
-    fleet = build_fleet(settings, specs, lambda spec: providers[spec.identity])
+    fleet = build_fleet(settings, specs, lambda spec: providers[spec.identity],
+                        default_registry())
     sent: list[int] = []
     fleet.services.send = lambda collective, reply_to, payload, ttl: sent.append(1)
     client = fleet.services.security  # the client certificate signs the requests

@@ -22,7 +22,7 @@ from orch.api.tokens import ApiToken, TokenStore
 from orch.core.client import Client
 from orch.core.config import Settings
 from orch.core.errors import OrchError
-from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.plugins import PluginRegistry
 
 #: The filter kinds the API takes, as the CLI's -F -C -I -A -S -W options.
 FILTER_KINDS = ("fact", "class", "identity", "agent", "compound", "with")
@@ -36,7 +36,8 @@ class ApiContext:
 
     settings: Settings
     tokens: TokenStore
-    registry: PluginRegistry = field(default_factory=default_registry)
+    #: The plugins in use: the entry point (``orch api``, the demo) passes its own.
+    registry: PluginRegistry
     jobs: JobStore = field(default_factory=JobStore)
     max_body: int = MAX_BODY
 
@@ -50,7 +51,8 @@ class ApiContext:
         settings = self.settings
         if token.tls_cert and token.tls_key:
             settings = settings.with_values(
-                {"tls_cert": token.tls_cert, "tls_key": token.tls_key}, f"token {token.name}")
+                {"tls_cert": token.tls_cert, "tls_key": token.tls_key}, f"token {token.name}",
+                self.registry)
         client = Client(settings, self.registry, caller=f"api={token.name}")
         # Never fork checker processes from this many-threaded server: a child forked while
         # another thread holds a lock (logging, the broker client) can hang for ever.

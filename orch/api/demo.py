@@ -10,11 +10,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orch.api.context import ApiContext
 from orch.api.serve import Listen, server, start_in_thread
 from orch.api.tokens import ApiToken, TokenStore, digest
 from orch.core.config import load_settings
+
+if TYPE_CHECKING:
+    from orch.core.plugins import PluginRegistry
 
 STOP_TIMEOUT = 10.0
 
@@ -26,14 +30,15 @@ class DemoApi:
     stop: Callable[[], None]
 
 
-def start_demo_api(listen: str, client_settings: Mapping[str, str]) -> DemoApi:
+def start_demo_api(listen: str, client_settings: Mapping[str, str],
+                   registry: PluginRegistry) -> DemoApi:
     """Serve the API on ``listen`` for a fresh random token signing as the demo's client."""
     token = secrets.token_urlsafe(24)
     entry = ApiToken("demo", digest(token), client_settings.get("tls_cert"),
                      client_settings.get("tls_key"))
     address = Listen.parse(listen)
-    srv = server(ApiContext(load_settings(None, dict(client_settings)), TokenStore([entry])),
-                 address)
+    settings = load_settings(None, dict(client_settings), registry=registry)
+    srv = server(ApiContext(settings, TokenStore([entry]), registry), address)
     thread = start_in_thread(srv)
 
     def stop() -> None:

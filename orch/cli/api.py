@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import click
 
+from orch.cli.context import registry as cli_registry
 from orch.core.errors import OrchError
 from orch.plugin import hookimpl
 
@@ -46,9 +47,11 @@ def api(listen: str, tokens_file: str, tls_listen_cert: str | None,
 
     try:
         address = Listen.parse(listen)
+        registry = cli_registry()
         context = ApiContext(load_settings(config_file, {"broker": broker,
-                                                         "collective": collective}),
-                             TokenStore.load(tokens_file), max_body=max_body)
+                                                         "collective": collective},
+                                           registry=registry),
+                             TokenStore.load(tokens_file), registry, max_body=max_body)
         srv = server(context, address, tls_listen_cert, tls_listen_key)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from orch.cli.context import registry as cli_registry
 from orch.core.errors import OrchError
 from orch.core.hookspecs import hookimpl
 
@@ -346,7 +347,7 @@ def check(config_file: str | None, as_json: bool, **flags: str | None) -> None:
     from orch.security import pki
 
     try:
-        settings = load_settings(config_file, flags)
+        settings = load_settings(config_file, flags, registry=cli_registry())
         paths = pki.resolve_credential_paths(settings)
         cert, _key, anchors = pki.load_credentials(settings)
     except OrchError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orch.cli import output
+from orch.cli.context import registry as cli_registry
 from orch.core.errors import OrchError
 
 
@@ -24,7 +25,7 @@ def show(config_file: str | None, json_output: bool) -> None:
     from orch.core.clientconfig import explain_settings, find_client_config, redact
 
     try:
-        path, rows = explain_settings(config_file)
+        path, rows = explain_settings(config_file, registry=cli_registry())
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     _, why = find_client_config(config_file)

@@ -7,8 +7,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from orch.cli.context import registry as cli_registry
+
+if TYPE_CHECKING:
+    from orch.core.plugins import PluginRegistry
 
 TOUR = (
     ("Ping every node; the command returns as soon as replies stop coming.",
@@ -24,15 +30,17 @@ TOUR = (
 )
 
 
-def run_cli(args: list[str], environ: Mapping[str, str] | None = None) -> int:
+def run_cli(args: list[str], environ: Mapping[str, str] | None = None,
+            registry: PluginRegistry | None = None) -> int:
     """Run one ``orch`` command in this process; return its exit code. ``environ`` holds
-    ``ORCH_*`` settings for it (the simulated fleet's), layered over the process's."""
+    ``ORCH_*`` settings for it (the simulated fleet's), layered over the process's;
+    ``registry`` is the demo's plugins (None: the command's own entry point picks)."""
     from orch.cli.context import Invocation
     from orch.cli.main import cli
 
     try:
         cli.main(args=args, prog_name="orch", standalone_mode=False,
-                 obj=Invocation(environ=dict(environ or {})))
+                 obj=Invocation(registry, dict(environ or {})))
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:
@@ -102,13 +110,14 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
     from orch.sim import SimConfig, Simulation
     from orch.sim.facts import node_specs
 
+    registry = cli_registry()
     try:
         simulation = Simulation(SimConfig(nodes=count, broker=broker, state_dir=scratch,
                                           collective=collective, workers=workers,
                                           seed=seed, secure=secure,
                                           keep_certificates=False,
                                           extra_settings=dict(node_settings or {})),
-                                ProgressLine(quiet_below=1000))
+                                ProgressLine(quiet_below=1000), registry)
         simulation.prepare()
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
@@ -123,7 +132,7 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 + (f", signed with a throw-away CA in {scratch / 'ca'}" if secure
                    else ", UNSIGNED"), bold=True)
     exports = " ".join(f"ORCH_{k.upper()}='{v}'" for k, v in client_env.items())
-    stop_api = _start_api(api_listen, client_env) if api_listen else None
+    stop_api = _start_api(api_listen, client_env, registry) if api_listen else None
     serve = serve or stop_api is not None
     try:
         if tour:
@@ -131,9 +140,9 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                 line = command.format(first=first)
                 click.secho(f"\n# {explanation}", fg="cyan")
                 click.secho(f"$ orch {line}", bold=True)
-                run_cli(shlex.split(line), tour_env)
+                run_cli(shlex.split(line), tour_env, registry)
         if interactive or (interactive is None and sys.stdin.isatty()):
-            _prompt(broker, exports, tour_env)
+            _prompt(broker, exports, tour_env, registry)
         elif serve:
             click.echo(f"\nServing. In another shell: {exports} orch ping   (Ctrl-C stops)")
             _wait_forever()
@@ -143,7 +152,8 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
         simulation.stop()
 
 
-def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
+def _start_api(listen: str, client_env: dict[str, str],
+               registry: PluginRegistry) -> Callable[[], None]:
     """Start ``orch api`` in this process (the fleet may be on memory://); its stop."""
     from orch.core.errors import OrchError
 
@@ -153,7 +163,7 @@ def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
         raise click.UsageError(f"--api needs the api extra ({exc.name} is missing): "
                                "pip install 'orch[api]'") from None
     try:
-        api = start_demo_api(listen, client_env)
+        api = start_demo_api(listen, client_env, registry)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     click.secho(f"orch demo: API and console on {api.url}/console/ — API token: {api.token}",
@@ -161,7 +171,8 @@ def _start_api(listen: str, client_env: dict[str, str]) -> Callable[[], None]:
     return api.stop
 
 
-def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
+def _prompt(broker: str, exports: str, environ: Mapping[str, str],
+            registry: PluginRegistry) -> None:
     from orch.cli.main import cli
     from orch.cli.prompt import run_prompt
 
@@ -170,7 +181,7 @@ def _prompt(broker: str, exports: str, environ: Mapping[str, str]) -> None:
                 "`exit` or Ctrl-D leaves.", fg="green")
     if not broker.startswith("memory"):
         click.echo(f"Other shells can join: {exports} orch ping")
-    run_prompt(cli, lambda args: run_cli(args, environ))
+    run_prompt(cli, lambda args: run_cli(args, environ, registry))
 
 
 def _wait_forever() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from orch.cli import output
+from orch.cli.context import registry as cli_registry
 from orch.cli.options import ClientContext, OrchCommandError, client_options
 from orch.core.config import Settings
 from orch.core.errors import OrchError
@@ -29,14 +30,13 @@ def _with_store(settings: Settings, store: str | None) -> Settings:
 
 def _open_store(settings: Settings) -> Any:
     from orch.core.errors import ConfigError
-    from orch.core.plugins import default_registry
     from orch.inventory.settings import InventorySettings
 
     url = InventorySettings.from_settings(settings).store
     if not url:
         raise ConfigError("no inventory store configured: set plugins.inventory.store in "
                           "the config or pass --store")
-    return default_registry().inventory_store(url, settings)
+    return cli_registry().inventory_store(url, settings)
 
 
 def _when(epoch: float | None) -> str:
@@ -71,15 +71,15 @@ def registry(config_file: str | None, store: str | None, log_level: str | None,
     Several registries may share one PostgreSQL store.
     """
     from orch.core.config import load_settings
-    from orch.core.plugins import default_registry
     from orch.inventory.registry import Registry
 
+    registry = cli_registry()
     try:
-        settings = _with_store(load_settings(config_file, {**flags, "log_level": log_level}),
-                               store)
+        settings = _with_store(load_settings(config_file, {**flags, "log_level": log_level},
+                                             registry=registry), store)
         # The orch group set up the handler (and quieted kombu); set the daemon's level.
         logging.getLogger().setLevel(settings.log_level.upper())
-        daemon = Registry(settings, default_registry())
+        daemon = Registry(settings, registry)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     daemon.run()
@@ -171,7 +171,8 @@ def jobs(ctx: click.Context, config_file: str | None, store: str | None, limit: 
     from orch.core.config import load_settings
 
     try:
-        settings = _with_store(load_settings(config_file, {}), store)
+        settings = _with_store(load_settings(config_file, {}, registry=cli_registry()),
+                               store)
     except OrchError as exc:
         raise click.UsageError(str(exc)) from None
     ctx.obj = settings

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help must not pay for them
     from orch.core.batch import CallPlan
     from orch.core.client import CallResult, Client, ReplyCallback
     from orch.core.config import Settings
+    from orch.core.plugins import PluginRegistry
 
 #: Exit codes (docs/cli.md): 0 every targeted node answered OK, 1 a node failed or did not
 #: answer (or nothing matched, or the broker failed), 2 usage error, 130 interrupted.
@@ -57,10 +58,10 @@ class ClientContext:
         from orch.core.clientconfig import load_client_settings
 
         if self._settings is None:
-            from orch.cli.context import environ
+            from orch.cli.context import environ, registry
 
             self._settings = load_client_settings(self.config_file, self.overrides,
-                                                  environ())
+                                                  environ(), registry())
         return self._settings
 
     def client(self) -> Client:
@@ -72,6 +73,14 @@ class ClientContext:
 
             self._client = Client(self.settings, registry())
         return self._client
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The plugins of this invocation (the click context's): what a plugin command
+        passes to a :class:`~orch.core.client.Client` it builds itself."""
+        from orch.cli.context import registry
+
+        return registry()
 
     def close(self) -> None:
         if self._client is not None:
@@ -170,7 +179,8 @@ def installed_agents(config_file: str | None = None) -> dict[str, Any]:
     from orch.core.clientconfig import load_client_settings
 
     try:
-        return dict(registry().agents(load_client_settings(config_file, None, environ())))
+        return dict(registry().agents(load_client_settings(config_file, None, environ(),
+                                                           registry())))
     except OrchError:
         return {}
 

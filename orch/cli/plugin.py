@@ -104,7 +104,8 @@ def doc(agent: str, config_file: str | None) -> None:
     from orch.ddl.help import action_help, agent_help
 
     try:
-        agents = cli_registry().agents(load_client_settings(config_file, None, environ()))
+        agents = cli_registry().agents(load_client_settings(config_file, None, environ(),
+                                                            cli_registry()))
         if agent not in agents:
             raise click.UsageError(f"no agent {agent!r} is installed here; installed: "
                                    f"{', '.join(sorted(agents)) or 'none'}")

@@ -95,7 +95,8 @@ def start(registry: PluginRegistry, config_file: str | None, log_level: str | No
     from orch.core.pidfile import PidFile
 
     def reload_settings() -> Settings:
-        return load_settings(config_file, {**flags, "log_level": log_level})
+        return load_settings(config_file, {**flags, "log_level": log_level},
+                             registry=registry)
 
     settings = reload_settings()
     configure_logging(settings.log_level)

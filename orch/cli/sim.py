@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orch.cli.context import registry as cli_registry
 from orch.cli.main import configure_logging
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def sim(count: int, broker: str, workers: int | None, collective: str, ca: str |
         if config.workers == 0:
             raise SimError("--workers must be at least 1 (orch demo serves a fleet in one "
                            "process)")
-        simulation = Simulation(config, ProgressLine())
+        simulation = Simulation(config, ProgressLine(), cli_registry())
         simulation.prepare()
     except (OrchError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

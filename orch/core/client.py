@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from orch.core import protocol
 from orch.core.checkpool import CheckedReceiver
+from orch.core.collect import ReplyCallback, accept_reply, collect_loop, verified_reply
 from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
@@ -54,7 +55,7 @@ from orch.core.inventory import CallObserver
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name
 from orch.core.result import CallResult
-from orch.core.security import close_provider, verify_reply
+from orch.core.security import close_provider
 from orch.core.transport import ClientChannel
 from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
@@ -65,9 +66,6 @@ log = logging.getLogger(__name__)
 #: Which discovery method ran and how long it took (shown by the CLI's ``-v``).
 discovery_log = logging.getLogger("orch.discovery.timing")
 
-#: The longest a call waits, past its deadline, for replies it already received to be
-#: verified by the checker processes (a stuck checker must not hold the call).
-BACKLOG_WAIT = 10.0
 #: Seconds added to an action's DDL timeout for the round trip through the broker.
 NETWORK_MARGIN = 2.0
 #: Seconds added to a direct call's wait per addressed node. The requests to N nodes and
@@ -80,11 +78,15 @@ UNSIGNED_HINT = ("no node answered an unsigned request: the fleet may require si
                  "requests (set security: x509 with tls_cert, tls_key and tls_ca, or see "
                  "`orch config show`)")
 
-ReplyCallback = Callable[[Reply, "CallResult"], None]
 
 
 class Client:
-    """A connection to one collective, used for any number of calls."""
+    """A connection to one collective, used for any number of calls.
+
+    ``registry`` is the plugins the client uses. Given none, it uses the installed ones
+    (:func:`~orch.core.plugins.default_registry`): a convenience for an application
+    or script that starts here; library code and plugins pass the registry they were given.
+    """
 
     def __init__(
         self,
@@ -94,7 +96,7 @@ class Client:
         caller: str | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or default_registry()
+        self.registry = registry if registry is not None else default_registry()
         self.security = self.registry.security_for(settings)
         self.transport = self.registry.transport_for(settings)
         self.caller = caller or f"user={getpass.getuser()}"
@@ -296,75 +298,9 @@ class Client:
     def _collect_loop(self, request: Request, result: CallResult, pending: set[str] | None,
                       deadline: float, window: float | None, on_reply: ReplyCallback | None,
                       started: float, label: str, timeout: float) -> None:
-        """The receive loop of :meth:`collect`, filling ``result`` in place."""
-        credit = 0.0  # this client's own work on accepted replies, added to the deadline
-        #: When the client was last free again after handling a reply (None: no reply yet).
-        waiting_since: float | None = None
-        backlog_waited = False
-        while pending is None or pending:
-            now = time.monotonic()
-            quiet_end = (waiting_since + window
-                         if window is not None and waiting_since is not None else None)
-            remaining = min(deadline, quiet_end if quiet_end is not None else deadline) - now
-            receiver = self._receiver
-            wait = max(remaining, 0.0)
-            # Replies taken off the wire before the deadline but still being verified by
-            # checker processes are the client's own work: wait for them (bounded, once).
-            checking_backlog = remaining <= 0 and receiver.backlog and not backlog_waited
-            if checking_backlog:
-                wait, backlog_waited = BACKLOG_WAIT, True
-            last_look = remaining <= 0 and not checking_backlog
-            checking = receiver.check_seconds
-            try:
-                got = receiver.receive(wait)
-            except TransportError as exc:
-                result.error = str(exc)
-                log.error("%s; keeping the %d replies received", exc, len(result.replies))
-                break
-            if got is None:
-                if last_look:
-                    if now >= deadline and quiet_end is not None and quiet_end > deadline:
-                        self._cut_short(result, label, timeout, credit)
-                    break
-                continue
-            received = time.monotonic()
-            checking = receiver.check_seconds - checking  # verifying, inside receive()
-            reply = self._accept(got[0], request, result, got[1])
-            if reply is None:
-                if last_look and received >= deadline:
-                    break  # neither late nor bad replies may keep a call past its deadline
-                continue
-            if window is not None and waiting_since is not None:
-                # A fleet that paused once (a loaded host, a GC) may pause again: wait at
-                # least twice the longest gap seen before deciding the replies stopped.
-                window = max(window, 2 * (received - waiting_since))
-            backlog_waited = False  # only an accepted reply earns another wait
-            result.replies[reply.sender] = reply
-            result.rtt[reply.sender] = received - started
-            if pending is not None:
-                pending.discard(reply.sender)
-            if on_reply is not None:
-                on_reply(reply, result)
-            waiting_since = time.monotonic()
-            if last_look and now >= deadline:
-                # A reply was already waiting at the deadline: they were still arriving.
-                if window is not None:
-                    self._cut_short(result, label, timeout, credit)
-                break
-            # This client's own work on an accepted reply does not count against the fleet's
-            # time (bounded: each node is accepted once; rejected replies are not credited).
-            # Verifying happens inside receive(), here or in checker processes.
-            own_work = checking + (waiting_since - received)
-            credit += own_work
-            deadline += own_work
-
-    @staticmethod
-    def _cut_short(result: CallResult, label: str, timeout: float, credit: float) -> None:
-        verifying = f" (plus {credit:.1f} s spent verifying replies)" if credit >= 0.05 else ""
-        result.cut_short = (
-            f"{label} was cut off at the {timeout:.1f} s timeout{verifying} while replies "
-            f"were still arriving; {len(result.replies)} node(s) answered")
-        log.warning("%s", result.cut_short)
+        """The receive loop of :meth:`collect` (:func:`orch.core.collect.collect_loop`)."""
+        collect_loop(lambda: self._receiver, self._accept, request, result, pending,
+                     deadline, window, on_reply, started, label, timeout)
 
     @property
     def _receiver(self) -> CheckedReceiver[Reply]:
@@ -384,49 +320,12 @@ class Client:
     def _accept(self, raw: bytes, request: Request, result: CallResult,
                 checked: Reply | ProtocolError | None = None) -> Reply | None:
         """The reply in ``raw`` if it belongs to ``request`` (``checked``: already verified)."""
-        try:
-            if isinstance(checked, ProtocolError):
-                raise checked
-            reply = checked if checked is not None else self._verified_reply(raw)
-        except ProtocolError as exc:
-            result.rejected.append(str(exc))
-            log.warning("rejected a reply: %s", exc)
-            return None
-        if reply.request_id != request.id:
-            return None  # a late reply to an earlier request on this channel (discovery)
-        if not request.addresses(reply.sender):
-            if reply.sender not in result.unexpected:
-                result.unexpected.append(reply.sender)
-            log.warning("not counted: a reply from %r, a node request %s was not addressed to",
-                        reply.sender, request.id)
-            return None
-        if reply.sender in result.replies:
-            log.warning("duplicate reply from %s ignored", reply.sender)
-            return None
-        return reply
+        return accept_reply(raw, request, result, checked, self._verified_reply)
 
     def _verified_reply(self, raw: bytes) -> Reply:
-        """Decode and verify one reply, each JSON text decoded once (ProtocolError if bad).
+        """Decode and verify one reply (:func:`orch.core.collect.verified_reply`)."""
+        return verified_reply(raw, self.settings, self.security)
 
-        The body is decoded before it is verified only to learn the sender the signature
-        must belong to; nothing of it is used unless the verification passes. A body that
-        does not decode is verified first, so that an unsigned or forged message is
-        reported as such, as it always was.
-        """
-        if len(raw) > self.settings.max_message_bytes:
-            # Before any parsing, here or in a checker process.
-            raise ProtocolError(f"a reply of {len(raw)} bytes is over max_message_bytes "
-                                f"({self.settings.max_message_bytes}); not read")
-        envelope = Envelope.decode(raw)
-        if envelope.kind != "reply":
-            raise ProtocolError(f"expected a reply, got a {envelope.kind}")
-        try:
-            reply = Reply.decode(envelope.body)
-        except ProtocolError:
-            self.security.verify(envelope)
-            raise
-        verify_reply(self.security, envelope, reply.sender)
-        return reply
 
     # -- calls -------------------------------------------------------------------------
 

@@ -17,9 +17,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orch.core.config import ENV_PREFIX, Settings, load_settings, read_config_file
+
+if TYPE_CHECKING:
+    from orch.core.plugins import PluginRegistry
 
 SYSTEM_CLIENT_CONFIG = Path("/etc/orch/client.yaml")
 
@@ -45,10 +48,11 @@ def find_client_config(explicit: str | None = None,
 
 def load_client_settings(explicit: str | None = None,
                          overrides: Mapping[str, Any] | None = None,
-                         environ: Mapping[str, str] | None = None) -> Settings:
+                         environ: Mapping[str, str] | None = None,
+                         registry: PluginRegistry | None = None) -> Settings:
     """:func:`load_settings` with the client's config file search."""
     path, _ = find_client_config(explicit, environ)
-    return load_settings(path, overrides, environ)
+    return load_settings(path, overrides, environ, registry)
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,13 @@ class SettingOrigin:
 
 def explain_settings(explicit: str | None = None,
                      overrides: Mapping[str, Any] | None = None,
-                     environ: Mapping[str, str] | None = None
+                     environ: Mapping[str, str] | None = None,
+                     registry: PluginRegistry | None = None,
                      ) -> tuple[str | None, list[SettingOrigin]]:
     """The config file read, and every setting's effective value with where it came from."""
     env = os.environ if environ is None else environ
     path, _ = find_client_config(explicit, env)
-    settings = load_settings(path, overrides, env)
+    settings = load_settings(path, overrides, env, registry)
     from_file = set(read_config_file(path)) if path else set()
     flags = {k for k, v in (overrides or {}).items() if v is not None}
     rows = []

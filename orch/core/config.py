@@ -317,8 +317,10 @@ class Settings:
 
         Keys are core settings, ``plugins`` (a mapping of sections, merged key by key),
         ``<section>.<key>`` (also ``plugins.<section>.<key>``), or a top-level alias a
-        plugin declared for one of its keys (found through ``registry``, the process's
-        default registry when None, asked only when such a key appears).
+        plugin declared for one of its keys, found through ``registry`` and asked only when
+        such a key appears. Given none, the installed plugins' aliases are used
+        (:func:`~orch.core.plugins.default_registry`): the convenience for an application
+        building settings, as ``Client(settings)`` is; library code passes its registry.
         """
         known = {f.name: f for f in fields(self) if "doc" in f.metadata}
         changes: dict[str, Any] = {}
@@ -364,7 +366,7 @@ def _alias(key: str, source: str, known: Mapping[str, Any],
     if registry is None:
         from orch.core.plugins import default_registry
 
-        registry = default_registry()
+        registry = default_registry()  # the documented convenience of with_values
     target = registry.setting_alias(key)
     if target is not None:
         return target
@@ -384,7 +386,9 @@ def load_settings(
 
     ``config_file`` defaults to ``$ORCH_CONFIG``. ``overrides`` are command-line values;
     None values are ignored so that unset flags do not hide the file or environment.
-    ``registry`` resolves top-level aliases of plugin settings (default: the process's).
+    ``registry`` resolves top-level aliases of plugin settings; given none, the installed
+    plugins' (:func:`~orch.core.plugins.default_registry`), a convenience for applications
+    that start here, as :class:`~orch.core.client.Client` is: library code passes its own.
     """
     env = os.environ if environ is None else environ
     settings = Settings()

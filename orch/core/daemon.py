@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from orch.core import sdnotify
 from orch.core.config import Settings
 from orch.core.errors import OrchError
-from orch.core.facts import FactLoader, read_classes
+from orch.core.facts import FactLoader, read_classes, watch_sources
 from orch.core.plugins import PluginRegistry
 from orch.core.security import mark_long_running, reload_provider
 from orch.core.server import Node, NodeServices
@@ -70,6 +70,7 @@ class Server:
             read_classes(settings.classes),
             self.services,
         )
+        watch_sources(self._facts.sources, self._facts_changed)
         #: Plugins' services run beside the daemon (registration is one).
         self.extras = registry.server_services(settings)
 
@@ -102,10 +103,20 @@ class Server:
             log.info("node=%s agents now %s", self.node.identity, ",".join(sorted(agents)))
             self._cycle.set()
         self._facts.sources = list(sources)
+        watch_sources(self._facts.sources, self._facts_changed)
         self.node.refresh(read_classes(settings.classes), self._facts)
         self._each_extra("reloaded")
         log.info("node=%s reloaded settings, agents, policies, facts and classes",
                  self.node.identity)
+
+    def _facts_changed(self) -> None:
+        """A fact source said its facts changed (facter's timer): re-read facts and
+        classes now, as SIGHUP does for them, on the source's thread. Never raises."""
+        try:
+            self.node.refresh(read_classes(self.settings.classes))
+        except Exception:  # a source's thread must not die of the node's trouble
+            log.exception("node=%s re-reading facts after a source's change failed",
+                          self.node.identity)
 
     def _fresh_settings(self) -> Settings:
         if self._reload_settings is None:

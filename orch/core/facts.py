@@ -11,7 +11,7 @@ error loudly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +24,13 @@ class FactSource(Protocol):
     """A provider of facts. Return plain JSON-compatible data; nest freely.
 
     An optional ``priority`` attribute orders the merge (see :data:`DEFAULT_PRIORITY`).
+
+    A source that learns on its own that its facts changed (a timer re-running a tool) may
+    define ``watch(changed)``: the daemon calls it once with a function that makes the
+    node re-read its facts and classes now (see :func:`watch_sources`). Call it from the
+    source's own thread, never from ``load``; a later ``watch`` replaces the earlier one.
+    The state stays with the source and the node that uses it, never in a module global,
+    so every node of a process (a simulated fleet) is told only about its own sources.
     """
 
     @property
@@ -39,6 +46,19 @@ class FactSource(Protocol):
 #: Where a source without a ``priority`` attribute goes: after the built-in system facts
 #: (0), before the operator's own fact files (100), which therefore always win.
 DEFAULT_PRIORITY = 50
+
+
+def watch_sources(sources: Iterable[FactSource], changed: Callable[[], None]) -> None:
+    """Hand ``changed`` to every source that offers ``watch`` (see :class:`FactSource`);
+    a source whose ``watch`` raises is logged and left unwatched."""
+    for source in sources:
+        watch = getattr(source, "watch", None)
+        if not callable(watch):
+            continue
+        try:
+            watch(changed)
+        except Exception:  # third-party code: the node serves on without its notices
+            log.exception("fact source %s: watch() failed", getattr(source, "name", "?"))
 
 
 class FactsError(OrchError):

@@ -19,7 +19,7 @@ from typing import Any
 from orch.core.agent import simulated_agents
 from orch.core.config import Settings
 from orch.core.errors import TransportError
-from orch.core.plugins import PluginRegistry, default_registry
+from orch.core.plugins import PluginRegistry
 from orch.core.runner import InlineRunner
 from orch.core.security import SecurityProvider
 from orch.core.server import Node, NodeServices
@@ -49,7 +49,7 @@ class Fleet:
         self,
         settings: Settings,
         specs: Sequence[NodeSpec],
-        registry: PluginRegistry | None = None,
+        registry: PluginRegistry,
         security_for: Callable[[NodeSpec], SecurityProvider] | None = None,
         *,
         inline_actions: bool = False,
@@ -62,7 +62,6 @@ class Fleet:
         ``simulation_safe`` agents, which return at once. ``simulated`` hosts each agent's
         simulation (:meth:`~orch.core.agent.Agent.simulation`) instead of the agent, and
         leaves out agents that offer none: such nodes never act on this machine."""
-        registry = registry or default_registry()
         self.settings = settings
         self.transport = registry.transport_for(settings)
         # One broadcast puts a request for every simulated node on the shared work queue at

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from orch.core.facts import FactSource
     from orch.core.filter import FilterKind
     from orch.core.inventory import CallObserver, InventoryStore, ServerService
+    from orch.core.plugins import PluginRegistry
     from orch.core.requirements import Requirement
     from orch.core.security import SecurityProvider
     from orch.core.transport import Transport
@@ -258,8 +259,10 @@ def orch_server_services(settings: Settings) -> Iterable[ServerService]:
 
 
 @hookspec
-def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
+def orch_call_observers(settings: Settings, registry: PluginRegistry) -> Iterable[CallObserver]:
     """Return observers told about every request a :class:`~orch.core.client.Client` sends.
+
+    ``registry`` is the client's: open what the observer needs (a store) through it.
 
     An :class:`orch.core.inventory.CallObserver` hears ``sent(request, expected)`` before
     a request is published, ``replied(request, reply)`` for each accepted reply and

@@ -393,7 +393,8 @@ class PluginRegistry:
         return [service for result in results for service in result]
 
     def call_observers(self, settings: Settings) -> list[CallObserver]:
-        results = self._in_load_order("orch_call_observers", settings=settings)
+        results = self._in_load_order("orch_call_observers", settings=settings,
+                                      registry=self)
         return [observer for result in results for observer in result]
 
     def cli_commands(self, name: str | None = None) -> list[click.Command]:
@@ -519,7 +520,15 @@ _default: PluginRegistry | None = None
 
 
 def default_registry() -> PluginRegistry:
-    """The process-wide registry, loaded from entry points on first use."""
+    """The process-wide registry, loaded from entry points on first use.
+
+    Only entry points call this: the ``orch`` group (which keeps it in the click context),
+    a daemon's or worker process's start, ``orch.testing`` fixtures, the simulation and the
+    demo, and the two conveniences for applications :class:`~orch.core.client.Client` and
+    :func:`~orch.core.config.load_settings` when given no registry. Library code takes the
+    registry as an argument, so two registries in one process (a test's, a program's) never
+    mix; ``tests/unit/test_layering.py`` holds the list of callers.
+    """
     global _default
     if _default is None:
         _default = PluginRegistry.from_entry_points()

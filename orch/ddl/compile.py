@@ -106,15 +106,6 @@ def _output_property(spec: OutputDDL) -> dict[str, Any]:
     return schema
 
 
-def _installed_validators() -> Validators:
-    """The named validators the installed plugins provide, for callers that pass none (a
-    program checking arguments by hand). The server and client always pass their
-    registry's; the DDL compiler itself knows no plugin."""
-    from orch.core.plugins import default_registry
-
-    return default_registry().validators()
-
-
 #: Compiled validators, keyed by the identities of the action and the validators, least
 #: recently used first. Bounded, so the DDLs replaced by a SIGHUP rescan (and the
 #: validators of registries gone) are dropped once newer ones have been used; each entry
@@ -270,10 +261,14 @@ def _validator(action: ActionDDL, validators: Validators, which: str) -> Any:
 def check_arguments(
     action: ActionDDL, data: Mapping[str, Any], validators: Validators | None = None
 ) -> dict[str, Any]:
-    """Apply defaults and validate; raise ArgumentError (``kind`` missing/invalid)."""
+    """Apply defaults and validate; raise ArgumentError (``kind`` missing/invalid).
+
+    ``validators`` are the named validators the plugins offer (``registry.validators()``);
+    the DDL compiler knows no plugin, so with None an argument naming one is invalid.
+    """
     if not action.inputs and not data:  # nothing to check (ping): skip jsonschema
         return {}
-    validators = _installed_validators() if validators is None else validators
+    validators = _NO_VALIDATORS if validators is None else validators
     checked = dict(data)
     for name, spec in action.inputs.items():
         if name not in checked and spec.default is not None:

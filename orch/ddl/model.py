@@ -105,8 +105,8 @@ class ActionDDL:
         """Return ``data`` with defaults applied, or raise ArgumentError naming the argument.
 
         The error's ``kind`` is ``missing`` or ``invalid`` so the server can pick the reply
-        status. ``validators`` are the named validators available (the built-in ones when
-        None).
+        status. ``validators`` are the named validators available
+        (``registry.validators()``; with None, an argument naming one is invalid).
         """
         from orch.ddl.compile import check_arguments
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from orch.core.config import Settings
     from orch.core.discovery import DiscoveryMethod
     from orch.core.inventory import CallObserver, InventoryStore, ServerService
+    from orch.core.plugins import PluginRegistry
 
 
 @hookimpl
@@ -46,8 +47,7 @@ def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
 
 
 @hookimpl
-def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
-    from orch.core.plugins import default_registry
+def orch_call_observers(settings: Settings, registry: PluginRegistry) -> Iterable[CallObserver]:
     from orch.inventory.jobs import JobRecorder
     from orch.inventory.settings import InventorySettings
 
@@ -57,6 +57,6 @@ def orch_call_observers(settings: Settings) -> Iterable[CallObserver]:
         return []
 
     def open_store() -> InventoryStore:
-        return default_registry().inventory_store(url, settings)
+        return registry.inventory_store(url, settings)
 
     return [JobRecorder(open_store, settings.audit_redact)]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from orch.core.fleet import Fleet
+    from orch.core.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,11 @@ class Simulation:
     """Start with :meth:`start`, stop with :meth:`stop` (or use it as a context manager)."""
 
     def __init__(self, config: SimConfig,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
+                 on_progress: Callable[[Progress], None] | None = None,
+                 registry: PluginRegistry | None = None) -> None:
+        """``registry`` is the plugins the simulated nodes host (the command line passes
+        its own); a simulation is an entry point, so without one it uses the installed
+        plugins."""
         if config.nodes < 1:
             raise SimError(f"--nodes must be at least 1, not {config.nodes}")
         if config.workers < 0:
@@ -125,6 +130,11 @@ class Simulation:
         if config.workers > 0 and config.broker.strip().startswith("memory:"):
             raise SimError("memory:// exists only inside one process: worker processes "
                            "cannot share it; use a real broker, or workers=0 (orch demo)")
+        if registry is None:
+            from orch.core.plugins import default_registry
+
+            registry = default_registry()
+        self.registry = registry
         self.config = config
         self.on_progress = on_progress
         self.progress = Progress(config.nodes)
@@ -191,11 +201,11 @@ class Simulation:
         if self.config.broker.strip().startswith("memory:"):
             return
         from orch.core.config import load_settings
-        from orch.core.plugins import default_registry
 
         try:
-            settings = load_settings(overrides=self.client_settings, environ={})
-            channel = default_registry().transport_for(settings).open_client(
+            settings = load_settings(overrides=self.client_settings, environ={},
+                                     registry=self.registry)
+            channel = self.registry.transport_for(settings).open_client(
                 self.config.collective, CONNECT_TIMEOUT)
         except OrchError as exc:
             raise SimError(str(exc)) from None
@@ -206,12 +216,11 @@ class Simulation:
     def node_settings(self) -> dict[str, Any]:
         """The settings every simulated node runs with (and ``orch demo``'s fleet)."""
         from orch.core.config import load_settings
-        from orch.core.plugins import default_registry
         from orch.sim.worker import simulated_agents
 
         values: dict[str, Any] = {**self.config.extra_settings, **self.client_settings}
-        settings = load_settings(overrides=values, environ={})
-        agents = simulated_agents(default_registry(), settings)
+        settings = load_settings(overrides=values, environ={}, registry=self.registry)
+        agents = simulated_agents(self.registry, settings)
         if self.config.agents is not None:
             wanted = ["rpcutil", *(a for a in dict.fromkeys(self.config.agents)
                                    if a != "rpcutil")]
@@ -221,7 +230,7 @@ class Simulation:
                                "installed, or no simulation); simulated agents here: "
                                f"{', '.join(agents)}")
             agents = wanted
-        left_out = sorted(set(default_registry().agents(settings)) - set(agents))
+        left_out = sorted(set(self.registry.agents(settings)) - set(agents))
         if left_out:
             log.info("simulated nodes leave out agent(s): %s", ", ".join(left_out))
         values["agents"] = agents
@@ -265,7 +274,7 @@ class Simulation:
             return providers[spec.identity]
 
         self._fleet = build_fleet(self.node_settings(), specs,
-                                  security_for if providers else None)
+                                  security_for if providers else None, self.registry)
         providers.clear()
         self._fleet.start(timeout)
         self.progress.consuming = len(specs)

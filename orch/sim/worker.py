@@ -69,17 +69,15 @@ def build_fleet(
     settings_values: Mapping[str, Any],
     specs: Sequence[NodeSpec],
     security_for: Callable[[NodeSpec], SecurityProvider] | None,
-    registry: PluginRegistry | None = None,
+    registry: PluginRegistry,
 ) -> Fleet:
     """A :class:`Fleet` of ``specs`` with the given settings, not started."""
     from orch.core.agent import simulated_agents as simulated_agents_of
     from orch.core.config import load_settings
     from orch.core.fleet import Fleet
-    from orch.core.plugins import default_registry
     from orch.sim.simulation import SimError
 
-    registry = registry or default_registry()
-    settings = load_settings(overrides=dict(settings_values), environ={})
+    settings = load_settings(overrides=dict(settings_values), environ={}, registry=registry)
     agents = registry.agents_for(settings)
     try:
         hosted = simulated_agents_of(agents)
@@ -152,6 +150,7 @@ def run_worker(plan: WorkerPlan, conn: Connection) -> None:
 def _serve(plan: WorkerPlan, conn: Connection, requested: dict[str, bool],
            parent: int) -> int:
     from orch.core.errors import OrchError
+    from orch.core.plugins import default_registry
     from orch.sim.facts import node_specs
 
     began = time.monotonic()
@@ -165,8 +164,10 @@ def _serve(plan: WorkerPlan, conn: Connection, requested: dict[str, bool],
     if requested["stop"]:
         return 0
     issued = time.monotonic()
+    # A worker process is an entry point: it hosts the installed plugins.
     fleet = build_fleet(plan.settings, specs,
-                        (lambda spec: providers[spec.identity]) if providers else None)
+                        (lambda spec: providers[spec.identity]) if providers else None,
+                        default_registry())
     providers.clear()
     built = time.monotonic()
     try:

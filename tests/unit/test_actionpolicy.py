@@ -34,10 +34,18 @@ NODE = NodeView(
 )
 
 
+#: The installed filter kinds, which a server parses its policies with.
+ENGINE = FilterEngine(default_registry().filter_kinds(), default_registry().filter_functions())
+
+
+def parse(text: str, source: str = "<policy>") -> actionpolicy.Policy:
+    """:func:`parse_policy` with the installed filter kinds."""
+    return parse_policy(text, source, ENGINE)
+
+
 @pytest.fixture(scope="module")
 def engine() -> FilterEngine:
-    reg = default_registry()
-    return FilterEngine(reg.filter_kinds(), reg.filter_functions())
+    return ENGINE
 
 
 @pytest.fixture
@@ -179,7 +187,7 @@ def test_compound_expression(policies: Path, engine: FilterEngine) -> None:
     staging = NodeView("s", {"environment": "staging"}, frozenset({"webserver"}), frozenset())
     assert allowed(policies, engine, rule, action="restart", node=dev)
     assert not allowed(policies, engine, rule, action="restart", node=staging)
-    assert parse_policy(rule + "\n").rules[0].facts == {"compound": [rule.split("\t")[3]]}
+    assert parse(rule + "\n").rules[0].facts == {"compound": [rule.split("\t")[3]]}
 
 
 def test_compound_with_classes_field(policies: Path, engine: FilterEngine) -> None:
@@ -220,7 +228,7 @@ def test_default_deny(policies: Path, engine: FilterEngine) -> None:
 
 
 def test_no_policy_default_line_means_deny(policies: Path, engine: FilterEngine) -> None:
-    assert parse_policy("allow\tcert=bob\t*\n").default is False
+    assert parse("allow\tcert=bob\t*\n").default is False
     assert not allowed(policies, engine, "allow\tcert=bob\t*", caller="cert=alice")
     # Even when unconfigured agents are allowed: the file exists, so it governs.
     write(policies, "puppet.policy", "allow\tcert=bob\t*")
@@ -229,7 +237,7 @@ def test_no_policy_default_line_means_deny(policies: Path, engine: FilterEngine)
 
 def test_policy_default_line_may_come_anywhere(policies: Path, engine: FilterEngine) -> None:
     assert allowed(policies, engine, "deny\tcert=bob\t*", "policy default allow")
-    assert parse_policy("allow\t*\t*\npolicy  default\tallow\n").default_line == 2
+    assert parse("allow\t*\t*\npolicy  default\tallow\n").default_line == 2
 
 
 def test_default_policy_file_used_when_agent_has_none(
@@ -307,14 +315,14 @@ def test_first_matching_line_wins_deny_before_allow(policies: Path, engine: Filt
 def test_comments_and_blank_lines(policies: Path, engine: FilterEngine) -> None:
     lines = ("# puppet policy", "", "   ", "\t# indented comment", "policy default deny",
              "", "allow\tcert=alice\t*\t*\t*")
-    policy = parse_policy("\n".join(lines))
+    policy = parse("\n".join(lines))
     assert [rule.line for rule in policy.rules] == [7]
     assert policy.default_line == 5
     assert allowed(policies, engine, *lines)
 
 
 def test_omitted_trailing_fields(policies: Path, engine: FilterEngine) -> None:
-    two, three = parse_policy("allow\tcert=alice\tstatus\ndeny\t*\t*\trole=db\n").rules
+    two, three = parse("allow\tcert=alice\tstatus\ndeny\t*\t*\trole=db\n").rules
     assert (two.facts, two.classes) == (None, None)
     assert three.facts is not None and three.classes is None
     assert allowed(policies, engine, "allow\tcert=alice\tstatus")
@@ -322,14 +330,14 @@ def test_omitted_trailing_fields(policies: Path, engine: FilterEngine) -> None:
 
 
 def test_runs_of_tabs_spaces_beside_tabs_and_crlf(policies: Path, engine: FilterEngine) -> None:
-    rule = parse_policy("allow\t\t\tcert=alice  cert=bob \t\t status\t *\r\n").rules[0]
+    rule = parse("allow\t\t\tcert=alice  cert=bob \t\t status\t *\r\n").rules[0]
     assert rule.callers == ("cert=alice", "cert=bob")
     assert rule.actions == ("status",)
     assert allowed(policies, engine, "\ufeffpolicy default deny\r", "allow\t\tcert=alice\t\t*\r")
 
 
 def test_parsed_rule_model() -> None:
-    policy = parse_policy(
+    policy = parse(
         "policy default allow\n"
         "deny\tcert=a /^cert=b/ ops\tstop start\tcustomer=acme cpus>2\tweb /^db/\n",
         "x.policy",
@@ -379,7 +387,7 @@ def test_parsed_rule_model() -> None:
 def test_syntax_errors_name_file_and_line(line: str, problem: str) -> None:
     text = f"# header\npolicy default deny\n\n{line}\n"
     with pytest.raises(PolicyError) as caught:
-        parse_policy(text, "/etc/orch/policies/puppet.policy")
+        parse(text, "/etc/orch/policies/puppet.policy")
     error = caught.value
     assert str(error).startswith("/etc/orch/policies/puppet.policy:4: ")
     assert problem in str(error)
@@ -389,7 +397,7 @@ def test_syntax_errors_name_file_and_line(line: str, problem: str) -> None:
 
 def test_second_policy_default_line_is_an_error() -> None:
     with pytest.raises(PolicyError, match=r"^p:3: a second 'policy default' line .*line 1"):
-        parse_policy("policy default deny\nallow\t*\t*\npolicy default allow\n", "p")
+        parse("policy default deny\nallow\t*\t*\npolicy default allow\n", "p")
 
 
 def test_broken_file_fails_closed_and_is_logged_once(
@@ -486,7 +494,7 @@ def test_unchanged_file_is_not_reparsed(policies: Path, engine: FilterEngine) ->
 
     def counting(text: str, source: str = "<policy>") -> actionpolicy.Policy:
         calls.append(source)
-        return parse_policy(text, source)
+        return parse(text, source)
 
     authz = authorizer(policies)
     authz._policies._parse = counting
@@ -527,9 +535,9 @@ def test_guide_examples_parse() -> None:
     policies = [b for b in _guide_blocks() if "\tstatus" in b or "admins  cert" in b]
     assert len(policies) == 3
     example, compound_examples, groups = policies
-    policy = parse_policy(example.removeprefix("\n"), "guide")
+    policy = parse(example.removeprefix("\n"), "guide")
     assert policy.default is False and len(policy.rules) == 6
-    assert len(parse_policy(compound_examples).rules) == 3
+    assert len(parse(compound_examples).rules) == 3
     assert parse_groups(groups)["admins"] == {"cert=alice", "cert=bob"}
 
 
@@ -567,7 +575,7 @@ def test_registered_through_the_authorizers_hook(policies: Path, engine: FilterE
 @given(st.text())
 def test_arbitrary_text_raises_only_policy_error(text: str) -> None:
     try:
-        parse_policy(text, "fuzz.policy")
+        parse(text, "fuzz.policy")
     except PolicyError as exc:
         assert str(exc).startswith("fuzz.policy:")
 
@@ -590,7 +598,7 @@ _LINES = st.lists(
 def test_policy_shaped_text_raises_only_policy_error(lines: list[str]) -> None:
     text = "\n".join(lines)
     try:
-        parse_policy(text, "fuzz.policy")
+        parse(text, "fuzz.policy")
     except PolicyError as exc:
         assert exc.source == "fuzz.policy" and 1 <= exc.line <= text.count("\n") + 1
 
@@ -630,4 +638,4 @@ def test_patterns_the_bounded_engine_cannot_run_make_the_policy_invalid(
     field: str, line: str
 ) -> None:
     with pytest.raises(PolicyError, match="invalid regex"):
-        parse_policy(line, "puppet.policy")
+        parse(line, "puppet.policy")

@@ -25,6 +25,7 @@ from orch.cli.demo import TOUR
 from orch.cli.main import cli
 from orch.core.config import load_settings
 from orch.core.fleet import Fleet, NodeSpec
+from orch.core.plugins import default_registry
 from orch.demo import DemoPKI, demo_specs
 
 SPECS = [
@@ -57,7 +58,7 @@ def fleet() -> Iterator[Fleet]:
     settings = load_settings(overrides={"broker": "memory://", "collective": COLLECTIVE,
                                         "agents": ["rpcutil"], **pki().client_settings},
                              environ={})
-    with Fleet(settings, SPECS, security_for=pki().node_security) as fleet:
+    with Fleet(settings, SPECS, default_registry(), security_for=pki().node_security) as fleet:
         yield fleet
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,8 @@ from orch.core import sdnotify
 from orch.core.config import Settings
 from orch.core.daemon import RESTART_ONLY, Server
 from orch.core.errors import ConfigError
-from orch.core.plugins import default_registry
+from orch.core.hookspecs import hookimpl
+from orch.core.plugins import PluginRegistry, default_registry
 
 
 def make_server(tmp_path: Path, settings: list[Settings]) -> Server:
@@ -86,6 +89,51 @@ def test_a_broken_config_keeps_the_current_settings(tmp_path: Path,
         assert "configuration not reloaded, keeping the current one: server.yaml" in caplog.text
     finally:
         server.services.close(0.1)
+
+
+class WatchedFacts:
+    """A fact source that learns on its own that its facts changed (as facter's timer)."""
+
+    name = "watched"
+
+    def __init__(self) -> None:
+        self.value = "before"
+        self.changed: Callable[[], None] | None = None
+
+    def load(self) -> Mapping[str, Any]:
+        return {"watched": self.value}
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        self.changed = changed
+
+
+def test_a_watching_fact_source_reaches_its_own_node(tmp_path: Path) -> None:
+    """The daemon hands each source "re-read your facts" for its own node: no module
+    state, so two servers in one process never refresh each other's node."""
+    sources = [WatchedFacts(), WatchedFacts()]
+    servers = []
+    for number, source in enumerate(sources):
+        class Plugin:
+            @hookimpl
+            def orch_fact_sources(self, source: WatchedFacts = source) -> list[WatchedFacts]:
+                return [source]
+
+        registry = PluginRegistry.from_entry_points()
+        assert registry.register(Plugin(), f"watched-{number}", "tests")
+        servers.append(Server(replace(base(tmp_path), identity=f"n{number}"), registry))
+    try:
+        classes = tmp_path / "classes.txt"
+        classes.write_text("webserver\n")
+        servers[0].settings = replace(servers[0].settings, classes=str(classes))
+        sources[0].value = "after"
+        assert sources[0].changed is not None and sources[1].changed is not None
+        sources[0].changed()
+        assert servers[0].node.view().facts["watched"] == "after"
+        assert servers[0].node.view().classes == frozenset({"webserver"})
+        assert servers[1].node.view().facts["watched"] == "before"
+    finally:
+        for server in servers:
+            server.services.close(0.1)
 
 
 def test_every_restart_only_name_is_a_setting() -> None:

@@ -191,17 +191,17 @@ def test_choria_layout_loads_unchanged() -> None:
     assert transition.inputs["transition"].optional is False
     assert transition.inputs["instance"].default is None
     # A ``"default": null`` is no default: nothing is filled in.
-    assert transition.check_arguments({"transition": "stop"}) == {"transition": "stop"}
+    assert transition.check_arguments({"transition": "stop"}, VALIDATORS) == {"transition": "stop"}
     with pytest.raises(ArgumentError, match="argument 'transition' is required"):
-        transition.check_arguments({})
+        transition.check_arguments({}, VALIDATORS)
     with pytest.raises(ArgumentError, match=r"argument 'version' has an invalid value '1.2' "
                                             r"\(Version: Machine Version; see"):
-        transition.check_arguments({"transition": "stop", "version": "1.2"})
+        transition.check_arguments({"transition": "stop", "version": "1.2"}, VALIDATORS)
     legacy = ddl.actions["legacy_types"]
     assert {n: i.type for n, i in legacy.inputs.items()} == {
         "port": "integer", "labels": "hash", "hosts": "array", "blob": "any"}
     assert legacy.inputs["port"].maxlength is None  # Choria's 0 means "no limit"
-    assert legacy.check_arguments({}) == {"port": 8080}
+    assert legacy.check_arguments({}, VALIDATORS) == {"port": 8080}
     # Untyped outputs accept anything, typed ones with a null default accept null too.
     assert info.check_reply({"security": "choria", "client_stats": {"a": 1}}) == []
     assert ddl.actions["machine_states"].check_reply({"machine_names": None}) == []
@@ -302,7 +302,7 @@ def test_integral_float_default_for_integer_input_is_delivered_as_int() -> None:
     raw = json.loads((GOOD / "ddltest.json").read_text())
     raw["actions"][0]["input"]["count"]["default"] = 2.0
     ddl = parse_ddl(raw, "inline")
-    count = ddl.actions["execute"].check_arguments({"command": "ls"})["count"]
+    count = ddl.actions["execute"].check_arguments({"command": "ls"}, VALIDATORS)["count"]
     assert count == 2 and type(count) is int
 
 
@@ -337,7 +337,7 @@ def test_integral_float_default_for_integer_input_is_delivered_as_int() -> None:
 ])
 def test_good_values(name: str, value: Any, expected: Any) -> None:
     data = {"command": "ls", name: value}
-    checked = EXECUTE.check_arguments(data)
+    checked = EXECUTE.check_arguments(data, VALIDATORS)
     assert checked[name] == expected
     assert type(checked[name]) is type(expected)
 
@@ -367,27 +367,27 @@ def test_good_values(name: str, value: Any, expected: Any) -> None:
 ])
 def test_bad_values(name: str, value: Any, message: str) -> None:
     with pytest.raises(ArgumentError) as caught:
-        EXECUTE.check_arguments({"command": "ls", name: value})
+        EXECUTE.check_arguments({"command": "ls", name: value}, VALIDATORS)
     assert str(caught.value) == message
     assert error_kind(caught.value) == "invalid"
 
 
 def test_missing_required_argument() -> None:
     with pytest.raises(ArgumentError) as caught:
-        EXECUTE.check_arguments({"count": 1})
+        EXECUTE.check_arguments({"count": 1}, VALIDATORS)
     assert str(caught.value) == "argument 'command' is required"
     assert error_kind(caught.value) == "missing"
 
 
 def test_missing_is_reported_before_other_problems() -> None:
     with pytest.raises(ArgumentError) as caught:
-        EXECUTE.check_arguments({"count": "x", "bogus": 1})
+        EXECUTE.check_arguments({"count": "x", "bogus": 1}, VALIDATORS)
     assert error_kind(caught.value) == "missing"
 
 
 def test_unknown_argument() -> None:
     with pytest.raises(ArgumentError) as caught:
-        EXECUTE.check_arguments({"command": "ls", "colour": "red"})
+        EXECUTE.check_arguments({"command": "ls", "colour": "red"}, VALIDATORS)
     assert str(caught.value).startswith(
         "unknown argument(s) colour for execute; it takes command, ")
     assert error_kind(caught.value) == "invalid"
@@ -395,11 +395,11 @@ def test_unknown_argument() -> None:
 
 def test_defaults_are_applied_without_mutating_the_input() -> None:
     data = {"command": "ls"}
-    assert EXECUTE.check_arguments(data) == {"command": "ls", "count": 2, "loud": False,
+    assert EXECUTE.check_arguments(data, VALIDATORS) == {"command": "ls", "count": 2, "loud": False,
                                          "mode": "safe"}
     assert data == {"command": "ls"}
     given = {"command": "ls", "count": 9, "loud": True, "mode": "fast"}
-    assert EXECUTE.check_arguments(given) == given
+    assert EXECUTE.check_arguments(given, VALIDATORS) == given
 
 
 # =========================================================================== validators
@@ -410,13 +410,13 @@ def test_defaults_are_applied_without_mutating_the_input() -> None:
     "a*b?c", "(x)", "{a,b}", "#comment", "tab\there", "ünïcödé", "a=b", "user@host",
 ])
 def test_shellsafe_accepts(value: str) -> None:
-    assert EXECUTE.check_arguments({"command": value})["command"] == value
+    assert EXECUTE.check_arguments({"command": value}, VALIDATORS)["command"] == value
 
 
 @pytest.mark.parametrize("char", sorted(SHELL_UNSAFE))
 def test_shellsafe_refuses_every_unsafe_character(char: str) -> None:
     with pytest.raises(ArgumentError) as caught:
-        EXECUTE.check_arguments({"command": f"ls{char}id"})
+        EXECUTE.check_arguments({"command": f"ls{char}id"}, VALIDATORS)
     assert str(caught.value) == "argument 'command' is not a valid shellsafe value"
     assert error_kind(caught.value) == "invalid"
 
@@ -428,7 +428,7 @@ def test_shellsafe_refuses_every_unsafe_character(char: str) -> None:
 ])
 def test_shellsafe_refuses_injections(value: str) -> None:
     with pytest.raises(ArgumentError, match="argument 'command' is not a valid shellsafe"):
-        EXECUTE.check_arguments({"command": value})
+        EXECUTE.check_arguments({"command": value}, VALIDATORS)
 
 
 IPV4_GOOD = ["0.0.0.0", "127.0.0.1", "10.1.2.3", "255.255.255.255"]
@@ -447,7 +447,7 @@ def _check(kind: str, value: Any) -> dict[str, Any]:
     from orch.ddl.model import ActionDDL
 
     return ActionDDL("act", inputs={"value": _validation(kind)}).check_arguments(
-        {"value": value})
+        {"value": value}, VALIDATORS)
 
 
 @pytest.mark.parametrize(("kind", "value"), [
@@ -488,7 +488,7 @@ def test_ip_validators_leave_non_strings_to_the_type_check() -> None:
     for name in ("ipv4address", "ipv6address", "ipaddress", "shellsafe"):
         assert VALIDATORS[name](5) is True
     with pytest.raises(ArgumentError, match="argument 'address' must be of type string"):
-        EXECUTE.check_arguments({"command": "ls", "address": 10})
+        EXECUTE.check_arguments({"command": "ls", "address": 10}, VALIDATORS)
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -498,10 +498,10 @@ def test_ip_validators_leave_non_strings_to_the_type_check() -> None:
 def test_regex_validation(value: str, ok: bool) -> None:
     data = {"command": "ls", "name": value}
     if ok:
-        assert EXECUTE.check_arguments(data)["name"] == value
+        assert EXECUTE.check_arguments(data, VALIDATORS)["name"] == value
     else:
         with pytest.raises(ArgumentError) as caught:
-            EXECUTE.check_arguments(data)
+            EXECUTE.check_arguments(data, VALIDATORS)
         # The operator reads what the input is (its DDL prompt and description), not the
         # regex behind it.
         assert str(caught.value) == (f"argument 'name' has an invalid value {value!r} (Name: A "
@@ -514,9 +514,9 @@ def test_unanchored_regex_matches_anywhere() -> None:
     from orch.ddl.model import ActionDDL
 
     act = ActionDDL("act", inputs={"v": InputDDL("v", "string", validation=r"\d+")})
-    assert act.check_arguments({"v": "abc123def"}) == {"v": "abc123def"}
+    assert act.check_arguments({"v": "abc123def"}, VALIDATORS) == {"v": "abc123def"}
     with pytest.raises(ArgumentError, match=r"does not match \\d\+"):
-        act.check_arguments({"v": "abc"})
+        act.check_arguments({"v": "abc"}, VALIDATORS)
 
 
 @pytest.mark.parametrize("value", ["web\n", "os.family\n"])
@@ -526,10 +526,10 @@ def test_anchored_regex_refuses_a_trailing_newline(value: str) -> None:
     accepts ``"web\\n"`` and rpcutil's ``^[\\w\\-\\.]+$`` accepts ``"os.family\\n"``.
     JSON Schema (ECMA-262) and Choria (Go's RE2) match ``$`` only at the end of the value."""
     with pytest.raises(ArgumentError, match="has an invalid value"):
-        EXECUTE.check_arguments({"command": "ls", "name": value})
+        EXECUTE.check_arguments({"command": "ls", "name": value}, VALIDATORS)
     get_fact = default_registry().agents()["rpcutil"].ddl().actions["get_fact"]
     with pytest.raises(ArgumentError, match="argument 'fact' has an invalid value"):
-        get_fact.check_arguments({"fact": value})
+        get_fact.check_arguments({"fact": value}, VALIDATORS)
 
 
 def test_named_validator_that_is_not_installed_is_a_clear_error() -> None:
@@ -1231,7 +1231,7 @@ def test_catastrophic_validation_patterns_refuse_hostile_arguments(pattern: str)
     act = ActionDDL("act", inputs={"v": InputDDL("v", "string", validation=pattern)})
     for hostile in ("a" * 64 + "!", "word " * 2000 + "!"):
         with pytest.raises(ArgumentError, match="does not match"):
-            act.check_arguments({"v": hostile})
+            act.check_arguments({"v": hostile}, VALIDATORS)
 
 
 @pytest.mark.parametrize(("validation", "why"), [
@@ -1277,6 +1277,6 @@ def test_a_default_failing_its_own_validation_is_warned_not_refused(
         assert fragment in caplog.text
     action = ddl.actions["go"]
     given = {k: "x" for k, spec in action.inputs.items() if not spec.optional}
-    checked = action.check_arguments(given)
+    checked = action.check_arguments(given, VALIDATORS)
     assert checked[field] == action.inputs[field].default
     assert sorted(p.name for p in WARNED.iterdir()) == sorted(c[0] for c in WARNED_CASES)

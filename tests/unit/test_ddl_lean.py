@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from orch.ddl import compile as ddl_compile
 from orch.ddl import model
+from orch.ddl.builtin import VALIDATORS
 from orch.ddl.model import ActionDDL, DDLError, InputDDL, OutputDDL, load_ddl
 
 TYPES = ["string", "integer", "number", "float", "boolean", "hash", "array", "any"]
@@ -73,7 +74,7 @@ def test_named_validators_still_go_to_jsonschema() -> None:
     action = ActionDDL("x", inputs={"a": InputDDL("a", validation="shellsafe")})
     assert not ddl_compile.DirectChecker.applies(ddl_compile.input_schema(action))
     with pytest.raises(Exception, match="argument 'a' is not a valid shellsafe value"):
-        action.check_arguments({"a": "ls; reboot"})
+        action.check_arguments({"a": "ls; reboot"}, VALIDATORS)
 
 
 def test_messages_for_directly_checked_actions_name_the_argument() -> None:

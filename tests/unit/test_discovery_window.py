@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 from orch.cli.main import cli
 from orch.core import checkpool
 from orch.core import client as client_module
+from orch.core import collect as collect_module
 from orch.core.client import PER_NODE_ALLOWANCE, CallResult, Client
 from orch.core.config import load_settings
 from orch.core.protocol import Envelope, Reply, Request, Status
@@ -33,9 +34,10 @@ from orch.core.protocol import Envelope, Reply, Request, Status
 class VirtualClock:
     """``time`` as the client sees it: ``sleep`` moves ``monotonic`` on, and nothing else does.
 
-    Installed in place of the ``time`` module of :mod:`orch.core.client` and
-    :mod:`orch.core.checkpool`; the scripted fleet and the tests' slow callbacks sleep on it
-    too, so "0.3 s of work" is exactly 0.3 s of this clock and no real time passes.
+    Installed in place of the ``time`` module of :mod:`orch.core.client`,
+    :mod:`orch.core.collect` and :mod:`orch.core.checkpool`; the scripted fleet and the
+    tests' slow callbacks sleep on it too, so "0.3 s of work" is exactly 0.3 s of this
+    clock and no real time passes.
     """
 
     def __init__(self) -> None:
@@ -57,6 +59,7 @@ CLOCK = VirtualClock()
 @pytest.fixture(autouse=True)
 def virtual_time(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     monkeypatch.setattr(client_module, "time", CLOCK)
+    monkeypatch.setattr(collect_module, "time", CLOCK)
     monkeypatch.setattr(checkpool, "time", CLOCK)
     return CLOCK
 

@@ -140,6 +140,29 @@ def test_the_core_and_the_plugins_keep_their_layers() -> None:
     assert _violations() == []
 
 
+#: The only modules that call ``default_registry()``: entry points, each with its reason.
+#: Library code takes the registry as an argument (docs/architecture.md, "Global state").
+DEFAULT_REGISTRY_CALLERS = {
+    # the `orch` group keeps the registry in the click context; commands read it there
+    "orch.cli.context",
+    # `Client(settings)` and `load_settings()` for an application that starts there
+    "orch.core.client", "orch.core.config",
+    # `Simulation(config)` for programs and tests; a sim worker process's start
+    "orch.sim.simulation", "orch.sim.worker",
+    # the author kit's fixtures
+    "orch.testing.fleet",
+}
+
+
+def test_only_entry_points_fall_back_to_the_process_registry() -> None:
+    callers = set()
+    for module, path in _orch_modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "default_registry":
+                callers.add(module)
+    assert callers == DEFAULT_REGISTRY_CALLERS
+
+
 def test_every_entry_point_is_a_known_plugin_unit() -> None:
     import configparser
 

@@ -803,7 +803,7 @@ def test_a_simulated_fleet_backlog_holds_a_broadcast_to_every_node() -> None:
 
     settings = Settings(broker=["memory://"], collective="backlogtest", security="insecure",
                         filter_backlog=3)
-    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)])
+    fleet = Fleet(settings, [NodeSpec(f"n{i}") for i in range(5)], default_registry())
     queue = fleet.services.queue
     assert queue is not None
     hold = threading.Event()

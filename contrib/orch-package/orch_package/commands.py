@@ -93,7 +93,7 @@ def package(orch: ClientContext, words: tuple[str, ...], yes: bool) -> None:
     if action in DESTRUCTIVE and not yes:
         ask = ask_above(config.confirm_above,
                         lambda count: f"{action} {data.get('package')} on {count} nodes?")
-    with Client(settings) as client:
+    with Client(settings, orch.registry) as client:
         called = call_fleet(orch, client, AGENT, action, data, ask)
     result = called.result
     key = {"count": "count", "md5": "md5", "outdated": "count"}.get(action, "ensure")

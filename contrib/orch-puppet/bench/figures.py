@@ -86,6 +86,7 @@ def simulated_nodes(root: Path, count: int) -> tuple[list[str], subprocess.Popen
 def figure_status(count: int, broker: str, rounds: int) -> dict[str, Any]:
     from orch.core.config import load_settings
     from orch.core.fleet import Fleet, NodeSpec
+    from orch.core.plugins import default_registry
 
     with tempfile.TemporaryDirectory(prefix="orch-puppet-bench-") as tmp:
         root = Path(tmp) / "nodes"
@@ -99,7 +100,7 @@ def figure_status(count: int, broker: str, rounds: int) -> dict[str, Any]:
         node_file = Path(tmp) / "nodes.txt"
         node_file.write_text("\n".join(names) + "\n")
         started = time.monotonic()
-        fleet = Fleet(settings, [NodeSpec(n) for n in names]).start(timeout=300)
+        fleet = Fleet(settings, [NodeSpec(n) for n in names], default_registry()).start(timeout=300)
         fleet_start = time.monotonic() - started
         env = clean_env(ORCH_BROKER=broker, ORCH_COLLECTIVE=collective,
                         ORCH_SECURITY="insecure", ORCH_LOG_LEVEL="error")
@@ -169,6 +170,7 @@ def _runall_on_simulated_nodes(count: int, concurrency: int, run_seconds: float)
     from orch.core.client import Client
     from orch.core.config import load_settings
     from orch.core.fleet import Fleet, NodeSpec
+    from orch.core.plugins import default_registry
 
     from orch_puppet.runall import OrchPuppetFleet, RunAll
 
@@ -182,7 +184,8 @@ def _runall_on_simulated_nodes(count: int, concurrency: int, run_seconds: float)
             "security": "insecure", "timeout": 10,
             "plugins": {"puppet": plugin_section(root, install_fake_puppet(Path(tmp)))},
         }, environ={})
-        with Fleet(settings, [NodeSpec(n) for n in names]), Client(settings) as client:
+        with Fleet(settings, [NodeSpec(n) for n in names], default_registry()), \
+                Client(settings) as client:
             t0 = time.monotonic()
             report = RunAll(OrchPuppetFleet(client), names, concurrency,
                             poll_interval=0.25).run()

@@ -31,7 +31,7 @@ from orch.plugin import (
 
 from orch_puppet import state
 from orch_puppet.config import PuppetPluginConfig, expand
-from orch_puppet.nodes import REFRESHER
+from orch_puppet.nodes import refresh_node
 from orch_puppet.paths import PathResolver, PuppetNotInstalled, PuppetPaths, find_ruby
 from orch_puppet.runs import (
     BackgroundRuns,
@@ -188,7 +188,6 @@ class PuppetAgent(Agent):
         self.resolver = PathResolver(self.config, node.identity)
         self.runs = BackgroundRuns()
         self._start_lock = threading.Lock()
-        REFRESHER.register(node, self._classfile)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -222,7 +221,7 @@ class PuppetAgent(Agent):
 
     def _after_run(self, record: RunRecord) -> None:
         """A run we started ended: classes.txt (and facts) may have changed."""
-        REFRESHER.refresh(self.node)
+        refresh_node(self.node, self._classfile())
 
     def state(self) -> PuppetState:
         return read_state(self.paths(), self.runs.alive())

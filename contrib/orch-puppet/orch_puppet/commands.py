@@ -46,7 +46,7 @@ def puppet_client(orch: ClientContext, quick: bool = True) -> Iterator[Client]:
     settings = orch.settings
     if quick and settings.timeout is None:
         settings = settings.with_values({"timeout": QUICK_TIMEOUT}, "orch puppet")
-    with Client(settings) as client:
+    with Client(settings, orch.registry) as client:
         yield client
 
 

@@ -120,6 +120,11 @@ class FacterSource:
 
     # -- the FactSource contract -----------------------------------------------------------
 
+    def watch(self, changed: Callable[[], Any]) -> None:
+        """The daemon's "re-read your facts" for the node using this source: called after
+        a background refresh that changed the facts (replaces ``on_change``)."""
+        self.on_change = changed
+
     def load(self) -> Mapping[str, Any]:
         """The cached facts. Only the very first call (daemon start-up) waits for facter."""
         with self._lock:

@@ -41,9 +41,9 @@ def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
     if not config.facts_enabled:
         return []
     from orch_puppet.facts import FacterSource
-    from orch_puppet.nodes import REFRESHER
 
-    return [FacterSource.from_config(config, settings.identity, REFRESHER.refresh_all)]
+    # The daemon hands the source its node's refresh through FacterSource.watch.
+    return [FacterSource.from_config(config, settings.identity)]
 
 
 @hookimpl

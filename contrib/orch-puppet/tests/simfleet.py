@@ -15,6 +15,7 @@ from fakepuppet import plugin_section, puppet_like_process
 from orch.core.client import Client
 from orch.core.config import Settings, load_settings
 from orch.core.fleet import Fleet, NodeSpec
+from orch.core.plugins import default_registry
 
 
 @dataclass
@@ -36,7 +37,7 @@ class SimulatedFleet:
     def start(self, identities: list[str], specs: list[NodeSpec] | None = None,
               **fleet_kwargs: Any) -> Client:
         self.fleet = Fleet(self.settings, specs or [NodeSpec(i) for i in identities],
-                           **fleet_kwargs).start()
+                           default_registry(), **fleet_kwargs).start()
         self.client = Client(self.settings)
         return self.client
 

@@ -180,11 +180,12 @@ def test_runall_reports_a_node_that_disappears(sim: SimulatedFleet) -> None:
     import threading
 
     from orch.core.fleet import Fleet
+    from orch.core.plugins import default_registry
 
     make_node(sim.root, "stays", run_seconds=0.5)
     make_node(sim.root, "leaves", run_seconds=60)
     sim.start(["stays"])
-    leaving = Fleet(sim.settings, [NodeSpec("leaves")]).start()
+    leaving = Fleet(sim.settings, [NodeSpec("leaves")], default_registry()).start()
     stopped = threading.Event()
 
     def stop_when_running() -> None:

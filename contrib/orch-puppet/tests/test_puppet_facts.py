@@ -12,7 +12,7 @@ import pytest
 from orch.core.client import Client
 from orch.core.config import load_settings
 from orch.core.errors import ConfigError
-from orch.core.facts import collect_facts
+from orch.core.facts import collect_facts, watch_sources
 from orch.core.server import Node, NodeServices
 from orch.testing import wait_until
 
@@ -165,6 +165,7 @@ def test_nested_facter_facts_select_a_real_node(tmp_path: Path) -> None:
     services = NodeServices.from_settings(settings, registry, transport.send_reply)
     node = Node("facter-node", "factstest", registry.agents_for(settings),
                 lambda: collect_facts(sources), frozenset(), services)
+    watch_sources(sources, node.refresh)  # what `orch server` does with its node
     stop, ready = threading.Event(), threading.Event()
     serving = threading.Thread(target=transport.serve, args=([node.binding()], stop, ready),
                                daemon=True)

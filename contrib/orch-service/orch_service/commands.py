@@ -65,7 +65,7 @@ def service(orch: ClientContext, name: str, action: str, yes: bool) -> None:
     ask = None
     if action in DESTRUCTIVE and not yes:
         ask = ask_above(config.confirm_above, lambda count: f"{action} {name} on {count} nodes?")
-    with Client(settings) as client:
+    with Client(settings, orch.registry) as client:
         called = call_fleet(orch, client, AGENT, action, {"service": name}, ask)
     result = called.result
     states = output.groups(result, "status")
