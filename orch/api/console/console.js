@@ -356,17 +356,31 @@ function summary(doc) {
 }
 
 // -- jobs ------------------------------------------------------------------------------
+// Paged by the API's cursor: "Older" follows the page's `next`; the cursors of the pages
+// before are kept, so "Newer" goes back exactly.
+const JOBS_PAGE = 50;
+const jobPages = { cursors: [null], next: null };
+
 async function jobs() {
   show("jobs");
   const body = $("jobs-table").tBodies[0];
-  body.replaceChildren();
+  const cursor = jobPages.cursors[jobPages.cursors.length - 1];
+  const params = new URLSearchParams({ limit: JOBS_PAGE });
+  if (cursor) params.set("before", cursor);
+  $("jobs-error").textContent = "";
   try {
-    const list = await api("/api/v1/jobs");
+    const list = await api("/api/v1/jobs?" + params);
+    body.replaceChildren();
     for (const j of list.jobs) {
       const row = body.insertRow();
       row.append(el("td", j.id), el("td", j.agent + "." + j.action), el("td", j.state), el("td", String(j.replies)));
     }
-  } catch (e) { body.insertRow().append(el("td", e.message, "error")); }
+    jobPages.next = list.next;
+    const first = (jobPages.cursors.length - 1) * JOBS_PAGE;
+    $("jobs-page-info").textContent = list.jobs.length ? `${first + 1} to ${first + list.jobs.length}` : "No jobs";
+    $("newer-jobs").disabled = jobPages.cursors.length === 1;
+    $("older-jobs").disabled = !list.next;
+  } catch (e) { body.replaceChildren(); $("jobs-error").textContent = e.message; }
 }
 
 // -- routing ---------------------------------------------------------------------------
@@ -377,7 +391,7 @@ function route() {
   if (view === "nodes") return nodes();
   if (view === "node") return node(decodeURIComponent(arg));
   if (view === "run") return runView();
-  if (view === "jobs") return jobs();
+  if (view === "jobs") { jobPages.cursors = [null]; return jobs(); }
   if (view === "puppet" && window.orchPuppetView) return window.orchPuppetView();
   return overview();
 }
@@ -397,6 +411,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("prev-page").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); nodes(); });
   $("next-page").addEventListener("click", () => { state.offset += PAGE; nodes(); });
+  $("older-jobs").addEventListener("click", () => { if (jobPages.next) { jobPages.cursors.push(jobPages.next); jobs(); } });
+  $("newer-jobs").addEventListener("click", () => { if (jobPages.cursors.length > 1) { jobPages.cursors.pop(); jobs(); } });
   $("dist-form").addEventListener("submit", distribution);
   $("run-agent").addEventListener("change", chooseAgent);
   $("run-action").addEventListener("change", chooseAction);
