@@ -4,6 +4,9 @@
 const PAGE = 100;
 const state = { token: sessionStorage.getItem("orch-token") || "", offset: 0, filter: "" };
 const $ = (id) => document.getElementById(id);
+// A view asked for twice (a click while its last request is out) renders only the answer
+// to the latest request: answers can arrive out of order.
+const requests = { nodes: 0, jobs: 0 };
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -111,8 +114,10 @@ async function nodes() {
   params.set("limit", PAGE);
   const body = $("nodes-table").tBodies[0];
   $("nodes-summary").textContent = "Searching…";
+  const mine = ++requests.nodes;
   try {
     const page = await api("/api/v1/nodes?" + params);
+    if (mine !== requests.nodes) return;  // a newer page was asked for meanwhile
     body.replaceChildren();
     for (const name of page.nodes) {
       const link = el("a", name);
@@ -125,6 +130,7 @@ async function nodes() {
     $("prev-page").disabled = page.offset === 0;
     $("next-page").disabled = last >= page.total;
   } catch (e) {
+    if (mine !== requests.nodes) return;
     body.replaceChildren();
     $("nodes-summary").textContent = "";
     $("filter-error").textContent = e.message;
@@ -368,8 +374,12 @@ async function jobs() {
   const params = new URLSearchParams({ limit: JOBS_PAGE });
   if (cursor) params.set("before", cursor);
   $("jobs-error").textContent = "";
+  jobPages.next = null;  // until this page answers: a second click must not skip a page
+  $("older-jobs").disabled = true;
+  const mine = ++requests.jobs;
   try {
     const list = await api("/api/v1/jobs?" + params);
+    if (mine !== requests.jobs) return;  // a newer page was asked for meanwhile
     body.replaceChildren();
     for (const j of list.jobs) {
       const row = body.insertRow();
@@ -380,7 +390,9 @@ async function jobs() {
     $("jobs-page-info").textContent = list.jobs.length ? `${first + 1} to ${first + list.jobs.length}` : "No jobs";
     $("newer-jobs").disabled = jobPages.cursors.length === 1;
     $("older-jobs").disabled = !list.next;
-  } catch (e) { body.replaceChildren(); $("jobs-error").textContent = e.message; }
+  } catch (e) {
+    if (mine === requests.jobs) { body.replaceChildren(); $("jobs-error").textContent = e.message; }
+  }
 }
 
 // -- routing ---------------------------------------------------------------------------
