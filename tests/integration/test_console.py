@@ -302,3 +302,37 @@ def test_jobs_are_paged_older_and_newer(browser: Any, tmp_path: Path) -> None:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_jobs_paged.png"), full_page=True)
             context.close()
+
+
+def test_results_are_paged_and_every_reply_counted(browser: Any, tmp_path: Path) -> None:
+    """520 nodes (``orch demo --api``): every reply is counted live, the table shows 500 a
+    page (a page's layout cost stays bounded however large the fleet), Next shows the rest."""
+    expect = playwright_api.expect
+    with demo_api(tmp_path, 520) as (url, token, _):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        rows = page.locator("#results tbody tr")
+        try:
+            page.goto(f"{url}/console/#/run")
+            page.fill("#token", token)
+            page.click("#token-form button")
+            page.select_option("#run-agent", "rpcutil")
+            page.select_option("#run-action", "ping")
+            page.click("#run-button")
+            expect(page.locator("#run-progress")).to_have_text("520 of 520 replied")
+            expect(page.locator("#run-done")).to_contain_text("520 replied, 520 OK")
+            expect(rows).to_have_count(500)
+            expect(page.locator("#results-page-info")).to_have_text("1 to 500 of 520 replies")
+            expect(page.locator("#results-prev")).to_be_disabled()
+            page.click("#results-next")
+            expect(rows).to_have_count(20)
+            expect(page.locator("#results-page-info")).to_have_text(
+                "501 to 520 of 520 replies")
+            expect(page.locator("#results-next")).to_be_disabled()
+            page.click("#results-prev")
+            expect(rows).to_have_count(500)
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_results_paged.png"))
+            context.close()

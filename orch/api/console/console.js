@@ -6,7 +6,7 @@ const state = { token: sessionStorage.getItem("orch-token") || "", offset: 0, fi
 const $ = (id) => document.getElementById(id);
 // A view asked for twice (a click while its last request is out) renders only the answer
 // to the latest request: answers can arrive out of order.
-const requests = { nodes: 0, jobs: 0 };
+const requests = { nodes: 0, jobs: 0, run: 0 };
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -263,26 +263,53 @@ async function preview() {
   } catch (e) { $("run-target").textContent = e.message; }
 }
 
-// Rows are added once per animation frame, however fast replies arrive.
-function rowWriter(body) {
-  let pending = [];
+// The results table shows one page of replies (RESULTS_PAGE rows); every reply is kept
+// and counted. Why: a table's layout costs time in proportion to its rows, and it is
+// redone for each frame that adds rows, so 10,000 rows appended live took 12-20 s and
+// froze the page for half a second at a time (headless Chromium, shared machine); a
+// bounded page keeps each frame's work bounded whatever the fleet's size.
+const RESULTS_PAGE = 500;
+const results = { replies: [], offset: 0 };
+
+function resultRow(r) {
+  const row = document.createElement("tr");
+  row.append(el("td", r.sender), el("td", r.status, r.statuscode === 0 ? "status-ok" : "status-failed"),
+             el("td", r.statusmsg), el("td", JSON.stringify(r.data), "data"));
+  return row;
+}
+
+// Adds the rows of the page shown that are not in the table yet.
+function fillResults() {
+  const body = $("results").tBodies[0];
+  const end = Math.min(results.offset + RESULTS_PAGE, results.replies.length);
+  const fragment = document.createDocumentFragment();
+  for (let i = results.offset + body.rows.length; i < end; i++) fragment.append(resultRow(results.replies[i]));
+  body.append(fragment);
+  const n = results.replies.length;
+  $("results-pager").hidden = n <= RESULTS_PAGE;
+  $("results-page-info").textContent = n ? `${results.offset + 1} to ${end} of ${n} replies` : "";
+  $("results-prev").disabled = results.offset === 0;
+  $("results-next").disabled = end >= n;
+}
+
+function showResults(offset) {
+  results.offset = Math.max(0, offset);
+  $("results").tBodies[0].replaceChildren();
+  fillResults();
+}
+
+// Replies are kept as they come; the table catches up once per animation frame.
+function resultsWriter() {
+  results.replies = [];
+  results.offset = 0;
+  $("results").tBodies[0].replaceChildren();
+  fillResults();
   let scheduled = false;
   return function add(reply) {
-    pending.push(reply);
+    results.replies.push(reply);
     if (scheduled) return;
     scheduled = true;
-    requestAnimationFrame(() => {
-      const fragment = document.createDocumentFragment();
-      for (const r of pending) {
-        const row = document.createElement("tr");
-        row.append(el("td", r.sender), el("td", r.status, r.statuscode === 0 ? "status-ok" : "status-failed"),
-                   el("td", r.statusmsg), el("td", JSON.stringify(r.data), "data"));
-        fragment.append(row);
-      }
-      body.append(fragment);
-      pending = [];
-      scheduled = false;
-    });
+    requestAnimationFrame(() => { scheduled = false; fillResults(); });
   };
 }
 
@@ -316,10 +343,9 @@ async function run(event) {
   $("run-error").textContent = "";
   let args;
   try { args = argumentsOf(); } catch (e) { $("run-error").textContent = e.message; return; }
-  const body = $("results").tBodies[0];
-  body.replaceChildren();
   $("run-summary").replaceChildren();
-  const add = rowWriter(body);
+  const add = resultsWriter();
+  const mine = ++requests.run;  // a run started later takes the table over
   const agent = $("run-agent").value;
   const action = $("run-action").value;
   let expected = null;
@@ -331,15 +357,18 @@ async function run(event) {
       body: JSON.stringify({ arguments: args, filter: filterTerms($("run-filter").value) }),
     });
     $("run-progress").textContent = "Job " + job.job + " started";
+    if (mine !== requests.run) return;
     await stream(job.links.events, (kind, data) => {
+      if (mine !== requests.run) return false;  // stop listening: another run owns the page
       if (kind === "discovered") { expected = data.count; progress(); }
       if (kind === "reply") { got += 1; add(data); progress(); }
       if (kind === "done") return false;
       return true;
     });
+    if (mine !== requests.run) return;
     const doc = await api("/api/v1/jobs/" + job.job);
-    summary(doc);
-  } catch (e) { $("run-error").textContent = e.message; }
+    if (mine === requests.run) summary(doc);
+  } catch (e) { if (mine === requests.run) $("run-error").textContent = e.message; }
 }
 
 function summary(doc) {
@@ -425,6 +454,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("next-page").addEventListener("click", () => { state.offset += PAGE; nodes(); });
   $("older-jobs").addEventListener("click", () => { if (jobPages.next) { jobPages.cursors.push(jobPages.next); jobs(); } });
   $("newer-jobs").addEventListener("click", () => { if (jobPages.cursors.length > 1) { jobPages.cursors.pop(); jobs(); } });
+  $("results-prev").addEventListener("click", () => showResults(results.offset - RESULTS_PAGE));
+  $("results-next").addEventListener("click", () => showResults(results.offset + RESULTS_PAGE));
   $("dist-form").addEventListener("submit", distribution);
   $("run-agent").addEventListener("change", chooseAgent);
   $("run-action").addEventListener("change", chooseAction);
