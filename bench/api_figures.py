@@ -5,7 +5,8 @@
 
 Prints: the bare client library's ``rpcutil ping`` (with discovery) against the same call
 through ``POST /api/v1/run/rpcutil/ping?wait=true`` (the API's overhead), the time from
-clicking Run in the console (headless Chromium) to the last of the fleet's rows shown, and
+clicking Run in the console (headless Chromium) to the last reply shown (counted in the
+progress line, the table's first page of 500 rows filled), and
 the console's page weight. A script rather than a pytest-benchmark test because it needs a
 simulated fleet of the operator's size, started outside.
 """
@@ -103,7 +104,10 @@ def main(config: str) -> None:
             for _ in range(ROUNDS):
                 started = time.perf_counter()
                 page.click("#run-button")
-                expect(page.locator("#results tbody tr")).to_have_count(nodes)
+                # every reply counted, and the table's first page (500 rows) shown
+                expect(page.locator("#run-progress")).to_have_text(
+                    f"{nodes} of {nodes} replied")
+                expect(page.locator("#results tbody tr")).to_have_count(min(nodes, 500))
                 clicks.append(time.perf_counter() - started)
                 expect(page.locator("#run-done")).to_be_visible()
             browser.close()
@@ -116,7 +120,7 @@ def main(config: str) -> None:
     print(f"bare client call (discovery + ping), median of {ROUNDS}: {bare_s:.3f}s")
     print(f"POST /api/v1/run/rpcutil/ping?wait=true, median of {ROUNDS}: {api_s:.3f}s "
           f"(overhead {api_s - bare_s:+.3f}s)")
-    print(f"console: click Run to last of {nodes} rows, median of {ROUNDS}: "
+    print(f"console: click Run to last of {nodes} replies shown, median of {ROUNDS}: "
           f"{statistics.median(clicks):.3f}s ({', '.join(f'{c:.2f}' for c in clicks)})")
     print(f"console page weight (HTML+CSS+JS, uncompressed): {page_bytes} bytes")
 

@@ -64,9 +64,15 @@ def _builtin_paths() -> dict[str, Any]:
             "responses": {"200": _response("the DDL"), **_errors(404)}}},
         "/api/v1/jobs": {"get": {
             "summary": "Recent jobs of this token, and the inventory's job history",
+            "description": "Newest first. A page holds at most `limit` jobs; when more "
+                           "follow, `next` is the cursor to pass as `before` for the next "
+                           "page (and `links.next` the whole URL), else null.",
             "parameters": [{"name": "limit", "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
-            "responses": {"200": _response("jobs"), **_errors(400, 502)}}},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                           {"name": "before", "in": "query",
+                            "description": "a page's `next` cursor: list the jobs after it",
+                            "schema": {"type": "string", "maxLength": 300}}],
+            "responses": {"200": _response("a page of jobs"), **_errors(400, 502)}}},
         "/api/v1/inventory": {"get": {
             "summary": "Stale nodes and when each was last seen (needs an inventory store)",
             "parameters": [{"name": "limit", "in": "query",

@@ -131,16 +131,19 @@ def call_nodes(
     on_batch: BatchCallback | None = None,
     on_reply: ReplyCallback | None = None,
     stop: threading.Event | None = None,
+    timeout: float | None = None,
 ) -> CallResult:
     """:meth:`Client.call` on the nodes ``plan`` picks from the discovered (or listed) ones.
 
     ``on_discovered`` gets the nodes that will be called (after the limit). ``stop`` ends
-    the wait between batches early (the remaining batches are not sent).
+    the wait between batches early (the remaining batches are not sent). ``timeout``: as
+    :meth:`Client.call`'s, for each batch. The batches are one job for the client's
+    observers (:meth:`Client.one_job`): one entry in the job history, every reply in it.
     """
     plan = plan or CallPlan()
     if plan.limit is None and plan.batch is None:
         return client.call(agent, action, data, filter=filter, nodes=nodes,
-                           on_discovered=on_discovered, on_reply=on_reply)
+                           on_discovered=on_discovered, on_reply=on_reply, timeout=timeout)
     client.action_ddl(agent, action)  # an unknown action is refused before discovery
     discovery_seconds, cut_short = 0.0, None
     if nodes is None:
@@ -153,25 +156,28 @@ def call_nodes(
     if on_discovered is not None:
         on_discovered(chosen)
     results: list[CallResult] = []
-    try:
-        for index, batch in enumerate(batches, 1):
-            if index > 1 and plan.batch_sleep and (stop or threading.Event()).wait(
-                    plan.batch_sleep):
-                break
-            if on_batch is not None:
-                on_batch(index, len(batches), batch)
-            results.append(client.call(agent, action, data, filter=filter, nodes=batch,
-                                       on_reply=on_reply))
-    except CallInterrupted as exc:
-        results.append(exc.result)
-        raise CallInterrupted(_finish(agent, action, results, chosen, discovery_seconds,
-                                      cut_short)) from None
-    except KeyboardInterrupt:  # between batches: what the earlier batches brought is kept
-        raise CallInterrupted(_finish(agent, action, results, chosen, discovery_seconds,
-                                      cut_short)) from None
-    if not batches:
-        results.append(client.call(agent, action, data, filter=filter, nodes=[]))
-    return _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+    with client.one_job(chosen) as job:
+        try:
+            for index, batch in enumerate(batches, 1):
+                if index > 1 and plan.batch_sleep and (stop or threading.Event()).wait(
+                        plan.batch_sleep):
+                    break
+                if on_batch is not None:
+                    on_batch(index, len(batches), batch)
+                results.append(client.call(agent, action, data, filter=filter, nodes=batch,
+                                           on_reply=on_reply, timeout=timeout))
+        except CallInterrupted as exc:
+            results.append(exc.result)
+            job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+            raise CallInterrupted(job.result) from None
+        except KeyboardInterrupt:  # between batches: what the earlier batches brought is kept
+            job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+            raise CallInterrupted(job.result) from None
+        if not batches:
+            results.append(client.call(agent, action, data, filter=filter, nodes=[],
+                                       timeout=timeout))
+        job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+    return job.result
 
 
 def _finish(agent: str, action: str, results: Sequence[CallResult], chosen: list[str],

@@ -28,12 +28,13 @@ direct call also allows :data:`PER_NODE_ALLOWANCE` per addressed node for the br
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -130,11 +131,26 @@ class Client:
             return []
 
     def _tell(self, event: str, *args: Any) -> None:
-        for observer in self.observers:
-            try:
-                getattr(observer, event)(*args)
-            except Exception:
-                log.exception("call observer %s failed in %s", type(observer).__name__, event)
+        _tell_each(self.observers, event, *args)
+
+    @contextlib.contextmanager
+    def one_job(self, expected: Sequence[str]) -> Iterator[JobGroup]:
+        """Let observers hear the calls made inside as one job addressed to ``expected``.
+
+        Why: ``--batch`` and the API's ``batch`` make one call per batch, each with its own
+        request id, but the operator asked for one thing — the job history must show one
+        job, expecting every chosen node, holding every batch's replies. Set
+        :attr:`JobGroup.result` to the merged result before leaving; observers are told it
+        is finished on the way out (also when a batch raised).
+        """
+        observers = self.observers
+        group = JobGroup(observers, expected)
+        self.__dict__["observers"] = [group] if observers else []
+        try:
+            yield group
+        finally:
+            self.__dict__["observers"] = observers
+            group.end()
 
     def _observed(self, request: Request,
                   on_reply: ReplyCallback | None) -> ReplyCallback | None:
@@ -503,3 +519,50 @@ class Client:
                      else "--discovery-timeout (discovery_timeout)")
             result.cut_short += f"; raise {which} to wait longer"
         return result
+
+
+def _tell_each(observers: Sequence[CallObserver], event: str, *args: Any) -> None:
+    """Tell each observer ``event``; what one raises is logged, never passed to the call."""
+    for observer in observers:
+        try:
+            getattr(observer, event)(*args)
+        except Exception:
+            log.exception("call observer %s failed in %s", type(observer).__name__, event)
+
+
+class JobGroup:
+    """A call observer standing in for the real ones during :meth:`Client.one_job`: the
+    first request sent names the job (with every node of the group expected), later
+    requests' replies are filed under it, and it is finished once, when the group ends."""
+
+    def __init__(self, observers: Sequence[CallObserver], expected: Sequence[str]) -> None:
+        self._observers = list(observers)
+        self._expected = sorted(expected)
+        #: The first request sent in the group: the job's id for the observers.
+        self.request: Request | None = None
+        #: The merged result of every call in the group (set by the caller).
+        self.result: CallResult | None = None
+
+    def sent(self, request: Request, expected: Sequence[str] | None) -> None:
+        if self.request is None:
+            self.request = request
+            _tell_each(self._observers, "sent", request, self._expected)
+
+    def replied(self, request: Request, reply: Reply) -> None:
+        _tell_each(self._observers, "replied", self.request or request, reply)
+
+    def finished(self, result: CallResult) -> None:
+        """One call of the group ended: the job has not (see :meth:`end`)."""
+
+    def close(self) -> None:
+        """The client closes its real observers itself."""
+
+    def end(self) -> None:
+        if self.request is None:
+            return  # nothing was sent: no job
+        request = self.request
+        result = self.result or CallResult(request.agent, request.action, request.id,
+                                           self._expected)
+        if result.request_id != request.id:
+            result = replace(result, request_id=request.id)
+        _tell_each(self._observers, "finished", result)

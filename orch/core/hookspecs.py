@@ -268,7 +268,10 @@ def orch_call_observers(settings: Settings, registry: PluginRegistry) -> Iterabl
     a request is published, ``replied(request, reply)`` for each accepted reply and
     ``finished(result)`` when collection ends. They are called on the client's reply path:
     hand the work to a thread of your own and return at once (job history does). What an
-    observer raises is logged and ignored; it never fails a call.
+    observer raises is logged and ignored; it never fails a call. Calls made in batches
+    (:func:`orch.core.batch.call_nodes`) are told as one job: one ``sent`` (the first
+    batch's request, every chosen node expected), every batch's replies under it, one
+    ``finished`` (see :meth:`~orch.core.client.Client.one_job`).
 
     Called once per :class:`~orch.core.client.Client`, at its first call.
     """

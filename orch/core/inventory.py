@@ -124,8 +124,11 @@ class InventoryStore(Protocol):
         """Note that the client stopped collecting for ``request_id``."""
         ...
 
-    def jobs(self, limit: int = 50) -> list[JobRecord]:
-        """The most recent jobs, newest first, with their replies."""
+    def jobs(self, limit: int = 50, before: tuple[float, str] | None = None
+             ) -> list[JobRecord]:
+        """The most recent jobs, newest first (by ``sent``, then ``request_id``, both
+        descending), with their replies; with ``before=(sent, request_id)``, only the jobs
+        after that one in this order — a page that does not shift as new jobs arrive."""
         ...
 
     def job(self, request_id: str) -> JobRecord | None:

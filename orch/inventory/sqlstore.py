@@ -282,9 +282,17 @@ class SQLStore:
             cursor.execute(self._sql("UPDATE orch_jobs SET finished = ? WHERE request_id = ?"),
                            (finished, request_id))
 
-    def jobs(self, limit: int = 50) -> list[JobRecord]:
-        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM orch_jobs ORDER BY sent DESC LIMIT ?",
-                           (limit,))
+    def jobs(self, limit: int = 50, before: tuple[float, str] | None = None
+             ) -> list[JobRecord]:
+        if before is None:
+            rows = self._query(f"SELECT {_JOB_COLUMNS} FROM orch_jobs "
+                               "ORDER BY sent DESC, request_id DESC LIMIT ?", (limit,))
+        else:
+            sent, request_id = before
+            rows = self._query(f"SELECT {_JOB_COLUMNS} FROM orch_jobs "
+                               "WHERE sent < ? OR (sent = ? AND request_id < ?) "
+                               "ORDER BY sent DESC, request_id DESC LIMIT ?",
+                               (sent, sent, request_id, limit))
         return self._with_replies(rows)
 
     def job(self, request_id: str) -> JobRecord | None:

@@ -21,6 +21,8 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 DENIED = {"Authorization": f"Bearer {DENIED_TOKEN}"}
 NODES = [spec for spec in DEFAULT_NODES if spec.identity in ("web1", "db1")]
 NOW = time.time()
+#: History jobs seeded beyond the first ones: more than the jobs list's largest page.
+OLD_JOBS = 230
 
 
 def _store(url: str):  # type: ignore[no-untyped-def]
@@ -59,6 +61,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiProcess, 
             store.finish_job("cli-job-1", NOW - 98)
             store.record_job(JobRecord("denied-job-1", "api=it-denied", collective,
                                        "rpcutil", "ping", {}, {}, ("web1",), NOW - 50))
+            for index in range(OLD_JOBS):  # more than one page of history, older than those
+                store.record_job(JobRecord(f"old-job-{index:03d}", "user=bob", collective,
+                                           "rpcutil", "ping", {}, {}, ("web1",),
+                                           NOW - 1000 - index // 2))  # pairs share a time
         finally:
             store.close()
         yield server, url
@@ -122,3 +128,64 @@ def test_without_a_store_the_inventory_is_not_configured(tmp_path: Path) -> None
             httpx.Client(base_url=server.url, timeout=60) as http:
         assert http.get("/api/v1/inventory", headers=AUTH).json() == {"configured": False}
         assert http.get("/api/v1/jobs", headers=AUTH).json()["history"] is False
+
+
+def test_a_batched_run_is_one_job_in_the_history(http: httpx.Client,
+                                                  api: tuple[ApiProcess, str]) -> None:
+    """``batch: 1`` on two nodes is two calls, but one job: one id, one document, one
+    history entry expecting both nodes and holding both replies."""
+    started = time.time()
+    done = http.post("/api/v1/run/rpcutil/ping?wait=true",
+                     json={"nodes": ["web1", "db1"], "batch": 1}, headers=AUTH).json()
+    assert done["state"] == "done"
+    result = done["result"]
+    assert sorted(reply["sender"] for reply in result["replies"]) == ["db1", "web1"]
+    assert result["missing"] == []
+    # the API's client flushed its history before the job finished (Client.close)
+    store = _store(api[1])
+    try:
+        recorded = [job for job in store.jobs(50) if job.caller == "api=it-app"
+                    and job.sent >= started - 5 and job.action == "ping"
+                    and job.expected is not None and "db1" in job.expected]
+    finally:
+        store.close()
+    assert [job.request_id for job in recorded] == [result["request_id"]]
+    assert sorted(recorded[0].expected or ()) == ["db1", "web1"]
+    assert sorted(reply.sender for reply in recorded[0].replies) == ["db1", "web1"]
+    assert recorded[0].finished is not None
+    shown = http.get(f"/api/v1/jobs/{result['request_id']}", headers=AUTH).json()
+    assert shown["replies"] == 2 and shown["result"]["missing"] == []
+    listed = [job["id"] for job in http.get("/api/v1/jobs", headers=AUTH).json()["jobs"]]
+    assert done["id"] in listed and result["request_id"] not in listed  # listed once
+
+
+def test_the_jobs_list_pages_by_cursor(http: httpx.Client) -> None:
+    """Pages of 60 walk every job once, newest first, even when a job starts mid-walk
+    (it lands before the cursor, so the walk neither repeats nor skips a job)."""
+    seen: list[dict] = []  # type: ignore[type-arg]
+    url: str | None = "/api/v1/jobs?limit=60"
+    pages = 0
+    while url is not None:
+        page = http.get(url, headers=AUTH).json()
+        assert len(page["jobs"]) <= 60 and page["limit"] == 60
+        seen += page["jobs"]
+        pages += 1
+        if pages == 1:
+            assert page["next"] is not None
+            fresh = http.post("/api/v1/run/rpcutil/ping?wait=true", json={"nodes": ["web1"]},
+                              headers=AUTH).json()
+        url = page["links"]["next"]
+        assert pages < 20, "the cursor does not advance"
+    ids = [job["id"] for job in seen]
+    assert len(ids) == len(set(ids))
+    assert {f"old-job-{index:03d}" for index in range(OLD_JOBS)} <= set(ids)
+    assert "cli-job-1" in ids and "denied-job-1" not in ids and fresh["id"] not in ids
+    keys = [(job["created"], job["id"]) for job in seen]
+    assert keys == sorted(keys, reverse=True)
+    assert pages == -(-len(ids) // 60)
+    # the largest page, and a bad cursor
+    assert len(http.get("/api/v1/jobs", headers=AUTH).json()["jobs"]) == 200
+    for bad in ("x", "nan:job", "12.5:", "inf:a"):
+        response = http.get("/api/v1/jobs", params={"before": bad}, headers=AUTH)
+        assert response.status_code == 400, bad
+        assert "before" in response.json()["error"]["message"]

@@ -75,6 +75,27 @@ def test_jobs_are_recorded_listed_found_by_prefix_and_expired(store_url: str) ->
         store.close()
 
 
+def test_jobs_page_after_a_cursor(store_url: str) -> None:
+    """``jobs(limit, before=(sent, request_id))``: newest first, ties on ``sent`` ordered
+    by id, each page starting right after the last one's final job."""
+    store = open_store(store_url)
+    try:
+        for index in range(7):  # pairs share a time: the id breaks the tie
+            store.record_job(JobRecord(f"job{index}", "user=me", "c1", "rpcutil", "ping",
+                                       {}, {}, ("a",), 100.0 - index // 2))
+        walked: list[str] = []
+        before = None
+        while True:
+            page = store.jobs(3, before=before)
+            walked += [job.request_id for job in page]
+            if len(page) < 3:
+                break
+            before = (page[-1].sent, page[-1].request_id)
+        assert walked == ["job1", "job0", "job3", "job2", "job5", "job4", "job6"]
+    finally:
+        store.close()
+
+
 def test_two_connections_share_one_store(store_url: str) -> None:
     first, second = open_store(store_url), open_store(store_url)
     try:

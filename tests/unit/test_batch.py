@@ -60,3 +60,59 @@ def test_ctrl_c_between_batches_keeps_the_earlier_replies(orch_fleet: FleetFacto
     assert list(result.replies) == ["a"]
     assert result.missing == ["b", "c"]
     assert seen == [1, 2]
+
+
+class _Recorder:
+    """A call observer that keeps what it hears (as the job history's recorder would)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def sent(self, request, expected) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("sent", request.id, *expected))
+
+    def replied(self, request, reply) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("replied", request.id, reply.sender))
+
+    def finished(self, result) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("finished", result.request_id))
+
+    def close(self) -> None:
+        self.events.append(("close",))
+
+
+def test_batches_are_one_job_for_the_observers(orch_fleet: FleetFactory) -> None:
+    """Three batches, one job: sent once expecting every node, every reply under its id,
+    finished once — what makes ``--batch`` one entry in the job history."""
+    fleet = orch_fleet({"a": {}, "b": {}, "c": {}}, agents=["rpcutil"])
+    recorder = _Recorder()
+    fleet.client.__dict__["observers"] = [recorder]
+    result = call_nodes(fleet.client, "rpcutil", "ping", nodes=fleet.identities,
+                        plan=CallPlan(batch=1))
+    job = result.request_id
+    assert recorder.events[0] == ("sent", job, "a", "b", "c")
+    assert sorted(e[2] for e in recorder.events if e[0] == "replied") == ["a", "b", "c"]
+    assert {e[1] for e in recorder.events if e[0] == "replied"} == {job}
+    assert [e for e in recorder.events if e[0] in ("sent", "finished")] == [
+        ("sent", job, "a", "b", "c"), ("finished", job)]
+    assert fleet.client.observers == [recorder]  # restored after the group
+    # an ordinary call afterwards is its own job again
+    fleet.client.call("rpcutil", "ping", nodes=["a"])
+    assert recorder.events[-1][0] == "finished" and recorder.events[-1][1] != job
+
+
+def test_an_interrupted_batch_run_is_still_finished_once(orch_fleet: FleetFactory) -> None:
+    fleet = orch_fleet({"a": {}, "b": {}}, agents=["rpcutil"])
+    recorder = _Recorder()
+    fleet.client.__dict__["observers"] = [recorder]
+
+    def on_batch(index: int, count: int, nodes: list[str]) -> None:
+        if index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(CallInterrupted) as caught:
+        call_nodes(fleet.client, "rpcutil", "ping", nodes=fleet.identities,
+                   plan=CallPlan(batch=1), on_batch=on_batch)
+    job = caught.value.result.request_id
+    assert [e for e in recorder.events if e[0] in ("sent", "finished")] == [
+        ("sent", job, "a", "b"), ("finished", job)]

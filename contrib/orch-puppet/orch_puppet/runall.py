@@ -3,10 +3,12 @@
 The scheduler is a library class, independent of orch's client, the clock and the output,
 so that its promises are tested with a fake fleet and a fake clock:
 
-* at most ``concurrency`` runs are in flight across the fleet — a run counts from the
-  moment we start it until a status poll shows it finished, and any node the poll shows
-  applying (its own daemon's run included) counts too, so a new run starts only into a
-  free slot;
+* a run is started only into a free slot: at most ``concurrency`` runs in flight across
+  the fleet — a run counts from the moment we start it until a status poll shows it
+  finished, and any node the poll shows applying (its own daemon's run included) counts
+  too. The runs runall started never exceed ``concurrency`` (``max_started``); a node's
+  own daemon may still start a scheduled run while every slot is taken, which runall
+  cannot prevent, so the fleet may briefly have more applying (``max_in_flight``);
 * a new run starts in the same poll that sees one finish;
 * a disabled node is skipped, and said so; a node that is applying on its own stays queued
   (it is counted as in flight) and gets its own run afterwards;
@@ -127,15 +129,17 @@ class Event:
 
 @dataclass(frozen=True)
 class Sample:
-    """One status poll: who was applying, and what the scheduler counted in flight."""
+    """One status poll: who was applying, what the scheduler counted in flight, and which
+    of those are runs it started itself (the others: nodes' own scheduled runs)."""
 
     at: float
     applying: tuple[str, ...]
     in_flight: tuple[str, ...]
+    started: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"at": round(self.at, 3), "applying": list(self.applying),
-                "in_flight": list(self.in_flight)}
+                "in_flight": list(self.in_flight), "started": list(self.started)}
 
 
 @dataclass
@@ -174,7 +178,13 @@ class RunAllReport:
 
     @property
     def max_in_flight(self) -> int:
+        """The most runs in flight at once, nodes' own scheduled runs included."""
         return max((len(s.in_flight) for s in self.timeline), default=0)
+
+    @property
+    def max_started(self) -> int:
+        """The most runs runall itself had in flight at once: never above concurrency."""
+        return max((len(s.started) for s in self.timeline), default=0)
 
     def tally(self) -> dict[str, int]:
         return {outcome: len(self.nodes(outcome)) for outcome in OUTCOMES}
@@ -192,6 +202,7 @@ class RunAllReport:
             "nodes": {outcome: self.nodes(outcome) for outcome in OUTCOMES},
             "max_applying": self.max_applying,
             "max_in_flight": self.max_in_flight,
+            "max_started": self.max_started,
             "elapsed_s": round(self.elapsed, 3),
             "polls": self.polls,
             "scheduling_ms": round(self.scheduling_seconds * 1000, 3),
@@ -360,9 +371,10 @@ class RunAll:
             started_at = self.clock.monotonic()
             for name in to_start:
                 self._started(self._nodes[name], results.get(name), started_at, in_flight)
+        running = self._running()
         self.report.timeline.append(Sample(
-            now - self._began, tuple(sorted(applying)),
-            tuple(sorted(applying | self._running()))))
+            now - self._began, tuple(sorted(applying)), tuple(sorted(applying | running)),
+            tuple(sorted(running))))
 
     def _started(self, node: _Node, result: StartResult | None, started_at: float,
                  in_flight: set[str]) -> None:

@@ -157,7 +157,8 @@ def runall(orch: ClientContext, concurrency: int, poll_interval: float, lost_aft
             else:
                 print_outcomes(report)
                 click.echo(f"Most runs in flight at once: {report.max_in_flight} "
-                           f"(applying seen at once: {report.max_applying})")
+                           f"(started by runall: {report.max_started}; "
+                           f"applying seen at once: {report.max_applying})")
                 if failed_resources:
                     click.secho("runs with failed resources: " + ", ".join(
                         f"{n} ({c})" for n, c in sorted(failed_resources.items())), fg="red")

@@ -136,6 +136,7 @@ def test_never_more_than_n_and_every_node_runs() -> None:
     assert report.tally()["finished"] == 9 and report.ok
     assert all(node.runs_started == 1 for node in fleet.nodes.values())
     assert report.max_applying <= 3 and report.max_in_flight <= 3
+    assert report.max_started == 3
 
 
 def test_a_new_run_starts_in_the_poll_that_sees_one_finish() -> None:
@@ -179,6 +180,30 @@ def test_a_daemon_run_counts_against_the_limit() -> None:
     assert first.applying == ("a",) and len(first.in_flight) == 2  # only one slot was free
     # a still gets a run of its own after its daemon's run.
     assert fleet.nodes["a"].runs_started == 1 and report.outcomes["a"] == "finished"
+
+
+class DaemonFleet(FakeFleet):
+    """Node ``d``'s own daemon starts a scheduled run at fake time 1001.0, whatever runall
+    is doing (as a simulated node's daemon does, by the wall clock)."""
+
+    def tick(self, now: float) -> None:
+        node = self.nodes.get("d")
+        if node is not None and node.run is None and not node.lastrun and now >= 1001.0:
+            node.run = (now, now + 3)
+        super().tick(now)
+
+
+def test_a_daemon_run_starting_when_every_slot_is_taken() -> None:
+    """runall cannot stop a node's daemon: the fleet has 3 applying at once, runall's own
+    runs never exceed 2, and the report tells the two apart."""
+    clock = FakeClock()
+    fleet = DaemonFleet(clock, {name: FakeNode() for name in "abcd"})
+    report = run(fleet, 2).report
+    assert fleet.max_concurrent == 3  # the daemon's run on top of runall's two
+    assert report.max_in_flight == 3 and report.max_started == 2
+    assert all(len(sample.started) <= 2 for sample in report.timeline)
+    assert report.to_json()["max_started"] == 2
+    assert report.tally()["finished"] == 4
 
 
 def test_a_node_that_disappears_is_reported_not_waited_for() -> None:

@@ -4,6 +4,9 @@
 const PAGE = 100;
 const state = { token: sessionStorage.getItem("orch-token") || "", offset: 0, filter: "" };
 const $ = (id) => document.getElementById(id);
+// A view asked for twice (a click while its last request is out) renders only the answer
+// to the latest request: answers can arrive out of order.
+const requests = { nodes: 0, jobs: 0, run: 0 };
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -111,8 +114,10 @@ async function nodes() {
   params.set("limit", PAGE);
   const body = $("nodes-table").tBodies[0];
   $("nodes-summary").textContent = "Searching…";
+  const mine = ++requests.nodes;
   try {
     const page = await api("/api/v1/nodes?" + params);
+    if (mine !== requests.nodes) return;  // a newer page was asked for meanwhile
     body.replaceChildren();
     for (const name of page.nodes) {
       const link = el("a", name);
@@ -125,6 +130,7 @@ async function nodes() {
     $("prev-page").disabled = page.offset === 0;
     $("next-page").disabled = last >= page.total;
   } catch (e) {
+    if (mine !== requests.nodes) return;
     body.replaceChildren();
     $("nodes-summary").textContent = "";
     $("filter-error").textContent = e.message;
@@ -257,26 +263,53 @@ async function preview() {
   } catch (e) { $("run-target").textContent = e.message; }
 }
 
-// Rows are added once per animation frame, however fast replies arrive.
-function rowWriter(body) {
-  let pending = [];
+// The results table shows one page of replies (RESULTS_PAGE rows); every reply is kept
+// and counted. Why: a table's layout costs time in proportion to its rows, and it is
+// redone for each frame that adds rows, so 10,000 rows appended live took 12-20 s and
+// froze the page for half a second at a time (headless Chromium, shared machine); a
+// bounded page keeps each frame's work bounded whatever the fleet's size.
+const RESULTS_PAGE = 500;
+const results = { replies: [], offset: 0 };
+
+function resultRow(r) {
+  const row = document.createElement("tr");
+  row.append(el("td", r.sender), el("td", r.status, r.statuscode === 0 ? "status-ok" : "status-failed"),
+             el("td", r.statusmsg), el("td", JSON.stringify(r.data), "data"));
+  return row;
+}
+
+// Adds the rows of the page shown that are not in the table yet.
+function fillResults() {
+  const body = $("results").tBodies[0];
+  const end = Math.min(results.offset + RESULTS_PAGE, results.replies.length);
+  const fragment = document.createDocumentFragment();
+  for (let i = results.offset + body.rows.length; i < end; i++) fragment.append(resultRow(results.replies[i]));
+  body.append(fragment);
+  const n = results.replies.length;
+  $("results-pager").hidden = n <= RESULTS_PAGE;
+  $("results-page-info").textContent = n ? `${results.offset + 1} to ${end} of ${n} replies` : "";
+  $("results-prev").disabled = results.offset === 0;
+  $("results-next").disabled = end >= n;
+}
+
+function showResults(offset) {
+  results.offset = Math.max(0, offset);
+  $("results").tBodies[0].replaceChildren();
+  fillResults();
+}
+
+// Replies are kept as they come; the table catches up once per animation frame.
+function resultsWriter() {
+  results.replies = [];
+  results.offset = 0;
+  $("results").tBodies[0].replaceChildren();
+  fillResults();
   let scheduled = false;
   return function add(reply) {
-    pending.push(reply);
+    results.replies.push(reply);
     if (scheduled) return;
     scheduled = true;
-    requestAnimationFrame(() => {
-      const fragment = document.createDocumentFragment();
-      for (const r of pending) {
-        const row = document.createElement("tr");
-        row.append(el("td", r.sender), el("td", r.status, r.statuscode === 0 ? "status-ok" : "status-failed"),
-                   el("td", r.statusmsg), el("td", JSON.stringify(r.data), "data"));
-        fragment.append(row);
-      }
-      body.append(fragment);
-      pending = [];
-      scheduled = false;
-    });
+    requestAnimationFrame(() => { scheduled = false; fillResults(); });
   };
 }
 
@@ -310,10 +343,9 @@ async function run(event) {
   $("run-error").textContent = "";
   let args;
   try { args = argumentsOf(); } catch (e) { $("run-error").textContent = e.message; return; }
-  const body = $("results").tBodies[0];
-  body.replaceChildren();
   $("run-summary").replaceChildren();
-  const add = rowWriter(body);
+  const add = resultsWriter();
+  const mine = ++requests.run;  // a run started later takes the table over
   const agent = $("run-agent").value;
   const action = $("run-action").value;
   let expected = null;
@@ -325,15 +357,18 @@ async function run(event) {
       body: JSON.stringify({ arguments: args, filter: filterTerms($("run-filter").value) }),
     });
     $("run-progress").textContent = "Job " + job.job + " started";
+    if (mine !== requests.run) return;
     await stream(job.links.events, (kind, data) => {
+      if (mine !== requests.run) return false;  // stop listening: another run owns the page
       if (kind === "discovered") { expected = data.count; progress(); }
       if (kind === "reply") { got += 1; add(data); progress(); }
       if (kind === "done") return false;
       return true;
     });
+    if (mine !== requests.run) return;
     const doc = await api("/api/v1/jobs/" + job.job);
-    summary(doc);
-  } catch (e) { $("run-error").textContent = e.message; }
+    if (mine === requests.run) summary(doc);
+  } catch (e) { if (mine === requests.run) $("run-error").textContent = e.message; }
 }
 
 function summary(doc) {
@@ -356,17 +391,37 @@ function summary(doc) {
 }
 
 // -- jobs ------------------------------------------------------------------------------
+// Paged by the API's cursor: "Older" follows the page's `next`; the cursors of the pages
+// before are kept, so "Newer" goes back exactly.
+const JOBS_PAGE = 50;
+const jobPages = { cursors: [null], next: null };
+
 async function jobs() {
   show("jobs");
   const body = $("jobs-table").tBodies[0];
-  body.replaceChildren();
+  const cursor = jobPages.cursors[jobPages.cursors.length - 1];
+  const params = new URLSearchParams({ limit: JOBS_PAGE });
+  if (cursor) params.set("before", cursor);
+  $("jobs-error").textContent = "";
+  jobPages.next = null;  // until this page answers: a second click must not skip a page
+  $("older-jobs").disabled = true;
+  const mine = ++requests.jobs;
   try {
-    const list = await api("/api/v1/jobs");
+    const list = await api("/api/v1/jobs?" + params);
+    if (mine !== requests.jobs) return;  // a newer page was asked for meanwhile
+    body.replaceChildren();
     for (const j of list.jobs) {
       const row = body.insertRow();
       row.append(el("td", j.id), el("td", j.agent + "." + j.action), el("td", j.state), el("td", String(j.replies)));
     }
-  } catch (e) { body.insertRow().append(el("td", e.message, "error")); }
+    jobPages.next = list.next;
+    const first = (jobPages.cursors.length - 1) * JOBS_PAGE;
+    $("jobs-page-info").textContent = list.jobs.length ? `${first + 1} to ${first + list.jobs.length}` : "No jobs";
+    $("newer-jobs").disabled = jobPages.cursors.length === 1;
+    $("older-jobs").disabled = !list.next;
+  } catch (e) {
+    if (mine === requests.jobs) { body.replaceChildren(); $("jobs-error").textContent = e.message; }
+  }
 }
 
 // -- routing ---------------------------------------------------------------------------
@@ -377,7 +432,7 @@ function route() {
   if (view === "nodes") return nodes();
   if (view === "node") return node(decodeURIComponent(arg));
   if (view === "run") return runView();
-  if (view === "jobs") return jobs();
+  if (view === "jobs") { jobPages.cursors = [null]; return jobs(); }
   if (view === "puppet" && window.orchPuppetView) return window.orchPuppetView();
   return overview();
 }
@@ -397,6 +452,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("prev-page").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); nodes(); });
   $("next-page").addEventListener("click", () => { state.offset += PAGE; nodes(); });
+  $("older-jobs").addEventListener("click", () => { if (jobPages.next) { jobPages.cursors.push(jobPages.next); jobs(); } });
+  $("newer-jobs").addEventListener("click", () => { if (jobPages.cursors.length > 1) { jobPages.cursors.pop(); jobs(); } });
+  $("results-prev").addEventListener("click", () => showResults(results.offset - RESULTS_PAGE));
+  $("results-next").addEventListener("click", () => showResults(results.offset + RESULTS_PAGE));
   $("dist-form").addEventListener("submit", distribution);
   $("run-agent").addEventListener("change", chooseAgent);
   $("run-action").addEventListener("change", chooseAction);

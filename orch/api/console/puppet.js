@@ -9,13 +9,19 @@ const PUPPET_ROWS = [
   ["idle", "Idle"], ["stale", "Stale (no run for an hour, or never)"],
 ];
 
+// Only the latest request renders: the view is asked for again when a token is entered
+// while the first request (made without one) may still be on its way.
+let puppetRequest = 0;
+
 async function puppetView() {
   show("puppet");
+  const mine = ++puppetRequest;
   $("puppet-error").textContent = "";
   const body = $("puppet-counts").tBodies[0];
   body.replaceChildren();
   try {
     const s = await api(PUPPET_SUMMARY);
+    if (mine !== puppetRequest) return;
     const rows = PUPPET_ROWS.map(([key, label]) => [key, label, s.states[key]]);
     rows.push(["failed_last_runs", "Failed last runs", s.failed_last_runs]);
     rows.push(["failed_resources", "Failed resources (last runs)", s.failed_resources_total]);
@@ -25,7 +31,7 @@ async function puppetView() {
       row.append(el("th", label), el("td", String(count)));
       row.cells[0].scope = "row";
     }
-  } catch (e) { $("puppet-error").textContent = e.message; }
+  } catch (e) { if (mine === puppetRequest) $("puppet-error").textContent = e.message; }
 }
 
 // orch-puppet's runall scheduler (POST /api/v1/puppet/runall): at most N runs in
@@ -42,7 +48,11 @@ async function runAll(event) {
       body: JSON.stringify({ concurrency: concurrency }),
     });
     const parts = Object.entries(report.tally).filter(([, n]) => n).map(([k, n]) => `${k.replace(/_/g, " ")}: ${n}`);
-    $("runall-progress").textContent = `Done in ${report.elapsed_s} s, at most ${report.max_in_flight} at a time — ` + parts.join(", ");
+    // runall's own runs never exceed the limit; a node's daemon may start a scheduled run
+    // on top of them, which runall cannot prevent: say so rather than blur the two.
+    const extra = report.max_in_flight > report.max_started
+      ? ` (${report.max_in_flight} applying at once, nodes' own scheduled runs included)` : "";
+    $("runall-progress").textContent = `Done in ${report.elapsed_s} s, at most ${report.max_started} at a time${extra} — ` + parts.join(", ");
     puppetView();
   } catch (e) { $("runall-progress").textContent = e.message; }
   finally { $("runall-button").disabled = false; }

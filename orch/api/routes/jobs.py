@@ -2,7 +2,8 @@
 
 Two sources combine: the jobs this API process started (in memory, the latest 200), and,
 when an inventory store is configured, the store's job history — the CLI's jobs and the
-API's own, surviving a restart. Each application sees the jobs it started (its token) and
+API's own, surviving a restart. The list is paged by a cursor (``next``, passed back as
+``before``), newest first. Each application sees the jobs it started (its token) and
 the jobs people and programs made outside the API; never another token's. A job in both
 sources is listed once, from memory (it has live events). The event stream replays from the
 start (or from ``Last-Event-ID``), so a listener that connects after the job began still
@@ -12,8 +13,10 @@ sees every reply; a history job's stream is its recorded replies and ``done``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,21 +51,56 @@ async def _job(request: Request) -> Job:
     raise ApiError(404, f"no job {job_id!r}")
 
 
+def _cursor(request: Request) -> tuple[float, str] | None:
+    """``?before=CREATED:ID`` (a page's ``next``): the job the page starts after."""
+    raw = request.query_params.get("before")
+    if raw is None:
+        return None
+    created, _, job_id = raw.partition(":")
+    try:
+        when = float(created)
+    except ValueError:
+        when = math.nan
+    if not math.isfinite(when) or not job_id or len(job_id) > 255:
+        raise ApiError(400, "query parameter 'before' must be a page's 'next' cursor")
+    return when, job_id
+
+
+def _key(summary: dict[str, Any]) -> tuple[float, str]:
+    return float(summary["created"]), str(summary["id"])
+
+
 async def list_jobs(request: Request) -> JSONResponse:
+    """A page of jobs, newest first: ``limit`` of them after the cursor ``before``.
+
+    Why a cursor and not the nodes list's offset: jobs arrive at the head of the list while
+    someone pages through it, so an offset would shift under them (a job shown twice, or
+    never); the cursor — the last job's ``created`` and id — does not move."""
     context, token = context_of(request), token_of(request)
     limit = int_param(request, "limit", HISTORY_LIMIT, 1, HISTORY_LIMIT)
+    before = _cursor(request)
     mine = [job for job in context.jobs.recent() if job.token == token.name]
-    summaries: list[dict[str, Any]] = [job.summary() for job in mine]
+    summaries: list[dict[str, Any]] = [
+        summary for summary in (job.summary() for job in mine)
+        if before is None or _key(summary) < before]
     inventory = context.inventory
     if inventory is not None:
         known = {job.id for job in mine} | {
             str(job.document.get("request_id")) for job in mine if job.document}
-        records = await run_in_threadpool(inventory.read, lambda store: store.jobs(limit))
+        # enough rows that the page is full after dropping the jobs listed from memory
+        wanted = limit + len(known) + 1
+        records = await run_in_threadpool(
+            inventory.read, lambda store: store.jobs(wanted, before=before))
         summaries += [history_job(record).summary() for record in records
                       if visible(record, token.name) and record.request_id not in known]
-        summaries.sort(key=lambda summary: summary["created"], reverse=True)
-    return JSONResponse({"jobs": summaries[:max(limit, len(mine))],
-                         "history": inventory is not None})
+    summaries.sort(key=_key, reverse=True)
+    page = summaries[:limit]
+    more = len(summaries) > limit
+    cursor = f"{page[-1]['created']!r}:{page[-1]['id']}" if more and page else None
+    return JSONResponse({
+        "jobs": page, "history": inventory is not None, "limit": limit, "next": cursor,
+        "links": {"next": None if cursor is None
+                  else f"/api/v1/jobs?{urlencode({'limit': limit, 'before': cursor})}"}})
 
 
 async def show_job(request: Request) -> JSONResponse:

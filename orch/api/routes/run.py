@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orch.api.batches import call_in_batches
 from orch.api.context import FILTER_KINDS, ApiContext, context_of, token_of
 from orch.api.errors import ApiError, read_json
 from orch.api.jobs import Job
 from orch.api.tokens import ApiToken
+from orch.core.batch import CallPlan, call_nodes
 from orch.core.client import CallResult
 from orch.core.errors import ArgumentError, OrchError
 from orch.core.protocol import Reply
@@ -105,10 +105,11 @@ def _call(context: ApiContext, token: ApiToken, agent: str, action: str,
                 nodes = sorted(nodes)[:limit]
             try:
                 if body.get("batch"):
-                    result = call_in_batches(
+                    # one job for the history too: Client.one_job inside call_nodes
+                    result = call_nodes(
                         client, agent, action, arguments, filter=filter, nodes=nodes,
-                        batch=body["batch"], on_discovered=discovered, on_reply=replied,
-                        timeout=body.get("timeout"))
+                        plan=CallPlan(batch=body["batch"]), on_discovered=discovered,
+                        on_reply=replied, timeout=body.get("timeout"))
                 else:
                     result = client.call(agent, action, arguments, filter=filter,
                                          nodes=nodes, on_discovered=discovered,
