@@ -20,6 +20,9 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 DENIED = {"Authorization": f"Bearer {DENIED_TOKEN}"}
 NODES = [spec for spec in DEFAULT_NODES if spec.identity in ("web1", "db1")]
+#: When the records below were written (set by the ``api`` fixture, not at import: a full
+#: run imports this module many minutes before it runs); stale_after (1,800 s) leaves any
+#: load room before web1 would turn stale.
 NOW = time.time()
 #: History jobs seeded beyond the first ones: more than the jobs list's largest page.
 OLD_JOBS = 230
@@ -36,24 +39,26 @@ def _store(url: str):  # type: ignore[no-untyped-def]
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiProcess, str]]:
     from orch.core.inventory import JobRecord, NodeRecord, ReplyRecord
 
+    global NOW
     workdir = tmp_path_factory.mktemp("api-history")
     url = f"sqlite:///{workdir / 'inventory.db'}"
     config = workdir / "orch.yaml"
     # broadcast discovery: the nodes below are recorded, not registered by the fleet
     config.write_text(yaml.safe_dump({"discovery_method": "broadcast",
                                       "plugins": {"inventory": {"store": url,
-                                                                "stale_after": 60}}}))
+                                                                "stale_after": 1800}}}))
     with api_fleet(workdir, NODES, config=config) as server:
         collective = server.fleet.collective
+        NOW = time.time()
         store = _store(url)
         try:
             store.upsert_nodes([
                 NodeRecord("web1", collective, {"role": "web"}, ("role::web",), ("rpcutil",),
                            "1.0", NOW - 3600, NOW),
                 NodeRecord("gone1", collective, {"role": "db"}, ("role::db",), ("rpcutil",),
-                           "1.0", NOW - 7200, NOW - 600),
+                           "1.0", NOW - 7200, NOW - 3600),
                 NodeRecord("gone2", collective, {"role": "db"}, (), ("rpcutil",),
-                           "1.0", NOW - 7200, NOW - 300)])
+                           "1.0", NOW - 7200, NOW - 2400)])
             store.record_job(JobRecord("cli-job-1", "user=alice", collective, "rpcutil",
                                        "ping", {}, {}, ("web1", "db1"), NOW - 100))
             store.record_replies("cli-job-1", [ReplyRecord("web1", 0, "OK", {"pong": 1},
@@ -108,10 +113,10 @@ def test_jobs_combine_the_history_and_the_api_per_token(http: httpx.Client,
 
 def test_stale_nodes_and_last_seen(http: httpx.Client) -> None:
     summary = http.get("/api/v1/inventory", headers=AUTH).json()
-    assert summary["configured"] is True and summary["stale_after"] == 60
+    assert summary["configured"] is True and summary["stale_after"] == 1800
     assert summary["nodes"] == 3 and summary["stale"] == 2
     assert [node["identity"] for node in summary["stale_nodes"]] == ["gone1", "gone2"]
-    assert summary["stale_nodes"][0]["last_seen"] == pytest.approx(NOW - 600)
+    assert summary["stale_nodes"][0]["last_seen"] == pytest.approx(NOW - 3600)
     web1 = http.get("/api/v1/nodes/web1", headers=AUTH).json()
     assert web1["answered"] and web1["registered"] and not web1["stale"]
     assert web1["last_seen"] == pytest.approx(NOW)
@@ -119,7 +124,7 @@ def test_stale_nodes_and_last_seen(http: httpx.Client) -> None:
     assert db1["answered"] and not db1["registered"]
     gone = http.get("/api/v1/nodes/gone1", headers=AUTH).json()  # silent, but recorded
     assert gone["answered"] is False and gone["stale"] is True
-    assert gone["facts"] == {"role": "db"} and gone["last_seen"] == pytest.approx(NOW - 600)
+    assert gone["facts"] == {"role": "db"} and gone["last_seen"] == pytest.approx(NOW - 3600)
     assert http.get("/api/v1/inventory?limit=x", headers=AUTH).status_code == 400
 
 
