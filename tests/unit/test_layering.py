@@ -145,6 +145,8 @@ def test_the_core_and_the_plugins_keep_their_layers() -> None:
 DEFAULT_REGISTRY_CALLERS = {
     # the `orch` group keeps the registry in the click context; commands read it there
     "orch.cli.context",
+    # a plain `orch server` command line, served without click (an idle daemon's memory)
+    "orch.cli.serve",
     # `Client(settings)` and `load_settings()` for an application that starts there
     "orch.core.client", "orch.core.config",
     # `Simulation(config)` for programs and tests; a sim worker process's start

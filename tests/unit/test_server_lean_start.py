@@ -8,6 +8,7 @@ cached index (:mod:`orch.transports.kombu_import`).
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from orch.cli.server import server
 from orch.transports.kombu_import import cached_entrypoints
 
 START_TIMEOUT = 60.0
+#: What the daemon logs once it consumes (its imports for serving are done by then).
+READY = b"node=n1 ready"
 
 
 def test_the_plain_parser_knows_exactly_the_click_commands_options() -> None:
@@ -141,23 +144,31 @@ def test_kombu_is_imported_without_importlib_metadata(tmp_path: Path) -> None:
 
 
 def _imports_of_a_started_daemon(tmp_path: Path, env: dict[str, str]) -> str:
-    """``-X importtime`` of ``orch server`` on memory:// until it consumes, then SIGTERM."""
+    """``-X importtime`` of ``orch server`` on memory:// until it is ready, then SIGTERM.
+
+    Read with a bounded wait (a daemon that never gets ready prints nothing more)."""
     proc = _python("-X", "importtime", "-c", "from orch.cli.main import main; main()",
                    "server", "--broker", "memory://", "--security", "insecure",
                    "--identity", "n1", "--collective", "leanstart", env=env, cwd=tmp_path)
     assert proc.stderr is not None
-    lines: list[str] = []
+    chunks: list[bytes] = []
     deadline = time.monotonic() + START_TIMEOUT
+    fd = proc.stderr.fileno()
     try:
-        for line in proc.stderr:
-            lines.append(line)
-            if "kombu.messaging" in line or time.monotonic() > deadline:
+        while READY not in b"".join(chunks) and time.monotonic() < deadline:
+            readable, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+            if not readable:
                 break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
     finally:
         proc.terminate()
-        proc.communicate(timeout=START_TIMEOUT)
-    text = "".join(lines)
-    assert "kombu.messaging" in text, text[-2000:]
+        proc.wait(timeout=START_TIMEOUT)
+        proc.stderr.close()
+    text = b"".join(chunks).decode(errors="replace")
+    assert READY.decode() in text, text[-2000:]
     return text
 
 
