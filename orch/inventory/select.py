@@ -4,26 +4,53 @@ At 10,000 nodes, decoding every node's facts and running the filter on each cost
 hundreds of milliseconds in Python. But a fact term's answer depends only on the value of
 its one fact, and a class, agent or identity term only on those names — and a fleet has
 few distinct values per fact (7 roles, 3 environments …). So each term of the built-in
-``fact``, ``class``, ``agent`` and ``identity`` kinds is run, through the kind's own
-``match``, once per distinct value the store holds (the store's ``orch_node_values``
-index), and the store returns the identities holding the matching values. The answer is
-exactly what node-by-node evaluation gives; only where the work happens changes.
+``fact``, ``class``, ``agent`` and ``identity`` kinds — and each leaf of a ``compound``
+expression — is run, through its own ``match``/``evaluate``, once per distinct value the
+store holds (the store's ``orch_node_values`` index), and the store returns the identities
+holding each answer. The answer is exactly what node-by-node evaluation gives; only where
+the work happens changes.
 
-A filter with any other kind (``compound``, a plugin's kind), a fact path into a list, or
-a store without the indexed lookups returns None: the caller then evaluates node by node.
+Exactness, including errors. Node by node, a term that raises
+:class:`~orch.core.filter.FilterSyntaxError` leaves the node unselected, and ``and``/``or``
+short-circuit left to right, so an error behind a decided operand never happens. Each term
+or leaf is therefore answered as an :class:`Outcome` — the nodes for which it is true and
+those for which it raises (false is the rest) — and combined with the same left-to-right
+rules (:meth:`_Evaluator.all_of`, :meth:`_Evaluator.any_of`); a node is selected when every
+kind's outcome is true for it.
+
+What a leaf reads decides how it is answered: a fact path (fact terms, ``fact()``,
+``has_fact()``) is answered per distinct value of that path, plus once for "no such fact";
+classes or agents (class/agent terms, bare class names, ``has_class()``, ``has_agent()``)
+per distinct name, since those match when *any* name does; the identity (identity terms,
+``identity()``) per identity, with the regex compiled once. Only the built-in kinds and
+functions are known to read nothing else: a plugin's kind or function, a fact path into a
+list (``tags.0``), ``has_fact()`` on a path some node holds as ``null`` (the index stores an
+unresolvable path as ``null`` too), or a store without the indexed lookups returns None,
+and the caller evaluates node by node.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
+from orch.filters import builtin
+from orch.filters.terms import compare, compile_regex, is_regex_pattern, to_text
 
-#: The built-in kinds whose answer depends only on one fact's value, or on one set of names
-#: with "any name matches" semantics (see orch.filters.builtin).
-INDEXED_KINDS = frozenset({"fact", "class", "agent", "identity"})
+#: The built-in kinds answered here (see orch.filters.builtin); a kind replaced by a plugin's
+#: own class is not, since its ``match`` may read anything.
+INDEXED_KINDS: Mapping[str, type] = {
+    "fact": builtin.FactFilter, "class": builtin.ClassFilter, "agent": builtin.AgentFilter,
+    "identity": builtin.IdentityFilter, "compound": builtin.CompoundFilter,
+}
+
+# A regex that is a caret and plain characters is exactly "starts with": no metacharacter,
+# no flag, no escape. Anything else is searched by the engine itself.
+_LITERAL_PREFIX = re.compile(r"\^([A-Za-z0-9_:@-]+)")
 
 
 class IndexedStore(Protocol):
@@ -39,57 +66,252 @@ class _Fallback(Exception):
     """This filter cannot be answered by value; evaluate node by node."""
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One term's answer over the candidate nodes: where it is true, where it raises."""
+
+    true: frozenset[str]
+    error: frozenset[str]
+
+
+_TRUE, _FALSE, _ERROR = "true", "false", "error"
+#: The order kinds are answered in: cheapest first.
+_ORDER = ("fact", "class", "agent", "identity", "compound")
+
+
 def indexed_select(store: Any, engine: FilterEngine, collective: str,
                    filter: Mapping[str, Sequence[Any]], agent: str | None) -> list[str] | None:
     """The non-stale identities hosting ``agent`` that ``filter`` selects, or None."""
     if not all(hasattr(store, name) for name in ("identities", "distinct_values", "holders")):
         return None
-    if set(filter) - INDEXED_KINDS or not all(kind in engine.kinds for kind in filter):
-        return None
-    everyone = set(store.identities(collective, agent))
-    chosen = set(everyone)
+    for kind in filter:
+        known = INDEXED_KINDS.get(kind)
+        if known is None or type(engine.kinds.get(kind)) is not known:
+            return None
+    everyone = store.identities(collective, agent)
+    if not filter:
+        return sorted(everyone)
+    evaluator = _Evaluator(store, engine, collective, frozenset(everyone))
     try:
-        # Identities last, tested only on the nodes the other kinds left.
-        for kind, terms in sorted(filter.items(), key=lambda item: item[0] == "identity"):
-            matches_any = engine.kinds[kind].match_any
-            among = chosen if kind == "identity" else everyone
-            sets = [_term(store, engine, collective, kind, term, among) for term in terms]
-            if not sets:
-                continue
-            combined = set.union(*sets) if matches_any else set.intersection(*sets)
-            chosen &= combined
+        # Every operation is per node, so each kind need only be answered for the nodes
+        # the kinds before it left: the costly ones (per identity, compound) come last.
+        for kind in sorted(filter, key=_ORDER.index):
+            if not evaluator.everyone:
+                break
+            outcomes = (evaluator.term(kind, term) for term in filter[kind])
+            combined = (evaluator.any_of(outcomes) if engine.kinds[kind].match_any
+                        else evaluator.all_of(outcomes))
+            evaluator.everyone = combined.true
     except _Fallback:
         return None
-    return sorted(chosen)
+    return sorted(evaluator.everyone)
 
 
-def _matches(engine: FilterEngine, kind: str, term: Any, view: NodeView) -> bool:
-    try:
-        return bool(engine.kinds[kind].match(term, view, engine))
-    except FilterSyntaxError:  # as a node would: not selected
-        return False
+class _Evaluator:
+    """Answers terms and compound leaves as :class:`Outcome` over ``everyone``."""
 
+    def __init__(self, store: IndexedStore, engine: FilterEngine, collective: str,
+                 everyone: frozenset[str]) -> None:
+        self.store = store
+        self.engine = engine
+        self.collective = collective
+        self.everyone = everyone
 
-def _term(store: IndexedStore, engine: FilterEngine, collective: str, kind: str, term: Any,
-          everyone: set[str]) -> set[str]:
-    if kind == "identity":
-        return {name for name in everyone if _matches(engine, kind, term, NodeView(name))}
-    if kind == "fact":
-        path = term.get("fact") if isinstance(term, Mapping) else None
-        if not isinstance(path, str) or any(part.isdigit() for part in path.split(".")):
+    # -- combining, with the node-by-node evaluation's left-to-right rules ---------------
+
+    def all_of(self, outcomes: Iterable[Outcome]) -> Outcome:
+        """Every operand true; a node errs at the first operand that raises while it is
+        still true so far (``and``, and the terms of a match-all kind)."""
+        true, error = self.everyone, frozenset[str]()
+        for outcome in outcomes:
+            error |= true & outcome.error
+            true &= outcome.true
+        return Outcome(true, error)
+
+    def any_of(self, outcomes: Iterable[Outcome]) -> Outcome:
+        """Some operand true; a node errs at the first operand that raises while it is
+        still false so far (``or``, and the terms of ``identity``)."""
+        true, error, pending = frozenset[str](), frozenset[str](), self.everyone
+        for outcome in outcomes:
+            true |= pending & outcome.true
+            error |= pending & outcome.error
+            pending = pending - outcome.true - outcome.error
+        return Outcome(true, error)
+
+    def negate(self, outcome: Outcome) -> Outcome:
+        return Outcome(self.everyone - outcome.true - outcome.error, outcome.error)
+
+    def uniform(self, result: str) -> Outcome:
+        return Outcome(self.everyone if result == _TRUE else frozenset(),
+                       self.everyone if result == _ERROR else frozenset())
+
+    # -- terms of the top-level kinds --------------------------------------------------
+
+    def term(self, kind: str, term: Any) -> Outcome:
+        filter_kind = self.engine.kinds[kind]
+
+        def evaluate(view: NodeView) -> bool:
+            return bool(filter_kind.match(term, view, self.engine))
+
+        if kind == "fact":
+            path = term.get("fact") if isinstance(term, Mapping) else None
+            if not isinstance(path, str):  # malformed: from_wire raises for every node
+                return self._constant(evaluate)
+            return self.by_fact(path, evaluate)
+        if kind in ("class", "agent"):
+            return self.by_names(kind, evaluate, evaluate)
+        if kind == "identity":
+            return self.by_identity(term, evaluate)
+        return self.compound(term)
+
+    # -- compound expressions ----------------------------------------------------------
+
+    def compound(self, expression: Any) -> Outcome:
+        from orch.filters.compound import parse
+
+        try:
+            tree = parse(expression)
+        except FilterSyntaxError:  # every node fails to parse it alike
+            return self.uniform(_ERROR)
+        return self.expression(tree)
+
+    def expression(self, tree: Any) -> Outcome:
+        from orch.filters import compound as language
+
+        if isinstance(tree, language.And):
+            return self.all_of(self.expression(operand) for operand in tree.operands)
+        if isinstance(tree, language.Or):
+            return self.any_of(self.expression(operand) for operand in tree.operands)
+        if isinstance(tree, language.Not):
+            return self.negate(self.expression(tree.operand))
+
+        def evaluate(view: NodeView) -> bool:
+            return bool(tree.evaluate(view, self.engine))
+
+        if isinstance(tree, language.FactTest):
+            return self.by_fact(tree.term.fact, evaluate)
+        if isinstance(tree, language.ClassTest):
+            return self.by_names("class", evaluate, evaluate)
+        if isinstance(tree, language.Call):
+            return self.call(tree, evaluate)
+        raise _Fallback
+
+    def call(self, call: Any, evaluate: Callable[[NodeView], bool]) -> Outcome:
+        """A built-in function's call, by what that function reads; any other: fallback."""
+        function = self.engine.functions.get(call.name)
+        args = call.args
+        if function in (builtin.fact_function, builtin.has_fact_function):
+            if len(args) != 1 or not isinstance(args[0], str):  # raises on every node
+                return self._constant(evaluate)
+            return self.by_fact(args[0], evaluate,
+                                null_differs=function is builtin.has_fact_function)
+        if function in (builtin.has_class_function, builtin.has_agent_function):
+            kind = "class" if function is builtin.has_class_function else "agent"
+
+            def probe(view: NodeView) -> bool:
+                return bool(function(view, *args))
+
+            return self.by_names(kind, probe, evaluate)
+        if function is builtin.identity_function:
+            if args or call.path:  # raises, or looks a field up in a string: the same for all
+                return self._constant(evaluate)
+            if self._result(evaluate, NodeView("")) == _ERROR:  # a pattern nothing compiles
+                return self.uniform(_ERROR)
+            if call.operator == "=~" and call.value is not None:
+                return Outcome(self._searched(to_text(call.value), self.everyone), frozenset())
+            if call.operator is not None and call.value is not None:
+                operator, value = call.operator, call.value
+                return Outcome(frozenset(name for name in self.everyone
+                                         if compare(name, operator, value)), frozenset())
+            return self.by_each_identity(evaluate)
+        raise _Fallback
+
+    # -- answering by what a leaf reads ------------------------------------------------
+
+    def _result(self, evaluate: Callable[[NodeView], bool], view: NodeView) -> str:
+        try:
+            return _TRUE if evaluate(view) else _FALSE
+        except FilterSyntaxError:
+            return _ERROR
+
+    def _constant(self, evaluate: Callable[[NodeView], bool]) -> Outcome:
+        """A leaf that raises before reading anything of the node."""
+        if self._result(evaluate, NodeView("")) != _ERROR:
             raise _Fallback
-        values = store.distinct_values(collective, "fact", path)
-        good = [v for v in values
-                if _matches(engine, kind, term, NodeView("", {path: json.loads(v)}))]
-        if _matches(engine, kind, term, NodeView("", {})):  # nodes without the fact match
-            bad = sorted(set(values) - set(good))
-            return everyone - store.holders(collective, "fact", path, bad)
-        return store.holders(collective, "fact", path, good)
-    names = store.distinct_values(collective, kind, "")
-    empty = NodeView("")
-    if _matches(engine, kind, term, empty):
-        raise _Fallback  # "no class at all" matching is not a per-name question
-    views = {name: (NodeView("", classes=frozenset({name})) if kind == "class"
-                    else NodeView("", agents=frozenset({name}))) for name in names}
-    good = [name for name, view in views.items() if _matches(engine, kind, term, view)]
-    return store.holders(collective, kind, "", good)
+        return self.uniform(_ERROR)
+
+    def _holders(self, kind: str, name: str, values: Sequence[str]) -> frozenset[str]:
+        if not values:
+            return frozenset()
+        return frozenset(self.store.holders(self.collective, kind, name, values)) \
+            & self.everyone
+
+    def by_fact(self, path: str, evaluate: Callable[[NodeView], bool], *,
+                null_differs: bool = False) -> Outcome:
+        """A leaf reading one fact path: answered per distinct value and for its absence."""
+        if any(part.isdigit() for part in path.split(".")):
+            raise _Fallback  # a path into a list is not indexed
+        values = self.store.distinct_values(self.collective, "fact", path)
+        if null_differs and "null" in values:
+            raise _Fallback
+        groups: dict[str, list[str]] = {_TRUE: [], _FALSE: [], _ERROR: []}
+        for value in values:
+            groups[self._result(evaluate, NodeView("", {path: json.loads(value)}))].append(value)
+        absent = self._result(evaluate, NodeView("", {}))
+        if absent == _FALSE:
+            return Outcome(self._holders("fact", path, groups[_TRUE]),
+                           self._holders("fact", path, groups[_ERROR]))
+        # Nodes lacking the fact are those holding none of its values.
+        others = [result for result in (_TRUE, _FALSE, _ERROR) if result != absent]
+        own = {result: self._holders("fact", path, groups[result]) for result in others}
+        own[absent] = self.everyone - own[others[0]] - own[others[1]]
+        return Outcome(own[_TRUE], own[_ERROR])
+
+    def by_names(self, kind: str, probe: Callable[[NodeView], bool],
+                 evaluate: Callable[[NodeView], bool]) -> Outcome:
+        """A leaf over a node's classes or agents that depends only on whether *any* of them
+        matches ``probe`` (a name pattern): answered per distinct name."""
+        def view(names: frozenset[str]) -> NodeView:
+            return NodeView("", classes=names) if kind == "class" else NodeView("", agents=names)
+
+        none = self._result(evaluate, view(frozenset()))
+        if none == _ERROR:  # a malformed pattern or argument raises before any name is read
+            return self.uniform(_ERROR)
+        good = []
+        for name in self.store.distinct_values(self.collective, kind, ""):
+            result = self._result(probe, view(frozenset({name})))
+            if result == _ERROR:
+                raise _Fallback
+            if result == _TRUE:
+                good.append(name)
+        matched = self._holders(kind, "", good)
+        some = self._result(evaluate, view(frozenset(good[:1]))) if good else _FALSE
+        if some == _ERROR:
+            raise _Fallback
+        true = (matched if some == _TRUE else frozenset()) | \
+            (self.everyone - matched if none == _TRUE else frozenset())
+        return Outcome(true, frozenset())
+
+    def by_identity(self, pattern: Any, evaluate: Callable[[NodeView], bool]) -> Outcome:
+        """An identity term: one name, or a regex searched in each identity (compiled once;
+        the same test :func:`orch.filters.terms.match_name` makes)."""
+        if self._result(evaluate, NodeView("")) == _ERROR:  # malformed: raises for every node
+            return self.uniform(_ERROR)
+        if not (isinstance(pattern, str) and is_regex_pattern(pattern)):
+            return Outcome(self.everyone & {pattern}, frozenset())
+        return Outcome(self._searched(pattern[1:-1], self.everyone), frozenset())
+
+    def by_each_identity(self, evaluate: Callable[[NodeView], bool]) -> Outcome:
+        results = {name: self._result(evaluate, NodeView(name)) for name in self.everyone}
+        return Outcome(frozenset(n for n, r in results.items() if r == _TRUE),
+                       frozenset(n for n, r in results.items() if r == _ERROR))
+
+    @staticmethod
+    def _searched(pattern: str, names: Iterable[str]) -> frozenset[str]:
+        """The names ``pattern`` is found in, as the regex engine searches them."""
+        literal = _LITERAL_PREFIX.fullmatch(pattern)
+        if literal is not None:
+            prefix = literal.group(1)
+            return frozenset(name for name in names if name.startswith(prefix))
+        regex = compile_regex(pattern)
+        return frozenset(name for name in names if regex.search(name) is not None)
