@@ -213,8 +213,8 @@ class _Evaluator:
 
             return self.by_names(kind, probe, evaluate)
         if function is builtin.identity_function:
-            if args or call.path:  # raises, or looks a field up in a string: the same for all
-                return self._constant(evaluate)
+            if args or call.path:  # raises, or looks a field up in a string: alike for all
+                return self.uniform(self._result(evaluate, NodeView("")))
             if self._result(evaluate, NodeView("")) == _ERROR:  # a pattern nothing compiles
                 return self.uniform(_ERROR)
             if call.operator == "=~" and call.value is not None:
@@ -243,8 +243,8 @@ class _Evaluator:
     def _holders(self, kind: str, name: str, values: Sequence[str]) -> frozenset[str]:
         if not values:
             return frozenset()
-        return frozenset(self.store.holders(self.collective, kind, name, values)) \
-            & self.everyone
+        return self.everyone.intersection(
+            self.store.holders(self.collective, kind, name, values))
 
     def by_fact(self, path: str, evaluate: Callable[[NodeView], bool], *,
                 null_differs: bool = False) -> Outcome:
