@@ -28,6 +28,7 @@ class PostgresStore(SQLStore):
 
     marker = "%s"
     contains_agent = "strpos(agents, ?) > 0"
+    identity_order = ""
 
     def _create_schema(self) -> None:
         with self._transaction() as cursor:

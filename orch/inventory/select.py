@@ -88,9 +88,11 @@ def indexed_select(store: Any, engine: FilterEngine, collective: str,
         known = INDEXED_KINDS.get(kind)
         if known is None or type(engine.kinds.get(kind)) is not known:
             return None
-    everyone = store.identities(collective, agent)
+    # Sorted once (cheaply when the store returns them in order), then filtered in order:
+    # sorting the answer instead would cost more than the rest at 10,000 nodes.
+    everyone = sorted(store.identities(collective, agent))
     if not filter:
-        return sorted(everyone)
+        return everyone
     evaluator = _Evaluator(store, engine, collective, frozenset(everyone))
     try:
         # Every operation is per node, so each kind need only be answered for the nodes
@@ -104,7 +106,8 @@ def indexed_select(store: Any, engine: FilterEngine, collective: str,
             evaluator.everyone = combined.true
     except _Fallback:
         return None
-    return sorted(evaluator.everyone)
+    chosen = evaluator.everyone
+    return [name for name in everyone if name in chosen]
 
 
 class _Evaluator:

@@ -96,6 +96,10 @@ class SQLStore:
     marker = "?"
     #: SQL true when text ``agents`` contains the parameter (an exact substring test).
     contains_agent = "instr(agents, ?) > 0"
+    #: How :meth:`identities` orders its answer when the order is free: SQLite's binary
+    #: collation is Python's order of strings and its index already holds it, so callers
+    #: sorting the list find it sorted (PostgreSQL's collation is not, so it does not).
+    identity_order = " ORDER BY identity"
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
@@ -189,10 +193,10 @@ class SQLStore:
         ``"name"`` with its quotes occurs in it exactly when the name is one of them)."""
         if agent is None:
             rows = self._query("SELECT identity FROM orch_nodes WHERE collective = ? "
-                               "AND stale = 0", (collective,))
+                               f"AND stale = 0{self.identity_order}", (collective,))
         else:
             rows = self._query("SELECT identity FROM orch_nodes WHERE collective = ? "
-                               f"AND stale = 0 AND {self.contains_agent}",
+                               f"AND stale = 0 AND {self.contains_agent}{self.identity_order}",
                                (collective, _dumps(agent)))
         return [row[0] for row in rows]
 
