@@ -18,39 +18,39 @@ those for which it raises (false is the rest) — and combined with the same lef
 rules (:meth:`_Evaluator.all_of`, :meth:`_Evaluator.any_of`); a node is selected when every
 kind's outcome is true for it.
 
-What a leaf reads decides how it is answered: a fact path (fact terms, ``fact()``,
-``has_fact()``) is answered per distinct value of that path, plus once for "no such fact";
-classes or agents (class/agent terms, bare class names, ``has_class()``, ``has_agent()``)
-per distinct name, since those match when *any* name does; the identity (identity terms,
-``identity()``) per identity, with the regex compiled once. Only the built-in kinds and
-functions are known to read nothing else: a plugin's kind or function, a fact path into a
-list (``tags.0``), ``has_fact()`` on a path some node holds as ``null`` (the index stores an
-unresolvable path as ``null`` too), or a store without the indexed lookups returns None,
-and the caller evaluates node by node.
+What a leaf reads is said by the filter kind itself, through its optional ``plan`` method
+(:mod:`orch.core.filterplan`): a fact path is answered per distinct value of that path plus
+once for "no such fact"; classes or agents per distinct name (they match when *any* name
+does); the identity per identity. A kind without ``plan``, a plan of None (a plugin's
+compound function), a fact path into a list (``tags.0``), a leaf telling ``null`` from an
+absent fact on a path some node holds as ``null`` (the index stores an unresolvable path as
+``null`` too), or a store without the indexed lookups returns None, and the caller
+evaluates node by node.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orch.core.filter import FilterEngine, FilterSyntaxError, NodeView
-from orch.filters import builtin
-from orch.filters.terms import compare, compile_regex, is_regex_pattern, to_text
+from orch.core.filterplan import (
+    AGENTS,
+    CLASSES,
+    FACT,
+    IDENTITY,
+    NOTHING,
+    AllOf,
+    AnyOf,
+    Leaf,
+    NotOf,
+    Plan,
+)
 
-#: The built-in kinds answered here (see orch.filters.builtin); a kind replaced by a plugin's
-#: own class is not, since its ``match`` may read anything.
-INDEXED_KINDS: Mapping[str, type] = {
-    "fact": builtin.FactFilter, "class": builtin.ClassFilter, "agent": builtin.AgentFilter,
-    "identity": builtin.IdentityFilter, "compound": builtin.CompoundFilter,
-}
-
-# A regex that is a caret and plain characters is exactly "starts with": no metacharacter,
-# no flag, no escape. Anything else is searched by the engine itself.
-_LITERAL_PREFIX = re.compile(r"\^([A-Za-z0-9_:@-]+)")
+#: The order kinds are answered in: cheapest first, unknown ones last.
+_ORDER = ("fact", "class", "agent", "identity", "compound")
 
 
 class IndexedStore(Protocol):
@@ -75,8 +75,6 @@ class Outcome:
 
 
 _TRUE, _FALSE, _ERROR = "true", "false", "error"
-#: The order kinds are answered in: cheapest first.
-_ORDER = ("fact", "class", "agent", "identity", "compound")
 
 
 def indexed_select(store: Any, engine: FilterEngine, collective: str,
@@ -84,10 +82,16 @@ def indexed_select(store: Any, engine: FilterEngine, collective: str,
     """The non-stale identities hosting ``agent`` that ``filter`` selects, or None."""
     if not all(hasattr(store, name) for name in ("identities", "distinct_values", "holders")):
         return None
-    for kind in filter:
-        known = INDEXED_KINDS.get(kind)
-        if known is None or type(engine.kinds.get(kind)) is not known:
+    plans: dict[str, list[Plan]] = {}
+    for kind, terms in filter.items():
+        make = getattr(engine.kinds.get(kind), "plan", None)
+        if make is None:
             return None
+        for term in terms:
+            plan = make(term, engine)
+            if plan is None:
+                return None
+            plans.setdefault(kind, []).append(plan)
     # Sorted once (cheaply when the store returns them in order), then filtered in order:
     # sorting the answer instead would cost more than the rest at 10,000 nodes.
     everyone = sorted(store.identities(collective, agent))
@@ -97,10 +101,10 @@ def indexed_select(store: Any, engine: FilterEngine, collective: str,
     try:
         # Every operation is per node, so each kind need only be answered for the nodes
         # the kinds before it left: the costly ones (per identity, compound) come last.
-        for kind in sorted(filter, key=_ORDER.index):
+        for kind in sorted(plans, key=lambda k: _ORDER.index(k) if k in _ORDER else 9):
             if not evaluator.everyone:
                 break
-            outcomes = (evaluator.term(kind, term) for term in filter[kind])
+            outcomes = (evaluator.plan(plan) for plan in plans[kind])
             combined = (evaluator.any_of(outcomes) if engine.kinds[kind].match_any
                         else evaluator.all_of(outcomes))
             evaluator.everyone = combined.true
@@ -148,85 +152,29 @@ class _Evaluator:
         return Outcome(self.everyone if result == _TRUE else frozenset(),
                        self.everyone if result == _ERROR else frozenset())
 
-    # -- terms of the top-level kinds --------------------------------------------------
+    # -- plans ------------------------------------------------------------------------
 
-    def term(self, kind: str, term: Any) -> Outcome:
-        filter_kind = self.engine.kinds[kind]
+    def plan(self, plan: Plan) -> Outcome:
+        if isinstance(plan, AllOf):
+            return self.all_of(self.plan(part) for part in plan.parts)
+        if isinstance(plan, AnyOf):
+            return self.any_of(self.plan(part) for part in plan.parts)
+        if isinstance(plan, NotOf):
+            return self.negate(self.plan(plan.part))
+        return self.leaf(plan)
 
-        def evaluate(view: NodeView) -> bool:
-            return bool(filter_kind.match(term, view, self.engine))
-
-        if kind == "fact":
-            path = term.get("fact") if isinstance(term, Mapping) else None
-            if not isinstance(path, str):  # malformed: from_wire raises for every node
-                return self._constant(evaluate)
-            return self.by_fact(path, evaluate)
-        if kind in ("class", "agent"):
-            return self.by_names(kind, evaluate, evaluate)
-        if kind == "identity":
-            return self.by_identity(term, evaluate)
-        return self.compound(term)
-
-    # -- compound expressions ----------------------------------------------------------
-
-    def compound(self, expression: Any) -> Outcome:
-        from orch.filters.compound import parse
-
-        try:
-            tree = parse(expression)
-        except FilterSyntaxError:  # every node fails to parse it alike
-            return self.uniform(_ERROR)
-        return self.expression(tree)
-
-    def expression(self, tree: Any) -> Outcome:
-        from orch.filters import compound as language
-
-        if isinstance(tree, language.And):
-            return self.all_of(self.expression(operand) for operand in tree.operands)
-        if isinstance(tree, language.Or):
-            return self.any_of(self.expression(operand) for operand in tree.operands)
-        if isinstance(tree, language.Not):
-            return self.negate(self.expression(tree.operand))
-
-        def evaluate(view: NodeView) -> bool:
-            return bool(tree.evaluate(view, self.engine))
-
-        if isinstance(tree, language.FactTest):
-            return self.by_fact(tree.term.fact, evaluate)
-        if isinstance(tree, language.ClassTest):
-            return self.by_names("class", evaluate, evaluate)
-        if isinstance(tree, language.Call):
-            return self.call(tree, evaluate)
-        raise _Fallback
-
-    def call(self, call: Any, evaluate: Callable[[NodeView], bool]) -> Outcome:
-        """A built-in function's call, by what that function reads; any other: fallback."""
-        function = self.engine.functions.get(call.name)
-        args = call.args
-        if function in (builtin.fact_function, builtin.has_fact_function):
-            if len(args) != 1 or not isinstance(args[0], str):  # raises on every node
-                return self._constant(evaluate)
-            return self.by_fact(args[0], evaluate,
-                                null_differs=function is builtin.has_fact_function)
-        if function in (builtin.has_class_function, builtin.has_agent_function):
-            kind = "class" if function is builtin.has_class_function else "agent"
-
-            def probe(view: NodeView) -> bool:
-                return bool(function(view, *args))
-
-            return self.by_names(kind, probe, evaluate)
-        if function is builtin.identity_function:
-            if args or call.path:  # raises, or looks a field up in a string: alike for all
-                return self.uniform(self._result(evaluate, NodeView("")))
-            if self._result(evaluate, NodeView("")) == _ERROR:  # a pattern nothing compiles
-                return self.uniform(_ERROR)
-            if call.operator == "=~" and call.value is not None:
-                return Outcome(self._searched(to_text(call.value), self.everyone), frozenset())
-            if call.operator is not None and call.value is not None:
-                operator, value = call.operator, call.value
-                return Outcome(frozenset(name for name in self.everyone
-                                         if compare(name, operator, value)), frozenset())
-            return self.by_each_identity(evaluate)
+    def leaf(self, leaf: Leaf) -> Outcome:
+        if leaf.reads == FACT:
+            return self.by_fact(leaf.path, leaf.evaluate, null_differs=leaf.null_differs)
+        if leaf.reads in (CLASSES, AGENTS) and leaf.probe is not None:
+            return self.by_names("class" if leaf.reads == CLASSES else "agent", leaf.probe,
+                                 leaf.evaluate)
+        if leaf.reads == IDENTITY:
+            if leaf.matching is not None:
+                return Outcome(leaf.matching(self.everyone), frozenset())
+            return self.by_each_identity(leaf.evaluate)
+        if leaf.reads == NOTHING:
+            return self.uniform(self._result(leaf.evaluate, NodeView("")))
         raise _Fallback
 
     # -- answering by what a leaf reads ------------------------------------------------
@@ -236,12 +184,6 @@ class _Evaluator:
             return _TRUE if evaluate(view) else _FALSE
         except FilterSyntaxError:
             return _ERROR
-
-    def _constant(self, evaluate: Callable[[NodeView], bool]) -> Outcome:
-        """A leaf that raises before reading anything of the node."""
-        if self._result(evaluate, NodeView("")) != _ERROR:
-            raise _Fallback
-        return self.uniform(_ERROR)
 
     def _holders(self, kind: str, name: str, values: Sequence[str]) -> frozenset[str]:
         if not values:
@@ -295,26 +237,7 @@ class _Evaluator:
             (self.everyone - matched if none == _TRUE else frozenset())
         return Outcome(true, frozenset())
 
-    def by_identity(self, pattern: Any, evaluate: Callable[[NodeView], bool]) -> Outcome:
-        """An identity term: one name, or a regex searched in each identity (compiled once;
-        the same test :func:`orch.filters.terms.match_name` makes)."""
-        if self._result(evaluate, NodeView("")) == _ERROR:  # malformed: raises for every node
-            return self.uniform(_ERROR)
-        if not (isinstance(pattern, str) and is_regex_pattern(pattern)):
-            return Outcome(self.everyone & {pattern}, frozenset())
-        return Outcome(self._searched(pattern[1:-1], self.everyone), frozenset())
-
     def by_each_identity(self, evaluate: Callable[[NodeView], bool]) -> Outcome:
         results = {name: self._result(evaluate, NodeView(name)) for name in self.everyone}
         return Outcome(frozenset(n for n, r in results.items() if r == _TRUE),
                        frozenset(n for n, r in results.items() if r == _ERROR))
-
-    @staticmethod
-    def _searched(pattern: str, names: Iterable[str]) -> frozenset[str]:
-        """The names ``pattern`` is found in, as the regex engine searches them."""
-        literal = _LITERAL_PREFIX.fullmatch(pattern)
-        if literal is not None:
-            prefix = literal.group(1)
-            return frozenset(name for name in names if name.startswith(prefix))
-        regex = compile_regex(pattern)
-        return frozenset(name for name in names if regex.search(name) is not None)
