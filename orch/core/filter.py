@@ -131,6 +131,8 @@ class FilterKind(Protocol):
     # A kind may also define ``cost(term) -> FilterCost`` when one term holds several
     # tests or nests (the compound kind does); without it a term costs one test and the
     # depth of its JSON structure. ``cost`` raises FilterSyntaxError for a malformed term.
+    # It may also define ``plan(term, engine)``, describing what the term reads of a node
+    # so a store can evaluate it per distinct value (see orch.core.filterplan).
     # It may also define ``check(term, engine)``, raising FilterSyntaxError for a term that
     # parses but cannot work with this engine (the compound kind: a function nobody
     # installed), so the client refuses it before sending instead of every node going

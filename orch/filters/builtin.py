@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from orch.core.filter import FilterCost, FilterEngine, FilterKind, FilterSyntaxError, NodeView
+from orch.core.filterplan import Plan
 from orch.core.hookspecs import hookimpl
 from orch.filters.terms import (
     MISSING,
@@ -44,6 +45,12 @@ class FactFilter:
         """Validate the wire term, then compare the node's fact."""
         return match_fact(term, node)
 
+    def plan(self, term: Any, engine: FilterEngine) -> Plan | None:
+        """One fact path's value (see :mod:`orch.core.filterplan`)."""
+        from orch.filters.plan import fact_term
+
+        return fact_term(term, engine, self.match)
+
 
 class _NameFilter:
     """A kind selecting on a set of names: exact name, or ``/regex/`` searched."""
@@ -62,6 +69,14 @@ class _NameFilter:
     def match(self, term: Any, node: NodeView, engine: FilterEngine) -> bool:
         """True when any of the node's names matches the pattern ``term``."""
         return match_name(term, self.names(node))
+
+    def plan(self, term: Any, engine: FilterEngine) -> Plan | None:
+        """Whether any class (agent) matches; the identity for ``-I``."""
+        from orch.filters.plan import identity_term, names_term
+
+        if self.name == "identity":
+            return identity_term(term, engine, self.match)
+        return names_term(self.name, term, engine, self.match)
 
 
 class ClassFilter(_NameFilter):
@@ -117,6 +132,13 @@ class CompoundFilter:
         from orch.filters.compound import matches
 
         return matches(term, node, engine)
+
+    def plan(self, term: Any, engine: FilterEngine) -> Plan | None:
+        """The expression's tree over what each test reads; None when it calls a function
+        other than the built-ins (which may read anything)."""
+        from orch.filters.plan import compound_term
+
+        return compound_term(term, engine)
 
     def cost(self, term: Any) -> FilterCost:
         """One test per comparison, class test or call; depth is the operators' nesting."""

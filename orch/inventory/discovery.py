@@ -63,8 +63,8 @@ def select(client: Client, records: Sequence[NodeRecord],
 def discover_in(client: Client, store: InventoryStore, filter: Mapping[str, Sequence[Any]],
                 agent: str) -> list[str]:
     """The non-stale nodes of the store ``filter`` selects among those hosting ``agent``:
-    by distinct value when the filter allows (:mod:`orch.inventory.select`), else node by
-    node."""
+    by distinct value when the filter allows (:mod:`orch.inventory.select`: every built-in
+    kind, compound expressions included), else node by node."""
     if filter:
         client.filters.check(filter)
     found = indexed_select(store, client.filters, client.settings.collective, filter, agent)

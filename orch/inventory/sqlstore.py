@@ -94,20 +94,28 @@ class SQLStore:
 
     #: The driver's parameter marker (``?`` for sqlite3, ``%s`` for psycopg).
     marker = "?"
+    #: SQL true when text ``agents`` contains the parameter (an exact substring test).
+    contains_agent = "instr(agents, ?) > 0"
+    #: How :meth:`identities` orders its answer when the order is free: SQLite's binary
+    #: collation is Python's order of strings and its index already holds it, so callers
+    #: sorting the list find it sorted (PostgreSQL's collation is not, so it does not).
+    identity_order = " ORDER BY identity"
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         if not self._has_schema():
-            with self._transaction() as cursor:
-                for statement in SCHEMA:
-                    cursor.execute(statement)
+            self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self._transaction() as cursor:
+            for statement in SCHEMA:
+                cursor.execute(statement)
 
     def _has_schema(self) -> bool:
-        """Whether the tables exist: a read, so a command opening the store for discovery
-        never takes the write lock that creating them needs."""
+        """Whether the tables exist: one read, so a command opening the store for discovery
+        never takes the write lock that creating them needs (and pays one round trip)."""
         try:
-            self._query("SELECT 1 FROM orch_replies WHERE 1 = 0")
-            self._query("SELECT 1 FROM orch_node_values WHERE 1 = 0")
+            self._query("SELECT 1 FROM orch_replies, orch_node_values WHERE 1 = 0")
         except Exception:  # the driver's "no such table" (the transaction is rolled back)
             return False
         return True
@@ -178,13 +186,19 @@ class SQLStore:
     # -- indexed lookups (see orch.inventory.select) -----------------------------------
 
     def identities(self, collective: str, agent: str | None = None) -> list[str]:
-        """The identities of the collective's non-stale nodes (hosting ``agent``)."""
-        rows = self._query("SELECT identity, agents FROM orch_nodes WHERE collective = ? "
-                           "AND stale = 0", (collective,))
+        """The identities of the collective's non-stale nodes (hosting ``agent``).
+
+        Only identities cross from the database: the agent test runs in SQL, on the
+        covering index, as an exact substring test (``agents`` is a JSON list of names, so
+        ``"name"`` with its quotes occurs in it exactly when the name is one of them)."""
         if agent is None:
-            return [identity for identity, _ in rows]
-        quoted = _dumps(agent)  # agents is a JSON list of names: exact as a quoted string
-        return [identity for identity, agents in rows if quoted in agents]
+            rows = self._query("SELECT identity FROM orch_nodes WHERE collective = ? "
+                               f"AND stale = 0{self.identity_order}", (collective,))
+        else:
+            rows = self._query("SELECT identity FROM orch_nodes WHERE collective = ? "
+                               f"AND stale = 0 AND {self.contains_agent}{self.identity_order}",
+                               (collective, _dumps(agent)))
+        return [row[0] for row in rows]
 
     def last_seen(self, collective: str, identities: Sequence[str]) -> dict[str, float]:
         """When each of ``identities`` last registered (those the store knows)."""
