@@ -127,10 +127,14 @@ def _unreachable(url: str, reason: object, context: ssl.SSLContext | None,
         return PuppetDBError(f"PuppetDB at {url}: its certificate is not trusted ("
                              f"{reason.verify_message}; CA {ca}); set plugins.puppetdb.ca "
                              "(or tls_ca) to the CA that signed it (Puppet's CA)")
-    alert = reason.reason if isinstance(reason, ssl.SSLError) else None
-    if alert and "ALERT" in alert and context is not None:
-        # The server's TLS alert (bad/unknown/required certificate): the client's
-        # certificate is the one thing the client can change.
+    alert = getattr(reason, "reason", None) if isinstance(reason, ssl.SSLError) else None
+    if isinstance(reason, ssl.SSLEOFError | ConnectionResetError) and context is not None:
+        # TLS 1.3: the server checks the client's certificate after the client considers
+        # the handshake done; refusing it, it may close before its alert is read.
+        alert = f"it closed the connection: {reason}"
+    if alert and ("ALERT" in alert or alert.startswith("it closed")) and context is not None:
+        # The server's TLS alert (bad/unknown/required certificate), or its closing the
+        # connection instead: the client's certificate is what the client can change.
         cert = section.cert or settings.tls_cert
         sent = f"client certificate {cert}" if cert else "no client certificate"
         return PuppetDBError(f"PuppetDB at {url} refused the TLS handshake ({alert}); it "
