@@ -507,11 +507,26 @@ def read_line_until(stream: IO[str], predicate: Callable[[str], bool], timeout: 
     return lines
 
 
-def stop_process(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> None:
-    """Kill ``process`` if it still runs, and reap it."""
-    if process.poll() is None:
-        process.kill()
+def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT,
+                 sig: int | None = None) -> bool:
+    """Stop ``process`` if it still runs, and reap it: ``sig`` first (SIGTERM, SIGINT)
+    with up to ``timeout`` seconds to obey, then SIGKILL; without ``sig``, SIGKILL at once.
+
+    True when the process ended without SIGKILL — what a test checks to prove a daemon
+    obeys SIGTERM. Every wait is bounded by ``timeout``.
+    """
+    if process.poll() is not None:
+        return True
+    if sig is not None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
     process.wait(timeout)
+    return False
 
 
 def identity_args(identities: Iterable[str]) -> list[str]:

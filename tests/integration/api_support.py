@@ -34,6 +34,7 @@ from orch_integration import (
 from private_brokers import free_port
 
 from orch.testing import purge_collective, wait_until
+from orch.testing.servers import stop_process
 
 # --------------------------------------------------------------------------- orch api
 
@@ -104,13 +105,7 @@ class ApiProcess:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(self.proc, STOP_TIMEOUT, signal.SIGTERM)
         self._log.close()
 
     def failure_logs(self) -> list[tuple[str, str]]:
@@ -156,13 +151,7 @@ def demo_api(workdir: Path, nodes: int) -> Iterator[tuple[str, str, subprocess.P
                          READY_TIMEOUT + nodes * 0.02, "the demo to print the API address")
         yield found.group(1), found.group(2), proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT, signal.SIGINT)
         if proc.stdout is not None:
             proc.stdout.close()
 
@@ -222,14 +211,9 @@ class RegistryDaemon:
         """SIGTERM and wait (SIGKILL past :data:`STOP_TIMEOUT`); the exit status."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError(f"orch registry ignored SIGTERM:\n{self.log()}") from None
+        if not stop_process(self.proc, STOP_TIMEOUT, signal.SIGTERM):
+            raise AssertionError(f"orch registry ignored SIGTERM:\n{self.log()}")
+        return self.proc.returncode
 
 
 def inventory_config(path: Path, store: str, **settings: Any) -> Path:

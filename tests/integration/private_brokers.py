@@ -24,6 +24,7 @@ from orch_integration import (
 )
 
 from orch.testing import wait_until
+from orch.testing.servers import stop_process
 
 # --------------------------------------------------------------------------- RabbitMQ
 
@@ -351,13 +352,8 @@ class PrivateTLSRedis:
             return ""
 
     def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
+        if self.proc is not None:
+            stop_process(self.proc, STOP_TIMEOUT, signal.SIGTERM)
 
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"redis-server TLS :{self.port}", self.log_tail())]

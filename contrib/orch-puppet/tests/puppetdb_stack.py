@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orch.testing.servers import stop_process
 from puppet_stack import PuppetStack, free_port
 
 PUPPETDB_JAR = Path("/usr/share/puppetdb/puppetdb.jar")
@@ -231,13 +232,8 @@ ssl-ca-cert = {self.stack.cacert}
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM the JVM (SIGKILL after ``timeout``), then drop the database."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, timeout, signal.SIGTERM)
         if self.database_created:
             self.database_created = False
             _sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
