@@ -18,8 +18,10 @@ The workers are forked from the caller on the first backlog, so they start in mi
 with ``check`` and everything it uses already in memory (nothing is pickled but the messages
 and the outcomes). The caller must not be using ``check``'s objects from another thread while
 the pool starts. Where ``fork`` does not exist (Windows) everything is checked in the calling
-thread. A message that arrives on its own (a 50-node call) is checked at once in the calling
-thread, exactly as without a pool. ``carry`` lets a worker hand back what it learnt (the
+thread. A message that arrives on its own is checked at once in the calling thread, exactly as
+without a pool, and so is a short backlog: the workers start only once ``POOL_BACKLOG``
+looks in a row each found a message already waiting — a 50-node call
+never pays for forking them (nor for importing :mod:`multiprocessing`, imported on first use). ``carry`` lets a worker hand back what it learnt (the
 x509 provider's newly verified certificates) so that the caller can keep it (its disk cache).
 
 The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per hand-over and
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -62,6 +63,10 @@ STOP_TIMEOUT = 5.0
 #: batch takes milliseconds). ``multiprocessing.Pool`` never completes the task of a worker
 #: that died, so without this bound one lost worker would hold every later reply forever.
 BATCH_TIMEOUT = 10.0
+#: Looks in a row that found a message already waiting before the workers are started: checking that
+#: many here takes a few milliseconds, less than starting the pool (measured: 2 workers,
+#: about 10 ms of imports and forks), so only a call that keeps falling behind pays for it.
+POOL_BACKLOG = 64
 
 #: ``(take, keep)``: ``take()`` runs in a worker after each batch and returns what it learnt;
 #: ``keep(value)`` receives it in the calling process.
@@ -130,12 +135,14 @@ class CheckedReceiver(Generic[T]):
         self._check = check
         self._carry = carry
         self._workers = default_workers() if workers is None else workers
-        if self._workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        if self._workers > 1 and not hasattr(os, "fork"):
             self._workers = 0
         self._pool: Any = None
         self._in_flight: deque[_Batch] = deque()
         self._ready: deque[tuple[bytes, T | ProtocolError]] = deque()
         self._closed = False
+        #: Looks in a row that found a message already waiting (see :data:`POOL_BACKLOG`).
+        self._streak = 0
         #: Seconds the caller spent checking messages, or waiting for the checkers: the
         #: client's own work, which a caller may keep from counting against a deadline.
         self.check_seconds = 0.0
@@ -195,11 +202,12 @@ class CheckedReceiver(Generic[T]):
             except TransportError as exc:
                 self._failure = exc
                 more = None
+            self._streak = 0 if more is None else self._streak + 1
             # The first message is always checked here: at once when it came alone (no
             # backlog), and before the workers fork, so that they inherit whatever it
             # loaded (the x509 provider's disk cache) instead of each loading it again.
             outcome = self._checked(raw)
-            if more is None or not self._start_pool():
+            if more is None or self._streak < POOL_BACKLOG or not self._start_pool():
                 if more is not None:
                     self._ready.append((more, self._checked(more)))
                 return raw, outcome
@@ -300,6 +308,8 @@ class CheckedReceiver(Generic[T]):
         take = self._carry[0] if self._carry is not None else None
         # The workers' garbage collector would walk (and so copy) every object they
         # inherited: freeze them while forking, as the gc documentation advises.
+        import multiprocessing
+
         gc.freeze()
         try:
             self._pool = multiprocessing.get_context("fork").Pool(

@@ -424,11 +424,15 @@ def test_client_reports_a_forged_reply_that_does_not_decode_as_forged(
 
 
 def test_certificates_verified_in_checker_processes_reach_the_disk_cache(
-    ca: CA, alice: pki.Credentials, tmp_path: Path,
+    ca: CA, alice: pki.Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A backlog is verified in forked worker processes; what they learnt is carried back
     and written by the client's own process when it closes."""
     from collections import deque
+
+    from orch.core import checkpool
+
+    monkeypatch.setattr(checkpool, "POOL_BACKLOG", 1)  # the pool at once, not after 64
 
     from orch.core.plugins import default_registry
     from orch.core.protocol import Request

@@ -13,6 +13,8 @@ from orch.core import checkpool
 from orch.core.checkpool import MAX_BATCH, CheckedReceiver
 from orch.core.errors import ProtocolError, TransportError
 
+DEFAULT_POOL_BACKLOG = checkpool.POOL_BACKLOG
+
 
 class FakeChannel:
     """A channel whose messages are all there at once (a backlog), then a failure or None."""
@@ -42,6 +44,13 @@ def check(raw: bytes) -> tuple[bytes, int]:
     if raw.startswith(b"bad"):
         raise ProtocolError(f"rejected {raw.decode()}")
     return raw, os.getpid()
+
+
+@pytest.fixture(autouse=True)
+def pool_at_first_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests exercise the pool itself: start it at the first backlog, as a long call
+    does after POOL_BACKLOG looks (see the last test for the default)."""
+    monkeypatch.setattr(checkpool, "POOL_BACKLOG", 1)
 
 
 def drain(receiver: CheckedReceiver[tuple[bytes, int]]) -> list[tuple[bytes, object]]:
@@ -171,3 +180,21 @@ def test_a_lost_checker_costs_its_bound_not_the_replies(
     assert [raw for raw, _ in out] == messages
     assert out[1][1] == (b"fault", parent)
     assert all(isinstance(o, tuple) and o[0] == raw for raw, o in out)
+
+
+def test_a_short_backlog_is_checked_here_and_a_long_one_starts_the_workers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 50-node call does not fork checkers for what the caller checks in milliseconds;
+    a call that keeps falling behind does."""
+    monkeypatch.setattr(checkpool, "POOL_BACKLOG", DEFAULT_POOL_BACKLOG)
+    short = [f"s{i}".encode() for i in range(50)]
+    receiver = CheckedReceiver(FakeChannel(short), check, workers=2)
+    assert [o for _, o in drain(receiver)] == [(m, os.getpid()) for m in short]
+    assert not receiver.pooled
+
+    long = [f"l{i}".encode() for i in range(2 * checkpool.POOL_BACKLOG + 4 * MAX_BATCH)]
+    with CheckedReceiver(FakeChannel(long), check, workers=2) as receiver:
+        out = drain(receiver)
+        assert receiver.pooled
+    assert [raw for raw, _ in out] == long
+    assert {o[1] for _, o in out[-MAX_BATCH:]} - {os.getpid()}  # type: ignore[index]
