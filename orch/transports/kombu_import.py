@@ -10,6 +10,12 @@ process and:
 * makes ``importlib.metadata`` a lazily loaded module (:class:`importlib.util.LazyLoader`,
   the standard library's own mechanism) when nothing imported it yet, so the import statement
   in ``kombu.utils.compat`` costs nothing until someone uses an attribute;
+* when nothing imported ``yaml`` yet, lets ``kombu.serialization`` register its YAML
+  serializer without importing PyYAML (about 20 ms of every client command's start, for a
+  serializer orch never sends nor accepts): while kombu's module runs, ``yaml`` is a
+  stand-in (:class:`_DeferredYaml`) whose functions import the real module when called.
+  Afterwards ``import yaml`` is the real module again, for orch's own YAML readers (fact
+  and config files) and everyone else;
 * answers kombu's ``entrypoints(group)`` from :mod:`orch.core.pluginindex`'s cache for that
   group — valid for exactly the installation it was scanned on, like orch's own plugin index,
   and rescanned (through ``importlib.metadata``, as kombu does) whenever it is not. Entry
@@ -22,9 +28,11 @@ program) is left alone.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _prepared = False
@@ -43,6 +51,22 @@ def _lazy_module(name: str) -> None:
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, module)
+
+
+class _DeferredYaml(types.ModuleType):
+    """``yaml`` as kombu's serializer registration sees it: each attribute is a function that
+    imports PyYAML on its first call and calls the real one (kombu uses ``safe_dump`` and
+    ``safe_load`` and nothing else)."""
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def deferred(*args: Any, **kwargs: Any) -> Any:
+            return getattr(importlib.import_module("yaml"), name)(*args, **kwargs)
+
+        deferred.__name__ = name
+        return deferred
 
 
 def cached_entrypoints(namespace: str) -> Iterator[tuple[Any, Any]]:
@@ -77,3 +101,13 @@ def prepare() -> None:
     except ImportError:
         return  # kombu or amqp is missing: the transport's requirement check names it
     kombu.utils.compat.entrypoints = cached_entrypoints
+    if "yaml" in sys.modules:
+        return
+    stand_in = sys.modules["yaml"] = _DeferredYaml("yaml")
+    try:
+        import kombu.serialization  # noqa: F401 — registers its serializers now
+    except ImportError:
+        pass
+    finally:
+        if sys.modules.get("yaml") is stand_in:
+            del sys.modules["yaml"]

@@ -128,22 +128,25 @@ def _python(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]
                             stderr=subprocess.PIPE)
 
 
-def test_kombu_is_imported_without_importlib_metadata(tmp_path: Path) -> None:
+def test_kombu_is_imported_without_importlib_metadata_or_yaml(tmp_path: Path) -> None:
     env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
     # Only what orch and kombu import counts: a .pth file of the interpreter's may import
     # some of these modules at start-up (one on the CI machine imports certifi: zipfile).
     code = ("import sys; before = set(sys.modules); "
             "from orch.transports.kombu_import import prepare; prepare(); "
             "import kombu.messaging, kombu.transport.pyamqp; "
-            "print(sorted(m for m in ('email', 'zipfile', 'csv', 'importlib.metadata._meta') "
-            "if m in sys.modules and m not in before))")
+            "print(sorted(m for m in ('email', 'zipfile', 'csv', 'importlib.metadata._meta', "
+            "'yaml.loader') if m in sys.modules and m not in before)); "
+            # Both load on first use, whole: orch's YAML readers and kombu's serializer.
+            "import yaml, kombu.serialization as s; "
+            "print(yaml.safe_load('a: [1]'), s.dumps({'b': 2}, 'yaml')[2].strip())")
     outputs = []
     for _ in range(2):  # the first run may scan and store the index
         out, err = _python("-c", code, env=env, cwd=tmp_path).communicate(
             timeout=START_TIMEOUT)
         assert not err, err
         outputs.append(out.strip())
-    assert outputs[1] == "[]"
+    assert outputs[1] == "[]\n{'a': [1]} b: 2"
 
 
 def _imports_of_a_started_daemon(tmp_path: Path, env: dict[str, str]) -> str:
