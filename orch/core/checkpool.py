@@ -19,10 +19,11 @@ with ``check`` and everything it uses already in memory (nothing is pickled but 
 and the outcomes). The caller must not be using ``check``'s objects from another thread while
 the pool starts. Where ``fork`` does not exist (Windows) everything is checked in the calling
 thread. A message that arrives on its own is checked at once in the calling thread, exactly as
-without a pool, and so is a short backlog: the workers start only once ``POOL_BACKLOG``
-looks in a row each found a message already waiting — a 50-node call
-never pays for forking them (nor for importing :mod:`multiprocessing`, imported on first use). ``carry`` lets a worker hand back what it learnt (the
-x509 provider's newly verified certificates) so that the caller can keep it (its disk cache).
+without a pool, and so is a short backlog: the workers start only once ``POOL_BACKLOG`` looks
+in a row each found a message already waiting — a 50-node call never pays for forking them
+(nor for importing :mod:`multiprocessing`, imported on first use). ``carry`` lets a worker
+hand back what it learnt (the x509 provider's newly verified certificates) so that the caller
+can keep it (its disk cache).
 
 The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per hand-over and
 ``MAX_IN_FLIGHT`` hand-overs outstanding) and stopped by :meth:`CheckedReceiver.close`. A

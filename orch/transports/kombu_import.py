@@ -105,7 +105,7 @@ def prepare() -> None:
         return
     stand_in = sys.modules["yaml"] = _DeferredYaml("yaml")
     try:
-        import kombu.serialization  # noqa: F401 — registers its serializers now
+        import kombu.serialization  # registers its serializers now
     except ImportError:
         pass
     finally:
