@@ -68,3 +68,18 @@ def resolve_credential_paths(settings: Settings, user: str = "TLS") -> Credentia
     else:
         source = f"Puppet ssldir {ssldir} (certname {identity})"
     return CredentialPaths(chosen["tls_cert"], chosen["tls_key"], chosen["tls_ca"], source)
+
+
+def resolve_crl_path(settings: Settings) -> Path | None:
+    """The CRL to check peers against: ``tls_crl`` when set (``off`` for none), else a
+    Puppet ``ssldir``'s own ``crl.pem`` when there is one, else none."""
+    explicit = getattr(settings, "tls_crl", None)
+    if explicit == "off":
+        return None
+    if explicit:
+        return Path(explicit)
+    if settings.ssldir:
+        puppet = Path(settings.ssldir) / "crl.pem"
+        if puppet.exists():
+            return puppet
+    return None

@@ -182,27 +182,11 @@ class TrustCache:
         """A descriptor of the directory if it is safe to use, else None (and disable)."""
         if self._disabled:
             return None
-        if create:
-            try:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as exc:
-                self._disable(f"cannot create {self.directory}: {exc.strerror}")
-                return None
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(self.directory, flags)
-        except FileNotFoundError:
+            return open_directory(self.directory, create)
+        except Unusable as exc:
+            self._disable(str(exc), warn=exc.warn)
             return None
-        except OSError as exc:
-            self._disable(f"cannot open {self.directory}: {exc.strerror}")
-            return None
-        problem = _unsafe(os.fstat(fd), directory=True)
-        if problem is not None:
-            os.close(fd)
-            self._disable(f"{self.directory} {problem}; certificate cache not used "
-                          "(it must be a directory owned by you, mode 0700)", warn=True)
-            return None
-        return fd
 
     def _disable(self, reason: str, warn: bool = False) -> None:
         self._disabled = True
@@ -221,33 +205,13 @@ class TrustCache:
 
     def _read(self, dir_fd: int) -> dict[str, Entry]:
         """The file's entries if it is safe and authentic, else nothing (never raises)."""
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            fd = os.open(self.file_name, flags, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
+            data = read_file(dir_fd, self.file_name, MAX_FILE_BYTES)
+        except Unusable as exc:
             log.warning("certificate cache %s/%s ignored: %s", self.directory, self.file_name,
-                        exc.strerror)
+                        exc)
             return {}
-        try:
-            info = os.fstat(fd)
-            problem = _unsafe(info, directory=False)
-            if problem is None and info.st_size > MAX_FILE_BYTES:
-                problem = "is too large"
-            if problem is not None:
-                log.warning("certificate cache %s/%s ignored: it %s", self.directory,
-                            self.file_name, problem)
-                return {}
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            log.warning("certificate cache %s/%s ignored: %s", self.directory, self.file_name,
-                        exc.strerror)
-            return {}
-        finally:
-            os.close(fd)
-        return self._decode(data)
+        return {} if data is None else self._decode(data)
 
     def _decode(self, data: bytes) -> dict[str, Entry]:
         mac, _, payload = data.partition(b"\n")
@@ -308,26 +272,10 @@ class TrustCache:
                              separators=(",", ":")).encode()
         mac = hmac.new(self._mac_key, self.scope.encode() + b"\n" + payload,
                        hashlib.sha256).hexdigest().encode()
-        tmp = f".{self.file_name}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(mac + b"\n" + payload)
-            os.replace(tmp, self.file_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+        write_file(dir_fd, self.file_name, mac + b"\n" + payload)
 
     def _prune(self, dir_fd: int, now: float) -> None:
-        with contextlib.suppress(OSError):
-            for name in os.listdir(dir_fd):
-                if not name.endswith(_SUFFIX) or name == self.file_name:
-                    continue
-                with contextlib.suppress(OSError):
-                    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    if now - info.st_mtime > STALE_SECONDS:
-                        os.unlink(name, dir_fd=dir_fd)
+        prune(dir_fd, _SUFFIX, self.file_name, now)
 
 
 def _unsafe(info: os.stat_result, *, directory: bool) -> str | None:
@@ -341,3 +289,90 @@ def _unsafe(info: os.stat_result, *, directory: bool) -> str | None:
     if info.st_mode & 0o077:
         return f"is open to other users (mode {stat.S_IMODE(info.st_mode):04o})"
     return None
+
+
+# -- private files, shared with orch.security.owncache -------------------------------------
+
+
+class Unusable(Exception):
+    """A cache directory or file that must not be used; ``warn`` when the operator should
+    hear of it (unsafe ownership or mode) rather than only the debug log."""
+
+    def __init__(self, reason: str, warn: bool = False) -> None:
+        super().__init__(reason)
+        self.warn = warn
+
+
+def open_directory(directory: Path, create: bool) -> int | None:
+    """A descriptor of ``directory`` if it is safe to use; None when it does not exist (and
+    ``create`` is false). Raises :class:`Unusable` saying why it must not be used."""
+    if create:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unusable(f"cannot create {directory}: {exc.strerror}") from None
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(directory, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Unusable(f"cannot open {directory}: {exc.strerror}") from None
+    problem = _unsafe(os.fstat(fd), directory=True)
+    if problem is not None:
+        os.close(fd)
+        raise Unusable(f"{directory} {problem}; certificate cache not used (it must be a "
+                       "directory owned by you, mode 0700)", warn=True)
+    return fd
+
+
+def read_file(dir_fd: int, name: str, max_bytes: int) -> bytes | None:
+    """The bytes of ``name`` in the directory ``dir_fd`` (from :func:`open_directory`); None
+    when there is no such file. Raises :class:`Unusable` when it is not a private regular
+    file of this user, is larger than ``max_bytes`` or cannot be read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Unusable(str(exc.strerror)) from None
+    try:
+        info = os.fstat(fd)
+        problem = _unsafe(info, directory=False)
+        if problem is None and info.st_size > max_bytes:
+            problem = "is too large"
+        if problem is not None:
+            raise Unusable(f"it {problem}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise Unusable(str(exc.strerror)) from None
+    finally:
+        os.close(fd)
+
+
+def write_file(dir_fd: int, name: str, data: bytes) -> None:
+    """Write ``name`` atomically, mode 0600 (a private temporary file renamed over it)."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def prune(dir_fd: int, suffix: str, keep: str, now: float) -> None:
+    """Remove the ``suffix`` files but ``keep`` untouched for :data:`STALE_SECONDS`."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(dir_fd):
+            if not name.endswith(suffix) or name == keep:
+                continue
+            with contextlib.suppress(OSError):
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if now - info.st_mtime > STALE_SECONDS:
+                    os.unlink(name, dir_fd=dir_fd)

@@ -59,6 +59,7 @@ class Snapshot:
     cache_secret: bytes
     #: Log records (level, message) for the process that keeps this snapshot.
     notes: tuple[tuple[int, str], ...] = ()
+    not_before: float = 0.0
 
 
 def derive(settings: Settings | None, credentials: Credentials | None,
@@ -108,6 +109,7 @@ def derive(settings: Settings | None, credentials: Credentials | None,
         name=pki.common_name(cert) or "",
         serial=cert.serial_number,
         not_after=pki.not_after(cert).timestamp(),
+        not_before=pki.not_before(cert).timestamp(),
         role=role,
         anchors_der=tuple(a.public_bytes(der) for a in anchors),
         anchor_info={

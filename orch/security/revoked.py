@@ -8,6 +8,7 @@ without importing ``cryptography`` itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class RevocationList:
     #: scope, so a new CRL makes every cached certificate be checked anew.
     state: str = ""
     path: str = ""
+    #: When the earliest of its CRLs is due for renewal (epoch seconds; inf for none): from
+    #: then on loading it warns, so remembering it (orch.security.owncache) must stop.
+    due: float = math.inf
 
     def is_revoked(self, anchor: str, serial: int) -> bool:
         return serial in self.revoked.get(anchor, frozenset())

@@ -56,7 +56,7 @@ from orch.core.errors import RevokedError, SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
-from orch.security import forked, isolated, peercerts, sodium
+from orch.security import forked, isolated, owncache, peercerts, sodium
 from orch.security.isolated import ProviderState as _State
 from orch.security.isolated import Snapshot
 from orch.security.peercerts import LRU as _LRU
@@ -163,7 +163,7 @@ class X509Provider:
     @property
     def isolated(self) -> bool:
         """True when ``cryptography`` is used only in child processes (see isolated.py)."""
-        return self._state.isolated
+        return self._isolate and self._state.isolated
 
     @property
     def revocation(self) -> str:
@@ -197,6 +197,14 @@ class X509Provider:
         In a daemon (see ``_isolate``) they are read in a forked child; if the key turns out
         not to be Ed25519 they are read again here, with ``cryptography`` in this process.
         """
+        remembered = self._remembered(settings, credentials)
+        if remembered is not None:
+            own = owncache.load(*remembered)
+            if own is not None and own.seed is not None:
+                log.debug("x509 credentials from %s: certificate %r, remembered in %s",
+                          remembered[1].source, own.name, remembered[0])
+                return self._state_of(own, sodium.signer(own.seed)[0], None, None, None,
+                                      settings)
         if self._isolate and settings is not None and credentials is None:
             try:
                 own = forked.run(isolated.snapshot, settings, self._crl_path, self._skew,
@@ -204,6 +212,7 @@ class X509Provider:
             except forked.ForkError as exc:
                 raise SecurityError(f"x509: could not load the credentials ({exc})") from None
             if own.seed is not None:
+                self._remember(settings, remembered, own)
                 return self._state_of(own, sodium.signer(own.seed)[0], None, None, None,
                                       settings)
         own, credentials = isolated.derive(settings, credentials, self._crl_path, self._skew,
@@ -214,8 +223,35 @@ class X509Provider:
         sign: Callable[[bytes], bytes] = functools.partial(pki.sign, key)
         if own.seed is not None and self._backend != "cryptography" and sodium.available():
             sign = sodium.signer(own.seed)[0]  # the same bytes, about 30 % cheaper
+            self._remember(settings, remembered, own)
         return self._state_of(own, sign, key, credentials.certificate,
                               tuple(credentials.ca), settings)
+
+    def _remembered(self, settings: Settings | None, credentials: Credentials | None,
+                    ) -> tuple[Path, owncache.Inputs] | None:
+        """Where this process's own credentials may be remembered (orch.security.owncache),
+        and what they are read from; None when they may not (given credentials, no libsodium
+        to sign with, ``ed25519: cryptography``, the cache off, a key that is not Ed25519)."""
+        if (settings is None or credentials is not None or self._backend == "cryptography"
+                or not sodium.available()):
+            return None
+        directory = self._cache_directory(settings, self._cert_cache_dir)
+        if directory is None:
+            return None
+        from orch.core.credentials import resolve_crl_path
+
+        crl_path = self._crl_path if self._crl_path is not None else resolve_crl_path(settings)
+        inputs = owncache.read_inputs(settings, crl_path, self._skew, self._client_certnames)
+        return None if inputs is None else (directory, inputs)
+
+    def _remember(self, settings: Settings | None,
+                  remembered: tuple[Path, owncache.Inputs] | None, own: Snapshot) -> None:
+        """Store what was just derived, if the files are still those it was derived from."""
+        if remembered is None or settings is None:
+            return
+        again = self._remembered(settings, None)
+        if again is not None and again[1] == remembered[1]:
+            owncache.store(remembered[0], remembered[1], own, self._skew)
 
     def _state_of(self, own: Snapshot, sign: Callable[[bytes], bytes], key: Any,
                   certificate: Any, anchors: tuple[Any, ...] | None,
@@ -278,6 +314,22 @@ class X509Provider:
         """
         from orch.security import certcache
 
+        directory = self._cache_directory(settings, directory)
+        if directory is None:
+            return None
+        secret = state.own.cache_secret
+        owner = hashlib.sha256(b"orch-x509-cache-owner\n" + secret).hexdigest()
+        scope = certcache.scope_of(state.own.anchors_der, self._client_certnames,
+                                   state.revocation, owner)
+        return certcache.TrustCache(Path(directory), scope, secret)
+
+    @staticmethod
+    def _cache_directory(settings: Settings | None,
+                         directory: str | os.PathLike[str] | None) -> Path | None:
+        """The per-user cache directory: ``directory`` if given, else the ``cert_cache``
+        setting (``off``: None), else the default."""
+        from orch.security import certcache
+
         if directory is None and settings is not None:
             configured = settings.section(SECTION, X509Settings).cert_cache
             if configured == "off":
@@ -285,11 +337,7 @@ class X509Provider:
             directory = configured or certcache.default_directory()
         if directory is None or str(directory) == "off":
             return None
-        secret = state.own.cache_secret
-        owner = hashlib.sha256(b"orch-x509-cache-owner\n" + secret).hexdigest()
-        scope = certcache.scope_of(state.own.anchors_der, self._client_certnames,
-                                   state.revocation, owner)
-        return certcache.TrustCache(Path(directory), scope, secret)
+        return Path(directory)
 
     def close(self) -> None:
         """Write the certificates learnt by this process to the disk cache (if any)."""
@@ -493,6 +541,10 @@ class X509Provider:
         except when the child process that checks it for an isolated provider fails: then
         SecurityError, and nothing is cached (the next message tries again)."""
         state = self._state
+        if state.anchors is None and not self._isolate:
+            # Credentials remembered by a command (owncache): check it here, parsing the
+            # trusted CA certificates now that one is needed.
+            state.anchors = self._anchors
         if state.anchors is None:
             try:
                 info = forked.run(isolated.inspect_peer, raw, state.own.anchors_der,

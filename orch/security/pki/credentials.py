@@ -166,15 +166,5 @@ def load_credentials(settings: Settings, *, clock_skew: float | None = None) -> 
 
 
 def resolve_crl_path(settings: Settings) -> Path | None:
-    """The CRL to check peers against: ``tls_crl`` when set (``off`` for none), else a
-    Puppet ``ssldir``'s own ``crl.pem`` when there is one, else none."""
-    explicit = getattr(settings, "tls_crl", None)
-    if explicit == "off":
-        return None
-    if explicit:
-        return Path(explicit)
-    if settings.ssldir:
-        puppet = Path(settings.ssldir) / "crl.pem"
-        if puppet.exists():
-            return puppet
-    return None
+    """:func:`orch.core.credentials.resolve_crl_path` (kept here for existing callers)."""
+    return credentials.resolve_crl_path(settings)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -114,6 +115,7 @@ def load_revocation(path: str | Path | None,
         raise ConfigError(f"CRL (tls_crl) {path} is larger than {MAX_CRL_BYTES} bytes")
     revoked: dict[str, set[int]] = {}
     now = utc_now()
+    due = math.inf
     for crl in parse_crls(data, str(path)):
         signer = next((a for a in anchors if a.subject == crl.issuer
                        and crl.is_signature_valid(a.public_key())),  # type: ignore[arg-type]
@@ -124,10 +126,13 @@ def load_revocation(path: str | Path | None,
                               "CA in tls_ca")
         next_update = getattr(crl, "next_update_utc", None) or (
             crl.next_update.replace(tzinfo=dt.UTC) if crl.next_update else None)
+        if next_update is not None:
+            due = min(due, next_update.timestamp())
         if next_update is not None and next_update < now:
             log.warning("CRL %s (issuer %s) was due for renewal at %s; using it anyway — "
                         "publish a new one (`orch ca crl`)", path, crl.issuer.rfc4514_string(),
                         format_time(next_update))
         revoked.setdefault(_fingerprint(signer), set()).update(r.serial_number for r in crl)
     state = "crl:" + hashlib.sha256(data).hexdigest()
-    return RevocationList({k: frozenset(v) for k, v in revoked.items()}, state, str(path))
+    return RevocationList({k: frozenset(v) for k, v in revoked.items()}, state, str(path),
+                          due)
