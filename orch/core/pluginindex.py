@@ -102,7 +102,10 @@ class Index:
 
 
 def _file_name(group: str) -> str:
-    digest = zlib.crc32("\0".join((sys.prefix, group)).encode())
+    """One file per environment, group and ``sys.path``: ``orch`` (its script's directory
+    first on the path) and ``python -c``/``python -m`` (the current directory first) would
+    otherwise each find the other's index invalid and rewrite it, every time."""
+    digest = zlib.crc32("\0".join((sys.prefix, group, *sys.path)).encode())
     return f"plugins-{digest:08x}.json"
 
 
