@@ -477,10 +477,15 @@ class Client:
         self._tell("sent", request, list(nodes))
         on_reply = self._observed(request, on_reply)
         started = time.monotonic()
+        channel = self.channel
+        many = getattr(channel, "direct_many", None)
         try:
             for targets, payload in payloads:
+                if many is not None:
+                    many(targets, payload, request.ttl)
+                    continue
                 for identity in targets:
-                    self.channel.direct(identity, payload, request.ttl)
+                    channel.direct(identity, payload, request.ttl)
         except TransportError as exc:
             result = CallResult(request.agent, request.action, request.id, sorted(nodes))
             result.error = str(exc)

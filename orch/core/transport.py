@@ -42,7 +42,12 @@ class ClientChannel(Protocol):
         ...
 
     def direct(self, identity: str, payload: bytes, ttl: float) -> None:
-        """Publish a request to the single node ``identity``."""
+        """Publish a request to the single node ``identity``.
+
+        A channel may also define ``direct_many(identities, payload, ttl)``, publishing the
+        same request to each of several nodes at once (the kombu transport: one publish on
+        RabbitMQ); the client uses it when present, else calls this once per node.
+        """
         ...
 
     def receive(self, timeout: float) -> bytes | None:

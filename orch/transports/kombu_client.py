@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: The most publishes a client keeps for a resend after failover (the oldest go first).
 RESEND_LIMIT = 100_000
+#: The most queues one publish names (RabbitMQ's BCC header; see ``direct_many``).
+MAX_COPIES = 500
 #: The longest a failover inside :meth:`KombuClientChannel.receive` may take (seconds).
 FAILOVER_TIMEOUT = 5.0
 
@@ -48,6 +51,8 @@ class _Sent:
     routing_key: str
     payload: bytes
     ttl: float
+    #: More queues the broker copies this publish to (RabbitMQ's ``BCC`` header).
+    copies: tuple[str, ...] = ()
 
 
 class KombuClientChannel:
@@ -154,11 +159,13 @@ class KombuClientChannel:
             sent.payload, routing_key=sent.routing_key, expiration=sent.ttl,
             exchange=self._requests if sent.exchange else "",
             content_type="application/json", content_encoding="utf-8", delivery_mode=1,
+            headers={"BCC": list(sent.copies)} if sent.copies else None,
         )
 
-    def _publish(self, exchange: str, routing_key: str, payload: bytes, ttl: float) -> None:
+    def _publish(self, exchange: str, routing_key: str, payload: bytes, ttl: float,
+                 copies: tuple[str, ...] = ()) -> None:
         now = time.monotonic()
-        sent = _Sent(now + ttl, exchange, routing_key, payload, ttl)
+        sent = _Sent(now + ttl, exchange, routing_key, payload, ttl, copies)
         while self._sent and (self._sent[0].expires <= now or len(self._sent) >= RESEND_LIMIT):
             self._sent.popleft()
         self._sent.append(sent)
@@ -180,6 +187,37 @@ class KombuClientChannel:
         # The default exchange routes by queue name: O(1) on every broker, where a topic
         # lookup costs a match against every node's binding.
         self._publish("", node_queue_name(self._collective, identity), payload, ttl)
+
+    def direct_many(self, identities: Sequence[str], payload: bytes, ttl: float) -> None:
+        """Publish one request to each of ``identities``.
+
+        On RabbitMQ it is one publish per :data:`MAX_COPIES` nodes: the broker copies it to
+        every queue its ``BCC`` header names (sender-selected distribution) and removes the
+        header before delivery, so each node receives exactly what :meth:`direct` sends it.
+        A 50-node call costs one publish instead of 50 (about 0.4 ms of client CPU each).
+        Other brokers, which may ignore the header, get one publish per node.
+        """
+        from orch.transports.kombu import node_queue_name
+
+        queues = [node_queue_name(self._collective, identity) for identity in identities]
+        if not self._copies_supported():
+            for queue in queues:
+                self._publish("", queue, payload, ttl)
+            return
+        for start in range(0, len(queues), MAX_COPIES):
+            chunk = queues[start:start + MAX_COPIES]
+            self._publish("", chunk[0], payload, ttl, tuple(chunk[1:]))
+
+    def _copies_supported(self) -> bool:
+        """True when the broker is RabbitMQ, which honours the ``BCC`` header."""
+        try:
+            properties = self._conn.connection.server_properties  # type: ignore[union-attr]
+        except Exception:  # not py-amqp (redis://, memory://) or not connected
+            return False
+        product = properties.get("product") if isinstance(properties, dict) else None
+        if isinstance(product, bytes):
+            product = product.decode("utf-8", "replace")
+        return product == "RabbitMQ"
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -444,3 +444,35 @@ def test_server_checks_requests_the_client_did_not(
     assert int(reply.statuscode) == status, reply
     assert named in reply.statusmsg
     assert dict(reply.data) == {}
+
+
+def test_a_direct_request_is_one_publish_on_rabbitmq_and_one_per_node_elsewhere(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RabbitMQ copies one publish to every named node's queue (its BCC header); Redis gets
+    one publish per node. Either way every node answers exactly once."""
+    from orch.core.client import Client
+    from orch.core.config import load_settings
+    from orch.transports import kombu_client
+    from orch.transports.kombu import node_queue_name
+
+    published: list[tuple[str, tuple[str, ...]]] = []
+    send = kombu_client.KombuClientChannel._send
+
+    def counted(self: kombu_client.KombuClientChannel, sent: Any) -> None:
+        published.append((sent.routing_key, sent.copies))
+        send(self, sent)
+
+    monkeypatch.setattr(kombu_client.KombuClientChannel, "_send", counted)
+    nodes = sorted(fleet.alive())
+    settings = load_settings(None, {"broker": fleet.broker, "collective": fleet.collective,
+                                    **client_security_settings()}, environ={})
+    with Client(settings) as client:
+        result = client.ping(nodes=nodes)
+    assert sorted(result.replies) == nodes and not result.missing
+    prefix = node_queue_name(fleet.collective, "")
+    named = sorted(queue.removeprefix(prefix) for key, copies in published
+                   for queue in (key, *copies))
+    assert named == nodes  # every node named once, none twice
+    rabbitmq = fleet.broker.startswith("amqp")
+    assert len(published) == (1 if rabbitmq else len(nodes))

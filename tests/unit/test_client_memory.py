@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -276,17 +276,30 @@ def test_server_side_validation_when_client_has_no_ddl(client: Client) -> None:
 
 
 class Recorder:
-    """Wraps a channel's ``direct``: records ``(identity, request body)`` and publishes."""
+    """Wraps a channel's ``direct`` and ``direct_many``: records ``(identity, request body)``
+    for every node a request goes to, and publishes."""
 
     def __init__(self, client: Client) -> None:
         self.sent: list[tuple[str, Request]] = []
         channel = client.channel
         self._direct = channel.direct
-        channel.direct = self  # type: ignore[method-assign]
+        self._many = getattr(channel, "direct_many", None)
+        channel.direct = self.direct  # type: ignore[method-assign]
+        if self._many is not None:
+            channel.direct_many = self.direct_many  # type: ignore[attr-defined]
 
-    def __call__(self, identity: str, payload: bytes, ttl: float) -> None:
-        self.sent.append((identity, Request.decode(Envelope.decode(payload).body)))
+    def _record(self, identities: Sequence[str], payload: bytes) -> None:
+        request = Request.decode(Envelope.decode(payload).body)
+        self.sent.extend((identity, request) for identity in identities)
+
+    def direct(self, identity: str, payload: bytes, ttl: float) -> None:
+        self._record([identity], payload)
         self._direct(identity, payload, ttl)
+
+    def direct_many(self, identities: Sequence[str], payload: bytes, ttl: float) -> None:
+        self._record(identities, payload)
+        assert self._many is not None
+        self._many(identities, payload, ttl)
 
 
 def test_direct_call_names_exactly_its_targets(client: Client) -> None:
