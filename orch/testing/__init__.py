@@ -72,6 +72,7 @@ from orch.testing.fixtures import (
     orch_fleet,
     orch_pki,
     orch_servers,
+    pytest_configure,  # noqa: F401 (the plugin's hook: children hear Ctrl-C)
     pytest_runtest_makereport,  # noqa: F401 (the plugin's hook: daemon logs on failure)
 )
 from orch.testing.fleet import DEFAULT_CLASSES, DEFAULT_NODES, OrchFleet, node_specs

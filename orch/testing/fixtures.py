@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -130,6 +131,19 @@ def orch_servers(tmp_path: Path) -> Iterator[ServerFleetFactory]:
         yield factory
     finally:
         factory.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let the processes a test starts hear Ctrl-C, however the test run was started.
+
+    A run started as a background job of a non-interactive shell (``./run-tests &``, a
+    CI wrapper) inherits SIGINT *ignored*, and so would every ``orch`` command and demo a
+    test starts: a test that checks what Ctrl-C does (exit 130, "Still awaited") would see
+    it ignored and wait out its timeout. A handler, unlike an ignored signal, is not
+    inherited across ``exec``, so installing Python's own restores the default in children.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True)
