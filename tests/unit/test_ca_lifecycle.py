@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from x509_support import settings_for
 
 from orch.cli.ca import ca as ca_command
 from orch.core.config import Settings
@@ -37,13 +38,6 @@ def ca_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "ca"
     pki.init_ca(directory, common_name="lifecycle CA")
     return directory
-
-
-def settings_for(ca_dir: Path, role: str, name: str, **extra: Any) -> Settings:
-    cert, key = pki.CAPaths(ca_dir).issued(role, name)
-    return Settings().with_values({"identity": name, "tls_cert": str(cert),
-                                   "tls_key": str(key), "tls_ca": str(ca_dir / "ca.pem"),
-                                   "cert_cache": "off", **extra}, "test")
 
 
 # -- the CA side ----------------------------------------------------------------------------

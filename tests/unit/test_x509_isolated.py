@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from x509_support import reply_from, request_from, settings_for
 
 from orch.core import security as core_security
-from orch.core.config import Settings
 from orch.core.errors import ConfigError, RevokedError, SecurityError
-from orch.core.protocol import Envelope, Reply, Request, Status
+from orch.core.protocol import Envelope
 from orch.security import forked, pki, sodium
 from orch.security.x509 import DEFAULT_CLIENT_CERTNAMES, X509Provider
 
@@ -34,24 +33,6 @@ def ca_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "ca"
     pki.init_ca(directory, common_name="isolated CA")
     return directory
-
-
-def settings_for(ca_dir: Path, role: str, name: str, **extra: Any) -> Settings:
-    cert, key = pki.CAPaths(ca_dir).issued(role, name)
-    return Settings().with_values({"identity": name, "tls_cert": str(cert),
-                                   "tls_key": str(key), "tls_ca": str(ca_dir / "ca.pem"),
-                                   "cert_cache": "off", **extra}, "test")
-
-
-def request_from(provider: X509Provider) -> Envelope:
-    body = Request(agent="rpcutil", action="ping", collective="orch", sender="laptop",
-                   caller="cert=alice", reply_to="replies.x", data={}).encode()
-    return Envelope.decode(Envelope("request", body, provider.seal("request", body)).encode())
-
-
-def reply_from(provider: X509Provider, sender: str = "web1") -> Envelope:
-    body = Reply("abc", sender, "rpcutil", "ping", Status.OK, "OK", {}).encode()
-    return Envelope.decode(Envelope("reply", body, provider.seal("reply", body)).encode())
 
 
 def test_sodium_signs_exactly_as_cryptography() -> None:

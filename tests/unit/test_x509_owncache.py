@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from x509_support import credential_values, reply_from, request_from
 
 from orch.core import security as core_security
 from orch.core.config import Settings
 from orch.core.errors import ConfigError
-from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.security import owncache, pki, sodium
 from orch.security.x509 import X509Provider
 
@@ -46,9 +46,7 @@ def cache(tmp_path: Path) -> Path:
 
 
 def values_for(ca_dir: Path, role: str, name: str, cache: Path, **extra: Any) -> dict[str, Any]:
-    cert, key = pki.CAPaths(ca_dir).issued(role, name)
-    return {"identity": name, "tls_cert": str(cert), "tls_key": str(key),
-            "tls_ca": str(ca_dir / "ca.pem"), "cert_cache": str(cache), **extra}
+    return credential_values(ca_dir, role, name, **{"cert_cache": str(cache), **extra})
 
 
 def settings_for(ca_dir: Path, role: str, name: str, cache: Path, **extra: Any) -> Settings:
@@ -57,17 +55,6 @@ def settings_for(ca_dir: Path, role: str, name: str, cache: Path, **extra: Any) 
 
 def entries(cache: Path) -> list[Path]:
     return sorted(cache.glob("*.own"))
-
-
-def reply_from(provider: X509Provider, sender: str = "web1") -> Envelope:
-    body = Reply("abc", sender, "rpcutil", "ping", Status.OK, "OK", {}).encode()
-    return Envelope.decode(Envelope("reply", body, provider.seal("reply", body)).encode())
-
-
-def request_from(provider: X509Provider) -> Envelope:
-    body = Request(agent="rpcutil", action="ping", collective="orch", sender="laptop",
-                   caller="cert=alice", reply_to="replies.x", data={}).encode()
-    return Envelope.decode(Envelope("request", body, provider.seal("request", body)).encode())
 
 
 def test_the_next_command_needs_no_cryptography(ca_dir: Path, cache: Path,
