@@ -9,7 +9,6 @@ is a :class:`~orch.core.errors.ConfigError` naming the key and where it came fro
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -371,9 +370,8 @@ def _alias(key: str, source: str, known: Mapping[str, Any],
     if target is not None:
         return target
     candidates = [*known, *registry.setting_aliases()]
-    hint = difflib.get_close_matches(key, candidates, n=1)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise ConfigError(f"{source}: unknown setting {key!r}{suggestion}")
+    hint = sections.did_you_mean(key, candidates)
+    raise ConfigError(f"{source}: unknown setting {key!r}{hint}")
 
 
 def load_settings(

@@ -21,7 +21,6 @@ claiming one name is a conflict like any other.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -34,6 +33,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 S = TypeVar("S", bound="PluginSection")
 ENV_PREFIX = "ORCH_"
+
+
+def did_you_mean(key: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest candidate, or nothing if none is close.
+
+    Only a mistyped key needs it, so :mod:`difflib` is imported here rather than at every
+    start of every command.
+    """
+    import difflib
+
+    hint = difflib.get_close_matches(key, list(candidates), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def setting(default: Any, convert: Callable[[Any], Any], doc: str, *,
@@ -132,8 +143,7 @@ def check(section: str, cls: type[T], values: Mapping[str, Any],
         source = origins.get(key, "settings")
         target = known.get(key) or grouped.get(key)
         if target is None:
-            hint = difflib.get_close_matches(str(key), [*known, *grouped], n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            suggestion = did_you_mean(str(key), [*known, *grouped])
             raise ConfigError(f"{source}: unknown setting {where!r}{suggestion}")
         try:
             converted = target.metadata["convert"](value)
