@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from orch.agents.external.scan import scan
+from orch.agents.external.scanning import scan
 from orch.agents.external.settings import PLUGIN_NAME, ExternalSettings
 from orch.core.agent import Agent
 from orch.core.config import Settings
