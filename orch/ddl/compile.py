@@ -26,6 +26,7 @@ from typing import Any
 from orch.core.errors import ArgumentError
 from orch.core.patterns import PatternError
 from orch.core.patterns import search as pattern_search
+from orch.ddl import conform
 from orch.ddl.model import ActionDDL, InputDDL, OutputDDL, Validators
 
 #: JSON Schema for each DDL value type (list = enumeration, handled per input).
@@ -299,7 +300,7 @@ _NO_VALIDATORS: Validators = {}
 
 def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
     """Human-readable problems of ``data`` against ``action``'s outputs."""
-    if not action.outputs or _plainly_conforms(action, data):
+    if not action.outputs or conform.plainly_conforms(action, data):
         return []
     problems = []
     for error in _validator(action, _NO_VALIDATORS, "output").iter_errors(dict(data)):
@@ -315,42 +316,6 @@ def check_reply(action: ActionDDL, data: Mapping[str, Any]) -> list[str]:
         else:
             problems.append(f"output {name!r}: {error.message}")
     return problems
-
-
-#: Python types of the DDL output types that need nothing but a type check.
-_PLAIN_TYPES: Mapping[str, type | tuple[type, ...]] = {
-    "string": str, "list": str, "number": (int, float), "float": (int, float),
-    "boolean": bool, "hash": dict, "array": list, "any": object,
-}
-
-
-def _plainly_conforms(action: ActionDDL, data: Mapping[str, Any]) -> bool:
-    """True when ``data`` certainly matches ``action``'s outputs, without jsonschema.
-
-    Replies are checked on every node for every request; almost all conform, and a type
-    check per value costs a fraction of a validator run. Anything this does not clearly
-    accept (an integer given as a float, an unknown type) goes to jsonschema, which also
-    words the problems.
-    """
-    outputs = action.outputs
-    for name, value in data.items():
-        spec = outputs.get(name)
-        if spec is None:
-            return False
-        if value is None:
-            if spec.default is None or spec.type == "any":
-                continue
-            return False
-        if spec.type == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
-                return False
-            continue
-        wanted = _PLAIN_TYPES.get(spec.type)
-        if wanted is None or not isinstance(value, wanted):
-            return False
-        if wanted is not bool and wanted is not object and isinstance(value, bool):
-            return False  # JSON Schema: true is not a number
-    return True
 
 
 def input_problem(spec: InputDDL, value: Any, validators: Validators | None) -> str | None:

@@ -2,7 +2,7 @@
 
 A node checks each request's arguments and each reply against the DDL. For an action
 without inputs called without arguments, and for a reply whose values plainly have their
-declared types, orch answers without running a validator (orch.ddl.compile); anything else
+declared types, orch answers without running a validator (orch.ddl.conform); anything else
 still goes to jsonschema. These tests compare the two on every DDL type and awkward value.
 """
 
@@ -15,6 +15,7 @@ import pytest
 from orch.core.errors import ArgumentError
 from orch.core.runner import InlineRunner
 from orch.ddl import compile as ddl_compile
+from orch.ddl import conform
 from orch.ddl.model import ActionDDL, InputDDL, OutputDDL
 
 TYPES = ("string", "integer", "number", "float", "boolean", "hash", "array", "list", "any",
@@ -33,7 +34,7 @@ def test_reply_shortcut_agrees_with_jsonschema(type_: str, default: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     action = _action(type_, default)
     fast = {repr(value): ddl_compile.check_reply(action, {"out": value}) for value in VALUES}
-    monkeypatch.setattr(ddl_compile, "_plainly_conforms", lambda action, data: False)
+    monkeypatch.setattr(conform, "plainly_conforms", lambda action, data: False)
     slow = {repr(value): ddl_compile.check_reply(action, {"out": value}) for value in VALUES}
     assert fast == slow
 
