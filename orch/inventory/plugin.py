@@ -48,13 +48,13 @@ def orch_discovery_methods() -> Mapping[str, DiscoveryMethod]:
 
 @hookimpl
 def orch_call_observers(settings: Settings, registry: PluginRegistry) -> Iterable[CallObserver]:
-    from orch.inventory.jobs import JobRecorder
     from orch.inventory.settings import InventorySettings
 
     inventory = InventorySettings.from_settings(settings)
     url = inventory.store
     if not url or not inventory.job_history:
         return []
+    from orch.inventory.jobs import JobRecorder  # only with a store: every call asks
 
     def open_store() -> InventoryStore:
         return registry.inventory_store(url, settings)
