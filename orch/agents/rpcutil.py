@@ -75,3 +75,8 @@ class Rpcutil(Agent):
 @hookimpl
 def orch_agents() -> Iterable[type[Agent]]:
     return [Rpcutil]
+
+
+@hookimpl
+def orch_agent_names() -> Iterable[str]:
+    return [Rpcutil.name]

@@ -171,16 +171,18 @@ class ClientContext:
         return None
 
 
-def installed_agents(config_file: str | None = None) -> dict[str, Any]:
-    """The agents a client with these settings uses (``agents_dir`` included): the one set
-    help, documentation, completion and calls all come from. Empty if the settings do not
-    load (the command that needs them reports that error)."""
+def installed_agents(config_file: str | None = None) -> Mapping[str, Any]:
+    """The agents a client with these settings uses (``agents_dir`` included): the one
+    lookup help, documentation, completion and calls all come from (by name, importing only
+    the plugin that provides the agent). Empty if the settings do not load (the command that
+    needs them reports that error)."""
     from orch.cli.context import environ, registry
+    from orch.core.agentlookup import AgentLookup
     from orch.core.clientconfig import load_client_settings
 
     try:
-        return dict(registry().agents(load_client_settings(config_file, None, environ(),
-                                                           registry())))
+        return AgentLookup(registry(), load_client_settings(config_file, None, environ(),
+                                                            registry()))
     except OrchError:
         return {}
 

@@ -12,7 +12,7 @@ keeps its meaning wherever it is written, before or after ACTION.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -29,7 +29,7 @@ from orch.cli.options import (
 INPUT_PREFIX = "input__"
 
 
-def _lookup(ctx: click.Context | None) -> dict[str, Any]:
+def _lookup(ctx: click.Context | None) -> Mapping[str, Any]:
     """The agents installed for the settings of this command line (``--config``, env)."""
     return installed_agents(ctx.params.get("config_file") if ctx is not None else None)
 

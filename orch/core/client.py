@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from orch.core import protocol
+from orch.core.agentlookup import AgentLookup
 from orch.core.checkpool import CheckedReceiver
 from orch.core.collect import ReplyCallback, accept_reply, collect_loop, verified_reply
 from orch.core.config import Settings
@@ -116,10 +117,11 @@ class Client:
         return FilterEngine.for_registry(self.registry, self.settings)
 
     @functools.cached_property
-    def agents(self) -> dict[str, type[Agent]]:
-        """The agents installed here for these settings (``agents_dir`` included), looked
-        up once per client: DDLs, timeouts and help all come from this one set."""
-        return self.registry.agents(self.settings)
+    def agents(self) -> Mapping[str, type[Agent]]:
+        """The agents installed here for these settings (``agents_dir`` included), by name:
+        DDLs, timeouts and help all come from this one lookup, which imports only the
+        plugins providing the agents asked for (:mod:`orch.core.agentlookup`)."""
+        return AgentLookup(self.registry, self.settings)
 
     @functools.cached_property
     def observers(self) -> list[CallObserver]:

@@ -153,6 +153,22 @@ def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
 
 
 @hookspec
+def orch_agent_names() -> Iterable[str]:
+    """Optional: the name of every agent this plugin's ``orch_agents`` may return.
+
+    A client command needs one agent (its DDL) and should not import every agent plugin
+    installed to find it: with this hook the cached plugin index knows which plugin provides
+    which agent, and a command imports this plugin only when it names one of these agents.
+    List every name ``orch_agents`` can return, whatever the settings. A plugin whose agents
+    depend on its settings (found in a configured directory, say) leaves this hook out and
+    is then imported and asked by every command that looks up an agent.
+
+    Called: only when the plugin index is built (every plugin imported once); the names are
+    read back from the index file after that.
+    """
+
+
+@hookspec
 def orch_validators() -> Mapping[str, Callable[[Any], bool]]:
     """Return ``{name: predicate}`` for DDL input validators.
 

@@ -48,6 +48,7 @@ KEYED_HOOKS: Mapping[str, Callable[[Any], Iterable[str]]] = {
     "orch_discovery_methods": lambda result: list(result or {}),
     "orch_inventory_stores": lambda result: list(result or {}),
     "orch_cli_commands": lambda result: [cmd.name for cmd in result or () if cmd.name],
+    "orch_agent_names": lambda result: list(result or ()),
     "orch_settings": lambda result: _section_names(result),
 }
 

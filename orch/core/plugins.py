@@ -333,6 +333,40 @@ class PluginRegistry:
         classes = [cls for result in results for cls in result]
         return self._merged([{cls.name: cls} for cls in classes], "agent")
 
+    def agent(self, name: str, settings: Settings | None = None) -> type[Agent] | None:
+        """The class of agent ``name`` for ``settings``, or None when no plugin provides it.
+
+        Imports only the plugins that may provide it: those listing ``name`` in
+        ``orch_agent_names``, and those implementing ``orch_agents`` without listing names
+        (their agents depend on the settings, like ``agents_dir``). A command that needs one
+        agent's DDL so leaves every other agent plugin unimported.
+        """
+        from orch.core.config import Settings as DefaultSettings
+
+        self._need_agent(name)
+        results = self._manager.hook.orch_agents(settings=settings or DefaultSettings())
+        found = [{cls.name: cls} for result in results for cls in result if cls.name == name]
+        return self._merged(found, "agent").get(name)
+
+    def _need_agent(self, name: str) -> None:
+        """Import the pending plugins that may provide agent ``name`` (all without an index)."""
+        if not self._pending:
+            return
+        if self._index is None:
+            self._load_all()
+            return
+        wanted = []
+        for plugin, provided in self._index.items():
+            if plugin not in self._pending:
+                continue
+            if provided is None:
+                wanted.append(plugin)  # broken or unknown: let it report itself
+            elif "orch_agents" in provided:
+                names = provided.get("orch_agent_names")
+                if names is None or name in names:
+                    wanted.append(plugin)
+        self._load(wanted)
+
     def fact_sources(self, settings: Settings) -> list[FactSource]:
         # Later sources win key by key: the order must not depend on which plugin a lazy
         # registry happened to import first (built-ins sort first, as entry points by name).

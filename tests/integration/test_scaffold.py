@@ -197,7 +197,7 @@ def test_installed_plugin_is_listed(plugin_env: PluginEnv) -> None:
     assert listed.rc == 0, listed.describe()
     by_name = {entry["name"]: entry for entry in listed.json()}
     assert by_name[AGENT] == {"name": AGENT, "distribution": f"orch-{AGENT}",
-                              "version": "0.1.0", "hooks": ["orch_agents"], "error": None,
+                              "version": "0.1.0", "hooks": ["orch_agent_names", "orch_agents"], "error": None,
                               "transports": []}
 
 

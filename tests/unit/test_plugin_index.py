@@ -145,6 +145,49 @@ def test_with_an_index_a_lookup_imports_only_the_plugin_that_provides_the_name(
     assert "orch_index_b" in sys.modules
 
 
+AGENT_PLUGIN = """
+from orch.core.agent import Agent
+from orch.core.hookspecs import hookimpl
+
+
+class Found(Agent):
+    name = "{name}"
+
+
+@hookimpl
+def orch_agents(settings):
+    return [Found]
+"""
+
+AGENT_NAMES = """
+
+@hookimpl
+def orch_agent_names():
+    return ["{name}"]
+"""
+
+
+def test_an_agent_is_looked_up_only_in_the_plugins_that_may_provide_it(site: Site) -> None:
+    """A plugin listing its agents in ``orch_agent_names`` is imported only for them; one
+    that lists none (its agents may depend on settings) is asked for every agent."""
+    site.install("orch-index-c", "orch_index_c",
+                 AGENT_PLUGIN.format(name="gamma") + AGENT_NAMES.format(name="gamma"), "index_c")
+    site.install("orch-index-fz", "orch_index_fz", AGENT_PLUGIN.format(name="zeta"), "index_fz")
+    PluginRegistry.from_entry_points()
+    forget_modules()
+    registry = PluginRegistry.from_entry_points()
+
+    rpcutil = registry.agent("rpcutil")
+    assert rpcutil is not None and rpcutil.name == "rpcutil"
+    assert "orch_index_c" not in sys.modules
+    assert "orch_index_fz" in sys.modules
+    for name in ("gamma", "zeta"):
+        found = registry.agent(name)
+        assert found is not None and found.name == name
+    assert registry.agent("nobody-provides-this") is None
+    assert set(registry.agents()) >= {"rpcutil", "gamma", "zeta"}
+
+
 def test_installing_and_removing_a_plugin_invalidates_the_index(site: Site) -> None:
     PluginRegistry.from_entry_points()
     site.install("orch-index-c", "orch_index_c",
@@ -252,6 +295,43 @@ def test_an_unsigned_ping_imports_no_plugin_it_does_not_use(tmp_path: Path) -> N
     probe = subprocess.run([sys.executable, "-P", "-c", LEAN_PROBE], env=env,
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == []
+
+
+RPC_PROBE = """
+import json, sys
+from orch.core.config import load_settings
+from orch.core.plugins import PluginRegistry
+registry = PluginRegistry.from_entry_points()
+settings = load_settings(None, {"broker": "memory://", "security": "insecure"}, environ={})
+registry.cli_commands("rpc")
+from orch.core.client import Client
+client = Client(settings, registry)
+ddl = client.action_ddl("rpcutil", "ping")
+assert ddl is not None and ddl.check_reply({"pong": 1764567890.5}) == []
+assert registry.call_observers(settings) == []
+client.close()
+machinery = ("agent", "cache", "call", "process", "reply", "scanning")
+heavy = ("jsonschema", "orch.ddl.compile", "orch.inventory.jobs", "orch.core.audit",
+         "concurrent.futures", "orch_puppet", "orch_package", "orch_service",
+         *(f"orch.agents.external.{name}" for name in machinery))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
+"""
+
+
+def test_an_rpc_call_imports_no_machinery_its_settings_leave_unused(tmp_path: Path) -> None:
+    """A fresh ``orch rpc rpcutil`` with default settings imports only what it uses: no other
+    agent plugin (the contrib ones are installed beside orch in this suite); no external-agent
+    directory, so none of the scanning, calling and supervising code; no inventory store, so
+    no job history; and a reply that plainly has its declared types is accepted without
+    :mod:`orch.ddl.compile` (or jsonschema)."""
+    env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):  # the first run may build the index and import everything
+        probe = subprocess.run([sys.executable, "-P", "-c", RPC_PROBE], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+    if not index_files(tmp_path):
+        pytest.skip("no index written: the environment changed in the last 2 s")
     assert json.loads(probe.stdout) == []
 
 

@@ -35,7 +35,7 @@ PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "orch_testplug
 
 BUILTIN_HOOKS = {
     "kombu": ("orch_transports",),
-    "rpcutil": ("orch_agents",),
+    "rpcutil": ("orch_agent_names", "orch_agents"),
     "filters": ("orch_filter_functions", "orch_filter_kinds"),
     "facts": ("orch_fact_sources",),
     "discovery": ("orch_discovery_methods",),
@@ -170,7 +170,7 @@ def test_installed_plugin_shows_in_orch_plugins_json(plugin_venv: Path) -> None:
         "error": None,
         "transports": [],
     }
-    assert by_name["rpcutil"]["hooks"] == ["orch_agents"]
+    assert by_name["rpcutil"]["hooks"] == ["orch_agent_names", "orch_agents"]
 
 
 def test_installed_plugin_agent_help_comes_from_its_ddl(plugin_venv: Path) -> None:

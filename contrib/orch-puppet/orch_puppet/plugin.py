@@ -33,6 +33,13 @@ def orch_agents(settings: Settings) -> Iterable[type[Agent]]:
 
 
 @hookimpl
+def orch_agent_names() -> Iterable[str]:
+    """The agent above, by name: a command calling another agent does not import this
+    plugin."""
+    return ["puppet"]
+
+
+@hookimpl
 def orch_fact_sources(settings: Settings) -> Iterable[FactSource]:
     """facter's facts, when ``plugins.puppet.facts_enabled`` is true (off by default)."""
     from orch_puppet.config import PuppetPluginConfig

@@ -35,6 +35,13 @@ def orch_agents(settings: Any) -> Iterable[type[Any]]:
 
 
 @hookimpl
+def orch_agent_names() -> Iterable[str]:
+    """The agent above, by name: a command calling another agent does not import this
+    plugin."""
+    return ["service"]
+
+
+@hookimpl
 def orch_cli_commands() -> Iterable[click.Command]:
     from orch_service.commands import service
 

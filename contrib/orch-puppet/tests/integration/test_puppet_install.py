@@ -16,7 +16,7 @@ def test_install_and_uninstall_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     check_fresh_install(
         tmp_path, Path(orch_puppet.__file__).resolve().parent.parent,
         distribution="orch-puppet", module="orch_puppet", command="puppet",
-        hooks=("orch_agents", "orch_cli_commands", "orch_fact_sources"),
+        hooks=("orch_agent_names", "orch_agents", "orch_cli_commands", "orch_fact_sources"),
         help_words=("status", "runonce", "runall", "summary", "count", "last_run_summary",
                     "enable", "disable", "resource"),
         rpc_help=("puppet", "runonce", "splaylimit"),
