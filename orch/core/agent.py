@@ -28,12 +28,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from orch.core.config import Settings
-from orch.core.filter import NodeView
 from orch.core.protocol import Status
 from orch.ddl.model import AgentDDL, load_ddl
+
+if TYPE_CHECKING:
+    from orch.core.filter import NodeView
 
 ActionMethod = Callable[[Any, "ActionRequest", "ActionReply"], None]
 M = TypeVar("M", bound=ActionMethod)

@@ -52,8 +52,6 @@ from orch.core.errors import (
     TransportError,
     UnknownActionError,
 )
-from orch.core.filter import FilterEngine
-from orch.core.inventory import CallObserver
 from orch.core.plugins import PluginRegistry, default_registry
 from orch.core.protocol import Envelope, Reply, Request, valid_name
 from orch.core.result import CallResult
@@ -63,6 +61,8 @@ from orch.ddl.model import DEFAULT_TIMEOUT, ActionDDL
 
 if TYPE_CHECKING:
     from orch.core.agent import Agent
+    from orch.core.filter import FilterEngine
+    from orch.core.inventory import CallObserver
 
 log = logging.getLogger(__name__)
 #: Which discovery method ran and how long it took (shown by the CLI's ``-v``).
@@ -113,7 +113,10 @@ class Client:
 
     @functools.cached_property
     def filters(self) -> FilterEngine:
-        """The filter kinds and functions plugins offer (loaded when first needed)."""
+        """The filter kinds and functions plugins offer (loaded when first needed: a call
+        to a known list of nodes never imports the filter engine)."""
+        from orch.core.filter import FilterEngine
+
         return FilterEngine.for_registry(self.registry, self.settings)
 
     @functools.cached_property

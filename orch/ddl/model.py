@@ -109,6 +109,8 @@ class ActionDDL:
         status. ``validators`` are the named validators available
         (``registry.validators()``; with None, an argument naming one is invalid).
         """
+        if not self.inputs and not data:  # nothing to check (ping): no compiler needed
+            return {}
         from orch.ddl.compile import check_arguments
 
         return check_arguments(self, data, validators)

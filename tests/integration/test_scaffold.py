@@ -197,8 +197,8 @@ def test_installed_plugin_is_listed(plugin_env: PluginEnv) -> None:
     assert listed.rc == 0, listed.describe()
     by_name = {entry["name"]: entry for entry in listed.json()}
     assert by_name[AGENT] == {"name": AGENT, "distribution": f"orch-{AGENT}",
-                              "version": "0.1.0", "hooks": ["orch_agent_names", "orch_agents"], "error": None,
-                              "transports": []}
+                              "version": "0.1.0", "hooks": ["orch_agent_names", "orch_agents"],
+                              "error": None, "transports": []}
 
 
 def test_scaffolded_tests_pass_with_orch_testing(plugin_env: PluginEnv) -> None:

@@ -14,16 +14,21 @@ from orch.core.filter import FilterEngine
 from orch.core.plugins import PluginRegistry, default_registry
 
 
-def test_agents_are_looked_up_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_agent_is_looked_up_once_per_client_and_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client asks the registry for the agent it calls, once, and never lists them all
+    (which imports every agent plugin installed)."""
     registry = default_registry()
-    calls: list[Any] = []
-    original = PluginRegistry.agents
+    named: list[str] = []
+    listed: list[Any] = []
+    original = PluginRegistry.agent
 
-    def counting(self: PluginRegistry, settings: Any = None) -> Any:
-        calls.append(settings)
-        return original(self, settings)
+    def counting(self: PluginRegistry, name: str, settings: Any = None) -> Any:
+        named.append(name)
+        return original(self, name, settings)
 
-    monkeypatch.setattr(PluginRegistry, "agents", counting)
+    monkeypatch.setattr(PluginRegistry, "agent", counting)
+    monkeypatch.setattr(PluginRegistry, "agents", lambda self, settings=None: listed.append(1))
     settings = load_settings(overrides={"broker": "memory://", "security": "insecure"},
                              environ={})
     client = Client(settings, registry)
@@ -31,9 +36,11 @@ def test_agents_are_looked_up_once_per_client(monkeypatch: pytest.MonkeyPatch) -
         client.action_ddl("rpcutil", "ping")
         client.call_timeout("rpcutil")
         client.action_ddl("rpcutil", "get_fact")
+        assert client.action_ddl("nosuchagent", "act") is None
     finally:
         client.close()
-    assert len(calls) == 1
+    assert named == ["rpcutil", "nosuchagent"]
+    assert listed == []
 
 
 def test_a_filter_engine_comes_from_the_registry_alone() -> None:

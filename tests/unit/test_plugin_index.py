@@ -308,11 +308,13 @@ registry.cli_commands("rpc")
 from orch.core.client import Client
 client = Client(settings, registry)
 ddl = client.action_ddl("rpcutil", "ping")
-assert ddl is not None and ddl.check_reply({"pong": 1764567890.5}) == []
+assert ddl is not None and ddl.check_arguments({}) == {}
+assert ddl.check_reply({"pong": 1764567890.5}) == []
 assert registry.call_observers(settings) == []
 client.close()
 machinery = ("agent", "cache", "call", "process", "reply", "scanning")
 heavy = ("jsonschema", "orch.ddl.compile", "orch.inventory.jobs", "orch.core.audit",
+         "orch.core.filter", "orch.core.inventory",
          "concurrent.futures", "orch_puppet", "orch_package", "orch_service",
          *(f"orch.agents.external.{name}" for name in machinery))
 print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
@@ -323,7 +325,8 @@ def test_an_rpc_call_imports_no_machinery_its_settings_leave_unused(tmp_path: Pa
     """A fresh ``orch rpc rpcutil`` with default settings imports only what it uses: no other
     agent plugin (the contrib ones are installed beside orch in this suite); no external-agent
     directory, so none of the scanning, calling and supervising code; no inventory store, so
-    no job history; and a reply that plainly has its declared types is accepted without
+    no job history; no filter, so no filter engine; and no arguments for an action without
+    inputs, and a reply that plainly has its declared types, are accepted without
     :mod:`orch.ddl.compile` (or jsonschema)."""
     env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
     for _ in range(2):  # the first run may build the index and import everything
