@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 CONTRIB_PLUGINS = {"orch-puppet": ("puppet", "puppet"), "orch-service": ("service", "service"),
                    "orch-package": ("package", "package")}
 #: Distributions only the test (or lint) extras bring; none may be in the clean install.
-TEST_ONLY = {"pytest", "pytest-benchmark", "hypothesis", "psutil", "ruff", "mypy"}
+TEST_ONLY = {"pytest", "pytest-benchmark", "pytest-xdist", "hypothesis", "psutil", "ruff", "mypy"}
 NODE = NodeSpec("clean1", {"role": "clean", "os": {"family": "Debian"}}, ("base",))
 
 

@@ -1,0 +1,31 @@
+"""How ``./run-tests`` spreads the whole repository's suites over pytest-xdist workers.
+
+``./run-tests`` runs ``pytest -n 2 --dist loadgroup``: the integration suites spend most of
+their time waiting (for daemons to start, brokers to restart, timeouts to pass), so two
+workers overlap those waits. Each worker is a separate pytest session, so session- and
+module-scoped fixtures run once per worker that needs them. To keep each running once:
+
+* every test file is one group (a worker runs the whole file: its module fixtures start
+  once);
+* every test that uses one of :data:`SHARED` — session fixtures that start something heavy
+  — joins that fixture's group, whatever its file, so one worker starts it once.
+
+Plain ``pytest`` (no ``-n``) runs everything in one process, as before.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: Session fixtures too heavy to start twice: the real puppetserver (with PuppetDB and the
+#: agents that use it) and a fresh virtualenv with every distribution's wheel built.
+SHARED = ("puppet_stack", "clean_install")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        shared = next((name for name in SHARED if name in getattr(item, "fixturenames", ())),
+                      None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::", 1)[0]))
