@@ -356,9 +356,8 @@ class PluginRegistry:
             self._load_all()
             return
         wanted = []
-        for plugin, provided in self._index.items():
-            if plugin not in self._pending:
-                continue
+        for plugin in self._pending:
+            provided = self._index.get(plugin)
             if provided is None:
                 wanted.append(plugin)  # broken or unknown: let it report itself
             elif "orch_agents" in provided:
