@@ -115,6 +115,12 @@ def exit_ok(out: str) -> int:
     return 0
 
 
+def silent(expected: int) -> Callable[[str], int]:
+    """A counter for a command that prints nothing when it works (``bench/floor.py``): the
+    expected count when silent, -1 with any output (a traceback)."""
+    return lambda out: -1 if out.strip() else expected
+
+
 def salt_count(out: str) -> int:
     """Minions that returned (``--out=txt`` lines ``nodeNNN: …``), not the timed-out ones."""
     return len({line.split(":", 1)[0] for line in SALT_LINE.findall(out)
@@ -136,6 +142,8 @@ class Pair:
     #: Salt's nearest command (``salt`` arguments after ``-c DIR``) and its counter, if any.
     salt: list[str] | None = None
     salt_count: Callable[[str], int] | None = None
+    #: A whole command line run on orch's side instead of ``orch`` + :attr:`orch`.
+    orch_argv: list[str] | None = None
     wall: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
 
@@ -145,7 +153,8 @@ class Pair:
 
     def summary(self) -> dict[str, object]:
         figures: dict[str, object] = {
-            "pair": self.name, "orch": " ".join(self.orch), "mco": " ".join(self.mco),
+            "pair": self.name, "orch": " ".join(self.orch_argv or ["orch", *self.orch]),
+            "mco": " ".join(self.mco),
             "salt": None if self.salt is None else "salt " + " ".join(self.salt),
             "replies": self.expected, "rounds": len(self.wall["orch"]),
         }
@@ -182,6 +191,9 @@ def pairs(n: int, orch_nodes: Path, mco_nodes: Path, salt_ids: Sequence[str]) ->
         Pair("ping --nodes FILE (mco: rpc --nodes)", ["ping", "--nodes", str(orch_nodes)],
              [*rpc, "--np", "--nodes", str(mco_nodes)], n, ping_count, finished_count, 2.0,
              listed, salt_count),
+        Pair("floor: orch's libraries alone (bench/floor.py) / mco rpc --nodes", [],
+             [*rpc, "--np", "--nodes", str(mco_nodes)], n, silent(n), finished_count,
+             orch_argv=[sys.executable, str(Path(__file__).with_name("floor.py"))]),
         Pair("find", ["find"], ["find"], n, find_count, find_count),
         Pair("facts role", ["facts", "role"], ["facts", "role"], n, facts_count, facts_count,
              None, ["--out=txt", "*", "grains.item", "role"], salt_count),
@@ -454,7 +466,8 @@ def run(n: int = 50, rounds: int = 9, idle_wait: float | None = None,
 
         def sides(pair: Pair) -> list[tuple[str, list[str], dict[str, str],
                                             Callable[[str], int], int]]:
-            found = [("orch", [exe, *pair.orch], orch_env, pair.orch_count, pair.expected),
+            orch_argv = pair.orch_argv or [exe, *pair.orch]
+            found = [("orch", orch_argv, orch_env, pair.orch_count, pair.expected),
                      ("mco", mco.command(pair.mco), mco_env, pair.mco_count, pair.expected)]
             if salt is not None and pair.salt is not None and pair.salt_count is not None:
                 expected = pair.expected and (salt_n - salt_n // 2 if "-G" in pair.salt
