@@ -5,8 +5,8 @@ their time waiting (for daemons to start, brokers to restart, timeouts to pass),
 workers overlap those waits. Each worker is a separate pytest session, so session- and
 module-scoped fixtures run once per worker that needs them. To keep each running once:
 
-* every test file is one group (a worker runs the whole file: its module fixtures start
-  once);
+* every test file is one group, named after the file (a worker runs the whole file: its
+  module fixtures start once);
 * every test that uses one of :data:`SHARED` — session fixtures that start something heavy
   — joins that fixture's group, whatever its file, so one worker starts it once.
 
@@ -22,10 +22,14 @@ import pytest
 SHARED = ("puppet_stack", "clean_install")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
         shared = next((name for name in SHARED if name in getattr(item, "fixturenames", ())),
                       None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::", 1)[0]))
+        # A file's group is its name: short in reports (xdist appends ``@group`` to each
+        # test id), and two files of one name merely share a worker.
+        file_group = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(shared or file_group))
