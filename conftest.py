@@ -48,6 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _root_logging() -> Iterator[None]:
+    """The CLI group reconfigures root logging (onto CliRunner's soon-closed stderr, at its
+    own level): put the run's back after every test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield

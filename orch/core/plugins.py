@@ -168,8 +168,13 @@ class PluginRegistry:
             provided[caller.name] = sorted(keys)
         return provided
 
-    def _need(self, hook: str, key: str | None = None) -> None:
-        """Import the pending plugins that implement ``hook`` (and provide ``key``)."""
+    def _need(self, hook: str, key: str | None = None, names_hook: str | None = None) -> None:
+        """Import the pending plugins that implement ``hook`` (and provide ``key``).
+
+        ``names_hook``: the keys a plugin provides through ``hook`` are the names it returns
+        from that other hook (``orch_agents`` takes settings, so ``orch_agent_names`` names
+        its agents); a plugin without it may provide any key.
+        """
         if not self._pending:
             return
         if self._index is None:
@@ -181,7 +186,7 @@ class PluginRegistry:
             if provided is None:
                 wanted.append(name)  # broken or unknown: let it report itself
             elif hook in provided:
-                keys = provided[hook]
+                keys = provided.get(names_hook) if names_hook else provided[hook]
                 if key is None or keys is None or key in keys:
                     wanted.append(name)
         self._load(wanted)
@@ -343,28 +348,10 @@ class PluginRegistry:
         """
         from orch.core.config import Settings as DefaultSettings
 
-        self._need_agent(name)
+        self._need("orch_agents", name, names_hook="orch_agent_names")
         results = self._manager.hook.orch_agents(settings=settings or DefaultSettings())
         found = [{cls.name: cls} for result in results for cls in result if cls.name == name]
         return self._merged(found, "agent").get(name)
-
-    def _need_agent(self, name: str) -> None:
-        """Import the pending plugins that may provide agent ``name`` (all without an index)."""
-        if not self._pending:
-            return
-        if self._index is None:
-            self._load_all()
-            return
-        wanted = []
-        for plugin in self._pending:
-            provided = self._index.get(plugin)
-            if provided is None:
-                wanted.append(plugin)  # broken or unknown: let it report itself
-            elif "orch_agents" in provided:
-                names = provided.get("orch_agent_names")
-                if names is None or name in names:
-                    wanted.append(plugin)
-        self._load(wanted)
 
     def fact_sources(self, settings: Settings) -> list[FactSource]:
         # Later sources win key by key: the order must not depend on which plugin a lazy

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import re
 import tempfile
@@ -60,16 +59,6 @@ def fleet() -> Iterator[Fleet]:
                              environ={})
     with Fleet(settings, SPECS, default_registry(), security_for=pki().node_security) as fleet:
         yield fleet
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI group reconfigures root logging onto CliRunner's (soon closed) stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def environment(**extra: str | None) -> dict[str, str | None]:
