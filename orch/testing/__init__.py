@@ -78,6 +78,7 @@ from orch.testing.fixtures import (
 from orch.testing.fleet import DEFAULT_CLASSES, DEFAULT_NODES, OrchFleet, node_specs
 from orch.testing.servers import (
     SERVER_NODES,
+    SUITE_ENVIRONMENT,
     CliResult,
     ServerDaemon,
     ServerFleet,
@@ -92,6 +93,7 @@ __all__ = [
     "DEFAULT_CLASSES",
     "DEFAULT_NODES",
     "SERVER_NODES",
+    "SUITE_ENVIRONMENT",
     "CliResult",
     "FleetFactory",
     "OrchFleet",

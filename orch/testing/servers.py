@@ -109,9 +109,19 @@ def node_security_flags(identity: str) -> list[str]:
             "--tls-key", str(cert.with_suffix(".key")), "--tls-ca", str(ca / "ca.pem")]
 
 
+#: ``ORCH_*`` variables every process started through :func:`clean_environment` gets
+#: (under the caller's own): a suite's settings for every daemon and command it starts. A
+#: suite's ``conftest.py`` may add to it at import, e.g. orch's core suite, whose daemons
+#: never run a puppet action, sets ``ORCH_PUPPET_DISCOVER_AT_START=0`` so an orch-puppet
+#: installed beside orch does not start Ruby in each of them.
+SUITE_ENVIRONMENT: dict[str, str] = {}
+
+
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any ``ORCH_*`` variable, plus ``extra``."""
+    """This process's environment without any ``ORCH_*`` variable, plus
+    :data:`SUITE_ENVIRONMENT`, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env.update(SUITE_ENVIRONMENT)
     env.update(extra or {})
     return env
 

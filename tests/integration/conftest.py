@@ -24,7 +24,12 @@ from install_support import CleanInstall, build_and_install
 from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
 from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, rabbitmq_tools
 
-from orch.testing import broker_problem, stop_fleets
+from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
+
+# No daemon of this suite runs a puppet action, but orch-puppet, installed beside orch for its
+# own suite, would start `puppet config print` (about a second of Ruby) in every one of the
+# hundreds of daemons this suite starts; deferred, it runs only for a first puppet action.
+SUITE_ENVIRONMENT["ORCH_PUPPET_DISCOVER_AT_START"] = "0"
 
 
 @pytest.fixture(scope="session", params=sorted(BROKERS), ids=sorted(BROKERS))
