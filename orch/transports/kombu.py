@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 prepare_kombu_import()  # before anything imports kombu: no importlib.metadata (issue 13)
 
 SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
+#: The URL prefixes kombu serves with py-amqp.
+AMQP_SCHEMES = ("amqp:", "amqps:", "pyamqp:")
 #: Polling interval for virtual transports that poll (memory); kombu's default is 1 s.
 MEMORY_POLLING_INTERVAL = 0.005
 #: How long one drain waits before the loop checks its stop flag and the heartbeat.
@@ -67,6 +69,16 @@ HEARTBEAT_RATE = 2
 #: Seconds a node's queue outlives its consumer when no settings are given.
 QUEUE_EXPIRY = 120.0
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5, "interval_max": 2}
+#: The longest one read or write on an AMQP connection may block (seconds) when nothing
+#: else bounds it. py-amqp waits for a broker's answer (channel open, declare, consume,
+#: close) without a timeout of its own, so a hung broker, or a link that drops every packet
+#: without a reset, would hold the waiting thread for ever. A live broker answers in
+#: milliseconds, and sends a heartbeat at least every half interval on a daemon's
+#: connections, so the bound is the larger of this and the heartbeat.
+BROKER_WAIT = 10.0
+#: How long closing a connection waits for the broker's close-ok before it drops the socket:
+#: a client's exit and a daemon's SIGTERM must not wait on a broker that stopped answering.
+CLOSE_WAIT = 2.0
 
 
 def request_exchange_name(collective: str) -> str:
@@ -110,6 +122,10 @@ class KombuTransport:
 
         options: dict[str, Any] = {}
         urls = [url] if isinstance(url, str) else url
+        if urls[0].startswith(AMQP_SCHEMES):
+            # py-amqp's own socket timeouts, so even a wait kombu starts on our behalf
+            # (a lazy reconnect, a channel's close) ends on a broker that stopped answering.
+            options["read_timeout"] = options["write_timeout"] = max(BROKER_WAIT, heartbeat)
         if urls[0].startswith("memory:"):
             options["polling_interval"] = MEMORY_POLLING_INTERVAL
             # kombu warns about a missing host name for bare memory:// URLs.
@@ -442,10 +458,25 @@ def _log_retry(exc: Exception, interval: float) -> None:
 
 
 def _close_quietly(conn: kombu.Connection) -> None:
+    """Close ``conn``, waiting at most :data:`CLOSE_WAIT` for the broker's answer."""
+    _bound_socket(conn, CLOSE_WAIT)
     try:
         conn.release()
     except Exception as exc:
         log.debug("error closing broker connection: %s", exc)
+
+
+def _bound_socket(conn: kombu.Connection, seconds: float) -> None:
+    """Make every later blocking read or write of a connected py-amqp ``conn`` end after
+    ``seconds``; other transports, and a connection never made, are left as they are."""
+    try:
+        if not conn.connected:  # asking for conn.connection would connect
+            return
+        sock = conn.connection.transport.sock
+        if sock is not None:
+            sock.settimeout(seconds)
+    except Exception as exc:  # not py-amqp, or the socket is already gone
+        log.debug("cannot bound the broker connection's waits: %r", exc)
 
 
 def _factory(urls: list[str], settings: Settings) -> Transport:

@@ -195,6 +195,7 @@ class PrivateRabbitMQ:
 
     def cleanup(self) -> None:
         """Whatever happened: no process of this node survives."""
+        self.thaw()
         with contextlib.suppress(Exception):
             self.stop(timeout=30)
         self._kill_group()
@@ -202,6 +203,20 @@ class PrivateRabbitMQ:
     def kill(self) -> None:
         """SIGKILL the whole node, as a crash or a pulled plug would."""
         self._kill_group()
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole node: its connections stay open and nothing answers on them,
+        as with a hung broker or a link that drops every packet (no reset, no close)."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze` (harmless on a node that is not frozen)."""
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: int) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signum)
 
     def _kill_group(self) -> None:
         if self.proc is None:

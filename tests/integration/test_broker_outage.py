@@ -130,3 +130,44 @@ def test_client_loses_broker_mid_call(
         assert f"Finished processing {len(names)} / {len(names) + 1} hosts" in stdout, report
         assert stdout.split("No response from 1 node(s):", 1)[1].split()[0] == ghost, report
         assert "Error:" in stdout and broker.address in stdout, report
+
+
+def test_a_broker_that_freezes_mid_call_ends_the_call_and_the_daemons_stop(
+    private_rabbitmq: PrivateRabbitMQ, fleet_factory: FleetFactory
+) -> None:
+    """A hung broker (or a link dropping every packet) answers nothing and closes nothing:
+    the call still ends within its timeout plus a bounded close, reports the node it did not
+    hear from, and the daemons still stop on SIGTERM — no wait on the broker is unbounded."""
+    broker = private_rabbitmq
+    fleet = fleet_factory(broker.url, DEFAULT_NODES[:1], label="freeze", log_level="debug")
+    [name] = fleet.alive()
+    daemon = fleet.daemons[name]
+    ghost = "ghost-never-answers"
+    marker = "running rpcutil.ping"
+    seen = daemon.log().count(marker)
+    timeout = 4
+    proc = fleet.start_orch("rpc", "rpcutil", "ping", *identity_args([name, ghost]),
+                            "--timeout", str(timeout), "--json")
+    try:
+        wait_until(lambda: daemon.log().count(marker) > seen, 20, "the daemon to run the ping")
+        broker.freeze()
+        frozen = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        ended_after = time.monotonic() - frozen
+        report = f"exit {proc.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        assert "Traceback" not in stderr, report
+        assert proc.returncode == 1, report
+        assert ghost in json.loads(stdout)["missing"], report
+        # Its timeout, then closing the connection (bounded), with room for a slow machine.
+        assert ended_after < timeout + 12, (
+            f"the call ended {ended_after:.1f}s after the broker froze\n{report}")
+
+        # With the broker still frozen, SIGTERM stops the daemon: closing its connections
+        # must not wait for an answer that never comes.
+        problems = fleet.stop()
+        assert problems == [], f"{problems}\n{fleet.logs()}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        broker.thaw()
