@@ -90,3 +90,29 @@ def write_json(name: str, data: Any) -> None:
             raise
     except (OSError, TypeError, ValueError) as exc:
         log.debug("could not write cache %s: %s", name, exc)
+
+
+def prune(prefix: str, keep: int) -> None:
+    """Delete all but the ``keep`` most recently written of this user's ``prefix*`` files.
+
+    For entries whose name is derived from something that keeps changing (the plugin index
+    is one file per interpreter and ``sys.path``, and every virtualenv a test creates is a
+    new one), so they do not pile up for ever. An entry pruned while still in use is
+    recomputed once by its next reader. Failures are logged and ignored.
+    """
+    directory = cache_dir()
+    if directory is None:
+        return
+    try:
+        entries = []
+        with os.scandir(directory) as listing:
+            for entry in listing:
+                if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    if _private(info):
+                        entries.append((info.st_mtime_ns, entry.path))
+        entries.sort(reverse=True)
+        for _, path in entries[keep:]:
+            os.unlink(path)
+    except OSError as exc:
+        log.debug("could not prune cache files %s*: %s", prefix, exc)

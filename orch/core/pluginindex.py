@@ -34,6 +34,9 @@ from orch.core import cache
 
 #: Bump when the file layout changes.
 FORMAT = 1
+#: Index files kept (the most recently written): one per interpreter and ``sys.path``, so
+#: every virtualenv that ran orch (a test's, a tox environment's) leaves one behind.
+KEEP_INDEXES = 32
 
 #: Hooks without arguments whose results are named things, and how to read the names.
 KEYED_HOOKS: Mapping[str, Callable[[Any], Iterable[str]]] = {
@@ -107,7 +110,10 @@ def _file_name(group: str) -> str:
     first on the path) and ``python -c``/``python -m`` (the current directory first) would
     otherwise each find the other's index invalid and rewrite it, every time."""
     digest = zlib.crc32("\0".join((sys.prefix, group, *sys.path)).encode())
-    return f"plugins-{digest:08x}.json"
+    return f"{_FILE_PREFIX}{digest:08x}.json"
+
+
+_FILE_PREFIX = "plugins-"
 
 
 def _mtime(path: str) -> int | None:
@@ -188,3 +194,4 @@ def save(group: str, hooks: Iterable[str], records: list[EntryPointRecord],
         "entry_points": [[r.name, r.value, r.distribution, r.version] for r in records],
         "plugins": plugins,
     })
+    cache.prune(_FILE_PREFIX, KEEP_INDEXES)

@@ -250,6 +250,31 @@ def test_no_index_while_an_installation_may_be_under_way(
     assert index_files(tmp_path) == []
 
 
+def test_only_the_most_recently_written_indexes_are_kept(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every interpreter and sys.path gets its own index (each virtualenv a test makes is
+    one): writing one keeps the newest KEEP_INDEXES and leaves other cache files alone."""
+    monkeypatch.setattr(pluginindex, "KEEP_INDEXES", 3)
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    now = time.time()
+    for age in range(5):  # five indexes of other environments, 1 to 5 hours old
+        stale = cache / f"plugins-other{age}.json"
+        stale.write_text("{}")
+        stale.chmod(0o600)
+        os.utime(stale, (now - 3600 * (age + 1),) * 2)
+    (cache / "ddl-checked.json").write_text("{}")
+    os.utime(cache / "ddl-checked.json", (now - 86400,) * 2)
+
+    PluginRegistry.from_entry_points()
+
+    [ours] = [p for p in index_files(tmp_path) if "other" not in p.name]
+    assert {p.name for p in index_files(tmp_path)} == {
+        ours.name, "plugins-other0.json", "plugins-other1.json"}
+    assert (cache / "ddl-checked.json").exists()
+    assert pluginindex.load("orch", _hooks()) is not None
+
+
 def test_caching_can_be_turned_off(site: Site, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_CACHE_DIR", "off")
