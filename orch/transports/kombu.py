@@ -55,6 +55,10 @@ prepare_kombu_import()  # before anything imports kombu: no importlib.metadata (
 SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 #: The URL prefixes kombu serves with py-amqp.
 AMQP_SCHEMES = ("amqp:", "amqps:", "pyamqp:")
+#: The URL prefixes kombu serves with redis-py.
+REDIS_SCHEMES = ("redis:", "rediss:")
+#: Seconds to establish one broker connection (TCP, TLS and the protocol's handshake).
+CONNECT_TIMEOUT = 5.0
 #: Polling interval for virtual transports that poll (memory); kombu's default is 1 s.
 MEMORY_POLLING_INTERVAL = 0.005
 #: How long one drain waits before the loop checks its stop flag and the heartbeat.
@@ -126,6 +130,12 @@ class KombuTransport:
             # py-amqp's own socket timeouts, so even a wait kombu starts on our behalf
             # (a lazy reconnect, a channel's close) ends on a broker that stopped answering.
             options["read_timeout"] = options["write_timeout"] = max(BROKER_WAIT, heartbeat)
+        elif urls[0].startswith(REDIS_SCHEMES):
+            # redis-py's, for the same reason: without them a publish to a Redis that stopped
+            # answering waits for ever. A live Redis answers every command at once, BRPOP
+            # (kombu's, 1 s) included.
+            options["socket_timeout"] = BROKER_WAIT
+            options["socket_connect_timeout"] = CONNECT_TIMEOUT
         if urls[0].startswith("memory:"):
             options["polling_interval"] = MEMORY_POLLING_INTERVAL
             # kombu warns about a missing host name for bare memory:// URLs.
@@ -136,7 +146,7 @@ class KombuTransport:
             failover_strategy="round-robin",
             transport_options=options,
             heartbeat=heartbeat,
-            connect_timeout=5,
+            connect_timeout=CONNECT_TIMEOUT,
             **_fresh(self._tls),
         )
 

@@ -7,6 +7,7 @@ private RabbitMQ node that tests may stop and start.
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
 * ``private_rabbitmq`` — a started :class:`private_brokers.PrivateRabbitMQ`;
+* ``private_redis`` — a started :class:`private_brokers.PrivateRedis`;
 * ``rabbitmq_cluster`` — a started three-node :class:`private_brokers.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from install_support import CleanInstall, build_and_install
 from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
-from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, rabbitmq_tools
+from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, PrivateRedis, rabbitmq_tools
 
 from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
 
@@ -97,3 +98,14 @@ def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of this test only (own port); always stopped, thawed first."""
+    server = PrivateRedis(tmp_path / "redis")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()

@@ -314,13 +314,13 @@ class PrivateRabbitMQCluster:
 # --------------------------------------------------------------------------- Redis over TLS
 
 
-class PrivateTLSRedis:
-    """A throw-away ``redis-server`` that speaks only TLS on a free port of its own.
+class PrivateRedis:
+    """A throw-away ``redis-server`` on a free port of its own (``redis://127.0.0.1:<port>/0``),
+    which a test may freeze: what a Redis that hangs, or a link that drops every packet,
+    looks like to its clients."""
 
-    Its certificate is issued by the session CA (:func:`session_ca`) for ``localhost`` and
-    127.0.0.1, and it requires a client certificate of that CA: what an operator's
-    ``rediss://`` broker looks like. The URL is ``rediss://127.0.0.1:<port>/0``.
-    """
+    #: What the log's title calls it.
+    kind = "redis-server"
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -329,26 +329,23 @@ class PrivateTLSRedis:
 
     @property
     def url(self) -> str:
-        return f"rediss://127.0.0.1:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def arguments(self) -> list[str]:
+        """``redis-server`` arguments besides the common ones (listening, no persistence)."""
+        return ["--port", str(self.port)]
 
     def start(self, timeout: float = 30.0) -> None:
-        from tls_rabbitmq import issue
-
         redis_server = shutil.which("redis-server")
         assert redis_server, "redis-server is not installed"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ca = session_ca()
-        # `orch ca issue --server localhost`: names localhost, 127.0.0.1 and ::1.
-        cert, key = issue(ca, "server", "localhost")
         log = (self.workdir / "redis.log").open("ab")
         self.proc = subprocess.Popen(
-            [redis_server, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
-             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-             "--tls-ca-cert-file", str(ca / "ca.pem"), "--tls-auth-clients", "yes",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            [redis_server, *self.arguments(), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        wait_until(self._accepts, timeout, f"redis-server with TLS on port {self.port}")
+        wait_until(self._accepts, timeout, f"{self.kind} on port {self.port}")
 
     def _accepts(self) -> bool:
         assert self.proc is not None
@@ -360,6 +357,16 @@ class PrivateTLSRedis:
         except OSError:
             return False
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers on them."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze` (harmless otherwise)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def log_tail(self) -> str:
         try:
             return (self.workdir / "redis.log").read_text(errors="replace")[-4000:]
@@ -368,10 +375,36 @@ class PrivateTLSRedis:
 
     def cleanup(self) -> None:
         if self.proc is not None:
+            self.thaw()
             stop_process(self.proc, STOP_TIMEOUT, signal.SIGTERM)
 
     def failure_logs(self) -> list[tuple[str, str]]:
-        return [(f"redis-server TLS :{self.port}", self.log_tail())]
+        return [(f"{self.kind} :{self.port}", self.log_tail())]
+
+
+class PrivateTLSRedis(PrivateRedis):
+    """A throw-away ``redis-server`` that speaks only TLS on a free port of its own.
+
+    Its certificate is issued by the session CA (:func:`session_ca`) for ``localhost`` and
+    127.0.0.1, and it requires a client certificate of that CA: what an operator's
+    ``rediss://`` broker looks like. The URL is ``rediss://127.0.0.1:<port>/0``.
+    """
+
+    kind = "redis-server TLS"
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def arguments(self) -> list[str]:
+        from tls_rabbitmq import issue
+
+        ca = session_ca()
+        # `orch ca issue --server localhost`: names localhost, 127.0.0.1 and ::1.
+        cert, key = issue(ca, "server", "localhost")
+        return ["--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(ca / "ca.pem"), "--tls-auth-clients", "yes"]
 
 
 # --------------------------------------------------------------------------- partitions
