@@ -7,7 +7,8 @@ private RabbitMQ node that tests may stop and start.
 * ``fleet_factory`` — ``fleet_factory(broker_url, nodes, log_level=...)`` for tests that need
   daemons of their own; stopped (and checked) at the end of the test;
 * ``private_rabbitmq`` — a started :class:`private_brokers.PrivateRabbitMQ`;
-* ``private_redis`` — a started :class:`private_brokers.PrivateRedis`;
+* ``private_redis`` — a started :class:`private_brokers.PrivateRedis`, and
+  ``private_tls_redis`` its TLS-only :class:`private_brokers.PrivateTLSRedis`;
 * ``rabbitmq_cluster`` — a started three-node :class:`private_brokers.PrivateRabbitMQCluster`;
 * ``clean_install`` — the built wheels installed into a fresh virtualenv (session-wide).
 
@@ -19,11 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from install_support import CleanInstall, build_and_install
 from orch_integration import BROKERS, DEFAULT_NODES, CliResult, Fleet, FleetFactory, new_collective
-from private_brokers import PrivateRabbitMQ, PrivateRabbitMQCluster, PrivateRedis, rabbitmq_tools
+from private_brokers import (
+    PrivateRabbitMQ,
+    PrivateRabbitMQCluster,
+    PrivateRedis,
+    PrivateTLSRedis,
+    rabbitmq_tools,
+)
 
 from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
 
@@ -31,6 +39,8 @@ from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
 # own suite, would start `puppet config print` (about a second of Ruby) in every one of the
 # hundreds of daemons this suite starts; deferred, it runs only for a first puppet action.
 SUITE_ENVIRONMENT["ORCH_PUPPET_DISCOVER_AT_START"] = "0"
+
+PrivateRedisT = TypeVar("PrivateRedisT", bound=PrivateRedis)
 
 
 @pytest.fixture(scope="session", params=sorted(BROKERS), ids=sorted(BROKERS))
@@ -100,12 +110,22 @@ def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
         cluster.cleanup()
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A Redis server of this test only (own port); always stopped, thawed first."""
-    server = PrivateRedis(tmp_path / "redis")
+def _running(server: PrivateRedisT) -> Iterator[PrivateRedisT]:
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of this test only (own port); always stopped, thawed first."""
+    yield from _running(PrivateRedis(tmp_path / "redis"))
+
+
+@pytest.fixture
+def private_tls_redis(tmp_path: Path) -> Iterator[PrivateTLSRedis]:
+    """A TLS-only Redis server of this test only, requiring a client certificate of the
+    session CA; always stopped."""
+    yield from _running(PrivateTLSRedis(tmp_path / "redis-tls"))

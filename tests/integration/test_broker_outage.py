@@ -133,14 +133,18 @@ def test_client_loses_broker_mid_call(
         assert "Error:" in stdout and broker.address in stdout, report
 
 
-#: How long after its timeout a call may end once its broker froze: closing the connection
-#: (RabbitMQ waits at most CLOSE_WAIT for close-ok; on Redis, kombu's housekeeping in the last
-#: drain and deleting the reply queue on close each wait up to BROKER_WAIT), plus room for a
-#: slow machine.
-FROZEN_OVERRUN = {"rabbitmq": CLOSE_WAIT + 10, "redis": 2 * BROKER_WAIT + 8}
+#: How long after its timeout a call may end once its broker froze, and how long a daemon
+#: may take to stop on SIGTERM while it is frozen. RabbitMQ: closing waits at most CLOSE_WAIT
+#: for close-ok. Redis: every command is a round trip of up to BROKER_WAIT, and how many a
+#: client or daemon is in when the broker freezes, or makes while closing, depends on the
+#: moment (kombu's housekeeping inside a wait for replies, a failover's reconnect, reading
+#: the pending BRPOP and deleting an auto-deleted queue on close). Bounded either way; the
+#: old behaviour, waiting for ever, is what these catch.
+FROZEN_BOUNDS = {"rabbitmq": (CLOSE_WAIT + 10, 15.0),
+                 "redis": (6 * BROKER_WAIT, 4 * BROKER_WAIT)}
 
 
-@pytest.fixture(params=sorted(FROZEN_OVERRUN))
+@pytest.fixture(params=sorted(FROZEN_BOUNDS))
 def freezable_broker(request: pytest.FixtureRequest) -> PrivateRabbitMQ | PrivateRedis:
     """A private broker of this test that :meth:`freeze` stops answering (SIGSTOP)."""
     broker = request.getfixturevalue(f"private_{request.param}")
@@ -155,7 +159,8 @@ def test_a_broker_that_freezes_mid_call_ends_the_call_and_the_daemons_stop(
     the call still ends within its timeout plus a bounded close, reports the node it did not
     hear from, and the daemons still stop on SIGTERM — no wait on the broker is unbounded."""
     broker = freezable_broker
-    overrun = FROZEN_OVERRUN["redis" if isinstance(broker, PrivateRedis) else "rabbitmq"]
+    overrun, stop_bound = FROZEN_BOUNDS[
+        "redis" if isinstance(broker, PrivateRedis) else "rabbitmq"]
     fleet = fleet_factory(broker.url, DEFAULT_NODES[:1], label="freeze", log_level="debug")
     [name] = fleet.alive()
     daemon = fleet.daemons[name]
@@ -169,7 +174,7 @@ def test_a_broker_that_freezes_mid_call_ends_the_call_and_the_daemons_stop(
         wait_until(lambda: daemon.log().count(marker) > seen, 20, "the daemon to run the ping")
         broker.freeze()
         frozen = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=90)
+        stdout, stderr = proc.communicate(timeout=timeout + overrun + 60)
         ended_after = time.monotonic() - frozen
         report = f"exit {proc.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}"
         assert "Traceback" not in stderr, report
@@ -178,10 +183,13 @@ def test_a_broker_that_freezes_mid_call_ends_the_call_and_the_daemons_stop(
         assert ended_after < timeout + overrun, (
             f"the call ended {ended_after:.1f}s after the broker froze\n{report}")
 
-        # With the broker still frozen, SIGTERM stops the daemon: closing its connections
-        # must not wait for an answer that never comes.
-        problems = fleet.stop()
-        assert problems == [], f"{problems}\n{fleet.logs()}"
+        # With the broker still frozen, SIGTERM stops the daemon by itself: closing its
+        # connections must not wait for an answer that never comes.
+        daemon.terminate()
+        daemon.wait_stopped(stop_bound)
+        assert not daemon.needed_sigkill, (
+            f"{name} ignored SIGTERM for {stop_bound:g}s\n{fleet.logs()}")
+        assert daemon.proc is not None and daemon.proc.returncode == 0, fleet.logs()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,9 +4,6 @@ reported missing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from orch_integration import DEFAULT_NODES, FleetFactory, identity_args
 from private_brokers import PrivateTLSRedis
@@ -14,18 +11,9 @@ from private_brokers import PrivateTLSRedis
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[PrivateTLSRedis]:
-    server = PrivateTLSRedis(tmp_path / "redis-tls")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-def test_core_flow_on_rediss(tls_redis: PrivateTLSRedis, fleet_factory: FleetFactory) -> None:
-    fleet = fleet_factory(tls_redis.url, DEFAULT_NODES[:3], label="rediss")
+def test_core_flow_on_rediss(private_tls_redis: PrivateTLSRedis,
+                             fleet_factory: FleetFactory) -> None:
+    fleet = fleet_factory(private_tls_redis.url, DEFAULT_NODES[:3], label="rediss")
     names = fleet.alive()
 
     found = fleet.run_orch("find")
@@ -54,13 +42,13 @@ def test_core_flow_on_rediss(tls_redis: PrivateTLSRedis, fleet_factory: FleetFac
     assert sorted(r["sender"] for r in result.json()["replies"]) == names[1:]
 
 
-def test_plain_redis_client_is_refused_by_the_tls_port(tls_redis: PrivateTLSRedis,
+def test_plain_redis_client_is_refused_by_the_tls_port(private_tls_redis: PrivateTLSRedis,
                                                       fleet_factory: FleetFactory) -> None:
     """The same port without TLS: a clear, prompt error naming the broker."""
     from orch_integration import new_collective, run_orch
 
-    plain = tls_redis.url.replace("rediss://", "redis://")
+    plain = private_tls_redis.url.replace("rediss://", "redis://")
     result = run_orch("ping", broker=plain, collective=new_collective("plain"), timeout=60)
     assert result.rc != 0, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
-    assert f"127.0.0.1:{tls_redis.port}" in result.stderr, result.describe()
+    assert f"127.0.0.1:{private_tls_redis.port}" in result.stderr, result.describe()
