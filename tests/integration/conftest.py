@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pytest
 from install_support import CleanInstall, build_and_install
@@ -40,7 +40,26 @@ from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
 # hundreds of daemons this suite starts; deferred, it runs only for a first puppet action.
 SUITE_ENVIRONMENT["ORCH_PUPPET_DISCOVER_AT_START"] = "0"
 
-PrivateRedisT = TypeVar("PrivateRedisT", bound=PrivateRedis)
+
+
+class _Server(Protocol):
+    """A broker a test starts for itself (``private_brokers``)."""
+
+    def start(self) -> None: ...
+
+    def cleanup(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+def _running(server: ServerT) -> Iterator[ServerT]:
+    """Start ``server`` for one test; clean it up afterwards, whatever happened."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session", params=sorted(BROKERS), ids=sorted(BROKERS))
@@ -87,12 +106,7 @@ def private_rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
     if tools is None:
         pytest.skip("rabbitmq-server / rabbitmqctl are not installed: cannot run a private "
                     "RabbitMQ node for the broker outage tests")
-    broker = PrivateRabbitMQ(tools[0], tools[1], tmp_path / "rabbitmq")
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.cleanup()
+    yield from _running(PrivateRabbitMQ(tools[0], tools[1], tmp_path / "rabbitmq"))
 
 
 @pytest.fixture
@@ -102,20 +116,7 @@ def rabbitmq_cluster(tmp_path: Path) -> Iterator[PrivateRabbitMQCluster]:
     if tools is None:
         pytest.skip("rabbitmq-server / rabbitmqctl are not installed: cannot run a private "
                     "RabbitMQ cluster")
-    cluster = PrivateRabbitMQCluster(tools[0], tools[1], tmp_path / "cluster")
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.cleanup()
-
-
-def _running(server: PrivateRedisT) -> Iterator[PrivateRedisT]:
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _running(PrivateRabbitMQCluster(tools[0], tools[1], tmp_path / "cluster"))
 
 
 @pytest.fixture
