@@ -37,6 +37,7 @@ FORMAT = 1
 #: Index files kept (the most recently written): one per interpreter and ``sys.path``, so
 #: every virtualenv that ran orch (a test's, a tox environment's) leaves one behind.
 KEEP_INDEXES = 32
+_FILE_PREFIX = "plugins-"
 
 #: Hooks without arguments whose results are named things, and how to read the names.
 KEYED_HOOKS: Mapping[str, Callable[[Any], Iterable[str]]] = {
@@ -111,9 +112,6 @@ def _file_name(group: str) -> str:
     otherwise each find the other's index invalid and rewrite it, every time."""
     digest = zlib.crc32("\0".join((sys.prefix, group, *sys.path)).encode())
     return f"{_FILE_PREFIX}{digest:08x}.json"
-
-
-_FILE_PREFIX = "plugins-"
 
 
 def _mtime(path: str) -> int | None:

@@ -480,7 +480,7 @@ def _bound_socket(conn: kombu.Connection, seconds: float) -> None:
     """Make every later blocking read or write of a connected py-amqp ``conn`` end after
     ``seconds``; other transports, and a connection never made, are left as they are."""
     try:
-        if not conn.connected:  # asking for conn.connection would connect
+        if not conn.connected or not _is_amqp(conn):  # conn.connection would connect
             return
         sock = conn.connection.transport.sock
         if sock is not None:
