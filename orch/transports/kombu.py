@@ -52,11 +52,10 @@ log = logging.getLogger(__name__)
 
 prepare_kombu_import()  # before anything imports kombu: no importlib.metadata (issue 13)
 
-SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
-#: The URL prefixes kombu serves with py-amqp.
-AMQP_SCHEMES = ("amqp:", "amqps:", "pyamqp:")
-#: The URL prefixes kombu serves with redis-py.
-REDIS_SCHEMES = ("redis:", "rediss:")
+#: The URL schemes kombu serves with py-amqp, and with redis-py.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+REDIS_SCHEMES = ("redis", "rediss")
+SCHEMES = (*AMQP_SCHEMES, *REDIS_SCHEMES, "memory")
 #: Seconds to establish one broker connection (TCP, TLS and the protocol's handshake).
 CONNECT_TIMEOUT = 5.0
 #: Polling interval for virtual transports that poll (memory); kombu's default is 1 s.
@@ -126,17 +125,18 @@ class KombuTransport:
 
         options: dict[str, Any] = {}
         urls = [url] if isinstance(url, str) else url
-        if urls[0].startswith(AMQP_SCHEMES):
+        scheme = urls[0].split(":", 1)[0]
+        if scheme in AMQP_SCHEMES:
             # py-amqp's own socket timeouts, so even a wait kombu starts on our behalf
             # (a lazy reconnect, a channel's close) ends on a broker that stopped answering.
             options["read_timeout"] = options["write_timeout"] = max(BROKER_WAIT, heartbeat)
-        elif urls[0].startswith(REDIS_SCHEMES):
+        elif scheme in REDIS_SCHEMES:
             # redis-py's, for the same reason: without them a publish to a Redis that stopped
             # answering waits for ever. A live Redis answers every command at once, BRPOP
             # (kombu's, 1 s) included.
             options["socket_timeout"] = BROKER_WAIT
             options["socket_connect_timeout"] = CONNECT_TIMEOUT
-        if urls[0].startswith("memory:"):
+        if scheme == "memory":
             options["polling_interval"] = MEMORY_POLLING_INTERVAL
             # kombu warns about a missing host name for bare memory:// URLs.
             urls = [u if u.rstrip("/") != "memory:" else "memory://localhost/" for u in urls]
@@ -485,7 +485,7 @@ def _bound_socket(conn: kombu.Connection, seconds: float) -> None:
         sock = conn.connection.transport.sock
         if sock is not None:
             sock.settimeout(seconds)
-    except Exception as exc:  # not py-amqp, or the socket is already gone
+    except Exception as exc:  # the connection or its socket is already gone
         log.debug("cannot bound the broker connection's waits: %r", exc)
 
 

@@ -41,7 +41,6 @@ from orch.testing import SUITE_ENVIRONMENT, broker_problem, stop_fleets
 SUITE_ENVIRONMENT["ORCH_PUPPET_DISCOVER_AT_START"] = "0"
 
 
-
 class _Server(Protocol):
     """A broker a test starts for itself (``private_brokers``)."""
 

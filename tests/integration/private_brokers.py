@@ -311,7 +311,7 @@ class PrivateRabbitMQCluster:
         return [section for member in self.members for section in member.failure_logs()]
 
 
-# --------------------------------------------------------------------------- Redis over TLS
+# --------------------------------------------------------------------------- Redis
 
 
 class PrivateRedis:
