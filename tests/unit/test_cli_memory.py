@@ -23,9 +23,12 @@ import orch
 from orch.cli.demo import TOUR
 from orch.cli.main import cli
 from orch.core.config import load_settings
+from orch.core.filter import FilterEngine
 from orch.core.fleet import Fleet, NodeSpec
 from orch.core.plugins import default_registry
-from orch.demo import DemoPKI, demo_specs
+from orch.demo import DemoPKI, demo_node_settings, demo_specs
+from orch.security.actionpolicy import ActionPolicySettings
+from orch.security.policyfile import parse_policy
 
 SPECS = [
     NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}},
@@ -392,7 +395,7 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     collective = f"demo{uuid.uuid4().hex[:10]}"
     before = {k: v for k, v in os.environ.items() if k.startswith("ORCH_")}
     result = run("demo", "--no-interactive", "-n", "5", "--collective", collective,
-                 env=environment(ORCH_COLLECTIVE=collective))
+                 env=environment(ORCH_COLLECTIVE=collective, ORCH_LOG_LEVEL="warning"))
     assert result.exit_code == 0, result.output
     # The tour's commands get the fleet's settings through the click context; the
     # process's environment is left alone.
@@ -401,6 +404,9 @@ def test_demo_tour(monkeypatch: pytest.MonkeyPatch) -> None:
     specs = demo_specs(5, 7)
     first = specs[0].identity
     assert "orch demo: 5 simulated nodes serving on memory://" in out
+    # The nodes run with the demo's explicit policy: no warning names this machine as a
+    # node without one (it used to be the demo's first line).
+    assert "WARNING" not in result.output
 
     # Every step is announced, in order, with its explanation and command line.
     positions = [out.index(f"# {explanation}\n$ orch {command.format(first=first)}\n")
@@ -476,6 +482,26 @@ def test_filter_budget_is_a_setting(fleet: Fleet) -> None:
     assert "more than 1 (filter_max_terms)" in result.output
     result = run("find", "-F", "role=web", "-F", "env=prod")
     assert result.exit_code == 0 and result.stdout.split() == ["web1"]
+
+
+def test_demo_nodes_get_an_explicit_policy_unless_the_config_names_one(
+        tmp_path: Path) -> None:
+    settings = demo_node_settings({"plugins": {"actionpolicy": {"policy_default": "deny"},
+                                               "other": {"x": 1}}}, tmp_path)
+    section = settings["plugins"]["actionpolicy"]
+    assert section["policy_default"] == "deny" and settings["plugins"]["other"] == {"x": 1}
+    policy = Path(section["policy_dir"]) / "default.policy"
+    # A valid policy file that allows every caller, where the plugin will look for it.
+    loaded = load_settings(overrides=settings, environ={})
+    parsed = parse_policy(policy.read_text(), str(policy),
+                          FilterEngine.for_registry(default_registry(), loaded))
+    assert parsed.default is True and parsed.rules == ()
+    assert loaded.section("actionpolicy", ActionPolicySettings).policy_dir == str(policy.parent)
+
+    mine = {"plugins": {"actionpolicy": {"policy_dir": "/srv/policies"}}}
+    assert demo_node_settings(mine, tmp_path / "b") == mine
+    assert demo_node_settings({"policy_dir": "/srv/p"}, tmp_path / "c") == {"policy_dir": "/srv/p"}
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_demo_refuses_an_unreadable_config_file(tmp_path: Path) -> None:
