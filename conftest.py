@@ -1,8 +1,10 @@
-"""Wiring for the whole repository's suites: root logging per test, and pytest-xdist groups.
+"""Wiring for the whole repository's suites: process-wide state per test, pytest-xdist groups.
 
 Every test starts with the root logger as the run configured it: a test that runs the CLI in
 process (``configure_logging`` raises the root level and replaces its handlers) must not
-silence the warnings a later test expects in ``caplog``.
+silence the warnings a later test expects in ``caplog``. Likewise a test that starts an
+``orch server`` in process marks the process long-running
+(:func:`orch.core.security.mark_long_running`): the next test is a command again.
 
 ``ORCH_TEST_WORKERS=2 ./run-tests`` runs ``pytest -n 2 --dist loadgroup``: the integration
 suites spend most of their time waiting (for daemons to start, brokers to restart, timeouts
@@ -55,3 +57,13 @@ def _root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _command_process() -> Iterator[None]:
+    """A server run in process marks the whole process a daemon, which changes how the x509
+    provider loads credentials: take the mark back after every test."""
+    from orch.core import security
+
+    yield
+    security.mark_long_running(False)

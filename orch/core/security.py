@@ -21,16 +21,18 @@ if TYPE_CHECKING:
 _long_running = False
 
 
-def mark_long_running() -> None:
+def mark_long_running(value: bool = True) -> None:
     """Tell providers that this process is a daemon (``orch server`` calls it first).
 
     A provider may then trade a little latency on rare events for a smaller steady state:
     the x509 provider loads its credentials and checks never-seen certificates in a
     short-lived child process, so the daemon itself never imports ``cryptography``
     (:mod:`orch.security.isolated`). Any provider, built in or not, may read the hint.
+    ``value=False`` takes it back — for a process that ran a server in-process and goes on
+    as a command (a test suite), so the providers it makes next are a command's again.
     """
     global _long_running
-    _long_running = True
+    _long_running = value
 
 
 def long_running() -> bool:

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not forked.available() or not sodium.available()
 
 
 @pytest.fixture
-def daemon_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core_security, "_long_running", True)
+def daemon_mode() -> None:
+    core_security.mark_long_running()  # the root conftest takes it back after the test
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_daemon_provider_is_isolated_and_checks_like_the_in_process_one(
     pki.issue(ca_dir, "web2", "node")
     node = X509Provider(settings_for(ca_dir, "node", "web1"))
     assert node.isolated
-    core_security._long_running = False
+    core_security.mark_long_running(False)
     alice = X509Provider(settings_for(ca_dir, "client", "alice"))
     web2 = X509Provider(settings_for(ca_dir, "node", "web2"))
     assert not alice.isolated
@@ -123,7 +123,7 @@ def test_isolated_daemon_refuses_revoked_certificates_after_reload(
     pki.write_crl(ca_dir)
     node_settings = settings_for(ca_dir, "node", "web1", tls_crl=str(crl_path))
     node = X509Provider(node_settings)
-    core_security._long_running = False
+    core_security.mark_long_running(False)
     alice = X509Provider(settings_for(ca_dir, "client", "alice"))
     assert node.verify(request_from(alice)).caller == "cert=alice"
     pki.revoke(ca_dir, "alice")
@@ -141,7 +141,7 @@ def test_isolated_load_failure_keeps_the_old_credentials(
     broken = node_settings.with_values({"tls_cert": str(tmp_path / "missing.pem")}, "test")
     with pytest.raises(ConfigError):
         node.reload(broken)
-    core_security._long_running = False
+    core_security.mark_long_running(False)
     pki.issue(ca_dir, "alice", "client")
     alice = X509Provider(settings_for(ca_dir, "client", "alice"))
     assert alice.verify(reply_from(node)).caller == "cert=web1"

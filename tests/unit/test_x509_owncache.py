@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(not sodium.available(), reason="needs PyNaCl")
 
 
 @pytest.fixture(autouse=True)
-def a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def a_command() -> None:
     """These providers are a command's, whatever an earlier test's daemon marked."""
-    monkeypatch.setattr(core_security, "_long_running", False)
+    core_security.mark_long_running(False)
 
 
 @pytest.fixture
