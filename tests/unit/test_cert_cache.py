@@ -83,6 +83,12 @@ def cache_file(cache: Path) -> Path:
     return files[0]
 
 
+def stored_entries(cache: Path) -> dict[bytes, list[Any]]:
+    """Every entry of the cache file, decoded (key -> the entry's JSON fields)."""
+    _, stored = certcache.parse_payload(cache_file(cache).read_bytes().partition(b"\n")[2])
+    return {key: json.loads(line.partition(b"\t")[2]) for key, line in stored.items()}
+
+
 def test_a_new_process_trusts_a_cached_certificate_without_parsing_it(
     alice: pki.Credentials, web1: X509Provider, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -102,10 +108,37 @@ def test_a_new_process_trusts_a_cached_certificate_without_parsing_it(
 def test_entry_holds_only_what_the_checks_need(alice: pki.Credentials, web1: X509Provider,
                                                tmp_path: Path) -> None:
     learn(alice, tmp_path / "c", reply(web1))
-    document = json.loads(cache_file(tmp_path / "c").read_bytes().partition(b"\n")[2])
-    (entry,) = document["entries"].values()
+    (entry,) = stored_entries(tmp_path / "c").values()
     assert entry[:4] == ["web1", "node", pki.fingerprint(web1.certificate), "ed25519"]
-    assert "BEGIN CERTIFICATE" not in json.dumps(document)
+    assert b"BEGIN CERTIFICATE" not in cache_file(tmp_path / "c").read_bytes()
+
+
+def test_a_new_process_decodes_only_the_entries_it_asks_for(
+    ca: CA, alice: pki.Credentials, web1: X509Provider, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command that talks to one node of a large fleet reads the file but decodes one
+    entry; writing what it learnt keeps every entry it never decoded."""
+    cache = tmp_path / "cache"
+    others = [X509Provider(credentials=ca.credentials(f"web{n}", "node")) for n in (2, 3)]
+    learn(alice, cache, reply(web1), *(reply(o, f"web{n}") for n, o in zip((2, 3), others,
+                                                                          strict=True)))
+    decoded: list[Any] = []
+    original = certcache.Entry.from_json.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(certcache.Entry, "from_json",
+                        classmethod(lambda cls, value: decoded.append(value)
+                                    or original(cls, value)))
+    second = verifier(alice, cache)
+    calls = count_inspections(second, monkeypatch)
+    assert second.verify(reply(web1)).caller == "cert=web1"
+    assert calls == [] and [value[0] for value in decoded] == ["web1"]
+    assert second._disk is not None and len(second._disk) == 3
+
+    web4 = X509Provider(credentials=ca.credentials("web4", "node"))
+    assert second.verify(reply(web4, "web4")).caller == "cert=web4"
+    second.close()
+    assert sorted(entry[0] for entry in stored_entries(cache).values()) == [
+        "web1", "web2", "web3", "web4"]
 
 
 def test_expired_certificate_not_accepted_from_the_cache(
@@ -216,12 +249,14 @@ def test_forged_entry_for_an_attackers_key_is_not_trusted(
     learn(alice, cache, reply(web1))
     path = cache_file(cache)
     mac, _, payload = path.read_bytes().partition(b"\n")
-    document = json.loads(payload)
+    header, stored = certcache.parse_payload(payload)
     mallory = X509Provider(credentials=ca.credentials("mallory", "node"))
-    (key,) = document["entries"]
-    document["entries"][key][4] = json.loads(json.dumps(
-        _raw_public_b64(mallory.certificate)))
-    forged_payload = json.dumps(document, separators=(",", ":")).encode()
+    ((key, line),) = stored.items()
+    not_after, _, fields = line.partition(b"\t")
+    entry = json.loads(fields)
+    entry[4] = _raw_public_b64(mallory.certificate)
+    forged_payload = certcache.build_payload(
+        header, {key: not_after + b"\t" + json.dumps(entry).encode()})
     genuine = reply(web1)
     forged = Envelope("reply", genuine.body, {"cert": genuine.security["cert"],
                                               "sig": mallory.seal("reply", genuine.body)["sig"]})
@@ -464,5 +499,5 @@ def test_certificates_verified_in_checker_processes_reach_the_disk_cache(
     assert client._checked is not None and client._checked.pooled
     client.close()
     assert sorted(result.replies) == sorted(names), result.rejected
-    document = json.loads(cache_file(tmp_path / "cache").read_bytes().partition(b"\n")[2])
-    assert sorted(entry[0] for entry in document["entries"].values()) == sorted(names)
+    assert sorted(entry[0] for entry in stored_entries(tmp_path / "cache").values()) == sorted(
+        names)
