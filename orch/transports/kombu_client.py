@@ -85,12 +85,14 @@ class KombuClientChannel:
     def _connect(self, timeout: float) -> None:
         from kombu import Consumer, Exchange, Producer, Queue
 
-        from orch.transports.kombu import _close_quietly
+        from orch.transports.kombu import _close_quietly, attempt_timeout
 
         conn = self._transport.connection()
+        members = len(self._transport.urls)
         try:
-            conn.ensure_connection(max_retries=2 * len(self._transport.urls),
-                                   interval_start=0.2, timeout=timeout)
+            # Every member gets at least one attempt, however the time is shared out.
+            conn.ensure_connection(max_retries=2 * members, interval_start=0.2,
+                                   timeout=max(timeout, attempt_timeout(members) * members))
             channel = conn.channel()
             self._producer = Producer(channel)  # exchange given per publish
             self._requests = Exchange(self._exchange_name, type="topic", durable=False)

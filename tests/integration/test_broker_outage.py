@@ -11,18 +11,20 @@ import time
 
 import pytest
 from orch_integration import (
+    BROKERS,
     DEFAULT_NODES,
     Fleet,
     FleetFactory,
     clean_environment,
     client_security,
     identity_args,
+    new_collective,
     orch_argv,
 )
 from private_brokers import PrivateRabbitMQ, PrivateRedis
 
 from orch.testing import wait_until
-from orch.transports.kombu import BROKER_WAIT, CLOSE_WAIT
+from orch.transports.kombu import BROKER_WAIT, CLOSE_WAIT, CONNECT_TIMEOUT, KombuTransport
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +197,27 @@ def test_a_broker_that_freezes_mid_call_ends_the_call_and_the_daemons_stop(
             proc.kill()
             proc.communicate()
         broker.thaw()
+
+
+def test_a_hung_member_of_the_broker_list_does_not_keep_a_client_from_the_next(
+    private_rabbitmq: PrivateRabbitMQ,
+) -> None:
+    """A member that accepts connections but never answers (frozen here; an overloaded or
+    half-dead broker alike) gets its share of the connect time, then the client goes on to
+    the healthy member. Before, a client that started at the hung member spent the whole
+    connect timeout there and failed with "cannot reach the broker … timed out", though the
+    other member was fine (5 commands of 6 with the start member drawn at random)."""
+    healthy = BROKERS["rabbitmq"]
+    private_rabbitmq.freeze()
+    transport = KombuTransport([private_rabbitmq.url, healthy])
+    transport.urls = [private_rabbitmq.url, healthy]  # the hung member first, not at random
+    started = time.monotonic()
+    channel = transport.open_client(new_collective("hung"), CONNECT_TIMEOUT)
+    elapsed = time.monotonic() - started
+    try:
+        uri = channel._conn.as_uri()  # type: ignore[attr-defined]
+        assert uri.rsplit(":", 1)[1].split("/")[0] == healthy.rsplit(":", 1)[1].split("/")[0]
+        assert elapsed < CONNECT_TIMEOUT + 1, f"{elapsed:.1f}s to reach the healthy member"
+    finally:
+        channel.close()
+        transport.close()
