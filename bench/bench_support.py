@@ -16,13 +16,15 @@ from a throw-away CA made for the run.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -291,3 +293,90 @@ class IdleGate:
     def record(self, extra_info: dict[str, object]) -> None:
         extra_info["idle_gate_wait_s"] = round(self.waited, 1)
         extra_info["idle_gate_timeouts"] = self.timeouts
+
+
+# -- where the CPU and memory go -----------------------------------------------------------
+
+
+def rss_mb(pids: Iterable[int]) -> float:
+    """Resident memory of the processes, in MiB."""
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
+
+
+def broker_pids() -> list[int]:
+    """The Erlang VMs on this machine: RabbitMQ's processes (run the benchmarks alone)."""
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU the processes have used so far (all threads; one gone counts 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def reaped_cpu_seconds() -> float:
+    """CPU used so far by the children this process waited for, and by theirs that they
+    waited for: a command run with :mod:`subprocess`, with its worker processes."""
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return reaped.ru_utime + reaped.ru_stime
+
+
+def descendants_cpu_seconds() -> float:
+    """CPU used so far by every process this one started, running or reaped (an in-process
+    client's checker processes). Only for a process that runs nothing else: a simulation it
+    started would count too."""
+    try:
+        live = [p.pid for p in psutil.Process().children(recursive=True)]
+    except psutil.NoSuchProcess:  # a child gone between listing and reading
+        live = []
+    return cpu_seconds(live) + reaped_cpu_seconds()
+
+
+@dataclass
+class CPUBudget:
+    """Where the CPU of the measured spans went, by named group of processes.
+
+    Each group is a function returning the CPU seconds its processes have used so far;
+    :meth:`span` adds what each used while its block ran. On this 2-core machine a span
+    cannot take less wall time than the CPU it needs divided by the cores: :meth:`floor_s`
+    is that physical limit, so a measured time can be read against it.
+    """
+
+    groups: Mapping[str, Callable[[], float]]
+    used: dict[str, float] = field(default_factory=dict)
+    spans: int = 0
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        before = {name: read() for name, read in self.groups.items()}
+        yield
+        for name, read in self.groups.items():
+            self.used[name] = self.used.get(name, 0.0) + read() - before[name]
+        self.spans += 1
+
+    def per_span_s(self) -> dict[str, float]:
+        """Mean CPU seconds per span, by group."""
+        return {name: used / max(self.spans, 1) for name, used in self.used.items()}
+
+    def floor_s(self) -> float:
+        """The shortest a span could be on this machine: its CPU over every core."""
+        return sum(self.per_span_s().values()) / (os.cpu_count() or 1)
+
+    def record(self, extra_info: dict[str, object], unit: str, per_span: int) -> str:
+        """Store CPU per ``unit`` (``per_span`` units in a span) by group, the total and the
+        floor, in microseconds; return them as one line for the output."""
+        per_unit = {name: used * 1e6 / per_span for name, used in self.per_span_s().items()}
+        for name, value in per_unit.items():
+            extra_info[f"cpu_us_per_{unit}_{name}"] = round(value, 1)
+        total = sum(per_unit.values())
+        extra_info[f"cpu_us_per_{unit}_total"] = round(total, 1)
+        extra_info["cpu_floor_s"] = round(self.floor_s(), 3)
+        parts = " + ".join(f"{name} {value:.0f}" for name, value in per_unit.items())
+        return (f"CPU per {unit}: {parts} = {total:.0f} µs; on {os.cpu_count()} cores no "
+                f"span can take under {self.floor_s():.3f} s")

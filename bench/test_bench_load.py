@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from bench_support import AMQP_URL, base_env, delete_exchanges, new_collective
+from bench_support import AMQP_URL, base_env, broker_pids, delete_exchanges, new_collective, rss_mb
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from orch.sim.facts import node_specs
@@ -72,14 +72,6 @@ print(json.dumps(counts))
 """
 
 
-def _rss_mb(pids: list[int]) -> float:
-    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
-
-
-def _broker_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
-
-
 @pytest.fixture(scope="module")
 def sim(orch_exe: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     collective = new_collective()
@@ -107,7 +99,7 @@ def test_twenty_clients_for_a_minute(benchmark: BenchmarkFixture, sim: SimProces
         argv = [sys.executable, "-c", CLIENT, str(sim.client_config), str(nodes_file), "0.1",
                 str(CALL_TIMEOUT)]
         subprocess.run(argv, env=env, check=True, capture_output=True, timeout=300)
-        samples["rss_after_warmup_mb"] = _rss_mb(workers)
+        samples["rss_after_warmup_mb"] = rss_mb(workers)
 
     def run() -> None:
         argv = [sys.executable, "-c", CLIENT, str(sim.client_config), str(nodes_file),
@@ -118,7 +110,7 @@ def test_twenty_clients_for_a_minute(benchmark: BenchmarkFixture, sim: SimProces
         peak = 0.0
         deadline = time.monotonic() + DURATION + CALL_TIMEOUT + 120
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-            peak = max(peak, _rss_mb(workers))
+            peak = max(peak, rss_mb(workers))
             time.sleep(1.0)
         for proc in procs:
             try:
@@ -130,21 +122,21 @@ def test_twenty_clients_for_a_minute(benchmark: BenchmarkFixture, sim: SimProces
             for key, value in json.loads(out.strip().splitlines()[-1]).items():
                 totals[key] = totals.get(key, 0) + int(value)
         samples["rss_peak_mb"] = peak
-        samples["rss_end_mb"] = _rss_mb(workers)
+        samples["rss_end_mb"] = rss_mb(workers)
 
     warm_up()
-    broker_before = _rss_mb(_broker_pids())
+    broker_before = rss_mb(broker_pids())
     benchmark.pedantic(run, rounds=1, iterations=1)
     extra = benchmark.extra_info
     extra.update({"nodes": NODES, "clients": CLIENTS, "duration_s": DURATION, **totals,
                   "requests": totals.get("calls", 0) * NODES,
                   **{k: round(v, 1) for k, v in samples.items()},
                   "broker_rss_before_mb": round(broker_before, 1),
-                  "broker_rss_end_mb": round(_rss_mb(_broker_pids()), 1)})
+                  "broker_rss_end_mb": round(rss_mb(broker_pids()), 1)})
     print("\nload: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
     assert sim.process.poll() is None, "the simulation died under load"
     assert all(psutil.pid_exists(pid) for pid in workers), "a simulation worker died"
-    assert _broker_pids(), "the broker died"
+    assert broker_pids(), "the broker died"
     assert totals["calls"] >= CLIENTS
     assert totals["lost"] == 0 and totals["duplicates"] == 0, totals
     assert totals["errors"] == 0 and totals["failed"] == 0, totals

@@ -21,7 +21,11 @@ Three ways the client can meet the certificates:
 
 In the same run, and on the same ``N`` signed bodies, the raw ed25519 verification rate of one
 core is measured (``cryptography``, and PyNaCl/libsodium when installed), so the client's
-rate is read beside the physical limit it is compared with.
+rate is read beside the physical limit it is compared with. And for every scenario the CPU
+each verified reply cost, by where it went — the collecting process, its checker processes,
+RabbitMQ — with the rate the machine's cores could reach if they did nothing else
+(``cpu_bound_replies_per_second``): on two cores, what the stack spends per reply, not only
+the signature check, bounds the client.
 
 Run: ``python -m pytest bench/test_bench_verify.py --benchmark-only -p no:cacheprovider -s``.
 ``ORCH_BENCH_INJECT_NODES`` sets ``N`` (default 5,000; 1,000 to 10,000 is the useful range).
@@ -38,7 +42,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench_support import AMQP_URL, IdleGate, client_settings, delete_exchanges, new_collective
+from bench_support import (
+    AMQP_URL,
+    CPUBudget,
+    IdleGate,
+    broker_pids,
+    client_settings,
+    cpu_seconds,
+    delete_exchanges,
+    descendants_cpu_seconds,
+    new_collective,
+)
 
 from orch.core.client import CallResult, Client
 from orch.core.protocol import Envelope, Reply, Request, Status
@@ -164,6 +178,13 @@ class Rounds:
         self.gate = IdleGate()
         self.cpu: list[float] = []
         self._cpu_start = 0.0
+        broker = broker_pids()
+        #: Everything a verified reply costs this machine: the collecting process (framing,
+        #: hand-over, accepting), its checker processes (decoding, verifying) and RabbitMQ
+        #: (delivering).
+        self.budget = CPUBudget({"client": time.process_time,
+                                 "checkers": descendants_cpu_seconds,
+                                 "broker": lambda: cpu_seconds(broker)})
 
     def setup(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         import kombu
@@ -191,8 +212,9 @@ class Rounds:
         return (self.client,), {}
 
     def collect(self, client: Client) -> CallResult:
-        result = client.collect(self.injection.request, self.injection.identities,
-                                COLLECT_TIMEOUT)
+        with self.budget.span():
+            result = client.collect(self.injection.request, self.injection.identities,
+                                    COLLECT_TIMEOUT)
         self.cpu.append(time.process_time() - self._cpu_start)
         return result
 
@@ -218,6 +240,7 @@ def test_replies_verified_per_second(benchmark: Any, injection: Injection, scena
         client, = rounds.setup()[0]
         rounds.collect(client)
         rounds.cpu.clear()
+        rounds.budget = CPUBudget(rounds.budget.groups)
     try:
         result = benchmark.pedantic(rounds.collect, setup=rounds.setup, rounds=ROUNDS,
                                     warmup_rounds=0)
@@ -241,7 +264,11 @@ def test_replies_verified_per_second(benchmark: Any, injection: Injection, scena
            for k, v in injection.raw_rates.items()},
     })
     rounds.gate.record(extra)
+    budget = rounds.budget.record(extra, "reply", NODES)
+    # The rate the whole machine could reach if nothing but this work used its cores.
+    extra["cpu_bound_replies_per_second"] = round(NODES / rounds.budget.floor_s())
     raw = ", ".join(f"{k} {v:,.0f}/s" for k, v in injection.raw_rates.items())
     print(f"\n{scenario}: {per_second:,.0f} verified replies/s at the client (median of "
           f"{ROUNDS}, N={NODES}), {extra['client_cpu_us_per_reply_median']} µs CPU per reply; "
-          f"raw ed25519 verify on one core: {raw}")
+          f"raw ed25519 verify on one core: {raw}\n  {budget}: at most "
+          f"{extra['cpu_bound_replies_per_second']:,} replies/s here")
