@@ -167,7 +167,7 @@ class TrustCache:
                 self._stored = self._read_quietly()
             entry = self._entries.get(key)
             if entry is None:
-                line = self._stored.pop(key.encode("ascii", "replace"), None)
+                line = self._stored.pop(_stored_key(key), None)
                 if line is not None:
                     entry = _decode_entry(line)
                     if entry is not None:
@@ -178,7 +178,7 @@ class TrustCache:
         with self._lock:
             if self._disabled:
                 return
-            self._stored.pop(key.encode("ascii", "replace"), None)
+            self._stored.pop(_stored_key(key), None)
             self._entries[key] = entry
             self._new[key] = entry
 
@@ -268,7 +268,7 @@ class TrustCache:
                 return 0
             try:
                 merged = self._read(fd)
-                merged.update((key.encode("ascii"), _encode_entry(entry))
+                merged.update((_stored_key(key), _encode_entry(entry))
                               for key, entry in self._new.items())
                 now = time.time() if now is None else now
                 expiry = {key: _not_after(line) for key, line in merged.items()}
@@ -317,6 +317,11 @@ def build_payload(header: Mapping[str, Any], stored: Mapping[bytes, bytes]) -> b
     lines = [json.dumps(header, separators=(",", ":")).encode()]
     lines.extend(key + b"\t" + line for key, line in stored.items())
     return b"\n".join(lines) + b"\n"
+
+
+def _stored_key(key: str) -> bytes:
+    """A key as the file holds it (keys are SHA-256 hex digests: ASCII)."""
+    return key.encode("ascii", "replace")
 
 
 def _encode_entry(entry: Entry) -> bytes:
