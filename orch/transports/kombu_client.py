@@ -90,7 +90,8 @@ class KombuClientChannel:
         conn = self._transport.connection()
         members = len(self._transport.urls)
         try:
-            # Every member gets at least one attempt, however the time is shared out.
+            # Time for one attempt per member, whatever the share (kombu checks its
+            # timeout only between attempts).
             conn.ensure_connection(max_retries=2 * members, interval_start=0.2,
                                    timeout=max(timeout, attempt_timeout(members) * members))
             channel = conn.channel()
