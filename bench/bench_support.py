@@ -360,6 +360,11 @@ class CPUBudget:
             self.used[name] = self.used.get(name, 0.0) + read() - before[name]
         self.spans += 1
 
+    def reset(self) -> None:
+        """Forget the spans so far (a warm-up's)."""
+        self.used.clear()
+        self.spans = 0
+
     def per_span_s(self) -> dict[str, float]:
         """Mean CPU seconds per span, by group."""
         return {name: used / max(self.spans, 1) for name, used in self.used.items()}

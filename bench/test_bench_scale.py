@@ -142,8 +142,7 @@ def test_known_list_ping(benchmark: BenchmarkFixture, simulated: SimUnderTest,
     gate = IdleGate()
     run()  # warm-up: every node parses the client's certificate once
     simulated.rounds.clear()
-    budget.used.clear()
-    budget.spans = 0
+    budget.reset()
     benchmark.pedantic(run, setup=gate, rounds=ROUNDS, iterations=1)
     rounds = simulated.rounds
     seconds = [r.seconds for r in rounds]

@@ -240,7 +240,7 @@ def test_replies_verified_per_second(benchmark: Any, injection: Injection, scena
         client, = rounds.setup()[0]
         rounds.collect(client)
         rounds.cpu.clear()
-        rounds.budget = CPUBudget(rounds.budget.groups)
+        rounds.budget.reset()
     try:
         result = benchmark.pedantic(rounds.collect, setup=rounds.setup, rounds=ROUNDS,
                                     warmup_rounds=0)

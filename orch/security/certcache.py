@@ -279,6 +279,7 @@ class TrustCache:
                 self._write(fd, kept)
                 self._stored = {key: line for key, line in kept.items()
                                 if key.decode("ascii", "replace") not in self._entries}
+                self._loaded = True  # what was just written is known: no lookup reads it again
                 self._new = {}
                 self._prune(fd, now)
                 return len(kept)
