@@ -491,9 +491,19 @@ def _close_quietly(conn: kombu.Connection) -> None:
         log.debug("error closing broker connection: %s", exc)
 
 
-def _bound_socket(conn: kombu.Connection, seconds: float) -> None:
+def _drop(conn: kombu.Connection) -> None:
+    """Let go of ``conn`` without a word to the broker (no close handshake to wait for):
+    for a connection given up on because the broker stopped answering."""
+    try:
+        conn.collect()
+    except Exception as exc:
+        log.debug("error dropping broker connection: %r", exc)
+
+
+def _bound_socket(conn: kombu.Connection, seconds: float | None) -> None:
     """Make every later blocking read or write of a connected py-amqp ``conn`` end after
-    ``seconds``; other transports, and a connection never made, are left as they are."""
+    ``seconds`` (None: block again, with py-amqp's own socket timeouts); other transports,
+    and a connection never made, are left as they are."""
     try:
         if not conn.connected or not _is_amqp(conn):  # conn.connection would connect
             return
@@ -557,6 +567,9 @@ def connect_error(display_url: str, exc: BaseException) -> TransportError:
             "password in --broker (ORCH_BROKER), e.g. amqp://USER:PASSWORD@HOST:5672//, or, "
             "logging in with a TLS client certificate, that the broker has a user of the "
             "certificate's name")
+    # A socket timeout says nothing ("" or "timed out"); say which wait ended.
+    reason = str(exc).rstrip(".") or ("timed out" if isinstance(exc, TimeoutError)
+                                      else type(exc).__name__)
     return TransportError(
-        f"cannot reach the broker at {display_url}: {str(exc).rstrip('.')}. "
+        f"cannot reach the broker at {display_url}: {reason}. "
         "Check that it is running and that --broker (ORCH_BROKER) is right.")

@@ -83,34 +83,77 @@ class KombuClientChannel:
     # -- connection ----------------------------------------------------------------------
 
     def _connect(self, timeout: float) -> None:
+        """Connect to a member of the list and set the session up, all within ``timeout``
+        (at least one attempt's share per member).
+
+        The setup after the handshake (channel, exchange, reply queue, consumer) has the
+        same deadline: a member that completes the handshake and then stops answering
+        (overloaded, or frozen mid-way) would otherwise hold each step for the socket's
+        :data:`~orch.transports.kombu.BROKER_WAIT`, and a failover for several times its
+        :data:`FAILOVER_TIMEOUT`. Such a member is dropped and the next one tried.
+        """
+        from orch.transports.kombu import _close_quietly, _drop, attempt_timeout, connect_error
+
+        members = len(self._transport.urls)
+        share = attempt_timeout(members)
+        deadline = time.monotonic() + max(timeout, share * members)
+        conn = self._transport.connection()
+        error: Exception = TimeoutError("timed out")
+        for _ in range(members):
+            try:
+                # Time for one attempt per member, whatever the share (kombu checks its
+                # timeout only between attempts, and tries every member itself).
+                conn.ensure_connection(max_retries=2 * members, interval_start=0.2,
+                                       timeout=max(deadline - time.monotonic(), 0.1))
+            except Exception as exc:
+                error = exc
+                break
+            try:
+                self._set_up(conn, min(time.monotonic() + share, deadline))
+            except Exception as exc:
+                log.debug("setting up the session on %s failed: %r", self._where(conn), exc)
+                error = exc
+                # A member that stopped answering gets no close handshake to wait for.
+                (_drop if isinstance(exc, TimeoutError) else _close_quietly)(conn)
+                if time.monotonic() >= deadline:
+                    break
+                conn.maybe_switch_next()
+                continue
+            self._conn = conn
+            return
+        log.debug("connecting to %s failed: %r", self._transport.display_url, error)
+        _drop(conn)
+        raise connect_error(self._transport.display_url, error) from None
+
+    def _set_up(self, conn: kombu.Connection, deadline: float) -> None:
+        """Open the session's channel, producer and reply-queue consumer on a connected
+        ``conn``, each wait for the broker's answer ending at ``deadline`` (monotonic)."""
         from kombu import Consumer, Exchange, Producer, Queue
 
-        from orch.transports.kombu import _close_quietly, attempt_timeout
+        from orch.transports.kombu import _bound_socket
 
-        conn = self._transport.connection()
-        members = len(self._transport.urls)
+        def bound() -> None:
+            _bound_socket(conn, max(deadline - time.monotonic(), 0.05))
+
         try:
-            # Time for one attempt per member, whatever the share (kombu checks its
-            # timeout only between attempts).
-            conn.ensure_connection(max_retries=2 * members, interval_start=0.2,
-                                   timeout=max(timeout, attempt_timeout(members) * members))
+            bound()
             channel = conn.channel()
             self._producer = Producer(channel)  # exchange given per publish
             self._requests = Exchange(self._exchange_name, type="topic", durable=False)
+            bound()
             self._requests.declare(channel=channel)
             queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
+            bound()  # the consumer declares its queue
             self._consumer = Consumer(
                 channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[],
                 on_decode_error=self._on_decode_error,
             )
+            bound()
             self._consumer.consume()
-        except Exception as exc:
-            log.debug("connecting to %s failed: %r", self._transport.display_url, exc)
-            _close_quietly(conn)
-            from orch.transports.kombu import connect_error
-
-            raise connect_error(self._transport.display_url, exc) from None
-        self._conn = conn
+        finally:
+            # Back to blocking reads and writes; py-amqp's own socket timeouts
+            # (``read_timeout``, ``write_timeout``) stay.
+            _bound_socket(conn, None)
 
     def _failover(self, cause: Exception) -> None:
         """Reconnect (next member first), re-declare the reply queue, publish again."""
@@ -146,10 +189,11 @@ class KombuClientChannel:
                     "%d request(s) again", cause, self._where(), time.monotonic() - started,
                     len(pending))
 
-    def _where(self) -> str:
+    def _where(self, conn: kombu.Connection | None = None) -> str:
         from orch.transports.kombu import _display
 
-        return _display(self._conn.as_uri()) if self._conn is not None else "?"
+        conn = conn or self._conn
+        return _display(conn.as_uri()) if conn is not None else "?"
 
     def _unexpired(self) -> list[_Sent]:
         now = time.monotonic()

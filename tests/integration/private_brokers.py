@@ -1,5 +1,6 @@
 """Private brokers of the integration suite: RabbitMQ nodes and clusters, a TLS-only Redis,
-and network namespaces to partition them — each on free ports of its own, stopped by PID.
+network namespaces to partition them, and a proxy that makes a broker stall — each on free
+ports of its own, stopped by PID.
 
 Split from ``orch_integration.py`` (which keeps the CLI and ``orch server`` fleets).
 """
@@ -13,8 +14,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -478,3 +481,109 @@ class NetworkNamespace:
                            timeout=30)
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
             self.created = False
+
+
+# --------------------------------------------------------------------------- a stalling member
+
+
+class StallingAMQPProxy:
+    """A TCP proxy in front of a real AMQP broker that forwards the handshake and then
+    stops answering: what a client sees of a cluster member that accepted it and then
+    froze, or is too loaded to answer (a frozen broker, by contrast, never completes the
+    handshake).
+
+    Everything the client sends reaches the broker; of the broker's frames only the first
+    :attr:`FORWARDED` (connection.start, .tune and .open-ok) come back, the rest are
+    dropped. :meth:`cut` closes every proxied connection at once and refuses new ones, as a
+    member that died does. Threads stop with :meth:`close`.
+    """
+
+    FORWARDED = 3
+
+    def __init__(self, target: str, *, stall: bool = True) -> None:
+        host, port = target.rsplit("@", 1)[-1].split("/", 1)[0].rsplit(":", 1)
+        self._target = (host, int(port))
+        self.stall = stall
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = []
+        #: Connections accepted so far.
+        self.connections = 0
+        self._closed = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            client.settimeout(None)
+            upstream = socket.create_connection(self._target, timeout=10)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for pump in (self._pump(client, upstream, None),
+                         self._pump(upstream, client, self.FORWARDED if self.stall else None)):
+                thread = threading.Thread(target=pump, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket,
+              frames: int | None) -> Callable[[], None]:
+        """Copy ``source`` to ``sink``; with ``frames``, only that many AMQP frames."""
+
+        def run() -> None:
+            pending = b""
+            left = frames
+            while True:
+                try:
+                    data = source.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    with contextlib.suppress(OSError):
+                        sink.shutdown(socket.SHUT_WR)
+                    return
+                if left is None:
+                    with contextlib.suppress(OSError):
+                        sink.sendall(data)
+                    continue
+                pending += data
+                # A frame: type (1), channel (2), size (4), payload (size), end (1).
+                while left > 0 and len(pending) >= 7:
+                    size = 8 + int.from_bytes(pending[3:7], "big")
+                    if len(pending) < size:
+                        break
+                    with contextlib.suppress(OSError):
+                        sink.sendall(pending[:size])
+                    pending, left = pending[size:], left - 1
+                if left == 0:
+                    pending = b""  # everything after the handshake is dropped
+
+        return run
+
+    def cut(self) -> None:
+        """Close every proxied connection and stop accepting: a member that died."""
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.cut()
+        for thread in self._threads:
+            thread.join(5)

@@ -21,10 +21,11 @@ from orch_integration import (
     new_collective,
     orch_argv,
 )
-from private_brokers import PrivateRabbitMQ, PrivateRedis
+from private_brokers import PrivateRabbitMQ, PrivateRedis, StallingAMQPProxy
 
 from orch.testing import wait_until
 from orch.transports.kombu import BROKER_WAIT, CLOSE_WAIT, CONNECT_TIMEOUT, KombuTransport
+from orch.transports.kombu_client import FAILOVER_TIMEOUT, KombuClientChannel
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +222,83 @@ def test_a_hung_member_of_the_broker_list_does_not_keep_a_client_from_the_next(
     finally:
         channel.close()
         transport.close()
+
+
+
+def _port(url: str) -> str:
+    return url.rsplit("@", 1)[-1].split("/", 1)[0].rsplit(":", 1)[1]
+
+
+def _connected_port(channel: object) -> str:
+    return _port(channel._conn.as_uri())  # type: ignore[attr-defined]
+
+
+def _delivers(channel: object, broker: str) -> bool:
+    """True if a message published at ``broker`` to the channel's reply queue arrives."""
+    import kombu
+
+    assert isinstance(channel, KombuClientChannel)
+    with kombu.Connection(broker, connect_timeout=CONNECT_TIMEOUT) as conn:
+        conn.Producer().publish(b"barrier", routing_key=channel.reply_to, retry=False)
+    return channel.receive(CONNECT_TIMEOUT) == b"barrier"
+
+
+def test_a_member_that_stalls_after_the_handshake_does_not_keep_a_client_from_the_next(
+) -> None:
+    """A member that completes the AMQP handshake and then stops answering (a proxy in
+    front of the suite's RabbitMQ drops everything after it) gets its share of the connect
+    time. Before, the client's channel open waited the socket's whole ``BROKER_WAIT`` (10 s)
+    there and failed, the healthy member untried."""
+    healthy = BROKERS["rabbitmq"]
+    proxy = StallingAMQPProxy(healthy)
+    transport = KombuTransport([proxy.url, healthy])
+    transport.urls = [proxy.url, healthy]  # the stalling member first, not at random
+    try:
+        started = time.monotonic()
+        channel = transport.open_client(new_collective("stall"), CONNECT_TIMEOUT)
+        elapsed = time.monotonic() - started
+        try:
+            assert proxy.connections, "the stalling member was never tried"
+            assert _connected_port(channel) == _port(healthy)
+            assert elapsed < CONNECT_TIMEOUT + 1, f"{elapsed:.1f}s to reach the healthy member"
+            assert _delivers(channel, healthy)
+        finally:
+            channel.close()
+    finally:
+        transport.close()
+        proxy.close()
+
+
+def test_a_failover_past_a_stalling_member_ends_within_its_timeout() -> None:
+    """The member a client is on dies mid-call; the next one accepts and stalls, the one
+    after is healthy. The failover gives the stalling member its share and goes on, well
+    within ``FAILOVER_TIMEOUT``; the reply queue works on the healthy member. Before, the
+    stalling member held the failover for ``BROKER_WAIT`` (10 s) and the call failed with
+    "no broker of the list answered within 5s" though a healthy member was listed."""
+    healthy = BROKERS["rabbitmq"]
+    dying = StallingAMQPProxy(healthy, stall=False)
+    stalling = StallingAMQPProxy(healthy)
+    members = [dying.url, stalling.url, healthy]
+    transport = KombuTransport(members)
+    transport.urls = members
+    try:
+        channel = transport.open_client(new_collective("failover"), CONNECT_TIMEOUT)
+        try:
+            assert isinstance(channel, KombuClientChannel)
+            assert _connected_port(channel) == str(dying.port)
+            dying.cut()
+            started = time.monotonic()
+            while channel.failovers == 0 and time.monotonic() - started < 30:
+                channel.receive(0.2)
+            elapsed = time.monotonic() - started
+            assert channel.failovers == 1
+            assert stalling.connections, "the stalling member was never tried"
+            assert _connected_port(channel) == _port(healthy)
+            assert elapsed < FAILOVER_TIMEOUT, f"the failover took {elapsed:.1f}s"
+            assert _delivers(channel, healthy)
+        finally:
+            channel.close()
+    finally:
+        transport.close()
+        dying.close()
+        stalling.close()

@@ -255,6 +255,9 @@ def test_refused_credentials_are_told_apart_from_an_absent_broker() -> None:
     absent = ConnectionRefusedError(111, "Connection refused")
     assert not credentials_refused(absent)
     assert "Check that it is running" in str(connect_error("amqp://u:**@h//", absent))
+    # A socket timeout carries no message of its own.
+    silent = str(connect_error("amqp://u:**@h//", TimeoutError()))
+    assert "amqp://u:**@h//: timed out. Check that it is running" in silent
 
 
 # ------------------------------------------------------------------ external agents (17)
