@@ -12,6 +12,7 @@ import pytest
 from orch_integration import (
     BROKERS,
     CLI_TIMEOUT,
+    DISCOVERY_WINDOW,
     CliResult,
     clean_environment,
     new_collective,
@@ -43,12 +44,16 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 
 def _orch(sim: SimProcess, *args: str, timeout: float = CLI_TIMEOUT) -> CliResult:
-    """``orch ARGS`` with nothing but ORCH_CONFIG: broker, collective and certificates
-    must all come from the settings file the simulation wrote."""
+    """``orch ARGS`` with ORCH_CONFIG: broker, collective and certificates must all come
+    from the settings file the simulation wrote. Broadcast discovery waits the suite's
+    :data:`DISCOVERY_WINDOW` after the latest reply, as every CLI run of the suite does:
+    with orch's 0.2 s, a simulation worker descheduled that long on a busy machine had
+    87 of its nodes "not found" by a broadcast (seen with two test workers)."""
     started = time.monotonic()
+    env = clean_environment({"ORCH_CONFIG": str(sim.client_config),
+                             "ORCH_DISCOVERY_WINDOW": str(DISCOVERY_WINDOW)})
     proc = subprocess.run([*orch_argv(), *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL,
-                          env=clean_environment({"ORCH_CONFIG": str(sim.client_config)}))
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
