@@ -6,11 +6,11 @@ silence the warnings a later test expects in ``caplog``. Likewise a test that st
 ``orch server`` in process marks the process long-running
 (:func:`orch.core.security.mark_long_running`): the next test is a command again.
 
-``ORCH_TEST_WORKERS=2 ./run-tests`` runs ``pytest -n 2 --dist loadgroup``: the integration
-suites spend most of their time waiting (for daemons to start, brokers to restart, timeouts
-to pass), so two workers overlap those waits (18 minutes instead of 32-34 on the 2-core
-machine). It is not the default yet: a 500-node ping during a cluster member's death
-(``test_cluster.py``) overran its timeout with both workers busy, not explained yet.
+``./run-tests`` runs ``pytest -n 2 --dist loadgroup`` (``ORCH_TEST_WORKERS`` sets the
+number, 0 for none): the integration suites spend most of their time waiting (for daemons
+to start, brokers to restart, timeouts to pass), so two workers overlap those waits (12
+minutes instead of 25-34 on the 2-core machine). Tests that assert on timing therefore run
+beside another worker's load, and must allow for it.
 
 Each worker is a separate pytest session, so session- and
 module-scoped fixtures run once per worker that needs them. To keep each running once:
