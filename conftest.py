@@ -21,14 +21,41 @@ module-scoped fixtures run once per worker that needs them. To keep each running
   — joins that fixture's group, whatever its file, so one worker starts it once.
 
 Plain ``pytest`` (no ``-n``) runs everything in one process, as before.
+
+The run's caches (plugin index, verified certificates, DDL digests) go to a directory of
+its own (``XDG_CACHE_HOME``, which ``orch`` commands the tests start inherit), removed at
+the end: thousands of test certificates have no place in the developer's ``~/.cache/orch``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+#: ``XDG_CACHE_HOME`` as the run found it, and the directory that replaced it.
+_cache_home: list[tuple[str | None, str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    previous = os.environ.get("XDG_CACHE_HOME")
+    directory = tempfile.mkdtemp(prefix="orch-tests-cache-")
+    _cache_home.append((previous, directory))
+    os.environ["XDG_CACHE_HOME"] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _cache_home:
+        previous, directory = _cache_home.pop()
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
+        shutil.rmtree(directory, ignore_errors=True)
 
 #: Session fixtures too heavy to start twice: the real puppetserver (with PuppetDB and the
 #: agents that use it) and a fresh virtualenv with every distribution's wheel built.
