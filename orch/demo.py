@@ -4,7 +4,6 @@ run with, and a throw-away CA for tests (``orch.testing``); ``orch demo`` itself
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,37 +18,6 @@ def demo_specs(count: int, seed: int = 7) -> list[NodeSpec]:
     from orch.sim.facts import node_specs
 
     return node_specs(count, seed)
-
-
-#: The demo's action policy: what a server without ``policy_dir`` does, said on purpose.
-DEMO_POLICY = """\
-# orch demo: the simulated nodes' action policy (docs/actionpolicy.md explains the rules).
-# The demo's throw-away client may run every action on every node: on a real fleet, allow
-# named callers and leave the default at deny.
-policy default allow
-"""
-
-
-def demo_node_settings(settings: Mapping[str, Any], scratch: Path) -> dict[str, Any]:
-    """``settings`` for the demo's nodes, with an explicit action policy unless they name one.
-
-    A server started without ``policy_dir`` warns that every caller may run every action —
-    right for a real server, but as the first line of a demo it names this machine as if it
-    were a node, and says nothing the demo does not intend. So the demo writes
-    :data:`DEMO_POLICY` into ``scratch`` and points the nodes at it; a ``--config`` that sets
-    its own ``policy_dir`` (``plugins.actionpolicy``, or the top-level alias) is kept as is.
-    """
-    values = dict(settings)
-    plugins = values.get("plugins")
-    section = plugins.get("actionpolicy") if isinstance(plugins, Mapping) else None
-    if "policy_dir" in values or (isinstance(section, Mapping) and "policy_dir" in section):
-        return values
-    directory = scratch / "policies"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "default.policy").write_text(DEMO_POLICY, encoding="utf-8")
-    values["plugins"] = {**(plugins if isinstance(plugins, Mapping) else {}),
-                         "actionpolicy": {**(section or {}), "policy_dir": str(directory)}}
-    return values
 
 
 @dataclass(frozen=True)

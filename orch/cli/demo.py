@@ -107,7 +107,6 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
               node_settings: dict[str, object] | None = None) -> None:
     from orch.cli.sim import ProgressLine
     from orch.core.errors import OrchError
-    from orch.demo import demo_node_settings
     from orch.sim import SimConfig, Simulation
     from orch.sim.facts import node_specs
 
@@ -117,8 +116,7 @@ def _run_demo(count: int, broker: str, workers: int, collective: str, seed: int,
                                           collective=collective, workers=workers,
                                           seed=seed, secure=secure,
                                           keep_certificates=False,
-                                          extra_settings=demo_node_settings(
-                                              node_settings or {}, scratch)),
+                                          extra_settings=dict(node_settings or {})),
                                 ProgressLine(quiet_below=1000), registry)
         simulation.prepare()
     except OrchError as exc:

@@ -15,6 +15,8 @@ What a simulation leaves in its state directory::
     STATE/ca/               the simulation's own CA (unless --ca DIR names another)
     STATE/client/           the operator's client certificate and key (0600)
     STATE/client.yaml       settings for orch clients: ORCH_CONFIG=STATE/client.yaml orch ping
+    STATE/policies/         the nodes' action policy, unless --config names a policy_dir
+                            (:mod:`orch.sim.policy`)
 """
 
 from __future__ import annotations
@@ -216,9 +218,11 @@ class Simulation:
     def node_settings(self) -> dict[str, Any]:
         """The settings every simulated node runs with (and ``orch demo``'s fleet)."""
         from orch.core.config import load_settings
+        from orch.sim.policy import with_explicit_policy
         from orch.sim.worker import simulated_agents
 
-        values: dict[str, Any] = {**self.config.extra_settings, **self.client_settings}
+        values = with_explicit_policy({**self.config.extra_settings, **self.client_settings},
+                                      self.state_dir)
         settings = load_settings(overrides=values, environ={}, registry=self.registry)
         agents = simulated_agents(self.registry, settings)
         if self.config.agents is not None:

@@ -68,6 +68,8 @@ def test_ping_gets_a_signed_reply_from_every_simulated_node(sim: SimProcess,
     assert sorted(reply["sender"] for reply in data["replies"]) == identities
     assert data["missing"] == [] and data["rejected"] == []
     assert len(sim.worker_pids) == 2
+    # The nodes run with the simulation's explicit policy: no warning naming this machine.
+    assert not [line for line in sim.output if "policy_dir" in line], sim.output
 
     broadcast = _orch(sim, "ping", "--json")
     assert broadcast.rc == 0, broadcast.describe()

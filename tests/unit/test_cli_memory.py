@@ -23,12 +23,9 @@ import orch
 from orch.cli.demo import TOUR
 from orch.cli.main import cli
 from orch.core.config import load_settings
-from orch.core.filter import FilterEngine
 from orch.core.fleet import Fleet, NodeSpec
 from orch.core.plugins import default_registry
-from orch.demo import DemoPKI, demo_node_settings, demo_specs
-from orch.security.actionpolicy import ActionPolicySettings
-from orch.security.policyfile import parse_policy
+from orch.demo import DemoPKI, demo_specs
 
 SPECS = [
     NodeSpec("web1", {"role": "web", "env": "prod", "os": {"family": "Debian"}},
@@ -482,26 +479,6 @@ def test_filter_budget_is_a_setting(fleet: Fleet) -> None:
     assert "more than 1 (filter_max_terms)" in result.output
     result = run("find", "-F", "role=web", "-F", "env=prod")
     assert result.exit_code == 0 and result.stdout.split() == ["web1"]
-
-
-def test_demo_nodes_get_an_explicit_policy_unless_the_config_names_one(
-        tmp_path: Path) -> None:
-    settings = demo_node_settings({"plugins": {"actionpolicy": {"policy_default": "deny"},
-                                               "other": {"x": 1}}}, tmp_path)
-    section = settings["plugins"]["actionpolicy"]
-    assert section["policy_default"] == "deny" and settings["plugins"]["other"] == {"x": 1}
-    policy = Path(section["policy_dir"]) / "default.policy"
-    # A valid policy file that allows every caller, where the plugin will look for it.
-    loaded = load_settings(overrides=settings, environ={})
-    parsed = parse_policy(policy.read_text(), str(policy),
-                          FilterEngine.for_registry(default_registry(), loaded))
-    assert parsed.default is True and parsed.rules == ()
-    assert loaded.section("actionpolicy", ActionPolicySettings).policy_dir == str(policy.parent)
-
-    mine = {"plugins": {"actionpolicy": {"policy_dir": "/srv/policies"}}}
-    assert demo_node_settings(mine, tmp_path / "b") == mine
-    assert demo_node_settings({"policy_dir": "/srv/p"}, tmp_path / "c") == {"policy_dir": "/srv/p"}
-    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_demo_refuses_an_unreadable_config_file(tmp_path: Path) -> None:

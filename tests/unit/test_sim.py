@@ -4,6 +4,7 @@ and ``orch sim``'s refusals of bad arguments. Serving is tested on RabbitMQ
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,12 @@ from click.testing import CliRunner
 from orch.agents.rpcutil import Rpcutil
 from orch.cli.main import cli
 from orch.core.agent import Agent
+from orch.core.config import load_settings
+from orch.core.filter import FilterEngine
+from orch.core.plugins import default_registry
 from orch.core.protocol import valid_name
+from orch.security.actionpolicy import ActionPolicySettings
+from orch.security.policyfile import parse_policy
 from orch.sim import SimConfig, SimError, Simulation
 from orch.sim.facts import (
     DATACENTERS,
@@ -25,6 +31,7 @@ from orch.sim.facts import (
     node_specs,
     partition,
 )
+from orch.sim.policy import with_explicit_policy
 from orch.sim.worker import simulated_agents
 
 
@@ -119,10 +126,11 @@ def test_a_simulation_refuses_impossible_configurations(tmp_path: Path) -> None:
         Simulation(SimConfig(nodes=5, broker="memory://", state_dir=tmp_path, workers=2))
 
 
-def test_an_in_process_simulation_writes_client_settings_and_serves(tmp_path: Path) -> None:
+def test_an_in_process_simulation_writes_client_settings_and_serves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from orch.core.client import Client
-    from orch.core.config import load_settings
 
+    caplog.set_level(logging.WARNING)
     config = SimConfig(nodes=12, broker="memory://", state_dir=tmp_path / "state",
                        collective="simunit", workers=0)
     with Simulation(config) as simulation:
@@ -143,6 +151,9 @@ def test_an_in_process_simulation_writes_client_settings_and_serves(tmp_path: Pa
         assert all("rpcutil" in node.view().agents for node in fleet.nodes)
         assert all(cls.simulation_safe for cls in fleet.agents.values())
     assert (tmp_path / "state" / "client" / "sim.operator.key").stat().st_mode & 0o077 == 0
+    # The nodes' services run with an explicit policy: no warning naming this machine as a
+    # node without one.
+    assert not [r.getMessage() for r in caplog.records if "policy_dir" in r.getMessage()]
 
 
 def _sim(*args: str) -> Any:
@@ -230,3 +241,24 @@ def test_every_password_of_a_broker_list_is_masked(tmp_path: Path) -> None:
     shown = Simulation(SimConfig(nodes=1, broker=urls, state_dir=tmp_path)).display_url
     assert "secret" not in shown
     assert shown.count("amqp://u:**@") == 3
+
+
+def test_simulated_nodes_get_an_explicit_policy_unless_the_config_names_one(
+        tmp_path: Path) -> None:
+    settings = with_explicit_policy({"plugins": {"actionpolicy": {"policy_default": "deny"},
+                                                 "other": {"x": 1}}}, tmp_path)
+    section = settings["plugins"]["actionpolicy"]
+    assert section["policy_default"] == "deny" and settings["plugins"]["other"] == {"x": 1}
+    policy = Path(section["policy_dir"]) / "default.policy"
+    # A valid policy file that allows every caller, where the plugin will look for it.
+    loaded = load_settings(overrides=settings, environ={})
+    parsed = parse_policy(policy.read_text(), str(policy),
+                          FilterEngine.for_registry(default_registry(), loaded))
+    assert parsed.default is True and parsed.rules == ()
+    assert loaded.section("actionpolicy", ActionPolicySettings).policy_dir == str(policy.parent)
+
+    mine = {"plugins": {"actionpolicy": {"policy_dir": "/srv/policies"}}}
+    assert with_explicit_policy(mine, tmp_path / "b") == mine
+    assert with_explicit_policy({"policy_dir": "/srv/p"}, tmp_path / "c") == {
+        "policy_dir": "/srv/p"}
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
