@@ -248,6 +248,11 @@ class KombuTransport:
         interval = _check_interval(conn)
         drain = min(DRAIN_SLICE, interval) if interval else DRAIN_SLICE
         next_check = time.monotonic() + (interval or 0.0)
+        # The socket keeps the drain's timeout: py-amqp sets a wait's timeout on the socket
+        # and puts the old one back around every frame it reads (two system calls each,
+        # six a request), unless the socket already has it. This connection writes nothing
+        # but heartbeats, which never wait on a broker that reads.
+        _bound_socket(conn, drain)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=drain)
