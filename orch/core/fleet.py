@@ -18,6 +18,7 @@ from typing import Any
 
 from orch.core.agent import simulated_agents
 from orch.core.config import Settings
+from orch.core.decoded import DecodedRequests
 from orch.core.errors import TransportError
 from orch.core.plugins import PluginRegistry
 from orch.core.runner import InlineRunner
@@ -82,6 +83,8 @@ class Fleet:
             self.services.runner = InlineRunner()
         agents = registry.agents_for(settings)
         if simulated:
+            # Every node of this process gets a copy of each request: decode it once.
+            self.services.decoded = DecodedRequests()
             hosted = simulated_agents(agents)
             if set(hosted) != set(agents):
                 log.info("simulated nodes leave out agent(s) without a simulation: %s",

@@ -34,6 +34,7 @@ from orch.core.agent import ActionReply, ActionRequest, Agent
 from orch.core.audit import AuditLog
 from orch.core.authorization import Authorizer
 from orch.core.config import Settings
+from orch.core.decoded import DecodedRequests
 from orch.core.errors import ArgumentError, ProtocolError, RevokedError
 from orch.core.filter import (
     FilterBudget,
@@ -79,6 +80,9 @@ class NodeServices:
     #: one: job history keeps copies). Called on the request path: queue and return; what
     #: a listener raises is logged and ignored.
     reply_listeners: list[Callable[[str, bytes], None]] = field(default_factory=list)
+    #: Requests decoded once for every node sharing these services (a simulated fleet's
+    #: nodes, which receive copies of the same bytes); None: each node decodes its own.
+    decoded: DecodedRequests | None = None
 
     @classmethod
     def from_settings(
@@ -295,12 +299,22 @@ class Node:
             self._reject("dropped", f"message of {len(raw)} bytes is over max_message_bytes "
                          f"({self.services.max_message_bytes})")
             return
+        shared = self.services.decoded
         try:
-            envelope = Envelope.decode(raw)
-            if envelope.kind != "request":
-                raise ProtocolError(f"expected a request, got a {envelope.kind}")
-            verified = self.security.verify(envelope)
-            request = Request.decode(envelope.body)
+            known = shared.get(raw) if shared is not None else None
+            if known is None:
+                envelope = Envelope.decode(raw)
+                if envelope.kind != "request":
+                    raise ProtocolError(f"expected a request, got a {envelope.kind}")
+            else:
+                envelope = known[0]
+            verified = self.security.verify(envelope)  # every node, shared decoding or not
+            if known is None:
+                request = Request.decode(envelope.body)
+                if shared is not None:
+                    shared.put(raw, envelope, request)
+            else:
+                request = known[1]
         except RevokedError as exc:
             self._count("dropped")
             log.warning("node=%s request rejected: %s", self.identity, exc)

@@ -22,10 +22,13 @@ from orch.core.agent import ActionFailed, ActionReply, ActionRequest, Agent, act
 from orch.core.audit import AuditLog
 from orch.core.authorization import Decision
 from orch.core.config import Settings
+from orch.core.decoded import DecodedRequests
+from orch.core.errors import ProtocolError
 from orch.core.filter import FilterEngine, NodeView
 from orch.core.plugins import default_registry
 from orch.core.protocol import Envelope, Reply, Request, Status
 from orch.core.runner import ActionRunner
+from orch.core.security import Verified
 from orch.core.server import Node, NodeServices
 from orch.ddl.model import AgentDDL, load_ddl
 from orch.security.insecure import InsecureProvider
@@ -826,7 +829,6 @@ def test_request_signed_with_a_revoked_certificate_is_audited_as_revoked(
         sent: Sent, runner: ActionRunner, tmp_path: Path) -> None:
     """The signer of a revoked request is known: the audit says who, with the fingerprint."""
     from orch.core.errors import RevokedError
-    from orch.core.security import Verified
 
     class Revoking(InsecureProvider):
         def verify(self, envelope: Envelope) -> Verified:
@@ -914,3 +916,50 @@ def test_shutdown_replies_to_finished_and_aborts_the_rest(sent: Sent, blocked: N
     assert Echo.finished.wait(WAIT)
     assert ask(node, sent, make_request("rpcutil", "ping")).statuscode is Status.BUSY
     assert [r.statuscode for r in sent.replies()].count(Status.OK) == 1  # no late reply
+
+
+# --------------------------------------------------------------------- shared decoding
+
+
+class CountingProvider(InsecureProvider):
+    """Accepts (or, ``refuse``, rejects) every request and counts what it was asked."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.verified = 0
+
+    def verify(self, envelope: Envelope) -> Verified:
+        self.verified += 1
+        if self.refuse:
+            raise ProtocolError("signature does not verify (test)")
+        return Verified()
+
+
+def test_nodes_sharing_decoded_requests_decode_once_and_each_verify(
+        sent: Sent, runner: ActionRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated fleet's nodes receive copies of the same bytes: the request is decoded
+    once, but every node checks the signature with its own provider, and a node whose
+    provider refuses it does not run it, whoever decoded it first."""
+    decoded: list[str] = []
+    original = Request.decode.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Request], body: str) -> Request:
+        decoded.append(body)
+        return original(cls, body)
+
+    monkeypatch.setattr(Request, "decode", classmethod(counting))
+    shared = make_node(sent, runner, decoded=DecodedRequests()).services
+    agents = {"rpcutil": default_registry().agents()["rpcutil"]}
+    accepting, refusing = CountingProvider(), CountingProvider(refuse=True)
+    nodes = [Node(name, COLLECTIVE, agents, lambda: dict(FACTS), CLASSES, shared, provider)
+             for name, provider in (("a.example", accepting), ("b.example", refusing),
+                                    ("c.example", accepting))]
+    request = make_request(targets=("a.example", "b.example", "c.example"))
+    message = raw(request)
+    for node in nodes:
+        node.handle(bytes(message))  # a copy each, as each delivery is
+    replies = sent.wait_for(2)
+    assert sorted(reply.sender for reply in replies) == ["a.example", "c.example"]
+    assert len(decoded) == 1
+    assert (accepting.verified, refusing.verified) == (2, 1)
+    assert stats(nodes[1])["dropped"] == 1
