@@ -11,8 +11,9 @@ signature itself (:meth:`~orch.core.server.Node.handle`) and applies every later
 Only a fleet of simulated nodes shares one (:class:`~orch.core.fleet.Fleet` with
 ``simulated``): the decoded request, its ``data`` and ``filter`` mappings included, is then
 the same object for all of them, which is safe for simulations, which only read it, and not
-promised of every third-party agent. Only messages that decoded are kept, a bounded number,
-the oldest dropped first.
+promised of every third-party agent. Only messages that decoded and passed a node's
+signature check are kept, at most :data:`SIZE` of at most :data:`MAX_BYTES` each, the oldest
+dropped first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from orch.core.protocol import Envelope, Request
 
 #: Messages kept: enough for the parts of a known-list request in flight at once.
 SIZE = 64
+#: Larger messages are not kept (each node decodes its own): requests are a few KB, and
+#: :data:`SIZE` messages of ``max_message_bytes`` each would pin hundreds of MB.
+MAX_BYTES = 64 * 1024
 
 
 class DecodedRequests:
@@ -38,6 +42,8 @@ class DecodedRequests:
             return self._entries.get(raw)
 
     def put(self, raw: bytes, envelope: Envelope, request: Request) -> None:
+        if len(raw) > MAX_BYTES:
+            return
         with self._lock:
             if raw not in self._entries and len(self._entries) >= self._size:
                 del self._entries[next(iter(self._entries))]

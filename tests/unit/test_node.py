@@ -963,3 +963,18 @@ def test_nodes_sharing_decoded_requests_decode_once_and_each_verify(
     assert len(decoded) == 1
     assert (accepting.verified, refusing.verified) == (2, 1)
     assert stats(nodes[1])["dropped"] == 1
+
+
+def test_shared_decoding_is_bounded() -> None:
+    from orch.core import decoded as module
+
+    cache = DecodedRequests(size=2)
+    request = make_request()
+    envelope = Envelope("request", request.encode(), {})
+    for key in (b"one", b"two", b"three"):
+        cache.put(key, envelope, request)
+    assert cache.get(b"one") is None  # the oldest went first
+    assert cache.get(b"three") == (envelope, request)
+    large = b"x" * (module.MAX_BYTES + 1)
+    cache.put(large, envelope, request)
+    assert cache.get(large) is None
