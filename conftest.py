@@ -25,6 +25,7 @@ Plain ``pytest`` (no ``-n``) runs everything in one process, as before.
 The run's caches (plugin index, verified certificates, DDL digests) go to a directory of
 its own (``XDG_CACHE_HOME``, which ``orch`` commands the tests start inherit), removed at
 the end: thousands of test certificates have no place in the developer's ``~/.cache/orch``.
+A run of ``bench/`` alone keeps the real caches: it measures orch as installed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +43,17 @@ import pytest
 _cache_home: list[tuple[str | None, str]] = []
 
 
+def _benchmarks_only(config: pytest.Config) -> bool:
+    """A run of ``bench/`` alone measures an installation as users have it, warm caches
+    included (the plugin index decides what a daemon imports, hence its memory)."""
+    bench = Path(__file__).resolve().parent / "bench"
+    paths = [Path(str(arg).split("::", 1)[0]).resolve() for arg in config.args]
+    return bool(paths) and all(path == bench or bench in path.parents for path in paths)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _benchmarks_only(config):
+        return
     previous = os.environ.get("XDG_CACHE_HOME")
     directory = tempfile.mkdtemp(prefix="orch-tests-cache-")
     _cache_home.append((previous, directory))
