@@ -25,11 +25,11 @@ in a row each found a message already waiting — a 50-node call never pays for 
 hand back what it learnt (the x509 provider's newly verified certificates) so that the caller
 can keep it (its disk cache).
 
-The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per hand-over and
-``MAX_IN_FLIGHT`` hand-overs outstanding) and stopped by :meth:`CheckedReceiver.close`. A
-hand-over unanswered after ``BATCH_TIMEOUT`` (a worker that died or hangs) ends the pool: its
-messages, and every later one, are checked in the calling thread, so nothing is lost and no
-wait outlives its bound.
+The pool is bounded (``workers`` processes, at most ``MAX_BATCH`` messages per hand-over,
+``MAX_IN_FLIGHT`` hand-overs and ``MAX_IN_FLIGHT_BYTES`` outstanding) and stopped by
+:meth:`CheckedReceiver.close`. A hand-over unanswered after ``BATCH_TIMEOUT`` (a worker that
+died or hangs) ends the pool: its messages, and every later one, are checked in the calling
+thread, so nothing is lost and no wait outlives its bound.
 
 Forking is only safe where no other thread holds a lock the check needs: a caller in a
 process with threads of its own (a daemon, a web server) passes ``workers=0``.
@@ -54,10 +54,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Messages handed to a worker at once: large enough that the hand-over is cheap against
-#: the checks, small enough that the first results come back quickly.
-MAX_BATCH = 64
+#: the checks, small enough that the first results come back quickly (256 take a checker
+#: about 17 ms on a fast day). Measured with 5,000 injected replies, runs alternating: 64
+#: gave 14,053 / 14,252 / 13,408 verified replies/s with 53-55 µs of the collecting
+#: process's CPU per reply, 256 gave 15,424 / 15,720 / 15,221 with 45-47 µs.
+MAX_BATCH = 256
 #: Batches handed over and not yet collected: bounds memory when checking falls behind.
 MAX_IN_FLIGHT = 16
+#: Bytes of messages handed over and not yet collected: the bound in bytes, whatever the
+#: size of each message (a reply is about 1 KB; a hostile one may be megabytes).
+MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
 #: Seconds :meth:`CheckedReceiver.close` waits for the workers to end.
 STOP_TIMEOUT = 5.0
 #: Seconds a hand-over may stay unanswered before its checker is presumed dead or stuck (a
@@ -114,10 +120,11 @@ def _check_batch(raws: list[bytes]) -> tuple[list[Any], Any]:
 
 
 class _Batch:
-    __slots__ = ("due", "raws", "result")
+    __slots__ = ("due", "raws", "result", "size")
 
     def __init__(self, raws: list[bytes], result: Any) -> None:
         self.raws = raws
+        self.size = sum(len(raw) for raw in raws)
         self.result = result  # a multiprocessing AsyncResult
         #: When an unanswered hand-over means its checker is lost (monotonic seconds).
         self.due = time.monotonic() + BATCH_TIMEOUT
@@ -219,8 +226,10 @@ class CheckedReceiver(Generic[T]):
     def _fill(self) -> bool:
         """Hand over whatever the channel has now, in batches; True if anything came."""
         batch: list[bytes] = []
+        size = self._in_flight_bytes()
         got = False
-        while len(self._in_flight) < MAX_IN_FLIGHT and self._failure is None:
+        while (len(self._in_flight) < MAX_IN_FLIGHT and self._failure is None
+               and size < MAX_IN_FLIGHT_BYTES):
             try:
                 raw = self._channel.receive(0.0)
             except TransportError as exc:
@@ -230,16 +239,21 @@ class CheckedReceiver(Generic[T]):
                 break
             got = True
             batch.append(raw)
+            size += len(raw)
             if len(batch) >= MAX_BATCH:
                 self._submit(batch)
                 batch = []
                 self._harvest()
+                size = self._in_flight_bytes()
         if batch:
             self._submit(batch)
         return got
 
     def _submit(self, raws: list[bytes]) -> None:
         self._in_flight.append(_Batch(raws, self._pool.apply_async(_check_batch, (raws,))))
+
+    def _in_flight_bytes(self) -> int:
+        return sum(batch.size for batch in self._in_flight)
 
     def _checked(self, raw: bytes) -> T | ProtocolError:
         """Check ``raw`` here, counting the time in :attr:`check_seconds`."""

@@ -80,6 +80,23 @@ def test_backlog_is_checked_in_worker_processes_and_returned_in_arrival_order() 
     assert channel.receiver_threads == {threading.current_thread().name}
 
 
+def test_bytes_handed_over_are_bounded_whatever_the_message_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large messages fill the byte bound long before the batch count bound: the rest stay
+    on the channel (the broker's queue) until checkers catch up, and all come back."""
+    monkeypatch.setattr(checkpool, "MAX_IN_FLIGHT_BYTES", 10 * 600)
+    messages = [f"m{i}".encode().ljust(600, b".") for i in range(1000)]
+    channel = FakeChannel(messages)
+    with CheckedReceiver(channel, check, workers=2) as receiver:
+        first = receiver.receive(5.0)
+        assert first is not None and receiver.pooled
+        taken = len(messages) - len(channel.messages)
+        # The first two (one checked here, one handed over) and 9 more reach the bound.
+        assert taken <= 12, taken
+        out = [first, *drain(receiver)]
+    assert [raw for raw, _ in out] == messages
+
+
 def test_lone_message_is_checked_in_the_calling_thread_without_a_pool() -> None:
     receiver = CheckedReceiver(FakeChannel([b"only"]), check, workers=2)
     (item,) = drain(receiver)
