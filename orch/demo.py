@@ -1,6 +1,6 @@
-"""The demo fleet: plausible simulated nodes (deterministic for a seed), the settings they
-run with, and a throw-away CA for tests (``orch.testing``); ``orch demo`` itself runs on
-:mod:`orch.sim`."""
+"""The demo fleet: plausible simulated nodes (deterministic for a seed) and a throw-away CA
+for tests (``orch.testing``); ``orch demo`` itself runs on :mod:`orch.sim`, whose
+:mod:`orch.sim.policy` gives its nodes their action policy."""
 
 from __future__ import annotations
 
