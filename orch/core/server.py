@@ -57,6 +57,13 @@ log = logging.getLogger(__name__)
 ReplySender = Callable[[str, str, bytes, float], None]
 
 
+def _request_envelope(raw: bytes) -> Envelope:
+    envelope = Envelope.decode(raw)
+    if envelope.kind != "request":
+        raise ProtocolError(f"expected a request, got a {envelope.kind}")
+    return envelope
+
+
 @dataclass
 class NodeServices:
     """What nodes of one process share: plugins chosen by settings, pool, reply path."""
@@ -302,19 +309,11 @@ class Node:
         shared = self.services.decoded
         try:
             known = shared.get(raw) if shared is not None else None
-            if known is None:
-                envelope = Envelope.decode(raw)
-                if envelope.kind != "request":
-                    raise ProtocolError(f"expected a request, got a {envelope.kind}")
-            else:
-                envelope = known[0]
+            envelope = known[0] if known is not None else _request_envelope(raw)
             verified = self.security.verify(envelope)  # every node, shared decoding or not
-            if known is None:
-                request = Request.decode(envelope.body)
-                if shared is not None:
-                    shared.put(raw, envelope, request)
-            else:
-                request = known[1]
+            request = known[1] if known is not None else Request.decode(envelope.body)
+            if shared is not None and known is None:
+                shared.put(raw, envelope, request)
         except RevokedError as exc:
             self._count("dropped")
             log.warning("node=%s request rejected: %s", self.identity, exc)

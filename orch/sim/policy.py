@@ -37,7 +37,11 @@ def with_explicit_policy(settings: Mapping[str, Any], state_dir: Path) -> dict[s
         return values
     directory = state_dir / "policies"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "default.policy").write_text(SIM_POLICY, encoding="utf-8")
+    policy = directory / "default.policy"
+    # Unchanged, the file keeps its time: a server re-reads a policy file changed in the
+    # last 2 s on every request, and a simulation asks for its settings more than once.
+    if not policy.is_file() or policy.read_text(encoding="utf-8") != SIM_POLICY:
+        policy.write_text(SIM_POLICY, encoding="utf-8")
     values["plugins"] = {**(plugins if isinstance(plugins, Mapping) else {}),
                          "actionpolicy": {**(section or {}), "policy_dir": str(directory)}}
     return values

@@ -192,7 +192,7 @@ class KombuClientChannel:
     def _where(self, conn: kombu.Connection | None = None) -> str:
         from orch.transports.kombu import _display
 
-        conn = conn or self._conn
+        conn = conn if conn is not None else self._conn
         return _display(conn.as_uri()) if conn is not None else "?"
 
     def _unexpired(self) -> list[_Sent]:
