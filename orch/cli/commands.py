@@ -85,17 +85,20 @@ def find(orch: ClientContext) -> None:
     """
     listed = orch.known_nodes()
     cut_short = None
+    absent: list[str] = []
     if listed is None:
         found = orch.client().discover(orch.filter)
-        nodes, cut_short = list(found), found.cut_short
+        nodes, cut_short, absent = list(found), found.cut_short, found.absent
     else:
         nodes = sorted(orch.client().ping(orch.filter, listed).replies)
     if orch.plan.limit is not None:
         nodes = orch.plan.limit.apply(nodes)
-    orch.emit_json({"nodes": nodes, "cut_short": cut_short})
+    orch.emit_json({"nodes": nodes, "cut_short": cut_short, "absent": absent})
     if not orch.json:
         for name in nodes:
             click.echo(name)
+        if absent:
+            output.print_absent(absent, err=True)
         if cut_short:
             output.print_cut_short(cut_short)
         if not nodes and orch.client().sent_unsigned:

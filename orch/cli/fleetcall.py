@@ -70,11 +70,11 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
     """
     nodes = orch.known_nodes()
     limit = orch.plan.limit
-    discovered: tuple[float, str | None] | None = None
+    discovered: tuple[float, str | None, list[str]] | None = None
     if nodes is None and (ask is not None or limit is not None):
         started = time.monotonic()
         found = client.discover(orch.filter, agent)
-        discovered = (time.monotonic() - started, found.cut_short)
+        discovered = (time.monotonic() - started, found.cut_short, found.absent)
         nodes = sorted(found)
     left_out = 0
     if nodes is not None:
@@ -89,7 +89,7 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
     if not result.expected:
         raise _nobody(agent)
     if discovered is not None:
-        result.discovery_seconds, result.cut_short = discovered
+        result.discovery_seconds, result.cut_short, result.absent = discovered
     return FleetCall(result, left_out)
 
 

@@ -6,7 +6,7 @@ The JSON document of a call is stable and documented in ``docs/cli.md``::
      "replies": [{"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}],
      "expected": [...] | null, "missing": [...], "rejected": [...], "unexpected": [...],
      "error": null | "...", "cut_short": null | "...", "hint": null | "...",
-     "notes": {missing sender: "last seen ..."},
+     "notes": {missing sender: "last seen ..."}, "absent": [...],
      "warnings": {sender: [problem]}, "aggregates": [{"function", "output", "result"}],
      "stats": {"discovered", "responses", "ok", "failed", "missing",
                "discovery_ms", "elapsed_ms"}}
@@ -80,6 +80,8 @@ def result_document(
         # What discovery knew of each silent node (the inventory: when it last registered),
         # as the text output prints beside the name.
         "notes": dict(sorted(result.notes.items())),
+        # Nodes that answered the same broadcast (or discovery) before and not this time.
+        "absent": result.absent,
         "aggregates": [summary.to_json() for summary in summaries],
         "stats": stats_document(result),
     }
@@ -174,6 +176,8 @@ def print_problems(result: CallResult) -> None:
         for name in result.missing:
             note = result.notes.get(name)
             click.echo(f"    {name}" + (f" ({note})" if note else ""))
+    if result.absent:
+        print_absent(result.absent)
     if result.rejected:
         click.secho(f"\n{len(result.rejected)} reply(ies) rejected:", fg="red")
         for reason in result.rejected:
@@ -193,6 +197,15 @@ def print_problems(result: CallResult) -> None:
         print_cut_short(result.cut_short)
     if result.hint:
         click.secho(f"\nHint: {result.hint}", fg="yellow", err=True)
+
+
+def print_absent(names: Sequence[str], err: bool = False) -> None:
+    """Name the nodes that answered the same broadcast before and stayed silent now
+    (on stderr with ``err``, where stdout is a list of names for other programs)."""
+    click.secho(f"\n{len(names)} node(s) that answered this before did not answer now "
+                "(gone, slow, or no longer selected):", fg="yellow", bold=True, err=err)
+    for name in names:
+        click.echo(f"    {name}", err=err)
 
 
 def print_cut_short(reason: str) -> None:

@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any
 from orch.core import protocol
 from orch.core.agentlookup import AgentLookup
 from orch.core.checkpool import CheckedReceiver
-from orch.core.collect import ReplyCallback, accept_reply, collect_loop, verified_reply
+from orch.core.collect import (
+    Quiet,
+    ReplyCallback,
+    accept_reply,
+    collect_loop,
+    verified_reply,
+)
 from orch.core.config import Settings
 from orch.core.discovery import Discovered
 from orch.core.errors import (
@@ -281,7 +287,7 @@ class Client:
         expected: Sequence[str] | None,
         timeout: float,
         *,
-        quiet: float | None = None,
+        quiet: float | Quiet | None = None,
         on_reply: ReplyCallback | None = None,
         started: float | None = None,
         label: str = "collection",
@@ -299,8 +305,12 @@ class Client:
         client's own stalls: the window counts only time spent waiting, and before ending
         the client looks once more, without waiting, for a reply already there. If the
         deadline comes while the window is still open (or with a reply waiting), replies
-        were still arriving: :attr:`CallResult.cut_short` says so, naming ``label``.
+        were still arriving: :attr:`CallResult.cut_short` says so, naming ``label``. A
+        :class:`~orch.core.collect.Quiet` also names the nodes to wait for (see
+        :mod:`orch.core.answered`).
         """
+        if isinstance(quiet, int | float):
+            quiet = Quiet(float(quiet))
         now = time.monotonic()
         started = now if started is None else started
         result = CallResult(request.agent, request.action, request.id,
@@ -317,7 +327,7 @@ class Client:
         return result
 
     def _collect_loop(self, request: Request, result: CallResult, pending: set[str] | None,
-                      deadline: float, window: float | None, on_reply: ReplyCallback | None,
+                      deadline: float, window: Quiet | None, on_reply: ReplyCallback | None,
                       started: float, label: str, timeout: float) -> None:
         """The receive loop of :meth:`collect` (:func:`orch.core.collect.collect_loop`)."""
         collect_loop(lambda: self._receiver, self._accept, request, result, pending,
@@ -363,22 +373,39 @@ class Client:
         on_reply: ReplyCallback | None = None,
         label: str = "the broadcast",
         observe: bool = True,
+        remember: bool = False,
     ) -> CallResult:
         """Send one request to every node hosting ``route_agent`` (default ``agent``).
 
         Nobody knows who will answer, so collection ends ``quiet`` seconds after the last
         reply, or at ``timeout`` — then, if replies were still arriving,
-        :attr:`CallResult.cut_short` says so (``label`` names what was cut).
+        :attr:`CallResult.cut_short` says so (``label`` names what was cut). With
+        ``remember`` (and the ``discovery_memory`` setting), the nodes that answered the
+        same broadcast before are waited for, and named in :attr:`CallResult.absent` if
+        they stay silent; once all have answered, ``discovery_settle`` replaces ``quiet``
+        (see :mod:`orch.core.answered`).
         """
+        route = route_agent or agent
+        recollection = None
+        window = None if quiet is None else Quiet(quiet)
+        if remember and quiet is not None and self.settings.discovery_memory:
+            from orch.core.answered import Recollection
+
+            recollection = Recollection(self.settings, agent, action, route, filter)
+            window = Quiet(quiet, self.settings.discovery_settle, recollection.nodes)
         request = self.new_request(agent, action, data, filter)
         if observe:
             self._tell("sent", request, None)
             on_reply = self._observed(request, on_reply)
         started = time.monotonic()
-        self.channel.broadcast(route_agent or agent, self._sealed(request), request.ttl)
+        self.channel.broadcast(route, self._sealed(request), request.ttl)
         result = self._explain_silence(
-            self.collect(request, None, timeout, quiet=quiet, on_reply=on_reply,
+            self.collect(request, None, timeout, quiet=window, on_reply=on_reply,
                          started=started, label=label))
+        if recollection is not None:
+            if recollection.nodes:
+                result.absent = sorted(recollection.nodes - set(result.replies))
+            recollection.remember(result)
         if observe:
             self._tell("finished", result)
         return result
@@ -430,11 +457,12 @@ class Client:
                    else dict(data or {}))
         discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
         cut_short = None
+        absent: list[str] = []
         if nodes is None:
             discovery_started = time.monotonic()
             nodes = self.discover(filter, agent)
             discovery_seconds = time.monotonic() - discovery_started
-            cut_short = nodes.cut_short
+            cut_short, absent = nodes.cut_short, nodes.absent
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
@@ -442,17 +470,17 @@ class Client:
             # Discovery found nobody: if its request went unsigned, a signing fleet
             # dropped it without a word — say so.
             return CallResult(agent, action, request.id, [],
-                              discovery_seconds=discovery_seconds,
+                              discovery_seconds=discovery_seconds, absent=absent,
                               hint=UNSIGNED_HINT if self.sent_unsigned else None)
         wait = timeout if timeout is not None else self.call_timeout(agent)
         try:
             result = self.send_direct(request, nodes, wait, on_reply)
         except CallInterrupted as exc:
             exc.result.discovery_seconds = discovery_seconds
-            exc.result.cut_short = cut_short
+            exc.result.cut_short, exc.result.absent = cut_short, absent
             raise
         result.discovery_seconds = discovery_seconds
-        result.cut_short = cut_short
+        result.cut_short, result.absent = cut_short, absent
         explain = getattr(nodes, "explain", None)
         if result.missing and explain is not None:
             try:
@@ -523,6 +551,7 @@ class Client:
         result = self.broadcast(
             "rpcutil", "ping", filter=filter, timeout=timeout,
             quiet=self.settings.discovery_window, on_reply=on_reply, label="the ping",
+            remember=True,
         )
         if result.cut_short is not None:
             which = ("--timeout (timeout)" if self.settings.timeout

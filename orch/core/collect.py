@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orch.core.errors import ProtocolError, TransportError
@@ -36,9 +37,48 @@ ReplyCallback = Callable[[Reply, CallResult], None]
 Accept = Callable[[bytes, Request, CallResult, Reply | ProtocolError | None], Reply | None]
 
 
+@dataclass
+class Quiet:
+    """When a broadcast's replies have stopped coming (see :meth:`Client.collect`).
+
+    ``window`` seconds without a reply end it — or twice the longest gap between replies so
+    far, if longer. With ``awaited`` (the nodes that answered the same broadcast before,
+    :mod:`orch.core.answered`), silence ends nothing while one of them has not answered, and
+    once all have, ``settle`` (with the same gap rule) replaces the window.
+    """
+
+    window: float
+    settle: float = 0.0
+    awaited: frozenset[str] | None = None
+    #: The longest gap between two replies so far.
+    gap: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._silent = set(self.awaited) if self.awaited is not None else None
+
+    def heard(self, sender: str, gap: float | None) -> None:
+        """A reply from ``sender`` came ``gap`` seconds after the previous one (or first)."""
+        if gap is not None:
+            self.gap = max(self.gap, gap)
+        if self._silent is not None:
+            self._silent.discard(sender)
+
+    def plain_end(self, last: float) -> float:
+        """When the window alone would end a collection whose last reply came at ``last``."""
+        return last + max(self.window, 2 * self.gap)
+
+    def end(self, last: float) -> float | None:
+        """When silence ends the collection (None: only the deadline does)."""
+        if self._silent is None:
+            return self.plain_end(last)
+        if self._silent:
+            return None  # a node that answered before has not yet
+        return last + max(self.settle, 2 * self.gap)
+
+
 def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Accept,
                  request: Request, result: CallResult, pending: set[str] | None,
-                 deadline: float, window: float | None, on_reply: ReplyCallback | None,
+                 deadline: float, quiet: Quiet | None, on_reply: ReplyCallback | None,
                  started: float, label: str, timeout: float) -> None:
     """The receive loop of :meth:`~orch.core.client.Client.collect`, filling ``result`` in
     place. ``receiver_of`` gives the client's current receiver (asked on every turn, as the
@@ -49,8 +89,8 @@ def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Acce
     backlog_waited = False
     while pending is None or pending:
         now = time.monotonic()
-        quiet_end = (waiting_since + window
-                     if window is not None and waiting_since is not None else None)
+        quiet_end = (quiet.end(waiting_since)
+                     if quiet is not None and waiting_since is not None else None)
         remaining = min(deadline, quiet_end if quiet_end is not None else deadline) - now
         receiver = receiver_of()
         wait = max(remaining, 0.0)
@@ -69,7 +109,8 @@ def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Acce
             break
         if got is None:
             if last_look:
-                if now >= deadline and quiet_end is not None and quiet_end > deadline:
+                if (now >= deadline and quiet is not None and waiting_since is not None
+                        and quiet.plain_end(waiting_since) > deadline):
                     cut_short(result, label, timeout, credit)
                 break
             continue
@@ -80,10 +121,11 @@ def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Acce
             if last_look and received >= deadline:
                 break  # neither late nor bad replies may keep a call past its deadline
             continue
-        if window is not None and waiting_since is not None:
-            # A fleet that paused once (a loaded host, a GC) may pause again: wait at
-            # least twice the longest gap seen before deciding the replies stopped.
-            window = max(window, 2 * (received - waiting_since))
+        if quiet is not None:
+            # A fleet that paused once (a loaded host, a GC) may pause again: the window
+            # is at least twice the longest gap seen before deciding the replies stopped.
+            quiet.heard(reply.sender,
+                        received - waiting_since if waiting_since is not None else None)
         backlog_waited = False  # only an accepted reply earns another wait
         result.replies[reply.sender] = reply
         result.rtt[reply.sender] = received - started
@@ -94,7 +136,7 @@ def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Acce
         waiting_since = time.monotonic()
         if last_look and now >= deadline:
             # A reply was already waiting at the deadline: they were still arriving.
-            if window is not None:
+            if quiet is not None:
                 cut_short(result, label, timeout, credit)
             break
         # This client's own work on an accepted reply does not count against the fleet's

@@ -176,6 +176,19 @@ class Settings:
         "Client: discovery ends this many seconds after the last reply arrived (or twice the "
         "longest gap between replies so far, if longer).",
         default_doc="`0.2`")
+    discovery_memory: bool = _setting(
+        True, convert.boolean,
+        "Client: remember who answered each broadcast (discovery, a broadcast `ping`) in the "
+        "per-user cache; the next identical broadcast waits for those nodes (up to its "
+        "timeout, naming the ones that stay silent) and, once all answered, ends "
+        "`discovery_settle` after the last reply instead of `discovery_window`.",
+        default_doc="`true`")
+    discovery_settle: float = _setting(
+        0.05, _non_negative,
+        "Client: with `discovery_memory`, how long a broadcast waits after the last reply "
+        "once every node that answered it before has answered again — for nodes new since "
+        "(or twice the longest gap between replies, if longer).",
+        default_doc="`0.05`")
     discovery_method: str = _setting(
         "auto", _name,
         "Client: how to find nodes — the name of a discovery plugin: `auto` (the inventory "

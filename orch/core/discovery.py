@@ -23,9 +23,13 @@ class Discovered(list[str]):
     """
 
     def __init__(self, nodes: Iterable[str] = (), cut_short: str | None = None,
-                 explain: Callable[[Sequence[str]], Mapping[str, str]] | None = None) -> None:
+                 explain: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
+                 absent: Sequence[str] = ()) -> None:
         super().__init__(nodes)
         self.cut_short = cut_short
+        #: Nodes that answered the same discovery before and not this one (see
+        #: :attr:`orch.core.result.CallResult.absent`).
+        self.absent = list(absent)
         #: Given the nodes that did not answer, a short note on each the method knows
         #: something about ("last seen 2026-11-30 19:50:01"); called only when some node
         #: stayed silent, so it costs nothing when all answer.

@@ -37,6 +37,10 @@ class CallResult:
     #: re-published elsewhere, or a node answering what was not its own): their senders,
     #: listed apart and never counted as results.
     unexpected: list[str] = field(default_factory=list)
+    #: Nodes that answered the same broadcast before and stayed silent this time, up to
+    #: its timeout (see :mod:`orch.core.answered`): gone, slow, or no longer selected. A
+    #: broadcast's only account of who may be missing; it does not make a call fail.
+    absent: list[str] = field(default_factory=list)
     #: What discovery knew about nodes that did not answer: ``{identity: note}``.
     notes: dict[str, str] = field(default_factory=dict)
     #: Replies whose data does not match the action's DDL outputs: ``{sender: [problems]}``.

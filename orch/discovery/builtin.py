@@ -4,7 +4,9 @@ The request is a ``rpcutil ping`` routed to the nodes hosting the target agent a
 the filter; every node that answers at all (even with an error) is alive and selected.
 Collection ends ``discovery_window`` seconds after the last reply, or at
 ``discovery_timeout`` — never after a fixed sleep. Ended by the timeout while replies were
-still arriving, the list it returns says it is incomplete.
+still arriving, the list it returns says it is incomplete. Nodes that answered the same
+discovery before are waited for, and named when they stay silent (``discovery_memory``,
+:mod:`orch.core.answered`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ class BroadcastDiscovery:
             "rpcutil", "ping", filter=filter, route_agent=agent,
             timeout=client.settings.discovery_timeout,
             quiet=client.settings.discovery_window, label="discovery", observe=False,
+            remember=True,
         )
         cut_short = None
         if result.cut_short is not None:
             cut_short = (f"{result.cut_short}; raise --discovery-timeout "
                          "(discovery_timeout) to wait longer")
-        return Discovered(sorted(result.replies), cut_short)
+        return Discovered(sorted(result.replies), cut_short, absent=result.absent)
 
 
 @hookimpl

@@ -79,7 +79,8 @@ def test_nodes_list_all_and_by_filter(http: httpx.Client) -> None:
 
 def test_nodes_pages(http: httpx.Client) -> None:
     page = http.get("/api/v1/nodes", params={"offset": 1, "limit": 2}, headers=AUTH).json()
-    assert page == {"total": 5, "offset": 1, "limit": 2, "nodes": ALL[1:3], "cut_short": None}
+    assert page == {"total": 5, "offset": 1, "limit": 2, "nodes": ALL[1:3], "cut_short": None,
+                    "absent": []}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_integration import CliResult, Fleet, NodeSpec, client_security_settings, identity_args
+from orch_integration import (
+    BROKERS,
+    CliResult,
+    Fleet,
+    FleetFactory,
+    NodeSpec,
+    client_security_settings,
+    identity_args,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +62,36 @@ def test_ping_text_lists_every_node(fleet: Fleet, run_orch: Callable[..., CliRes
     assert named == set(fleet.alive())
     assert f"{len(fleet.alive())} replies max:" in stdout
     assert "Traceback" not in stderr
+
+
+def test_a_node_that_answered_before_and_is_gone_is_named(
+        fleet_factory: FleetFactory) -> None:
+    # Real daemons on RabbitMQ: a broadcast remembers who answered; after one daemon is
+    # killed, the next identical ping, discovery and `find` name it (and still exit 0: a
+    # broadcast cannot know it should have answered), then it is forgotten.
+    # Each command asks its own question (a ping and a discovery without a filter are the
+    # same broadcast, and share what they remember).
+    specs = [NodeSpec(f"absent{i}-{uuid.uuid4().hex[:4]}", {"role": "web", "tier": "front"})
+             for i in range(3)]
+    fleet = fleet_factory(BROKERS["rabbitmq"], specs, label="absent")
+    victim = specs[2].identity
+    commands = (("ping", "--json"), ("rpc", "rpcutil", "ping", "-F", "role=web", "--json"),
+                ("find", "-F", "tier=front", "--json"))
+    for command in commands:
+        result = fleet.run_orch(*command)
+        assert result.rc == 0, result.describe()
+        assert result.json()["absent"] == []
+    fleet.daemons[victim].kill()
+    for command in commands:
+        result = fleet.run_orch(*command)
+        assert result.rc == 0, result.describe()
+        document = result.json()
+        assert document["absent"] == [victim], command
+        answered = (document["nodes"] if command[0] == "find"
+                    else [reply["sender"] for reply in document["replies"]])
+        assert sorted(answered) == sorted(spec.identity for spec in specs[:2])
+    rc, stdout, stderr = fleet.run_orch("ping")
+    assert rc == 0 and "did not answer now" not in stdout + stderr
 
 
 def test_ping_nobody_matches_exits_1(fleet: Fleet) -> None:
@@ -206,7 +245,7 @@ def test_find_json(fleet: Fleet) -> None:
     result = fleet.run_orch("find", "-C", "postgresql", "--json")
     assert result.rc == 0, result.describe()
     assert result.json() == {"nodes": sorted(fleet.select(lambda n: "postgresql" in n.classes)),
-                             "cut_short": None}
+                             "cut_short": None, "absent": []}
 
 
 def test_find_everything(fleet: Fleet) -> None:

@@ -39,7 +39,7 @@ ALL = ["db1", "web1", "web2"]
 COLLECTIVE = f"cli{uuid.uuid4().hex[:12]}"
 DOCUMENT_KEYS = {"agent", "action", "request_id", "replies", "expected", "missing", "rejected",
                  "unexpected", "error", "cut_short", "warnings", "aggregates", "stats",
-                 "hint", "notes"}
+                 "hint", "notes", "absent"}
 REPLY_KEYS = {"sender", "status", "statuscode", "statusmsg", "data", "rtt_ms"}
 STATS_KEYS = {"discovered", "responses", "ok", "failed", "missing", "discovery_ms",
               "elapsed_ms"}
@@ -323,7 +323,8 @@ def test_find(fleet: Fleet, args: list[str], expected: list[str]) -> None:
 def test_find_json(fleet: Fleet) -> None:
     result = run("find", "--json", "-F", "os.family=Debian")
     assert result.exit_code == 0
-    assert as_json(result) == {"nodes": ["web1", "web2"], "cut_short": None}
+    assert as_json(result) == {"nodes": ["web1", "web2"], "cut_short": None,
+                               "absent": []}
 
 
 def test_find_nothing_exits_1(fleet: Fleet) -> None:

@@ -230,6 +230,97 @@ def test_a_call_after_cut_short_discovery_does_not_succeed(client: Client) -> No
     assert not result.succeeded
 
 
+# --------------------------------------------------------------------- remembered answers
+
+
+def remembered(client: Client, fleet: ScriptedFleet, timeout: float = 5.0,
+               filter: dict[str, list[Any]] | None = None) -> CallResult:
+    """A broadcast that remembers who answered (as discovery and a broadcast ping do)."""
+    client._channel = fleet
+    return client.broadcast("rpcutil", "ping", filter=filter, timeout=timeout, quiet=0.2,
+                            remember=True)
+
+
+def test_a_remembered_node_slower_than_the_window_is_waited_for(client: Client) -> None:
+    remembered(client, ScriptedFleet([0.0, 0.05, 0.10]))
+    # node2 now answers 0.55 s after node1: past the 0.2 s window (even doubled by the
+    # 0.05 s gap), which alone would have ended the broadcast without it.
+    result = remembered(client, ScriptedFleet([0.0, 0.05, 0.60]))
+    assert sorted(result.replies) == ["node0", "node1", "node2"]
+    assert result.absent == [] and result.cut_short is None
+    # The same fleet, without the memory: node2 is left out, and nothing says so.
+    plain = broadcast(client, ScriptedFleet([0.0, 0.05, 0.60]))
+    assert sorted(plain.replies) == ["node0", "node1"] and plain.absent == []
+
+
+def test_a_remembered_node_that_stays_silent_is_named_then_forgotten(client: Client) -> None:
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    started = CLOCK.monotonic()
+    result = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
+    assert sorted(result.replies) == ["node0", "node1"]
+    assert result.absent == ["node2"]
+    assert CLOCK.monotonic() - started >= 1.0  # waited for it up to the timeout
+    assert result.cut_short is None  # the replies had stopped long before
+    # Silent for a whole timeout, it is no longer waited for nor named.
+    again = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
+    assert sorted(again.replies) == ["node0", "node1"] and again.absent == []
+
+
+def test_once_every_remembered_node_answered_the_settle_replaces_the_window(
+        client: Client) -> None:
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    # node3 is new and answers in step (20 ms after node2); node4, new too, 0.1 s after
+    # node3: inside the 0.2 s window, past the 0.05 s settle that follows the last
+    # remembered node and node3.
+    started = CLOCK.monotonic()
+    result = remembered(client, ScriptedFleet([0.0, 0.01, 0.02, 0.04, 0.14]))
+    assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
+    assert CLOCK.monotonic() - started == pytest.approx(0.04 + 0.05)
+    # node3 is remembered now, and waited for when it is slow.
+    result = remembered(client, ScriptedFleet([0.0, 0.01, 0.02, 0.6]))
+    assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
+
+
+def test_each_question_is_remembered_apart(client: Client) -> None:
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]), filter={"fact": ["role=web"]})
+    other = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0,
+                       filter={"fact": ["role=db"]})
+    assert other.absent == []
+    same = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0,
+                      filter={"fact": ["role=web"]})
+    assert same.absent == ["node2"]
+
+
+def test_a_broadcast_cut_short_forgets_nobody(client: Client) -> None:
+    remembered(client, ScriptedFleet(steady(10, 0.01)))
+    cut = remembered(client, ScriptedFleet(steady(100, 0.02)), timeout=0.1)
+    assert cut.cut_short is not None and len(cut.replies) < 10
+    # What the cut broadcast did not hear is still expected: the next one waits for it.
+    result = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
+    assert result.absent == [f"node{i}" for i in range(2, 10)]
+
+
+def test_damaged_memory_costs_only_the_plain_window(client: Client, tmp_path: Any) -> None:
+    from orch.core import answered, cache
+
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    directory = cache.cache_dir()
+    assert directory is not None
+    files = sorted(directory.glob(f"{answered.PREFIX}*.json"))
+    assert files
+    for path in files:
+        path.write_text('{"digest": "not this one", "nodes": ["node9"]}')
+    result = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
+    assert sorted(result.replies) == ["node0", "node1"] and result.absent == []
+
+
+def test_memory_can_be_turned_off(client: Client) -> None:
+    client.settings = client.settings.with_values({"discovery_memory": False}, "test")
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    result = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
+    assert result.absent == []
+
+
 # --------------------------------------------------------------------- deadlines
 
 
@@ -304,9 +395,10 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedFleet]]:
     root.setLevel(level)
 
 
-def run(*args: str, input: str | None = None) -> Result:
+def run(*args: str, input: str | None = None, collective: str | None = None) -> Result:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ORCH_")}
-    env.update({"ORCH_BROKER": "memory://", "ORCH_COLLECTIVE": f"w{uuid.uuid4().hex[:8]}",
+    env.update({"ORCH_BROKER": "memory://",
+                "ORCH_COLLECTIVE": collective or f"w{uuid.uuid4().hex[:8]}",
                 "ORCH_SECURITY": "insecure", "ORCH_DISCOVERY_TIMEOUT": "0.3",
                 "ORCH_LOG_LEVEL": "error"})
     return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
@@ -369,3 +461,21 @@ def test_cli_ping_known_nodes_slower_to_publish_than_the_timeout(
     result = run("ping", "--nodes", "-", "--json", input="\n".join(nodes))
     assert result.exit_code == 0, result.output
     assert [reply["sender"] for reply in json.loads(result.stdout)["replies"]] == nodes
+
+
+def test_cli_names_nodes_that_answered_before_and_not_now(
+        scripted: list[ScriptedFleet]) -> None:
+    collective = f"w{uuid.uuid4().hex[:8]}"
+    scripted.append(ScriptedFleet([0.0, 0.01, 0.02]))
+    assert run("ping", collective=collective).exit_code == 0
+    scripted.append(ScriptedFleet([0.0, 0.01]))
+    result = run("ping", collective=collective)
+    assert result.exit_code == 0, result.output  # a broadcast's absent nodes do not fail it
+    assert ("1 node(s) that answered this before did not answer now (gone, slow, or no "
+            "longer selected):\n    node2") in result.stdout
+
+    for command in (("find",), ("rpc", "rpcutil", "ping")):
+        scripted.extend([ScriptedFleet([0.0, 0.01, 0.02]), ScriptedFleet([0.0, 0.01])])
+        run(*command, collective=collective)
+        document = json.loads(run(*command, "--json", collective=collective).stdout)
+        assert document["absent"] == ["node2"], command

@@ -36,7 +36,8 @@ async def list_nodes(request: Request) -> JSONResponse:
         names = list(found)
         return {"total": len(names), "offset": offset, "limit": limit,
                 "nodes": names[offset:offset + limit],
-                "cut_short": getattr(found, "cut_short", None)}
+                "cut_short": getattr(found, "cut_short", None),
+                "absent": list(getattr(found, "absent", ()))}
 
     return JSONResponse(await run_in_threadpool(_bounded, discover))
 

@@ -1,0 +1,81 @@
+"""Whom a broadcast should hear from: the nodes that answered the same broadcast last time.
+
+A broadcast cannot know who will answer, so it ends a quiet window (``discovery_window``)
+after the last reply. That window is a guess both ways: on a loaded fleet a node can answer
+after it and be left out without a word, and on a quick fleet every command waits it out
+after the last reply has come. Remembering who answered the same question — the same
+request, filter and routing, on the same broker and collective — lets the next broadcast
+do better on both counts:
+
+- while a remembered node has not answered, the quiet window does not end the broadcast
+  (its timeout still does), so a slow node is waited for, and one that never answers is
+  named (:attr:`~orch.core.result.CallResult.absent`) instead of silently left out;
+- once every remembered node has answered, the shorter ``discovery_settle`` replaces the
+  window: a node new since then still counts when it answers in step with the others.
+
+The memory is a hint in the per-user cache (:mod:`orch.core.cache`) that changes only how
+long a broadcast waits: lost, stale, foreign or damaged, it costs one broadcast the plain
+window, never a wrong answer. Every reply is still verified, only repliers are counted,
+and a remembered node that does not answer is reported, never assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from orch.core import cache
+from orch.core.config import Settings
+from orch.core.result import CallResult
+
+#: Cache files are ``answered-<digest>.json``; this many of the most recent are kept.
+PREFIX = "answered-"
+KEEP = 64
+#: More repliers than this are not remembered (the file would pass the cache's size bound).
+MAX_NODES = 50_000
+
+
+class Recollection:
+    """Who answered one broadcast question before, and how to remember this time's answer."""
+
+    def __init__(self, settings: Settings, agent: str, action: str, route_agent: str,
+                 filter: Mapping[str, Sequence[Any]] | None) -> None:
+        question = json.dumps(
+            {"broker": settings.broker, "collective": settings.collective,
+             "agent": agent, "action": action, "route": route_agent, "filter": filter or {}},
+            sort_keys=True, separators=(",", ":"), default=str)
+        self.digest = hashlib.sha256(question.encode()).hexdigest()[:32]
+        self._name = f"{PREFIX}{self.digest}.json"
+        #: The nodes that answered last time (None: nothing remembered).
+        self.nodes = self._read()
+
+    def _read(self) -> frozenset[str] | None:
+        stored = cache.read_json(self._name)
+        if not isinstance(stored, dict) or stored.get("digest") != self.digest:
+            return None
+        nodes = stored.get("nodes")
+        if (not isinstance(nodes, list) or len(nodes) > MAX_NODES
+                or not all(isinstance(name, str) for name in nodes)):
+            return None
+        return frozenset(nodes)
+
+    def remember(self, result: CallResult) -> None:
+        """Store who answered ``result``: every replier, whatever its status.
+
+        A broadcast cut short by its timeout heard only part of the fleet, so what was
+        remembered before is kept beside it; otherwise a remembered node that stayed silent
+        for the whole timeout is forgotten (gone, or no longer selected) and costs at most
+        one broadcast its wait.
+        """
+        if result.error is not None:
+            return  # the broker failed mid-way: this answer says little about the fleet
+        answered: Iterable[str] = result.replies
+        if result.cut_short is not None and self.nodes:
+            answered = self.nodes | set(result.replies)
+        nodes = sorted(answered)
+        if not nodes or len(nodes) > MAX_NODES or frozenset(nodes) == self.nodes:
+            return
+        cache.write_json(self._name, {"digest": self.digest, "nodes": nodes})
+        cache.prune(PREFIX, KEEP)
