@@ -383,7 +383,9 @@ class Client:
         ``remember`` (and the ``discovery_memory`` setting), the nodes that answered the
         same broadcast before are waited for, and named in :attr:`CallResult.absent` if
         they stay silent; once all have answered, ``discovery_settle`` replaces ``quiet``
-        (see :mod:`orch.core.answered`).
+        (see :mod:`orch.core.answered`). Knowing how many to expect, the timeout then grows
+        by :data:`PER_NODE_ALLOWANCE` for each, as a direct call's does: 10,000 replies
+        take a while to pass one broker and one client, however quick each node is.
         """
         route = route_agent or agent
         recollection = None
@@ -393,6 +395,7 @@ class Client:
 
             recollection = Recollection(self.settings, agent, action, route, filter)
             window = Quiet(quiet, self.settings.discovery_settle, recollection.nodes)
+            timeout += len(recollection.nodes or ()) * PER_NODE_ALLOWANCE
         request = self.new_request(agent, action, data, filter)
         if observe:
             self._tell("sent", request, None)

@@ -281,6 +281,19 @@ def test_once_every_remembered_node_answered_the_settle_replaces_the_window(
     assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
 
 
+def test_a_remembered_fleet_gets_the_time_its_size_needs(client: Client) -> None:
+    # 1,000 nodes whose replies take 0.4 s to come through, a 0.3 s timeout: cut short
+    # while nobody knows how many will answer; remembered, the timeout grows by
+    # PER_NODE_ALLOWANCE a node (0.5 s here), as a direct call's does, and all are heard.
+    every = 0.4 / 1000
+    assert 1000 * PER_NODE_ALLOWANCE > 0.4 - 0.3
+    remembered(client, ScriptedFleet(steady(1000, every)), timeout=5.0)
+    plain = broadcast(client, ScriptedFleet(steady(1000, every)), timeout=0.3)
+    assert plain.cut_short is not None
+    result = remembered(client, ScriptedFleet(steady(1000, every)), timeout=0.3)
+    assert len(result.replies) == 1000 and result.cut_short is None
+
+
 def test_each_question_is_remembered_apart(client: Client) -> None:
     remembered(client, ScriptedFleet([0.0, 0.01, 0.02]), filter={"fact": ["role=web"]})
     other = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0,
