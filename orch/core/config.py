@@ -188,8 +188,7 @@ class Settings:
     discovery_settle: float = _setting(
         0.05, _non_negative,
         "Client: with `discovery_memory`, how long a broadcast waits after the last reply "
-        "once every node that answered it before has answered again — for nodes new since "
-        "(or twice the longest gap between replies, if longer).",
+        "once every node that answered it before has answered again — for nodes new since.",
         default_doc="`0.05`")
     discovery_method: str = _setting(
         "auto", _name,

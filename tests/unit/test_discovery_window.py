@@ -281,6 +281,16 @@ def test_once_every_remembered_node_answered_the_settle_replaces_the_window(
     assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
 
 
+def test_a_pause_does_not_stretch_the_settle_once_all_answered(client: Client) -> None:
+    # The fleet pauses 0.3 s once (a plain window would then wait 0.6 s after the last
+    # reply); once every remembered node answered, the 0.05 s settle alone ends it.
+    remembered(client, ScriptedFleet([0.0, 0.10, 0.11]))
+    started = CLOCK.monotonic()
+    result = remembered(client, ScriptedFleet([0.0, 0.30, 0.31]))
+    assert len(result.replies) == 3
+    assert CLOCK.monotonic() - started == pytest.approx(0.31 + 0.05)
+
+
 def test_a_remembered_fleet_gets_the_time_its_size_needs(client: Client) -> None:
     # 1,000 nodes whose replies take 0.4 s to come through, a 0.3 s timeout: cut short
     # while nobody knows how many will answer; remembered, the timeout grows by
