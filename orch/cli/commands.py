@@ -208,7 +208,7 @@ def _inventory_from_store(orch: ClientContext, nodes: tuple[str, ...],
     from orch.core.errors import ConfigError
 
     client = orch.client()
-    reader = client.registry.discovery_methods().get("inventory")
+    reader = client.registry.discovery_methods("inventory").get("inventory")
     if reader is None or not hasattr(reader, "records"):
         raise click.UsageError("--from-inventory needs the inventory plugin (no discovery "
                                "method 'inventory' that reads a store is installed)")

@@ -420,12 +420,12 @@ class Client:
 
         Check :attr:`Discovered.cut_short`: set when the list is known to be incomplete.
         """
-        methods = self.registry.discovery_methods()
-        method = methods.get(self.settings.discovery_method)
+        name = self.settings.discovery_method
+        method = self.registry.discovery_methods(name).get(name)
         if method is None:
             raise ConfigError(
-                f"unknown discovery method {self.settings.discovery_method!r}; "
-                f"installed: {', '.join(sorted(methods))}"
+                f"unknown discovery method {name!r}; "
+                f"installed: {', '.join(sorted(self.registry.discovery_methods()))}"
             )
         started = time.monotonic()
         found = method.discover(self, filter or {}, agent)

@@ -388,8 +388,11 @@ class PluginRegistry:
             except Exception:  # third-party code: log it, let the others reload
                 log.exception("plugin %s: orch_reload failed", impl.plugin_name)
 
-    def discovery_methods(self) -> dict[str, DiscoveryMethod]:
-        return self._merged(self._call("orch_discovery_methods"), "discovery method")
+    def discovery_methods(self, name: str | None = None) -> dict[str, DiscoveryMethod]:
+        """Every installed discovery method by name — or, with ``name``, those of the
+        plugins that provide it (by the cached index: a command using one method does not
+        import the others)."""
+        return self._merged(self._call("orch_discovery_methods", name), "discovery method")
 
     def api_routes(self) -> list[Any]:
         """Routes plugins add to ``orch api`` (Starlette routes)."""

@@ -20,13 +20,11 @@ from typing import TYPE_CHECKING, Any
 from orch.core.discovery import Discovered
 from orch.core.errors import ConfigError, OrchError
 from orch.core.filter import FilterSyntaxError, NodeView
-from orch.core.inventory import NodeRecord
-from orch.inventory.select import indexed_select
 from orch.inventory.settings import InventorySettings
 
 if TYPE_CHECKING:
     from orch.core.client import Client
-    from orch.core.inventory import InventoryStore
+    from orch.core.inventory import InventoryStore, NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,9 @@ def discover_in(client: Client, store: InventoryStore, filter: Mapping[str, Sequ
     kind, compound expressions included), else node by node."""
     if filter:
         client.filters.check(filter)
+    # Imported here: ``auto`` without a store configured (the common case) never selects.
+    from orch.inventory.select import indexed_select
+
     found = indexed_select(store, client.filters, client.settings.collective, filter, agent)
     if found is not None:
         return found
@@ -155,7 +156,7 @@ class AutoDiscovery:
                 return found
             log.info("inventory has no node seen within %.0f s; discovering by broadcast",
                      settings.stale_after)
-        broadcast = client.registry.discovery_methods()["broadcast"]
+        broadcast = client.registry.discovery_methods("broadcast")["broadcast"]
         result = broadcast.discover(client, filter, agent)
         log.info("discovery method=broadcast (auto) nodes=%d seconds=%.4f", len(result),
                  time.monotonic() - started)

@@ -363,6 +363,35 @@ def test_an_rpc_call_imports_no_machinery_its_settings_leave_unused(tmp_path: Pa
     assert json.loads(probe.stdout) == []
 
 
+DISCOVERY_PROBE = """
+import json, sys
+from orch.core.client import Client
+from orch.core.config import load_settings
+from orch.core.plugins import PluginRegistry
+registry = PluginRegistry.from_entry_points()
+settings = load_settings(None, {"broker": "memory://", "security": "insecure",
+                                "discovery_timeout": 0.1}, environ={})
+with Client(settings, registry) as client:
+    assert client.discover() == []
+unused = ("orch.inventory.select", "orch.core.inventory", "orch.discovery.puppetdb",
+          "orch.discovery.pql")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(unused))))
+"""
+
+
+def test_discovery_imports_only_the_method_it_uses(tmp_path: Path) -> None:
+    """Default (``auto``) discovery with no inventory store configured broadcasts: it
+    imports neither the inventory's selection code nor the other discovery plugins."""
+    env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):  # the first run may build the index and import everything
+        probe = subprocess.run([sys.executable, "-P", "-c", DISCOVERY_PROBE], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+    if not index_files(tmp_path):
+        pytest.skip("no index written: the environment changed in the last 2 s")
+    assert json.loads(probe.stdout) == []
+
+
 FACTS_PLUGIN = """
 from orch.core.hookspecs import hookimpl
 
