@@ -11,7 +11,10 @@ do better on both counts:
   (its timeout still does), so a slow node is waited for, and one that never answers is
   named (:attr:`~orch.core.result.CallResult.absent`) instead of silently left out;
 - once every remembered node has answered, the shorter ``discovery_settle`` replaces the
-  window: a node new since then still counts when it answers in step with the others.
+  window: a node new since then still counts when it answers in step with the others. A
+  new node slower than that (in a distant datacenter, on a loaded host) would be left out
+  of every such broadcast, so at least every :data:`RELEARN` seconds one of them waits the
+  whole window again, and learns of it.
 
 The memory is a hint in the per-user cache (:mod:`orch.core.cache`) that changes only how
 long a broadcast waits: lost, stale, foreign or damaged, it costs one broadcast the plain
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +39,9 @@ PREFIX = "answered-"
 KEEP = 64
 #: More repliers than this are not remembered (the file would pass the cache's size bound).
 MAX_NODES = 50_000
+#: Seconds after which a broadcast waits the whole quiet window again (not the settle),
+#: to learn of nodes new since that answer later than the remembered ones.
+RELEARN = 300.0
 
 
 class Recollection:
@@ -48,17 +55,27 @@ class Recollection:
             sort_keys=True, separators=(",", ":"), default=str)
         self.digest = hashlib.sha256(question.encode()).hexdigest()[:32]
         self._name = f"{PREFIX}{self.digest}.json"
+        #: When a broadcast of this question last waited the whole quiet window (epoch).
+        self.learned: float | None = None
         #: The nodes that answered last time (None: nothing remembered).
         self.nodes = self._read()
+        now = time.time()
+        #: Whether this broadcast may end ``discovery_settle`` after every remembered node
+        #: answered; if not, it waits the whole window (nothing remembered, or not for
+        #: :data:`RELEARN` seconds — a clock set back counts as long ago).
+        self.settles = (bool(self.nodes) and self.learned is not None
+                        and self.learned <= now < self.learned + RELEARN)
 
     def _read(self) -> frozenset[str] | None:
         stored = cache.read_json(self._name)
         if not isinstance(stored, dict) or stored.get("digest") != self.digest:
             return None
-        nodes = stored.get("nodes")
+        nodes, learned = stored.get("nodes"), stored.get("learned")
         if (not isinstance(nodes, list) or len(nodes) > MAX_NODES
                 or not all(isinstance(name, str) for name in nodes)):
             return None
+        if isinstance(learned, int | float) and not isinstance(learned, bool):
+            self.learned = float(learned)
         return frozenset(nodes)
 
     def remember(self, result: CallResult) -> None:
@@ -72,10 +89,15 @@ class Recollection:
         if result.error is not None:
             return  # the broker failed mid-way: this answer says little about the fleet
         answered: Iterable[str] = result.replies
+        learned = self.learned
         if result.cut_short is not None and self.nodes:
             answered = self.nodes | set(result.replies)
+        elif result.cut_short is None and not self.settles:
+            learned = time.time()  # it waited the whole window: all there was to hear
         nodes = sorted(answered)
-        if not nodes or len(nodes) > MAX_NODES or frozenset(nodes) == self.nodes:
+        if (not nodes or len(nodes) > MAX_NODES
+                or (frozenset(nodes) == self.nodes and learned == self.learned)):
             return
-        cache.write_json(self._name, {"digest": self.digest, "nodes": nodes})
+        cache.write_json(self._name, {"digest": self.digest, "nodes": nodes,
+                                      "learned": learned})
         cache.prune(PREFIX, KEEP)

@@ -394,7 +394,8 @@ class Client:
             from orch.core.answered import Recollection
 
             recollection = Recollection(self.settings, agent, action, route, filter)
-            window = Quiet(quiet, self.settings.discovery_settle, recollection.nodes)
+            settle = self.settings.discovery_settle if recollection.settles else None
+            window = Quiet(quiet, settle, recollection.nodes)
             timeout += len(recollection.nodes or ()) * PER_NODE_ALLOWANCE
         request = self.new_request(agent, action, data, filter)
         if observe:

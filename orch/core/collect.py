@@ -51,7 +51,8 @@ class Quiet:
     """
 
     window: float
-    settle: float = 0.0
+    #: None: once every awaited node answered, the window (with its gap rule) still ends it.
+    settle: float | None = None
     awaited: frozenset[str] | None = None
     #: The longest gap between two replies so far.
     gap: float = field(default=0.0, init=False)
@@ -76,7 +77,7 @@ class Quiet:
             return self.plain_end(last)
         if self._silent:
             return None  # a node that answered before has not yet
-        return last + self.settle
+        return self.plain_end(last) if self.settle is None else last + self.settle
 
 
 def collect_loop(receiver_of: Callable[[], CheckedReceiver[Reply]], accept: Accept,

@@ -181,7 +181,9 @@ class Settings:
         "Client: remember who answered each broadcast (discovery, a broadcast `ping`) in the "
         "per-user cache; the next identical broadcast waits for those nodes (up to its "
         "timeout, naming the ones that stay silent) and, once all answered, ends "
-        "`discovery_settle` after the last reply instead of `discovery_window`; knowing how "
+        "`discovery_settle` after the last reply instead of `discovery_window` (at least "
+        "every five minutes it waits the whole window again, to learn of slower new nodes); "
+        "knowing how "
         "many to expect, it adds 0.5 ms per node to `discovery_timeout`, as a direct call "
         "does.",
         default_doc="`true`")

@@ -281,6 +281,22 @@ def test_once_every_remembered_node_answered_the_settle_replaces_the_window(
     assert sorted(result.replies) == ["node0", "node1", "node2", "node3"]
 
 
+def test_a_new_node_slower_than_the_settle_is_learned_by_the_next_whole_window(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orch.core import answered
+
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    # node3 is new and answers 0.13 s after node2: past the settle, inside the window.
+    slow_newcomer = [0.0, 0.01, 0.02, 0.15]
+    assert len(remembered(client, ScriptedFleet(slow_newcomer)).replies) == 3
+    # RELEARN seconds after the memory last waited the whole window, a broadcast does so
+    # again, and hears it; it is remembered (and waited for) from then on.
+    monkeypatch.setattr(answered, "RELEARN", 0.0)
+    assert len(remembered(client, ScriptedFleet(slow_newcomer)).replies) == 4
+    monkeypatch.undo()
+    assert len(remembered(client, ScriptedFleet(slow_newcomer)).replies) == 4
+
+
 def test_a_pause_does_not_stretch_the_settle_once_all_answered(client: Client) -> None:
     # The fleet pauses 0.3 s once (a plain window would then wait 0.6 s after the last
     # reply); once every remembered node answered, the 0.05 s settle alone ends it.
