@@ -353,14 +353,21 @@ def test_an_rpc_call_imports_no_machinery_its_settings_leave_unused(tmp_path: Pa
     no job history; no filter, so no filter engine; and no arguments for an action without
     inputs, and a reply that plainly has its declared types, are accepted without
     :mod:`orch.ddl.compile` (or jsonschema)."""
+    assert imported_by_second_run(tmp_path, RPC_PROBE) == []
+
+
+def imported_by_second_run(tmp_path: Path, probe_code: str) -> list[str]:
+    """What ``probe_code`` prints (the heavy modules it found imported) when run a second
+    time in a fresh interpreter, with a plugin index the first run wrote."""
     env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
     for _ in range(2):  # the first run may build the index and import everything
-        probe = subprocess.run([sys.executable, "-P", "-c", RPC_PROBE], env=env,
+        probe = subprocess.run([sys.executable, "-P", "-c", probe_code], env=env,
                                capture_output=True, text=True, timeout=120)
         assert probe.returncode == 0, probe.stderr
     if not index_files(tmp_path):
         pytest.skip("no index written: the environment changed in the last 2 s")
-    assert json.loads(probe.stdout) == []
+    found: list[str] = json.loads(probe.stdout)
+    return found
 
 
 DISCOVERY_PROBE = """
@@ -382,14 +389,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith(unused))))
 def test_discovery_imports_only_the_method_it_uses(tmp_path: Path) -> None:
     """Default (``auto``) discovery with no inventory store configured broadcasts: it
     imports neither the inventory's selection code nor the other discovery plugins."""
-    env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
-    for _ in range(2):  # the first run may build the index and import everything
-        probe = subprocess.run([sys.executable, "-P", "-c", DISCOVERY_PROBE], env=env,
-                               capture_output=True, text=True, timeout=120)
-        assert probe.returncode == 0, probe.stderr
-    if not index_files(tmp_path):
-        pytest.skip("no index written: the environment changed in the last 2 s")
-    assert json.loads(probe.stdout) == []
+    assert imported_by_second_run(tmp_path, DISCOVERY_PROBE) == []
 
 
 FACTS_PLUGIN = """
