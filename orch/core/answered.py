@@ -43,16 +43,24 @@ MAX_NODES = 50_000
 #: to learn of nodes new since that answer later than the remembered ones.
 RELEARN = 300.0
 
+#: The answers learned on a broker of this process's own (``memory://``), oldest first.
+_IN_PROCESS: dict[str, dict[str, Any]] = {}
+
 
 class Recollection:
     """Who answered one broadcast question before, and how to remember this time's answer."""
 
     def __init__(self, settings: Settings, agent: str, action: str, route_agent: str,
-                 filter: Mapping[str, Sequence[Any]] | None) -> None:
+                 filter: Mapping[str, Sequence[Any]] | None, process_local: bool = False,
+                 ) -> None:
+        """``process_local``: the broker lives in this process (``memory://``), so the
+        same URL in another process is another fleet: the answer is kept in this process
+        only, never on disk."""
         question = json.dumps(
             {"broker": settings.broker, "collective": settings.collective,
              "agent": agent, "action": action, "route": route_agent, "filter": filter or {}},
             sort_keys=True, separators=(",", ":"), default=str)
+        self._local = process_local
         self.digest = hashlib.sha256(question.encode()).hexdigest()[:32]
         self._name = f"{PREFIX}{self.digest}.json"
         #: When a broadcast of this question last waited the whole quiet window (epoch).
@@ -67,7 +75,7 @@ class Recollection:
                         and self.learned <= now < self.learned + RELEARN)
 
     def _read(self) -> frozenset[str] | None:
-        stored = cache.read_json(self._name)
+        stored = _IN_PROCESS.get(self._name) if self._local else cache.read_json(self._name)
         if not isinstance(stored, dict) or stored.get("digest") != self.digest:
             return None
         nodes, learned = stored.get("nodes"), stored.get("learned")
@@ -98,6 +106,12 @@ class Recollection:
         if (not nodes or len(nodes) > MAX_NODES
                 or (frozenset(nodes) == self.nodes and learned == self.learned)):
             return
-        cache.write_json(self._name, {"digest": self.digest, "nodes": nodes,
-                                      "learned": learned})
+        stored = {"digest": self.digest, "nodes": nodes, "learned": learned}
+        if self._local:
+            _IN_PROCESS.pop(self._name, None)
+            _IN_PROCESS[self._name] = stored
+            while len(_IN_PROCESS) > KEEP:
+                del _IN_PROCESS[next(iter(_IN_PROCESS))]
+            return
+        cache.write_json(self._name, stored)
         cache.prune(PREFIX, KEEP)

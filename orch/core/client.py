@@ -393,7 +393,8 @@ class Client:
         if remember and quiet is not None and self.settings.discovery_memory:
             from orch.core.answered import Recollection
 
-            recollection = Recollection(self.settings, agent, action, route, filter)
+            recollection = Recollection(self.settings, agent, action, route, filter,
+                                        getattr(self.transport, "process_local", False))
             settle = self.settings.discovery_settle if recollection.settles else None
             window = Quiet(quiet, settle, recollection.nodes)
             timeout += len(recollection.nodes or ()) * PER_NODE_ALLOWANCE

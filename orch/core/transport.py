@@ -64,6 +64,11 @@ class Transport(Protocol):
 
     #: The URLs this transport was created for, passwords masked, for messages and logs.
     display_url: str
+    #: Optional (read with ``getattr``, default False): True when the broker lives in this
+    #: process (``memory://``), so that another process's "same" broker is another fleet.
+    #: A client then keeps what it learns of the fleet (who answered a broadcast,
+    #: :mod:`orch.core.answered`) to this process.
+    process_local: bool
 
     def serve(
         self,

@@ -132,6 +132,8 @@ class KombuTransport:
         self.heartbeat = settings.heartbeat if settings is not None else HEARTBEAT
         self.queue_expiry = settings.queue_expiry if settings is not None else QUEUE_EXPIRY
         self.display_url = ", ".join(_display(url) for url in urls)
+        #: kombu's memory transport is one process's: see :class:`orch.core.transport.Transport`.
+        self.process_local = all(url.split(":", 1)[0] == "memory" for url in urls)
 
     # -- connections -------------------------------------------------------------------
 

@@ -339,9 +339,12 @@ def test_a_broadcast_cut_short_forgets_nobody(client: Client) -> None:
     assert result.absent == [f"node{i}" for i in range(2, 10)]
 
 
-def test_damaged_memory_costs_only_the_plain_window(client: Client, tmp_path: Any) -> None:
+def test_damaged_memory_costs_only_the_plain_window(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     from orch.core import answered, cache
 
+    # As on a real broker: what is learned goes to the cache directory.
+    monkeypatch.setattr(client.transport, "process_local", False)
     remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
     directory = cache.cache_dir()
     assert directory is not None
@@ -351,6 +354,20 @@ def test_damaged_memory_costs_only_the_plain_window(client: Client, tmp_path: An
         path.write_text('{"digest": "not this one", "nodes": ["node9"]}')
     result = remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0)
     assert sorted(result.replies) == ["node0", "node1"] and result.absent == []
+
+
+def test_a_broker_of_this_process_is_remembered_in_this_process_only(
+        client: Client) -> None:
+    # memory:// lives in the process: `orch demo --nodes 60` then `orch demo` are two
+    # fleets on "the same" broker. What one learned is neither on disk nor in the other.
+    from orch.core import answered, cache
+
+    directory = cache.cache_dir()
+    assert directory is not None
+    before = set(directory.glob(f"{answered.PREFIX}*"))
+    remembered(client, ScriptedFleet([0.0, 0.01, 0.02]))
+    assert set(directory.glob(f"{answered.PREFIX}*")) == before
+    assert remembered(client, ScriptedFleet([0.0, 0.01]), timeout=1.0).absent == ["node2"]
 
 
 def test_memory_can_be_turned_off(client: Client) -> None:
