@@ -435,13 +435,15 @@ def test_silent_nodes_are_still_reported_missing_at_the_deadline(client: Client)
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedFleet]]:
     """Every Client the CLI creates talks to the next scripted fleet of the list."""
     fleets: list[ScriptedFleet] = []
-    channels: dict[int, ScriptedFleet] = {}
 
     def channel(self: Client) -> ScriptedFleet:
-        if id(self) not in channels:
+        # Kept on the client itself: keyed by id(), a later client at the address of a
+        # collected one would get that one's fleet.
+        fleet: ScriptedFleet | None = self.__dict__.get("_scripted_fleet")
+        if fleet is None:
             self.verify_workers = 0  # checked in this process, on the virtual clock
-            channels[id(self)] = fleets.pop(0)
-        return channels[id(self)]
+            fleet = self.__dict__["_scripted_fleet"] = fleets.pop(0)
+        return fleet
 
     monkeypatch.setattr(Client, "channel", property(channel))
     root = logging.getLogger()
