@@ -145,17 +145,21 @@ def call_nodes(
         return client.call(agent, action, data, filter=filter, nodes=nodes,
                            on_discovered=on_discovered, on_reply=on_reply, timeout=timeout)
     client.action_ddl(agent, action)  # an unknown action is refused before discovery
-    discovery_seconds, cut_short = 0.0, None
+    discovery_seconds, cut_short, absent = 0.0, None, []
     if nodes is None:
         started = time.monotonic()
         found = client.discover(filter, agent)
         discovery_seconds, cut_short = time.monotonic() - started, found.cut_short
-        nodes = found
+        absent, nodes = found.absent, found
     batches = plan.batches(nodes)
     chosen = [name for batch in batches for name in batch]
     if on_discovered is not None:
         on_discovered(chosen)
     results: list[CallResult] = []
+
+    def finish() -> CallResult:
+        return _finish(agent, action, results, chosen, discovery_seconds, cut_short, absent)
+
     with client.one_job(chosen) as job:
         try:
             for index, batch in enumerate(batches, 1):
@@ -168,21 +172,22 @@ def call_nodes(
                                            on_reply=on_reply, timeout=timeout))
         except CallInterrupted as exc:
             results.append(exc.result)
-            job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+            job.result = finish()
             raise CallInterrupted(job.result) from None
         except KeyboardInterrupt:  # between batches: what the earlier batches brought is kept
-            job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+            job.result = finish()
             raise CallInterrupted(job.result) from None
         if not batches:
             results.append(client.call(agent, action, data, filter=filter, nodes=[],
                                        timeout=timeout))
-        job.result = _finish(agent, action, results, chosen, discovery_seconds, cut_short)
+        job.result = finish()
     return job.result
 
 
 def _finish(agent: str, action: str, results: Sequence[CallResult], chosen: list[str],
-            discovery_seconds: float, cut_short: str | None) -> CallResult:
+            discovery_seconds: float, cut_short: str | None, absent: list[str],
+            ) -> CallResult:
     merged = merge(agent, action, results, chosen)
     merged.discovery_seconds = discovery_seconds
-    merged.cut_short = cut_short
+    merged.cut_short, merged.absent = cut_short, absent
     return merged

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from api_support import API_TOKEN, DENIED_TOKEN, ApiProcess, api_fleet, demo_api
-from orch_integration import DEFAULT_NODES
+from orch_integration import DEFAULT_NODES, NodeSpec
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
@@ -335,4 +335,36 @@ def test_results_are_paged_and_every_reply_counted(browser: Any, tmp_path: Path)
         finally:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "test_results_paged.png"))
+            context.close()
+
+
+def test_a_node_that_answered_before_and_is_gone_is_named(browser: Any, tmp_path: Path) -> None:
+    """Two runs of the same filtered ping through the console; a daemon is killed between
+    them: the second run's summary names it under "Answered before, not now"."""
+    expect = playwright_api.expect
+    nodes = [NodeSpec(f"seen{i}", {"role": "web"}) for i in range(3)]
+    with api_fleet(tmp_path, nodes) as api:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+
+        def run_ping(expected: int) -> None:
+            page.select_option("#run-agent", "rpcutil")
+            page.select_option("#run-action", "ping")
+            page.fill("#run-filter", "role=web")
+            page.dispatch_event("#run-filter", "change")
+            page.click("#run-button")
+            expect(page.locator("#run-done")).to_contain_text(
+                f"{expected} replied, {expected} OK")
+
+        try:
+            sign_in(page, api, view="run")
+            run_ping(3)
+            expect(page.locator("#absent")).to_have_count(0)
+            api.fleet.daemons["seen2"].kill()
+            run_ping(2)
+            expect(page.locator("#absent li")).to_have_text(["seen2"])
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "test_absent_named.png"), full_page=True)
             context.close()

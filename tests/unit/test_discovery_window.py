@@ -532,7 +532,8 @@ def test_cli_names_nodes_that_answered_before_and_not_now(
     assert ("1 node(s) that answered this before did not answer now (gone, slow, or no "
             "longer selected):\n    node2") in result.stdout
 
-    for command in (("find",), ("rpc", "rpcutil", "ping")):
+    for command in (("find",), ("rpc", "rpcutil", "ping"), ("rpc", "rpcutil", "ping",
+                                                              "--batch", "1")):
         scripted.extend([ScriptedFleet([0.0, 0.01, 0.02]), ScriptedFleet([0.0, 0.01])])
         run(*command, collective=collective)
         document = json.loads(run(*command, "--json", collective=collective).stdout)

@@ -388,6 +388,15 @@ function summary(doc) {
     for (const name of result.missing) list.append(el("li", name));
     box.append(list);
   }
+  // Nodes that answered the same discovery before and not this time (orch/core/answered.py).
+  const absent = result.absent || [];
+  if (absent.length) {
+    box.append(el("h3", "Answered before, not now (gone, slow, or no longer selected)"));
+    const list = el("ul");
+    list.id = "absent";
+    for (const name of absent) list.append(el("li", name));
+    box.append(list);
+  }
 }
 
 // -- jobs ------------------------------------------------------------------------------

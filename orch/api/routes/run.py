@@ -99,8 +99,10 @@ def _call(context: ApiContext, token: ApiToken, agent: str, action: str,
             nodes = body.get("nodes")
             limit = body.get("limit")
             filter = context.filter(client, body.get("filter", {}))
+            absent: list[str] = []
             if nodes is None and limit is not None:
-                nodes = list(client.discover(filter, agent))[:limit]
+                found = client.discover(filter, agent)
+                nodes, absent = list(found)[:limit], found.absent
             elif nodes is not None and limit is not None:
                 nodes = sorted(nodes)[:limit]
             try:
@@ -116,6 +118,8 @@ def _call(context: ApiContext, token: ApiToken, agent: str, action: str,
                                          on_reply=replied, timeout=body.get("timeout"))
             except OrchError as exc:
                 raise RuntimeError(str(exc)) from None
+            if absent:  # discovered here, for the limit: the call did not see them
+                result.absent = absent
             ddl = client.action_ddl(agent, action)
             summaries = (summarize(ddl, result.replies.values(),
                                    client.registry.aggregate_functions()) if ddl else [])
