@@ -126,7 +126,7 @@ def run_plain(args: Sequence[str]) -> None:
     values = parse_plain(args)
     if values is None:
         return
-    registry = default_registry()
+    registry = default_registry(lean=True)  # a daemon keeps only the plugins it uses
     if not builtin_server(registry):
         return
     config_file = values.pop("config_file")

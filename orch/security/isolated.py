@@ -8,7 +8,7 @@ certificate: the verdict is cached in memory and on disk). With an Ed25519 key e
 — signing replies, verifying requests, the CRL and date checks on every message — works on
 plain data with libsodium (:mod:`orch.security.sodium`). So a long-running node
 (:func:`orch.core.security.long_running`) runs :func:`snapshot` and :func:`inspect_peer` in a
-forked child (:mod:`orch.security.forked`) and never imports ``cryptography`` itself.
+forked child (:mod:`orch.core.forked`) and never imports ``cryptography`` itself.
 
 Parsing PEM/PKCS#8 in the daemon with a hand-written decoder was the other option; it was
 not taken because the child runs the very same ``cryptography`` code as before, so every

@@ -52,11 +52,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orch.core import forked
 from orch.core.errors import RevokedError, SecurityError
 from orch.core.hookspecs import hookimpl
 from orch.core.protocol import Envelope
 from orch.core.security import SecurityProvider, Verified
-from orch.security import forked, isolated, owncache, peercerts, sodium
+from orch.security import isolated, owncache, peercerts, sodium
 from orch.security.isolated import ProviderState as _State
 from orch.security.isolated import Snapshot
 from orch.security.peercerts import LRU as _LRU

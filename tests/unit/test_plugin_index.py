@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -390,6 +391,44 @@ def test_discovery_imports_only_the_method_it_uses(tmp_path: Path) -> None:
     """Default (``auto``) discovery with no inventory store configured broadcasts: it
     imports neither the inventory's selection code nor the other discovery plugins."""
     assert imported_by_second_run(tmp_path, DISCOVERY_PROBE) == []
+
+
+DAEMON_PROBE = """
+import json, sys
+from orch.core.config import load_settings
+from orch.core.plugins import PluginRegistry
+registry = PluginRegistry.from_entry_points(lean={lean})
+metadata = ["importlib.metadata"] if "importlib.metadata" in sys.modules else []
+settings = load_settings(None, {{"broker": "memory://", "security": "insecure"}}, environ={{}})
+registry.transport_for(settings).close()
+registry.security_for(settings)
+others = ("orch_puppet", "orch_package", "orch_service", "orch.inventory", "orch.api",
+          "orch.discovery", "orch.agents.external.call")
+print(json.dumps(metadata + sorted(m for m in sys.modules if m.startswith(others))))
+"""
+
+
+def test_a_lean_registry_builds_a_missing_index_without_importing_every_plugin(
+        tmp_path: Path) -> None:
+    """A daemon's registry (``lean``) with no index: a forked child imports every plugin
+    and stores the index; the daemon itself imports only what it uses (here its transport
+    and security provider; a daemon hosting every agent imports the agent plugins too),
+    and works. Nor does it read the installed distributions' metadata for the index."""
+    env = {**os.environ, "ORCH_CACHE_DIR": str(tmp_path / "cache")}
+
+    def probe(lean: bool) -> list[str]:
+        shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+        done = subprocess.run([sys.executable, "-P", "-c", DAEMON_PROBE.format(lean=lean)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        imported: list[str] = json.loads(done.stdout)
+        return imported
+
+    eager = probe(lean=False)  # every plugin, to build the index
+    assert "importlib.metadata" in eager and "orch_puppet" in eager
+    assert probe(lean=True) == []
+    if not index_files(tmp_path):
+        pytest.skip("no index written: the environment changed in the last 2 s")
 
 
 FACTS_PLUGIN = """

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from x509_support import reply_from, request_from, settings_for
 
+from orch.core import forked
 from orch.core import security as core_security
 from orch.core.errors import ConfigError, RevokedError, SecurityError
 from orch.core.protocol import Envelope
-from orch.security import forked, pki, sodium
+from orch.security import pki, sodium
 from orch.security.x509 import DEFAULT_CLIENT_CERTNAMES, X509Provider
 
 pytestmark = pytest.mark.skipif(not forked.available() or not sodium.available(),

@@ -1,11 +1,13 @@
 """Run one function in a short-lived forked child and take back its (pickled) result.
 
 Why: what a daemon does rarely — parse its own certificate and key at start and on SIGHUP,
-check a peer certificate it has never seen — needs ``cryptography``, whose modules stay
-resident (about 11 MB) once imported. Done in a forked child, they cost the daemon a few
-tens of milliseconds each time and no memory afterwards. A fork starts with everything the
-caller has in memory (settings, anchors), so nothing is pickled on the way in; only the
-result comes back, from a child running this process's own code.
+check a peer certificate it has never seen (the x509 provider), build the plugin index by
+importing every plugin (:meth:`orch.core.plugins.PluginRegistry.from_entry_points`) —
+leaves modules resident once imported (``cryptography`` alone is about 11 MB). Done in a
+forked child, they cost the daemon a few tens of milliseconds each time and no memory
+afterwards. A fork starts with everything the caller has in memory (settings, anchors), so
+nothing is pickled on the way in; only the result comes back, from a child running this
+process's own code.
 
 The child may run while other threads of the caller exist: it only computes and writes one
 pipe, never logs or touches shared objects, and ends with ``os._exit``. Every wait is bounded:
