@@ -561,6 +561,8 @@ def _index_of(group: str) -> tuple[list[tuple[str, str, str, str]], dict[str, Pl
     """In the child: the entry points as plain data, and what each plugin provides."""
     from orch.core import pluginindex
 
+    # A broken plugin is reported by the daemon itself when it tries it: not twice.
+    logging.disable(logging.CRITICAL)
     registry = PluginRegistry.from_entry_points(group)  # imports all; stores the index
     records, _ = pluginindex.scan(group)
     return ([(r.name, r.value, r.distribution, r.version) for r in records],
