@@ -518,18 +518,19 @@ class PluginRegistry:
         return providers[settings.security](settings)
 
     def agents_for(self, settings: Settings) -> dict[str, type[Agent]]:
-        """The agent classes to host: all installed ones, or the ``agents`` subset."""
-        installed = self.agents(settings)
+        """The agent classes to host: all installed ones, or the ``agents`` subset — then
+        only the plugins providing those are imported (a daemon keeps what it imports)."""
         wanted = settings.agents
         if wanted is None:
-            return installed
-        missing = sorted(set(wanted) - set(installed))
+            return self.agents(settings)
+        found = {name: self.agent(name, settings) for name in wanted}
+        missing = sorted(name for name, cls in found.items() if cls is None)
         if missing:
             raise PluginError(
                 f"agent(s) {', '.join(missing)} not installed; installed: "
-                f"{', '.join(sorted(installed))}"
+                f"{', '.join(sorted(self.agents(settings)))}"
             )
-        return {name: installed[name] for name in wanted}
+        return {name: cls for name, cls in found.items() if cls is not None}
 
 
 def _hook_names() -> list[str]:

@@ -431,6 +431,37 @@ def test_a_lean_registry_builds_a_missing_index_without_importing_every_plugin(
         pytest.skip("no index written: the environment changed in the last 2 s")
 
 
+SUBSET_PROBE = """
+import json, sys
+from orch.core.config import load_settings
+from orch.core.plugins import PluginRegistry
+registry = PluginRegistry.from_entry_points()
+settings = load_settings(None, {"broker": "memory://", "security": "insecure",
+                                "agents": ["rpcutil"]}, environ={})
+assert list(registry.agents_for(settings)) == ["rpcutil"]
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.startswith(("orch_puppet", "orch_package", "orch_service")))))
+"""
+
+
+def test_a_node_hosting_some_agents_imports_only_their_plugins(tmp_path: Path) -> None:
+    """``agents: [rpcutil]`` (``orch server --agents rpcutil``) with the contrib agents
+    installed: none of their plugins is imported."""
+    assert imported_by_second_run(tmp_path, SUBSET_PROBE) == []
+
+
+def test_an_agent_subset_naming_a_missing_agent_says_what_is_installed() -> None:
+    from orch.core.config import load_settings
+    from orch.core.errors import PluginError
+    from orch.core.plugins import PluginRegistry
+
+    settings = load_settings(None, {"broker": "memory://", "security": "insecure",
+                                    "agents": ["rpcutil", "nosuch"]}, environ={})
+    with pytest.raises(PluginError, match=r"agent\(s\) nosuch not installed; installed: "
+                                          r".*rpcutil"):
+        PluginRegistry.from_entry_points().agents_for(settings)
+
+
 FACTS_PLUGIN = """
 from orch.core.hookspecs import hookimpl
 
