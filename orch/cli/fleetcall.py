@@ -11,7 +11,6 @@ orch-package both need exactly that, so it lives here rather than copied in each
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import click
 
 from orch.cli.options import ClientContext, OrchCommandError
 from orch.core.client import CallResult, Client
+from orch.core.discovery import Discovered
 
 __all__ = ["FleetCall", "ask_above", "call_fleet", "confirm", "needs_confirmation"]
 
@@ -70,12 +70,10 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
     """
     nodes = orch.known_nodes()
     limit = orch.plan.limit
-    discovered: tuple[float, str | None, list[str]] | None = None
+    discovered: Discovered | None = None
     if nodes is None and (ask is not None or limit is not None):
-        started = time.monotonic()
-        found = client.discover(orch.filter, agent)
-        discovered = (time.monotonic() - started, found.cut_short, found.absent)
-        nodes = sorted(found)
+        discovered = client.discover(orch.filter, agent)
+        nodes = sorted(discovered)
     left_out = 0
     if nodes is not None:
         if not nodes:
@@ -89,7 +87,7 @@ def call_fleet(orch: ClientContext, client: Client, agent: str, action: str,
     if not result.expected:
         raise _nobody(agent)
     if discovered is not None:
-        result.discovery_seconds, result.cut_short, result.absent = discovered
+        discovered.mark(result)
     return FleetCall(result, left_out)
 
 

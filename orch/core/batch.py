@@ -19,12 +19,12 @@ from __future__ import annotations
 import random
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orch.core.client import CallResult, Client, ReplyCallback
+from orch.core.discovery import Discovered
 from orch.core.errors import ArgumentError, CallInterrupted
 
 _LIMIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -145,20 +145,15 @@ def call_nodes(
         return client.call(agent, action, data, filter=filter, nodes=nodes,
                            on_discovered=on_discovered, on_reply=on_reply, timeout=timeout)
     client.action_ddl(agent, action)  # an unknown action is refused before discovery
-    discovery_seconds, cut_short, absent = 0.0, None, []
-    if nodes is None:
-        started = time.monotonic()
-        found = client.discover(filter, agent)
-        discovery_seconds, cut_short = time.monotonic() - started, found.cut_short
-        absent, nodes = found.absent, found
-    batches = plan.batches(nodes)
+    discovered = client.discover(filter, agent) if nodes is None else None
+    batches = plan.batches(discovered if discovered is not None else nodes or [])
     chosen = [name for batch in batches for name in batch]
     if on_discovered is not None:
         on_discovered(chosen)
     results: list[CallResult] = []
 
     def finish() -> CallResult:
-        return _finish(agent, action, results, chosen, discovery_seconds, cut_short, absent)
+        return _finish(agent, action, results, chosen, discovered)
 
     with client.one_job(chosen) as job:
         try:
@@ -185,9 +180,8 @@ def call_nodes(
 
 
 def _finish(agent: str, action: str, results: Sequence[CallResult], chosen: list[str],
-            discovery_seconds: float, cut_short: str | None, absent: list[str],
-            ) -> CallResult:
+            discovered: Discovered | None) -> CallResult:
     merged = merge(agent, action, results, chosen)
-    merged.discovery_seconds = discovery_seconds
-    merged.cut_short, merged.absent = cut_short, absent
+    if discovered is not None:
+        discovered.mark(merged)
     return merged

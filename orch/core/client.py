@@ -431,10 +431,12 @@ class Client:
             )
         started = time.monotonic()
         found = method.discover(self, filter or {}, agent)
+        discovered = found if isinstance(found, Discovered) else Discovered(found)
+        discovered.seconds = time.monotonic() - started
         discovery_log.info("discovery: method %s found %d node(s) in %.1f ms",
                            self.settings.discovery_method, len(found),
-                           (time.monotonic() - started) * 1000)
-        return found if isinstance(found, Discovered) else Discovered(found)
+                           discovered.seconds * 1000)
+        return discovered
 
     def call(
         self,
@@ -460,32 +462,31 @@ class Client:
         ddl = self.action_ddl(agent, action)
         checked = (ddl.check_arguments(data or {}, self.registry.validators()) if ddl is not None
                    else dict(data or {}))
-        discovery_seconds = 0.0  # a known list is addressed directly: no discovery ran
-        cut_short = None
-        absent: list[str] = []
-        if nodes is None:
-            discovery_started = time.monotonic()
-            nodes = self.discover(filter, agent)
-            discovery_seconds = time.monotonic() - discovery_started
-            cut_short, absent = nodes.cut_short, nodes.absent
+        # A known list is addressed directly: no discovery ran.
+        discovered = self.discover(filter, agent) if nodes is None else None
+        if discovered is not None:
+            nodes = discovered
+        assert nodes is not None
         if on_discovered is not None:
             on_discovered(list(nodes))
         request = self.new_request(agent, action, checked, filter)
         if not nodes:
             # Discovery found nobody: if its request went unsigned, a signing fleet
             # dropped it without a word — say so.
-            return CallResult(agent, action, request.id, [],
-                              discovery_seconds=discovery_seconds, absent=absent,
-                              hint=UNSIGNED_HINT if self.sent_unsigned else None)
+            empty = CallResult(agent, action, request.id, [],
+                               hint=UNSIGNED_HINT if self.sent_unsigned else None)
+            if discovered is not None:
+                discovered.mark(empty)
+            return empty
         wait = timeout if timeout is not None else self.call_timeout(agent)
         try:
             result = self.send_direct(request, nodes, wait, on_reply)
         except CallInterrupted as exc:
-            exc.result.discovery_seconds = discovery_seconds
-            exc.result.cut_short, exc.result.absent = cut_short, absent
+            if discovered is not None:
+                discovered.mark(exc.result)
             raise
-        result.discovery_seconds = discovery_seconds
-        result.cut_short, result.absent = cut_short, absent
+        if discovered is not None:
+            discovered.mark(result)
         explain = getattr(nodes, "explain", None)
         if result.missing and explain is not None:
             try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from orch.core.client import Client
+    from orch.core.result import CallResult
 
 
 class Discovered(list[str]):
@@ -30,10 +31,18 @@ class Discovered(list[str]):
         #: Nodes that answered the same discovery before and not this one (see
         #: :attr:`orch.core.result.CallResult.absent`).
         self.absent = list(absent)
+        #: How long the discovery took (set by :meth:`Client.discover`).
+        self.seconds = 0.0
         #: Given the nodes that did not answer, a short note on each the method knows
         #: something about ("last seen 2026-11-30 19:50:01"); called only when some node
         #: stayed silent, so it costs nothing when all answer.
         self.explain = explain
+
+    def mark(self, result: CallResult) -> None:
+        """Say in ``result`` (a call on these nodes) what this discovery took and knew:
+        its time, whether it was cut short, and who answered it before and not now."""
+        result.discovery_seconds = self.seconds
+        result.cut_short, result.absent = self.cut_short, list(self.absent)
 
 
 class DiscoveryMethod(Protocol):
