@@ -68,8 +68,13 @@ PYCACHE = os.environ.get("ORCH_BENCH_PYCACHE", "")
 
 
 def base_env() -> dict[str, str]:
-    """The caller's environment without any ORCH_* setting (and with ORCH_BENCH_PYCACHE)."""
+    """The caller's environment without any ORCH_* setting (and with ORCH_BENCH_PYCACHE).
+
+    ``ORCH_SESSION=off``: a command measured cold must not be run by a session the person
+    benchmarking happens to have; the session figures set up their own.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"
     if PYCACHE:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = PYCACHE

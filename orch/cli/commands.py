@@ -350,5 +350,6 @@ def orch_cli_commands() -> Iterable[click.Command]:
     from orch.cli.completion import completion
     from orch.cli.config import config
     from orch.cli.rpc import rpc
+    from orch.cli.session import session
 
-    return [ping, rpc, find, facts, inventory, plugins, config, completion]
+    return [ping, rpc, find, facts, inventory, plugins, config, completion, session]

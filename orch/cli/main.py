@@ -7,6 +7,10 @@ modules it pulls in is about 1 MB of it. The daemon's options are parsed here by
 anything else — ``--help``, a typo, a bad value, a settings error — goes through the click
 command, so help and error messages are exactly click's. ``cli`` and ``PluginGroup`` are
 still importable from here.
+
+Before either, a command run from the console script is offered to the user's session
+(``orch session start``, :mod:`orch.resident`), which runs it in a child with everything
+already imported; without a session that costs one ``lstat``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ def __getattr__(name: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    """The console script: the user's session runs the command when one takes it."""
+    if argv is None and sys.argv[1:2] != ["server"]:  # a daemon imports none of it
+        from orch.resident.client import delegate
+
+        status = delegate(sys.argv[1:])
+        if status is not None:
+            sys.exit(status)
+    return run(argv)
+
+
+def run(argv: list[str] | None = None) -> Any:
+    """Run ``orch ARGV`` in this process (a session's child runs commands through this)."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["server"]:
         from orch.cli import serve

@@ -118,9 +118,10 @@ SUITE_ENVIRONMENT: dict[str, str] = {}
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any ``ORCH_*`` variable, plus
-    :data:`SUITE_ENVIRONMENT`, plus ``extra``."""
+    """This process's environment without any ``ORCH_*`` variable but ``ORCH_SESSION=off``,
+    plus :data:`SUITE_ENVIRONMENT`, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # a developer's own `orch session` must not run the tests
     env.update(SUITE_ENVIRONMENT)
     env.update(extra or {})
     return env

@@ -46,7 +46,7 @@ PLUGINS = {
 }
 
 #: The CLI's wiring: it may import the core, other CLI wiring and the tools.
-CLI = ("orch.cli",)
+CLI = ("orch.cli", "orch.resident")  # orch.resident: the CLI's resident session
 TOOLS = ("orch.sim", "orch.demo", "orch.testing", "orch.installcheck", "orch.scaffold")
 
 #: Allowed exceptions, each with its reason.

@@ -1,0 +1,173 @@
+"""Start, stop and ask the user's session: what ``orch session`` does, as a library."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from orch.core.errors import OrchError
+from orch.resident import wire
+from orch.resident.session import DEFAULT_IDLE
+
+#: How long a new session may take to listen and import what commands need.
+START_TIMEOUT = 30.0
+ASK_TIMEOUT = 5.0
+
+
+class SessionError(OrchError):
+    """A session could not be started or asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    pid: int
+    socket: str
+    started: float
+    served: int
+    running: int
+    idle: float
+    modules: int
+    python: str
+    stopping: str | None
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> SessionStatus:
+        try:
+            return cls(int(message["pid"]), str(message["socket"]), float(message["started"]),
+                       int(message["served"]), int(message["running"]),
+                       float(message["idle"]), int(message["modules"]),
+                       str(message["python"]), message.get("stopping"))
+        except (KeyError, TypeError, ValueError):
+            raise SessionError(f"the session sent an unexpected answer: {message!r}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "socket": self.socket, "started": self.started,
+                "served": self.served, "running": self.running, "idle": self.idle,
+                "modules": self.modules, "python": self.python, "stopping": self.stopping,
+                "log": log_path(self.socket)}
+
+
+def log_path(socket_path: str | None = None) -> str:
+    """Where the session writes what it did (beside its socket)."""
+    return os.path.splitext(socket_path or wire.socket_path())[0] + ".log"
+
+
+def ask(op: str, path: str | None = None) -> dict[str, Any] | None:
+    """The session's answer to ``op``, or None when no session listens at ``path``."""
+    path = path or wire.socket_path()
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(info.st_mode) or not wire.private(info):
+        raise SessionError(f"{path} is not a socket of yours: remove it, then start again")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(ASK_TIMEOUT)
+        try:
+            sock.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None  # a socket file left by a session that was killed
+        except OSError as exc:
+            raise SessionError(f"cannot reach the session at {path}: {exc}") from None
+        try:
+            if wire.peer_uid(sock) != os.geteuid():
+                raise SessionError(f"the process at {path} is not yours: remove the socket")
+            wire.send_frame(sock, {"op": op})
+            answer, _ = wire.recv_frame(sock)
+        except OSError as exc:
+            raise SessionError(f"the session at {path} did not answer: {exc}") from None
+    return answer
+
+
+def status(path: str | None = None) -> SessionStatus | None:
+    answer = ask("status", path)
+    return None if answer is None else SessionStatus.from_message(answer)
+
+
+def stop(path: str | None = None) -> SessionStatus | None:
+    """Ask the session to stop: it takes no more commands and ends after the running ones."""
+    answer = ask("stop", path)
+    return None if answer is None else SessionStatus.from_message(answer)
+
+
+def _prepare_directory() -> str:
+    directory = wire.session_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise SessionError(f"cannot create {directory}: {exc.strerror}; set "
+                           f"{wire.DIR_ENV} to a directory of yours") from None
+    problem = wire.check_directory(directory)
+    if problem:
+        raise SessionError(problem)
+    return directory
+
+
+def start(idle: float = DEFAULT_IDLE, timeout: float = START_TIMEOUT
+          ) -> tuple[SessionStatus, bool]:
+    """Start the session for this interpreter; its status and whether it is new.
+
+    The session runs ``python -P -m orch.resident.session`` with this process's environment
+    and ``sys.path[0]`` (the ``orch`` script's directory), so the facts of later commands run
+    from the same script match it.
+    """
+    if wire.disabled():
+        raise SessionError(f"{wire.SESSION_ENV} turns sessions off in this environment; "
+                           "unset it to start one")
+    directory = _prepare_directory()
+    current = status()
+    if current is not None and not current.stopping:
+        return current, False
+    path = wire.socket_path(directory)
+    if current is None and os.path.lexists(path):
+        os.unlink(path)  # a killed session's socket: ask() found it ours and dead
+    read_end, write_end = os.pipe()
+    log_fd = os.open(log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir", sys.path[0],
+             "--idle", str(idle), "--ready-fd", str(write_end)],
+            stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, pass_fds=(write_end,),
+            start_new_session=True, cwd="/")
+    finally:
+        os.close(write_end)
+        os.close(log_fd)
+    try:
+        line = _read_line(read_end, timeout)
+    finally:
+        os.close(read_end)
+    if line.startswith("ready "):
+        process.returncode = 0  # it runs on by design; nothing here will wait for it
+        answered = status(path)
+        if answered is not None:
+            return answered, True
+        line = "error it stopped right after starting"
+    if process.poll() is None:
+        process.kill()
+        process.wait(5)
+    why = line.removeprefix("error ") if line else (
+        f"it did not start within {timeout:g} s" if process.returncode in (None, -9)
+        else f"it exited with status {process.returncode}")
+    raise SessionError(f"the session did not start: {why}; see {log_path(path)}")
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """The first line written to ``fd`` within ``timeout`` seconds ('' at EOF or timeout)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data and len(data) < 4096:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", "replace")
