@@ -11,6 +11,12 @@ side goes first alternates by round), checks every reply count (N, or N/2 for ``
 role=web``), and prints medians, minimums and the ratio ``mco / orch``. At the end it stops
 every process it started, by PID, whatever happened.
 
+The two known-list pairs run twice on orch's side: by themselves (``ORCH_SESSION=off``, as
+every other pair), and "through ``orch session``", an opt-in session of the user started
+for the run (docs/cli.md "A resident session"). The run fails unless the session served
+exactly those commands. For those pairs the CPU column is the thin ``orch`` process alone:
+the child that ran the command belongs to the session.
+
 orch signs and verifies every message with x509 certificates from a throw-away CA (its
 default security; ``ORCH_BENCH_SECURITY=insecure`` measures it unsigned); MCollective uses
 its ``psk`` provider as the anchor configures it. Each side uses its own production broker.
@@ -144,6 +150,8 @@ class Pair:
     salt_count: Callable[[str], int] | None = None
     #: A whole command line run on orch's side instead of ``orch`` + :attr:`orch`.
     orch_argv: list[str] | None = None
+    #: orch's side runs through an ``orch session`` started for the run (docs/cli.md).
+    session: bool = False
     wall: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
 
@@ -154,6 +162,7 @@ class Pair:
     def summary(self) -> dict[str, object]:
         figures: dict[str, object] = {
             "pair": self.name, "orch": " ".join(self.orch_argv or ["orch", *self.orch]),
+            "orch_session": self.session,
             "mco": " ".join(self.mco),
             "salt": None if self.salt is None else "salt " + " ".join(self.salt),
             "replies": self.expected, "rounds": len(self.wall["orch"]),
@@ -191,6 +200,12 @@ def pairs(n: int, orch_nodes: Path, mco_nodes: Path, salt_ids: Sequence[str]) ->
         Pair("ping --nodes FILE (mco: rpc --nodes)", ["ping", "--nodes", str(orch_nodes)],
              [*rpc, "--np", "--nodes", str(mco_nodes)], n, ping_count, finished_count, 2.0,
              listed, salt_count),
+        Pair("rpc --nodes FILE, through `orch session`", [*rpc, "--nodes", str(orch_nodes)],
+             [*rpc, "--np", "--nodes", str(mco_nodes)], n, finished_count, finished_count,
+             2.0, session=True),
+        Pair("ping --nodes FILE, through `orch session` (mco: rpc --nodes)",
+             ["ping", "--nodes", str(orch_nodes)], [*rpc, "--np", "--nodes", str(mco_nodes)],
+             n, ping_count, finished_count, 2.0, session=True),
         Pair("floor: orch's libraries alone (bench/floor.py) / mco rpc --nodes", [],
              [*rpc, "--np", "--nodes", str(mco_nodes)], n, silent(n), finished_count,
              orch_argv=[sys.executable, str(Path(__file__).with_name("floor.py"))]),
@@ -437,6 +452,22 @@ def fleets(n: int, workdir: Path, security: str,
         signal.signal(signal.SIGTERM, previous)
 
 
+def start_session(exe: str, env: dict[str, str], directory: Path) -> dict[str, str]:
+    """Start an ``orch session`` for the orch side's session pairs; the environment to use."""
+    directory.mkdir(mode=0o700)
+    session_env = {**env, "ORCH_SESSION": "on", "ORCH_SESSION_DIR": str(directory)}
+    subprocess.run([exe, "session", "start", "--idle", "600"], env=session_env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+    return session_env
+
+
+def stop_session(exe: str, env: dict[str, str]) -> int:
+    """Stop the session; how many commands it ran."""
+    done = subprocess.run([exe, "session", "stop", "--json"], env=env, check=True,
+                          capture_output=True, text=True, timeout=60)
+    return int(json.loads(done.stdout)["served"])
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -460,38 +491,47 @@ def run(n: int = 50, rounds: int = 9, idle_wait: float | None = None,
     with tempfile.TemporaryDirectory(prefix="orch-sidebyside-") as tmp, \
             fleets(n, Path(tmp), security, salt_n) as (orch, mco, salt, orch_ready):
         orch_env = orch.env
-        mco_env = {k: v for k, v in bench_support.base_env().items()}
-        salt_ids = [f"node{i:03d}" for i in range(1, salt_n + 1)]
-        todo = pairs(n, orch.nodes_file, mco.nodes_file, salt_ids)
+        session_env = start_session(exe, orch_env, Path(tmp) / "session")
+        try:
+            mco_env = {k: v for k, v in bench_support.base_env().items()}
+            salt_ids = [f"node{i:03d}" for i in range(1, salt_n + 1)]
+            todo = pairs(n, orch.nodes_file, mco.nodes_file, salt_ids)
 
-        def sides(pair: Pair) -> list[tuple[str, list[str], dict[str, str],
-                                            Callable[[str], int], int]]:
-            orch_argv = pair.orch_argv or [exe, *pair.orch]
-            found = [("orch", orch_argv, orch_env, pair.orch_count, pair.expected),
-                     ("mco", mco.command(pair.mco), mco_env, pair.mco_count, pair.expected)]
-            if salt is not None and pair.salt is not None and pair.salt_count is not None:
-                expected = pair.expected and (salt_n - salt_n // 2 if "-G" in pair.salt
-                                              else salt_n)
-                found.append(("salt", salt.command(pair.salt), mco_env, pair.salt_count,
-                              expected))
-            return found
+            def sides(pair: Pair) -> list[tuple[str, list[str], dict[str, str],
+                                                Callable[[str], int], int]]:
+                orch_argv = pair.orch_argv or [exe, *pair.orch]
+                found = [("orch", orch_argv, session_env if pair.session else orch_env,
+                          pair.orch_count, pair.expected),
+                         ("mco", mco.command(pair.mco), mco_env, pair.mco_count, pair.expected)]
+                if salt is not None and pair.salt is not None and pair.salt_count is not None:
+                    expected = pair.expected and (salt_n - salt_n // 2 if "-G" in pair.salt
+                                                  else salt_n)
+                    found.append(("salt", salt.command(pair.salt), mco_env, pair.salt_count,
+                                  expected))
+                return found
 
-        for pair in todo:  # one unmeasured warm-up of each command (page cache, broker)
-            for _side, argv, env, _count, _expected in sides(pair):
-                timed(argv, env)
-        for index in range(rounds):
-            for pair in todo:
-                order = sides(pair)
-                shift = index % len(order)  # which side goes first rotates by round
-                for side, argv, env, count, expected in order[shift:] + order[:shift]:
-                    gate()
-                    wall, cpu, out = timed(argv, env)
-                    got = count(out)
-                    if got != expected:
-                        raise AssertionError(f"{side}: {' '.join(argv)}: {got} replies, "
-                                             f"expected {expected}:\n{out[-2000:]}")
-                    pair.record(side, wall, cpu)
-            print(f"round {index + 1}/{rounds} done", flush=True)
+            for pair in todo:  # one unmeasured warm-up of each command (page cache, broker)
+                for _side, argv, env, _count, _expected in sides(pair):
+                    timed(argv, env)
+            for index in range(rounds):
+                for pair in todo:
+                    order = sides(pair)
+                    shift = index % len(order)  # which side goes first rotates by round
+                    for side, argv, env, count, expected in order[shift:] + order[:shift]:
+                        gate()
+                        wall, cpu, out = timed(argv, env)
+                        got = count(out)
+                        if got != expected:
+                            raise AssertionError(f"{side}: {' '.join(argv)}: {got} replies, "
+                                                 f"expected {expected}:\n{out[-2000:]}")
+                        pair.record(side, wall, cpu)
+                print(f"round {index + 1}/{rounds} done", flush=True)
+        finally:
+            served = stop_session(exe, session_env)
+        expected_served = (rounds + 1) * sum(pair.session for pair in todo)
+        if served != expected_served:  # else a "session" figure timed commands run cold
+            raise AssertionError(f"the orch session served {served} commands, "
+                                 f"expected {expected_served}")
         return {
             "nodes": n, "rounds": rounds, "orch_security": security,
             "mco_security": "psk", "bytecode_cached": bench_support.bytecode_cached(),

@@ -15,15 +15,19 @@ already imported; without a session that costs one ``lstat``.
 
 from __future__ import annotations
 
-import logging
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing, like logging, is imported only where used: the first thing
+if TYPE_CHECKING:      # every command does is offer itself to a session (orch.resident)
+    from typing import Any
 
 EXIT_USAGE = 2
 
 
 def configure_logging(level: str) -> None:
     """Key=value style log lines on stderr; library loggers name their context."""
+    import logging
+
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

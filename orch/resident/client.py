@@ -22,15 +22,18 @@ as long as the command does, and ends when the session's connection does.
 
 from __future__ import annotations
 
+import _signal  # the C modules under signal and socket: see wire
+import _socket
 import os
-import signal
-import socket
 import stat
 import sys
-from types import FrameType
-from typing import Any
 
 from orch.resident import wire
+
+TYPE_CHECKING = False  # importing typing is most of a bare interpreter's start-up
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 #: Commands that always run in their own process: the session's own commands, the daemon (a
 #: service manager starts it; its pid, pid file and lifetime are its own), and the other
@@ -38,7 +41,8 @@ from orch.resident import wire
 #: fleet, the API server).
 OWN_PROCESS = frozenset({"session", "server", "demo", "sim", "api"})
 CONNECT_TIMEOUT = 5.0
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+FORWARDED: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
+                              _signal.SIGQUIT)
 EXIT_LOST = 1
 
 
@@ -54,7 +58,7 @@ def delegate(args: list[str]) -> int | None:
     if (not stat.S_ISSOCK(info.st_mode) or not wire.private(info)
             or wire.check_directory(os.path.dirname(path)) is not None):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         answer = _offer(sock, path, args)
@@ -70,7 +74,7 @@ def delegate(args: list[str]) -> int | None:
     return _follow(sock)
 
 
-def _offer(sock: socket.socket, path: str, args: list[str]) -> dict[str, Any] | None:
+def _offer(sock: _socket.socket, path: str, args: list[str]) -> dict[str, Any] | None:
     sock.connect(path)
     if wire.peer_uid(sock) != os.geteuid():
         return None
@@ -97,7 +101,7 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def _follow(sock: socket.socket) -> int:
+def _follow(sock: _socket.socket) -> int:
     """Forward signals until the session reports how the command ended."""
     sending = False
 
@@ -113,7 +117,7 @@ def _follow(sock: socket.socket) -> int:
         finally:
             sending = False
 
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    previous = {signum: _signal.signal(signum, forward) for signum in FORWARDED}
     child: int | None = None  # a pidfd: names the command's process even after it is gone
     try:
         while True:
@@ -135,7 +139,7 @@ def _follow(sock: socket.socket) -> int:
                 return EXIT_LOST
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            _signal.signal(signum, handler)
         if child is not None:
             os.close(child)
         sock.close()
@@ -151,17 +155,17 @@ def _pidfd(pid: int) -> int | None:
 def _hang_up(pidfd: int) -> bool:
     """Stop the command as a closed terminal would; whether it was still running."""
     try:
-        signal.pidfd_send_signal(pidfd, signal.SIGHUP)
+        _signal.pidfd_send_signal(pidfd, _signal.SIGHUP)
     except OSError:
         return False
     return True
 
 
-def _die_like(signum: int, previous: dict[signal.Signals, Any]) -> int:
+def _die_like(signum: int, previous: dict[int, Any]) -> int:
     """End as the command did: killed by ``signum`` (the shell then sees the same)."""
     for restored, handler in previous.items():
-        signal.signal(restored, handler)
-    signal.signal(signum, signal.SIG_DFL)
+        _signal.signal(restored, handler)
+    _signal.signal(signum, _signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     return 128 + signum  # only if the signal does not end this process (SIGCHLD, say)
 

@@ -80,6 +80,7 @@ class Session:
         self._selector = selectors.DefaultSelector()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._wake_r, self._wake_w = os.pipe()
+        self._identity: int | None = None  # the socket file's inode once bound
 
     # -- start ---------------------------------------------------------------------------
 
@@ -123,9 +124,16 @@ class Session:
                 for key, _mask in events:
                     self._dispatch(key.data)
         finally:
-            self._close_listener()
-            self._selector.close()
+            self.close()
         log.info("session stopped: %s; served %d command(s)", self.stopping, self.served)
+
+    def close(self) -> None:
+        """Release the socket (removing its file), the selector and the wake-up pipe."""
+        self._close_listener()
+        self._selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = self.stopping or f"signal {signal.Signals(signum).name}"
@@ -197,6 +205,8 @@ class Session:
 
     def _refusal(self, message: dict[str, Any], fds: list[int]) -> str | None:
         """Why this command must run by itself, or None."""
+        if threading.active_count() > 1:
+            self._stop("a thread runs in the session (a fork would not be safe)")
         if self.stopping:
             return f"the session is stopping ({self.stopping})"
         if len(self.running) >= MAX_RUNNING:
@@ -287,8 +297,6 @@ class Session:
             self._import(name)
         if names:
             self._stamp()
-        if threading.active_count() > 1:
-            self._stop("an imported module started a thread (a fork would not be safe)")
 
     def _import(self, name: str) -> None:
         try:
@@ -327,11 +335,9 @@ class Session:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self._listener)
         self._listener.close()
-        try:
-            if os.lstat(self.path).st_ino == self._identity:
-                os.unlink(self.path)
-        except (OSError, AttributeError):
-            pass
+        with contextlib.suppress(OSError):
+            if self._identity is not None and os.lstat(self.path).st_ino == self._identity:
+                os.unlink(self.path)  # not a socket another session has put there since
 
     # -- in the child --------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ tests/integration/test_resident_session.py.
 
 from __future__ import annotations
 
+import marshal
 import os
 import socket
 import sys
@@ -60,8 +61,8 @@ def test_descriptors_travel_with_the_first_frame(pair: tuple[socket.socket, sock
 
 @pytest.mark.parametrize("raw, problem", [
     ((wire.MAX_FRAME + 1).to_bytes(4, "big"), "over the"),
-    (b"\x00\x00\x00\x05{oops", "not a JSON frame"),
-    (b"\x00\x00\x00\x02[]", "must be a JSON object"),
+    (b"\x00\x00\x00\x05\xff\xff\xff\xff\xff", "not a frame"),
+    (len(marshal.dumps([1])).to_bytes(4, "big") + marshal.dumps([1]), "must be a dict"),
     (b"\x00\x00\x00\x09{\"a\"", "closed in the middle"),
     (b"", "closed"),
 ])
@@ -186,9 +187,11 @@ def test_a_run_frame_must_be_whole(changes: dict[str, object], problem: str | No
     assert (found is None) if problem is None else (problem in (found or ""))
 
 
-def test_a_command_from_another_environment_is_declined(tmp_path: Path) -> None:
+def test_a_command_from_another_environment_is_declined(tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
     session = Session(str(tmp_path / "s.sock"))
     session.warm(())
+    request.addfinalizer(session.close)
     other = {**wire.facts(), "path": ["/elsewhere", *sys.path]}
     declined = session._refusal(_run_frame(facts=other), [3, 4, 5])
     assert "different path from the session's" in (declined or "")
@@ -211,6 +214,7 @@ def test_a_changed_source_file_makes_the_session_stale(
         assert "stale" in (session._refusal(_run_frame(), [3, 4, 5]) or "")
         assert session.stopping is not None  # a stale session stops
     finally:
+        session.close()
         sys.modules.pop("resident_probe_module", None)
 
 
