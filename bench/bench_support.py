@@ -15,6 +15,7 @@ from a throw-away CA made for the run.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import secrets
@@ -390,3 +391,23 @@ class CPUBudget:
         parts = " + ".join(f"{name} {value:.0f}" for name, value in per_unit.items())
         return (f"CPU per {unit}: {parts} = {total:.0f} µs; on {os.cpu_count()} cores no "
                 f"span can take under {self.floor_s():.3f} s")
+
+
+def start_session(exe: str, env: dict[str, str], directory: Path) -> dict[str, str]:
+    """Start an ``orch session`` (docs/cli.md) in ``directory``; the environment that uses it.
+
+    Every other command here runs with ``ORCH_SESSION=off`` (:func:`base_env`); a figure
+    "through a session" is only honest with :func:`stop_session`'s count checked.
+    """
+    directory.mkdir(mode=0o700)
+    session_env = {**env, "ORCH_SESSION": "on", "ORCH_SESSION_DIR": str(directory)}
+    subprocess.run([exe, "session", "start", "--idle", "600"], env=session_env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+    return session_env
+
+
+def stop_session(exe: str, env: dict[str, str]) -> int:
+    """Stop the session; how many commands it ran."""
+    done = subprocess.run([exe, "session", "stop", "--json"], env=env, check=True,
+                          capture_output=True, text=True, timeout=60)
+    return int(json.loads(done.stdout)["served"])

@@ -62,7 +62,9 @@ from bench_support import (
     new_collective,
     orch_executable,
     start_daemons,
+    start_session,
     stop_daemons,
+    stop_session,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -450,22 +452,6 @@ def fleets(n: int, workdir: Path, security: str,
         if salt is not None:
             salt.stop()
         signal.signal(signal.SIGTERM, previous)
-
-
-def start_session(exe: str, env: dict[str, str], directory: Path) -> dict[str, str]:
-    """Start an ``orch session`` for the orch side's session pairs; the environment to use."""
-    directory.mkdir(mode=0o700)
-    session_env = {**env, "ORCH_SESSION": "on", "ORCH_SESSION_DIR": str(directory)}
-    subprocess.run([exe, "session", "start", "--idle", "600"], env=session_env, check=True,
-                   stdout=subprocess.DEVNULL, timeout=60)
-    return session_env
-
-
-def stop_session(exe: str, env: dict[str, str]) -> int:
-    """Stop the session; how many commands it ran."""
-    done = subprocess.run([exe, "session", "stop", "--json"], env=env, check=True,
-                          capture_output=True, text=True, timeout=60)
-    return int(json.loads(done.stdout)["served"])
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

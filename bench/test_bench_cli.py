@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
-from bench_support import Daemons, IdleGate, base_env
+from bench_support import Daemons, IdleGate, base_env, start_session, stop_session
 from pytest_benchmark.fixture import BenchmarkFixture
 
 ROUNDS = 10
@@ -58,6 +59,24 @@ def test_ping_known_nodes(benchmark: BenchmarkFixture, orch_exe: str,
     gate = IdleGate()
     benchmark.pedantic(runner(argv, daemons50.env, runs), setup=gate, rounds=ROUNDS,
                        iterations=1, warmup_rounds=1)
+    gate.record(benchmark.extra_info)
+    check_ping_runs(runs, daemons50, benchmark.extra_info)
+
+
+@pytest.mark.benchmark(group="cli-50-daemons")
+def test_ping_known_nodes_through_a_session(benchmark: BenchmarkFixture, orch_exe: str,
+                                            daemons50: Daemons, tmp_path: Path) -> None:
+    """The same, with an ``orch session`` running (docs/cli.md "A resident session")."""
+    runs: list[subprocess.CompletedProcess[str]] = []
+    argv = [orch_exe, "ping", "--nodes", str(daemons50.nodes_file)]
+    env = start_session(orch_exe, daemons50.env, tmp_path / "session")
+    gate = IdleGate()
+    try:
+        benchmark.pedantic(runner(argv, env, runs), setup=gate, rounds=ROUNDS, iterations=1,
+                           warmup_rounds=1)
+    finally:
+        served = stop_session(orch_exe, env)
+    assert served == len(runs), f"the session ran {served} of {len(runs)} commands"
     gate.record(benchmark.extra_info)
     check_ping_runs(runs, daemons50, benchmark.extra_info)
 

@@ -184,6 +184,8 @@ class Session:
             wire.send_frame(conn, self.status())
             conn.close()
         elif op == "run":
+            if threading.active_count() > 1:
+                self._stop("a thread runs in the session (a fork would not be safe)")
             reason = self._refusal(message, fds)
             if reason is not None:
                 log.info("declined a command: %s", reason)
@@ -205,8 +207,6 @@ class Session:
 
     def _refusal(self, message: dict[str, Any], fds: list[int]) -> str | None:
         """Why this command must run by itself, or None."""
-        if threading.active_count() > 1:
-            self._stop("a thread runs in the session (a fork would not be safe)")
         if self.stopping:
             return f"the session is stopping ({self.stopping})"
         if len(self.running) >= MAX_RUNNING:
