@@ -235,7 +235,9 @@ ca_ttl = 5y
         restart_file = s / "run" / "restart"
         restart_file.write_text("0")
         argv = [
-            "/usr/bin/java", *JAVA_ARGS,
+            # SIGHUP back to its default: a JVM inheriting it ignored (pytest run under
+            # nohup) never installs trapperkeeper's handler, and reload() would time out.
+            "/usr/bin/env", "--default-signal=HUP", "/usr/bin/java", *JAVA_ARGS,
             "-Djruby.lib=/usr/share/jruby/lib", "-XX:+CrashOnOutOfMemoryError",
             f"-XX:ErrorFile={s / 'log' / 'puppetserver_err_pid%p.log'}",
             "-jar", str(PUPPETSERVER_JAR),
