@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from orch.cli.output import print_json
 from orch.core.timefmt import duration_text
+
+if TYPE_CHECKING:
+    from orch.resident.control import SessionStatus
 
 #: ``orch session status`` when no session runs, as ``systemctl status`` does for a stopped unit.
 EXIT_NOT_RUNNING = 3
@@ -41,10 +47,8 @@ def start(idle: float, as_json: bool) -> None:
     """Start a session for this Python and user (nothing happens if one runs)."""
     from orch.resident import control
 
-    try:
+    with _reported():
         current, new = control.start(idle)
-    except control.SessionError as exc:
-        raise click.ClickException(str(exc)) from None
     if as_json:
         print_json({**current.to_json(), "new": new})
         return
@@ -62,12 +66,10 @@ def stop(as_json: bool) -> None:
     """Stop the session; commands it is running still finish."""
     from orch.resident import control
 
-    try:
+    with _reported():
         current = control.stop()
-    except control.SessionError as exc:
-        raise click.ClickException(str(exc)) from None
     if as_json:
-        print_json(current.to_json() if current else None)
+        _print_json(current)
     elif current is None:
         click.echo("No orch session is running.")
     elif current.running:
@@ -83,12 +85,10 @@ def status(as_json: bool) -> None:
     """Say whether a session runs (exit 3 when none does)."""
     from orch.resident import control
 
-    try:
+    with _reported():
         current = control.status()
-    except control.SessionError as exc:
-        raise click.ClickException(str(exc)) from None
     if as_json:
-        print_json(current.to_json() if current else None)
+        _print_json(current)
     elif current is None:
         click.echo("No orch session is running; `orch session start` starts one.")
     else:
@@ -101,10 +101,25 @@ def status(as_json: bool) -> None:
         click.echo(f"  {_idle_text(current.idle)}"
                    + (f"; stopping: {current.stopping}" if current.stopping else ""))
     if current is None:
-        raise SystemExit(EXIT_NOT_RUNNING)
+        raise click.exceptions.Exit(EXIT_NOT_RUNNING)
 
 
 def _idle_text(idle: float) -> str:
     if idle <= 0:
         return "it runs until stopped"
     return f"it stops by itself after {duration_text(idle)} without a command"
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A session that cannot be started or asked: its message, exit 1."""
+    from orch.resident.control import SessionError
+
+    try:
+        yield
+    except SessionError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _print_json(current: SessionStatus | None) -> None:
+    print_json(current.to_json() if current is not None else None)
