@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 #: Commands that always run in their own process: the session's own commands, the daemon (a
 #: service manager starts it; its pid, pid file and lifetime are its own), and the other
 #: long-running ones, which a warm start does not speed up (the demo's prompt, a simulated
-#: fleet, the API server).
-OWN_PROCESS = frozenset({"session", "server", "demo", "sim", "api"})
+#: fleet, the API server, the inventory's registration listener).
+OWN_PROCESS = frozenset({"session", "server", "demo", "sim", "api", "registry"})
 CONNECT_TIMEOUT = 5.0
 FORWARDED: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,
                               _signal.SIGQUIT)

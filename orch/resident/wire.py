@@ -21,9 +21,11 @@ meant for data from strangers, and none reaches it: both ends have checked that 
 is the same user (who could as well attach a debugger to the session), the directory is
 closed to everyone else, and both ends run the same interpreter file.
 
-**Facts.** A forked child inherits the session's interpreter, its ``sys.path`` and flags and
-its namespaces, not the command's; :func:`facts` lists what must therefore be equal for the
-child to behave as the command would have. Any difference, and the command runs by itself.
+**Facts.** A forked child inherits the session's interpreter, its ``sys.path`` and flags, its
+namespaces, control group and resource limits, not the command's; :func:`facts` lists what
+must therefore be equal for the child to behave as the command would have. Any difference,
+and the command runs by itself: a service manager's command (its own cgroup) is never run
+outside its unit, a shell with another ``ulimit`` keeps its limits.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import _socket
 import marshal
 import os
+import resource
 import stat
 import sys
 import zlib
@@ -47,6 +50,9 @@ MAX_FRAME = 4 * 1024 * 1024
 #: Standard input, output and error: what a command hands over.
 STREAMS = (0, 1, 2)
 _NAMESPACES = ("net", "mnt", "pid", "user", "uts", "ipc")
+#: The resource limits a child would otherwise take from the session (``ulimit``).
+_LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
+           "RLIMIT_MEMLOCK", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_STACK")
 _FD_SIZE = 4  # a descriptor in SCM_RIGHTS data is a C int
 
 
@@ -109,13 +115,24 @@ def facts() -> dict[str, Any]:
             namespaces[name] = os.readlink(f"/proc/self/ns/{name}")
         except OSError:
             namespaces[name] = None
+    limits = {name: resource.getrlimit(getattr(resource, name)) for name in _LIMITS
+              if hasattr(resource, name)}
     return {
+        "cgroup": _file_text("/proc/self/cgroup"), "limits": limits,
         "executable": _interpreter(), "prefix": sys.prefix, "version": sys.version,
         "path": list(sys.path), "flags": flags, "warnoptions": list(sys.warnoptions),
         "xoptions": {str(k): str(v) for k, v in sys._xoptions.items()},
         "fsencoding": sys.getfilesystemencoding(), "namespaces": namespaces,
         "uid": os.geteuid(), "gid": os.getegid(), "groups": sorted(os.getgroups()),
     }
+
+
+def _file_text(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def peer_uid(sock: _socket.socket) -> int:

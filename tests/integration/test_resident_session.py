@@ -8,6 +8,7 @@ the session by the session's ``served`` count, never by timing.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -178,6 +179,19 @@ def test_a_command_from_another_interpreter_setup_runs_by_itself(session: Sessio
     assert result.rc == 0, result.describe()
     assert session.served() == before  # declined (sys.warnoptions differ), ran here
     assert session.alive()
+
+
+def test_a_shell_with_other_limits_keeps_them(session: Session) -> None:
+    before = session.served()
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = str(max(64, soft // 2))  # not the session's (inherited from this process)
+    done = subprocess.run(
+        ["sh", "-c", 'ulimit -S -n "$0" && exec "$@" config show', lower, *orch_argv()],
+        env=clean_environment(session.env), capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "collective" in done.stdout
+    assert session.served() == before  # declined (another RLIMIT_NOFILE), ran by itself
 
 
 def test_garbage_on_the_socket_never_takes_the_session_down(session: Session) -> None:

@@ -187,14 +187,20 @@ def test_a_run_frame_must_be_whole(changes: dict[str, object], problem: str | No
     assert (found is None) if problem is None else (problem in (found or ""))
 
 
-def test_a_command_from_another_environment_is_declined(tmp_path: Path,
-                                                        request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("key, value", [
+    ("path", ["/elsewhere", *sys.path]),
+    ("limits", {"RLIMIT_NOFILE": (64, 64)}),
+    ("cgroup", "0::/system.slice/orch-registry.service\n"),
+    ("namespaces", {"net": "net:[1]"}),
+    ("uid", 12345),
+])
+def test_a_command_from_another_environment_is_declined(
+        tmp_path: Path, request: pytest.FixtureRequest, key: str, value: object) -> None:
     session = Session(str(tmp_path / "s.sock"))
     session.warm(())
     request.addfinalizer(session.close)
-    other = {**wire.facts(), "path": ["/elsewhere", *sys.path]}
-    declined = session._refusal(_run_frame(facts=other), [3, 4, 5])
-    assert "different path from the session's" in (declined or "")
+    declined = session._refusal(_run_frame(facts={**wire.facts(), key: value}), [3, 4, 5])
+    assert f"different {key} from the session's" in (declined or "")
     assert session._refusal(_run_frame(), [3, 4, 5]) is None
 
 
