@@ -51,6 +51,21 @@ class PluginInfo:
     error: str | None = None
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C caused ``exc``: Python wraps a KeyboardInterrupt raised inside some
+    import-time machinery (``__set_name__``, ``__init_subclass__``) in a RuntimeError, and
+    a loader that catches Exception would take the user's interrupt for a broken plugin and
+    carry on with the command."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @dataclass
 class PluginRegistry:
     """All plugins of this process, loaded on first use and queried by hook.
@@ -127,6 +142,8 @@ class PluginRegistry:
             try:
                 plugin = record.load()
             except Exception as exc:  # any import-time failure of third-party code
+                if interrupted(exc):
+                    raise KeyboardInterrupt from exc
                 self._broken(record.name, record.distribution, record.version,
                              f"cannot import {record.value}: {exc!r}")
                 continue

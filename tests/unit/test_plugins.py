@@ -330,6 +330,24 @@ def _raise_import_error() -> object:
     raise ImportError("No module named 'requests_but_misspelled'")
 
 
+def _interrupted_in_set_name() -> object:
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:  # what Python does to Ctrl-C inside __set_name__
+        raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+
+def test_ctrl_c_while_a_plugin_imports_is_an_interrupt_not_a_broken_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fakes = [FakeEntryPoint("slow", "slow_pkg", _interrupted_in_set_name,
+                            FakeDist("slow-dist", "1.0"))]
+    monkeypatch.setenv("ORCH_CACHE_DIR", "off")
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None, **_: list(fakes))
+    with pytest.raises(KeyboardInterrupt):
+        PluginRegistry.from_entry_points().infos  # noqa: B018 - loading them is the point
+
+
 def test_broken_entry_point_is_recorded_and_others_still_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
