@@ -59,6 +59,8 @@ def delegate(args: list[str]) -> int | None:
             or wire.check_directory(os.path.dirname(path)) is not None):
         return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    # Held until it is known who runs the command: then forwarded, or taken here as usual.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         answer = _offer(sock, path, args)
@@ -69,6 +71,7 @@ def delegate(args: list[str]) -> int | None:
         if answer is not None:
             _debug(f"the session declined: {answer.get('refused', answer)}; running it here")
         sock.close()
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
         return None
     sock.settimeout(None)
     return _follow(sock)
@@ -118,6 +121,7 @@ def _follow(sock: _socket.socket) -> int:
             sending = False
 
     previous = {signum: _signal.signal(signum, forward) for signum in FORWARDED}
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)  # held ones are forwarded now
     child: int | None = None  # a pidfd: names the command's process even after it is gone
     try:
         while True:

@@ -40,6 +40,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from orch.core.plugins import interrupted
 from orch.resident import wire
 
 log = logging.getLogger("orch.resident")
@@ -226,6 +227,10 @@ class Session:
     def _start(self, conn: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
         wire.send_frame(conn, {"accepted": True})  # before the fork: else the command may
         report_r, report_w = os.pipe()              # run twice (here and by itself)
+        # A signal relayed at once must wait until the child can take it: blocked across
+        # the fork (the child unblocks it when the command starts), and the child's process
+        # group set from here too, so that killpg finds it whichever process runs first.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child ends in os._exit; its effects are tested
             code = 70
@@ -236,6 +241,9 @@ class Session:
                 traceback.print_exc()  # onto the command's stderr once it is in place
             finally:
                 os._exit(code)
+        with contextlib.suppress(OSError):  # the child may have done it, or be gone
+            os.setpgid(pid, pid)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(report_w)
         # Lets the command hang its child up if we die; if it is gone, _from_command does.
         with contextlib.suppress(OSError):
@@ -441,15 +449,16 @@ def _reopen_streams(streams: list[Any], passed: set[int]) -> None:  # pragma: no
 def _run(argv: list[str]) -> int:  # pragma: no cover - runs in the forked child
     """Run the command as ``orch`` would; its exit status."""
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # blocked since the fork
         from orch.cli.main import run
 
         run(argv)
         return 0
     except SystemExit as exc:
         return _exit_status(exc.code)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-    except BaseException:
+    except BaseException as exc:
+        if interrupted(exc):  # Ctrl-C before click could report it (in an import)
+            return 128 + signal.SIGINT
         traceback.print_exc()
         return 1
 
