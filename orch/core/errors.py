@@ -77,3 +77,18 @@ class CallInterrupted(KeyboardInterrupt):
     def __init__(self, result: CallResult) -> None:
         super().__init__(f"interrupted after {len(result.replies)} replies")
         self.result = result
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C caused ``exc``: Python wraps a KeyboardInterrupt raised inside some
+    import-time machinery (``__set_name__``, ``__init_subclass__``) in a RuntimeError, and
+    a loader that catches Exception would take the user's interrupt for a broken plugin and
+    carry on with the command."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 from orch.core import hookspecs
-from orch.core.errors import ConfigError, PluginError
+from orch.core.errors import ConfigError, PluginError, interrupted
 
 if TYPE_CHECKING:
     import click
@@ -49,21 +49,6 @@ class PluginInfo:
     version: str
     hooks: tuple[str, ...] = ()
     error: str | None = None
-
-
-def interrupted(exc: BaseException) -> bool:
-    """Whether Ctrl-C caused ``exc``: Python wraps a KeyboardInterrupt raised inside some
-    import-time machinery (``__set_name__``, ``__init_subclass__``) in a RuntimeError, and
-    a loader that catches Exception would take the user's interrupt for a broken plugin and
-    carry on with the command."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 @dataclass

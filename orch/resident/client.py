@@ -25,7 +25,6 @@ from __future__ import annotations
 import _signal  # the C modules under signal and socket: see wire
 import _socket
 import os
-import stat
 import sys
 
 from orch.resident import wire
@@ -52,18 +51,16 @@ def delegate(args: list[str]) -> int | None:
         return None
     path = wire.socket_path()
     try:
-        info = os.lstat(path)
-    except OSError:
+        sock = wire.connect(path, CONNECT_TIMEOUT)
+    except OSError as exc:
+        _debug(f"not using the session at {path}: {exc}")
         return None
-    if (not stat.S_ISSOCK(info.st_mode) or not wire.private(info)
-            or wire.check_directory(os.path.dirname(path)) is not None):
+    if sock is None:
         return None
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     # Held until it is known who runs the command: then forwarded, or taken here as usual.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     try:
-        sock.settimeout(CONNECT_TIMEOUT)
-        answer = _offer(sock, path, args)
+        answer = _offer(sock, args)
     except (OSError, ValueError) as exc:
         _debug(f"the session at {path} did not take the command ({exc}); running it here")
         answer = None
@@ -77,10 +74,7 @@ def delegate(args: list[str]) -> int | None:
     return _follow(sock)
 
 
-def _offer(sock: _socket.socket, path: str, args: list[str]) -> dict[str, Any] | None:
-    sock.connect(path)
-    if wire.peer_uid(sock) != os.geteuid():
-        return None
+def _offer(sock: _socket.socket, args: list[str]) -> dict[str, Any]:
     fds = [fd for fd in wire.STREAMS if _is_open(fd)]
     umask = os.umask(0o077)
     os.umask(umask)

@@ -40,7 +40,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from orch.core.plugins import interrupted
+from orch.core.errors import interrupted
 from orch.resident import wire
 
 log = logging.getLogger("orch.resident")

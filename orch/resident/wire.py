@@ -141,6 +141,37 @@ def peer_uid(sock: _socket.socket) -> int:
     return int.from_bytes(creds[4:8], sys.byteorder)
 
 
+def connect(path: str, timeout: float) -> _socket.socket | None:
+    """A connection to the session at ``path``, checked to be this user's own; None when no
+    session listens there (no socket file, or one a killed session left behind).
+
+    Raises :class:`WireError` when what is there is not this user's (a file, a socket in a
+    directory others can reach, another user's process), OSError when it cannot be reached.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(info.st_mode) or not private(info):
+        raise WireError(f"{path} is not a socket of yours: remove it")
+    problem = check_directory(os.path.dirname(path))
+    if problem is not None:
+        raise WireError(problem)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        if peer_uid(sock) != os.geteuid():
+            raise WireError(f"the process at {path} is not yours: remove the socket")
+    except (ConnectionRefusedError, FileNotFoundError):
+        sock.close()
+        return None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def send_frame(sock: _socket.socket, message: dict[str, Any], fds: list[int] | None = None
                ) -> None:
     try:
