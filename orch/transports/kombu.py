@@ -158,7 +158,12 @@ class KombuTransport:
             # kombu warns about a missing host name for bare memory:// URLs.
             urls = [u if u.rstrip("/") != "memory:" else "memory://localhost/" for u in urls]
         url = urls[0] if len(urls) == 1 else urls
-        return kombu.Connection(
+        connection_class = kombu.Connection
+        if scheme in AMQP_SCHEMES:
+            from orch.transports import amqp_reader  # imports py-amqp: only for RabbitMQ
+
+            connection_class = amqp_reader.Connection
+        return connection_class(
             url,
             failover_strategy="round-robin",
             transport_options=options,
