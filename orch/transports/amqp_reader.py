@@ -10,11 +10,11 @@ CPU per reply (issue 13: the client must keep up with 15,000 replies a second on
 
 :class:`BufferedTCPTransport` keeps py-amqp's frame format, errors and timeouts, and reads
 what the socket holds, up to :data:`RECV_BYTES` at a time, into one buffer that whole frames
-are cut from. While a whole frame is already buffered, a read touches neither the socket nor
-its timeout. A wait that times out consumes nothing, so the next read starts on the same
-frame boundary. :class:`BufferedAMQPTransport` is kombu's py-amqp transport with this reader,
-and :class:`Connection` a ``kombu.Connection`` that uses it wherever kombu would use its
-plain py-amqp transport, also after a failover to another URL;
+are cut from; :class:`BufferedConnection` reads a frame already buffered without touching
+the socket or its timeout. A wait that times out consumes nothing, so the next read starts
+on the same frame boundary. :class:`BufferedAMQPTransport` is kombu's py-amqp transport with
+this reader, and :class:`Connection` a ``kombu.Connection`` that uses it wherever kombu would
+use its plain py-amqp transport, also after a failover to another URL;
 :mod:`orch.transports.kombu` makes its ``amqp://`` and ``pyamqp://`` connections with it.
 TLS keeps py-amqp's own reader: the TLS layer already buffers whole records.
 
@@ -26,8 +26,6 @@ negotiated ``frame_max`` still hold, and a frame whose header announces more tha
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import kombu
@@ -55,24 +53,12 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
         self._rx = bytearray()
         self._rx_pos = 0
 
-    def _frame_end(self) -> int:
-        """Where the buffered frame ends (index of its end octet), or -1 if it is not whole."""
+    def frame_buffered(self) -> bool:
+        """True when a whole frame is already in the buffer: reading it cannot wait."""
         buffered = len(self._rx) - self._rx_pos
         if buffered < _HEADER.size:
-            return -1
-        size = _HEADER.unpack_from(self._rx, self._rx_pos)[2]
-        end = self._rx_pos + _HEADER.size + size
-        return end if end < len(self._rx) else -1
-
-    @contextmanager
-    def having_timeout(self, timeout: float | None) -> Iterator[Any]:
-        """py-amqp's, except that a whole frame already buffered is read without a wait:
-        the socket's timeout is not touched (two ``fcntl`` calls each way)."""
-        if self._rx_pos < len(self._rx) and self._frame_end() >= 0:
-            yield self.sock
-            return
-        with super().having_timeout(timeout) as sock:
-            yield sock
+            return False
+        return _HEADER.unpack_from(self._rx, self._rx_pos)[2] < buffered - _HEADER.size
 
     def _fill(self) -> None:
         """Append what the socket has, waiting (under the socket's timeout) for a byte at
@@ -137,6 +123,15 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
 
 class BufferedConnection(pyamqp.Connection):
     """kombu's py-amqp connection, over :class:`BufferedTCPTransport` unless it is TLS."""
+
+    def blocking_read(self, timeout: float | None = None) -> Any:
+        """py-amqp's, except that a frame already buffered is read without setting up a
+        wait: the socket's timeout is set (two ``fcntl`` calls) and restored (two more)
+        around each read that may have to wait, not around every frame."""
+        transport = self.transport
+        if isinstance(transport, BufferedTCPTransport) and transport.frame_buffered():
+            return self.on_inbound_frame(transport.read_frame())
+        return super().blocking_read(timeout)
 
     def Transport(self, host: str, connect_timeout: float | None, ssl: Any = False,
                   read_timeout: float | None = None, write_timeout: float | None = None,

@@ -81,11 +81,17 @@ def test_a_timeout_consumes_nothing(pair: tuple[BufferedTCPTransport, socket.soc
 def test_a_buffered_frame_is_read_without_touching_the_socket(
         pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
     transport, peer = pair
-    peer.sendall(frame(1, 0, b"a") + frame(2, 0, b"b"))
-    assert read(transport) == (1, 0, b"a")  # one recv took both
+    peer.sendall(frame(1, 0, b"a") + frame(2, 0, b"b") + frame(3, 0, b"cc")[:4])
+    assert read(transport) == (1, 0, b"a")  # one recv took all three
+    assert transport.frame_buffered()
+    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
+    connection._transport = transport
+    frames: list[tuple[int, int, bytes]] = []
+    connection.on_inbound_frame = frames.append
     transport.sock.close()  # any further use of the socket would fail
-    with transport.having_timeout(1.0):
-        assert transport.read_frame() == (2, 0, b"b")
+    connection.blocking_read(timeout=1.0)
+    assert frames == [(2, 0, b"b")]
+    assert not transport.frame_buffered()  # the third is not whole
 
 
 def test_a_wrong_frame_end_ends_the_connection(
