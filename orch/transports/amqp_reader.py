@@ -26,6 +26,7 @@ negotiated ``frame_max`` still hold, and a frame whose header announces more tha
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import kombu
@@ -43,6 +44,12 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: Frame type, channel and payload size; then the payload and the end octet.
 _HEADER = struct.Struct(">BHI")
 _FRAME_END = 0xCE
+#: A method frame's class and method: ``basic.deliver`` is (60, 60).
+_METHOD = struct.Struct(">HH")
+_BASIC_DELIVER = (60, 60)
+#: A content header: class, weight (0), body size, property flags.
+_CONTENT_HEADER = struct.Struct(">HxxQH")
+_CONTENT_TYPE, _CONTENT_ENCODING, _HEADERS, _CONTINUED = 0x8000, 0x4000, 0x2000, 0x0001
 
 
 class BufferedTCPTransport(amqp_transport.TCPTransport):
@@ -114,22 +121,133 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
             raise UnexpectedFrame(f"Received frame_end {self._rx[end]:#04x} while "
                                   f"expecting 0xce")
         payload = bytes(self._rx[start:end])
-        self._rx_pos = end + 1
-        if self._rx_pos == len(self._rx):
+        self._consumed(end + 1)
+        return frame_type, channel, payload
+
+    def _consumed(self, position: int) -> None:
+        """Everything before ``position`` has been read."""
+        self._rx_pos = position
+        if position == len(self._rx):
             self._rx.clear()
             self._rx_pos = 0
-        return frame_type, channel, payload
+
+    def _whole_frame(self, position: int, frame_type: int,
+                     channel: int | None = None) -> tuple[int, int, int] | None:
+        """``(channel, payload start, payload end)`` of the frame at ``position`` if it is
+        whole in the buffer, of ``frame_type`` (and on ``channel``), with its end octet."""
+        rx = self._rx
+        if len(rx) - position < _HEADER.size:
+            return None
+        kind, on, size = _HEADER.unpack_from(rx, position)
+        start = position + _HEADER.size
+        end = start + size
+        if (kind != frame_type or (channel is not None and on != channel)
+                or end >= len(rx) or rx[end] != _FRAME_END):
+            return None
+        return on, start, end
+
+    def take_delivery(self, receiver: Callable[[int, str], Callable[[bytes], None] | None]
+                      ) -> int:
+        """Hand over the body of the ``basic.deliver`` at the head of the buffer, if it is
+        whole (method, header and body frames) and ``receiver(channel, consumer tag)``
+        names a function for it; returns the number of frames taken (0: none, the frames
+        are left for py-amqp). A message with any header (``compression``...) is left too.
+        """
+        rx = self._rx
+        method = self._whole_frame(self._rx_pos, 1)
+        if method is None:
+            return 0
+        channel, start, end = method
+        if end - start < 5 or _METHOD.unpack_from(rx, start) != _BASIC_DELIVER:
+            return 0
+        tag_end = start + 5 + rx[start + 4]
+        if tag_end > end:
+            return 0
+        on_body = receiver(channel, rx[start + 5:tag_end].decode("utf-8", "replace"))
+        if on_body is None:
+            return 0
+        header = self._whole_frame(end + 1, 2, channel)
+        if header is None or header[2] - header[1] < _CONTENT_HEADER.size:
+            return 0
+        _, start, end = header
+        _, body_size, flags = _CONTENT_HEADER.unpack_from(rx, start)
+        if body_size == 0 or flags & _CONTINUED or not _no_headers(rx, start, end, flags):
+            return 0
+        parts: list[tuple[int, int]] = []
+        received = 0
+        position = end + 1
+        while received < body_size:
+            body = self._whole_frame(position, 3, channel)
+            if body is None:
+                return 0
+            parts.append(body[1:])
+            received += body[2] - body[1]
+            position = body[2] + 1
+        if received != body_size:
+            return 0  # more than announced: py-amqp's own path reports it
+        data = b"".join(bytes(rx[a:b]) for a, b in parts) if len(parts) > 1 else bytes(
+            rx[parts[0][0]:parts[0][1]])
+        self._consumed(position)
+        on_body(data)
+        return 2 + len(parts)
+
+
+def _no_headers(rx: bytearray, start: int, end: int, flags: int) -> bool:
+    """True when the content header's properties carry no ``headers`` table, or an empty
+    one (kombu sends ``{}``). Only the two properties before it need skipping."""
+    if not flags & _HEADERS:
+        return True
+    position = start + _CONTENT_HEADER.size
+    for flag in (_CONTENT_TYPE, _CONTENT_ENCODING):
+        if flags & flag:
+            if position >= end:
+                return False
+            position += 1 + rx[position]
+    return position + 4 <= end and rx[position:position + 4] == b"\0\0\0\0"
 
 
 class BufferedConnection(pyamqp.Connection):
     """kombu's py-amqp connection, over :class:`BufferedTCPTransport` unless it is TLS."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._body_receivers: dict[tuple[int, str], Callable[[bytes], None]] = {}
+
+    def deliver_bodies(self, channel_id: int, consumer_tag: str,
+                       on_body: Callable[[bytes], None]) -> None:
+        """Give the bodies of this consumer's deliveries to ``on_body``, without building
+        py-amqp's and kombu's message objects, whenever a whole message is buffered.
+
+        Only for a consumer that does not acknowledge (``no_ack``) and reads nothing but the
+        body: it still gets the messages that do not take this path through its own
+        callback, so ``on_body`` must do what that callback does with the body. A message
+        is taken this way only while py-amqp's channel has the consumer.
+        """
+        self._body_receivers[(channel_id, consumer_tag)] = on_body
+
+    def _body_receiver(self, channel_id: int, consumer_tag: str
+                       ) -> Callable[[bytes], None] | None:
+        on_body = self._body_receivers.get((channel_id, consumer_tag))
+        if on_body is None:
+            return None
+        channel = (self.channels or {}).get(channel_id)
+        if channel is None or consumer_tag not in channel.callbacks:
+            del self._body_receivers[(channel_id, consumer_tag)]  # cancelled or closed
+            return None
+        return on_body
+
     def blocking_read(self, timeout: float | None = None) -> Any:
         """py-amqp's, except that a frame already buffered is read without setting up a
         wait: the socket's timeout is set (two ``fcntl`` calls) and restored (two more)
-        around each read that may have to wait, not around every frame."""
+        around each read that may have to wait, not around every frame. And a whole
+        message for a consumer of :meth:`deliver_bodies` goes straight to it."""
         transport = self.transport
         if isinstance(transport, BufferedTCPTransport) and transport.frame_buffered():
+            if self._body_receivers:
+                frames = transport.take_delivery(self._body_receiver)
+                if frames:
+                    self.bytes_recv += frames  # what py-amqp counts for heartbeats
+                    return True
             return self.on_inbound_frame(transport.read_frame())
         return super().blocking_read(timeout)
 

@@ -238,8 +238,10 @@ class KombuTransport:
             for key in queue.bindings:
                 key.bind(queue, nowait=True)
             # A queue's name is unique on its channel, so it is the consumer tag.
-            queue.consume(consumer_tag=queue.name, callback=_deliver_to(b.handler),
+            on_body = _guarded(b.handler)
+            queue.consume(consumer_tag=queue.name, callback=_from_message(on_body),
                           no_ack=True, nowait=index < len(bindings) - len(channels))
+            deliver_bodies(conn, channel, queue.name, on_body)
         liveness = None
         if conn.transport.driver_type == "redis":
             liveness = RedisLiveness(channels[0], bindings, self.queue_expiry,
@@ -470,14 +472,32 @@ def _raw_body(message: Any) -> bytes:
     return body if isinstance(body, bytes) else str(body).encode()
 
 
-def _deliver_to(handler: RequestHandler) -> Callable[[Any], None]:
-    def on_message(message: Any) -> None:
+def _guarded(handler: RequestHandler) -> Callable[[bytes], None]:
+    def on_body(body: bytes) -> None:
         try:
-            handler(_raw_body(message))
+            handler(body)
         except Exception:  # a handler bug must never stop consumption for the other nodes
             log.exception("request handler failed")
 
-    return on_message
+    return on_body
+
+
+def _from_message(on_body: Callable[[bytes], None]) -> Callable[[Any], None]:
+    return lambda message: on_body(_raw_body(message))
+
+
+def deliver_bodies(conn: kombu.Connection, channel: Any, consumer_tag: str,
+                   on_body: Callable[[bytes], None]) -> None:
+    """On RabbitMQ, give the bodies of ``consumer_tag``'s whole messages to ``on_body``
+    without building message objects (:mod:`orch.transports.amqp_reader`); the consumer's
+    own callback must do the same with the others. Other brokers: nothing changes."""
+    if not _is_amqp(conn):
+        return
+    from orch.transports.amqp_reader import BufferedConnection
+
+    connection = conn.connection
+    if isinstance(connection, BufferedConnection):
+        connection.deliver_bodies(channel.channel_id, consumer_tag, on_body)
 
 
 def _check_interval(conn: kombu.Connection) -> float:

@@ -130,7 +130,7 @@ class KombuClientChannel:
         ``conn``, each wait for the broker's answer ending at ``deadline`` (monotonic)."""
         from kombu import Consumer, Exchange, Producer, Queue
 
-        from orch.transports.kombu import _bound_socket
+        from orch.transports.kombu import _bound_socket, deliver_bodies
 
         def bound() -> None:
             _bound_socket(conn, max(deadline - time.monotonic(), 0.05))
@@ -144,12 +144,17 @@ class KombuClientChannel:
             self._requests.declare(channel=channel)
             queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
             bound()  # the consumer declares its queue
+            tag_prefix = f"{self.reply_to}."
             self._consumer = Consumer(
                 channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[],
-                on_decode_error=self._on_decode_error,
+                on_decode_error=self._on_decode_error, tag_prefix=tag_prefix,
             )
             bound()
             self._consumer.consume()
+            # kombu names the consumer: find it to have its replies appended directly
+            tags = [t for t in getattr(channel, "callbacks", {}) if t.startswith(tag_prefix)]
+            if len(tags) == 1:
+                deliver_bodies(conn, channel, tags[0], self._received.append)
         finally:
             # Back to blocking reads and writes; py-amqp's own socket timeouts
             # (``read_timeout``, ``write_timeout``) stay.
@@ -300,3 +305,4 @@ class KombuClientChannel:
             with contextlib.suppress(Exception):
                 _close_quietly(self._conn)
             self._conn = None
+

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from amqp.exceptions import UnexpectedFrame
@@ -162,3 +163,104 @@ def test_kombu_connections_to_rabbitmq_use_the_buffered_transport() -> None:
     assert secure.get_transport_cls() is kombu.transport.pyamqp.SSLTransport
     other = amqp_reader.Connection("memory://localhost/")
     assert other.get_transport_cls() is not amqp_reader.BufferedAMQPTransport
+
+
+# -- whole deliveries handed straight to a consumer -------------------------------------
+
+
+def deliveries(*messages: tuple[str, bytes, dict[str, object] | None],
+               channel: int = 1, frame_max: int = 131_072) -> bytes:
+    """``basic.deliver`` messages as py-amqp's own frame writer puts them on the wire."""
+    import types
+
+    import amqp
+    from amqp.method_framing import frame_writer
+    from amqp.serialization import dumps
+
+    wire = bytearray()
+    sink = types.SimpleNamespace(write=lambda data: wire.extend(data))
+    write = frame_writer(types.SimpleNamespace(frame_max=frame_max, bytes_sent=0), sink)
+    for tag, body, headers in messages:
+        message = amqp.Message(body, content_type="application/json",
+                               content_encoding="utf-8", application_headers=headers)
+        write(1, channel, (60, 60), dumps("sLbss", [tag, 7, False, "", "reply.q"]), message)
+    return bytes(wire)
+
+
+def taker(got: list[bytes], tag: str = "reply.1") -> Callable[[int, str], Any]:
+    """A receiver giving ``got.append`` for ``tag`` on channel 1, nothing for the rest."""
+    def receiver(channel: int, consumer_tag: str) -> Any:
+        return got.append if (channel, consumer_tag) == (1, tag) else None
+
+    return receiver
+
+
+def test_a_whole_delivery_goes_straight_to_its_consumer(
+        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
+    transport, peer = pair
+    peer.sendall(deliveries(("reply.1", b'{"a": 1}', {})) + frame(8, 0, b""))
+    transport._fill()
+    got: list[bytes] = []
+    assert transport.take_delivery(taker(got)) == 3
+    assert got == [b'{"a": 1}']
+    assert read(transport) == (8, 0, b"")  # the heartbeat after it is untouched
+
+
+@pytest.mark.parametrize("case", ["other consumer", "headers", "incomplete"])
+def test_deliveries_the_fast_path_leaves_to_py_amqp(
+        pair: tuple[BufferedTCPTransport, socket.socket], case: str) -> None:
+    transport, peer = pair
+    tag = "reply.2" if case == "other consumer" else "reply.1"
+    headers: dict[str, object] = {"compression": "application/x-gzip"} if case == "headers" \
+        else {}
+    wire = deliveries((tag, b"payload", headers))
+    peer.sendall(wire[:-1] if case == "incomplete" else wire)
+    transport._fill()
+    got: list[bytes] = []
+    assert transport.take_delivery(taker(got)) == 0
+    assert got == []
+    assert transport._rx_pos == 0  # nothing consumed
+
+
+def test_a_body_over_several_frames_is_joined(
+        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
+    transport, peer = pair
+    body = bytes(range(256)) * 40  # 10,240 bytes in frames of at most 4,088
+    wire = deliveries(("reply.1", body, None), frame_max=4_096)
+    peer.sendall(wire)
+    while len(transport._rx) < len(wire):
+        transport._fill()
+    got: list[bytes] = []
+    assert transport.take_delivery(taker(got)) == 5  # method, header, three body frames
+    assert got == [body]
+    assert len(transport._rx) == 0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies=st.lists(st.binary(min_size=1, max_size=9_000), min_size=1, max_size=6),
+       cut=st.integers(0, 30_000))
+def test_every_delivery_arrives_once_by_one_path_or_the_other(
+        pair: tuple[BufferedTCPTransport, socket.socket], bodies: list[bytes],
+        cut: int) -> None:
+    """Whatever is buffered when a read happens, each body reaches the consumer once, in
+    order: by the fast path when its message is whole, else through py-amqp's frames."""
+    from amqp.method_framing import frame_handler
+
+    transport, peer = pair
+    wire = deliveries(*(("reply.1", body, {}) for body in bodies), frame_max=4_096)
+    got: list[bytes] = []
+    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
+    connection._transport = transport
+    connection.channels = {1: type("Channel", (), {"callbacks": {"reply.1": None}})()}
+    connection.deliver_bodies(1, "reply.1", got.append)
+    connection.on_inbound_frame = frame_handler(
+        connection, lambda channel, method, args, message: got.append(message.body))
+    peer.sendall(wire[:cut])
+    sent = min(cut, len(wire))
+    while len(got) < len(bodies):
+        if sent < len(wire) and not transport.frame_buffered():
+            peer.sendall(wire[sent:sent + 5_000])
+            sent += 5_000
+        connection.blocking_read(timeout=5.0)
+    assert got == bodies
