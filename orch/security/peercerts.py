@@ -84,7 +84,8 @@ class SignatureMemo:
     a signature is valid depends on nothing but the key (bound by the certificate's
     fingerprint), the signature and the data, so one success serves every provider of the
     process; each still runs every other check (chain, dates, role, revocation, sender) on
-    its own. Only successes are kept, whole (a hit compares every byte, not a hash).
+    its own. Only successes are kept, whole (a hit compares every byte, not a hash). Replies
+    do not use it: each is verified once, by the client it is for.
     """
 
     def __init__(self, size: int = 1024, max_data: int = 16_384) -> None:
