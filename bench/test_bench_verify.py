@@ -126,9 +126,14 @@ def injection() -> Iterator[Injection]:
 
 
 def _settings_know(name: str) -> bool:
+    """Whether this orch has setting ``name``, a core one or a plugin's top-level alias
+    (``cert_cache`` is the x509 section's): an older wheel measured side by side may lack
+    a newer one. Before aliases counted, ``cert_cache`` was dropped here, so ``no-disk-cache``
+    kept the cache and ``fresh-process`` used the per-user one, not the bench's own."""
     from orch.core.config import Settings
+    from orch.core.plugins import default_registry
 
-    return name in Settings.documented()
+    return name in Settings.documented() or default_registry().setting_alias(name) is not None
 
 
 def _raw_verify_rates(signed: list[tuple[Any, bytes, bytes]]) -> dict[str, float]:
