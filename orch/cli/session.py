@@ -11,6 +11,7 @@ import click
 
 from orch.cli.output import print_json
 from orch.core.timefmt import duration_text
+from orch.resident import wire
 
 if TYPE_CHECKING:
     from orch.resident.control import SessionStatus
@@ -36,11 +37,13 @@ def session() -> None:
     orch session status           is one running, and what has it served
     orch session stop             stop it after the commands it is running
     ORCH_SESSION=off orch ...     run one command by itself
+    ORCH_SESSION=auto             start one whenever a command finds none
     """
 
 
 @session.command()
-@click.option("--idle", type=click.FloatRange(min=0), default=900.0, show_default=True,
+@click.option("--idle", type=click.FloatRange(min=0), default=wire.DEFAULT_IDLE,
+              show_default=True,
               help="Stop after this many seconds without a command (0: only when stopped).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def start(idle: float, as_json: bool) -> None:

@@ -56,6 +56,8 @@ def delegate(args: list[str]) -> int | None:
         _debug(f"not using the session at {path}: {exc}")
         return None
     if sock is None:
+        if wire.automatic():
+            _start_for_later(path)
         return None
     # Held until it is known who runs the command: then forwarded, or taken here as usual.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
@@ -72,6 +74,60 @@ def delegate(args: list[str]) -> int | None:
         return None
     sock.settimeout(None)
     return _follow(sock)
+
+
+def _start_for_later(path: str) -> None:
+    """``ORCH_SESSION=auto`` and no session: start one, detached, for the commands after
+    this one, which runs here at once without waiting for it.
+
+    What ``orch session start`` runs, from a grandchild in a new session (so it is nobody's
+    child and no terminal's). Two commands doing this at once start one session: the
+    second finds the first's lock and exits (its line in the session log says so). A
+    directory that is not the user's own is left alone, as ``orch session start`` would
+    refuse it.
+    """
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        _debug(f"not starting a session: cannot create {directory}: {exc}")
+        return
+    problem = wire.check_directory(directory)
+    if problem:
+        _debug(f"not starting a session: {problem}")
+        return
+    try:
+        log = os.open(wire.companion_path(path, ".log"),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        _debug(f"not starting a session: {exc}")
+        return
+    argv = [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir",
+            sys.path[0], "--idle", str(wire.DEFAULT_IDLE)]
+    try:
+        child = os.fork()
+    except OSError as exc:
+        os.close(log)
+        _debug(f"not starting a session: {exc}")
+        return
+    if child == 0:  # pragma: no cover - replaced by exec or ended at once
+        code = 1
+        try:
+            if os.fork() == 0:
+                os.setsid()
+                os.chdir("/")
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.closerange(3, 65536)
+                os.execv(sys.executable, argv)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(log)
+    os.waitpid(child, 0)  # the middle process ends at once: no zombie, no wait
+    _debug(f"started a session (ORCH_SESSION=auto) at {path} for the next commands")
 
 
 def _offer(sock: _socket.socket, args: list[str]) -> dict[str, Any]:

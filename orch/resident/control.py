@@ -12,7 +12,6 @@ from typing import Any
 
 from orch.core.errors import OrchError
 from orch.resident import wire
-from orch.resident.session import DEFAULT_IDLE
 
 #: How long a new session may take to listen and import what commands need.
 START_TIMEOUT = 30.0
@@ -54,7 +53,7 @@ class SessionStatus:
 
 def log_path(socket_path: str | None = None) -> str:
     """Where the session writes what it did (beside its socket)."""
-    return os.path.splitext(socket_path or wire.socket_path())[0] + ".log"
+    return wire.companion_path(socket_path or wire.socket_path(), ".log")
 
 
 def ask(op: str, path: str | None = None) -> dict[str, Any] | None:
@@ -102,7 +101,7 @@ def _prepare_directory() -> str:
     return directory
 
 
-def start(idle: float = DEFAULT_IDLE, timeout: float = START_TIMEOUT
+def start(idle: float = wire.DEFAULT_IDLE, timeout: float = START_TIMEOUT
           ) -> tuple[SessionStatus, bool]:
     """Start the session for this interpreter; its status and whether it is new.
 
@@ -117,9 +116,7 @@ def start(idle: float = DEFAULT_IDLE, timeout: float = START_TIMEOUT
     current = status()
     if current is not None and not current.stopping:
         return current, False
-    path = wire.socket_path(directory)
-    if current is None and os.path.lexists(path):
-        os.unlink(path)  # a killed session's socket: ask() found it ours and dead
+    path = wire.socket_path(directory)  # a dead session's socket: the new one replaces it
     read_end, write_end = os.pipe()
     log_fd = os.open(log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -144,6 +141,10 @@ def start(idle: float = DEFAULT_IDLE, timeout: float = START_TIMEOUT
     if process.poll() is None:
         process.kill()
         process.wait(5)
+    if line.startswith("error another session"):  # started meanwhile by another command
+        raced = status(path)
+        if raced is not None:
+            return raced, False
     why = line.removeprefix("error ") if line else (
         f"it did not start within {timeout:g} s" if process.returncode in (None, -9)
         else f"it exited with status {process.returncode}")

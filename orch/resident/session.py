@@ -26,6 +26,7 @@ import argparse
 import atexit
 import codecs
 import contextlib
+import fcntl
 import importlib
 import io
 import logging
@@ -45,7 +46,7 @@ from orch.resident import wire
 
 log = logging.getLogger("orch.resident")
 
-DEFAULT_IDLE = 900.0
+DEFAULT_IDLE = wire.DEFAULT_IDLE
 #: A connected command must have sent its frame by then.
 REQUEST_TIMEOUT = 5.0
 #: Commands running at once; one more is refused and runs by itself.
@@ -365,6 +366,8 @@ class Session:
             os.close(other.report)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if _LOCK_FD >= 0:
+            os.close(_LOCK_FD)  # a command outliving a killed session must not hold it
         for target, fd in zip(message["fds"], fds, strict=True):
             os.dup2(fd, target)
             if fd != target:
@@ -473,6 +476,27 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _hold_lock(path: str) -> int | None:
+    """Take the lock file beside ``path`` for this process's life (the descriptor stays
+    open, never inherited by commands: :meth:`Session._child` closes it); None when another
+    session holds it. Two sessions started at once (``ORCH_SESSION=auto`` in parallel
+    commands) thus end with one listening, and neither removes the other's socket."""
+    global _LOCK_FD
+    fd = os.open(wire.companion_path(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    _LOCK_FD = fd
+    return fd
+
+
+#: The lock :func:`_hold_lock` took (-1: none in this process).
+_LOCK_FD = -1
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -P -m orch.resident.session``: what :func:`orch.resident.control.start` runs."""
     parser = argparse.ArgumentParser(prog="orch.resident.session")
@@ -487,13 +511,22 @@ def main(argv: list[str] | None = None) -> int:
     ready = os.fdopen(options.ready_fd, "w") if options.ready_fd >= 0 else None
 
     def tell(text: str) -> None:
+        if text.startswith("error "):
+            log.error("%s", text.removeprefix("error "))  # the log, for a start nobody awaits
         if ready is not None:
             ready.write(text + "\n")
             ready.flush()
 
     path = wire.socket_path()
+    if _hold_lock(path) is None:
+        tell(f"error another session is starting or running on {path}")
+        return 1
     session = Session(path, options.idle)
     try:
+        # Whoever served a socket left here no longer holds the lock: it is a dead
+        # session's, and nobody else can be putting one there now.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         session.bind()
     except OSError as exc:
         tell(f"error cannot listen on {path}: {exc.strerror or exc}")

@@ -42,8 +42,11 @@ TYPE_CHECKING = False  # not typing's: importing typing is 9 ms of a bare interp
 if TYPE_CHECKING:
     from typing import Any
 
-#: ``ORCH_SESSION=off`` (or ``0``, ``no``, ``false``) makes every command run by itself.
+#: ``ORCH_SESSION=off`` (or ``0``, ``no``, ``false``) makes every command run by itself;
+#: ``auto`` starts a session when a command finds none, for the commands after it.
 SESSION_ENV = "ORCH_SESSION"
+#: Seconds without a command after which a session stops by itself.
+DEFAULT_IDLE = 900.0
 DIR_ENV = "ORCH_SESSION_DIR"
 #: A command's frame holds its arguments and environment; nothing legitimate comes near this.
 MAX_FRAME = 4 * 1024 * 1024
@@ -62,6 +65,16 @@ class WireError(OSError):
 
 def disabled(environ: Any = os.environ) -> bool:
     return str(environ.get(SESSION_ENV, "")).strip().lower() in ("off", "0", "no", "false")
+
+
+def automatic(environ: Any = os.environ) -> bool:
+    """``ORCH_SESSION=auto``: a command that finds no session starts one (and runs itself)."""
+    return str(environ.get(SESSION_ENV, "")).strip().lower() == "auto"
+
+
+def companion_path(socket: str, suffix: str) -> str:
+    """The session's log (``.log``) or lock (``.lock``) file, beside its socket."""
+    return os.path.splitext(socket)[0] + suffix
 
 
 def session_dir() -> str:

@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -306,3 +307,103 @@ def test_the_session_started_elsewhere_is_reused_after_a_crash(session_dir: str)
         assert replacement.pid != crashed.pid
     finally:
         replacement.close()
+
+
+def _session_pids(session_dir: str) -> list[int]:
+    """Live session processes serving ``session_dir`` (from their environment)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if (b"orch.resident.session" in cmdline
+                and f"ORCH_SESSION_DIR={session_dir}".encode() in environ.split(b"\0")
+                and _state(int(entry.name)) != "Z"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _status(env: dict[str, str]) -> dict[str, object] | None:
+    result = run_orch("session", "status", "--json", env=env)
+    assert result.rc in (0, 3), result.describe()
+    return result.json()  # type: ignore[no-any-return]
+
+
+def _stop_all(session_dir: str, env: dict[str, str]) -> None:
+    run_orch("session", "stop", env=env)
+    try:
+        wait_until(lambda: not _session_pids(session_dir), timeout=15,
+                   what="the sessions to stop")
+    finally:
+        for pid in _session_pids(session_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_auto_starts_a_session_for_the_next_commands(session_dir: str) -> None:
+    env = {"ORCH_SESSION": "auto", "ORCH_SESSION_DIR": session_dir}
+    try:
+        first = run_orch("config", "show", "--json", env=env)
+        assert first.rc == 0, first.describe()  # ran by itself, at once
+        wait_until(lambda: _status(env) is not None, timeout=30,
+                   what="the session ORCH_SESSION=auto started")
+        status = _status(env)
+        assert status is not None and status["served"] == 0
+        second = run_orch("config", "show", "--json", env=env)
+        assert second.rc == 0 and second.stdout == first.stdout
+        status = _status(env)
+        assert status is not None and status["served"] == 1
+        assert len(_session_pids(session_dir)) == 1
+    finally:
+        _stop_all(session_dir, env)
+
+
+def test_commands_started_together_start_one_session(session_dir: str) -> None:
+    env = clean_environment({"ORCH_SESSION": "auto", "ORCH_SESSION_DIR": session_dir})
+    commands = [subprocess.Popen([*orch_argv(), "config", "show"], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE) for _ in range(6)]
+    try:
+        for command in commands:
+            assert command.wait(60) == 0
+        wait_until(lambda: _status(env) is not None, timeout=30, what="a session")
+        # A session started while another holds the lock gives up by itself.
+        wait_until(lambda: len(_session_pids(session_dir)) == 1, timeout=30,
+                   what="the extra sessions to give up")
+        status = _status(env)
+        assert status is not None and status["pid"] in _session_pids(session_dir)
+    finally:
+        for command in commands:
+            if command.poll() is None:
+                command.kill()
+            assert command.stderr is not None
+            command.stderr.close()
+        _stop_all(session_dir, env)
+
+
+def test_auto_replaces_a_killed_session(session_dir: str) -> None:
+    crashed = Session(session_dir)
+    os.kill(crashed.pid, signal.SIGKILL)
+    wait_until(lambda: not crashed.alive(), timeout=15, what="the killed session to end")
+    assert os.path.exists(crashed.socket)  # left behind, with its lock released
+    env = {"ORCH_SESSION": "auto", "ORCH_SESSION_DIR": session_dir}
+    try:
+        assert run_orch("config", "show", env=env).rc == 0
+        wait_until(lambda: _status(env) is not None, timeout=30, what="the new session")
+        status = _status(env)
+        assert status is not None and status["pid"] != crashed.pid
+    finally:
+        _stop_all(session_dir, env)
+
+
+def test_a_second_session_gives_way_to_the_running_one(session: Session) -> None:
+    env = clean_environment(session.env)
+    second = subprocess.run(
+        [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir", "/"],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert second.returncode == 1
+    assert "another session is starting or running" in second.stderr
+    assert os.path.exists(session.socket) and session.served() == 0  # untouched
