@@ -120,7 +120,7 @@ def _start_for_later(path: str) -> None:
                 os.dup2(null, 0)
                 os.dup2(log, 1)
                 os.dup2(log, 2)
-                os.closerange(3, 65536)
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 os.execv(sys.executable, argv)
             code = 0
         finally:
