@@ -347,6 +347,7 @@ class Session:
         with contextlib.suppress(OSError):
             if self._identity is not None and os.lstat(self.path).st_ino == self._identity:
                 os.unlink(self.path)  # not a socket another session has put there since
+        _release_lock()  # a new session may start while the running commands finish
 
     # -- in the child --------------------------------------------------------------------
 
@@ -366,8 +367,7 @@ class Session:
             os.close(other.report)
         os.close(self._wake_r)
         os.close(self._wake_w)
-        if _LOCK_FD >= 0:
-            os.close(_LOCK_FD)  # a command outliving a killed session must not hold it
+        _release_lock()  # a command outliving a killed session must not hold it
         for target, fd in zip(message["fds"], fds, strict=True):
             os.dup2(fd, target)
             if fd != target:
@@ -477,10 +477,11 @@ def _exit_status(code: object) -> int:
 
 
 def _hold_lock(path: str) -> int | None:
-    """Take the lock file beside ``path`` for this process's life (the descriptor stays
-    open, never inherited by commands: :meth:`Session._child` closes it); None when another
-    session holds it. Two sessions started at once (``ORCH_SESSION=auto`` in parallel
-    commands) thus end with one listening, and neither removes the other's socket."""
+    """Take the lock file beside ``path`` while this process listens (the descriptor stays
+    open until the socket is gone, and commands never keep it: :meth:`Session._child`
+    closes it); None when another session holds it. Two sessions started at once
+    (``ORCH_SESSION=auto`` in parallel commands) thus end with one listening, and neither
+    removes the other's socket."""
     global _LOCK_FD
     fd = os.open(wire.companion_path(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                  0o600)
@@ -491,6 +492,13 @@ def _hold_lock(path: str) -> int | None:
         return None
     _LOCK_FD = fd
     return fd
+
+
+def _release_lock() -> None:
+    global _LOCK_FD
+    if _LOCK_FD >= 0:
+        os.close(_LOCK_FD)
+        _LOCK_FD = -1
 
 
 #: The lock :func:`_hold_lock` took (-1: none in this process).

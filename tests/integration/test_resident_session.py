@@ -407,3 +407,21 @@ def test_a_second_session_gives_way_to_the_running_one(session: Session) -> None
     assert second.returncode == 1
     assert "another session is starting or running" in second.stderr
     assert os.path.exists(session.socket) and session.served() == 0  # untouched
+
+
+def test_a_new_session_starts_while_a_stopping_one_finishes_its_commands(
+        session_dir: str, fleet: Fleet) -> None:
+    old = Session(session_dir)
+    process = _long_command(old, fleet)
+    try:
+        assert old.run("session", "stop").rc == 0
+        assert old.alive()  # still running the command
+        new = Session(session_dir)  # not kept out by the old one's lock
+        try:
+            assert new.pid != old.pid and new.status() is not None
+        finally:
+            new.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    wait_until(lambda: not old.alive(), timeout=15, what="the old session to end")
