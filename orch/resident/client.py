@@ -102,8 +102,7 @@ def _start_for_later(path: str) -> None:
     except OSError as exc:
         _debug(f"not starting a session: {exc}")
         return
-    argv = [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir",
-            sys.path[0], "--idle", str(wire.DEFAULT_IDLE)]
+    argv = wire.session_argv(wire.DEFAULT_IDLE)
     try:
         child = os.fork()
     except OSError as exc:

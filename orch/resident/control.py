@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -105,9 +104,8 @@ def start(idle: float = wire.DEFAULT_IDLE, timeout: float = START_TIMEOUT
           ) -> tuple[SessionStatus, bool]:
     """Start the session for this interpreter; its status and whether it is new.
 
-    The session runs ``python -P -m orch.resident.session`` with this process's environment
-    and ``sys.path[0]`` (the ``orch`` script's directory), so the facts of later commands run
-    from the same script match it.
+    The session runs :func:`orch.resident.wire.session_argv` with this process's
+    environment.
     """
     if wire.disabled():
         raise SessionError(f"{wire.SESSION_ENV} turns sessions off in this environment; "
@@ -121,8 +119,7 @@ def start(idle: float = wire.DEFAULT_IDLE, timeout: float = START_TIMEOUT
     log_fd = os.open(log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir", sys.path[0],
-             "--idle", str(idle), "--ready-fd", str(write_end)],
+            wire.session_argv(idle, "--ready-fd", str(write_end)),
             stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, pass_fds=(write_end,),
             start_new_session=True, cwd="/")
     finally:

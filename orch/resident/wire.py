@@ -77,6 +77,14 @@ def companion_path(socket: str, suffix: str) -> str:
     return os.path.splitext(socket)[0] + suffix
 
 
+def session_argv(idle: float, *extra: str) -> list[str]:
+    """The command that runs a session for this interpreter: ``python -P`` (no current
+    directory on its path) with ``sys.path[0]``, the ``orch`` script's directory, given
+    back to it, so that later commands run from that script have the same facts."""
+    return [sys.executable, "-P", "-m", "orch.resident.session", "--script-dir", sys.path[0],
+            "--idle", str(idle), *extra]
+
+
 def session_dir() -> str:
     """The directory the socket lives in (it may not exist yet)."""
     chosen = os.environ.get(DIR_ENV)
