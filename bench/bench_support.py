@@ -147,6 +147,33 @@ def delete_exchanges(collective: str, broker: str = AMQP_URL) -> None:
         print(f"warning: could not delete {collective}'s exchanges: {exc}", file=sys.stderr)
 
 
+def delete_node_queues(collective: str, identities: Iterable[str],
+                       broker: str = AMQP_URL) -> None:
+    """Delete the nodes' request queues a stopped fleet left on RabbitMQ.
+
+    A node's queue outlives its consumer by ``queue_expiry`` (120 s), by design: a daemon
+    that reconnects finds its requests. A stopped simulation's nodes never come back, and
+    10,000 of them expiring at once, two minutes later, would land in the next
+    measurement (and 10,000 idle queues sit in the broker until then). A failure only
+    warns, like :func:`delete_exchanges`.
+    """
+    if not broker.startswith(("amqp", "pyamqp")):
+        return  # Redis: delete_exchanges removes every key; memory:// dies with the process
+    import kombu
+
+    from orch.transports.kombu import node_queue_name
+
+    try:
+        with kombu.Connection(broker, connect_timeout=5) as conn:
+            channel = conn.channel()
+            for identity in identities:
+                channel.queue_delete(node_queue_name(collective, identity), nowait=True)
+            # A synchronous call on the same channel: every delete before it is done.
+            channel.exchange_declare("amq.direct", "direct", passive=True)
+    except Exception as exc:
+        print(f"warning: could not delete {collective}'s node queues: {exc}", file=sys.stderr)
+
+
 @dataclass
 class Daemons:
     """Running ``orch server`` processes serving one collective."""

@@ -24,7 +24,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from bench_support import AMQP_URL, base_env, broker_pids, delete_exchanges, new_collective, rss_mb
+from bench_support import (
+    AMQP_URL,
+    base_env,
+    broker_pids,
+    delete_exchanges,
+    delete_node_queues,
+    new_collective,
+    rss_mb,
+)
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from orch.sim.facts import node_specs
@@ -82,6 +90,7 @@ def sim(orch_exe: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim
         yield process
     finally:
         problems = process.stop()
+        delete_node_queues(collective, (spec.identity for spec in node_specs(NODES)))
         delete_exchanges(collective)
     assert problems == [], problems
 

@@ -46,6 +46,7 @@ from bench_support import (
     broker_pids,
     cpu_seconds,
     delete_exchanges,
+    delete_node_queues,
     new_collective,
     reaped_cpu_seconds,
     rss_mb,
@@ -105,6 +106,7 @@ def simulated(request: pytest.FixtureRequest, orch_exe: str,
         yield under_test
     finally:
         problems = sim.stop()
+        delete_node_queues(collective, (spec.identity for spec in node_specs(nodes)))
         delete_exchanges(collective)
     assert problems == [], problems
 
