@@ -86,13 +86,7 @@ def _start_for_later(path: str) -> None:
     directory that is not the user's own is left alone, as ``orch session start`` would
     refuse it.
     """
-    directory = os.path.dirname(path)
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        _debug(f"not starting a session: cannot create {directory}: {exc}")
-        return
-    problem = wire.check_directory(directory)
+    problem = wire.prepare_directory(os.path.dirname(path))
     if problem:
         _debug(f"not starting a session: {problem}")
         return

@@ -89,12 +89,7 @@ def stop(path: str | None = None) -> SessionStatus | None:
 
 def _prepare_directory() -> str:
     directory = wire.session_dir()
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise SessionError(f"cannot create {directory}: {exc.strerror}; set "
-                           f"{wire.DIR_ENV} to a directory of yours") from None
-    problem = wire.check_directory(directory)
+    problem = wire.prepare_directory(directory)
     if problem:
         raise SessionError(problem)
     return directory

@@ -112,6 +112,17 @@ def private(info: os.stat_result) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
+def prepare_directory(directory: str) -> str | None:
+    """Create ``directory`` (mode 0700) if need be; why it cannot hold a session socket,
+    or None when it can."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        return (f"cannot create {directory}: {exc.strerror}; set {DIR_ENV} to a directory "
+                "of yours")
+    return check_directory(directory)
+
+
 def check_directory(directory: str) -> str | None:
     """Why ``directory`` cannot hold a session socket, or None when it can."""
     try:

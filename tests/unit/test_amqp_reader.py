@@ -95,30 +95,22 @@ def test_a_buffered_frame_is_read_without_touching_the_socket(
     assert not transport.frame_buffered()  # the third is not whole
 
 
-def test_a_wrong_frame_end_ends_the_connection(
-        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
+@pytest.mark.parametrize(("wire", "peer_closes", "error", "message"), [
+    pytest.param(frame(1, 0, b"abc", end=0x00), False, UnexpectedFrame, "frame_end 0x00",
+                 id="wrong frame end"),
+    pytest.param(struct.pack(">BHI", 3, 1, amqp_reader.MAX_FRAME_BYTES + 1), False,
+                 UnexpectedFrame, "over the", id="oversized frame, refused before buffering"),
+    pytest.param(frame(3, 1, b"y" * 10)[:5], True, OSError, "unexpectedly closed",
+                 id="peer closing mid-frame: an error, not a hang"),
+])
+def test_a_broken_stream_ends_the_connection(
+        pair: tuple[BufferedTCPTransport, socket.socket], wire: bytes, peer_closes: bool,
+        error: type[Exception], message: str) -> None:
     transport, peer = pair
-    peer.sendall(frame(1, 0, b"abc", end=0x00))
-    with pytest.raises(UnexpectedFrame, match="frame_end 0x00"):
-        read(transport)
-    assert transport.connected is False
-
-
-def test_an_oversized_frame_is_refused_before_it_is_buffered(
-        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
-    transport, peer = pair
-    peer.sendall(struct.pack(">BHI", 3, 1, amqp_reader.MAX_FRAME_BYTES + 1))
-    with pytest.raises(UnexpectedFrame, match="over the"):
-        read(transport)
-    assert transport.connected is False
-
-
-def test_the_peer_closing_mid_frame_is_an_error_not_a_hang(
-        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
-    transport, peer = pair
-    peer.sendall(frame(3, 1, b"y" * 10)[:5])
-    peer.close()
-    with pytest.raises(OSError, match="unexpectedly closed"):
+    peer.sendall(wire)
+    if peer_closes:
+        peer.close()
+    with pytest.raises(error, match=message):
         read(transport)
     assert transport.connected is False
 
