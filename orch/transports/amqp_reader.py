@@ -60,6 +60,11 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
         self._rx = bytearray()
         self._rx_pos = 0
 
+    def unread(self) -> bool:
+        """True when bytes from the broker wait in the buffer: a publisher reads them
+        before it writes (:mod:`orch.transports.amqp_publish`), as py-amqp does."""
+        return self._rx_pos < len(self._rx)
+
     def frame_buffered(self) -> bool:
         """True when a whole frame is already in the buffer: reading it cannot wait."""
         buffered = len(self._rx) - self._rx_pos

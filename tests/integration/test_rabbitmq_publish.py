@@ -1,0 +1,92 @@
+"""Replies published as prebuilt frames (:mod:`orch.transports.amqp_publish`), on the real
+RabbitMQ: every body and property arrives as sent, and a channel the broker closed is
+noticed before the next reply, which a new connection then delivers."""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterator
+
+import kombu
+import pytest
+from orch_integration import BROKERS, new_collective
+
+from orch.core.config import load_settings
+from orch.transports.kombu import CONNECT_TIMEOUT, KombuTransport, reply_queue_prefix
+
+pytestmark = pytest.mark.integration
+
+BROKER = BROKERS["rabbitmq"]
+
+
+@pytest.fixture
+def reply_queue() -> Iterator[tuple[str, str]]:
+    collective = new_collective("publish")
+    name = f"{reply_queue_prefix(collective)}test"
+    with kombu.Connection(BROKER, connect_timeout=CONNECT_TIMEOUT) as conn:
+        conn.default_channel.queue_declare(name, auto_delete=False,
+                                           arguments={"x-expires": 60_000})
+        try:
+            yield collective, name
+        finally:
+            conn.default_channel.queue_delete(name)
+
+
+def body(message: kombu.Message) -> bytes:
+    """A message's body as sent (py-amqp hands a text body over decoded)."""
+    return message.body if isinstance(message.body, bytes) else message.body.encode()
+
+
+def drain(name: str, until: bytes) -> list[kombu.Message]:
+    """The queue's messages up to and including the one whose body is ``until``."""
+    got: list[kombu.Message] = []
+    with (kombu.Connection(BROKER, connect_timeout=CONNECT_TIMEOUT) as conn,
+          conn.Consumer(kombu.Queue(name, no_declare=True), on_message=got.append,
+                        no_ack=True)):
+        while not got or body(got[-1]) != until:
+            conn.drain_events(timeout=CONNECT_TIMEOUT)
+    return got
+
+
+def test_replies_arrive_whole_with_their_properties(reply_queue: tuple[str, str]) -> None:
+    collective, name = reply_queue
+    transport = KombuTransport([BROKER], load_settings(None, {}, environ={}))
+    # Small ones, and one of several body frames (RabbitMQ's frame_max is 128 KiB).
+    bodies = [f'{{"n": {i}, "pad": "{"x" * (i % 5 * 700)}"}}'.encode() for i in range(300)]
+    bodies[77] = b"z" * 400_000
+    try:
+        for index, payload in enumerate(bodies):
+            transport.send_reply(collective, name, payload, ttl=30.0 + index % 2)
+        transport.send_reply(collective, name, b"barrier", ttl=30.0)
+        assert transport._reply_publisher is not None  # the frames path was taken
+    finally:
+        transport.close()
+    got = drain(name, b"barrier")
+    assert [body(message) for message in got[:-1]] == bodies  # in order, nothing twice
+    for index, message in enumerate(got[:-1]):
+        assert message.content_type == "application/json"
+        assert message.content_encoding == "utf-8"
+        assert message.properties["delivery_mode"] == 1
+        assert message.properties["expiration"] == str(30_000 + index % 2 * 1000)
+
+
+def test_a_channel_the_broker_closed_is_noticed_before_the_next_reply(
+        reply_queue: tuple[str, str]) -> None:
+    collective, name = reply_queue
+    transport = KombuTransport([BROKER], load_settings(None, {}, environ={}))
+    try:
+        transport.send_reply(collective, name, b"first", ttl=30.0)
+        publisher = transport._reply_publisher
+        assert publisher is not None
+        # Publishing to an exchange that does not exist makes RabbitMQ close the channel.
+        publisher.publish(b"lost", "orch-no-such-exchange", "x", "application/json",
+                          "utf-8", {})
+        sock = transport._reply_conn.connection.sock  # type: ignore[union-attr]
+        readable, _, _ = select.select([sock], [], [], CONNECT_TIMEOUT)
+        assert readable, "RabbitMQ did not close the channel"
+        # The close is read before this reply goes out: the reply goes on a new connection.
+        transport.send_reply(collective, name, b"second", ttl=30.0)
+        assert transport._reply_publisher is not publisher
+    finally:
+        transport.close()
+    assert [body(message) for message in drain(name, b"second")] == [b"first", b"second"]
