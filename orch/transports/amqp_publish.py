@@ -15,7 +15,10 @@ by py-amqp's own serializers, and tests compare the two), and what the broker se
 exactly as before a publish whenever there is any: a zero-timeout ``poll`` (one system
 call) replaces the blind drain, so a ``connection.blocked``, a heartbeat or a closed channel
 is still seen before the next message goes out. A body larger than a frame is cut into
-body frames as py-amqp cuts it.
+body frames as py-amqp cuts it. :meth:`FramePublisher.send` writes the frames of several
+messages at once: :class:`orch.transports.kombu.KombuTransport` holds the replies to a
+burst of requests and writes them together, one write (and one read by the broker) for up
+to 32 replies.
 
 The caller serializes publishes on a connection, as py-amqp requires of any use of one
 connection from several threads (:class:`orch.transports.kombu.KombuTransport` holds its
@@ -87,21 +90,22 @@ class FramePublisher:
         closed channel, the broker's error when it closed the channel or connection, the
         socket's on a failed write.
         """
-        channel, connection = self._channel, self._connection
-        if not channel.is_open or channel.connection is None or connection.transport is None:
-            raise RecoverableConnectionError("basic_publish: channel closed")
-        if self._inbound():  # what py-amqp reads before every publish, read when it is there
-            with contextlib.suppress(TimeoutError):
-                connection.drain_events(timeout=0)
+        self.send(self.frames(body, exchange, routing_key, content_type, content_encoding,
+                              properties))
+
+    def frames(self, body: bytes, exchange: str, routing_key: str, content_type: str,
+               content_encoding: str, properties: Mapping[str, Any]) -> bytes:
+        """The frames of one message, for :meth:`send` (alone or after others).
+
+        ValueError when the method or the properties do not fit in one frame, which takes
+        an exchange name, routing key or property far over AMQP's own limits.
+        """
+        connection = self._connection
         method = self._method(exchange, routing_key)
         props = self._property_block(content_type, content_encoding, properties)
         chunk = connection.frame_max - _FRAME_OVERHEAD
         if len(method) > connection.frame_max or len(props) + 12 > chunk:
-            # Not something a reply has: let py-amqp refuse or send it its own way.
-            message = Message(body, content_type=content_type,
-                              content_encoding=content_encoding, **properties)
-            channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
-            return
+            raise ValueError("message method or properties larger than a frame")
         cid = self._channel_id
         size = len(body)
         parts = [method, _CONTENT_HEADER.pack(_HEADER_FRAME, cid, 12 + len(props), 60, 0,
@@ -109,8 +113,19 @@ class FramePublisher:
         for start in range(0, size, chunk):
             piece = body[start:start + chunk]
             parts += (_FRAME.pack(_BODY_FRAME, cid, len(piece)), piece, _FRAME_END)
-        connection.transport.write(b"".join(parts))
-        connection.bytes_sent += 1  # as py-amqp counts: once per message, for heartbeats
+        return b"".join(parts)
+
+    def send(self, frames: bytes, messages: int = 1) -> None:
+        """Write ``frames`` (of ``messages`` messages, from :meth:`frames`) in one write,
+        once whatever the broker sent has been read (see :meth:`publish` for errors)."""
+        channel, connection = self._channel, self._connection
+        if not channel.is_open or channel.connection is None or connection.transport is None:
+            raise RecoverableConnectionError("basic_publish: channel closed")
+        if self._inbound():  # what py-amqp reads before every publish, read when it is there
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=0)
+        connection.transport.write(frames)
+        connection.bytes_sent += messages  # as py-amqp counts: once per message
 
     def _inbound(self) -> bool:
         """Whether the broker sent something not read yet (buffered here or by TLS, or

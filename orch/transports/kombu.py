@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: A message for the reply connection: exchange, routing key, body and time-to-live.
+_Outgoing = tuple[str, str, bytes, float]
+
 prepare_kombu_import()  # before anything imports kombu: no importlib.metadata (issue 13)
 
 #: The URL schemes kombu serves with py-amqp, and with redis-py.
@@ -69,6 +72,11 @@ MEMORY_POLLING_INTERVAL = 0.005
 DRAIN_SLICE = 0.5
 #: Channels a daemon declares its nodes' queues on: RabbitMQ works on channels in parallel.
 DECLARE_CHANNELS = 4
+#: Replies the consuming thread holds while requests wait in its read buffer (see
+#: KombuTransport.send_reply), and their bytes: a burst is written in writes of at most
+#: this many, so the first reply of a burst waits for 31 others at most (a few ms).
+MAX_HELD = 32
+MAX_HELD_BYTES = 256 * 1024
 #: The heartbeat (seconds) of a daemon's connections when no settings are given.
 HEARTBEAT = 10.0
 #: Heartbeats sent per negotiated interval (kombu's ``rate``): py-amqp sends one when
@@ -130,6 +138,8 @@ class KombuTransport:
         self._reply_channel: Any = None
         #: Writes replies on ``_reply_channel`` when it is py-amqp's (see amqp_publish).
         self._reply_publisher: amqp_publish.FramePublisher | None = None
+        #: A consuming thread's held replies (``replies``, ``size``; see send_reply).
+        self._holding = threading.local()
         self._reply_lock = threading.Lock()
         #: Exchanges declared on the reply connection (for :meth:`publish`).
         self._reply_exchanges: set[str] = set()
@@ -266,9 +276,25 @@ class KombuTransport:
         # six a request), unless the socket already has it. This connection writes nothing
         # but heartbeats, which never wait on a broker that reads.
         _bound_socket(conn, drain)
+        # Replies this thread sends while requests are already waiting in the read buffer
+        # are held and written together once it runs dry (see send_reply).
+        buffered = _frames_buffered(conn)
+        if buffered is not None:
+            self._holding.replies, self._holding.size = [], 0
+        try:
+            self._drain(conn, stop, drain, interval, next_check, liveness, buffered)
+        finally:
+            self._flush_held()
+            self._holding.replies = None
+
+    def _drain(self, conn: kombu.Connection, stop: threading.Event, drain: float,
+               interval: float, next_check: float, liveness: RedisLiveness | None,
+               buffered: Callable[[], bool] | None) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=drain)
+            if buffered is not None and not buffered():
+                self._flush_held()
             if interval and time.monotonic() >= next_check:
                 conn.heartbeat_check(rate=HEARTBEAT_RATE)
                 self._reply_heartbeat()
@@ -307,30 +333,51 @@ class KombuTransport:
             log.warning("reply to %r refused: not a reply queue of collective %s",
                         reply_to, collective)
             return
-        error = self._publish_on_reply_connection("", reply_to, payload, ttl)
+        held = getattr(self._holding, "replies", None)
+        if held is not None:
+            # The consuming thread, answering a request while more may wait in its buffer:
+            # the replies go out together when it has read them all, one write for many.
+            held.append(("", reply_to, payload, ttl))
+            self._holding.size += len(payload)
+            if len(held) >= MAX_HELD or self._holding.size >= MAX_HELD_BYTES:
+                self._flush_held()
+            return
+        error = self._publish_on_reply_connection([("", reply_to, payload, ttl)])
         if error is not None:
             log.error("reply to %s lost, broker %s: %s", reply_to, self.display_url, error)
+
+    def _flush_held(self) -> None:
+        """Publish the replies this thread holds (one write on RabbitMQ)."""
+        held = getattr(self._holding, "replies", None)
+        if not held:
+            return
+        self._holding.replies, self._holding.size = [], 0
+        error = self._publish_on_reply_connection(held)
+        if error is not None:
+            log.error("%d repl%s to %s lost, broker %s: %s", len(held),
+                      "y" if len(held) == 1 else "ies",
+                      ", ".join(sorted({reply_to for _, reply_to, _, _ in held})),
+                      self.display_url, error)
 
     def publish(self, collective: str, agent: str, payload: bytes, ttl: float) -> None:
         """A broadcast from the daemon (registration, reply copies) over its reply
         connection: no connection, channel or reply queue of its own, and the heartbeats
         the consumer's thread already serves on that connection."""
-        error = self._publish_on_reply_connection(request_exchange_name(collective),
-                                                  f"agent.{agent}", payload, ttl)
+        error = self._publish_on_reply_connection([(request_exchange_name(collective),
+                                                   f"agent.{agent}", payload, ttl)])
         if error is not None:
             raise TransportError(f"publishing {agent} to broker {self.display_url} "
                                  f"failed: {error}")
 
-    def _publish_on_reply_connection(self, exchange: str, routing_key: str, payload: bytes,
-                                     ttl: float) -> Exception | None:
-        """Publish on the reply connection (opened on first use), with one reconnect and
-        retry on error; the error of the second attempt, or None once published."""
+    def _publish_on_reply_connection(self, messages: Sequence[_Outgoing]) -> Exception | None:
+        """Publish ``messages`` (exchange, routing key, body, ttl) on the reply connection
+        (opened on first use), with one reconnect and retry on error; the error of the
+        second attempt, or None once published."""
         # kombu's Producer works out serializer, compression, headers and retries for every
         # message (50-60 µs a reply here), py-amqp's basic_publish serializes the same
         # method and properties again for each (45-55 µs): a reply needs none of that, so
         # on py-amqp it is written as frames built once (3-4 µs, amqp_publish), elsewhere
         # it goes to the channel as it is.
-        properties = {"delivery_mode": 1, "expiration": str(max(int(ttl * 1000), 1))}
         error: Exception | None = None
         with self._reply_lock:
             for _attempt in (1, 2):
@@ -343,28 +390,36 @@ class KombuTransport:
                     if self._reply_channel is None:  # kombu checks the connection on
                         self._reply_channel = conn.default_channel  # every access
                         self._reply_publisher = _frame_publisher(self._reply_channel)
-                    channel = self._reply_channel
-                    if exchange and exchange not in self._reply_exchanges:
-                        # Declared once per connection (as the consumers declare it): an
-                        # AMQP publish to a missing exchange would close the channel.
-                        _request_exchange(exchange)(channel).declare()
-                        self._reply_exchanges.add(exchange)
-                    # Replies go through the default exchange, which routes by queue name:
-                    # O(1) on every broker.
-                    if self._reply_publisher is not None:
-                        self._reply_publisher.publish(payload, exchange, routing_key,
-                                                      "application/json", "utf-8",
-                                                      properties)
-                        return None
-                    message = channel.prepare_message(payload, None, "application/json",
-                                                      "utf-8", None, dict(properties))
-                    channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+                    self._publish_all(self._reply_channel, self._reply_publisher, messages)
                     return None
                 except Exception as exc:
                     _close_quietly(conn)
                     self._reply_conn = None
                     error = exc
         return error
+
+    def _publish_all(self, channel: Any, publisher: amqp_publish.FramePublisher | None,
+                     messages: Sequence[_Outgoing]) -> None:
+        frames: list[bytes] = []
+        for exchange, routing_key, payload, ttl in messages:
+            if exchange and exchange not in self._reply_exchanges:
+                # Declared once per connection (as the consumers declare it): an AMQP
+                # publish to a missing exchange would close the channel.
+                _request_exchange(exchange)(channel).declare()
+                self._reply_exchanges.add(exchange)
+            properties = {"delivery_mode": 1, "expiration": str(max(int(ttl * 1000), 1))}
+            # Replies go through the default exchange, which routes by queue name: O(1)
+            # on every broker.
+            if publisher is not None:
+                frames.append(publisher.frames(payload, exchange, routing_key,
+                                               "application/json", "utf-8", properties))
+                continue
+            message = channel.prepare_message(payload, None, "application/json", "utf-8",
+                                              None, properties)
+            channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+        if frames:
+            assert publisher is not None
+            publisher.send(b"".join(frames), len(frames))
 
     # -- client side -------------------------------------------------------------------
 
@@ -388,6 +443,13 @@ def _frame_publisher(channel: Any) -> amqp_publish.FramePublisher | None:
     from orch.transports.amqp_publish import FramePublisher
 
     return FramePublisher.for_channel(channel)
+
+
+def _frames_buffered(conn: kombu.Connection) -> Callable[[], bool] | None:
+    """Whether a whole frame waits in ``conn``'s read buffer, as a function; None when its
+    transport reads frame by frame (it cannot tell, so replies are never held)."""
+    transport = getattr(getattr(conn, "connection", None), "transport", None)
+    return getattr(transport, "frame_buffered", None)
 
 
 class _Backoff:

@@ -90,3 +90,63 @@ def test_a_channel_the_broker_closed_is_noticed_before_the_next_reply(
     finally:
         transport.close()
     assert [body(message) for message in drain(name, b"second")] == [b"first", b"second"]
+
+
+def test_replies_to_a_burst_of_requests_go_out_together_and_all_arrive(
+        reply_queue: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from orch.core.transport import NodeBinding
+    from orch.transports import amqp_publish
+    from orch.transports.kombu import node_queue_name
+
+    collective, name = reply_queue
+    writes: list[int] = []
+    original_send = amqp_publish.FramePublisher.send
+
+    def counted(self: amqp_publish.FramePublisher, frames: bytes, messages: int = 1) -> None:
+        writes.append(messages)
+        original_send(self, frames, messages)
+
+    monkeypatch.setattr(amqp_publish.FramePublisher, "send", counted)
+    transport = KombuTransport([BROKER], load_settings(None, {}, environ={}))
+    first_request = threading.Event()
+    go_on = threading.Event()
+
+    def handler(request: bytes) -> None:  # a node echoing each request to the reply queue
+        if request == b"0":
+            first_request.set()
+            go_on.wait(CONNECT_TIMEOUT)  # the others pile up in the socket meanwhile
+        transport.send_reply(collective, name, request, ttl=30.0)
+
+    stop, ready = threading.Event(), threading.Event()
+    binding = NodeBinding(collective, "burst-node", ("rpcutil",), handler)
+    consumer = threading.Thread(target=transport.serve, args=([binding], stop, ready),
+                                daemon=True)
+    consumer.start()
+    requests = [str(i).encode() for i in range(300)]
+    try:
+        assert ready.wait(CONNECT_TIMEOUT)
+        with kombu.Connection(BROKER, connect_timeout=CONNECT_TIMEOUT) as conn:
+            producer = conn.Producer()
+            queue = node_queue_name(collective, "burst-node")
+            producer.publish(requests[0], routing_key=queue, retry=False)
+            assert first_request.wait(CONNECT_TIMEOUT)
+            for request in requests[1:]:
+                producer.publish(request, routing_key=queue, retry=False)
+            # Every request has left the queue for the consumer's socket (no_ack).
+            deadline = time.monotonic() + CONNECT_TIMEOUT
+            while conn.default_channel.queue_declare(queue, passive=True).message_count:
+                assert time.monotonic() < deadline, "the requests stayed in the queue"
+                time.sleep(0.01)
+        go_on.set()
+        got = drain(name, requests[-1])
+    finally:
+        go_on.set()
+        stop.set()
+        consumer.join(CONNECT_TIMEOUT)
+        transport.close()
+    assert [body(message) for message in got] == requests  # in order, each once
+    assert sum(writes) == len(requests)
+    assert max(writes) > 1 and len(writes) < len(requests) // 4, writes
