@@ -41,6 +41,12 @@ COMPACT_BYTES = 262_144
 #: The largest frame accepted. RabbitMQ's ``frame_max`` is at most 1 MiB (128 KiB by
 #: default) and py-amqp asks for 128 KiB; a header announcing more is not an AMQP peer.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: :meth:`BufferedTCPTransport.take_delivery`'s answer for a message of a body receiver
+#: whose header or body frames are still on their way.
+INCOMPLETE = -1
+#: The largest body the fast path waits for when its frames are not all buffered yet;
+#: py-amqp reads a larger one frame by frame (it need not all be in memory twice).
+MAX_AWAITED_BODY = 1024 * 1024
 #: Frame type, channel and payload size; then the payload and the end octet.
 _HEADER = struct.Struct(">BHI")
 _FRAME_END = 0xCE
@@ -151,13 +157,23 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
             return None
         return on, start, end
 
+    def _short(self, position: int) -> bool:
+        """True when the frame at ``position`` is not all in the buffer yet."""
+        rx = self._rx
+        if len(rx) - position < _HEADER.size:
+            return True
+        return position + _HEADER.size + _HEADER.unpack_from(rx, position)[2] >= len(rx)
+
     def take_delivery(self, receiver: Callable[[int, str], Callable[[bytes], None] | None]
                       ) -> int:
         """Hand over the body of the ``basic.deliver`` at the head of the buffer, if it is
         whole (method, header and body frames) and ``receiver(channel, consumer tag)``
         names a function for it; returns the number of frames taken (0: none, the frames
         are left for py-amqp). A message with any header (``compression``...) is left too.
+        :data:`INCOMPLETE` when the message is for a receiver but not all here yet: read
+        more (:meth:`_fill`) and ask again.
         """
+        self._compact()
         rx = self._rx
         method = self._whole_frame(self._rx_pos, 1)
         if method is None:
@@ -172,7 +188,9 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
         if on_body is None:
             return 0
         header = self._whole_frame(end + 1, 2, channel)
-        if header is None or header[2] - header[1] < _CONTENT_HEADER.size:
+        if header is None:
+            return INCOMPLETE if self._short(end + 1) else 0
+        if header[2] - header[1] < _CONTENT_HEADER.size:
             return 0
         _, start, end = header
         _, body_size, flags = _CONTENT_HEADER.unpack_from(rx, start)
@@ -184,7 +202,8 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
         while received < body_size:
             body = self._whole_frame(position, 3, channel)
             if body is None:
-                return 0
+                return (INCOMPLETE if body_size <= MAX_AWAITED_BODY and self._short(position)
+                        else 0)
             parts.append(body[1:])
             received += body[2] - body[1]
             position = body[2] + 1
@@ -250,6 +269,14 @@ class BufferedConnection(pyamqp.Connection):
         if isinstance(transport, BufferedTCPTransport) and transport.frame_buffered():
             if self._body_receivers:
                 frames = transport.take_delivery(self._body_receiver)
+                while frames == INCOMPLETE:
+                    # The rest of the message is on its way (the broker sends a message's
+                    # frames together): wait for it, under this read's timeout, rather
+                    # than take it frame by frame through py-amqp. A timeout consumes
+                    # nothing.
+                    with transport.having_timeout(timeout):
+                        transport._fill()
+                    frames = transport.take_delivery(self._body_receiver)
                 if frames:
                     self.bytes_recv += frames  # what py-amqp counts for heartbeats
                     return True

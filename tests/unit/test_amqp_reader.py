@@ -199,7 +199,7 @@ def test_a_whole_delivery_goes_straight_to_its_consumer(
 
 
 @pytest.mark.parametrize("case", ["other consumer", "headers", "incomplete"])
-def test_deliveries_the_fast_path_leaves_to_py_amqp(
+def test_deliveries_the_fast_path_leaves_to_py_amqp_or_waits_for(
         pair: tuple[BufferedTCPTransport, socket.socket], case: str) -> None:
     transport, peer = pair
     tag = "reply.2" if case == "other consumer" else "reply.1"
@@ -209,9 +209,32 @@ def test_deliveries_the_fast_path_leaves_to_py_amqp(
     peer.sendall(wire[:-1] if case == "incomplete" else wire)
     transport._fill()
     got: list[bytes] = []
-    assert transport.take_delivery(taker(got)) == 0
+    expected = amqp_reader.INCOMPLETE if case == "incomplete" else 0
+    assert transport.take_delivery(taker(got)) == expected
     assert got == []
     assert transport._rx_pos == 0  # nothing consumed
+    if case == "incomplete":  # its last byte arrives: now it is whole
+        peer.sendall(wire[-1:])
+        transport._fill()
+        assert transport.take_delivery(taker(got)) == 3
+        assert got == [b"payload"]
+
+
+@pytest.mark.parametrize("cut", [40, 60, 4_200, 8_300])  # in the header, in the body
+def test_a_body_too_large_to_wait_for_is_left_to_py_amqp(
+        pair: tuple[BufferedTCPTransport, socket.socket], cut: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    transport, peer = pair
+    monkeypatch.setattr(amqp_reader, "MAX_AWAITED_BODY", 10_000)
+    wire = deliveries(("reply.1", b"b" * 10_001, None), frame_max=4_096)
+    method_and_header = len(deliveries(("reply.1", b"", None)))
+    peer.sendall(wire[:cut])
+    transport._fill()
+    got: list[bytes] = []
+    # Until the header is here the body's size is unknown: wait; then leave it.
+    waits = cut < method_and_header
+    assert transport.take_delivery(taker(got)) == (amqp_reader.INCOMPLETE if waits else 0)
+    assert got == []
 
 
 def test_a_body_over_several_frames_is_joined(
@@ -230,17 +253,22 @@ def test_a_body_over_several_frames_is_joined(
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(bodies=st.lists(st.binary(min_size=1, max_size=9_000), min_size=1, max_size=6),
-       cut=st.integers(0, 30_000))
+@given(messages=st.lists(st.tuples(st.binary(min_size=1, max_size=9_000), st.booleans()),
+                         min_size=1, max_size=6),
+       cut=st.integers(0, 30_000), piece=st.integers(1, 6_000))
 def test_every_delivery_arrives_once_by_one_path_or_the_other(
-        pair: tuple[BufferedTCPTransport, socket.socket], bodies: list[bytes],
-        cut: int) -> None:
+        pair: tuple[BufferedTCPTransport, socket.socket],
+        messages: list[tuple[bytes, bool]], cut: int, piece: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever is buffered when a read happens, each body reaches the consumer once, in
-    order: by the fast path when its message is whole, else through py-amqp's frames."""
+    order: by the fast path (waiting for the rest of a message whose frames are not all
+    here), or through py-amqp's frames for a message with headers."""
     from amqp.method_framing import frame_handler
 
     transport, peer = pair
-    wire = deliveries(*(("reply.1", body, {}) for body in bodies), frame_max=4_096)
+    bodies = [body for body, _ in messages]
+    wire = deliveries(*(("reply.1", body, {"h": 1} if slow else {})
+                        for body, slow in messages), frame_max=4_096)
     got: list[bytes] = []
     connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
     connection._transport = transport
@@ -250,9 +278,16 @@ def test_every_delivery_arrives_once_by_one_path_or_the_other(
         connection, lambda channel, method, args, message: got.append(message.body))
     peer.sendall(wire[:cut])
     sent = min(cut, len(wire))
+    fill = transport._fill
+
+    def network_delivers_a_piece_when_read() -> None:
+        nonlocal sent
+        if sent < len(wire):
+            peer.sendall(wire[sent:sent + piece])
+            sent += piece
+        fill()
+
+    monkeypatch.setattr(transport, "_fill", network_delivers_a_piece_when_read)
     while len(got) < len(bodies):
-        if sent < len(wire) and not transport.frame_buffered():
-            peer.sendall(wire[sent:sent + 5_000])
-            sent += 5_000
         connection.blocking_read(timeout=5.0)
     assert got == bodies
