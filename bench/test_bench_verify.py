@@ -28,6 +28,9 @@ RabbitMQ — with the rate the machine's cores could reach if they did nothing e
 the signature check, bounds the client.
 
 Run: ``python -m pytest bench/test_bench_verify.py --benchmark-only -p no:cacheprovider -s``.
+The client runs in this process: from the checkout's root it is the checkout's ``orch``
+(``python -m`` puts the current directory on ``sys.path``); to measure an installed wheel,
+run pytest from another directory, naming this file by its path.
 ``ORCH_BENCH_INJECT_NODES`` sets ``N`` (default 5,000; 1,000 to 10,000 is the useful range).
 """
 

@@ -417,8 +417,7 @@ class KombuTransport:
             message = channel.prepare_message(payload, None, "application/json", "utf-8",
                                               None, properties)
             channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
-        if frames:
-            assert publisher is not None
+        if publisher is not None and frames:
             publisher.send(b"".join(frames), len(frames))
 
     # -- client side -------------------------------------------------------------------
