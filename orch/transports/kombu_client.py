@@ -1,12 +1,20 @@
 """The client's side of the kombu transport: a reply queue, a producer, and failover.
 
 A client whose broker connection fails mid-call (the cluster member it used died) does not
-give up: it connects to the next URL of the list, declares its reply queue again under the
-same name (the signed requests name it as ``reply_to``), and publishes again every request
-of its calls still within their time-to-live. Sending a request twice is safe: a node that
-already ran it drops the copy as a replayed id (the replay cache is what makes a resend
-at-most-once), and a node that had not received it — its queue lived on the dead member —
-runs it now. The client counts one reply per node whatever arrives.
+give up: it connects to the next URL of the list under a reply queue of a new name, which
+later requests name as ``reply_to``, and publishes again every request of its calls still
+within their time-to-live. Those name the old queue (their signature covers it), so it is
+declared again beside the new one, as far as the broker lets it. Sending a request twice is
+safe: a node that already ran it drops the copy as a replayed id (the replay cache is what
+makes a resend at-most-once), and a node that had not received it — its queue lived on the
+dead member — runs it now. The client counts one reply per node whatever arrives.
+
+Why a new name: right after a member dies, the survivors delete the queues it hosted by
+name, a moment after listing them. A reply queue declared again under its old name in that
+moment was deleted with them, while its consumer kept waiting: replies to it went nowhere,
+call after call (seen once in the cluster test, under load). A new name cannot be on that
+list; only the replies of the calls in flight can meet the race, and they are reported as
+no response, as replies lost with the old queue always were.
 
 What cannot be recovered is reported, not waited for: a reply that sat in the old reply
 queue is gone with it, and its node does not answer the copy, so it ends among the nodes
@@ -53,6 +61,8 @@ class _Sent:
     ttl: float
     #: More queues the broker copies this publish to (RabbitMQ's ``BCC`` header).
     copies: tuple[str, ...] = ()
+    #: The reply queue when it was published (the one its request names, in general).
+    reply_to: str = ""
 
 
 class KombuClientChannel:
@@ -69,7 +79,8 @@ class KombuClientChannel:
 
         self._transport = transport
         self._collective = collective
-        self.reply_to = f"{reply_queue_prefix(collective)}{uuid.uuid4().hex}"
+        self._reply_prefix = reply_queue_prefix(collective)
+        self.reply_to = self._new_reply_queue()
         self._exchange_name = request_exchange_name(collective)
         self._received: deque[bytes] = deque()
         self._sent: deque[_Sent] = deque()
@@ -82,7 +93,7 @@ class KombuClientChannel:
 
     # -- connection ----------------------------------------------------------------------
 
-    def _connect(self, timeout: float) -> None:
+    def _connect(self, timeout: float, earlier: Sequence[str] = ()) -> None:
         """Connect to a member of the list and set the session up, all within ``timeout``
         (at least one attempt's share per member).
 
@@ -109,7 +120,7 @@ class KombuClientChannel:
                 error = exc
                 break
             try:
-                self._set_up(conn, min(time.monotonic() + share, deadline))
+                self._set_up(conn, min(time.monotonic() + share, deadline), earlier)
             except Exception as exc:
                 log.debug("setting up the session on %s failed: %r", self._where(conn), exc)
                 error = exc
@@ -125,12 +136,36 @@ class KombuClientChannel:
         _drop(conn)
         raise connect_error(self._transport.display_url, error) from None
 
-    def _set_up(self, conn: kombu.Connection, deadline: float) -> None:
-        """Open the session's channel, producer and reply-queue consumer on a connected
-        ``conn``, each wait for the broker's answer ending at ``deadline`` (monotonic)."""
-        from kombu import Consumer, Exchange, Producer, Queue
+    def _new_reply_queue(self) -> str:
+        return f"{self._reply_prefix}{uuid.uuid4().hex}"
 
-        from orch.transports.kombu import _bound_socket, deliver_bodies
+    def _consume(self, conn: kombu.Connection, channel: Any, name: str) -> Any:
+        """Declare the reply queue ``name`` on ``channel`` and consume it into the replies."""
+        from kombu import Consumer, Queue
+
+        from orch.transports.kombu import deliver_bodies
+
+        tag_prefix = f"{name}."
+        consumer = Consumer(
+            channel, queues=[Queue(name, durable=False, auto_delete=True, exclusive=True)],
+            on_message=self._on_message, no_ack=True, accept=[],
+            on_decode_error=self._on_decode_error, tag_prefix=tag_prefix,
+        )
+        consumer.consume()
+        # kombu names the consumer: find it to have its replies appended directly
+        tags = [t for t in getattr(channel, "callbacks", {}) if t.startswith(tag_prefix)]
+        if len(tags) == 1:
+            deliver_bodies(conn, channel, tags[0], self._received.append)
+        return consumer
+
+    def _set_up(self, conn: kombu.Connection, deadline: float,
+                earlier: Sequence[str] = ()) -> None:
+        """Open the session's channel, producer and reply-queue consumer on a connected
+        ``conn`` (and consumers of the ``earlier`` reply queues that requests in flight
+        name), each wait for the broker's answer ending at ``deadline`` (monotonic)."""
+        from kombu import Exchange, Producer
+
+        from orch.transports.kombu import _bound_socket
 
         def bound() -> None:
             _bound_socket(conn, max(deadline - time.monotonic(), 0.05))
@@ -142,40 +177,42 @@ class KombuClientChannel:
             self._requests = Exchange(self._exchange_name, type="topic", durable=False)
             bound()
             self._requests.declare(channel=channel)
-            queue = Queue(self.reply_to, durable=False, auto_delete=True, exclusive=True)
             bound()  # the consumer declares its queue
-            tag_prefix = f"{self.reply_to}."
-            self._consumer = Consumer(
-                channel, queues=[queue], on_message=self._on_message, no_ack=True, accept=[],
-                on_decode_error=self._on_decode_error, tag_prefix=tag_prefix,
-            )
-            bound()
-            self._consumer.consume()
-            # kombu names the consumer: find it to have its replies appended directly
-            tags = [t for t in getattr(channel, "callbacks", {}) if t.startswith(tag_prefix)]
-            if len(tags) == 1:
-                deliver_bodies(conn, channel, tags[0], self._received.append)
+            self._consumer = self._consume(conn, channel, self.reply_to)
+            for name in earlier:
+                # Best effort, each on a channel of its own: a refusal (the survivors still
+                # hold the dead connection's queue) closes only that channel.
+                bound()
+                try:
+                    self._consume(conn, conn.channel(), name)
+                except Exception as exc:
+                    if not conn.connected:
+                        raise
+                    log.debug("reply queue %s of the calls in flight not taken over (%r); "
+                              "their replies to it are lost", name, exc)
         finally:
             # Back to blocking reads and writes; py-amqp's own socket timeouts
             # (``read_timeout``, ``write_timeout``) stay.
             _bound_socket(conn, None)
 
     def _failover(self, cause: Exception) -> None:
-        """Reconnect (next member first), re-declare the reply queue, publish again."""
+        """Reconnect (next member first) under a new reply queue, take over the ones the
+        requests in flight name, publish those again."""
         from orch.transports.kombu import _close_quietly
 
         if self._conn is not None:
             _close_quietly(self._conn)
             self._conn = None
+        earlier = sorted({sent.reply_to for sent in self._unexpired() if sent.reply_to})
+        self.reply_to = self._new_reply_queue()
         started = time.monotonic()
         deadline = started + FAILOVER_TIMEOUT
         delay = 0.05
         while True:
-            # Right after a member died, the survivors may still hold the dead connection's
-            # exclusive reply queue (RESOURCE_LOCKED) for a moment: try again until the
-            # failover's time is up.
+            # Right after a member died the survivors may refuse or drop a set-up for a
+            # moment: try again until the failover's time is up.
             try:
-                self._connect(max(deadline - time.monotonic(), 0.5))
+                self._connect(max(deadline - time.monotonic(), 0.5), earlier)
                 break
             except TransportError:
                 if time.monotonic() + delay >= deadline:
@@ -217,7 +254,7 @@ class KombuClientChannel:
     def _publish(self, exchange: str, routing_key: str, payload: bytes, ttl: float,
                  copies: tuple[str, ...] = ()) -> None:
         now = time.monotonic()
-        sent = _Sent(now + ttl, exchange, routing_key, payload, ttl, copies)
+        sent = _Sent(now + ttl, exchange, routing_key, payload, ttl, copies, self.reply_to)
         while self._sent and (self._sent[0].expires <= now or len(self._sent) >= RESEND_LIMIT):
             self._sent.popleft()
         self._sent.append(sent)

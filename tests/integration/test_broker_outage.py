@@ -302,3 +302,38 @@ def test_a_failover_past_a_stalling_member_ends_within_its_timeout() -> None:
         transport.close()
         dying.close()
         stalling.close()
+
+
+def test_a_failover_moves_to_a_new_reply_queue_and_sends_the_calls_in_flight_again() -> None:
+    """A reply queue declared again under its old name right after a cluster member died can
+    be deleted with the dead member's queues (the survivors delete them by name): after a
+    failover the client consumes a queue of a new name, which later requests name, and the
+    requests still in flight are published again."""
+    import kombu
+
+    from orch.core.config import load_settings
+    from orch.transports.kombu import node_queue_name
+
+    broker = BROKERS["rabbitmq"]
+    collective = new_collective("failover-name")
+    node_queue = node_queue_name(collective, "node-1")
+    transport = KombuTransport([broker], load_settings(None, {}, environ={}))
+    channel = transport.open_client(collective, CONNECT_TIMEOUT)
+    with kombu.Connection(broker, connect_timeout=CONNECT_TIMEOUT) as conn:
+        helper = conn.default_channel
+        helper.queue_declare(node_queue, auto_delete=False, arguments={"x-expires": 60_000})
+        try:
+            assert isinstance(channel, KombuClientChannel)
+            before = channel.reply_to
+            channel.direct("node-1", b"in flight", ttl=30.0)
+            channel._failover(ConnectionResetError("the member died"))
+            assert channel.failovers == 1
+            assert channel.reply_to != before
+            assert channel.reply_to.startswith(before[:-32])  # same collective prefix
+            assert _delivers(channel, broker)  # the new queue is consumed
+            # The request in flight went out again: the node's queue holds both copies.
+            wait_until(lambda: helper.queue_declare(node_queue, passive=True).message_count
+                       == 2, CONNECT_TIMEOUT, "the request in flight to be published again")
+        finally:
+            channel.close()
+            helper.queue_delete(node_queue)
