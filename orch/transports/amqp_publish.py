@@ -8,7 +8,7 @@ non-blocking mode, looks for a frame from the broker, and switches it back (``dr
 with a zero timeout: four system calls and an exception). A reply to the same queue with the
 same properties has the same method frame and the same properties as the one before it, so
 :class:`FramePublisher` builds those once and then writes each message in 3-4 µs. At 10,000
-simulated nodes that is about a seventh of the fleet's CPU per request (issue 13).
+simulated nodes that was about a fifth of the fleet's CPU per request (issue 13).
 
 What goes on the wire is byte for byte what py-amqp would send (the cached parts are made
 by py-amqp's own serializers, and tests compare the two), and what the broker sends is read
