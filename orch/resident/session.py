@@ -46,7 +46,6 @@ from orch.resident import wire
 
 log = logging.getLogger("orch.resident")
 
-DEFAULT_IDLE = wire.DEFAULT_IDLE
 #: A connected command must have sent its frame by then.
 REQUEST_TIMEOUT = 5.0
 #: Commands running at once; one more is refused and runs by itself.
@@ -69,7 +68,7 @@ class Running:
 
 
 class Session:
-    def __init__(self, path: str, idle: float = DEFAULT_IDLE) -> None:
+    def __init__(self, path: str, idle: float = wire.DEFAULT_IDLE) -> None:
         self.path = path
         self.idle = idle
         self.started = time.time()
@@ -510,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orch.resident.session")
     parser.add_argument("--script-dir", required=True,
                         help="the directory of the orch script: sys.path[0] of a command")
-    parser.add_argument("--idle", type=float, default=DEFAULT_IDLE)
+    parser.add_argument("--idle", type=float, default=wire.DEFAULT_IDLE)
     parser.add_argument("--ready-fd", type=int, default=-1)
     options = parser.parse_args(argv)
     sys.path.insert(0, options.script_dir)

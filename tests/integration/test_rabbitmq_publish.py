@@ -5,6 +5,7 @@ noticed before the next reply, which a new connection then delivers."""
 from __future__ import annotations
 
 import select
+import threading
 from collections.abc import Iterator
 
 import kombu
@@ -12,7 +13,15 @@ import pytest
 from orch_integration import BROKERS, new_collective
 
 from orch.core.config import load_settings
-from orch.transports.kombu import CONNECT_TIMEOUT, KombuTransport, reply_queue_prefix
+from orch.core.transport import NodeBinding
+from orch.testing import wait_until
+from orch.transports import amqp_publish
+from orch.transports.kombu import (
+    CONNECT_TIMEOUT,
+    KombuTransport,
+    node_queue_name,
+    reply_queue_prefix,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,13 +103,6 @@ def test_a_channel_the_broker_closed_is_noticed_before_the_next_reply(
 
 def test_replies_to_a_burst_of_requests_go_out_together_and_all_arrive(
         reply_queue: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-    import time
-
-    from orch.core.transport import NodeBinding
-    from orch.transports import amqp_publish
-    from orch.transports.kombu import node_queue_name
-
     collective, name = reply_queue
     writes: list[int] = []
     original_send = amqp_publish.FramePublisher.send
@@ -136,10 +138,9 @@ def test_replies_to_a_burst_of_requests_go_out_together_and_all_arrive(
             for request in requests[1:]:
                 producer.publish(request, routing_key=queue, retry=False)
             # Every request has left the queue for the consumer's socket (no_ack).
-            deadline = time.monotonic() + CONNECT_TIMEOUT
-            while conn.default_channel.queue_declare(queue, passive=True).message_count:
-                assert time.monotonic() < deadline, "the requests stayed in the queue"
-                time.sleep(0.01)
+            wait_until(lambda: not conn.default_channel.queue_declare(
+                queue, passive=True).message_count, CONNECT_TIMEOUT,
+                "the requests to leave the queue for the consumer")
         go_on.set()
         got = drain(name, requests[-1])
     finally:
