@@ -47,6 +47,10 @@ INCOMPLETE = -1
 #: The largest body the fast path waits for when its frames are not all buffered yet;
 #: py-amqp reads a larger one frame by frame (it need not all be in memory twice).
 MAX_AWAITED_BODY = 1024 * 1024
+#: Whole messages one read hands to their receivers at most: with a burst in the buffer, one
+#: pass through kombu's and py-amqp's drain layers serves many messages, while the caller
+#: still gets control back (heartbeats, stop requests) after a bounded amount of work.
+MAX_TAKEN_PER_READ = 64
 #: Frame type, channel and payload size; then the payload and the end octet.
 _HEADER = struct.Struct(">BHI")
 _FRAME_END = 0xCE
@@ -279,9 +283,21 @@ class BufferedConnection(pyamqp.Connection):
                     frames = transport.take_delivery(self._body_receiver)
                 if frames:
                     self.bytes_recv += frames  # what py-amqp counts for heartbeats
+                    self._take_buffered(transport)
                     return True
             return self.on_inbound_frame(transport.read_frame())
         return super().blocking_read(timeout)
+
+    def _take_buffered(self, transport: BufferedTCPTransport) -> None:
+        """After one message, the whole ones right behind it in the buffer (at most
+        :data:`MAX_TAKEN_PER_READ` in all): a partial one is left for the next read."""
+        for _ in range(MAX_TAKEN_PER_READ - 1):
+            if not transport.frame_buffered():
+                return
+            frames = transport.take_delivery(self._body_receiver)
+            if frames <= 0:  # not a delivery for a receiver, or INCOMPLETE: not waited for
+                return
+            self.bytes_recv += frames
 
     def Transport(self, host: str, connect_timeout: float | None, ssl: Any = False,
                   read_timeout: float | None = None, write_timeout: float | None = None,

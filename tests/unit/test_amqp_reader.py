@@ -251,6 +251,36 @@ def test_a_body_over_several_frames_is_joined(
     assert len(transport._rx) == 0
 
 
+def test_one_read_takes_a_bounded_burst_of_whole_deliveries(
+        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
+    """A burst already buffered is handed over in one pass through the drain layers, at
+    most MAX_TAKEN_PER_READ messages of it, stopping at the first one it cannot take."""
+    transport, peer = pair
+    count = amqp_reader.MAX_TAKEN_PER_READ + 6
+    bodies = [b"%d" % i for i in range(count)]
+    wire = deliveries(*(("reply.1", body, {}) for body in bodies),
+                      ("reply.1", b"with headers", {"h": 1}), ("reply.1", b"after", {}))
+    peer.sendall(wire)
+    while len(transport._rx) < len(wire):
+        transport._fill()
+    got: list[bytes] = []
+    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
+    connection._transport = transport
+    connection.channels = {1: type("Channel", (), {"callbacks": {"reply.1": None}})()}
+    connection.deliver_bodies(1, "reply.1", got.append)
+    frames: list[tuple[int, int, bytes]] = []
+    connection.on_inbound_frame = frames.append
+    transport.sock.close()  # everything is buffered: no read may touch the socket
+    connection.blocking_read(timeout=1.0)
+    assert got == bodies[:amqp_reader.MAX_TAKEN_PER_READ]
+    connection.blocking_read(timeout=1.0)
+    assert got == bodies  # the rest, up to the message py-amqp must read
+    assert frames == []
+    connection.blocking_read(timeout=1.0)
+    assert [kind for kind, _, _ in frames] == [1]  # its method frame, through py-amqp
+    assert got == bodies
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(st.tuples(st.binary(min_size=1, max_size=9_000), st.booleans()),
