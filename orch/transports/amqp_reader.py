@@ -268,25 +268,32 @@ class BufferedConnection(pyamqp.Connection):
         """py-amqp's, except that a frame already buffered is read without setting up a
         wait: the socket's timeout is set (two ``fcntl`` calls) and restored (two more)
         around each read that may have to wait, not around every frame. And a whole
-        message for a consumer of :meth:`deliver_bodies` goes straight to it."""
+        message for a consumer of :meth:`deliver_bodies` goes straight to it — also the
+        one an idle connection was waiting for: the wait fills the buffer first (a timeout
+        consumes nothing), so a message arriving whole takes the direct path too, not
+        py-amqp's frame by frame."""
         transport = self.transport
-        if isinstance(transport, BufferedTCPTransport) and transport.frame_buffered():
-            if self._body_receivers:
+        if not isinstance(transport, BufferedTCPTransport):
+            return super().blocking_read(timeout)
+        if self._body_receivers and not transport.frame_buffered():
+            with transport.having_timeout(timeout):
+                transport._fill()
+        if not transport.frame_buffered():
+            return super().blocking_read(timeout)
+        if self._body_receivers:
+            frames = transport.take_delivery(self._body_receiver)
+            while frames == INCOMPLETE:
+                # The rest of the message is on its way (the broker sends a message's
+                # frames together): wait for it, under this read's timeout, rather than
+                # take it frame by frame through py-amqp. A timeout consumes nothing.
+                with transport.having_timeout(timeout):
+                    transport._fill()
                 frames = transport.take_delivery(self._body_receiver)
-                while frames == INCOMPLETE:
-                    # The rest of the message is on its way (the broker sends a message's
-                    # frames together): wait for it, under this read's timeout, rather
-                    # than take it frame by frame through py-amqp. A timeout consumes
-                    # nothing.
-                    with transport.having_timeout(timeout):
-                        transport._fill()
-                    frames = transport.take_delivery(self._body_receiver)
-                if frames:
-                    self.bytes_recv += frames  # what py-amqp counts for heartbeats
-                    self._take_buffered(transport)
-                    return True
-            return self.on_inbound_frame(transport.read_frame())
-        return super().blocking_read(timeout)
+            if frames:
+                self.bytes_recv += frames  # what py-amqp counts for heartbeats
+                self._take_buffered(transport)
+                return True
+        return self.on_inbound_frame(transport.read_frame())
 
     def _take_buffered(self, transport: BufferedTCPTransport) -> None:
         """After one message, the whole ones right behind it in the buffer (at most

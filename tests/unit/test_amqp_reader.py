@@ -251,6 +251,37 @@ def test_a_body_over_several_frames_is_joined(
     assert len(transport._rx) == 0
 
 
+def body_connection(transport: BufferedTCPTransport, got: list[bytes],
+                    frames: list[tuple[int, int, bytes]]) -> Any:
+    """A BufferedConnection over ``transport`` whose consumer ``reply.1`` on channel 1
+    takes bodies into ``got``; frames py-amqp would handle go to ``frames``."""
+    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
+    connection._transport = transport
+    connection.channels = {1: type("Channel", (), {"callbacks": {"reply.1": None}})()}
+    connection.deliver_bodies(1, "reply.1", got.append)
+    connection.on_inbound_frame = frames.append
+    return connection
+
+
+def test_a_message_arriving_during_a_wait_goes_straight_to_its_consumer(
+        pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
+    """An idle daemon or client waits with an empty buffer: the wait fills it, and the
+    message that came takes the direct path, not py-amqp's frame by frame."""
+    transport, peer = pair
+    got: list[bytes] = []
+    frames: list[tuple[int, int, bytes]] = []
+    connection = body_connection(transport, got, frames)
+    with pytest.raises(TimeoutError):
+        connection.blocking_read(timeout=0.01)  # nothing came: nothing consumed
+    peer.sendall(deliveries(("reply.1", b"request", {})) + frame(8, 0, b""))
+    assert not transport.frame_buffered()
+    connection.blocking_read(timeout=5.0)
+    assert got == [b"request"]
+    assert frames == []
+    connection.blocking_read(timeout=5.0)
+    assert frames == [(8, 0, b"")]  # a heartbeat still goes to py-amqp
+
+
 def test_one_read_takes_a_bounded_burst_of_whole_deliveries(
         pair: tuple[BufferedTCPTransport, socket.socket]) -> None:
     """A burst already buffered is handed over in one pass through the drain layers, at
@@ -264,12 +295,8 @@ def test_one_read_takes_a_bounded_burst_of_whole_deliveries(
     while len(transport._rx) < len(wire):
         transport._fill()
     got: list[bytes] = []
-    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
-    connection._transport = transport
-    connection.channels = {1: type("Channel", (), {"callbacks": {"reply.1": None}})()}
-    connection.deliver_bodies(1, "reply.1", got.append)
     frames: list[tuple[int, int, bytes]] = []
-    connection.on_inbound_frame = frames.append
+    connection = body_connection(transport, got, frames)
     transport.sock.close()  # everything is buffered: no read may touch the socket
     connection.blocking_read(timeout=1.0)
     assert got == bodies[:amqp_reader.MAX_TAKEN_PER_READ]
