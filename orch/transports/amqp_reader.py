@@ -11,8 +11,10 @@ CPU per reply (issue 13: the client must keep up with 15,000 replies a second on
 :class:`BufferedTCPTransport` keeps py-amqp's frame format, errors and timeouts, and reads
 what the socket holds, up to :data:`RECV_BYTES` at a time, into one buffer that whole frames
 are cut from; :class:`BufferedConnection` reads a frame already buffered without touching
-the socket or its timeout. A wait that times out consumes nothing, so the next read starts
-on the same frame boundary. :class:`BufferedAMQPTransport` is kombu's py-amqp transport with
+the socket or its timeout, and hands whole messages of consumers that only need the body
+straight to them — every whole one in the buffer, up to :data:`MAX_TAKEN_PER_READ`, in one
+read. A wait that times out consumes nothing, so the next read starts on the same frame
+boundary. :class:`BufferedAMQPTransport` is kombu's py-amqp transport with
 this reader, and :class:`Connection` a ``kombu.Connection`` that uses it wherever kombu would
 use its plain py-amqp transport, also after a failover to another URL;
 :mod:`orch.transports.kombu` makes its ``amqp://`` and ``pyamqp://`` connections with it.
