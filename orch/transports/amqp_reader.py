@@ -79,10 +79,7 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
 
     def frame_buffered(self) -> bool:
         """True when a whole frame is already in the buffer: reading it cannot wait."""
-        buffered = len(self._rx) - self._rx_pos
-        if buffered < _HEADER.size:
-            return False
-        return _HEADER.unpack_from(self._rx, self._rx_pos)[2] < buffered - _HEADER.size
+        return not self._short(self._rx_pos)
 
     def _fill(self) -> None:
         """Append what the socket has, waiting (under the socket's timeout) for a byte at
@@ -100,6 +97,11 @@ class BufferedTCPTransport(amqp_transport.TCPTransport):
             self.connected = False
             raise OSError("Server unexpectedly closed connection")
         self._rx += data
+
+    def fill_within(self, timeout: float | None) -> None:
+        """:meth:`_fill` under the read's ``timeout`` (None: the socket's own)."""
+        with self.having_timeout(timeout):
+            self._fill()
 
     def _compact(self) -> None:
         """Drop the bytes already read, once there are many (never inside a frame's read:
@@ -278,8 +280,7 @@ class BufferedConnection(pyamqp.Connection):
         if not isinstance(transport, BufferedTCPTransport):
             return super().blocking_read(timeout)
         if self._body_receivers and not transport.frame_buffered():
-            with transport.having_timeout(timeout):
-                transport._fill()
+            transport.fill_within(timeout)
         if not transport.frame_buffered():
             return super().blocking_read(timeout)
         if self._body_receivers:
@@ -288,8 +289,7 @@ class BufferedConnection(pyamqp.Connection):
                 # The rest of the message is on its way (the broker sends a message's
                 # frames together): wait for it, under this read's timeout, rather than
                 # take it frame by frame through py-amqp. A timeout consumes nothing.
-                with transport.having_timeout(timeout):
-                    transport._fill()
+                transport.fill_within(timeout)
                 frames = transport.take_delivery(self._body_receiver)
             if frames:
                 self.bytes_recv += frames  # what py-amqp counts for heartbeats

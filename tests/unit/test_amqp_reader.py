@@ -327,10 +327,7 @@ def test_every_delivery_arrives_once_by_one_path_or_the_other(
     wire = deliveries(*(("reply.1", body, {"h": 1} if slow else {})
                         for body, slow in messages), frame_max=4_096)
     got: list[bytes] = []
-    connection = amqp_reader.BufferedConnection(host="127.0.0.1:1")
-    connection._transport = transport
-    connection.channels = {1: type("Channel", (), {"callbacks": {"reply.1": None}})()}
-    connection.deliver_bodies(1, "reply.1", got.append)
+    connection = body_connection(transport, got, [])
     connection.on_inbound_frame = frame_handler(
         connection, lambda channel, method, args, message: got.append(message.body))
     peer.sendall(wire[:cut])
