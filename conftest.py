@@ -41,6 +41,8 @@ import pytest
 
 #: ``XDG_CACHE_HOME`` as the run found it, and the directory that replaced it.
 _cache_home: list[tuple[str | None, str]] = []
+#: ``ORCH_SESSION`` as the run found it.
+_session_mode: list[str | None] = []
 
 
 def _benchmarks_only(config: pytest.Config) -> bool:
@@ -52,6 +54,11 @@ def _benchmarks_only(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Every ``orch`` command a test or benchmark starts runs by itself (a session starts by
+    # default, and would outlive the run and serve the next test's commands). The session's
+    # own tests set ORCH_SESSION for their commands.
+    _session_mode.append(os.environ.get("ORCH_SESSION"))
+    os.environ["ORCH_SESSION"] = "off"
     if _benchmarks_only(config):
         return
     previous = os.environ.get("XDG_CACHE_HOME")
@@ -61,6 +68,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    while _session_mode:
+        previous_mode = _session_mode.pop()
+        if previous_mode is None:
+            os.environ.pop("ORCH_SESSION", None)
+        else:
+            os.environ["ORCH_SESSION"] = previous_mode
     while _cache_home:
         previous, directory = _cache_home.pop()
         if previous is None:

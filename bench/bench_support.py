@@ -421,16 +421,37 @@ class CPUBudget:
 
 
 def start_session(exe: str, env: dict[str, str], directory: Path) -> dict[str, str]:
-    """Start an ``orch session`` (docs/cli.md) in ``directory``; the environment that uses it.
+    """Get an ``orch session`` (docs/cli.md) in ``directory`` as users get one: a first
+    command (``orch --version``) run with ``ORCH_SESSION`` unset runs by itself and starts
+    it. Returns the environment of later commands (``ORCH_SESSION`` unset too: the default)
+    once the session answers (at most :data:`READY_TIMEOUT`).
 
     Every other command here runs with ``ORCH_SESSION=off`` (:func:`base_env`); a figure
-    "through a session" is only honest with :func:`stop_session`'s count checked.
+    "through a session" is only honest with :func:`stop_session`'s count checked (the first
+    command is not in it: it ran by itself).
     """
     directory.mkdir(mode=0o700)
-    session_env = {**env, "ORCH_SESSION": "on", "ORCH_SESSION_DIR": str(directory)}
-    subprocess.run([exe, "session", "start", "--idle", "600"], env=session_env, check=True,
-                   stdout=subprocess.DEVNULL, timeout=60)
+    session_env = {k: v for k, v in env.items() if k != "ORCH_SESSION"}
+    session_env["ORCH_SESSION_DIR"] = str(directory)
+    subprocess.run([exe, "--version"], env=session_env, check=True, stdout=subprocess.DEVNULL,
+                   timeout=60)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while session_status(exe, session_env) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"`{exe} --version` started no session in {directory} within "
+                               f"{READY_TIMEOUT:g} s; see the session-*.log there")
+        time.sleep(0.1)
     return session_env
+
+
+def session_status(exe: str, env: dict[str, str]) -> dict[str, object] | None:
+    """``orch session status --json``: the running session's status, or None."""
+    done = subprocess.run([exe, "session", "status", "--json"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode not in (0, 3):
+        raise RuntimeError(f"orch session status exited {done.returncode}: {done.stderr}")
+    status: dict[str, object] | None = json.loads(done.stdout)
+    return status
 
 
 def stop_session(exe: str, env: dict[str, str]) -> int:

@@ -27,9 +27,12 @@ IGNORED = ("build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tes
 
 
 def run_isolated(*argv: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run in ``/`` with no PYTHONPATH, VIRTUAL_ENV or ``ORCH_*``: only the venv's packages."""
+    """Run in ``/`` with no PYTHONPATH, VIRTUAL_ENV or ``ORCH_*`` (but ``ORCH_SESSION=off``:
+    no session starts for the new virtualenv and outlives the test): only the venv's
+    packages."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, cwd="/", env=env)
 

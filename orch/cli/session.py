@@ -1,4 +1,4 @@
-"""``orch session start|stop|status``: the opt-in resident session (:mod:`orch.resident`)."""
+"""``orch session start|stop|status``: the resident session (:mod:`orch.resident`)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def session() -> None:
     orch session status           is one running, and what has it served
     orch session stop             stop it after the commands it is running
     ORCH_SESSION=off orch ...     run one command by itself
-    ORCH_SESSION=auto             start one whenever a command finds none
+    ORCH_SESSION=on               use a running one, but never start one by itself
+    (unset, or auto)              the default: a command that finds none starts one
     """
 
 

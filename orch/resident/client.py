@@ -1,11 +1,13 @@
 """The thin side: hand this ``orch`` command to the user's session, or say it must run here.
 
 :func:`delegate` runs before click or any other part of orch is imported. When there is no
-session (the usual case) it costs one ``lstat``. When there is one, it checks that the socket
-and its directory are the user's own and that the process listening is the user's
-(``SO_PEERCRED``), sends the command — arguments, environment, working directory, umask,
-the encodings of the standard streams, :func:`orch.resident.wire.facts` — with the standard
-streams themselves as file descriptors, and waits for the session's answer:
+session it costs one ``lstat``, and by default a double fork that starts one for the
+commands after this one (``ORCH_SESSION``, :func:`orch.resident.wire.mode`). When there is
+one, it checks that the socket and its directory are the user's own and that the process
+listening is the user's (``SO_PEERCRED``), sends the command — arguments, environment,
+working directory, umask, the encodings of the standard streams,
+:func:`orch.resident.wire.facts` — with the standard streams themselves as file
+descriptors, and waits for the session's answer:
 
 - ``refused`` (the session is stopping, stale, full, or runs another interpreter, path,
   namespace or user): the command runs here, as if there were no session;
@@ -47,6 +49,10 @@ EXIT_LOST = 1
 
 def delegate(args: list[str]) -> int | None:
     """The exit status of ``orch ARGS`` run by the session, or None to run it here."""
+    unknown = wire.unknown_mode()
+    if unknown is not None:
+        sys.stderr.write(f"orch: {wire.SESSION_ENV}={unknown} is not auto, on or off; "
+                         "taking auto, the default\n")
     if OWN_PROCESS.intersection(args[:3]) or wire.disabled():
         return None
     path = wire.socket_path()
@@ -77,8 +83,8 @@ def delegate(args: list[str]) -> int | None:
 
 
 def _start_for_later(path: str) -> None:
-    """``ORCH_SESSION=auto`` and no session: start one, detached, for the commands after
-    this one, which runs here at once without waiting for it.
+    """No session, and ``ORCH_SESSION`` neither ``on`` nor ``off``: start one, detached,
+    for the commands after this one, which runs here at once without waiting for it.
 
     What ``orch session start`` runs, from a grandchild in a new session (so it is nobody's
     child and no terminal's). Two commands doing this at once start one session: the
@@ -120,7 +126,8 @@ def _start_for_later(path: str) -> None:
             os._exit(code)
     os.close(log)
     os.waitpid(child, 0)  # the middle process ends at once: no zombie, no wait
-    _debug(f"started a session (ORCH_SESSION=auto) at {path} for the next commands")
+    _debug(f"started a session at {path} for the next commands (ORCH_SESSION=on uses one "
+           "without starting it, off runs every command by itself)")
 
 
 def _offer(sock: _socket.socket, args: list[str]) -> dict[str, Any]:

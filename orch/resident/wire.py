@@ -42,9 +42,12 @@ TYPE_CHECKING = False  # not typing's: importing typing is 9 ms of a bare interp
 if TYPE_CHECKING:
     from typing import Any
 
-#: ``ORCH_SESSION=off`` (or ``0``, ``no``, ``false``) makes every command run by itself;
-#: ``auto`` starts a session when a command finds none, for the commands after it.
+#: ``ORCH_SESSION``: unset, or ``auto`` (or any other value), a command that finds no session
+#: runs by itself and starts one for the commands after it; ``on``, commands use a session
+#: that runs but never start one (``orch session start`` does); ``off`` (or ``0``, ``no``,
+#: ``false``), every command runs by itself.
 SESSION_ENV = "ORCH_SESSION"
+_OFF = ("off", "0", "no", "false")
 #: Seconds without a command after which a session stops by itself.
 DEFAULT_IDLE = 900.0
 DIR_ENV = "ORCH_SESSION_DIR"
@@ -63,13 +66,36 @@ class WireError(OSError):
     """The peer closed the connection, sent a bad frame, or is not who it must be."""
 
 
+def mode(environ: Any = os.environ) -> str:
+    """What ``ORCH_SESSION`` asks for: ``"off"``, ``"on"`` or ``"auto"`` (the default).
+
+    Sessions start by themselves unless told otherwise, as Ansible's persistent SSH
+    connections and Gradle's daemon do: half of a short command's time is Python importing
+    what an earlier command already imported (issue 13). A value this does not know means
+    the default rather than an error: this runs before the command line is parsed, where
+    no error could be reported as a command's.
+    """
+    value = str(environ.get(SESSION_ENV, "")).strip().lower()
+    if value in _OFF:
+        return "off"
+    return "on" if value == "on" else "auto"
+
+
+def unknown_mode(environ: Any = os.environ) -> str | None:
+    """The ``ORCH_SESSION`` value, when it is none of those :func:`mode` knows."""
+    value = str(environ.get(SESSION_ENV, "")).strip()
+    return value if value and value.lower() not in ("auto", "on", *_OFF) else None
+
+
 def disabled(environ: Any = os.environ) -> bool:
-    return str(environ.get(SESSION_ENV, "")).strip().lower() in ("off", "0", "no", "false")
+    """``ORCH_SESSION=off``: every command runs by itself."""
+    return mode(environ) == "off"
 
 
 def automatic(environ: Any = os.environ) -> bool:
-    """``ORCH_SESSION=auto``: a command that finds no session starts one (and runs itself)."""
-    return str(environ.get(SESSION_ENV, "")).strip().lower() == "auto"
+    """A command that finds no session starts one (and runs itself): unless ``ORCH_SESSION``
+    is ``on`` or ``off``."""
+    return mode(environ) == "auto"
 
 
 def companion_path(socket: str, suffix: str) -> str:

@@ -119,6 +119,7 @@ def issue(ca_dir: Path, role: str, name: str) -> tuple[Path, Path]:
 
 def _run_ca(*args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
     done = subprocess.run([*orch_argv(), "ca", *args], env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     if done.returncode != 0:

@@ -15,6 +15,7 @@ from orch.core.clientconfig import explain_settings, find_client_config, load_cl
 
 def clean(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
     env.update({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg"), **extra})
     return env
 

@@ -26,6 +26,7 @@ def test_unknown_shell_is_a_usage_error() -> None:
 def complete(words: str) -> list[str]:
     """What bash completion offers for ``words`` (the last one being typed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
     env.update({"_ORCH_COMPLETE": "bash_complete", "COMP_WORDS": words,
                 "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
                 "ORCH_CACHE_DIR": os.environ.get("ORCH_CACHE_DIR", "")})

@@ -106,7 +106,7 @@ def listening(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socke
     directory = tmp_path / "s"
     directory.mkdir(mode=0o700)
     monkeypatch.setenv(wire.DIR_ENV, str(directory))
-    monkeypatch.delenv(wire.SESSION_ENV, raising=False)
+    monkeypatch.setenv(wire.SESSION_ENV, "on")  # use this one; never start another
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o077)
     try:
@@ -153,8 +153,32 @@ def test_a_socket_in_a_shared_directory_is_not_used(listening: socket.socket) ->
 def test_without_a_session_the_command_runs_here(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(wire.DIR_ENV, str(tmp_path))
-    monkeypatch.delenv(wire.SESSION_ENV, raising=False)
+    monkeypatch.setenv(wire.SESSION_ENV, "on")  # use one, start none (the default starts one)
     assert client.delegate(["ping"]) is None
+    assert os.listdir(tmp_path) == []  # no session, no log, no lock
+
+
+@pytest.mark.parametrize("value, mode", [
+    (None, "auto"), ("", "auto"), ("auto", "auto"), (" AUTO ", "auto"),
+    ("on", "on"), ("On", "on"),
+    ("off", "off"), ("0", "off"), ("no", "off"), ("FALSE", "off"),
+    ("sometimes", "auto"),
+])
+def test_orch_session_says_whether_sessions_start_by_themselves(
+        value: str | None, mode: str) -> None:
+    environ = {} if value is None else {wire.SESSION_ENV: value}
+    assert wire.mode(environ) == mode
+    assert wire.automatic(environ) == (mode == "auto")
+    assert wire.disabled(environ) == (mode == "off")
+    assert (wire.unknown_mode(environ) is not None) == (value == "sometimes")
+
+
+def test_an_unknown_orch_session_value_is_named(listening: socket.socket,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(wire.SESSION_ENV, "sometimes")
+    assert client.delegate(["server"]) is None
+    assert "ORCH_SESSION=sometimes is not auto, on or off; taking auto" in capsys.readouterr().err
 
 
 def test_a_session_that_never_answers_costs_a_bounded_wait(

@@ -54,6 +54,7 @@ def orch_cli() -> list[str]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # every figure is a command run by itself
     env.update(extra)
     return env
 

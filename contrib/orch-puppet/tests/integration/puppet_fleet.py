@@ -70,6 +70,7 @@ class PuppetFleet:
 
     def client_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
         env.update({f"ORCH_{key.upper()}": value
                     for key, value in self.client_settings().items()})
         env["ORCH_DISCOVERY_WINDOW"] = "0.5"

@@ -45,6 +45,7 @@ def shims(tmp_path: Path) -> tuple[dict[str, str], Path]:
         shim.write_text(f"#!/bin/sh\necho {name} \"$@\" >> '{log}'\nexit 1\n")
         shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
     env["PATH"] = f"{directory}{os.pathsep}{env.get('PATH', '')}"
     env["ORCH_CACHE_DIR"] = str(tmp_path / "cache")
     return env, log
