@@ -72,8 +72,9 @@ def mode(environ: Any = os.environ) -> str:
     Sessions start by themselves unless told otherwise, as Ansible's persistent SSH
     connections and Gradle's daemon do: half of a short command's time is Python importing
     what an earlier command already imported (issue 13). A value this does not know means
-    the default rather than an error: this runs before the command line is parsed, where
-    no error could be reported as a command's.
+    the default rather than an error (:func:`unknown_mode` names it, for a line on stderr):
+    this runs before the command line is parsed, where no error can end a command as its
+    own errors do.
     """
     value = str(environ.get(SESSION_ENV, "")).strip().lower()
     if value in _OFF:

@@ -343,12 +343,13 @@ def _stop_all(session_dir: str, env: dict[str, str]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _run_by_default(*args: str, session_dir: str) -> subprocess.CompletedProcess[str]:
+def _run_by_default(*args: str, session_dir: str) -> CliResult:
     """``orch ARGS`` as a user runs it: no ORCH_SESSION in its environment at all."""
     env = clean_environment({"ORCH_SESSION_DIR": session_dir, **client_security()})
     del env["ORCH_SESSION"]
-    return subprocess.run([*orch_argv(), *args], env=env, capture_output=True, text=True,
+    done = subprocess.run([*orch_argv(), *args], env=env, capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
+    return CliResult(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize("setting", ["auto", "unset"])
@@ -356,9 +357,7 @@ def test_auto_starts_a_session_for_the_next_commands(session_dir: str, setting: 
     env = {"ORCH_SESSION": "auto", "ORCH_SESSION_DIR": session_dir}
     try:
         if setting == "unset":  # the default
-            done = _run_by_default("config", "show", "--json", session_dir=session_dir)
-            assert done.returncode == 0, done.stderr
-            first = CliResult(done.returncode, done.stdout, done.stderr, 0.0)
+            first = _run_by_default("config", "show", "--json", session_dir=session_dir)
         else:
             first = run_orch("config", "show", "--json", env=env)
         assert first.rc == 0, first.describe()  # ran by itself, at once
