@@ -6,9 +6,10 @@ imports only modules written in C or already loaded at start-up: ``_socket`` rat
 and ``typing``: 17 ms on the two-core machine of issue 13, more than a tenth of what a
 handed-over command takes in all.
 
-**Where.** One session per user and Python installation: the socket is
+**Where.** One session per user, Python installation and control group: the socket is
 ``session-<key>.sock`` in ``$ORCH_SESSION_DIR``, else ``$XDG_RUNTIME_DIR/orch``, else
-``/tmp/orch-<uid>``; ``<key>`` names the interpreter, so two virtualenvs never share one.
+``/tmp/orch-<uid>``; ``<key>`` names the interpreter and the control group, so two
+virtualenvs, or two ssh logins, never share one.
 The directory must belong to the user and be closed to everyone else (like tmux's
 ``/tmp/tmux-<uid>``): a command's arguments and environment may hold secrets, so neither side
 uses a directory or a socket another user could have made or can reach.
@@ -124,8 +125,16 @@ def session_dir() -> str:
 
 
 def socket_path(directory: str | None = None) -> str:
-    """The session socket for this interpreter."""
-    key = zlib.crc32(f"{_interpreter()}\0{sys.prefix}".encode()) & 0xFFFFFFFF
+    """The session socket for this interpreter and control group.
+
+    The control group is in the name because a session never runs a command from another
+    one (:func:`facts`): with one socket per interpreter, the first ssh login's session
+    would answer every other login's commands with a refusal, and no other login could
+    have a session of its own while it lived. A session started by a command, or by
+    ``orch session start``, is in that command's group.
+    """
+    identity = f"{_interpreter()}\0{sys.prefix}\0{_file_text('/proc/self/cgroup') or ''}"
+    key = zlib.crc32(identity.encode()) & 0xFFFFFFFF
     return os.path.join(directory or session_dir(), f"session-{key:08x}.sock")
 
 

@@ -7,6 +7,8 @@ the session by the session's ``served`` count, never by timing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pty
 import resource
@@ -240,6 +242,63 @@ def test_a_shell_with_other_limits_keeps_them(session: Session) -> None:
     assert done.returncode == 0, done.stderr
     assert "collective" in done.stdout
     assert session.served() == before  # declined (another RLIMIT_NOFILE), ran by itself
+
+
+@contextlib.contextmanager
+def _control_group() -> Iterator[str]:
+    """A new, empty control group of this machine's first writable hierarchy (its
+    ``cgroup.procs`` file); skips where none can be made. Removed afterwards, once empty."""
+    for root in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        group = os.path.join(root, f"orch-test-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.mkdir(group)
+        except OSError:
+            continue
+        procs = os.path.join(group, "cgroup.procs")
+        if os.path.exists(procs):
+            break
+        os.rmdir(group)
+    else:
+        pytest.skip("no control group can be made here (needs root and a writable cgroupfs)")
+    try:
+        yield procs
+    finally:
+        wait_until(lambda: not Path(procs).read_text().split(), timeout=30,
+                   what=f"the processes in {group} to end")
+        os.rmdir(group)
+
+
+def test_another_control_group_starts_a_session_of_its_own(session: Session) -> None:
+    """Another ssh login, or a systemd unit, is another control group: this session would
+    refuse its commands, so it starts one of its own rather than run every command cold."""
+    env = clean_environment({**session.env, "ORCH_SESSION": "auto"})
+    with _control_group() as procs:
+        def in_group(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *orch_argv(), *args],
+                env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+        def status() -> object:
+            done = in_group("session", "status", "--json")
+            assert done.returncode in (0, 3), done.stderr
+            return json.loads(done.stdout)
+
+        try:
+            first = in_group("config", "show")
+            assert first.returncode == 0, first.stderr
+            assert session.served() == 0  # never offered to this group's session
+            wait_until(lambda: status() is not None, timeout=30,
+                       what="the other control group's own session")
+            theirs = status()
+            assert isinstance(theirs, dict) and theirs["pid"] != session.pid
+            assert theirs["socket"] != session.socket
+            second = in_group("config", "show")
+            assert second.returncode == 0 and second.stdout == first.stdout
+            after = status()
+            assert isinstance(after, dict) and after["served"] == 1
+            assert session.served() == 0
+        finally:
+            in_group("session", "stop")
 
 
 def test_garbage_on_the_socket_never_takes_the_session_down(session: Session) -> None:

@@ -100,6 +100,18 @@ def test_python_and_python3_of_one_environment_share_a_session(
     assert wire.socket_path("/d") != path
 
 
+def test_each_control_group_has_a_session_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another ssh login, or a systemd unit, would be refused by this one's session: it gets
+    its own socket instead, so that it can start its own."""
+    path = wire.socket_path("/d")
+    assert wire.socket_path("/d") == path
+    real = wire._file_text
+    monkeypatch.setattr(wire, "_file_text", lambda name: (
+        "0::/user.slice/user-0.slice/session-99.scope\n" if name == "/proc/self/cgroup"
+        else real(name)))
+    assert wire.socket_path("/d") != path
+
+
 @pytest.fixture
 def listening(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
     """A socket where the session's would be, that nobody answers."""
