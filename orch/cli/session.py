@@ -27,10 +27,11 @@ def session() -> None:
     \b
     A session is a process of yours that has already imported click, kombu, the
     security provider and orch. Each later `orch` command run with the same Python
-    (same virtualenv, path, user and namespaces) hands its arguments, environment,
-    working directory and terminal to it, and a fresh child of the session runs it:
-    settings, plugins, certificates and the broker connection are read anew each time.
-    A command the session cannot take runs by itself, as without one.
+    (same virtualenv, path, user, namespaces and control group: each ssh login has
+    its own session) hands its arguments, environment, working directory and
+    terminal to it, and a fresh child of the session runs it: settings, plugins,
+    certificates and the broker connection are read anew each time. A command the
+    session cannot take runs by itself, as without one.
 
     \b
     orch session start            start one (stops after 15 minutes without a command)
@@ -48,7 +49,7 @@ def session() -> None:
               help="Stop after this many seconds without a command (0: only when stopped).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def start(idle: float, as_json: bool) -> None:
-    """Start a session for this Python and user (nothing happens if one runs)."""
+    """Start a session for this Python, user and login (nothing happens if one runs)."""
     from orch.resident import control
 
     with _reported():
