@@ -9,8 +9,8 @@ command, so help and error messages are exactly click's. ``cli`` and ``PluginGro
 still importable from here.
 
 Before either, a command run from the console script is offered to the user's session
-(``orch session start``, :mod:`orch.resident`), which runs it in a child with everything
-already imported; without a session that costs one ``lstat``.
+(:mod:`orch.resident`), which runs it in a child with everything already imported; without
+a session that costs one ``lstat``, and by default starts one for the commands after it.
 """
 
 from __future__ import annotations
