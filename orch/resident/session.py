@@ -479,7 +479,7 @@ def _hold_lock(path: str) -> int | None:
     """Take the lock file beside ``path`` while this process listens (the descriptor stays
     open until the socket is gone, and commands never keep it: :meth:`Session._child`
     closes it); None when another session holds it. Two sessions started at once
-    (``ORCH_SESSION=auto`` in parallel commands) thus end with one listening, and neither
+    (by commands run at once that found none) thus end with one listening, and neither
     removes the other's socket."""
     global _LOCK_FD
     fd = os.open(wire.companion_path(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
