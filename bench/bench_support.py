@@ -33,6 +33,7 @@ import pytest
 
 from orch.core.client import Client
 from orch.core.config import Settings, load_settings
+from orch.testing import bare_environment
 
 AMQP_URL = os.environ.get("ORCH_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 DAEMONS = 50
@@ -74,8 +75,7 @@ def base_env() -> dict[str, str]:
     ``ORCH_SESSION=off``: a command measured cold must not be run by a session the person
     benchmarking happens to have; the session figures set up their own.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"
+    env = bare_environment()
     if PYCACHE:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = PYCACHE

@@ -11,7 +11,6 @@ otherwise.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import venv
@@ -30,9 +29,10 @@ def run_isolated(*argv: str | Path, timeout: float = 600) -> subprocess.Complete
     """Run in ``/`` with no PYTHONPATH, VIRTUAL_ENV or ``ORCH_*`` (but ``ORCH_SESSION=off``:
     no session starts for the new virtualenv and outlives the test): only the venv's
     packages."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"
+    from orch.testing.servers import bare_environment  # orch.testing imports this module
+
+    env = {k: v for k, v in bare_environment().items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, cwd="/", env=env)
 

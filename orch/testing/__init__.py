@@ -84,6 +84,7 @@ from orch.testing.servers import (
     ServerFleet,
     ServerFleetFactory,
     ServerNode,
+    bare_environment,
     run_orch,
     stop_fleets,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "SimProcess",
     "assert_all_failed",
     "assert_all_ok",
+    "bare_environment",
     "broker_problem",
     "check_fresh_install",
     "data_by_node",

@@ -117,14 +117,22 @@ def node_security_flags(identity: str) -> list[str]:
 SUITE_ENVIRONMENT: dict[str, str] = {}
 
 
-def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def bare_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any ``ORCH_*`` variable but ``ORCH_SESSION=off``,
-    plus :data:`SUITE_ENVIRONMENT`, plus ``extra``."""
+    plus ``extra``: for an ``orch`` a test starts that must see none of the run's settings.
+
+    ``ORCH_SESSION=off`` because by default a command starts a resident session, which
+    would outlive the test and run the next test's commands (as would a developer's own).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # a developer's own `orch session` must not run the tests
-    env.update(SUITE_ENVIRONMENT)
+    env["ORCH_SESSION"] = "off"
     env.update(extra or {})
     return env
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`bare_environment` plus :data:`SUITE_ENVIRONMENT`, plus ``extra``."""
+    return bare_environment({**SUITE_ENVIRONMENT, **(extra or {})})
 
 
 @dataclass(frozen=True)

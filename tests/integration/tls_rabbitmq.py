@@ -37,6 +37,8 @@ from pathlib import Path
 from orch_integration import orch_argv
 from private_brokers import PrivateRabbitMQ, rabbitmq_tools
 
+from orch.testing import bare_environment
+
 #: The plugin that provides the EXTERNAL (certificate) login mechanism.
 SSL_AUTH_PLUGIN = "rabbitmq_auth_mechanism_ssl"
 #: The name (CN and DNS SAN) of the broker's own certificate.
@@ -118,8 +120,7 @@ def issue(ca_dir: Path, role: str, name: str) -> tuple[Path, Path]:
 
 
 def _run_ca(*args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
+    env = bare_environment()
     done = subprocess.run([*orch_argv(), "ca", *args], env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     if done.returncode != 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,12 @@ from click.testing import CliRunner
 
 from orch.cli.main import cli
 from orch.core.clientconfig import explain_settings, find_client_config, load_client_settings
+from orch.testing import bare_environment
 
 
 def clean(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
-    env.update({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg"), **extra})
-    return env
+    return bare_environment({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+                             **extra})
 
 
 def write(path: Path, text: str) -> Path:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from orch.cli.main import cli
+from orch.testing import bare_environment
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -25,11 +26,10 @@ def test_unknown_shell_is_a_usage_error() -> None:
 
 def complete(words: str) -> list[str]:
     """What bash completion offers for ``words`` (the last one being typed)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
-    env.update({"_ORCH_COMPLETE": "bash_complete", "COMP_WORDS": words,
-                "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
-                "ORCH_CACHE_DIR": os.environ.get("ORCH_CACHE_DIR", "")})
+    env = bare_environment({
+        "_ORCH_COMPLETE": "bash_complete", "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        "ORCH_CACHE_DIR": os.environ.get("ORCH_CACHE_DIR", "")})
     proc = subprocess.run([sys.executable, "-c", "from orch.cli.main import main; main()"],
                           env=env, capture_output=True, text=True, timeout=60)
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]

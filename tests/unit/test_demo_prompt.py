@@ -11,6 +11,7 @@ import pytest
 
 from orch.cli.main import cli
 from orch.cli.prompt import completions, handle
+from orch.testing import bare_environment
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -20,11 +21,9 @@ PROMPT = "orch>"  # prompt_toolkit draws the trailing space as a cursor move
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
-    env.update({"ORCH_LOG_LEVEL": "error", "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1",
-                "ORCH_CACHE_DIR": os.environ.get("ORCH_CACHE_DIR", "off")})
-    return env
+    return bare_environment({"ORCH_LOG_LEVEL": "error", "TERM": "xterm",
+                             "PROMPT_TOOLKIT_NO_CPR": "1",
+                             "ORCH_CACHE_DIR": os.environ.get("ORCH_CACHE_DIR", "off")})
 
 
 def test_the_prompt_in_a_terminal() -> None:

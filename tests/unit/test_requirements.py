@@ -31,6 +31,7 @@ from orch.core.errors import ConfigError, MissingRequirementError, PluginError
 from orch.core.hookspecs import hookimpl
 from orch.core.plugins import PluginRegistry
 from orch.core.requirements import Requirement
+from orch.testing import bare_environment
 from orch.transports.kombu import SCHEMES
 
 #: A module name no environment has.
@@ -291,9 +292,7 @@ UNINSTALLED_ORCH = textwrap.dedent("""
 
 
 def run_without(modules: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
-    env["ORCH_TESTS_UNINSTALLED"] = modules
+    env = bare_environment({"ORCH_TESTS_UNINSTALLED": modules})
     return subprocess.run([sys.executable, "-c", UNINSTALLED_ORCH, *args], env=env,
                           capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)

@@ -33,6 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from orch.testing import bare_environment
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
@@ -53,10 +55,7 @@ def orch_cli() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # every figure is a command run by itself
-    env.update(extra)
-    return env
+    return bare_environment(extra)  # every figure is a command run by itself
 
 
 def percentile(values: list[float], share: float) -> float:

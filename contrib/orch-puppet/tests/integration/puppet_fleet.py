@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from orch.testing import CliResult
+from orch.testing import CliResult, bare_environment
 from orch.testing.servers import orch_argv, wait_answering
 from puppet_stack import AgentNode, PuppetStack
 
@@ -69,10 +69,8 @@ class PuppetFleet:
                 "tls_ca": str(self.ca_dir / "ca.pem")}
 
     def client_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
-        env.update({f"ORCH_{key.upper()}": value
-                    for key, value in self.client_settings().items()})
+        env = bare_environment({f"ORCH_{key.upper()}": value
+                                for key, value in self.client_settings().items()})
         env["ORCH_DISCOVERY_WINDOW"] = "0.5"
         return env
 

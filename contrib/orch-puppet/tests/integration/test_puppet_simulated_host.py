@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from orch.testing import SimProcess, broker_problem, purge_collective
+from orch.testing import SimProcess, bare_environment, broker_problem, purge_collective
 from orch.testing.servers import orch_argv
 from puppet_fleet import BROKER, CliResult
 
@@ -44,8 +44,7 @@ def shims(tmp_path: Path) -> tuple[dict[str, str], Path]:
         shim = directory / name
         shim.write_text(f"#!/bin/sh\necho {name} \"$@\" >> '{log}'\nexit 1\n")
         shim.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_SESSION"] = "off"  # no session starts for, or serves, a test's command
+    env = bare_environment()
     env["PATH"] = f"{directory}{os.pathsep}{env.get('PATH', '')}"
     env["ORCH_CACHE_DIR"] = str(tmp_path / "cache")
     return env, log
