@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 #: ``false``), every command runs by itself.
 SESSION_ENV = "ORCH_SESSION"
 _OFF = ("off", "0", "no", "false")
+_KNOWN = ("auto", "on", *_OFF)
 #: Seconds without a command after which a session stops by itself.
 DEFAULT_IDLE = 900.0
 DIR_ENV = "ORCH_SESSION_DIR"
@@ -86,7 +87,7 @@ def mode(environ: Any = os.environ) -> str:
 def unknown_mode(environ: Any = os.environ) -> str | None:
     """The ``ORCH_SESSION`` value, when it is none of those :func:`mode` knows."""
     value = str(environ.get(SESSION_ENV, "")).strip()
-    return value if value and value.lower() not in ("auto", "on", *_OFF) else None
+    return value if value and value.lower() not in _KNOWN else None
 
 
 def disabled(environ: Any = os.environ) -> bool:
@@ -133,7 +134,7 @@ def socket_path(directory: str | None = None) -> str:
     have a session of its own while it lived. A session started by a command, or by
     ``orch session start``, is in that command's group.
     """
-    identity = f"{_interpreter()}\0{sys.prefix}\0{_file_text('/proc/self/cgroup') or ''}"
+    identity = f"{_interpreter()}\0{sys.prefix}\0{_cgroup() or ''}"
     key = zlib.crc32(identity.encode()) & 0xFFFFFFFF
     return os.path.join(directory or session_dir(), f"session-{key:08x}.sock")
 
@@ -186,13 +187,18 @@ def facts() -> dict[str, Any]:
     limits = {name: resource.getrlimit(getattr(resource, name)) for name in _LIMITS
               if hasattr(resource, name)}
     return {
-        "cgroup": _file_text("/proc/self/cgroup"), "limits": limits,
+        "cgroup": _cgroup(), "limits": limits,
         "executable": _interpreter(), "prefix": sys.prefix, "version": sys.version,
         "path": list(sys.path), "flags": flags, "warnoptions": list(sys.warnoptions),
         "xoptions": {str(k): str(v) for k, v in sys._xoptions.items()},
         "fsencoding": sys.getfilesystemencoding(), "namespaces": namespaces,
         "uid": os.geteuid(), "gid": os.getegid(), "groups": sorted(os.getgroups()),
     }
+
+
+def _cgroup() -> str | None:
+    """This process's control groups, as the kernel lists them (None: no /proc)."""
+    return _file_text("/proc/self/cgroup")
 
 
 def _file_text(path: str) -> str | None:
